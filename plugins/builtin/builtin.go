@@ -1,0 +1,32 @@
+// Package builtin is the one registry of tarn's built-in plugins. Adding a
+// built-in plugin is one line in All plus its folder under plugins/.
+//
+// The host runs a built-in plugin by re-executing its own binary as
+// "tarn plugin serve KIND NAME", which looks the entry up here and calls its
+// Serve; so a built-in plugin runs out of process exactly as a third-party
+// one does.
+package builtin
+
+import (
+	"github.com/tarnfs/tarn/sdk/pluginkit"
+)
+
+// Entry is one built-in plugin.
+type Entry struct {
+	Kind  pluginkit.Kind
+	Name  string
+	Serve func() // serves the plugin on stdin/stdout until the host is gone
+}
+
+// All lists the built-in plugins.
+var All = []Entry{}
+
+// Lookup finds a built-in plugin by kind and name.
+func Lookup(kind pluginkit.Kind, name string) (Entry, bool) {
+	for _, e := range All {
+		if e.Kind == kind && e.Name == name {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
