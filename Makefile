@@ -1,0 +1,52 @@
+# tarn — make help lists every target.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN := bin/tarn
+# Packages whose tests also run under the race detector.
+RACE_PKGS := ./sdk/... ./host/...
+FUZZTIME ?= 10s
+DEV_DIR ?= $(HOME)/.tarn-dev
+
+.PHONY: help build run test acceptance bench fuzz lint generate install clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/tarn (host, CLI and built-in plugins in one binary)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./host/cmd/tarn
+
+run: build ## start a local dev grid (introducer, 5 storage nodes, client) in $(DEV_DIR)
+	$(BIN) dev --dir $(DEV_DIR)
+
+test: lint ## unit and integration tests, with -race on the core packages
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+acceptance: build ## end-to-end tests: real tarn processes and real clients
+	TARN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags acceptance -timeout 30m ./acceptance/...
+
+bench: ## benchmarks, printed as ratios to this machine's limits
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./sdk/... ./plugins/... ./host/...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags acceptance ./acceptance/...
+
+generate: ## regenerate protobuf/gRPC code (needs Debian's protobuf-compiler)
+	command -v protoc >/dev/null || { apt-get update && apt-get install -y protobuf-compiler; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./...
+
+install: build ## install bin/tarn to /usr/local/bin and the systemd unit examples
+	install -m 0755 $(BIN) /usr/local/bin/tarn
+
+clean: ## remove build output
+	rm -rf bin
