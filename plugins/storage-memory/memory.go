@@ -22,10 +22,10 @@ const DefaultLimit = 1 << 30
 type Memory struct {
 	limit int64
 
-	mu       sync.Mutex
-	used     int64 // sealed bytes plus bytes reserved by open writers
-	shares   map[storage.Ref][]byte
-	slots    map[storage.Ref]slot
+	mu     sync.Mutex
+	used   int64 // sealed bytes plus bytes reserved by open writers
+	shares map[storage.Ref][]byte
+	slots  map[storage.Ref]slot
 }
 
 type slot struct {
