@@ -47,8 +47,19 @@ type Info struct {
 	MaxN    int    // largest N it supports (<= MaxShares)
 }
 
-// ErrTooFewBlocks is returned by Decode when fewer than K blocks are given.
-var ErrTooFewBlocks = errors.New("codec: fewer than K blocks")
+// Sentinel errors. The RPC layer carries them across the process boundary,
+// so a host branches on them with errors.Is whatever process the codec runs in.
+var (
+	// ErrTooFewBlocks is returned by Decode when fewer than K blocks are given.
+	ErrTooFewBlocks = errors.New("codec: fewer than K blocks")
+	// ErrInvalidInput is returned for arguments that break the contract:
+	// bad parameters, an empty segment, a wrong number of blocks or a block
+	// of the wrong size.
+	ErrInvalidInput = errors.New("codec: invalid input")
+	// ErrUnsupported is returned for valid parameters this codec does not
+	// implement (for example K != 1 for a replication codec, or N > MaxN).
+	ErrUnsupported = errors.New("codec: parameters not supported")
+)
 
 // Codec is implemented by every codec plugin. It is stateless; the host may
 // call it concurrently.
