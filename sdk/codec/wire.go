@@ -105,3 +105,8 @@ func paramsFromWire(w *codecpb.Params) (Params, error) {
 	}
 	return p, nil
 }
+
+// FromStatus turns the error of a raw tarn.codec.v1 call into the error the
+// Client would return: the sentinel errors survive (errors.Is works). Only
+// code that drives codecpb directly needs it.
+func FromStatus(call string, err error) error { return fromStatus(call, err) }
