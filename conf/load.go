@@ -1,0 +1,81 @@
+package conf
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Load reads DIR/tarn.toml (or the file itself when given a file), applies
+// the defaults and validates it. A mistaken profile gives an ErrorList
+// holding every mistake; a missing one an error wrapping ErrNoProfile.
+func Load(path string) (*Profile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load profile %s: %w", path, err)
+	}
+	file := abs
+	if st, err := os.Stat(abs); err == nil && st.IsDir() {
+		file = filepath.Join(abs, FileName)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("load profile %s: %w (run `tarn init DIR` to write one)", file, ErrNoProfile)
+		}
+		return nil, fmt.Errorf("load profile: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// Parse decodes and validates profile text as if read from file; the node
+// folder is file's folder. It is Load without the file system.
+func Parse(file string, data []byte) (*Profile, error) {
+	p := defaultProfile()
+	p.File = file
+	p.Dir = filepath.Dir(file)
+
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, ErrorList{{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: lowerMsg(pe.Message)}}
+		}
+		return nil, ErrorList{{File: file, Msg: err.Error()}}
+	}
+	d := &decoder{file: file, lines: keyLines(string(data))}
+	d.decodeStruct("", doc, reflectValue(p))
+	p.lines = d.lines
+	p.derive()
+	v := &validator{decoder: d, p: p}
+	v.validate()
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	return p, nil
+}
+
+// ConfigJSON is the plugin's config table as the JSON handed to the plugin.
+func (pl *Plugin) ConfigJSON() ([]byte, error) {
+	if pl.Config == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(pl.Config)
+}
+
+// lowerMsg makes the toml package's messages read like ours: lower case
+// first word, no trailing period.
+func lowerMsg(m string) string {
+	m = strings.TrimSuffix(m, ".")
+	if len(m) > 1 && m[0] >= 'A' && m[0] <= 'Z' && m[1] >= 'a' && m[1] <= 'z' {
+		m = string(m[0]+'a'-'A') + m[1:]
+	}
+	return m
+}

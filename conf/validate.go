@@ -1,0 +1,280 @@
+package conf
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Limits on values; see docs/configuration.md.
+const (
+	MinSegmentSize = Size(4 << 10)
+	MaxSegmentSize = Size(64 << 20)
+	MaxShares      = 256
+)
+
+var (
+	gridNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+	pluginRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+)
+
+type validator struct {
+	*decoder
+	p *Profile
+}
+
+func oneOf(v string, set ...string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) validate() {
+	p := v.p
+	if !(p.Introducer.Enabled || p.Storage.Enabled || p.Client.Enabled) {
+		v.errorf("", "no service enabled: set introducer.enabled, storage.enabled or client.enabled to true")
+	}
+
+	// [node]
+	if strings.ContainsFunc(p.Node.Name, func(r rune) bool { return r < ' ' || r == 0x7f }) || len(p.Node.Name) > 64 {
+		v.errorf("node.name", "must be at most 64 printable characters")
+	}
+	if !oneOf(p.Node.LogLevel, logLevels...) {
+		v.errorf("node.log_level", "%q is not one of %s", p.Node.LogLevel, strings.Join(logLevels, ", "))
+	}
+
+	// [grid]
+	if !gridNameRE.MatchString(p.Grid.Name) {
+		v.errorf("grid.name", "%q: want 1-64 of a-z 0-9 . _ - starting with a letter or digit", p.Grid.Name)
+	}
+	for i, u := range p.Grid.Introducers {
+		if _, err := ParseNodeURL(u); err != nil {
+			v.errorf(indexKey("grid.introducers", i), "%v", err)
+		}
+	}
+	seen := map[string]int{}
+	for i, s := range p.Grid.Servers {
+		k := indexKey("grid.servers", i)
+		if s.Address == "" {
+			v.errorf(k+".address", "missing: each server needs an address")
+		} else if err := CheckAddress(s.Address, false); err != nil {
+			v.errorf(k+".address", "%v", err)
+		}
+		if s.KeyHash == "" {
+			v.errorf(k+".key_hash", "missing: each server needs its key hash (`tarn id` on that node)")
+		} else if err := CheckKeyHash(s.KeyHash); err != nil {
+			v.errorf(k+".key_hash", "%v", err)
+		} else if j, dup := seen[s.KeyHash]; dup {
+			v.errorf(k+".key_hash", "same key hash as grid.servers[%d]", j)
+		} else {
+			seen[s.KeyHash] = i
+		}
+	}
+
+	// [introducer], [storage]
+	if p.Introducer.Enabled {
+		v.listens("introducer", p.Introducer.Listen, p.Introducer.Announce)
+	}
+	if p.Storage.Enabled {
+		v.listens("storage", p.Storage.Listen, p.Storage.Announce)
+	}
+
+	// [client]
+	if p.Client.Enabled {
+		v.client()
+	}
+
+	// [plugins.*]
+	v.plugin("plugins.codec", &p.Plugins.Codec)
+	v.plugin("plugins.storage", &p.Plugins.Storage)
+	v.plugin("plugins.transport", &p.Plugins.Transport)
+
+	// [[accounts]], then the frontends that refer to them.
+	v.accounts()
+	listens := map[string]string{}
+	claim := func(key, addr string) {
+		if prev, ok := listens[addr]; ok {
+			v.errorf(key, "%q is already used by %s", addr, prev)
+			return
+		}
+		listens[addr] = key
+	}
+	if p.Client.Enabled {
+		claim("client.api_listen", p.Client.APIListen)
+	}
+	for i := range p.WebDAV {
+		w := &p.WebDAV[i]
+		k := indexKey("webdav", i)
+		if err := CheckHostPort(w.Listen); err != nil {
+			v.errorf(k+".listen", "%v", err)
+		} else if w.Enabled {
+			claim(k+".listen", w.Listen)
+		}
+		if !strings.HasPrefix(w.Prefix, "/") || strings.Contains(w.Prefix, "..") {
+			v.errorf(k+".prefix", "%q: want a URL path starting with \"/\"", w.Prefix)
+		}
+		if (w.TLSCert == "") != (w.TLSKey == "") {
+			v.errorf(k+".tls_cert", "set both tls_cert and tls_key, or neither")
+		}
+		if w.TLSSelfSigned && w.TLSCert != "" {
+			v.errorf(k+".tls_self_signed", "set tls_self_signed or tls_cert and tls_key, not both")
+		}
+		v.positive(k+".lock_timeout", w.LockTimeout)
+		if !oneOf(w.AppleDouble, "keep", "hide", "refuse") {
+			v.errorf(k+".apple_double", "%q is not one of keep, hide, refuse", w.AppleDouble)
+		}
+		v.frontend(k, w.Enabled, w.Accounts)
+	}
+	for i := range p.SFTP {
+		s := &p.SFTP[i]
+		k := indexKey("sftp", i)
+		if err := CheckHostPort(s.Listen); err != nil {
+			v.errorf(k+".listen", "%v", err)
+		} else if s.Enabled {
+			claim(k+".listen", s.Listen)
+		}
+		if len(s.HostKeys) == 0 {
+			v.errorf(k+".host_keys", "needs at least one host key file")
+		}
+		v.positive(k+".idle_timeout", s.IdleTimeout)
+		if s.MaxSessions < 1 || s.MaxSessions > 65536 {
+			v.errorf(k+".max_sessions", "%d is out of range 1-65536", s.MaxSessions)
+		}
+		v.frontend(k, s.Enabled, s.Accounts)
+	}
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.errorf(key, "must be more than 0s")
+	} else if d.D() > 24*time.Hour*365 {
+		v.errorf(key, "%s is longer than a year", d)
+	}
+}
+
+func (v *validator) listens(role string, listen, announce []string) {
+	if len(listen) == 0 {
+		v.errorf(role+".listen", "needs at least one address when %s.enabled is true", role)
+	}
+	for i, a := range listen {
+		if err := CheckAddress(a, true); err != nil {
+			v.errorf(indexKey(role+".listen", i), "%v", err)
+		}
+	}
+	for i, a := range announce {
+		if err := CheckAddress(a, false); err != nil {
+			v.errorf(indexKey(role+".announce", i), "%v", err)
+		}
+	}
+}
+
+func (v *validator) client() {
+	c := &v.p.Client
+	s := c.Shares
+	switch {
+	case s.K < 1:
+		v.errorf("client.shares.k", "k = %d: must be at least 1", s.K)
+	case s.N < 1 || s.N > MaxShares:
+		v.errorf("client.shares.n", "n = %d: must be 1-%d", s.N, MaxShares)
+	case s.K > s.N:
+		v.errorf("client.shares.k", "k = %d is more than n = %d", s.K, s.N)
+	case s.H > s.N:
+		v.errorf("client.shares.h", "h = %d is more than n = %d", s.H, s.N)
+	case s.H < s.K:
+		v.errorf("client.shares.h", "h = %d is less than k = %d", s.H, s.K)
+	}
+	if c.SegmentSize < MinSegmentSize || c.SegmentSize > MaxSegmentSize {
+		v.errorf("client.segment_size", "%s is out of range %s-%s", c.SegmentSize, MinSegmentSize, MaxSegmentSize)
+	}
+	if !oneOf(c.Convergence, "secret", "random") {
+		v.errorf("client.convergence", "%q is not one of secret, random", c.Convergence)
+	}
+	if err := CheckHostPort(c.APIListen); err != nil {
+		v.errorf("client.api_listen", "%v", err)
+	}
+	v.positive("client.server_timeout", c.ServerTimeout)
+	if len(v.p.Grid.Introducers) == 0 && len(v.p.Grid.Servers) == 0 && !v.p.Introducer.Enabled {
+		v.errorf("client.enabled", "the client cannot find storage servers: set grid.introducers or grid.servers")
+	}
+}
+
+func (v *validator) plugin(key string, pl *Plugin) {
+	switch {
+	case pl.Name != "" && pl.Path != "":
+		v.errorf(key+".path", "set name (a built-in plugin) or path (an external binary), not both")
+	case pl.Name != "" && !pluginRE.MatchString(pl.Name):
+		v.errorf(key+".name", "%q: want a built-in plugin name such as \"reedsolomon\"", pl.Name)
+	}
+	if pl.SHA256 != "" {
+		if b, err := hex.DecodeString(pl.SHA256); err != nil || len(b) != 32 {
+			v.errorf(key+".sha256", "want 64 hex digits (sha256sum of the binary)")
+		} else if pl.Path == "" {
+			v.errorf(key+".sha256", "pins an external binary: set path too")
+		}
+		pl.SHA256 = strings.ToLower(pl.SHA256)
+	}
+	if _, err := json.Marshal(pl.Config); err != nil {
+		v.errorf(key+".config", "cannot pass to the plugin as JSON: %v", err)
+	}
+}
+
+func (v *validator) accounts() {
+	seen := map[string]int{}
+	for i := range v.p.Accounts {
+		a := &v.p.Accounts[i]
+		k := indexKey("accounts", i)
+		if !nameRE.MatchString(a.Name) {
+			v.errorf(k+".name", "%q: want 1-64 of A-Z a-z 0-9 . _ @ - starting with a letter or digit", a.Name)
+		} else if j, dup := seen[a.Name]; dup {
+			v.errorf(k+".name", "account %q is already defined as accounts[%d]", a.Name, j)
+		} else {
+			seen[a.Name] = i
+		}
+		if a.PasswordHash != "" && !strings.HasPrefix(a.PasswordHash, "$argon2id$") &&
+			!strings.HasPrefix(a.PasswordHash, "$2a$") && !strings.HasPrefix(a.PasswordHash, "$2b$") && !strings.HasPrefix(a.PasswordHash, "$2y$") {
+			v.errorf(k+".password_hash", "not an argon2id or bcrypt hash (make one with `tarn account passwd`)")
+		}
+		for j, line := range a.AuthorizedKeys {
+			if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil {
+				v.errorf(indexKey(k+".authorized_keys", j), "not an OpenSSH public key line such as \"ssh-ed25519 AAAA... user@host\"")
+			}
+		}
+		if a.PasswordHash == "" && len(a.AuthorizedKeys) == 0 {
+			v.errorf(k, "account %q has neither password_hash nor authorized_keys: nobody can log in", a.Name)
+		}
+		switch {
+		case a.RootCapFile == "" && a.RootAlias == "":
+			v.errorf(k, "account %q needs root_cap_file or root_alias", a.Name)
+		case a.RootCapFile != "" && a.RootAlias != "":
+			v.errorf(k+".root_alias", "set root_cap_file or root_alias, not both")
+		case a.RootAlias != "" && !nameRE.MatchString(a.RootAlias):
+			v.errorf(k+".root_alias", "%q is not an alias name", a.RootAlias)
+		}
+	}
+}
+
+func (v *validator) frontend(k string, enabled bool, accounts []string) {
+	for j, name := range accounts {
+		if _, ok := v.p.Account(name); !ok {
+			v.errorf(indexKey(k+".accounts", j), "no account %q in [[accounts]]", name)
+		}
+	}
+	if !enabled {
+		return
+	}
+	if !v.p.Client.Enabled {
+		v.errorf(k, "a frontend needs the client: set client.enabled = true")
+	}
+	if len(v.p.Accounts) == 0 {
+		v.errorf(k, "a frontend needs an account: add an [[accounts]] entry (`tarn account add`)")
+	}
+}
