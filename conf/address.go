@@ -23,16 +23,16 @@ const KeyHashLen = 52
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// CheckKeyHash reports whether s is a well-formed key hash (lowercase
-// unpadded base32 of a SHA-256, as identity.KeyHash makes).
-func CheckKeyHash(s string) error {
-	if len(s) != KeyHashLen || strings.ToLower(s) != s {
-		return fmt.Errorf("bad key hash %q: want %d lowercase base32 characters", s, KeyHashLen)
+// CanonicalKeyHash checks that s is a key hash (unpadded base32 of a
+// SHA-256, as identity.KeyHash makes; either case, padding tolerated) and
+// returns it in canonical form: lower case, unpadded.
+func CanonicalKeyHash(s string) (string, error) {
+	t := strings.ToUpper(strings.TrimRight(s, "="))
+	b, err := b32.DecodeString(t)
+	if err != nil || len(b) != 32 {
+		return "", fmt.Errorf("bad key hash %q: want %d base32 characters (the SHA-256 of the node's public key)", s, KeyHashLen)
 	}
-	if b, err := b32.DecodeString(strings.ToUpper(s)); err != nil || len(b) != 32 {
-		return fmt.Errorf("bad key hash %q: want %d lowercase base32 characters", s, KeyHashLen)
-	}
-	return nil
+	return strings.ToLower(t), nil
 }
 
 // CheckAddress checks a transport address. A listen address may use port 0
@@ -92,33 +92,30 @@ func validScheme(s string) bool {
 	return true
 }
 
-// NodeURL is a node's dialable address with the key hash it must present.
-type NodeURL struct {
-	KeyHash string // identity.KeyHash of the node
-	Address string // transport address, e.g. "tcp:10.0.0.5:3458"
-}
-
-// ErrBadNodeURL is wrapped by ParseNodeURL's errors.
+// ErrBadNodeURL is wrapped by CheckNodeURL's errors.
 var ErrBadNodeURL = errors.New("bad node url")
 
-// ParseNodeURL parses "tarn://KEYHASH@ADDRESS".
-func ParseNodeURL(s string) (NodeURL, error) {
+// CheckNodeURL checks a node URL "tarn://KEYHASH@ADDRESS[,ADDRESS...]", the
+// grammar host/nodelink.ParseAddr reads (use that to take one apart).
+func CheckNodeURL(s string) error {
 	rest, ok := strings.CutPrefix(s, "tarn://")
 	if !ok {
-		return NodeURL{}, fmt.Errorf("%w %q: want tarn://KEYHASH@ADDRESS", ErrBadNodeURL, s)
+		return fmt.Errorf("%w %q: want tarn://KEYHASH@ADDRESS", ErrBadNodeURL, s)
 	}
-	kh, addr, ok := strings.Cut(rest, "@")
+	kh, addrs, ok := strings.Cut(rest, "@")
 	if !ok {
-		return NodeURL{}, fmt.Errorf("%w %q: want tarn://KEYHASH@ADDRESS", ErrBadNodeURL, s)
+		return fmt.Errorf("%w %q: want tarn://KEYHASH@ADDRESS", ErrBadNodeURL, s)
 	}
-	if err := CheckKeyHash(kh); err != nil {
-		return NodeURL{}, fmt.Errorf("%w: %v", ErrBadNodeURL, err)
+	if _, err := CanonicalKeyHash(kh); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadNodeURL, err)
 	}
-	if err := CheckAddress(addr, false); err != nil {
-		return NodeURL{}, fmt.Errorf("%w: %v", ErrBadNodeURL, err)
+	for _, a := range strings.Split(addrs, ",") {
+		if err := CheckAddress(a, false); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadNodeURL, err)
+		}
 	}
-	return NodeURL{KeyHash: kh, Address: addr}, nil
+	return nil
 }
 
-// String writes the URL as ParseNodeURL reads it.
-func (u NodeURL) String() string { return "tarn://" + u.KeyHash + "@" + u.Address }
+// URL is the server's node URL, "tarn://KEYHASH@ADDRESS".
+func (s Server) URL() string { return "tarn://" + s.KeyHash + "@" + s.Address }

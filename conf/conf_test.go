@@ -220,19 +220,25 @@ func TestSize(t *testing.T) {
 
 func TestNodeURL(t *testing.T) {
 	kh := "khvtxks67zgjy2mf6n5y27cvyz346zj2yul5zvsjirszj65l4gya"
-	good := "tarn://" + kh + "@tcp:10.0.0.5:3458"
-	u, err := ParseNodeURL(good)
-	if err != nil || u.KeyHash != kh || u.Address != "tcp:10.0.0.5:3458" || u.String() != good {
-		t.Fatalf("parse %q: %+v, %v", good, u, err)
+	for _, good := range []string{
+		"tarn://" + kh + "@tcp:10.0.0.5:3458",
+		"tarn://" + strings.ToUpper(kh) + "@tcp:h:1,tor:abc.onion:4410",
+	} {
+		if err := CheckNodeURL(good); err != nil {
+			t.Errorf("CheckNodeURL(%q) = %v", good, err)
+		}
 	}
 	for _, bad := range []string{
 		"", "tarn://", "http://" + kh + "@tcp:h:1", "tarn://" + kh, "tarn://short@tcp:h:1",
-		"tarn://" + strings.ToUpper(kh) + "@tcp:h:1", "tarn://" + kh + "@tcp:h:70000",
-		"tarn://" + kh + "@tcp:0.0.0.0:1", "tarn://" + kh + "@nocolon",
+		"tarn://" + kh + "@tcp:h:70000", "tarn://" + kh + "@tcp:h:1,", "tarn://" + kh + "@tcp:0.0.0.0:1",
+		"tarn://" + kh + "@nocolon",
 	} {
-		if _, err := ParseNodeURL(bad); !errors.Is(err, ErrBadNodeURL) {
-			t.Errorf("ParseNodeURL(%q) = %v, want ErrBadNodeURL", bad, err)
+		if err := CheckNodeURL(bad); !errors.Is(err, ErrBadNodeURL) {
+			t.Errorf("CheckNodeURL(%q) = %v, want ErrBadNodeURL", bad, err)
 		}
+	}
+	if got, err := CanonicalKeyHash(strings.ToUpper(kh) + "===="); err != nil || got != kh {
+		t.Errorf("CanonicalKeyHash: %q, %v", got, err)
 	}
 }
 

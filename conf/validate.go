@@ -57,26 +57,32 @@ func (v *validator) validate() {
 		v.errorf("grid.name", "%q: want 1-64 of a-z 0-9 . _ - starting with a letter or digit", p.Grid.Name)
 	}
 	for i, u := range p.Grid.Introducers {
-		if _, err := ParseNodeURL(u); err != nil {
+		if err := CheckNodeURL(u); err != nil {
 			v.errorf(indexKey("grid.introducers", i), "%v", err)
 		}
 	}
 	seen := map[string]int{}
-	for i, s := range p.Grid.Servers {
+	for i := range p.Grid.Servers {
+		s := &p.Grid.Servers[i]
 		k := indexKey("grid.servers", i)
 		if s.Address == "" {
 			v.errorf(k+".address", "missing: each server needs an address")
 		} else if err := CheckAddress(s.Address, false); err != nil {
 			v.errorf(k+".address", "%v", err)
 		}
-		if s.KeyHash == "" {
+		kh, err := CanonicalKeyHash(s.KeyHash)
+		switch {
+		case s.KeyHash == "":
 			v.errorf(k+".key_hash", "missing: each server needs its key hash (`tarn id` on that node)")
-		} else if err := CheckKeyHash(s.KeyHash); err != nil {
+		case err != nil:
 			v.errorf(k+".key_hash", "%v", err)
-		} else if j, dup := seen[s.KeyHash]; dup {
-			v.errorf(k+".key_hash", "same key hash as grid.servers[%d]", j)
-		} else {
-			seen[s.KeyHash] = i
+		default:
+			s.KeyHash = kh
+			if j, dup := seen[kh]; dup {
+				v.errorf(k+".key_hash", "same key hash as grid.servers[%d]", j)
+			} else {
+				seen[kh] = i
+			}
 		}
 	}
 
