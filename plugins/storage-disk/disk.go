@@ -1,0 +1,576 @@
+// Package storagedisk is the "disk" storage backend: shares and slots kept
+// as files under one folder, crash-safe (a share or slot value is either
+// wholly there or not there after a crash at any moment).
+//
+// Layout under the folder (see docs/plugins-storage.md):
+//
+//	FORMAT                         "tarn-storage-disk 1"
+//	LOCK                           flock'd by the one process using the folder
+//	tmp/                           files being written; emptied at start
+//	shares/<ii>/<index>/<num>      sealed shares
+//	slots/<ii>/<index>/<num>       slot values (header + value)
+//
+// <index> is the storage index in lower-case hex (32 digits), <ii> its
+// first two digits, <num> the share number in decimal. Names are made by
+// this package from fixed-size values, never taken from a caller, so no
+// index can point outside the folder; names that do not parse are ignored.
+package storagedisk
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+const formatLine = "tarn-storage-disk 1\n"
+
+// Disk is a storage.Backend over a folder. It must be the only user of its
+// folder; New takes an exclusive lock to make sure.
+type Disk struct {
+	dir  string
+	lock *os.File
+
+	// stripes serialise the visible changes (seal, delete, slot write) of
+	// one storage index; different indexes proceed in parallel.
+	seed    maphash.Seed
+	stripes [64]sync.Mutex
+
+	mu       sync.Mutex
+	reserved int64 // sizes of open writers, not yet on disk
+}
+
+var (
+	_ storage.Backend = (*Disk)(nil)
+	_ storage.Indexer = (*Disk)(nil)
+)
+
+// New opens (creating if needed) the backend folder dir, locks it, and
+// removes files a crash left in tmp/.
+func New(dir string) (*Disk, error) {
+	if dir == "" {
+		return nil, errors.New("storage disk: empty folder path")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage disk folder %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("storage disk folder: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(abs, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("storage disk folder %s: %w", abs, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("storage disk folder %s is in use by another process: %w", abs, err)
+	}
+	d := &Disk{dir: abs, lock: lock, seed: maphash.MakeSeed()}
+	if err := d.init(); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("storage disk folder %s: %w", abs, err)
+	}
+	return d, nil
+}
+
+func (d *Disk) init() error {
+	fp := filepath.Join(d.dir, "FORMAT")
+	switch b, err := os.ReadFile(fp); {
+	case errors.Is(err, os.ErrNotExist):
+		if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatLine)); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case string(b) != formatLine:
+		return fmt.Errorf("FORMAT says %q, this tarn reads %q", b, formatLine)
+	}
+	for _, sub := range []string{"tmp", "shares", "slots"} {
+		if err := mkdirDurable(filepath.Join(d.dir, sub)); err != nil {
+			return err
+		}
+	}
+	// Whatever is in tmp/ was being written when a process died: it was
+	// never sealed, so it is garbage.
+	ents, err := os.ReadDir(d.tmp())
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(d.tmp(), e.Name())); err != nil {
+			return fmt.Errorf("remove leftover temp file: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close releases the folder lock. Open writers must be ended first.
+func (d *Disk) Close() error { return d.lock.Close() }
+
+// Dir is the backend folder.
+func (d *Disk) Dir() string { return d.dir }
+
+func (d *Disk) tmp() string { return filepath.Join(d.dir, "tmp") }
+
+func indexDir(root string, index [storage.StorageIndexSize]byte) string {
+	h := hex.EncodeToString(index[:])
+	return filepath.Join(root, h[:2], h)
+}
+
+func (d *Disk) sharePath(r storage.Ref) string {
+	return filepath.Join(indexDir(filepath.Join(d.dir, "shares"), r.Index), strconv.FormatUint(uint64(r.Num), 10))
+}
+
+func (d *Disk) slotPath(r storage.Ref) string {
+	return filepath.Join(indexDir(filepath.Join(d.dir, "slots"), r.Index), strconv.FormatUint(uint64(r.Num), 10))
+}
+
+func (d *Disk) stripe(index [storage.StorageIndexSize]byte) *sync.Mutex {
+	return &d.stripes[maphash.Bytes(d.seed, index[:])%uint64(len(d.stripes))]
+}
+
+func (d *Disk) Info(context.Context) (storage.Info, error) {
+	return storage.Info{Name: "disk", Version: "1.0.0"}, nil
+}
+
+func (d *Disk) Space(context.Context) (storage.Space, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.dir, &st); err != nil {
+		return storage.Space{}, fmt.Errorf("statfs %s: %w", d.dir, err)
+	}
+	d.mu.Lock()
+	res := d.reserved
+	d.mu.Unlock()
+	total := int64(st.Blocks) * st.Bsize
+	free := max(0, int64(st.Bavail)*st.Bsize-res)
+	return storage.Space{Total: total, Free: min(free, total)}, nil
+}
+
+func (d *Disk) Create(ctx context.Context, ref storage.Ref, size int64) (storage.Writer, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("create share %s of %d bytes: %w", ref, size, storage.ErrRange)
+	}
+	if _, err := os.Lstat(d.sharePath(ref)); err == nil {
+		return nil, fmt.Errorf("create share %s: %w", ref, storage.ErrExists)
+	}
+	sp, err := d.Space(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create share %s: %w", ref, err)
+	}
+	if size > sp.Free {
+		return nil, fmt.Errorf("create share %s of %d bytes with %d free: %w", ref, size, sp.Free, storage.ErrNoSpace)
+	}
+	f, err := os.CreateTemp(d.tmp(), "share-*")
+	if err != nil {
+		return nil, fmt.Errorf("create share %s: %w", ref, err)
+	}
+	// The file has its final size from the start: bytes never written read
+	// as zeros (holes), and WriteAt can never grow it.
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create share %s: %w", ref, err)
+	}
+	d.mu.Lock()
+	d.reserved += size
+	d.mu.Unlock()
+	return &writer{d: d, ref: ref, size: size, f: f}, nil
+}
+
+func (d *Disk) Stat(_ context.Context, ref storage.Ref) (int64, error) {
+	st, err := os.Lstat(d.sharePath(ref))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("stat share %s: %w", ref, storage.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat share %s: %w", ref, err)
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("stat share %s: not a regular file", ref)
+	}
+	return st.Size(), nil
+}
+
+func (d *Disk) ReadAt(_ context.Context, ref storage.Ref, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read share %s at %d: %w", ref, off, storage.ErrRange)
+	}
+	f, err := os.Open(d.sharePath(ref))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("read share %s: %w", ref, storage.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read share %s: %w", ref, err)
+	}
+	defer f.Close()
+	n, err := f.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("read share %s at %d: %w", ref, off, err)
+	}
+	return n, err
+}
+
+// parseNum accepts only the canonical decimal form of a uint32, so that
+// stray files ("01", "x", "7.tmp") are never taken for shares.
+func parseNum(name string) (uint32, bool) {
+	n, err := strconv.ParseUint(name, 10, 32)
+	if err != nil || strconv.FormatUint(n, 10) != name {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// parseIndex accepts only 32 lower-case hex digits.
+func parseIndex(name string) ([storage.StorageIndexSize]byte, bool) {
+	var idx [storage.StorageIndexSize]byte
+	if len(name) != 2*storage.StorageIndexSize {
+		return idx, false
+	}
+	if _, err := hex.Decode(idx[:], []byte(name)); err != nil || hex.EncodeToString(idx[:]) != name {
+		return idx, false
+	}
+	return idx, true
+}
+
+func (d *Disk) List(_ context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	ents, err := os.ReadDir(indexDir(filepath.Join(d.dir, "shares"), index))
+	if errors.Is(err, os.ErrNotExist) {
+		return []uint32{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list shares of %x: %w", index, err)
+	}
+	nums := []uint32{}
+	for _, e := range ents {
+		if n, ok := parseNum(e.Name()); ok && e.Type().IsRegular() {
+			nums = append(nums, n)
+		}
+	}
+	slices.Sort(nums)
+	return nums, nil
+}
+
+func (d *Disk) Delete(_ context.Context, ref storage.Ref) error {
+	mu := d.stripe(ref.Index)
+	mu.Lock()
+	defer mu.Unlock()
+	p := d.sharePath(ref)
+	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete share %s: %w", ref, storage.ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("delete share %s: %w", ref, err)
+	}
+	dir := filepath.Dir(p)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("delete share %s: %w", ref, err)
+	}
+	// The index folder goes with its last share (it fails harmlessly when
+	// others remain); the stripe lock keeps a concurrent Seal out.
+	if os.Remove(dir) == nil {
+		syncDir(filepath.Dir(dir))
+	}
+	return nil
+}
+
+// Slot files: magic, generation (big endian), value. The generation is
+// the token: it is kept in the file, so it survives restarts, and it moves
+// on with every write, even of an equal value.
+const (
+	slotMagic     = "TARNSLT1"
+	slotHeaderLen = len(slotMagic) + 8
+)
+
+// parseSlot splits a slot file into its generation and value.
+func parseSlot(b []byte) (uint64, []byte, error) {
+	if len(b) < slotHeaderLen || string(b[:len(slotMagic)]) != slotMagic {
+		return 0, nil, errors.New("slot file has no valid header")
+	}
+	gen := binary.BigEndian.Uint64(b[len(slotMagic):slotHeaderLen])
+	if gen == 0 {
+		return 0, nil, errors.New("slot file has generation 0")
+	}
+	return gen, b[slotHeaderLen:], nil
+}
+
+func (d *Disk) readSlot(ref storage.Ref) (uint64, []byte, error) {
+	b, err := os.ReadFile(d.slotPath(ref))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil, fmt.Errorf("read slot %s: %w", ref, storage.ErrNotFound)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("read slot %s: %w", ref, err)
+	}
+	gen, v, err := parseSlot(b)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read slot %s: %w", ref, err)
+	}
+	return gen, v, nil
+}
+
+func (d *Disk) ReadSlot(_ context.Context, ref storage.Ref) ([]byte, string, error) {
+	gen, v, err := d.readSlot(ref)
+	if err != nil {
+		return nil, "", err
+	}
+	return v, strconv.FormatUint(gen, 10), nil
+}
+
+func (d *Disk) WriteSlot(_ context.Context, ref storage.Ref, expect string, value []byte) (string, error) {
+	mu := d.stripe(ref.Index)
+	mu.Lock()
+	defer mu.Unlock()
+	cur := ""
+	gen, _, err := d.readSlot(ref)
+	switch {
+	case err == nil:
+		cur = strconv.FormatUint(gen, 10)
+	case !errors.Is(err, storage.ErrNotFound):
+		return "", fmt.Errorf("write slot %s: %w", ref, err)
+	}
+	if cur != expect {
+		return "", fmt.Errorf("write slot %s: token %q is stale: %w", ref, expect, storage.ErrConflict)
+	}
+	gen++
+	b := make([]byte, slotHeaderLen, slotHeaderLen+len(value))
+	copy(b, slotMagic)
+	binary.BigEndian.PutUint64(b[len(slotMagic):], gen)
+	b = append(b, value...)
+	p := d.slotPath(ref)
+	if err := mkdirDurable(filepath.Dir(p)); err != nil {
+		return "", fmt.Errorf("write slot %s: %w", ref, err)
+	}
+	f, err := os.CreateTemp(d.tmp(), "slot-*")
+	if err != nil {
+		return "", fmt.Errorf("write slot %s: %w", ref, err)
+	}
+	f.Close()
+	if err := writeDurable(f.Name(), p, b); err != nil {
+		os.Remove(f.Name())
+		if errors.Is(err, unix.ENOSPC) {
+			err = fmt.Errorf("%w: %w", storage.ErrNoSpace, err)
+		}
+		return "", fmt.Errorf("write slot %s: %w", ref, err)
+	}
+	return strconv.FormatUint(gen, 10), nil
+}
+
+// Indexes lists, prefix folder by prefix folder, every storage index with
+// a sealed share or a slot.
+func (d *Disk) Indexes(ctx context.Context, fn func(index [storage.StorageIndexSize]byte) error) error {
+	for i := range 256 {
+		prefix := fmt.Sprintf("%02x", i)
+		var found [][storage.StorageIndexSize]byte
+		for _, kind := range []string{"shares", "slots"} {
+			ents, err := os.ReadDir(filepath.Join(d.dir, kind, prefix))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("list storage indexes: %w", err)
+			}
+			for _, e := range ents {
+				idx, ok := parseIndex(e.Name())
+				if !ok || !e.IsDir() || !hasEntries(filepath.Join(d.dir, kind, prefix, e.Name())) {
+					continue
+				}
+				found = append(found, idx)
+			}
+		}
+		slices.SortFunc(found, func(a, b [storage.StorageIndexSize]byte) int { return slices.Compare(a[:], b[:]) })
+		for _, idx := range slices.Compact(found) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(idx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func hasEntries(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) > 0
+}
+
+// writer fills a temp file of the share's final size; Seal makes it the
+// share.
+type writer struct {
+	d    *Disk
+	ref  storage.Ref
+	size int64
+
+	mu sync.Mutex
+	f  *os.File // nil once sealed or aborted
+}
+
+func (w *writer) WriteAt(_ context.Context, p []byte, off int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return fmt.Errorf("write share %s: %w", w.ref, storage.ErrClosed)
+	}
+	if off < 0 || off > w.size || int64(len(p)) > w.size-off {
+		return fmt.Errorf("write share %s: %d bytes at %d of %d: %w", w.ref, len(p), off, w.size, storage.ErrRange)
+	}
+	if _, err := w.f.WriteAt(p, off); err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			err = fmt.Errorf("%w: %w", storage.ErrNoSpace, err)
+		}
+		return fmt.Errorf("write share %s at %d: %w", w.ref, off, err)
+	}
+	return nil
+}
+
+// end takes the writer's file and gives its space reservation back.
+func (w *writer) end() *os.File {
+	f := w.f
+	w.f = nil
+	w.d.mu.Lock()
+	w.d.reserved -= w.size
+	w.d.mu.Unlock()
+	return f
+}
+
+// Seal: fsync the temp file, rename it into place (refusing to replace a
+// share sealed meanwhile), fsync the folder. A crash before the rename
+// leaves only a temp file, removed at the next start; after the folder
+// fsync the share survives.
+func (w *writer) Seal(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return fmt.Errorf("seal share %s: %w", w.ref, storage.ErrClosed)
+	}
+	f := w.end()
+	tmp := f.Name()
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = w.d.publish(w.ref, tmp)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.ENOSPC) {
+			err = fmt.Errorf("%w: %w", storage.ErrNoSpace, err)
+		}
+		return fmt.Errorf("seal share %s: %w", w.ref, err)
+	}
+	return nil
+}
+
+func (d *Disk) publish(ref storage.Ref, tmp string) error {
+	mu := d.stripe(ref.Index)
+	mu.Lock()
+	defer mu.Unlock()
+	p := d.sharePath(ref)
+	if err := mkdirDurable(filepath.Dir(p)); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return storage.ErrExists
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+func (w *writer) Abort(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return fmt.Errorf("abort share %s: %w", w.ref, storage.ErrClosed)
+	}
+	f := w.end()
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("abort share %s: %w", w.ref, err)
+	}
+	return nil
+}
+
+// writeDurable writes b to tmp, fsyncs it, renames it to dst and fsyncs
+// dst's folder.
+func writeDurable(tmp, dst string, b []byte) error {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// mkdirDurable makes dir and any missing parents, fsyncing the parent of
+// each folder it creates so the new entry survives a crash.
+func mkdirDurable(dir string) error {
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%s is not a folder", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+func strconvU(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func indexName(idx [storage.StorageIndexSize]byte) string { return hex.EncodeToString(idx[:]) }

@@ -1,0 +1,265 @@
+package storagedisk
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+	"github.com/tarnfs/tarn/sdk/storage/storagetest"
+)
+
+// envServe makes the test binary serve the disk backend as a plugin.
+const envServe = "TARN_TEST_SERVE_STORAGE_DISK"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envServe) == "1" {
+		Serve()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func pluginCmd() *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envServe+"=1")
+	return cmd
+}
+
+func settings(t *testing.T, dir string) []byte {
+	b, err := json.Marshal(Settings{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestPluginConformance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fast bool
+	}{{"fast", true}, {"fallback", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			storagetest.Run(t, func(t *testing.T) storage.Backend {
+				c, _ := storagetest.StartPlugin(t, pluginCmd(), tc.fast, settings(t, t.TempDir()))
+				return c
+			})
+		})
+	}
+}
+
+// TestPluginConfigure: calls before Configure are refused with a clear
+// error; bad settings are refused; the same folder again is accepted (a
+// host re-configures after every restart), another one is not.
+func TestPluginConfigure(t *testing.T) {
+	c, _ := storagetest.StartPlugin(t, pluginCmd(), true, nil)
+	ctx := context.Background()
+	if _, err := c.Stat(ctx, storage.Ref{}); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Fatalf("stat before configure: %v, want a 'not configured' error", err)
+	}
+	if _, err := c.Create(ctx, storage.Ref{}, 1); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Fatalf("create before configure: %v, want a 'not configured' error", err)
+	}
+	for _, bad := range []string{`{}`, `{"path":"/x","extra":1}`, `nonsense`} {
+		if err := c.Configure(ctx, []byte(bad)); err == nil {
+			t.Fatalf("settings %s accepted", bad)
+		}
+	}
+	dir := t.TempDir()
+	if err := c.Configure(ctx, settings(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Configure(ctx, settings(t, dir)); err != nil {
+		t.Fatalf("configure again with the same folder: %v", err)
+	}
+	if err := c.Configure(ctx, settings(t, t.TempDir())); err == nil {
+		t.Fatal("configure with another folder accepted")
+	}
+	if _, err := c.Stat(ctx, storage.Ref{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("stat after configure: %v, want ErrNotFound", err)
+	}
+}
+
+// TestPluginAbortsOnDetach: writers the host leaves open are aborted when
+// its connection ends, so their temp files go at once.
+func TestPluginAbortsOnDetach(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := storagetest.StartPlugin(t, pluginCmd(), true, settings(t, dir))
+	ctx := context.Background()
+	w, err := c.Create(ctx, storage.Ref{Num: 1}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteAt(ctx, make([]byte, 500), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := countTmp(t, dir); n != 1 {
+		t.Fatalf("%d temp files while writing, want 1", n)
+	}
+	c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for countTmp(t, dir) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("temp file of an open writer still there after the host detached")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countTmp(t *testing.T, dir string) int {
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// killRef and killData name and fill share i of writer g in the kill test.
+func killRef(g, i int) storage.Ref {
+	var r storage.Ref
+	binary.BigEndian.PutUint32(r.Index[:], uint32(g))
+	binary.BigEndian.PutUint32(r.Index[4:], uint32(i))
+	r.Num = uint32(i % 10)
+	return r
+}
+
+func killData(g, i int) []byte {
+	rng := rand.New(rand.NewPCG(uint64(g), uint64(i)))
+	b := make([]byte, 64<<10+int(rng.Uint32()%(192<<10)))
+	for j := range b {
+		b[j] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// TestPluginKill9 kills the plugin process with SIGKILL while writers are
+// busy. The calls in flight must fail (not hang); a new process on the
+// same folder must show every share whose Seal returned, intact, and no
+// share whose Seal was never called.
+func TestPluginKill9(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fast bool
+	}{{"fast", true}, {"fallback", false}} {
+		t.Run(tc.name, func(t *testing.T) { testKill9(t, tc.fast) })
+	}
+}
+
+func testKill9(t *testing.T, fast bool) {
+	dir := t.TempDir()
+	c, p := storagetest.StartPlugin(t, pluginCmd(), fast, settings(t, dir))
+	const writers = 4
+	var (
+		mu       sync.Mutex
+		sealed   = map[[2]int]bool{} // Seal returned nil
+		sealing  = map[[2]int]bool{} // Seal was called; outcome unknown if it errored
+		lastErr  = make([]error, writers)
+		attempts = make([]int, writers)
+		wg       sync.WaitGroup
+	)
+	ctx := context.Background()
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				attempts[g] = i + 1
+				r, data := killRef(g, i), killData(g, i)
+				w, err := c.Create(ctx, r, int64(len(data)))
+				for off := 0; err == nil && off < len(data); off += 32 << 10 {
+					err = w.WriteAt(ctx, data[off:min(off+32<<10, len(data))], int64(off))
+				}
+				if err == nil {
+					mu.Lock()
+					sealing[[2]int{g, i}] = true
+					mu.Unlock()
+					err = w.Seal(ctx)
+				}
+				if err != nil {
+					lastErr[g] = err
+					return
+				}
+				mu.Lock()
+				sealed[[2]int{g, i}] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	// Let some shares be sealed, then kill in the middle of the work.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(sealed)
+		mu.Unlock()
+		if n >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d shares sealed in 60s", n)
+		}
+	}
+	if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls in flight at the kill hung")
+	}
+	for g, err := range lastErr {
+		if err == nil {
+			t.Errorf("writer %d: no error after the kill", g)
+		}
+	}
+	t.Logf("sealed %d shares before the kill; last error: %v", len(sealed), lastErr[0])
+
+	c2, _ := storagetest.StartPlugin(t, pluginCmd(), fast, settings(t, dir))
+	if n := countTmp(t, dir); n != 0 {
+		t.Errorf("%d temp files left after a restart", n)
+	}
+	for g := range writers {
+		for i := range attempts[g] {
+			r := killRef(g, i)
+			nums, err := c2.List(ctx, r.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := [2]int{g, i}
+			visible := len(nums) == 1 && nums[0] == r.Num
+			switch {
+			case sealed[key] && !visible:
+				t.Errorf("share %d/%d sealed before the kill is gone (list %v)", g, i, nums)
+			case !sealing[key] && len(nums) != 0:
+				t.Errorf("share %d/%d never sealed is visible (list %v)", g, i, nums)
+			case len(nums) > 1 || (len(nums) == 1 && !visible):
+				t.Errorf("share %d/%d: list %v", g, i, nums)
+			}
+			if !visible {
+				continue
+			}
+			want := killData(g, i)
+			got := make([]byte, len(want)+1)
+			n, err := c2.ReadAt(ctx, r, got, 0)
+			if n != len(want) || !bytes.Equal(got[:n], want) || err == nil {
+				t.Errorf("share %d/%d reads back %d bytes (want %d), equal=%v, err=%v",
+					g, i, n, len(want), bytes.Equal(got[:n], want), err)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Log(fmt.Sprintf("folder %s", dir))
+	}
+}

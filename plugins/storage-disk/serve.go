@@ -1,0 +1,168 @@
+package storagedisk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/tarnfs/tarn/sdk/pluginkit"
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// Settings are the plugin's settings, given by the host through Configure
+// as a JSON object: {"path": "/var/lib/tarn/storage"}.
+type Settings struct {
+	// Path is the backend folder; created if missing.
+	Path string `json:"path"`
+}
+
+// ErrNotConfigured is returned by every call of a served disk backend that
+// has not yet been given its folder.
+var ErrNotConfigured = errors.New(`storage disk: not configured: the host must call Configure with {"path": "FOLDER"} first`)
+
+// ParseSettings decodes and checks settings JSON; unknown keys are refused.
+func ParseSettings(settingsJSON []byte) (Settings, error) {
+	var s Settings
+	dec := json.NewDecoder(bytes.NewReader(settingsJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Settings{}, fmt.Errorf("storage disk settings: %w", err)
+	}
+	if dec.More() {
+		return Settings{}, errors.New("storage disk settings: trailing data after the JSON object")
+	}
+	if s.Path == "" {
+		return Settings{}, errors.New(`storage disk settings: "path" is required`)
+	}
+	return s, nil
+}
+
+// Served is the disk backend as a plugin process runs it: it opens its
+// folder when the host configures it, and refuses calls before.
+type Served struct {
+	mu   sync.Mutex
+	disk *Disk
+}
+
+var (
+	_ storage.Backend      = (*Served)(nil)
+	_ storage.Indexer      = (*Served)(nil)
+	_ pluginkit.Configurer = (*Served)(nil)
+)
+
+// Serve runs the disk backend as a plugin process (tarn plugin serve
+// storage disk); the host gives the folder with Configure.
+func Serve() { storage.Serve(&Served{}) }
+
+// Configure opens the folder named by settings. Configuring again with the
+// same folder (as a host does after every restart) is a no-op; another
+// folder is refused.
+func (s *Served) Configure(_ context.Context, settingsJSON []byte) error {
+	set, err := ParseSettings(settingsJSON)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disk != nil {
+		if abs, err := filepath.Abs(set.Path); err == nil && abs == s.disk.Dir() {
+			return nil
+		}
+		return fmt.Errorf("storage disk: already configured with %s", s.disk.Dir())
+	}
+	d, err := New(set.Path)
+	if err != nil {
+		return err
+	}
+	s.disk = d
+	return nil
+}
+
+func (s *Served) get() (*Disk, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disk == nil {
+		return nil, ErrNotConfigured
+	}
+	return s.disk, nil
+}
+
+func (s *Served) Info(ctx context.Context) (storage.Info, error) {
+	return storage.Info{Name: "disk", Version: "1.0.0"}, nil
+}
+
+func (s *Served) Space(ctx context.Context) (storage.Space, error) {
+	d, err := s.get()
+	if err != nil {
+		return storage.Space{}, err
+	}
+	return d.Space(ctx)
+}
+
+func (s *Served) Create(ctx context.Context, ref storage.Ref, size int64) (storage.Writer, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	return d.Create(ctx, ref, size)
+}
+
+func (s *Served) Stat(ctx context.Context, ref storage.Ref) (int64, error) {
+	d, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return d.Stat(ctx, ref)
+}
+
+func (s *Served) ReadAt(ctx context.Context, ref storage.Ref, p []byte, off int64) (int, error) {
+	d, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return d.ReadAt(ctx, ref, p, off)
+}
+
+func (s *Served) List(ctx context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	return d.List(ctx, index)
+}
+
+func (s *Served) Delete(ctx context.Context, ref storage.Ref) error {
+	d, err := s.get()
+	if err != nil {
+		return err
+	}
+	return d.Delete(ctx, ref)
+}
+
+func (s *Served) ReadSlot(ctx context.Context, ref storage.Ref) ([]byte, string, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, "", err
+	}
+	return d.ReadSlot(ctx, ref)
+}
+
+func (s *Served) WriteSlot(ctx context.Context, ref storage.Ref, expect string, value []byte) (string, error) {
+	d, err := s.get()
+	if err != nil {
+		return "", err
+	}
+	return d.WriteSlot(ctx, ref, expect, value)
+}
+
+func (s *Served) Indexes(ctx context.Context, fn func(index [storage.StorageIndexSize]byte) error) error {
+	d, err := s.get()
+	if err != nil {
+		return err
+	}
+	return d.Indexes(ctx, fn)
+}
