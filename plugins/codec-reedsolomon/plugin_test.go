@@ -35,13 +35,20 @@ func TestMain(m *testing.M) {
 // startPlugin runs this test binary as a reedsolomon plugin process, with or
 // without the shared-memory arena, and kills it when the test ends.
 func startPlugin(tb testing.TB, fast bool) (*pluginkit.Process, *codec.Client) {
+	return startPluginArena(tb, fast, 0)
+}
+
+// startPluginArena is startPlugin with an arena of arenaSize bytes (0: the
+// default).
+func startPluginArena(tb testing.TB, fast bool, arenaSize int) (*pluginkit.Process, *codec.Client) {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = []string{envServe + "=1"}
 	p, err := pluginkit.Start(codec.StartOptions(pluginkit.StartOptions{
-		Name:     Name,
-		Cmd:      cmd,
-		FastPath: fast,
+		Name:      Name,
+		Cmd:       cmd,
+		FastPath:  fast,
+		ArenaSize: arenaSize,
 	}))
 	if err != nil {
 		tb.Fatalf("start plugin: %v", err)
