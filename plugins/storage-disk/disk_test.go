@@ -201,7 +201,7 @@ func FuzzParseSlot(f *testing.F) {
 // FuzzParseNames: a folder entry is taken for a share or an index only if
 // it is exactly the name this package would have made for it.
 func FuzzParseNames(f *testing.F) {
-	for _, s := range []string{"0", "7", "01", "4294967295", "4294967296", "-1", "+1", "ab01"+strings.Repeat("0", 28), "AB01000000000000000000000000000000", "../etc"} {
+	for _, s := range []string{"0", "7", "01", "4294967295", "4294967296", "-1", "+1", "ab01" + strings.Repeat("0", 28), "AB01000000000000000000000000000000", "../etc"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {

@@ -1,0 +1,153 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tarnfs/tarn/sdk/dataplane"
+	"github.com/tarnfs/tarn/sdk/pluginkit"
+	"github.com/tarnfs/tarn/sdk/storage/storagepb"
+)
+
+// TestErrorsCrossTheBoundary: every sentinel, wrapped with context by a
+// backend, comes back from a status error as itself, message intact.
+func TestErrorsCrossTheBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"not found", fmt.Errorf("stat share x: %w", ErrNotFound), ErrNotFound},
+		{"exists", fmt.Errorf("create share x: %w", ErrExists), ErrExists},
+		{"no space", fmt.Errorf("create share x: %w", ErrNoSpace), ErrNoSpace},
+		{"conflict", fmt.Errorf("write slot x: %w", ErrConflict), ErrConflict},
+		{"range", fmt.Errorf("write share x: %w", ErrRange), ErrRange},
+		{"closed", fmt.Errorf("seal share x: %w", ErrClosed), ErrClosed},
+		{"canceled", fmt.Errorf("read: %w", context.Canceled), context.Canceled},
+		{"deadline", fmt.Errorf("read: %w", context.DeadlineExceeded), context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			back := fromStatus(toStatus(tc.err))
+			if !errors.Is(back, tc.want) {
+				t.Fatalf("%v came back as %v", tc.err, back)
+			}
+			if back.Error() != tc.err.Error() {
+				t.Fatalf("message %q came back as %q", tc.err, back)
+			}
+			for _, other := range []error{ErrNotFound, ErrExists, ErrNoSpace, ErrConflict, ErrRange, ErrClosed} {
+				if other != tc.want && errors.Is(back, other) {
+					t.Fatalf("%v also matches %v", back, other)
+				}
+			}
+		})
+	}
+	// A plain error matches no sentinel; a status without detail maps by code.
+	if back := fromStatus(toStatus(errors.New("disk on fire"))); !strings.Contains(back.Error(), "disk on fire") || errors.Is(back, ErrNotFound) {
+		t.Fatalf("plain error came back as %v", back)
+	}
+	if back := fromStatus(status.Error(codes.NotFound, "gone")); !errors.Is(back, ErrNotFound) {
+		t.Fatalf("bare NotFound status came back as %v", back)
+	}
+	if fromStatus(nil) != nil || toStatus(nil) != nil {
+		t.Fatal("nil did not stay nil")
+	}
+}
+
+// stubBackend answers every call with its fields; it only exists to put
+// the server's bounds checks under test without a real backend's logic.
+type stubBackend struct{ Backend }
+
+func (stubBackend) ReadAt(_ context.Context, _ Ref, p []byte, _ int64) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+func newTestServer(t testing.TB) (*server, *dataplane.Arena) {
+	a, err := dataplane.NewArena("storage-test", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return newServer(stubBackend{}, pluginkit.DataPlane{Arena: a}, nil), a
+}
+
+// TestServerRegionBounds: a request naming memory outside the arena is an
+// InvalidArgument error, never a fault.
+func TestServerRegionBounds(t *testing.T) {
+	s, a := newTestServer(t)
+	size := int64(a.Size())
+	ref := &storagepb.Ref{Index: make([]byte, StorageIndexSize)}
+	for _, tc := range []struct {
+		name     string
+		off, len int64
+		ok       bool
+	}{
+		{"whole", 0, size, true},
+		{"empty at end", size, 0, true},
+		{"past end", size - 10, 11, false},
+		{"negative offset", -1, 10, false},
+		{"negative length", 0, -1, false},
+		{"huge", 1 << 62, 1 << 62, false},
+		{"overflowing sum", 10, 1<<63 - 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.ReadAt(context.Background(), &storagepb.ReadAtRequest{Ref: ref,
+				Region: &storagepb.Region{Off: tc.off, Len: tc.len}})
+			if tc.ok && err != nil {
+				t.Fatalf("valid region refused: %v", err)
+			}
+			if !tc.ok && status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("bad region: %v, want InvalidArgument", err)
+			}
+		})
+	}
+}
+
+// TestServerWithoutArena: a region sent to a plugin that has no arena is
+// refused with a message that says to send bytes.
+func TestServerWithoutArena(t *testing.T) {
+	s := newServer(stubBackend{}, pluginkit.DataPlane{}, nil)
+	_, err := s.ReadAt(context.Background(), &storagepb.ReadAtRequest{
+		Ref: &storagepb.Ref{Index: make([]byte, StorageIndexSize)}, Region: &storagepb.Region{Len: 1}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("region without arena: %v", err)
+	}
+	_, err = s.ReadAt(context.Background(), &storagepb.ReadAtRequest{
+		Ref: &storagepb.Ref{Index: make([]byte, StorageIndexSize)}, Len: pluginkit.ChunkSize + 1})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("oversized fallback read: %v", err)
+	}
+	_, err = s.Stat(context.Background(), &storagepb.Ref{Index: []byte{1, 2}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("short storage index: %v", err)
+	}
+	_, err = s.Seal(context.Background(), &storagepb.HandleRequest{Handle: 42})
+	if !errors.Is(fromStatus(err), ErrClosed) {
+		t.Fatalf("seal of an unknown handle: %v, want ErrClosed", err)
+	}
+}
+
+func FuzzServerRegion(f *testing.F) {
+	f.Add(int64(0), int64(1))
+	f.Add(int64(-1), int64(1))
+	f.Add(int64(1<<20-1), int64(2))
+	f.Fuzz(func(t *testing.T, off, n int64) {
+		s, a := newTestServer(t)
+		r, err := s.ReadAt(context.Background(), &storagepb.ReadAtRequest{
+			Ref: &storagepb.Ref{Index: make([]byte, StorageIndexSize)}, Region: &storagepb.Region{Off: off, Len: n}})
+		inside := off >= 0 && n >= 0 && off <= int64(a.Size()) && n <= int64(a.Size())-off
+		if inside != (err == nil) {
+			t.Fatalf("region [%d,+%d): err %v, inside %v", off, n, err, inside)
+		}
+		if err == nil && r.N != n {
+			t.Fatalf("read %d of %d", r.N, n)
+		}
+	})
+}
+
