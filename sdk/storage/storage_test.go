@@ -150,4 +150,3 @@ func FuzzServerRegion(f *testing.F) {
 		}
 	})
 }
-
