@@ -208,9 +208,23 @@ func (v *validator) client() {
 		v.errorf("client.api_listen", "%v", err)
 	}
 	v.positive("client.server_timeout", c.ServerTimeout)
-	if len(v.p.Grid.Introducers) == 0 && len(v.p.Grid.Servers) == 0 && !v.p.Introducer.Enabled {
-		v.errorf("client.enabled", "the client cannot find storage servers: set grid.introducers or grid.servers")
+}
+
+// Warnings lists what is valid but probably not meant: the node starts,
+// yet some part of it cannot work until the profile is completed.
+// `tarn config check` prints them.
+func (p *Profile) Warnings() []*Error {
+	var w []*Error
+	if p.Client.Enabled && len(p.Grid.Introducers) == 0 && len(p.Grid.Servers) == 0 && !p.Introducer.Enabled {
+		w = append(w, p.Errorf("client.enabled", "the client knows no storage servers yet: set grid.introducers or grid.servers"))
 	}
+	if p.Storage.Enabled && len(p.Grid.Introducers) == 0 && !p.Introducer.Enabled {
+		w = append(w, p.Errorf("storage.enabled", "the storage server announces to no introducer: clients must list it in grid.servers"))
+	}
+	if p.Storage.Enabled && len(p.Storage.Announce) == 0 {
+		w = append(w, p.Errorf("storage.announce", "no announced address: clients are told the listen address, which may not be reachable"))
+	}
+	return w
 }
 
 func (v *validator) plugin(key string, pl *Plugin) {
