@@ -23,10 +23,10 @@ var TemplateRoles = []string{"introducer", "storage", "client", "all"}
 func Commented(t Template) ([]byte, error) {
 	d := map[string]any{
 		"Role": t.Role, "Name": t.Name, "Introducers": t.Introducers,
-		"Introducer": t.Role == "introducer" || t.Role == "all",
-		"Storage":    t.Role == "storage" || t.Role == "all",
-		"Client":     t.Role == "client" || t.Role == "all",
-		"Solo":       t.Role == "all",
+		"Introducer":  t.Role == "introducer" || t.Role == "all",
+		"Storage":     t.Role == "storage" || t.Role == "all",
+		"Client":      t.Role == "client" || t.Role == "all",
+		"Solo":        t.Role == "all",
 		"IntroListen": DefaultIntroducerListen, "StorageListen": DefaultStorageListen,
 		"APIListen": DefaultAPIListen, "WebDAVListen": DefaultWebDAVListen, "SFTPListen": DefaultSFTPListen,
 		"GridName": DefaultGridName, "Segment": DefaultSegmentSize, "Reserved": DefaultReservedSpace,
