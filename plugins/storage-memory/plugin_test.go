@@ -86,3 +86,35 @@ func TestPluginZeroCopy(t *testing.T) {
 		t.Fatalf("zero-copy read: n=%d err=%v equal=%v", n, err, bytes.Equal(rg.Bytes, want))
 	}
 }
+
+// TestPluginArenaFull: with every byte of the arena taken, reads and
+// writes of ordinary buffers fall back to bytes over gRPC and still work.
+func TestPluginArenaFull(t *testing.T) {
+	c, p := storagetest.StartPlugin(t, pluginCmd(), true, nil)
+	a := p.DataPlane.Arena
+	all, err := a.Alloc(a.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Free(all)
+	if _, err := a.Alloc(1); err == nil {
+		t.Fatal("the arena still has room")
+	}
+	ctx := context.Background()
+	want := bytes.Repeat([]byte("tarn"), 3<<18) // 3 MiB
+	r := storage.Ref{Num: 9}
+	w, err := c.Create(ctx, r, int64(len(want)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteAt(ctx, want, 0); err != nil {
+		t.Fatalf("write with a full arena: %v", err)
+	}
+	if err := w.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if n, err := c.ReadAt(ctx, r, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
+		t.Fatalf("read with a full arena: n=%d err=%v equal=%v", n, err, bytes.Equal(got, want))
+	}
+}
