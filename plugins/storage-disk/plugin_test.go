@@ -38,7 +38,7 @@ func pluginCmd() *exec.Cmd {
 	return cmd
 }
 
-func settings(t *testing.T, dir string) []byte {
+func settings(t testing.TB, dir string) []byte {
 	b, err := json.Marshal(Settings{Path: dir})
 	if err != nil {
 		t.Fatal(err)
