@@ -8,6 +8,9 @@
 package builtin
 
 import (
+	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
+	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
+	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 )
 
@@ -19,7 +22,11 @@ type Entry struct {
 }
 
 // All lists the built-in plugins.
-var All = []Entry{}
+var All = []Entry{
+	{pluginkit.KindCodec, "reedsolomon", codecreedsolomon.Serve},
+	{pluginkit.KindStorage, "disk", storagedisk.Serve},
+	{pluginkit.KindStorage, "memory", storagememory.Serve},
+}
 
 // Lookup finds a built-in plugin by kind and name.
 func Lookup(kind pluginkit.Kind, name string) (Entry, bool) {
