@@ -56,6 +56,9 @@ func (h *Hasher) WriteBytes(p []byte) {
 	h.h.Write(p)
 }
 
+// Clone returns an independent copy of the running hash.
+func (h *Hasher) Clone() *Hasher { return &Hasher{h: h.h.Clone()} }
+
 // Sum returns the 32-byte hash of everything written.
 func (h *Hasher) Sum() Sum {
 	var s Sum

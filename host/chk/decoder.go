@@ -1,0 +1,430 @@
+package chk
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/hashtree"
+	"github.com/tarnfs/tarn/host/tagged"
+	"github.com/tarnfs/tarn/sdk/codec"
+)
+
+// ShareSource reads the shares of one file, like io.ReaderAt per share
+// number: n < len(p) only with an error (io.EOF at the end of a share). An
+// error for a share the source does not have is fine: the share counts as
+// missing. It must be safe for concurrent use.
+type ShareSource interface {
+	ReadAt(ctx context.Context, shnum int, p []byte, off int64) (int, error)
+}
+
+var (
+	errMissing = errors.New("no such share")
+	errShort   = io.EOF
+)
+
+// Problem is one failed check or read of one share. A Decoder reports each
+// share at most once and never uses that share again.
+type Problem struct {
+	Share   int
+	Segment int    // -1 when not about one segment
+	What    string // the part that failed: "read", "header", "extension block", "share hash proof", "block", "block hash tree", "ciphertext hash tree"
+	Err     error
+}
+
+func (p Problem) Error() string {
+	if p.Segment >= 0 {
+		return fmt.Sprintf("share %d segment %d: %s: %v", p.Share, p.Segment, p.What, p.Err)
+	}
+	return fmt.Sprintf("share %d: %s: %v", p.Share, p.What, p.Err)
+}
+
+func (p Problem) Unwrap() error { return p.Err }
+
+// Options tune a Decoder.
+type Options struct {
+	// Shares is the order in which to try share numbers (for instance the
+	// shares of the fastest servers first); nil means 0..N-1.
+	Shares []int
+	// OnProblem, if set, is called for every share that fails.
+	OnProblem func(Problem)
+}
+
+type shareState struct {
+	num   int
+	found bool // something was read from it
+	bad   bool
+	ready bool
+	tree  *hashtree.Partial // its block hash tree, rooted in the share tree
+}
+
+// Decoder reads one immutable file through its read cap. Every byte it
+// returns has been checked: each block against its share's block hash tree,
+// that tree's root against the share hash tree in the extension block, the
+// extension block against the cap, and each decoded segment against the
+// ciphertext hash tree. It is safe for concurrent use (calls are serialised).
+type Decoder struct {
+	mu       sync.Mutex
+	ctx      context.Context
+	cap      cap.CHK
+	codec    codec.Codec
+	src      ShareSource
+	opt      Options
+	ueb      UEB
+	uebBytes []byte
+	l        Layout
+	aes      cipher.Block
+	shares   []*shareState
+	cipher   *hashtree.Partial
+	problems []Problem
+
+	blocks  [][]byte // N block buffers
+	ct      []byte   // decoded ciphertext segment
+	plain   []byte   // cached plaintext segment
+	plainIx int      // which segment plain holds, -1 none
+}
+
+// NewDecoder finds a share whose extension block matches the cap and
+// prepares to read. ctx governs reads made through ReadAt (ReadAtContext
+// takes its own).
+func NewDecoder(ctx context.Context, c cap.CHK, cd codec.Codec, src ShareSource, opt *Options) (*Decoder, error) {
+	if err := (codec.Params{K: c.K, N: c.N}).Validate(); err != nil {
+		return nil, fmt.Errorf("chk decoder: %w", err)
+	}
+	d := &Decoder{ctx: ctx, cap: c, codec: cd, src: src, aes: newCipher(c.Key), plainIx: -1}
+	if opt != nil {
+		d.opt = *opt
+	}
+	order := d.opt.Shares
+	if order == nil {
+		for i := 0; i < c.N; i++ {
+			order = append(order, i)
+		}
+	}
+	seen := map[int]bool{}
+	for _, s := range order {
+		if s < 0 || s >= c.N || seen[s] {
+			return nil, fmt.Errorf("chk decoder: share order names share %d twice or out of 0..%d", s, c.N-1)
+		}
+		seen[s] = true
+		d.shares = append(d.shares, &shareState{num: s})
+	}
+	info, err := cd.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("chk decoder: codec info: %w", err)
+	}
+	for _, sh := range d.shares {
+		u, raw, err := d.readUEB(ctx, sh)
+		if err != nil {
+			continue
+		}
+		if u.Codec != info.Name {
+			return nil, fmt.Errorf("chk decoder: file was coded with codec %q, have %q", u.Codec, info.Name)
+		}
+		d.ueb, d.uebBytes = u, raw
+		d.l, _ = NewLayout(u.Params(), u.Size)
+		d.cipher, _ = hashtree.NewPartial(tagged.ChkCiphertextNode, u.CiphertextRoot, d.l.Segments)
+		d.blocks = make([][]byte, c.N)
+		return d, nil
+	}
+	return nil, fmt.Errorf("chk decoder: %w: no share of %d tried holds a valid extension block (%s)", ErrNotEnoughShares, len(d.shares), d.summary())
+}
+
+func (d *Decoder) summary() string {
+	found := 0
+	for _, s := range d.shares {
+		if s.found {
+			found++
+		}
+	}
+	if len(d.problems) == 0 {
+		return fmt.Sprintf("%d found", found)
+	}
+	return fmt.Sprintf("%d found; first problem: %v", found, d.problems[0])
+}
+
+func (d *Decoder) report(sh *shareState, seg int, what string, err error) {
+	sh.bad = true
+	p := Problem{Share: sh.num, Segment: seg, What: what, Err: err}
+	d.problems = append(d.problems, p)
+	if d.opt.OnProblem != nil {
+		d.opt.OnProblem(p)
+	}
+}
+
+func (d *Decoder) read(ctx context.Context, sh *shareState, p []byte, off int64) error {
+	n, err := d.src.ReadAt(ctx, sh.num, p, off)
+	if n == len(p) {
+		sh.found = true
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		sh.found = sh.found || n > 0 || off > 0
+		return fmt.Errorf("short read: %d of %d bytes at %d: %w", n, len(p), off, ErrCorrupt)
+	}
+	return err
+}
+
+// readUEB reads a share's header and extension block and checks them
+// against the cap; it does not mark the share ready.
+func (d *Decoder) readUEB(ctx context.Context, sh *shareState) (UEB, []byte, error) {
+	buf := make([]byte, HeaderSize+UEBSize)
+	if err := d.read(ctx, sh, buf, 0); err != nil {
+		d.report(sh, -1, "read", err)
+		return UEB{}, nil, err
+	}
+	h, err := ParseHeader(buf)
+	if err != nil {
+		d.report(sh, -1, "header", err)
+		return UEB{}, nil, err
+	}
+	raw := buf[HeaderSize:]
+	if got := tagged.Hash(tagged.ChkUEB, raw); got != d.cap.UEBHash {
+		err := fmt.Errorf("hash does not match the cap: %w", ErrCorrupt)
+		d.report(sh, -1, "extension block", err)
+		return UEB{}, nil, err
+	}
+	u, err := ParseUEB(raw)
+	if err == nil && (u.K != d.cap.K || u.N != d.cap.N || u.Size != d.cap.Size) {
+		err = fmt.Errorf("K=%d N=%d size=%d, cap says K=%d N=%d size=%d: %w", u.K, u.N, u.Size, d.cap.K, d.cap.N, d.cap.Size, ErrCorrupt)
+	}
+	if err != nil {
+		d.report(sh, -1, "extension block", err)
+		return UEB{}, nil, err
+	}
+	l, err := NewLayout(u.Params(), u.Size)
+	if err == nil && h != l.Header(sh.num) {
+		err = fmt.Errorf("does not match the layout of the extension block: %w", ErrCorrupt)
+	}
+	if err != nil {
+		d.report(sh, -1, "header", err)
+		return UEB{}, nil, err
+	}
+	return u, append([]byte(nil), raw...), nil
+}
+
+// prepare checks a share's header, extension block and share-tree proof, and
+// sets up its block tree.
+func (d *Decoder) prepare(ctx context.Context, sh *shareState) error {
+	buf := make([]byte, d.l.BlockTreeOffset+tagged.Size)
+	if err := d.read(ctx, sh, buf, 0); err != nil {
+		d.report(sh, -1, "read", err)
+		return err
+	}
+	h, err := ParseHeader(buf)
+	if err == nil && h != d.l.Header(sh.num) {
+		err = fmt.Errorf("does not match the layout of the extension block: %w", ErrCorrupt)
+	}
+	if err != nil {
+		d.report(sh, -1, "header", err)
+		return err
+	}
+	if !bytes.Equal(buf[d.l.UEBOffset:d.l.ProofOffset], d.uebBytes) {
+		err := fmt.Errorf("differs from the verified one: %w", ErrCorrupt)
+		d.report(sh, -1, "extension block", err)
+		return err
+	}
+	proof := make([]hashtree.Hash, hashtree.Depth(d.l.N))
+	for j := range proof {
+		copy(proof[j][:], buf[d.l.ProofOffset+int64(j)*tagged.Size:])
+	}
+	var root hashtree.Hash
+	copy(root[:], buf[d.l.BlockTreeOffset:])
+	if err := hashtree.VerifyProof(tagged.ChkShareTreeNode, d.ueb.ShareRoot, d.l.N, sh.num, root, proof); err != nil {
+		err = fmt.Errorf("block tree root does not lead to the share tree root: %w", ErrCorrupt)
+		d.report(sh, -1, "share hash proof", err)
+		return err
+	}
+	sh.tree, _ = hashtree.NewPartial(tagged.ChkBlockTreeNode, root, d.l.Segments)
+	sh.ready = true
+	return nil
+}
+
+// readNodes reads tree nodes idx of the tree at base in share sh.
+func (d *Decoder) readNodes(ctx context.Context, sh *shareState, base int64, idx []int) (map[int]hashtree.Hash, error) {
+	out := make(map[int]hashtree.Hash, len(idx))
+	var h hashtree.Hash
+	for _, i := range idx {
+		if err := d.read(ctx, sh, h[:], base+int64(i)*tagged.Size); err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// block fetches and verifies block seg of share sh into d.blocks.
+func (d *Decoder) block(ctx context.Context, sh *shareState, seg int) error {
+	if !sh.ready {
+		if err := d.prepare(ctx, sh); err != nil {
+			return err
+		}
+	}
+	off, n := d.l.Block(seg)
+	d.blocks[sh.num] = grow(d.blocks[sh.num], n, d.l.BlockSize)
+	b := d.blocks[sh.num]
+	if err := d.read(ctx, sh, b, off); err != nil {
+		d.report(sh, seg, "read", err)
+		return err
+	}
+	given, err := d.readNodes(ctx, sh, d.l.BlockTreeOffset, sh.tree.Needed(seg))
+	if err != nil {
+		d.report(sh, seg, "read", err)
+		return err
+	}
+	leaf := tagged.Hash(tagged.ChkBlock, b)
+	if err := sh.tree.Verify(seg, leaf, given); err != nil {
+		what := "block"
+		if len(given) > 0 {
+			what = "block or block hash tree"
+		}
+		d.report(sh, seg, what, fmt.Errorf("%v: %w", err, ErrCorrupt))
+		return err
+	}
+	return nil
+}
+
+// segment returns the plaintext of segment i (valid until the next call).
+func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
+	if d.plainIx == i {
+		return d.plain, nil
+	}
+	d.plainIx = -1
+	segLen := d.l.SegmentLen(i)
+	var used []*shareState
+	in := make([][]byte, d.l.N)
+	for _, sh := range d.shares {
+		if len(used) == d.l.K {
+			break
+		}
+		if sh.bad {
+			continue
+		}
+		if err := d.block(ctx, sh, i); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("segment %d: %w", i, ctx.Err())
+			}
+			continue
+		}
+		used = append(used, sh)
+		in[sh.num] = d.blocks[sh.num][:codec.BlockSize(d.l.codec(), segLen)]
+	}
+	if len(used) < d.l.K {
+		return nil, d.notEnough(i, len(used))
+	}
+	d.ct = grow(d.ct, segLen, d.l.SegmentSize)
+	ct := d.ct
+	if err := d.codec.Decode(ctx, d.l.codec(), in, ct); err != nil {
+		return nil, fmt.Errorf("segment %d: decode: %w", i, err)
+	}
+	leaf := tagged.Hash(tagged.ChkSegment, ct)
+	ok := false
+	// The ciphertext tree is the same in every share: take the uncles from
+	// a share in use; a share whose copy is wrong is reported and dropped.
+	for _, sh := range append(used, d.shares...) {
+		if sh.bad || !sh.ready {
+			continue
+		}
+		need := d.cipher.Needed(i)
+		given, err := d.readNodes(ctx, sh, d.l.CipherOffset, need)
+		if err != nil {
+			d.report(sh, i, "read", err)
+			continue
+		}
+		if err := d.cipher.Verify(i, leaf, given); err != nil {
+			if len(need) == 0 {
+				break // nothing of a share's was used: the segment itself is wrong
+			}
+			d.report(sh, i, "ciphertext hash tree", fmt.Errorf("%v: %w", err, ErrCorrupt))
+			continue
+		}
+		ok = true
+		break
+	}
+	if !ok {
+		return nil, fmt.Errorf("segment %d: decoded ciphertext does not match the ciphertext hash tree: %w", i, ErrCorrupt)
+	}
+	d.plain = grow(d.plain, segLen, d.l.SegmentSize)
+	xorKeyStream(d.aes, int64(i)*int64(d.l.SegmentSize), d.plain, ct)
+	d.plainIx = i
+	return d.plain, nil
+}
+
+func (d *Decoder) notEnough(seg, good int) error {
+	found := 0
+	for _, s := range d.shares {
+		if s.found {
+			found++
+		}
+	}
+	return fmt.Errorf("segment %d of %s: %w: %d shares found, %d good, %d needed",
+		seg, d.cap.StorageIndex(), ErrNotEnoughShares, found, good, d.l.K)
+}
+
+// Size is the file's size.
+func (d *Decoder) Size() int64 { return d.l.Size }
+
+// Layout is the file's share layout.
+func (d *Decoder) Layout() Layout { return d.l }
+
+// Problems lists every share problem met so far.
+func (d *Decoder) Problems() []Problem {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Problem(nil), d.problems...)
+}
+
+// ReadAt implements io.ReaderAt with the context given to NewDecoder.
+func (d *Decoder) ReadAt(p []byte, off int64) (int, error) { return d.ReadAtContext(d.ctx, p, off) }
+
+// ReadAtContext reads len(p) bytes at off, fetching only the segments that
+// hold them. It returns io.EOF when off+len(p) passes the end.
+func (d *Decoder) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off < 0 {
+		return 0, fmt.Errorf("chk read at %d: negative offset", off)
+	}
+	n := 0
+	seg := int64(d.l.SegmentSize)
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= d.l.Size {
+			return n, io.EOF
+		}
+		i := int(pos / seg)
+		plain, err := d.segment(ctx, i)
+		if err != nil {
+			return n, fmt.Errorf("chk read %s: %w", d.cap.StorageIndex(), err)
+		}
+		n += copy(p[n:], plain[pos-int64(i)*seg:])
+	}
+	return n, nil
+}
+
+// Reader returns an io.ReadSeeker (and io.ReaderAt) over the whole file.
+func (d *Decoder) Reader() *io.SectionReader { return io.NewSectionReader(d, 0, d.l.Size) }
+
+// WriteTo streams the whole file to w, one segment at a time.
+func (d *Decoder) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for i := 0; i < d.l.Segments; i++ {
+		d.mu.Lock()
+		plain, err := d.segment(d.ctx, i)
+		if err == nil {
+			var n int
+			n, err = w.Write(plain)
+			total += int64(n)
+		}
+		d.mu.Unlock()
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}

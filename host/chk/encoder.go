@@ -1,0 +1,272 @@
+package chk
+
+import (
+	"context"
+	"crypto/cipher"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/hashtree"
+	"github.com/tarnfs/tarn/host/tagged"
+	"github.com/tarnfs/tarn/sdk/codec"
+)
+
+// ShareSink receives the bytes of the N shares of one file as the Encoder
+// makes them. Every share is exactly Encoder.ShareSize() bytes; each byte is
+// written once. The blocks come first (segment by segment, in order), the
+// header, extension block and trees last, at Close. WriteAt must not keep p
+// after it returns. Calls come from one goroutine at a time.
+type ShareSink interface {
+	WriteAt(ctx context.Context, shnum int, p []byte, off int64) error
+}
+
+// Encoder turns a file's plaintext into N shares. Memory stays at about
+// (1 + N/K) segments plus 32 bytes per segment per share for the trees
+// (352 KiB per GiB of file at 3-of-10 with 1 MiB segments).
+type Encoder struct {
+	ctx    context.Context
+	l      Layout
+	key    cap.Key
+	aes    cipher.Block
+	codec  codec.Codec
+	name   string
+	sink   ShareSink
+	seg    []byte   // the segment being filled
+	fill   int      // bytes in seg
+	index  int      // segments done
+	blocks [][]byte // N block buffers
+	leaves [][]hashtree.Hash
+	cipher []hashtree.Hash
+	err    error
+	done   bool
+}
+
+// NewEncoder starts encoding a file of exactly size bytes (>= 1; an empty
+// or small file belongs in a lit cap, see cap.LiteralMax) under key. ctx
+// governs every codec and sink call the Encoder makes.
+func NewEncoder(ctx context.Context, p Params, key cap.Key, size int64, c codec.Codec, sink ShareSink) (*Encoder, error) {
+	l, err := NewLayout(p, size)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("chk encoder: codec info: %w", err)
+	}
+	if err := checkCodecName(info.Name); err != nil {
+		return nil, fmt.Errorf("chk encoder: %w", err)
+	}
+	if info.MaxN != 0 && p.N > info.MaxN {
+		return nil, fmt.Errorf("chk encoder: codec %s supports N up to %d, not %d", info.Name, info.MaxN, p.N)
+	}
+	segBuf := min(int64(p.SegmentSize), size)
+	e := &Encoder{ctx: ctx, l: l, key: key, aes: newCipher(key), codec: c, name: info.Name, sink: sink,
+		seg: make([]byte, segBuf), blocks: make([][]byte, p.N), leaves: make([][]hashtree.Hash, p.N),
+		cipher: make([]hashtree.Hash, 0, l.Segments)}
+	bs := codec.BlockSize(p.codec(), int(segBuf))
+	for i := range e.blocks {
+		e.blocks[i] = make([]byte, bs)
+		e.leaves[i] = make([]hashtree.Hash, 0, l.Segments)
+	}
+	return e, nil
+}
+
+// Layout is the file's share layout.
+func (e *Encoder) Layout() Layout { return e.l }
+
+// ShareSize is the size of every share, known before any byte is written.
+func (e *Encoder) ShareSize() int64 { return e.l.ShareSize }
+
+// Write encrypts, codes and emits full segments as they fill. Writing more
+// than the size given to NewEncoder is an error.
+func (e *Encoder) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.done {
+		return 0, fmt.Errorf("chk encoder: write after close")
+	}
+	n := 0
+	for len(p) > 0 {
+		if e.index >= e.l.Segments {
+			e.err = fmt.Errorf("chk encoder: more than the declared %d bytes", e.l.Size)
+			return n, e.err
+		}
+		want := e.l.SegmentLen(e.index)
+		c := copy(e.seg[e.fill:want], p)
+		e.fill += c
+		n += c
+		p = p[c:]
+		if e.fill == want {
+			if err := e.segment(); err != nil {
+				e.err = err
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// segment processes the full segment in e.seg.
+func (e *Encoder) segment() error {
+	i := e.index
+	seg := e.seg[:e.fill]
+	off := int64(i) * int64(e.l.SegmentSize)
+	xorKeyStream(e.aes, off, seg, seg)
+	bs := codec.BlockSize(e.l.codec(), len(seg))
+	blocks := make([][]byte, e.l.N)
+	for s := range blocks {
+		blocks[s] = e.blocks[s][:bs]
+	}
+	// The segment hash runs beside the codec; the block hashes after it.
+	var wg sync.WaitGroup
+	parallel := runtime.GOMAXPROCS(0) > 1
+	var segHash hashtree.Hash
+	if parallel {
+		wg.Add(1)
+		go func() { defer wg.Done(); segHash = tagged.Hash(tagged.ChkSegment, seg) }()
+	} else {
+		segHash = tagged.Hash(tagged.ChkSegment, seg)
+	}
+	err := e.codec.Encode(e.ctx, e.l.codec(), seg, blocks)
+	if err != nil {
+		wg.Wait()
+		return fmt.Errorf("chk encoder: segment %d: %w", i, err)
+	}
+	hashes := make([]hashtree.Hash, e.l.N)
+	if parallel {
+		for s := range blocks {
+			wg.Add(1)
+			go func() { defer wg.Done(); hashes[s] = tagged.Hash(tagged.ChkBlock, blocks[s]) }()
+		}
+	} else {
+		for s := range blocks {
+			hashes[s] = tagged.Hash(tagged.ChkBlock, blocks[s])
+		}
+	}
+	wg.Wait()
+	e.cipher = append(e.cipher, segHash)
+	boff, _ := e.l.Block(i)
+	for s := range blocks {
+		e.leaves[s] = append(e.leaves[s], hashes[s])
+		if err := e.sink.WriteAt(e.ctx, s, blocks[s], boff); err != nil {
+			return fmt.Errorf("chk encoder: write block %d of share %d: %w", i, s, err)
+		}
+	}
+	e.index++
+	e.fill = 0
+	return nil
+}
+
+// Close checks that the whole file was written, builds the trees and the
+// extension block, writes each share's header and trees, and returns the
+// read cap. The shares are complete when it returns nil.
+func (e *Encoder) Close() (cap.CHK, error) {
+	if e.err != nil {
+		return cap.CHK{}, e.err
+	}
+	if e.done {
+		return cap.CHK{}, fmt.Errorf("chk encoder: closed twice")
+	}
+	e.done = true
+	if e.index != e.l.Segments {
+		got := int64(e.index)*int64(e.l.SegmentSize) + int64(e.fill)
+		e.err = fmt.Errorf("chk encoder: got %d bytes of the declared %d", got, e.l.Size)
+		return cap.CHK{}, e.err
+	}
+	ct, err := hashtree.Build(tagged.ChkCiphertextNode, e.cipher)
+	if err != nil {
+		return cap.CHK{}, err
+	}
+	btrees := make([]*hashtree.Tree, e.l.N)
+	roots := make([]hashtree.Hash, e.l.N)
+	for s := range btrees {
+		if btrees[s], err = hashtree.Build(tagged.ChkBlockTreeNode, e.leaves[s]); err != nil {
+			return cap.CHK{}, err
+		}
+		roots[s] = btrees[s].Root()
+	}
+	st, err := hashtree.Build(tagged.ChkShareTreeNode, roots)
+	if err != nil {
+		return cap.CHK{}, err
+	}
+	u := UEB{K: e.l.K, N: e.l.N, SegmentSize: e.l.SegmentSize, Size: e.l.Size, Codec: e.name,
+		ShareRoot: st.Root(), CiphertextRoot: ct.Root()}
+	ueb := u.Marshal()
+	ctBytes := ct.Bytes()
+	buf := make([]byte, e.l.BlocksOffset)
+	for s := 0; s < e.l.N; s++ {
+		copy(buf, e.l.Header(s).Marshal())
+		copy(buf[e.l.UEBOffset:], ueb)
+		proof, err := st.Proof(s)
+		if err != nil {
+			return cap.CHK{}, err
+		}
+		for j, h := range proof {
+			copy(buf[e.l.ProofOffset+int64(j)*tagged.Size:], h[:])
+		}
+		copy(buf[e.l.BlockTreeOffset:], btrees[s].Bytes())
+		copy(buf[e.l.CipherOffset:], ctBytes)
+		if err := e.sink.WriteAt(e.ctx, s, buf, 0); err != nil {
+			e.err = fmt.Errorf("chk encoder: write header and trees of share %d: %w", s, err)
+			return cap.CHK{}, e.err
+		}
+	}
+	return cap.CHK{Key: e.key, UEBHash: u.Hash(), K: e.l.K, N: e.l.N, Size: e.l.Size}, nil
+}
+
+// MemShares keeps N shares in memory; it is both a ShareSink and a
+// ShareSource (for tests and small in-process uses).
+type MemShares struct {
+	mu     sync.Mutex
+	Shares [][]byte
+}
+
+// NewMemShares makes n zeroed shares of size bytes.
+func NewMemShares(n int, size int64) *MemShares {
+	m := &MemShares{Shares: make([][]byte, n)}
+	for i := range m.Shares {
+		m.Shares[i] = make([]byte, size)
+	}
+	return m
+}
+
+var (
+	_ ShareSink   = (*MemShares)(nil)
+	_ ShareSource = (*MemShares)(nil)
+)
+
+// WriteAt copies p into share shnum at off.
+func (m *MemShares) WriteAt(_ context.Context, shnum int, p []byte, off int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if shnum < 0 || shnum >= len(m.Shares) || m.Shares[shnum] == nil {
+		return fmt.Errorf("memory share %d: no such share", shnum)
+	}
+	sh := m.Shares[shnum]
+	if off < 0 || off+int64(len(p)) > int64(len(sh)) {
+		return fmt.Errorf("memory share %d: write %d bytes at %d past its %d bytes", shnum, len(p), off, len(sh))
+	}
+	copy(sh[off:], p)
+	return nil
+}
+
+// ReadAt reads share shnum like io.ReaderAt; a nil share is missing.
+func (m *MemShares) ReadAt(_ context.Context, shnum int, p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if shnum < 0 || shnum >= len(m.Shares) || m.Shares[shnum] == nil {
+		return 0, fmt.Errorf("memory share %d: %w", shnum, errMissing)
+	}
+	sh := m.Shares[shnum]
+	if off < 0 || off > int64(len(sh)) {
+		return 0, fmt.Errorf("memory share %d: read at %d past its %d bytes", shnum, off, len(sh))
+	}
+	n := copy(p, sh[off:])
+	if n < len(p) {
+		return n, errShort
+	}
+	return n, nil
+}
