@@ -26,7 +26,7 @@ var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 // only and its Info says so.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	dp, _ := pluginkit.PluginDataPlane() // an error leaves dp.Arena nil: fallback
-	codecpb.RegisterCodecServer(s, newServer(p.Impl, dp.Arena))
+	codecpb.RegisterCodecServer(s, NewServer(p.Impl, dp.Arena))
 	return nil
 }
 

@@ -27,7 +27,10 @@ type server struct {
 	arena *dataplane.Arena // nil: the fast path is not available
 }
 
-func newServer(impl Codec, arena *dataplane.Arena) *server {
+// NewServer returns the plugin side of tarn.codec.v1 around impl, for
+// registering on a gRPC server of one's own (Serve does this for a go-plugin
+// process). arena is the mapped shared memory, or nil for streaming only.
+func NewServer(impl Codec, arena *dataplane.Arena) codecpb.CodecServer {
 	return &server{impl: impl, arena: arena}
 }
 
