@@ -1,0 +1,322 @@
+// Package storageclient is the Go client of one storage server: it dials a
+// node address over pinned TLS (host/nodelink), proves grid membership, and
+// offers the storage protocol tarn.storageserver.v1 as plain Go calls with
+// timeouts. Errors wrap the storage package's sentinels (storage.ErrNotFound,
+// ErrNoSpace, ErrConflict, ...) and nodelink.ErrNotMember, so callers branch
+// with errors.Is.
+package storageclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tarnfs/tarn/host/nodelink"
+	pb "github.com/tarnfs/tarn/host/storageserver/storageserverpb"
+	"github.com/tarnfs/tarn/sdk/storage"
+	"github.com/tarnfs/tarn/sdk/transport"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultCallTimeout = 30 * time.Second
+	DefaultDialTimeout = 10 * time.Second
+	DefaultChunkSize   = 1 << 20
+)
+
+// ErrBusy: the server has too many uploads open from this node; try later
+// or elsewhere.
+var ErrBusy = errors.New("storage server busy")
+
+// Options tune a Client.
+type Options struct {
+	// GridSecret proves membership; nil sends no proof (reads from a server
+	// with open reads only).
+	GridSecret []byte
+	// CallTimeout bounds each unary call and each silence of a stream
+	// (no message sent or received for this long), unless the caller's
+	// context ends sooner.
+	CallTimeout time.Duration
+	// DialTimeout bounds Dial.
+	DialTimeout time.Duration
+	// ChunkSize is the size of WriteShare messages and of a ShareWriter's
+	// buffer (default and maximum 1 MiB).
+	ChunkSize int
+}
+
+// Client talks to one storage server.
+type Client struct {
+	cc   *grpc.ClientConn
+	rpc  pb.StorageServerClient
+	opts Options
+	addr string
+}
+
+// Dial connects to the storage server at a node address.
+func Dial(ctx context.Context, tr transport.Transport, addr string, cert tls.Certificate, opts Options) (*Client, error) {
+	opts = opts.withDefaults()
+	var dopts []grpc.DialOption
+	if opts.GridSecret != nil {
+		p, err := nodelink.GridProof(opts.GridSecret, cert)
+		if err != nil {
+			return nil, fmt.Errorf("dial storage server %s: %w", addr, err)
+		}
+		dopts = append(dopts, grpc.WithPerRPCCredentials(p))
+	}
+	dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	cc, err := nodelink.DialGRPC(dctx, tr, addr, cert, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial storage server: %w", err)
+	}
+	c := New(cc, opts)
+	c.addr = addr
+	return c, nil
+}
+
+// New wraps an existing connection (made with nodelink.DialGRPC and, for
+// writes, nodelink.GridProof credentials). Close closes cc.
+func New(cc *grpc.ClientConn, opts Options) *Client {
+	return &Client{cc: cc, rpc: pb.NewStorageServerClient(cc), opts: opts.withDefaults()}
+}
+
+func (o Options) withDefaults() Options {
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ChunkSize <= 0 || o.ChunkSize > DefaultChunkSize {
+		o.ChunkSize = DefaultChunkSize
+	}
+	return o
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.cc.Close() }
+
+func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.opts.CallTimeout)
+}
+
+// Version is what GetVersion reports.
+type Version struct {
+	ProtocolVersion uint32
+	Software        string
+	Available       int64
+	Reserved        int64
+	MaxShareSize    int64
+	MaxChunk        uint32
+	MaxSlotSize     uint32
+	OpenReads       bool
+}
+
+// Version asks the server what it is and how much space it offers.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.GetVersion(ctx, &pb.GetVersionRequest{})
+	if err != nil {
+		return Version{}, wrap("get version", err)
+	}
+	return Version{r.ProtocolVersion, r.Software, r.Available, r.Reserved, r.MaxShareSize, r.MaxChunk, r.MaxSlotSize, r.OpenReads}, nil
+}
+
+// Allocation is the answer to Allocate.
+type Allocation struct {
+	// AlreadyHave are shares the server holds sealed already.
+	AlreadyHave []uint32
+	// InProgress are shares another upload is writing right now.
+	InProgress []uint32
+	// Writers hold one ShareWriter per accepted share.
+	Writers map[uint32]*ShareWriter
+}
+
+// Allocate asks the server to accept shares of size bytes each.
+func (c *Client) Allocate(ctx context.Context, index [storage.StorageIndexSize]byte, shnums []uint32, size int64, leaseSecret []byte) (*Allocation, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.Allocate(ctx, &pb.AllocateRequest{StorageIndex: index[:], ShareNums: shnums, ShareSize: size, LeaseSecret: leaseSecret})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("allocate %x", index[:]), err)
+	}
+	a := &Allocation{AlreadyHave: r.AlreadyHave, InProgress: r.InProgress, Writers: map[uint32]*ShareWriter{}}
+	for _, al := range r.Allocated {
+		a.Writers[al.ShareNum] = &ShareWriter{c: c, ref: storage.Ref{Index: index, Num: al.ShareNum}, handle: al.Handle, size: size}
+	}
+	return a, nil
+}
+
+// Range is a byte range of a share.
+type Range struct {
+	Offset, Length int64
+}
+
+// Read reads length bytes at off of a sealed share. A share that ends
+// sooner gives fewer bytes and io.ErrUnexpectedEOF.
+func (c *Client) Read(ctx context.Context, index [storage.StorageIndexSize]byte, shnum uint32, off, length int64) ([]byte, error) {
+	bs, err := c.ReadRanges(ctx, index, shnum, []Range{{off, length}})
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(bs[0])) < length {
+		return bs[0], fmt.Errorf("read share %d of %x: %d of %d bytes at %d: %w", shnum, index[:], len(bs[0]), length, off, io.ErrUnexpectedEOF)
+	}
+	return bs[0], nil
+}
+
+// ReadRanges reads several ranges of one sealed share in one call. Each
+// result holds the bytes of its range, short where the share ends.
+func (c *Client) ReadRanges(ctx context.Context, index [storage.StorageIndexSize]byte, shnum uint32, ranges []Range) ([][]byte, error) {
+	obj := fmt.Sprintf("read share %d of %x", shnum, index[:])
+	req := &pb.ReadShareRequest{StorageIndex: index[:], ShareNum: shnum}
+	out := make([][]byte, len(ranges))
+	for i, r := range ranges {
+		if r.Offset < 0 || r.Length < 0 {
+			return nil, fmt.Errorf("%s: range %d (%d+%d): %w", obj, i, r.Offset, r.Length, storage.ErrRange)
+		}
+		req.Ranges = append(req.Ranges, &pb.ByteRange{Offset: r.Offset, Length: r.Length})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dog := newWatchdog(c.opts.CallTimeout, cancel)
+	defer dog.stop()
+	stream, err := c.rpc.ReadShare(ctx, req)
+	if err != nil {
+		return nil, wrap(obj, dog.explain(err))
+	}
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, wrap(obj, dog.explain(err))
+		}
+		dog.kick()
+		if len(m.Data) == 0 {
+			continue
+		}
+		i := int(m.Range)
+		if i >= len(ranges) {
+			return nil, fmt.Errorf("%s: server answered range %d of %d", obj, i, len(ranges))
+		}
+		want := ranges[i].Offset + int64(len(out[i]))
+		if m.Offset != want || int64(len(out[i])+len(m.Data)) > ranges[i].Length {
+			return nil, fmt.Errorf("%s: server sent %d bytes at %d for range %d, expected offset %d", obj, len(m.Data), m.Offset, i, want)
+		}
+		if out[i] == nil {
+			out[i] = make([]byte, 0, min(ranges[i].Length, max(m.ShareSize-ranges[i].Offset, 0)))
+		}
+		out[i] = append(out[i], m.Data...)
+	}
+}
+
+// ShareInfo is one sealed share a server holds.
+type ShareInfo struct {
+	Num  uint32
+	Size int64
+}
+
+// List returns the sealed shares of a storage index, sorted by number.
+func (c *Client) List(ctx context.Context, index [storage.StorageIndexSize]byte) ([]ShareInfo, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.ListShares(ctx, &pb.ListSharesRequest{StorageIndex: index[:]})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("list shares of %x", index[:]), err)
+	}
+	out := make([]ShareInfo, len(r.Shares))
+	for i, s := range r.Shares {
+		out[i] = ShareInfo{s.ShareNum, s.Size}
+	}
+	return out, nil
+}
+
+// ReadSlot returns a mutable slot's value and token (storage.ErrNotFound
+// if it does not exist).
+func (c *Client) ReadSlot(ctx context.Context, ref storage.Ref) ([]byte, string, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.ReadSlot(ctx, &pb.ReadSlotRequest{StorageIndex: ref.Index[:], SlotNum: ref.Num})
+	if err != nil {
+		return nil, "", wrap("read slot "+ref.String(), err)
+	}
+	return r.Value, r.Token, nil
+}
+
+// WriteSlot replaces a slot's value if its token is still expect ("" = it
+// must not exist); storage.ErrConflict otherwise. It returns the new token.
+func (c *Client) WriteSlot(ctx context.Context, ref storage.Ref, expect string, value, leaseSecret []byte) (string, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.WriteSlot(ctx, &pb.WriteSlotRequest{StorageIndex: ref.Index[:], SlotNum: ref.Num, ExpectToken: expect, Value: value, LeaseSecret: leaseSecret})
+	if err != nil {
+		return "", wrap("write slot "+ref.String(), err)
+	}
+	return r.Token, nil
+}
+
+// RenewLease adds or extends this lease secret's lease on a storage index
+// and returns when it expires (storage.ErrNotFound if the server holds
+// nothing for the index).
+func (c *Client) RenewLease(ctx context.Context, index [storage.StorageIndexSize]byte, leaseSecret []byte) (time.Time, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.RenewLease(ctx, &pb.RenewLeaseRequest{StorageIndex: index[:], LeaseSecret: leaseSecret})
+	if err != nil {
+		return time.Time{}, wrap(fmt.Sprintf("renew lease on %x", index[:]), err)
+	}
+	return time.Unix(r.ExpiresUnix, 0), nil
+}
+
+// AdviseCorruption tells the server one of its shares (or slots) failed a
+// check.
+func (c *Client) AdviseCorruption(ctx context.Context, ref storage.Ref, slot bool, reason string) error {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.rpc.AdviseCorruption(ctx, &pb.AdviseCorruptionRequest{StorageIndex: ref.Index[:], ShareNum: ref.Num, Slot: slot, Reason: reason})
+	return wrap("advise corruption of "+ref.String(), err)
+}
+
+// sentinelOf maps protocol codes back to the errors callers branch on.
+var sentinelOf = map[codes.Code]error{
+	codes.NotFound:           storage.ErrNotFound,
+	codes.AlreadyExists:      storage.ErrExists,
+	codes.ResourceExhausted:  storage.ErrNoSpace,
+	codes.Aborted:            storage.ErrConflict,
+	codes.OutOfRange:         storage.ErrRange,
+	codes.FailedPrecondition: storage.ErrClosed,
+	codes.PermissionDenied:   nodelink.ErrNotMember,
+	codes.DeadlineExceeded:   context.DeadlineExceeded,
+	codes.Canceled:           context.Canceled,
+	codes.Unavailable:        ErrBusy,
+}
+
+// remoteError carries the server's message and unwraps to a sentinel.
+type remoteError struct {
+	op, msg  string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.op + ": " + e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return &remoteError{op: op, msg: st.Message(), sentinel: sentinelOf[st.Code()]}
+}

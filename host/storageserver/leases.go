@@ -1,0 +1,110 @@
+package storageserver
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// Lease is one owner's claim on a storage index: the SHA-256 of the secret
+// the owner renews with, and when the claim runs out. A storage index with
+// no unexpired lease may be garbage-collected (by a crawler not yet built).
+type Lease struct {
+	OwnerHash [sha256.Size]byte
+	Expires   time.Time
+}
+
+// leaseStore keeps leases per storage index. The bbolt store keeps them in
+// one file beside the server's state, bucket "leases", key = storage index
+// (16 bytes) || owner hash (32 bytes), value = expiry as big-endian Unix
+// seconds (8 bytes). Without a path they live in memory.
+type leaseStore interface {
+	put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error
+	list(index [storage.StorageIndexSize]byte) ([]Lease, error)
+	close() error
+}
+
+var leaseBucket = []byte("leases")
+
+type boltLeases struct{ db *bolt.DB }
+
+func openLeases(path string) (leaseStore, error) {
+	if path == "" {
+		return &memLeases{m: map[[storage.StorageIndexSize]byte]map[[sha256.Size]byte]time.Time{}}, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open lease db %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(leaseBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init lease db %s: %w", path, err)
+	}
+	return &boltLeases{db: db}, nil
+}
+
+func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
+	key := append(index[:], owner[:]...)
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(expires.Unix()))
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(leaseBucket).Put(key, v[:])
+	})
+}
+
+func (b *boltLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) {
+	var out []Lease
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(leaseBucket).Cursor()
+		for k, v := c.Seek(index[:]); k != nil && len(k) == storage.StorageIndexSize+sha256.Size && string(k[:storage.StorageIndexSize]) == string(index[:]); k, v = c.Next() {
+			if len(v) != 8 {
+				return errors.New("lease record of wrong size")
+			}
+			var l Lease
+			copy(l.OwnerHash[:], k[storage.StorageIndexSize:])
+			l.Expires = time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
+			out = append(out, l)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (b *boltLeases) close() error { return b.db.Close() }
+
+type memLeases struct {
+	mu sync.Mutex
+	m  map[[storage.StorageIndexSize]byte]map[[sha256.Size]byte]time.Time
+}
+
+func (m *memLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m[index] == nil {
+		m.m[index] = map[[sha256.Size]byte]time.Time{}
+	}
+	m.m[index][owner] = expires
+	return nil
+}
+
+func (m *memLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Lease
+	for o, e := range m.m[index] {
+		out = append(out, Lease{OwnerHash: o, Expires: e})
+	}
+	return out, nil
+}
+
+func (m *memLeases) close() error { return nil }
