@@ -47,8 +47,8 @@ func (l ErrorList) Error() string {
 	return strings.Join(s, "\n")
 }
 
-// sort orders the list by line, then key, keeping insertion order for ties.
-func (l ErrorList) sort() {
+// Sort orders the list by line, then key, keeping insertion order for ties.
+func (l ErrorList) Sort() {
 	sort.SliceStable(l, func(i, j int) bool {
 		if l[i].Line != l[j].Line {
 			return l[i].Line < l[j].Line

@@ -56,7 +56,7 @@ func Parse(file string, data []byte) (*Profile, error) {
 	v := &validator{decoder: d, p: p}
 	v.validate()
 	if len(d.errs) > 0 {
-		d.errs.sort()
+		d.errs.Sort()
 		return nil, d.errs
 	}
 	return p, nil

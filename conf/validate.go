@@ -87,17 +87,13 @@ func (v *validator) validate() {
 	}
 
 	// [introducer], [storage]
-	if p.Introducer.Enabled {
-		v.listens("introducer", p.Introducer.Listen, p.Introducer.Announce)
-	}
-	if p.Storage.Enabled {
-		v.listens("storage", p.Storage.Listen, p.Storage.Announce)
-	}
+	// Sections of services left off are checked too: an impossible value
+	// is a mistake whether or not it is in use yet.
+	v.listens("introducer", p.Introducer.Enabled, p.Introducer.Listen, p.Introducer.Announce)
+	v.listens("storage", p.Storage.Enabled, p.Storage.Listen, p.Storage.Announce)
 
 	// [client]
-	if p.Client.Enabled {
-		v.client()
-	}
+	v.client()
 
 	// [plugins.*]
 	v.plugin("plugins.codec", &p.Plugins.Codec)
@@ -167,8 +163,8 @@ func (v *validator) positive(key string, d Duration) {
 	}
 }
 
-func (v *validator) listens(role string, listen, announce []string) {
-	if len(listen) == 0 {
+func (v *validator) listens(role string, enabled bool, listen, announce []string) {
+	if enabled && len(listen) == 0 {
 		v.errorf(role+".listen", "needs at least one address when %s.enabled is true", role)
 	}
 	for i, a := range listen {

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tarnfs/tarn/conf"
+	"github.com/tarnfs/tarn/host/identity"
+)
+
+// tarn config check: everything a node would refuse at start, without
+// starting it — the profile's own mistakes (conf.Load) and then the files it
+// names: the node key, the secrets, plugin binaries and their pins, TLS
+// files, account root caps.
+
+var configCmd = &cobra.Command{
+	Use:   "config",
+	Short: "Check node profiles",
+}
+
+var configCheckCmd = &cobra.Command{
+	Use:   "check [DIR]",
+	Short: "Validate a node's profile and the files it names, without starting the node",
+	Long: `Load DIR/tarn.toml (DIR defaults to $TARN_NODE, then ~/.tarn), check it and the
+files it names, and print "DIR/tarn.toml: ok (roles: ...)" or every problem as
+FILE:LINE: KEY: what is wrong, exiting non-zero.`,
+	Args: cobra.MaximumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, err := nodeDirArg(args)
+		if err != nil {
+			return err
+		}
+		return runConfigCheck(cmd.OutOrStdout(), cmd.ErrOrStderr(), dir)
+	},
+}
+
+func init() {
+	configCmd.AddCommand(configCheckCmd)
+	rootCmd.AddCommand(configCmd)
+}
+
+// nodeDirArg is the node folder named on the command line, or $TARN_NODE,
+// or ~/.tarn.
+func nodeDirArg(args []string) (string, error) {
+	if len(args) > 0 {
+		return args[0], nil
+	}
+	if d := os.Getenv("TARN_NODE"); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no node folder given and no home folder: %w", err)
+	}
+	return filepath.Join(home, ".tarn"), nil
+}
+
+func runConfigCheck(out, errOut io.Writer, dir string) error {
+	p, err := conf.Load(dir)
+	var list conf.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(errOut, e)
+		}
+		return fmt.Errorf("config check: %s: %d %s", list[0].File, len(list), plural(len(list), "problem"))
+	}
+	if err != nil {
+		return fmt.Errorf("config check: %w", err)
+	}
+	problems := checkFiles(p)
+	for _, w := range p.Warnings() {
+		fmt.Fprintf(errOut, "warning: %v\n", w)
+	}
+	if len(problems) > 0 {
+		for _, e := range problems {
+			fmt.Fprintln(errOut, e)
+		}
+		return fmt.Errorf("config check: %s: %d %s", p.File, len(problems), plural(len(problems), "problem"))
+	}
+	fmt.Fprintf(out, "%s: ok (roles: %s)\n", p.File, strings.Join(p.Roles(), ", "))
+	return nil
+}
+
+// checkFiles opens what the profile names, as the node would at start.
+func checkFiles(p *conf.Profile) []*conf.Error {
+	var errs []*conf.Error
+	add := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, p.Errorf(key, "%v", err))
+		}
+	}
+	_, err := identity.Load(p.Node.StateDir)
+	add("node.state_dir", err)
+	_, err = identity.LoadSecret(p.Grid.SecretFile)
+	add("grid.secret_file", err)
+	if p.Client.Enabled && p.Client.Convergence == "secret" {
+		_, err = identity.LoadSecret(p.Client.ConvergenceSecretFile)
+		add("client.convergence_secret_file", err)
+	}
+	for kind, pl := range map[string]*conf.Plugin{"codec": &p.Plugins.Codec, "storage": &p.Plugins.Storage, "transport": &p.Plugins.Transport} {
+		if pl.Path != "" {
+			add("plugins."+kind+".path", checkPlugin(pl))
+		}
+	}
+	for i, w := range p.WebDAV {
+		for key, path := range map[string]string{"tls_cert": w.TLSCert, "tls_key": w.TLSKey} {
+			if path != "" {
+				_, err := os.Stat(path)
+				add(fmt.Sprintf("webdav[%d].%s", i, key), err)
+			}
+		}
+	}
+	for i, a := range p.Accounts {
+		if a.RootCapFile != "" {
+			_, err := os.Stat(a.RootCapFile)
+			add(fmt.Sprintf("accounts[%d].root_cap_file", i), err)
+		}
+	}
+	// Sorted by line, as conf.Load's own errors are.
+	conf.ErrorList(errs).Sort()
+	return errs
+}
+
+// checkPlugin checks that an external plugin is an executable file and,
+// when pinned, that its SHA-256 matches.
+func checkPlugin(pl *conf.Plugin) error {
+	st, err := os.Stat(pl.Path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", pl.Path)
+	}
+	if pl.SHA256 == "" {
+		return nil
+	}
+	f, err := os.Open(pl.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("hash %s: %w", pl.Path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != pl.SHA256 {
+		return fmt.Errorf("%s has sha256 %s, the profile pins %s", pl.Path, got, pl.SHA256)
+	}
+	return nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
