@@ -81,6 +81,7 @@ type Decoder struct {
 	aes      cipher.Block
 	shares   []*shareState
 	cipher   *hashtree.Partial
+	pmu      sync.Mutex // guards problems; blocks of one segment are fetched concurrently
 	problems []Problem
 
 	blocks  [][]byte // N block buffers
@@ -151,6 +152,8 @@ func (d *Decoder) summary() string {
 func (d *Decoder) report(sh *shareState, seg int, what string, err error) {
 	sh.bad = true
 	p := Problem{Share: sh.num, Segment: seg, What: what, Err: err}
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
 	d.problems = append(d.problems, p)
 	if d.opt.OnProblem != nil {
 		d.opt.OnProblem(p)
@@ -296,23 +299,42 @@ func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
 	}
 	d.plainIx = -1
 	segLen := d.l.SegmentLen(i)
+	// Fetch K blocks at once (one per share, each share on its own
+	// goroutine: over a network they are K servers); replace every share
+	// that fails by the next untried one, in the preferred order.
 	var used []*shareState
 	in := make([][]byte, d.l.N)
-	for _, sh := range d.shares {
-		if len(used) == d.l.K {
+	next := 0
+	for len(used) < d.l.K {
+		var cand []*shareState
+		for ; next < len(d.shares) && len(used)+len(cand) < d.l.K; next++ {
+			if !d.shares[next].bad {
+				cand = append(cand, d.shares[next])
+			}
+		}
+		if len(cand) == 0 {
 			break
 		}
-		if sh.bad {
-			continue
-		}
-		if err := d.block(ctx, sh, i); err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("segment %d: %w", i, ctx.Err())
+		errs := make([]error, len(cand))
+		if len(cand) == 1 {
+			errs[0] = d.block(ctx, cand[0], i)
+		} else {
+			var wg sync.WaitGroup
+			for j, sh := range cand {
+				wg.Add(1)
+				go func() { defer wg.Done(); errs[j] = d.block(ctx, sh, i) }()
 			}
-			continue
+			wg.Wait()
 		}
-		used = append(used, sh)
-		in[sh.num] = d.blocks[sh.num][:codec.BlockSize(d.l.codec(), segLen)]
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("segment %d: %w", i, err)
+		}
+		for j, sh := range cand {
+			if errs[j] == nil {
+				used = append(used, sh)
+				in[sh.num] = d.blocks[sh.num]
+			}
+		}
 	}
 	if len(used) < d.l.K {
 		return nil, d.notEnough(i, len(used))
@@ -374,8 +396,8 @@ func (d *Decoder) Layout() Layout { return d.l }
 
 // Problems lists every share problem met so far.
 func (d *Decoder) Problems() []Problem {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
 	return append([]Problem(nil), d.problems...)
 }
 
