@@ -121,6 +121,10 @@ func (c *Client) EncodeBatch(ctx context.Context, p Params, jobs []EncodeJob) er
 		err := errArenaFull
 		if fast {
 			err = c.encodeShared(ctx, p, part)
+			for errors.Is(err, errArenaFull) && len(part) > 1 {
+				part = part[:len(part)/2] // stage fewer segments at once
+				err = c.encodeShared(ctx, p, part)
+			}
 		}
 		if errors.Is(err, errArenaFull) {
 			// No room to stage this batch: stream it instead.
@@ -159,6 +163,10 @@ func (c *Client) DecodeBatch(ctx context.Context, p Params, jobs []DecodeJob) er
 		err := errArenaFull
 		if fast {
 			err = c.decodeShared(ctx, p, part)
+			for errors.Is(err, errArenaFull) && len(part) > 1 {
+				part = part[:len(part)/2]
+				err = c.decodeShared(ctx, p, part)
+			}
 		}
 		if errors.Is(err, errArenaFull) {
 			err = nil

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -348,4 +349,66 @@ func FuzzSharedRequest(f *testing.F) {
 			s.EncodeShared(ctx, &req)
 		}
 	})
+}
+
+// countingServer counts the calls of each path reaching a real server.
+type countingServer struct {
+	codecpb.CodecServer
+	shared, streamed atomic.Int32
+}
+
+func (s *countingServer) EncodeShared(ctx context.Context, r *codecpb.EncodeSharedRequest) (*codecpb.EncodeSharedResponse, error) {
+	s.shared.Add(1)
+	return s.CodecServer.EncodeShared(ctx, r)
+}
+
+func (s *countingServer) Encode(st codecpb.Codec_EncodeServer) error {
+	s.streamed.Add(1)
+	return s.CodecServer.Encode(st)
+}
+
+// TestBatchSplitsToFitArena: a batch of heap buffers too big to stage at
+// once is staged in smaller batches, not streamed.
+func TestBatchSplitsToFitArena(t *testing.T) {
+	a := newArena(t, 4<<20)
+	cs := &countingServer{CodecServer: NewServer(&parityCodec{}, a)}
+	sock := filepath.Join(t.TempDir(), "codec.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	codecpb.RegisterCodecServer(s, cs)
+	go s.Serve(l)
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := NewClient(codecpb.NewCodecClient(conn), a)
+
+	p := Params{K: 2, N: 3}
+	const size = 300 << 10 // 750 KiB staged per segment: 8 do not fit in 4 MiB
+	var jobs []EncodeJob
+	for i := range 8 {
+		seg := bytes.Repeat([]byte{byte(i + 1)}, size)
+		blocks := make([][]byte, p.N)
+		for k := range blocks {
+			blocks[k] = make([]byte, BlockSize(p, size))
+		}
+		jobs = append(jobs, EncodeJob{Segment: seg, Blocks: blocks})
+	}
+	if err := c.EncodeBatch(context.Background(), p, jobs); err != nil {
+		t.Fatalf("encode batch: %v", err)
+	}
+	for i, j := range jobs {
+		if j.Blocks[0][0] != byte(i+1) || j.Blocks[2][0] != 0 { // x ^ x = 0
+			t.Fatalf("segment %d encoded wrong", i)
+		}
+	}
+	if cs.streamed.Load() != 0 || cs.shared.Load() < 2 {
+		t.Fatalf("shared calls %d, streamed %d: want the batch split over shared memory",
+			cs.shared.Load(), cs.streamed.Load())
+	}
 }
