@@ -1,82 +1,32 @@
 package nodelink
 
 import (
-	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/tarnfs/tarn/sdk/transport"
+	"github.com/tarnfs/tarn/host/identity"
+	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
 )
 
-// tcpTransport is a test-only transport over real TCP sockets.
-type tcpTransport struct{}
+// tcp is the built-in TCP transport, in process, over real sockets.
+var tcp = transporttcp.New()
 
-var _ transport.Transport = tcpTransport{}
-
-func (tcpTransport) Info(context.Context) (transport.Info, error) {
-	return transport.Info{Name: "tcp-test", Schemes: []string{"tcp"}}, nil
-}
-
-func (tcpTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
-	hp, ok := strings.CutPrefix(addr, "tcp:")
-	if !ok {
-		return nil, transport.ErrBadAddress
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", hp)
-	if err != nil {
-		return nil, err
-	}
-	return tcpListener{ln}, nil
-}
-
-type tcpListener struct{ net.Listener }
-
-type tcpAddr struct{ net.Addr }
-
-func (a tcpAddr) String() string { return "tcp:" + a.Addr.String() }
-
-func (l tcpListener) Addr() net.Addr { return tcpAddr{l.Listener.Addr()} }
-
-func (tcpTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	hp, ok := strings.CutPrefix(addr, "tcp:")
-	if !ok {
-		return nil, transport.ErrBadAddress
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", hp)
-}
-
-// newCert makes a self-signed Ed25519 node certificate, as host/identity does.
+// newCert makes a node identity in a temporary folder and returns its
+// certificate, as a node does at start.
 func newCert(t testing.TB) tls.Certificate {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	id, err := identity.Create(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tarn node"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	c, err := id.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
+	if pinOf(t, c) != id.KeyHash() {
+		t.Fatalf("certificate pin %s differs from identity key hash %s", pinOf(t, c), id.KeyHash())
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}
+	return c
 }
 
 func pinOf(t testing.TB, c tls.Certificate) string {

@@ -22,7 +22,7 @@ import (
 func echoServer(t *testing.T, cert tls.Certificate) (addr string, peers chan string) {
 	t.Helper()
 	ctx := context.Background()
-	ln, err := Listen(ctx, tcpTransport{}, "tcp:127.0.0.1:0", cert)
+	ln, err := Listen(ctx, tcp, "tcp:127.0.0.1:0", cert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestDialPinned(t *testing.T) {
 	defer cancel()
 
 	t.Run("right key accepted, server learns client key", func(t *testing.T) {
-		c, err := Dial(ctx, tcpTransport{}, addr, client)
+		c, err := Dial(ctx, tcp, addr, client)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestDialPinned(t *testing.T) {
 		mitmAddr, _ := echoServer(t, mitm)
 		a, _ := ParseAddr(mitmAddr)
 		a.KeyHash = pinOf(t, server)
-		_, err := DialAddr(ctx, tcpTransport{}, a, client)
+		_, err := DialAddr(ctx, tcp, a, client)
 		if !errors.Is(err, ErrKeyMismatch) {
 			t.Fatalf("err = %v, want ErrKeyMismatch", err)
 		}
@@ -102,7 +102,7 @@ func TestDialPinned(t *testing.T) {
 		dead.Close()
 		a, _ := ParseAddr(addr)
 		a.Transports = append([]string{deadAddr}, a.Transports...)
-		c, err := DialAddr(ctx, tcpTransport{}, a, client)
+		c, err := DialAddr(ctx, tcp, a, client)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestDialPinned(t *testing.T) {
 
 	t.Run("client without certificate refused by server", func(t *testing.T) {
 		a, _ := ParseAddr(addr)
-		raw, err := tcpTransport{}.Dial(ctx, a.Transports[0])
+		raw, err := tcp.Dial(ctx, a.Transports[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestDialPinned(t *testing.T) {
 // membership when secret is set.
 func grpcServer(t *testing.T, cert tls.Certificate, secret []byte) string {
 	t.Helper()
-	ln, err := tcpTransport{}.Listen(context.Background(), "tcp:127.0.0.1:0")
+	ln, err := tcp.Listen(context.Background(), "tcp:127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestGRPCPinned(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	cc, err := DialGRPC(ctx, tcpTransport{}, addr, client)
+	cc, err := DialGRPC(ctx, tcp, addr, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +174,12 @@ func TestGRPCPinned(t *testing.T) {
 	mitmAddr := grpcServer(t, mitm, nil)
 	a, _ := ParseAddr(mitmAddr)
 	a.KeyHash = pinOf(t, server)
-	_, err = DialGRPC(ctx, tcpTransport{}, a.String(), client)
+	_, err = DialGRPC(ctx, tcp, a.String(), client)
 	if !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), "actual "+pinOf(t, mitm)) {
 		t.Fatalf("dial of impostor: %v, want ErrKeyMismatch naming its key", err)
 	}
 
-	_, err = DialGRPC(ctx, tcpTransport{}, "tarn://nope", client)
+	_, err = DialGRPC(ctx, tcp, "tarn://nope", client)
 	if !errors.Is(err, ErrBadAddr) {
 		t.Fatalf("bad address: %v", err)
 	}
@@ -215,7 +215,7 @@ func TestGRPCMembership(t *testing.T) {
 				}
 				opts = append(opts, grpc.WithPerRPCCredentials(p))
 			}
-			cc, err := DialGRPC(ctx, tcpTransport{}, addr, client, opts...)
+			cc, err := DialGRPC(ctx, tcp, addr, client, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +238,7 @@ func TestProofBoundToLink(t *testing.T) {
 	defer cancel()
 	var proofs [][]byte
 	for range 2 {
-		c, err := Dial(ctx, tcpTransport{}, addr, client)
+		c, err := Dial(ctx, tcp, addr, client)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,12 +261,12 @@ func TestSilentClientDoesNotBlockOthers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// A client connects and never speaks.
-	silent, err := tcpTransport{}.Dial(ctx, a.Transports[0])
+	silent, err := tcp.Dial(ctx, a.Transports[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	cc, err := DialGRPC(ctx, tcpTransport{}, addr, client)
+	cc, err := DialGRPC(ctx, tcp, addr, client)
 	if err != nil {
 		t.Fatal(err)
 	}

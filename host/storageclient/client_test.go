@@ -291,7 +291,7 @@ func TestPinnedServerKey(t *testing.T) {
 	impostor := startServer(t, storageserver.Config{GridSecret: ts.secret}, false)
 	a, _ := nodelink.ParseAddr(impostor.addr)
 	a.KeyHash = pinOf(t, ts.cert)
-	_, err := Dial(testCtx(t), tcpTransport{}, a.String(), newCert(t), Options{GridSecret: ts.secret})
+	_, err := Dial(testCtx(t), tcp, a.String(), newCert(t), Options{GridSecret: ts.secret})
 	if !errors.Is(err, nodelink.ErrKeyMismatch) {
 		t.Fatalf("dial impostor: %v, want ErrKeyMismatch", err)
 	}

@@ -2,69 +2,35 @@ package storageclient
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/nodelink"
 	"github.com/tarnfs/tarn/host/storageserver"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
+	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
 	"github.com/tarnfs/tarn/sdk/storage"
-	"github.com/tarnfs/tarn/sdk/transport"
 )
 
-// tcpTransport is a test-only transport over real TCP sockets.
-type tcpTransport struct{}
+// tcp is the built-in TCP transport, in process, over real sockets.
+var tcp = transporttcp.New()
 
-var _ transport.Transport = tcpTransport{}
-
-func (tcpTransport) Info(context.Context) (transport.Info, error) {
-	return transport.Info{Name: "tcp-test", Schemes: []string{"tcp"}}, nil
-}
-
-func (tcpTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
-	hp, ok := strings.CutPrefix(addr, "tcp:")
-	if !ok {
-		return nil, transport.ErrBadAddress
-	}
-	var lc net.ListenConfig
-	return lc.Listen(ctx, "tcp", hp)
-}
-
-func (tcpTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	hp, ok := strings.CutPrefix(addr, "tcp:")
-	if !ok {
-		return nil, transport.ErrBadAddress
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", hp)
-}
-
+// newCert makes a node identity in a temporary folder and returns its
+// certificate.
 func newCert(t testing.TB) tls.Certificate {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	id, err := identity.Create(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tarn node"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	c, err := id.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}
+	return c
 }
 
 func pinOf(t testing.TB, c tls.Certificate) string {
@@ -98,7 +64,7 @@ func startServer(t *testing.T, cfg storageserver.Config, open bool) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tcpTransport{}.Listen(context.Background(), "tcp:127.0.0.1:0")
+	ln, err := tcp.Listen(context.Background(), "tcp:127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +76,7 @@ func startServer(t *testing.T, cfg storageserver.Config, open bool) *testServer 
 		srv.Close()
 	})
 	return &testServer{
-		addr:   "tarn://" + pinOf(t, cert) + "@tcp:" + ln.Addr().String(),
+		addr:   "tarn://" + pinOf(t, cert) + "@" + ln.Addr().String(),
 		cert:   cert,
 		srv:    srv,
 		secret: cfg.GridSecret,
@@ -122,7 +88,7 @@ func (ts *testServer) dial(t *testing.T, secret []byte, opts Options) *Client {
 	opts.GridSecret = secret
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, tcpTransport{}, ts.addr, newCert(t), opts)
+	c, err := Dial(ctx, tcp, ts.addr, newCert(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
