@@ -158,8 +158,15 @@ func (c *Client) conn(ctx context.Context, what, scheme string, r *transportpb.C
 		cancel()
 		return nil, fmt.Errorf("%s: open stream: %w", what, fromStatus(err))
 	}
-	return newStreamConn(st, cancel, scheme, r.LocalAddr, r.RemoteAddr), nil
+	sc := newStreamConn(st, cancel, scheme, r.LocalAddr, r.RemoteAddr)
+	if !r.CloseWrite {
+		return noHalfClose{sc}, nil
+	}
+	return sc, nil
 }
+
+// noHalfClose hides CloseWrite of a connection the plugin cannot half-close.
+type noHalfClose struct{ net.Conn }
 
 func (c *Client) Listen(ctx context.Context, addr string) (net.Listener, error) {
 	what := "listen on " + addr

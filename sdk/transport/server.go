@@ -202,6 +202,7 @@ func (s *server) handOver(ctx context.Context, c net.Conn, fdID uint64) (*transp
 		c.Close()
 		return nil, toStatus(err)
 	}
+	_, r.CloseWrite = c.(closeWriter)
 	id := s.id()
 	s.mu.Lock()
 	s.conns[id] = c

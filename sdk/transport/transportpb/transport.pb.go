@@ -479,11 +479,14 @@ func (x *DialRequest) GetFdId() uint64 {
 // ConnResponse names a connection: fd_id when the socket was handed over,
 // otherwise conn, to be opened with Stream.
 type ConnResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FdId          uint64                 `protobuf:"varint,1,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
-	Conn          uint64                 `protobuf:"varint,2,opt,name=conn,proto3" json:"conn,omitempty"`
-	LocalAddr     string                 `protobuf:"bytes,3,opt,name=local_addr,json=localAddr,proto3" json:"local_addr,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,4,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FdId       uint64                 `protobuf:"varint,1,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
+	Conn       uint64                 `protobuf:"varint,2,opt,name=conn,proto3" json:"conn,omitempty"`
+	LocalAddr  string                 `protobuf:"bytes,3,opt,name=local_addr,json=localAddr,proto3" json:"local_addr,omitempty"`
+	RemoteAddr string                 `protobuf:"bytes,4,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// close_write is true when the plugin can half-close the fallback
+	// connection (pass on a Frame's close_write).
+	CloseWrite    bool `protobuf:"varint,5,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -544,6 +547,13 @@ func (x *ConnResponse) GetRemoteAddr() string {
 		return x.RemoteAddr
 	}
 	return ""
+}
+
+func (x *ConnResponse) GetCloseWrite() bool {
+	if x != nil {
+		return x.CloseWrite
+	}
+	return false
 }
 
 type Frame struct {
@@ -682,14 +692,16 @@ const file_transport_proto_rawDesc = "" +
 	"\blistener\x18\x01 \x01(\x04R\blistener\"6\n" +
 	"\vDialRequest\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x13\n" +
-	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"w\n" +
+	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"\x98\x01\n" +
 	"\fConnResponse\x12\x13\n" +
 	"\x05fd_id\x18\x01 \x01(\x04R\x04fdId\x12\x12\n" +
 	"\x04conn\x18\x02 \x01(\x04R\x04conn\x12\x1d\n" +
 	"\n" +
 	"local_addr\x18\x03 \x01(\tR\tlocalAddr\x12\x1f\n" +
 	"\vremote_addr\x18\x04 \x01(\tR\n" +
-	"remoteAddr\"P\n" +
+	"remoteAddr\x12\x1f\n" +
+	"\vclose_write\x18\x05 \x01(\bR\n" +
+	"closeWrite\"P\n" +
 	"\x05Frame\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\x04R\x04conn\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
