@@ -27,8 +27,14 @@ func BenchmarkConnThroughput(b *testing.B) {
 		tr   func(b *testing.B) transport.Transport
 	}{
 		{"inprocess", func(*testing.B) transport.Transport { return New() }},
-		{"fast", func(b *testing.B) transport.Transport { c, _ := transporttest.StartPlugin(b, pluginCmd(), true); return c }},
-		{"fallback", func(b *testing.B) transport.Transport { c, _ := transporttest.StartPlugin(b, pluginCmd(), false); return c }},
+		{"fast", func(b *testing.B) transport.Transport {
+			c, _ := transporttest.StartPlugin(b, pluginCmd(), true)
+			return c
+		}},
+		{"fallback", func(b *testing.B) transport.Transport {
+			c, _ := transporttest.StartPlugin(b, pluginCmd(), false)
+			return c
+		}},
 	} {
 		b.Run(bp.name, func(b *testing.B) {
 			tr := bp.tr(b)
