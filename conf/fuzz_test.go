@@ -1,6 +1,9 @@
 package conf
 
 import (
+	"regexp"
+
+	"github.com/BurntSushi/toml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,3 +44,41 @@ func FuzzLoad(f *testing.F) {
 		keyLines(string(data)) // also on text the parser refused
 	})
 }
+
+// FuzzKeyLines checks the line finder against the toml parser: for every
+// document the parser accepts, each key the parser saw must have a line
+// (array indexes aside), and every line must be inside the document.
+func FuzzKeyLines(f *testing.F) {
+	for _, glob := range []string{"examples/*.toml", "examples/grid/*.toml"} {
+		files, _ := filepath.Glob(glob)
+		for _, file := range files {
+			if b, err := os.ReadFile(file); err == nil {
+				f.Add(string(b))
+			}
+		}
+	}
+	f.Add("a.'b c'.\"d\\\"e\" = [ {x = 1}, {y = '''z'''} ]\n[[t]]\n[t.u]\nv = 1979-05-27T07:32:00Z # c\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		var doc map[string]any
+		md, err := toml.Decode(src, &doc)
+		if err != nil {
+			return
+		}
+		lines := keyLines(src)
+		nlines := strings.Count(src, "\n") + 1
+		seen := map[string]bool{}
+		for k, l := range lines {
+			if l < 1 || l > nlines {
+				t.Fatalf("%s at line %d of %d", k, l, nlines)
+			}
+			seen[stripIndexes.ReplaceAllString(k, "")] = true
+		}
+		for _, k := range md.Keys() {
+			if !seen[k.String()] {
+				t.Fatalf("no line for key %s; found %v", k, lines)
+			}
+		}
+	})
+}
+
+var stripIndexes = regexp.MustCompile(`\[[0-9]+\]`)
