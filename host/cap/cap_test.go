@@ -143,3 +143,16 @@ func FuzzParseCap(f *testing.F) {
 		}
 	})
 }
+
+// TestGolden pins the printed form documented in docs/formats.md.
+func TestGolden(t *testing.T) {
+	c := sample()
+	const read = "tarn:chk:aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq:zdd4nroeypbmdqf7x263zo52xg4lpnvvwsz3fmnqv6xk3lflvkuq:3:10:1073741831"
+	const verify = "tarn:chk-verify:4fovmoiu2pyhnka2inb72ktthm:zdd4nroeypbmdqf7x263zo52xg4lpnvvwsz3fmnqv6xk3lflvkuq:3:10:1073741831"
+	if c.String() != read || c.Verify().String() != verify {
+		t.Fatalf("caps changed:\n%s\n%s", c, c.Verify())
+	}
+	if s := (Literal{Data: []byte("hello")}).String(); s != "tarn:lit:nbswy3dp" {
+		t.Fatalf("lit cap %s", s)
+	}
+}

@@ -320,69 +320,88 @@ func TestCorruption(t *testing.T) {
 	l := mustLayout(t, p, int64(len(data)))
 	leaf := func(base int64, i int) int64 { return base + int64(hashtree.LeafIndex(l.Segments, i))*32 }
 	blk, _ := l.Block(2)
-	for _, tc := range []struct {
+	type corruption struct {
 		name   string
 		mutate func(sh [][]byte)
-		what   string // the Problem.What the decoder reports for share 0
+		what   string // the Problem.What the decoder reports for share 0, node by node
+		whole  string // the same when it reads the trees whole ("-": as what)
 		verify string // the What VerifyShare reports
-	}{
-		{"header magic", flip(0, 1), "header", "header"},
-		{"header offset", flip(0, 40), "header", "header"},
-		{"extension block", flip(0, HeaderSize+30), "extension block", "extension block"},
-		{"share proof", flip(0, l.ProofOffset+3), "share hash proof", "share hash proof"},
-		{"block tree root", flip(0, l.BlockTreeOffset), "share hash proof", "share hash proof"},
-		{"block tree leaf", flip(0, leaf(l.BlockTreeOffset, 3)+5), "block or block hash tree", "block hash tree"},
-		{"block tree padding (never read by a decoder)", flip(0, leaf(l.BlockTreeOffset, 6)), "", "block hash tree"},
-		{"ciphertext tree leaf", flip(0, leaf(l.CipherOffset, 1)+9), "ciphertext hash tree", "ciphertext hash tree"},
-		{"block", flip(0, blk+100), "block or block hash tree", "block"},
-		{"last byte", flip(0, l.ShareSize-1), "block", "block"},
-		{"truncated", func(sh [][]byte) { sh[0] = sh[0][:len(sh[0])/2] }, "read", "read"},
-		{"truncated to nothing", func(sh [][]byte) { sh[0] = sh[0][:0] }, "read", "read"},
-		{"extended", func(sh [][]byte) { sh[0] = append(sh[0], 0) }, "", "read"},
-		{"swapped", func(sh [][]byte) { sh[0], sh[1] = sh[1], sh[0] }, "header", "header"},
+	}
+	cases := []corruption{
+		{"header magic", flip(0, 1), "header", "-", "header"},
+		{"header offset", flip(0, 40), "header", "-", "header"},
+		{"extension block", flip(0, HeaderSize+30), "extension block", "-", "extension block"},
+		{"share proof", flip(0, l.ProofOffset+3), "share hash proof", "-", "share hash proof"},
+		{"block tree root", flip(0, l.BlockTreeOffset), "share hash proof", "-", "share hash proof"},
+		{"block tree leaf", flip(0, leaf(l.BlockTreeOffset, 3)+5), "block or block hash tree", "block hash tree", "block hash tree"},
+		{"block tree padding", flip(0, leaf(l.BlockTreeOffset, 6)), "", "block hash tree", "block hash tree"},
+		{"ciphertext tree leaf", flip(0, leaf(l.CipherOffset, 1)+9), "ciphertext hash tree", "-", "ciphertext hash tree"},
+		{"block", flip(0, blk+100), "block or block hash tree", "block", "block"},
+		{"last byte", flip(0, l.ShareSize-1), "block", "-", "block"},
+		{"truncated", func(sh [][]byte) { sh[0] = sh[0][:len(sh[0])/2] }, "read", "-", "read"},
+		{"truncated to nothing", func(sh [][]byte) { sh[0] = sh[0][:0] }, "read", "-", "read"},
+		{"extended", func(sh [][]byte) { sh[0] = append(sh[0], 0) }, "", "-", "read"},
+		{"swapped", func(sh [][]byte) { sh[0], sh[1] = sh[1], sh[0] }, "header", "-", "header"},
 		{"other file's share", func(sh [][]byte) {
 			_, o := encode(t, p, testKey(5), data)
 			sh[0] = o.Shares[0]
-		}, "extension block", "extension block"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := &MemShares{Shares: make([][]byte, p.N)}
-			for i := range m.Shares {
-				m.Shares[i] = append([]byte(nil), clean.Shares[i]...)
-			}
-			tc.mutate(m.Shares)
-			var reported []Problem
-			got, d, err := decodeAll(t, c, m, &Options{OnProblem: func(p Problem) { reported = append(reported, p) }})
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("decode: %v", err)
-			}
-			if tc.what == "" {
-				if len(reported) != 0 {
-					t.Fatalf("reported %v", reported)
+		}, "extension block", "-", "extension block"},
+	}
+	for _, mode := range []struct {
+		name     string
+		prefetch int64
+	}{{"node by node", -1}, {"whole trees", 0}} {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				what := tc.what
+				if mode.prefetch == 0 && tc.whole != "-" {
+					what = tc.whole
 				}
-			} else {
-				want := 1
-				if strings.HasPrefix(tc.name, "swapped") {
-					want = 2 // both shares sit at the wrong number
+				m := &MemShares{Shares: make([][]byte, p.N)}
+				for i := range m.Shares {
+					m.Shares[i] = append([]byte(nil), clean.Shares[i]...)
 				}
-				if len(reported) != want || reported[0].Share != 0 || reported[0].What != tc.what {
-					t.Fatalf("reported %v, want %d problem(s), the first of share 0 with %q", reported, want, tc.what)
+				tc.mutate(m.Shares)
+				var mu sync.Mutex
+				var reported []Problem
+				opt := &Options{TreePrefetch: mode.prefetch, OnProblem: func(p Problem) {
+					mu.Lock()
+					reported = append(reported, p)
+					mu.Unlock()
+				}}
+				got, d, err := decodeAll(t, c, m, opt)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("decode: %v", err)
 				}
-				if len(d.Problems()) != want {
-					t.Fatalf("Problems() = %v", d.Problems())
+				slices.SortFunc(reported, func(a, b Problem) int { return a.Share - b.Share })
+				if what == "" {
+					if len(reported) != 0 {
+						t.Fatalf("reported %v", reported)
+					}
+				} else {
+					want := 1
+					if strings.HasPrefix(tc.name, "swapped") {
+						want = 2 // both shares sit at the wrong number
+					}
+					if len(reported) != want || reported[0].Share != 0 || reported[0].What != what {
+						t.Fatalf("reported %v, want %d problem(s), the first of share 0 with %q", reported, want, what)
+					}
+					if len(d.Problems()) != want {
+						t.Fatalf("Problems() = %v", d.Problems())
+					}
 				}
-			}
-			err = VerifyShare(context.Background(), c.Verify(), m, 0)
-			var pr Problem
-			if !errors.As(err, &pr) || pr.What != tc.verify {
-				t.Fatalf("verify share 0: %v, want a %q problem", err, tc.verify)
-			}
-			for s := 2; s < p.N; s++ {
-				if err := VerifyShare(context.Background(), c.Verify(), m, s); err != nil {
-					t.Fatalf("verify clean share %d: %v", s, err)
+				err = VerifyShare(context.Background(), c.Verify(), m, 0)
+				var pr Problem
+				if !errors.As(err, &pr) || pr.What != tc.verify {
+					t.Fatalf("verify share 0: %v, want a %q problem", err, tc.verify)
 				}
-			}
-		})
+				for s := 2; s < p.N; s++ {
+					if err := VerifyShare(context.Background(), c.Verify(), m, s); err != nil {
+						t.Fatalf("verify clean share %d: %v", s, err)
+					}
+				}
+			})
+		}
 	}
 	t.Run("corrupt K of N", func(t *testing.T) {
 		m := &MemShares{Shares: make([][]byte, p.N)}

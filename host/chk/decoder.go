@@ -53,7 +53,16 @@ type Options struct {
 	Shares []int
 	// OnProblem, if set, is called for every share that fails.
 	OnProblem func(Problem)
+	// TreePrefetch: when a share's header, UEB and both hash trees
+	// together take at most this many bytes, the decoder reads them in one
+	// read and checks the trees whole, so each block then costs one read
+	// (0 means DefaultTreePrefetch, negative never). Larger files read the
+	// uncles they need node by node.
+	TreePrefetch int64
 }
+
+// DefaultTreePrefetch covers files of up to ~2 GiB at 1 MiB segments.
+const DefaultTreePrefetch = 256 << 10
 
 type shareState struct {
 	num   int
@@ -81,6 +90,7 @@ type Decoder struct {
 	aes      cipher.Block
 	shares   []*shareState
 	cipher   *hashtree.Partial
+	cmu      sync.Mutex // guards cipher during concurrent prepares
 	pmu      sync.Mutex // guards problems; blocks of one segment are fetched concurrently
 	problems []Problem
 
@@ -214,7 +224,16 @@ func (d *Decoder) readUEB(ctx context.Context, sh *shareState) (UEB, []byte, err
 // prepare checks a share's header, extension block and share-tree proof, and
 // sets up its block tree.
 func (d *Decoder) prepare(ctx context.Context, sh *shareState) error {
-	buf := make([]byte, d.l.BlockTreeOffset+tagged.Size)
+	limit := d.opt.TreePrefetch
+	if limit == 0 {
+		limit = DefaultTreePrefetch
+	}
+	whole := d.l.BlocksOffset <= limit && hashtree.NodeCount(d.l.Segments) <= hashtree.MaxLearn
+	n := d.l.BlockTreeOffset + tagged.Size
+	if whole {
+		n = d.l.BlocksOffset
+	}
+	buf := make([]byte, n)
 	if err := d.read(ctx, sh, buf, 0); err != nil {
 		d.report(sh, -1, "read", err)
 		return err
@@ -243,7 +262,23 @@ func (d *Decoder) prepare(ctx context.Context, sh *shareState) error {
 		d.report(sh, -1, "share hash proof", err)
 		return err
 	}
-	sh.tree, _ = hashtree.NewPartial(tagged.ChkBlockTreeNode, root, d.l.Segments)
+	tree, _ := hashtree.NewPartial(tagged.ChkBlockTreeNode, root, d.l.Segments)
+	if whole {
+		if err := tree.Learn(buf[d.l.BlockTreeOffset:d.l.CipherOffset]); err != nil {
+			d.report(sh, -1, "block hash tree", fmt.Errorf("%v: %w", err, ErrCorrupt))
+			return err
+		}
+		// Every share's copy of the ciphertext tree is checked, so a bad
+		// copy is reported whichever share happens to be read first.
+		d.cmu.Lock()
+		err := d.cipher.Learn(buf[d.l.CipherOffset:d.l.BlocksOffset])
+		d.cmu.Unlock()
+		if err != nil {
+			d.report(sh, -1, "ciphertext hash tree", fmt.Errorf("%v: %w", err, ErrCorrupt))
+			return err
+		}
+	}
+	sh.tree = tree
 	sh.ready = true
 	return nil
 }

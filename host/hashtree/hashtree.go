@@ -166,7 +166,7 @@ func NewPartial(tag string, root Hash, n int) (*Partial, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("hashtree: partial tree of %d leaves", n)
 	}
-	p := &Partial{tag: tag, n: n, root: root, max: 1 << 14}
+	p := &Partial{tag: tag, n: n, root: root, max: MaxLearn}
 	p.reset()
 	return p, nil
 }
@@ -226,12 +226,35 @@ func (p *Partial) Verify(i int, leaf Hash, given map[int]Hash) error {
 		}
 		idx = parent(idx)
 	}
-	if len(p.known)+len(learnt) > p.max {
+	if len(p.known)+len(learnt) > p.max && len(p.known) < NodeCount(p.n) {
 		p.reset()
 	}
 	for k, v := range learnt {
 		p.known[k] = v
 	}
+	return nil
+}
+
+// MaxLearn is the largest tree (in nodes) Learn accepts.
+const MaxLearn = 1 << 14
+
+// Learn checks a whole serialised tree (as Check does) against the trusted
+// root and, if it is right, trusts all its nodes: one read of a small tree
+// replaces many reads of uncles.
+func (p *Partial) Learn(b []byte) error {
+	if NodeCount(p.n) > MaxLearn {
+		return fmt.Errorf("hashtree: learn a tree of %d nodes: more than %d", NodeCount(p.n), MaxLearn)
+	}
+	if _, err := Check(p.tag, p.root, p.n, b); err != nil {
+		return err
+	}
+	known := make(map[int]Hash, NodeCount(p.n))
+	for i := 0; i < NodeCount(p.n); i++ {
+		var h Hash
+		copy(h[:], b[i*tagged.Size:])
+		known[i] = h
+	}
+	p.known = known
 	return nil
 }
 

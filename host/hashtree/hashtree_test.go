@@ -135,3 +135,31 @@ func TestCheckRejects(t *testing.T) {
 		t.Fatal("empty tree built")
 	}
 }
+
+func TestPartialLearn(t *testing.T) {
+	ls := leaves(9)
+	tr, _ := Build(tag, ls)
+	p, _ := NewPartial(tag, tr.Root(), 9)
+	bad := tr.Bytes()
+	bad[40] ^= 1
+	if err := p.Learn(bad); err == nil {
+		t.Fatal("learnt a corrupt tree")
+	}
+	if len(p.Needed(4)) == 0 {
+		t.Fatal("a failed Learn taught nodes")
+	}
+	if err := p.Learn(tr.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ls {
+		if n := p.Needed(i); len(n) != 0 {
+			t.Fatalf("leaf %d still needs %v", i, n)
+		}
+		if err := p.Verify(i, ls[i], nil); err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+	}
+	if err := p.Verify(2, ls[3], nil); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("wrong leaf after learn: %v", err)
+	}
+}
