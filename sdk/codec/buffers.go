@@ -21,19 +21,19 @@ type Buffers struct {
 	Segment []byte   // the segment, len = the segment length
 	Blocks  [][]byte // N blocks, each BlockSize bytes
 
-	arena  *dataplane.Arena
+	client *Client // set when the buffers lie in its arena
 	region dataplane.Region
 }
 
 // Shared reports whether the buffers lie in shared memory.
-func (b *Buffers) Shared() bool { return b.arena != nil }
+func (b *Buffers) Shared() bool { return b.client != nil }
 
 // Release returns shared buffers to the arena. The slices must not be used
 // afterwards. Releasing twice, or heap buffers, is harmless.
 func (b *Buffers) Release() {
-	if b.arena != nil {
-		b.arena.Free(b.region)
-		b.arena = nil
+	if b.client != nil {
+		b.client.freeRegion(b.region)
+		b.client = nil
 	}
 	b.Segment, b.Blocks = nil, nil
 }
@@ -58,7 +58,7 @@ func (c *Client) AllocBuffers(p Params, segLen int) (*Buffers, error) {
 		r, err := c.arena.Alloc(total)
 		switch {
 		case err == nil:
-			b.arena, b.region, mem = c.arena, r, r.Bytes
+			b.client, b.region, mem = c, r, r.Bytes
 		case errors.Is(err, dataplane.ErrArenaFull), errors.Is(err, dataplane.ErrClosed):
 			// Heap buffers still work; their calls copy or stream.
 		default:

@@ -20,12 +20,19 @@ import (
 // is full, it streams the bytes over gRPC. Buffers from AllocBuffers already
 // lie in the arena and cost no copy; other buffers are copied in and out of a
 // staging region of the arena.
+//
+// When a call's context ends first, the call returns ctx.Err() at once but
+// the plugin may still be writing the buffers it was given: their contents
+// are undefined until released. Arena memory is never handed out again
+// while a plugin may still write it.
 type Client struct {
 	rpc   codecpb.CodecClient
 	arena *dataplane.Arena // the host's mapping; nil when not offered
 
-	mu   sync.Mutex
-	info *codecpb.InfoResponse // cached after the first successful Info
+	mu       sync.Mutex
+	info     *codecpb.InfoResponse // cached after the first successful Info
+	detached int                   // cancelled shared calls still running
+	deferred []dataplane.Region    // Buffers released while detached > 0
 }
 
 var (
@@ -272,7 +279,6 @@ func (c *Client) encodeShared(ctx context.Context, p Params, jobs []EncodeJob) e
 	if err := st.alloc(); err != nil {
 		return err
 	}
-	defer st.free()
 	type out struct{ dst, src []byte }
 	var outs []out
 	req := &codecpb.EncodeSharedRequest{Params: wireParams(p), Jobs: make([]*codecpb.EncodeJob, len(jobs))}
@@ -288,13 +294,16 @@ func (c *Client) encodeShared(ctx context.Context, p Params, jobs []EncodeJob) e
 		}
 		req.Jobs[i] = wj
 	}
-	if _, err := c.rpc.EncodeShared(ctx, req); err != nil {
-		return fromStatus("encode", err)
+	copyOut := func() {
+		for _, o := range outs {
+			copy(o.dst, o.src)
+		}
 	}
-	for _, o := range outs {
-		copy(o.dst, o.src)
-	}
-	return nil
+	err := c.shared(ctx, copyOut, st.free, func(ctx context.Context) error {
+		_, err := c.rpc.EncodeShared(ctx, req)
+		return err
+	})
+	return fromStatus("encode", err)
 }
 
 func (c *Client) decodeShared(ctx context.Context, p Params, jobs []DecodeJob) error {
@@ -310,7 +319,6 @@ func (c *Client) decodeShared(ctx context.Context, p Params, jobs []DecodeJob) e
 	if err := st.alloc(); err != nil {
 		return err
 	}
-	defer st.free()
 	type out struct{ dst, src []byte }
 	var outs []out
 	req := &codecpb.DecodeSharedRequest{Params: wireParams(p), Jobs: make([]*codecpb.DecodeJob, len(jobs))}
@@ -330,13 +338,77 @@ func (c *Client) decodeShared(ctx context.Context, p Params, jobs []DecodeJob) e
 		}
 		req.Jobs[i] = wj
 	}
-	if _, err := c.rpc.DecodeShared(ctx, req); err != nil {
-		return fromStatus("decode", err)
+	copyOut := func() {
+		for _, o := range outs {
+			copy(o.dst, o.src)
+		}
 	}
-	for _, o := range outs {
-		copy(o.dst, o.src)
+	err := c.shared(ctx, copyOut, st.free, func(ctx context.Context) error {
+		_, err := c.rpc.DecodeShared(ctx, req)
+		return err
+	})
+	return fromStatus("decode", err)
+}
+
+// shared runs one shared-memory call. The plugin may write arena memory
+// until it answers, even after the caller's context ends, so the call itself
+// never sees the caller's cancellation: the caller gets ctx.Err() at once,
+// while the call runs on, and the arena memory it uses (its staging region,
+// and any Buffers released meanwhile) is freed only once the plugin has
+// answered or died. On success copyOut copies staged results to the
+// caller's buffers (never after the caller has gone); done frees the staging
+// region.
+func (c *Client) shared(ctx context.Context, copyOut, done func(), call func(context.Context) error) error {
+	if ctx.Done() == nil {
+		defer done()
+		err := call(ctx)
+		if err == nil {
+			copyOut()
+		}
+		return err
 	}
-	return nil
+	result := make(chan error, 1)
+	go func() { result <- call(context.WithoutCancel(ctx)) }()
+	select {
+	case err := <-result:
+		if err == nil {
+			copyOut()
+		}
+		done()
+		return err
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	c.detached++
+	c.mu.Unlock()
+	go func() {
+		<-result
+		done()
+		c.mu.Lock()
+		c.detached--
+		var frees []dataplane.Region
+		if c.detached == 0 {
+			frees, c.deferred = c.deferred, nil
+		}
+		c.mu.Unlock()
+		for _, r := range frees {
+			c.arena.Free(r)
+		}
+	}()
+	return ctx.Err()
+}
+
+// freeRegion returns a Buffers region to the arena, or, while a cancelled
+// call may still be writing the arena, once it has finished.
+func (c *Client) freeRegion(r dataplane.Region) {
+	c.mu.Lock()
+	if c.detached > 0 {
+		c.deferred = append(c.deferred, r)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.arena.Free(r)
 }
 
 // encodeStream runs one Encode over the streaming fallback.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -410,5 +411,62 @@ func TestBatchSplitsToFitArena(t *testing.T) {
 	if cs.streamed.Load() != 0 || cs.shared.Load() < 2 {
 		t.Fatalf("shared calls %d, streamed %d: want the batch split over shared memory",
 			cs.shared.Load(), cs.streamed.Load())
+	}
+}
+
+// slowCodec ignores its context and takes its time, as a busy plugin does.
+type slowCodec struct {
+	parityCodec
+	delay time.Duration
+}
+
+func (s *slowCodec) Encode(ctx context.Context, p Params, seg []byte, blocks [][]byte) error {
+	time.Sleep(s.delay)
+	return s.parityCodec.Encode(ctx, p, seg, blocks)
+}
+
+// TestCancelKeepsArenaUntilPluginAnswers: a call whose context ends returns
+// at once, but the arena memory the plugin may still write (the staging
+// region, and buffers released meanwhile) is not reused until it answers.
+func TestCancelKeepsArenaUntilPluginAnswers(t *testing.T) {
+	a := newArena(t, 4<<20)
+	c := serveRPC(t, &slowCodec{delay: 400 * time.Millisecond}, a, a)
+	p := Params{K: 2, N: 3}
+	bufs, err := c.AllocBuffers(p, 100<<10)
+	if err != nil || !bufs.Shared() {
+		t.Fatalf("alloc buffers: %v", err)
+	}
+	heapBlocks := [][]byte{make([]byte, 50<<10), make([]byte, 50<<10), make([]byte, 50<<10)}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = c.Encode(ctx, p, bytes.Repeat([]byte{0x5a}, 100<<10), heapBlocks) // staged
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Fatalf("cancelled call took %v", d)
+	}
+	bufs.Release() // while the plugin may still write: deferred
+	if r, err := a.Alloc(a.Size()); err == nil {
+		a.Free(r)
+		t.Fatal("arena memory reusable while the plugin may still write it")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := a.Alloc(a.Size())
+		if err == nil {
+			a.Free(r)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("arena memory never freed after the plugin answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, b := range heapBlocks {
+		if b[0] != 0 || b[len(b)-1] != 0 {
+			t.Fatal("results copied into the caller's buffers after it gave up")
+		}
 	}
 }

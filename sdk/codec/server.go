@@ -129,6 +129,11 @@ func (s *server) encodeJob(ctx context.Context, p Params, j *codecpb.EncodeJob, 
 			return fmt.Errorf("block %d: %w", k, err)
 		}
 	}
+	// The contract is enforced here too, so a codec that skips its own
+	// checks still never sees a malformed request.
+	if err := CheckEncode(p, seg, blocks); err != nil {
+		return err
+	}
 	return guard("encode", func() error { return s.impl.Encode(ctx, p, seg, blocks) })
 }
 
@@ -165,6 +170,9 @@ func (s *server) decodeJob(ctx context.Context, p Params, j *codecpb.DecodeJob, 
 		if blocks[b.Index], err = s.slice(b.Span); err != nil {
 			return fmt.Errorf("block %d: %w", b.Index, err)
 		}
+	}
+	if err := CheckDecode(p, blocks, out); err != nil {
+		return err
 	}
 	return guard("decode", func() error { return s.impl.Decode(ctx, p, blocks, out) })
 }
