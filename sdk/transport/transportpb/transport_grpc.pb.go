@@ -43,7 +43,7 @@ const (
 // start, tagged with that id, and answers with the same fd_id. The host then
 // does I/O on the socket itself. FALLBACK: the plugin keeps the connection
 // and answers with a conn id; the host opens Stream with that id and the
-// bytes flow in Frames of at most 256 KiB. The plugin may answer any
+// bytes flow in Frames of at most 1 MiB. The plugin may answer any
 // request on the fallback path (a connection without a file descriptor).
 type TransportClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
@@ -154,7 +154,7 @@ type Transport_StreamClient = grpc.BidiStreamingClient[Frame, Frame]
 // start, tagged with that id, and answers with the same fd_id. The host then
 // does I/O on the socket itself. FALLBACK: the plugin keeps the connection
 // and answers with a conn id; the host opens Stream with that id and the
-// bytes flow in Frames of at most 256 KiB. The plugin may answer any
+// bytes flow in Frames of at most 1 MiB. The plugin may answer any
 // request on the fallback path (a connection without a file descriptor).
 type TransportServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
