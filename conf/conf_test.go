@@ -193,6 +193,7 @@ func TestSize(t *testing.T) {
 		{in: "0.5B", bad: true},
 		{in: "-1GiB", bad: true},
 		{in: "GiB", bad: true},
+		{in: "10G", bad: true},
 		{in: "10XB", bad: true},
 		{in: "1.2.3MB", bad: true},
 		{in: "", bad: true},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -60,6 +61,42 @@ func Parse(file string, data []byte) (*Profile, error) {
 		return nil, d.errs
 	}
 	return p, nil
+}
+
+// New returns the default profile of a node folder, every default applied,
+// with no service enabled: a start for code that writes profiles (such as
+// `tarn dev`), which sets what it needs, checks it with Validate and writes
+// it with Encode.
+func New(dir string) (*Profile, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("new profile %s: %w", dir, err)
+	}
+	p := defaultProfile()
+	p.Dir, p.File = abs, filepath.Join(abs, FileName)
+	p.derive()
+	return p, nil
+}
+
+// Validate checks a profile built or changed in code, as Load checks a
+// file: an ErrorList of every mistake, or nil.
+func (p *Profile) Validate() error {
+	d := &decoder{file: p.File, lines: p.lines}
+	(&validator{decoder: d, p: p}).validate()
+	if len(d.errs) > 0 {
+		d.errs.Sort()
+		return d.errs
+	}
+	return nil
+}
+
+// Encode writes the profile as TOML that Load reads back to the same
+// profile (without comments; paths as they are, absolute after Load).
+func (p *Profile) Encode(w io.Writer) error {
+	if err := toml.NewEncoder(w).Encode(p); err != nil {
+		return fmt.Errorf("encode profile %s: %w", p.File, err)
+	}
+	return nil
 }
 
 // ConfigJSON is the plugin's config table as the JSON handed to the plugin.

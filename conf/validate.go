@@ -73,7 +73,7 @@ func (v *validator) validate() {
 		kh, err := CanonicalKeyHash(s.KeyHash)
 		switch {
 		case s.KeyHash == "":
-			v.errorf(k+".key_hash", "missing: each server needs its key hash (`tarn id` on that node)")
+			v.errorf(k+".key_hash", "missing: each server needs its key hash (`tarn init` printed it on that node)")
 		case err != nil:
 			v.errorf(k+".key_hash", "%v", err)
 		default:
@@ -257,7 +257,7 @@ func (v *validator) accounts() {
 		}
 		if a.PasswordHash != "" && !strings.HasPrefix(a.PasswordHash, "$argon2id$") &&
 			!strings.HasPrefix(a.PasswordHash, "$2a$") && !strings.HasPrefix(a.PasswordHash, "$2b$") && !strings.HasPrefix(a.PasswordHash, "$2y$") {
-			v.errorf(k+".password_hash", "not an argon2id or bcrypt hash (make one with `tarn account passwd`)")
+			v.errorf(k+".password_hash", "not an argon2id ($argon2id$...) or bcrypt ($2b$...) password hash")
 		}
 		for j, line := range a.AuthorizedKeys {
 			if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err != nil {
