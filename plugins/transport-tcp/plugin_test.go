@@ -158,6 +158,9 @@ func TestPluginKilled(t *testing.T) {
 			for !p.Exited() && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
+			if !p.Exited() {
+				t.Fatal("plugin process still running 5s after SIGKILL")
+			}
 
 			err = roundTrip("after the plugin died")
 			switch {
@@ -170,8 +173,8 @@ func TestPluginKilled(t *testing.T) {
 			// A blocked Accept and new calls fail promptly.
 			select {
 			case err := <-acceptErr:
-				if err == nil {
-					t.Error("accept on a dead plugin returned a connection")
+				if !errors.Is(err, transport.ErrPluginGone) {
+					t.Errorf("accept on a dead plugin: %v, want transport.ErrPluginGone", err)
 				}
 			case <-time.After(5 * time.Second):
 				t.Error("accept still blocked 5s after the plugin died")
