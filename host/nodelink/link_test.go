@@ -304,3 +304,34 @@ func TestParseGridSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestDialGRPCUnreachable(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "tarn://" + testPin + "@tcp:" + dead.Addr().String()
+	dead.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = DialGRPC(ctx, tcp, addr, newCert(t))
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dial of a closed port: %v, want connection refused", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("dial of a closed port took %s", d)
+	}
+}
+
+func FuzzParseGridSecret(f *testing.F) {
+	f.Add([]byte("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"))
+	f.Add([]byte("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="))
+	f.Add(make([]byte, 32))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseGridSecret(b)
+		if err == nil && len(s) != GridSecretSize {
+			t.Fatalf("accepted a %d-byte secret", len(s))
+		}
+	})
+}

@@ -52,7 +52,7 @@ type testServer struct {
 // startServer runs a storage server on a real loopback socket. A nil
 // Backend gets a memory backend; a nil GridSecret gets a fresh secret
 // (set open to run without one).
-func startServer(t *testing.T, cfg storageserver.Config, open bool) *testServer {
+func startServer(t testing.TB, cfg storageserver.Config, open bool) *testServer {
 	t.Helper()
 	if cfg.Backend == nil {
 		cfg.Backend = storagememory.New()
@@ -83,7 +83,7 @@ func startServer(t *testing.T, cfg storageserver.Config, open bool) *testServer 
 	}
 }
 
-func (ts *testServer) dial(t *testing.T, secret []byte, opts Options) *Client {
+func (ts *testServer) dial(t testing.TB, secret []byte, opts Options) *Client {
 	t.Helper()
 	opts.GridSecret = secret
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
