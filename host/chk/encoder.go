@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 
@@ -270,3 +271,34 @@ func (m *MemShares) ReadAt(_ context.Context, shnum int, p []byte, off int64) (i
 	}
 	return n, nil
 }
+
+// WriterAts is a ShareSink over one io.WriterAt per share (files, buffers).
+type WriterAts []io.WriterAt
+
+// WriteAt writes p to share shnum's writer at off.
+func (w WriterAts) WriteAt(_ context.Context, shnum int, p []byte, off int64) error {
+	if shnum < 0 || shnum >= len(w) || w[shnum] == nil {
+		return fmt.Errorf("share %d: no writer", shnum)
+	}
+	if _, err := w[shnum].WriteAt(p, off); err != nil {
+		return fmt.Errorf("share %d: %w", shnum, err)
+	}
+	return nil
+}
+
+// ReaderAts is a ShareSource over one io.ReaderAt per share; a nil entry is
+// a missing share.
+type ReaderAts []io.ReaderAt
+
+// ReadAt reads share shnum's reader at off.
+func (r ReaderAts) ReadAt(_ context.Context, shnum int, p []byte, off int64) (int, error) {
+	if shnum < 0 || shnum >= len(r) || r[shnum] == nil {
+		return 0, fmt.Errorf("share %d: %w", shnum, errMissing)
+	}
+	return r[shnum].ReadAt(p, off)
+}
+
+var (
+	_ ShareSink   = WriterAts(nil)
+	_ ShareSource = ReaderAts(nil)
+)

@@ -9,6 +9,7 @@ package tagged
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -66,15 +67,30 @@ func (h *Hasher) Sum() Sum {
 	return s
 }
 
+// pools keeps reset hashers per tag: building a derive-key hasher hashes
+// the tag and allocates several KiB, which dominated small-node hashing.
+var pools sync.Map // tag -> *sync.Pool of *blake3.Hasher
+
+func get(tag string) (*sync.Pool, *blake3.Hasher) {
+	pv, ok := pools.Load(tag)
+	if !ok {
+		pv, _ = pools.LoadOrStore(tag, &sync.Pool{New: func() any { return blake3.NewDeriveKey(tag) }})
+	}
+	pool := pv.(*sync.Pool)
+	return pool, pool.Get().(*blake3.Hasher)
+}
+
 // Hash returns the tagged hash of the concatenation of parts. Callers whose
 // parts vary in length must length-prefix them (WriteBytes) instead.
 func Hash(tag string, parts ...[]byte) Sum {
-	h := blake3.NewDeriveKey(tag)
+	pool, h := get(tag)
 	for _, p := range parts {
 		h.Write(p)
 	}
 	var s Sum
 	h.Sum(s[:0])
+	h.Reset()
+	pool.Put(h)
 	return s
 }
 

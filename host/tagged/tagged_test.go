@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"testing"
+
+	"github.com/zeebo/blake3"
 )
 
 func TestTagsSeparate(t *testing.T) {
@@ -90,4 +92,16 @@ func BenchmarkHash1MiB(b *testing.B) {
 			sink = Pair(ChkBlockTreeNode, &l, &r)
 		}
 	})
+}
+
+// TestPooledHashersReset: a reused hasher gives what a fresh one gives.
+func TestPooledHashersReset(t *testing.T) {
+	var want Sum
+	blake3.DeriveKey(ChkUEB, []byte("abc"), want[:])
+	for i := range 5 {
+		Hash(ChkUEB, []byte("other input"))
+		if got := Hash(ChkUEB, []byte("abc")); got != want {
+			t.Fatalf("call %d: %x, want %x", i, got, want)
+		}
+	}
 }
