@@ -90,6 +90,12 @@ type Config struct {
 	Logger   hclog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// ValidateSlotWrite, if set, vets every WriteSlot before it is applied:
+	// current is the slot's value whose token the writer expects (nil when
+	// it expects no slot), next the proposed value. An error refuses the
+	// write: a gRPC status error is sent as is, any other error as
+	// PERMISSION_DENIED. Mutable files plug their signature check in here.
+	ValidateSlotWrite func(ctx context.Context, ref storage.Ref, current, next []byte) error
 }
 
 // Stats are counters of a running server.
@@ -213,7 +219,10 @@ func (s *Server) Close() error {
 }
 
 // ServerOptions are the gRPC options the protocol needs: message limits,
-// stream limits and the membership check. NewGRPCServer applies them.
+// stream limits and the membership check (which applies to this service's
+// methods only, so other services may share the gRPC server).
+// NewGRPCServer applies them; to compose a server yourself, pass them to
+// nodelink.NewServer and call Register.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
@@ -241,6 +250,9 @@ func (s *Server) NewGRPCServer(cert tls.Certificate, opts ...grpc.ServerOption) 
 	return g
 }
 
+// Register registers the storage service on g.
+func (s *Server) Register(g *grpc.Server) { pb.RegisterStorageServerServer(g, s) }
+
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -267,6 +279,9 @@ var readMethods = map[string]bool{
 }
 
 func (s *Server) authorize(ctx context.Context, method string) error {
+	if !strings.HasPrefix(method, "/"+pb.StorageServer_ServiceDesc.ServiceName+"/") {
+		return nil // another service sharing the gRPC server decides for itself
+	}
 	if s.cfg.GridSecret == nil || method == pb.StorageServer_GetVersion_FullMethodName {
 		return nil
 	}
@@ -725,6 +740,27 @@ func (s *Server) WriteSlot(ctx context.Context, req *pb.WriteSlotRequest) (*pb.W
 		return nil, status.Errorf(codes.ResourceExhausted, "%s: reserved space: %d free, %d reserved, %d asked",
 			obj, max(avail+s.cfg.Reserved, 0), s.cfg.Reserved, len(req.Value))
 	}
+	if v := s.cfg.ValidateSlotWrite; v != nil {
+		var current []byte
+		if req.ExpectToken != "" {
+			cur, tok, err := s.cfg.Backend.ReadSlot(ctx, ref)
+			if errors.Is(err, storage.ErrNotFound) || (err == nil && tok != req.ExpectToken) {
+				return nil, toStatus(fmt.Errorf("%s: %w", obj, storage.ErrConflict))
+			}
+			if err != nil {
+				return nil, toStatus(fmt.Errorf("%s: %w", obj, err))
+			}
+			current = cur
+		}
+		if err := v(ctx, ref, current, req.Value); err != nil {
+			if _, ok := status.FromError(err); ok {
+				return nil, err
+			}
+			return nil, status.Errorf(codes.PermissionDenied, "%s: refused: %v", obj, err)
+		}
+	}
+	// The backend's test-and-set still decides: a write that raced the
+	// check above loses with ErrConflict.
 	tok, err := s.cfg.Backend.WriteSlot(ctx, ref, req.ExpectToken, req.Value)
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%s: %w", obj, err))

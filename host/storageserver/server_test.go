@@ -3,12 +3,16 @@ package storageserver
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/tarnfs/tarn/host/identity"
@@ -16,6 +20,7 @@ import (
 	pb "github.com/tarnfs/tarn/host/storageserver/storageserverpb"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
+	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // rawClient starts a server over real TLS and sockets and returns a raw
@@ -206,5 +211,79 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestValidateSlotWrite(t *testing.T) {
+	var seen [][2]string
+	c, _ := rawClient(t, Config{ValidateSlotWrite: func(_ context.Context, _ storage.Ref, cur, next []byte) error {
+		seen = append(seen, [2]string{string(cur), string(next)})
+		if strings.HasPrefix(string(next), "bad") {
+			return errors.New("signature does not verify")
+		}
+		return nil
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := func(expect, v string) *pb.WriteSlotRequest {
+		return &pb.WriteSlotRequest{StorageIndex: make([]byte, 16), SlotNum: 1, ExpectToken: expect, Value: []byte(v), LeaseSecret: make([]byte, 32)}
+	}
+	r1, err := c.WriteSlot(ctx, req("", "v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.WriteSlot(ctx, req(r1.Token, "bad v2"))
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("bad write: %v, want PermissionDenied with the reason", err)
+	}
+	if _, err := c.WriteSlot(ctx, req("stale", "v2")); status.Code(err) != codes.Aborted {
+		t.Fatalf("stale token: %v, want Aborted", err)
+	}
+	if _, err := c.WriteSlot(ctx, req(r1.Token, "v2")); err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]string{{"", "v1"}, {"v1", "bad v2"}, {"v1", "v2"}}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("validator saw %q, want %q", seen, want)
+	}
+}
+
+func TestSharedGRPCServer(t *testing.T) {
+	// Another service on the same gRPC server is not gated by the storage
+	// service's membership check; the storage service still is.
+	tcp := transporttcp.New()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	srv, err := New(Config{Backend: storagememory.New(), GridSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := identity.Create(t.TempDir())
+	scert, _ := sid.TLSCertificate()
+	g := nodelink.NewServer(scert, srv.ServerOptions()...)
+	srv.Register(g)
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	ln, err := tcp.Listen(context.Background(), "tcp:127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	t.Cleanup(func() { g.Stop(); srv.Close() })
+
+	cid, _ := identity.Create(t.TempDir())
+	ccert, _ := cid.TLSCertificate()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := nodelink.DialGRPC(ctx, tcp, "tarn://"+sid.KeyHash()+"@"+ln.Addr().String(), ccert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("other service: %v", err)
+	}
+	_, err = pb.NewStorageServerClient(cc).ListShares(ctx, &pb.ListSharesRequest{StorageIndex: make([]byte, 16)})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("storage without proof: %v, want PermissionDenied", err)
 	}
 }
