@@ -277,4 +277,11 @@ z = true
 	if _, ok := got["line"]; ok {
 		t.Error("key inside a multi-line string was recorded")
 	}
+
+	crlf := keyLines("[a]\r\nb = 1\r\n\r\n[[c]]\r\nd = { e = [\r\n 1 ] }\r\n")
+	for k, w := range map[string]int{"a.b": 2, "c[0]": 4, "c[0].d": 5, "c[0].d.e[0]": 6} {
+		if crlf[k] != w {
+			t.Errorf("CRLF: line of %s = %d, want %d", k, crlf[k], w)
+		}
+	}
 }

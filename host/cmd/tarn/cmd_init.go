@@ -139,8 +139,11 @@ func runInit(out io.Writer, dir string) error {
 		kept = " (kept the existing key)"
 	}
 	fmt.Fprintf(out, "node id:  %s%s\nkey hash: %s\n", id.NodeID(), kept, id.KeyHash())
-	if selfURL != "" {
+	switch role {
+	case "introducer":
 		fmt.Fprintf(out, "introducer url: %s\n  (set introducer.announce to the address others dial; give the URL to other nodes: tarn init --introducer URL)\n", selfURL)
+	case "all":
+		fmt.Fprintf(out, "introducer url: %s\n", selfURL)
 	}
 	if newGrid && role != "introducer" && role != "all" {
 		fmt.Fprintf(out, "made a new grid secret in %s: to join an existing grid, use --grid-secret with that grid's secret file\n", gridPath)
