@@ -111,3 +111,31 @@ func TestStalledReaderDoesNotBlockOthers(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowWriterIsNotTakenForStalledServer(t *testing.T) {
+	// A caller that pauses between writes longer than CallTimeout (waiting
+	// on other servers, say) keeps its stream.
+	ts := startServer(t, storageserver.Config{}, false)
+	c := ts.dial(t, ts.secret, Options{CallTimeout: 100 * time.Millisecond, ChunkSize: 1000})
+	ctx := testCtx(t)
+	index := randIndex()
+	data := randBytes(3000)
+	a, err := c.Allocate(ctx, index, []uint32{0}, int64(len(data)), randBytes(32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := a.Writers[0]
+	for off := 0; off < len(data); off += 1000 {
+		if err := w.WriteAt(ctx, data[off:off+1000], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := w.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Read(ctx, index, 0, 0, int64(len(data)))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+}

@@ -89,16 +89,20 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 		w.cancel = cancel
 		w.dog = newWatchdog(w.c.opts.CallTimeout, cancel)
 		st, err := w.c.rpc.WriteShare(sctx)
+		w.dog.stop()
 		if err != nil {
 			w.closeStream()
 			return wrap("write "+w.obj(), err)
 		}
 		w.stream = st
 	}
-	// The caller's ctx ends the stream too while we wait on it.
+	// The caller's ctx ends the stream too while we wait on it; the
+	// watchdog runs only while we wait, so a caller that pauses between
+	// writes is not taken for a stalled server.
 	stopAfter := context.AfterFunc(ctx, w.cancel)
 	w.dog.kick()
 	err := w.stream.Send(&pb.WriteShareRequest{Handle: w.handle, Offset: w.bufOff, Data: w.buf})
+	w.dog.stop()
 	stopAfter()
 	if err != nil {
 		// The real reason is in the stream's status.
@@ -109,7 +113,6 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 		w.closeStream()
 		return wrap("write "+w.obj(), w.dog.explain(rerr))
 	}
-	w.dog.kick()
 	// gRPC may keep a reference to the sent message until it is on the
 	// wire, so never reuse the buffer.
 	w.buf = nil
