@@ -24,24 +24,39 @@ type ShareSink interface {
 }
 
 // Encoder turns a file's plaintext into N shares. Memory stays at about
-// (1 + N/K) segments plus 32 bytes per segment per share for the trees
-// (352 KiB per GiB of file at 3-of-10 with 1 MiB segments).
+// (1 + N/K) segments per core plus 32 bytes per segment per share for the
+// trees (352 KiB per GiB of file at 3-of-10 with 1 MiB segments). With
+// GOMAXPROCS > 1 it codes up to GOMAXPROCS segments at once; the sink still
+// sees one call at a time, blocks in segment order.
 type Encoder struct {
-	ctx    context.Context
-	l      Layout
-	key    cap.Key
-	aes    cipher.Block
-	codec  codec.Codec
-	name   string
-	sink   ShareSink
-	seg    []byte   // the segment being filled
-	fill   int      // bytes in seg
-	index  int      // segments done
-	blocks [][]byte // N block buffers
-	leaves [][]hashtree.Hash
-	cipher []hashtree.Hash
+	ctx      context.Context
+	l        Layout
+	key      cap.Key
+	aes      cipher.Block
+	codec    codec.Codec
+	name     string
+	sink     ShareSink
+	cur      *job // the segment being filled
+	index    int  // segments handed to workers
+	inflight []*job
+	free     []*job
+	workers  int
+	leaves   [][]hashtree.Hash
+	cipher   []hashtree.Hash
+	err      error
+	done     bool
+}
+
+// job is one segment in flight, with its own buffers.
+type job struct {
+	index  int
+	seg    []byte
+	fill   int
+	blocks [][]byte
+	hashes []hashtree.Hash
+	segSum hashtree.Hash
 	err    error
-	done   bool
+	done   chan struct{}
 }
 
 // NewEncoder starts encoding a file of exactly size bytes (>= 1; an empty
@@ -62,16 +77,30 @@ func NewEncoder(ctx context.Context, p Params, key cap.Key, size int64, c codec.
 	if info.MaxN != 0 && p.N > info.MaxN {
 		return nil, fmt.Errorf("chk encoder: codec %s supports N up to %d, not %d", info.Name, info.MaxN, p.N)
 	}
-	segBuf := min(int64(p.SegmentSize), size)
 	e := &Encoder{ctx: ctx, l: l, key: key, aes: newCipher(key), codec: c, name: info.Name, sink: sink,
-		seg: make([]byte, segBuf), blocks: make([][]byte, p.N), leaves: make([][]hashtree.Hash, p.N),
-		cipher: make([]hashtree.Hash, 0, l.Segments)}
-	bs := codec.BlockSize(p.codec(), int(segBuf))
-	for i := range e.blocks {
-		e.blocks[i] = make([]byte, bs)
+		leaves: make([][]hashtree.Hash, p.N), cipher: make([]hashtree.Hash, 0, l.Segments),
+		workers: max(1, min(runtime.GOMAXPROCS(0), l.Segments))}
+	for i := range e.leaves {
 		e.leaves[i] = make([]hashtree.Hash, 0, l.Segments)
 	}
+	e.cur = e.newJob()
 	return e, nil
+}
+
+func (e *Encoder) newJob() *job {
+	if n := len(e.free); n > 0 {
+		j := e.free[n-1]
+		e.free = e.free[:n-1]
+		j.fill, j.err = 0, nil
+		return j
+	}
+	segBuf := int(min(int64(e.l.SegmentSize), e.l.Size))
+	bs := codec.BlockSize(e.l.codec(), segBuf)
+	j := &job{seg: make([]byte, segBuf), blocks: make([][]byte, e.l.N), hashes: make([]hashtree.Hash, e.l.N)}
+	for i := range j.blocks {
+		j.blocks[i] = make([]byte, bs)
+	}
+	return j
 }
 
 // Layout is the file's share layout.
@@ -95,14 +124,16 @@ func (e *Encoder) Write(p []byte) (int, error) {
 			e.err = fmt.Errorf("chk encoder: more than the declared %d bytes", e.l.Size)
 			return n, e.err
 		}
+		j := e.cur
 		want := e.l.SegmentLen(e.index)
-		c := copy(e.seg[e.fill:want], p)
-		e.fill += c
+		c := copy(j.seg[j.fill:want], p)
+		j.fill += c
 		n += c
 		p = p[c:]
-		if e.fill == want {
-			if err := e.segment(); err != nil {
+		if j.fill == want {
+			if err := e.dispatch(); err != nil {
 				e.err = err
+				e.abort()
 				return n, err
 			}
 		}
@@ -110,54 +141,80 @@ func (e *Encoder) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// segment processes the full segment in e.seg.
-func (e *Encoder) segment() error {
-	i := e.index
-	seg := e.seg[:e.fill]
-	off := int64(i) * int64(e.l.SegmentSize)
-	xorKeyStream(e.aes, off, seg, seg)
+// dispatch starts the full current segment and, when as many segments are
+// in flight as there are workers, finishes the oldest.
+func (e *Encoder) dispatch() error {
+	j := e.cur
+	j.index = e.index
+	e.index++
+	if e.workers == 1 {
+		e.code(j)
+		e.inflight = append(e.inflight, j)
+	} else {
+		j.done = make(chan struct{})
+		e.inflight = append(e.inflight, j)
+		go func() { defer close(j.done); e.code(j) }()
+	}
+	if len(e.inflight) >= e.workers {
+		if err := e.finish(); err != nil {
+			return err
+		}
+	}
+	if e.index < e.l.Segments {
+		e.cur = e.newJob()
+	}
+	return nil
+}
+
+// code encrypts, hashes and erasure-codes one segment; it touches only j.
+func (e *Encoder) code(j *job) {
+	seg := j.seg[:j.fill]
+	xorKeyStream(e.aes, int64(j.index)*int64(e.l.SegmentSize), seg, seg)
+	j.segSum = tagged.Hash(tagged.ChkSegment, seg)
 	bs := codec.BlockSize(e.l.codec(), len(seg))
 	blocks := make([][]byte, e.l.N)
 	for s := range blocks {
-		blocks[s] = e.blocks[s][:bs]
+		blocks[s] = j.blocks[s][:bs]
 	}
-	// The segment hash runs beside the codec; the block hashes after it.
-	var wg sync.WaitGroup
-	parallel := runtime.GOMAXPROCS(0) > 1
-	var segHash hashtree.Hash
-	if parallel {
-		wg.Add(1)
-		go func() { defer wg.Done(); segHash = tagged.Hash(tagged.ChkSegment, seg) }()
-	} else {
-		segHash = tagged.Hash(tagged.ChkSegment, seg)
+	if err := e.codec.Encode(e.ctx, e.l.codec(), seg, blocks); err != nil {
+		j.err = fmt.Errorf("chk encoder: segment %d: %w", j.index, err)
+		return
 	}
-	err := e.codec.Encode(e.ctx, e.l.codec(), seg, blocks)
-	if err != nil {
-		wg.Wait()
-		return fmt.Errorf("chk encoder: segment %d: %w", i, err)
-	}
-	hashes := make([]hashtree.Hash, e.l.N)
-	if parallel {
-		for s := range blocks {
-			wg.Add(1)
-			go func() { defer wg.Done(); hashes[s] = tagged.Hash(tagged.ChkBlock, blocks[s]) }()
-		}
-	} else {
-		for s := range blocks {
-			hashes[s] = tagged.Hash(tagged.ChkBlock, blocks[s])
-		}
-	}
-	wg.Wait()
-	e.cipher = append(e.cipher, segHash)
-	boff, _ := e.l.Block(i)
 	for s := range blocks {
-		e.leaves[s] = append(e.leaves[s], hashes[s])
-		if err := e.sink.WriteAt(e.ctx, s, blocks[s], boff); err != nil {
-			return fmt.Errorf("chk encoder: write block %d of share %d: %w", i, s, err)
+		j.hashes[s] = tagged.Hash(tagged.ChkBlock, blocks[s])
+	}
+}
+
+// abort waits for every segment in flight and drops it, so no goroutine
+// outlives a failed encoder.
+func (e *Encoder) abort() {
+	for _, j := range e.inflight {
+		if j.done != nil {
+			<-j.done
 		}
 	}
-	e.index++
-	e.fill = 0
+	e.inflight = nil
+}
+
+// finish waits for the oldest segment in flight and writes its blocks.
+func (e *Encoder) finish() error {
+	j := e.inflight[0]
+	e.inflight = e.inflight[1:]
+	if j.done != nil {
+		<-j.done
+	}
+	if j.err != nil {
+		return j.err
+	}
+	e.cipher = append(e.cipher, j.segSum)
+	boff, n := e.l.Block(j.index)
+	for s := range j.blocks {
+		e.leaves[s] = append(e.leaves[s], j.hashes[s])
+		if err := e.sink.WriteAt(e.ctx, s, j.blocks[s][:n], boff); err != nil {
+			return fmt.Errorf("chk encoder: write block %d of share %d: %w", j.index, s, err)
+		}
+	}
+	e.free = append(e.free, j)
 	return nil
 }
 
@@ -173,9 +230,17 @@ func (e *Encoder) Close() (cap.CHK, error) {
 	}
 	e.done = true
 	if e.index != e.l.Segments {
-		got := int64(e.index)*int64(e.l.SegmentSize) + int64(e.fill)
+		got := int64(e.index)*int64(e.l.SegmentSize) + int64(e.cur.fill)
 		e.err = fmt.Errorf("chk encoder: got %d bytes of the declared %d", got, e.l.Size)
+		e.abort()
 		return cap.CHK{}, e.err
+	}
+	for len(e.inflight) > 0 {
+		if err := e.finish(); err != nil {
+			e.err = err
+			e.abort()
+			return cap.CHK{}, err
+		}
 	}
 	ct, err := hashtree.Build(tagged.ChkCiphertextNode, e.cipher)
 	if err != nil {
