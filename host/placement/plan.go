@@ -170,10 +170,13 @@ func Plan(p Params, ring []Server, existing map[int][]string) (*Placement, error
 	}
 
 	// 3. Any share may go to any writable server: augment to a maximum.
-	for sh := 0; sh < p.N; sh++ {
-		for _, s := range ring {
-			if s.Writable {
-				g.addEdge(sh, s.ID)
+	// Not needed when every share already has a server of its own.
+	if len(g.matchSh) < p.N {
+		for sh := 0; sh < p.N; sh++ {
+			for _, s := range ring {
+				if s.Writable {
+					g.addEdge(sh, s.ID)
+				}
 			}
 		}
 	}
