@@ -214,6 +214,10 @@ func (c *streamConn) send(p []byte, closeWrite bool) (int, error) {
 		werr := c.werr
 		c.emu.Unlock()
 		if werr != nil {
+			if errors.Is(werr, io.EOF) {
+				// The plugin ended the stream: the connection is gone.
+				werr = io.ErrClosedPipe
+			}
 			return n, c.opErr(op, fromStatus(werr))
 		}
 		chunk := p[:min(len(p), FrameSize)]

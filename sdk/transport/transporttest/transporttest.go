@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, list
 	t.Run("LargeBothWays", func(t *testing.T) { testBothWays(t, newTransport(t), listenAddr, 8<<20) })
 	t.Run("ManyConns", func(t *testing.T) { testManyConns(t, newTransport(t), listenAddr, 32, 256<<10) })
 	t.Run("CloseDeliversWritten", func(t *testing.T) { testCloseDelivers(t, newTransport(t), listenAddr) })
+	t.Run("PeerGone", func(t *testing.T) { testPeerGone(t, newTransport(t), listenAddr) })
 	t.Run("HalfClose", func(t *testing.T) { testHalfClose(t, newTransport(t), listenAddr) })
 	t.Run("ConnDialer", func(t *testing.T) { testConn(t, newTransport(t), listenAddr, false) })
 	t.Run("ConnAcceptor", func(t *testing.T) { testConn(t, newTransport(t), listenAddr, true) })
@@ -265,6 +267,38 @@ func testCloseDelivers(t *testing.T, tr transport.Transport, listenAddr string) 
 			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("read %d bytes, want the %d written", len(got), len(want))
+			}
+		})
+	}
+}
+
+// testPeerGone: once the peer closed, Read gives EOF and writing soon
+// fails, on either end, so a host notices a dead link.
+func testPeerGone(t *testing.T, tr transport.Transport, listenAddr string) {
+	ln := listen(t, tr, listenAddr)
+	for _, tc := range []struct {
+		name string
+		pick func(d, a net.Conn) (closer, survivor net.Conn)
+	}{
+		{"acceptor closes", func(d, a net.Conn) (net.Conn, net.Conn) { return a, d }},
+		{"dialer closes", func(d, a net.Conn) (net.Conn, net.Conn) { return d, a }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gone, c := tc.pick(mustPair(t, tr, ln))
+			gone.Close()
+			c.SetDeadline(time.Now().Add(prompt))
+			if n, err := c.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+				t.Fatalf("read after the peer closed: %d, %v; want 0, EOF", n, err)
+			}
+			buf := make([]byte, 1024)
+			for start := time.Now(); ; {
+				if _, err := c.Write(buf); err != nil {
+					if errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatalf("writes to a closed peer still accepted after %v", time.Since(start))
+					}
+					break
+				}
+				time.Sleep(time.Millisecond)
 			}
 		})
 	}
