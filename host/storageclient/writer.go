@@ -110,8 +110,9 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 		if rerr == nil {
 			rerr = err
 		}
+		dog := w.dog
 		w.closeStream()
-		return wrap("write "+w.obj(), w.dog.explain(rerr))
+		return wrap("write "+w.obj(), dog.explain(rerr))
 	}
 	// gRPC may keep a reference to the sent message until it is on the
 	// wire, so never reuse the buffer.
