@@ -110,7 +110,10 @@ func (s *server) EncodeShared(ctx context.Context, req *codecpb.EncodeSharedRequ
 	blocks := make([][]byte, p.N)
 	for i, j := range req.Jobs {
 		if err := s.encodeJob(ctx, p, j, blocks); err != nil {
-			return nil, toStatus(fmt.Errorf("segment %d of batch: %w", i, err), i)
+			if len(req.Jobs) > 1 {
+				err = fmt.Errorf("segment %d of batch: %w", i, err)
+			}
+			return nil, toStatus(err, i)
 		}
 	}
 	return &codecpb.EncodeSharedResponse{}, nil
@@ -146,7 +149,10 @@ func (s *server) DecodeShared(ctx context.Context, req *codecpb.DecodeSharedRequ
 	for i, j := range req.Jobs {
 		clear(blocks)
 		if err := s.decodeJob(ctx, p, j, blocks); err != nil {
-			return nil, toStatus(fmt.Errorf("segment %d of batch: %w", i, err), i)
+			if len(req.Jobs) > 1 {
+				err = fmt.Errorf("segment %d of batch: %w", i, err)
+			}
+			return nil, toStatus(err, i)
 		}
 	}
 	return &codecpb.DecodeSharedResponse{}, nil
