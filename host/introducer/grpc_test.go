@@ -313,6 +313,26 @@ func TestPublishDrops(t *testing.T) {
 	}
 }
 
+// A full introducer refuses new nodes but keeps refreshing known ones.
+func TestIntroducerFull(t *testing.T) {
+	intro := startIntroducer(t, ServiceConfig{Grid: "g", MaxRecords: 2})
+	c := intro.client(t)
+	now := time.Now()
+	ids := []*identity.Identity{newIdentity(t), newIdentity(t), newIdentity(t)}
+	for i, want := range []codes.Code{codes.OK, codes.OK, codes.ResourceExhausted} {
+		_, err := c.Publish(context.Background(), &introducerpb.PublishRequest{Announcement: mustSignT(t, ids[i], goodRecord(ids[i], "g", 1, now))})
+		if status.Code(err) != want {
+			t.Fatalf("publish %d: %v, want %v", i, err, want)
+		}
+	}
+	if _, err := c.Publish(context.Background(), &introducerpb.PublishRequest{Announcement: mustSignT(t, ids[0], goodRecord(ids[0], "g", 2, now))}); err != nil {
+		t.Fatalf("refresh of a known node: %v", err)
+	}
+	if st := intro.svc.Stats(); st.Held != 2 || st.Dropped["introducer holds too many records"] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 // forger is an introducer that lies: it serves records it made up.
 type forger struct {
 	introducerpb.UnimplementedIntroducerServer

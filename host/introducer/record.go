@@ -51,11 +51,12 @@ var (
 	ErrOtherGrid    = errors.New("announcement for another grid")
 	ErrExpired      = errors.New("announcement expired")
 	ErrStale        = errors.New("announcement not newer than the one held")
+	ErrFull         = errors.New("introducer holds too many records")
 )
 
 // Reason names a drop reason for counters and logs: "bad signature", ...
 func Reason(err error) string {
-	for _, e := range []error{ErrMalformed, ErrBadSignature, ErrIDMismatch, ErrOtherGrid, ErrExpired, ErrStale} {
+	for _, e := range []error{ErrMalformed, ErrBadSignature, ErrIDMismatch, ErrOtherGrid, ErrExpired, ErrStale, ErrFull} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}

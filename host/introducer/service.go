@@ -39,6 +39,9 @@ type ServiceConfig struct {
 	// restarted introducer serves them at once.
 	StatePath string
 	Logger    hclog.Logger
+	// MaxRecords bounds the records held (default 10000), so strangers
+	// publishing under fresh keys cannot fill the introducer's memory.
+	MaxRecords int
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -82,6 +85,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 10000
 	}
 	s := &Service{
 		cfg:     cfg,
@@ -146,8 +152,11 @@ func (s *Service) Publish(ctx context.Context, req *introducerpb.PublishRequest)
 	}
 	if err := s.offer(req.GetAnnouncement()); err != nil {
 		code := codes.InvalidArgument
-		if errors.Is(err, ErrStale) || errors.Is(err, ErrExpired) {
+		switch {
+		case errors.Is(err, ErrStale) || errors.Is(err, ErrExpired):
 			code = codes.FailedPrecondition
+		case errors.Is(err, ErrFull):
+			code = codes.ResourceExhausted
 		}
 		return nil, status.Error(code, err.Error())
 	}
@@ -160,9 +169,14 @@ func (s *Service) offer(sa *introducerpb.SignedAnnouncement) error {
 	r, err := Verify(sa, s.cfg.Grid, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pruneLocked()
 	if err == nil {
-		if h, ok := s.records[r.Key()]; ok && r.Sequence <= h.rec.Sequence {
+		h, ok := s.records[r.Key()]
+		switch {
+		case ok && r.Sequence <= h.rec.Sequence:
 			err = fmt.Errorf("announcement of %s: %w: sequence %d, holding %d", r.NodeID, ErrStale, r.Sequence, h.rec.Sequence)
+		case !ok && len(s.records) >= s.cfg.MaxRecords:
+			err = fmt.Errorf("announcement of %s: %w (%d records)", r.NodeID, ErrFull, s.cfg.MaxRecords)
 		}
 	}
 	if err != nil {
