@@ -214,7 +214,12 @@ func (c *Client) ReadRanges(ctx context.Context, index [storage.StorageIndexSize
 			return nil, fmt.Errorf("%s: server sent %d bytes at %d for range %d, expected offset %d", obj, len(m.Data), m.Offset, i, want)
 		}
 		if out[i] == nil {
-			out[i] = make([]byte, 0, min(ranges[i].Length, max(m.ShareSize-ranges[i].Offset, 0)))
+			expect := min(ranges[i].Length, max(m.ShareSize-ranges[i].Offset, 0))
+			if int64(len(m.Data)) >= expect {
+				out[i] = m.Data // the whole range in one message: no copy
+				continue
+			}
+			out[i] = make([]byte, 0, expect)
 		}
 		out[i] = append(out[i], m.Data...)
 	}
