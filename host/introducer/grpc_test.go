@@ -415,7 +415,7 @@ func TestExpiry(t *testing.T) {
 	p, err := NewPublisher(PublisherConfig{
 		Identity: s.id, Introducer: intro.dialer(t, s.id, nil), Grid: "g",
 		Addresses: []string{addrOf(s.id, "tcp:127.0.0.1:9")},
-		Interval:  200 * time.Millisecond, Lifetime: 600 * time.Millisecond, Backoff: fast,
+		Interval:  300 * time.Millisecond, Lifetime: 1500 * time.Millisecond, Backoff: fast,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -428,16 +428,16 @@ func TestExpiry(t *testing.T) {
 	list, _ := startSubscriber(t, "g", nil, intro)
 	waitList(t, list, "server", hasN(1))
 	// While it keeps announcing it stays, well past one lifetime.
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
 	if n := len(list.Servers()); n != 1 || p.Published() < 3 {
-		t.Fatalf("after 1s of announcing: %d servers, %d announcements", n, p.Published())
+		t.Fatalf("after 2s of announcing: %d servers, %d announcements", n, p.Published())
 	}
 	stop()
 	<-done
 	start := time.Now()
 	waitList(t, list, "expiry", hasN(0))
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("expiry took %s for a 600ms lifetime", d)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("expiry took %s for a 1.5s lifetime", d)
 	}
 	if n := len(intro.svc.Records()); n != 0 {
 		t.Fatalf("introducer still serves %d expired records", n)
