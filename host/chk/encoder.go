@@ -17,8 +17,11 @@ import (
 // ShareSink receives the bytes of the N shares of one file as the Encoder
 // makes them. Every share is exactly Encoder.ShareSize() bytes; each byte is
 // written once. The blocks come first (segment by segment, in order), the
-// header, extension block and trees last, at Close. WriteAt must not keep p
-// after it returns. Calls come from one goroutine at a time.
+// header, extension block and trees last, at Close, in one call per share.
+// WriteAt is called concurrently for different share numbers (each share
+// usually goes to its own server, so a segment costs one round trip, not
+// N), but never concurrently for the same share. It must not keep p after
+// it returns.
 type ShareSink interface {
 	WriteAt(ctx context.Context, shnum int, p []byte, off int64) error
 }
@@ -210,11 +213,35 @@ func (e *Encoder) finish() error {
 	boff, n := e.l.Block(j.index)
 	for s := range j.blocks {
 		e.leaves[s] = append(e.leaves[s], j.hashes[s])
+	}
+	err := e.writeAll(func(s int) error {
 		if err := e.sink.WriteAt(e.ctx, s, j.blocks[s][:n], boff); err != nil {
 			return fmt.Errorf("chk encoder: write block %d of share %d: %w", j.index, s, err)
 		}
-	}
+		return nil
+	})
 	e.free = append(e.free, j)
+	return err
+}
+
+// writeAll runs write for every share number at once and returns the error
+// of the lowest-numbered share that failed.
+func (e *Encoder) writeAll(write func(s int) error) error {
+	if e.l.N == 1 {
+		return write(0)
+	}
+	errs := make([]error, e.l.N)
+	var wg sync.WaitGroup
+	for s := 0; s < e.l.N; s++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[s] = write(s) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -262,13 +289,31 @@ func (e *Encoder) Close() (cap.CHK, error) {
 		ShareRoot: st.Root(), CiphertextRoot: ct.Root()}
 	ueb := u.Marshal()
 	ctBytes := ct.Bytes()
-	buf := make([]byte, e.l.BlocksOffset)
-	for s := 0; s < e.l.N; s++ {
+	// Big files (trees over 1 MiB) write one share's trees at a time, so
+	// that Close never holds N copies of them.
+	var shared []byte
+	writeAll := e.writeAll
+	if e.l.BlocksOffset > 1<<20 {
+		shared = make([]byte, e.l.BlocksOffset)
+		writeAll = func(write func(int) error) error {
+			for s := 0; s < e.l.N; s++ {
+				if err := write(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	err = writeAll(func(s int) error {
+		buf := shared
+		if buf == nil {
+			buf = make([]byte, e.l.BlocksOffset)
+		}
 		copy(buf, e.l.Header(s).Marshal())
 		copy(buf[e.l.UEBOffset:], ueb)
 		proof, err := st.Proof(s)
 		if err != nil {
-			return cap.CHK{}, err
+			return err
 		}
 		for j, h := range proof {
 			copy(buf[e.l.ProofOffset+int64(j)*tagged.Size:], h[:])
@@ -276,9 +321,13 @@ func (e *Encoder) Close() (cap.CHK, error) {
 		copy(buf[e.l.BlockTreeOffset:], btrees[s].Bytes())
 		copy(buf[e.l.CipherOffset:], ctBytes)
 		if err := e.sink.WriteAt(e.ctx, s, buf, 0); err != nil {
-			e.err = fmt.Errorf("chk encoder: write header and trees of share %d: %w", s, err)
-			return cap.CHK{}, e.err
+			return fmt.Errorf("chk encoder: write header and trees of share %d: %w", s, err)
 		}
+		return nil
+	})
+	if err != nil {
+		e.err = err
+		return cap.CHK{}, err
 	}
 	return cap.CHK{Key: e.key, UEBHash: u.Hash(), K: e.l.K, N: e.l.N, Size: e.l.Size}, nil
 }
