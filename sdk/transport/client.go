@@ -33,7 +33,7 @@ type Client struct {
 	rpc     transportpb.TransportClient
 	mailbox *dataplane.Mailbox // nil unless the plugin can hand over fds
 	info    *transportpb.InfoResponse
-	nextFd  atomic.Uint64
+	next    atomic.Uint64 // claims and fd ids, chosen by the host
 }
 
 var (
@@ -81,11 +81,14 @@ func (c *Client) Configure(ctx context.Context, settingsJSON []byte) error {
 	return nil
 }
 
-func (c *Client) fdID() uint64 {
-	if c.mailbox == nil {
-		return 0
+// ids gives the claim of a new connection and, on the fast path, its fd id
+// (the same number).
+func (c *Client) ids() (claim, fd uint64) {
+	claim = c.next.Add(1)
+	if c.mailbox != nil {
+		fd = claim
 	}
-	return c.nextFd.Add(1)
+	return claim, fd
 }
 
 func callErr(ctx context.Context, what string, err error) error {
@@ -101,31 +104,37 @@ func (c *Client) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	fd := c.fdID()
-	r, err := c.rpc.Dial(ctx, &transportpb.DialRequest{Addr: addr, FdId: fd})
+	claim, fd := c.ids()
+	r, err := c.rpc.Dial(ctx, &transportpb.DialRequest{Addr: addr, FdId: fd, Claim: claim})
 	if err != nil {
-		c.reap(fd, err)
+		c.abandon(claim, fd, err)
 		return nil, callErr(ctx, what, err)
 	}
 	return c.conn(ctx, what, scheme, r)
 }
 
-// reap closes a socket the plugin may still hand over after a call that
-// asked for it ended without an answer, so that it does not linger in the
-// mailbox.
-func (c *Client) reap(fd uint64, err error) {
-	if fd == 0 {
-		return
-	}
+// abandon cleans up after a Dial or Accept the host gave up on before it
+// saw the answer (cancelled, timed out): the plugin may have made the
+// connection anyway. It tells the plugin to close it, and closes a socket
+// that was already on its way over the fd channel.
+func (c *Client) abandon(claim, fd uint64, err error) {
 	switch status.Code(err) {
 	case codes.Canceled, codes.DeadlineExceeded:
 	default:
-		return
+		return // the plugin answered: no connection was made
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if f, err := c.mailbox.Take(ctx, fd); err == nil {
+		c.rpc.Abandon(ctx, &transportpb.AbandonRequest{Claim: claim})
+		if fd == 0 {
+			return
+		}
+		// Once Abandon has answered the plugin will not send the socket
+		// any more: it is on its way already, or never comes.
+		tctx, tcancel := context.WithTimeout(context.Background(), time.Second)
+		defer tcancel()
+		if f, err := c.mailbox.Take(tctx, fd); err == nil {
 			f.Close()
 		}
 	}()
@@ -138,7 +147,11 @@ func (c *Client) conn(ctx context.Context, what, scheme string, r *transportpb.C
 		if c.mailbox == nil {
 			return nil, fmt.Errorf("%s: plugin handed over fd %d without an fd channel", what, r.FdId)
 		}
-		f, err := c.mailbox.Take(ctx, r.FdId)
+		// The socket was sent before the answer: wait for it even if ctx
+		// ended meanwhile, or it would be left in the mailbox.
+		tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f, err := c.mailbox.Take(tctx, r.FdId)
 		if err != nil {
 			return nil, fmt.Errorf("%s: take socket: %w", what, err)
 		}
@@ -199,10 +212,10 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, l.opErr(net.ErrClosed)
 	}
-	fd := l.c.fdID()
-	r, err := l.c.rpc.Accept(l.ctx, &transportpb.AcceptRequest{Listener: l.id, FdId: fd})
+	claim, fd := l.c.ids()
+	r, err := l.c.rpc.Accept(l.ctx, &transportpb.AcceptRequest{Listener: l.id, FdId: fd, Claim: claim})
 	if err != nil {
-		l.c.reap(fd, err)
+		l.c.abandon(claim, fd, err)
 		if l.ctx.Err() != nil {
 			return nil, l.opErr(net.ErrClosed)
 		}

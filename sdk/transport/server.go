@@ -39,19 +39,25 @@ type server struct {
 	mu        sync.Mutex
 	next      uint64
 	listeners map[uint64]*plListener
-	conns     map[uint64]net.Conn // fallback conns not yet claimed by Stream
+	conns     map[uint64]net.Conn  // fallback conns not yet claimed by Stream
+	abandoned map[uint64]time.Time // claims the host gave up on, and when
 }
 
 func newServer(t Transport, dp pluginkit.DataPlane, dpErr error) *server {
 	return &server{t: t, fds: dp.Fds, fdsErr: dpErr,
-		listeners: map[uint64]*plListener{}, conns: map[uint64]net.Conn{}}
+		listeners: map[uint64]*plListener{}, conns: map[uint64]net.Conn{},
+		abandoned: map[uint64]time.Time{}}
 }
+
+// pluginIDs start here, so that ids the plugin picks (for listeners, and
+// for conns of a host that sends no claim) never meet the host's claims.
+const pluginIDs = 1 << 63
 
 func (s *server) id() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.next++
-	return s.next
+	return pluginIDs + s.next
 }
 
 func (s *server) Info(ctx context.Context, _ *transportpb.InfoRequest) (*transportpb.InfoResponse, error) {
@@ -158,7 +164,7 @@ func (s *server) Accept(ctx context.Context, req *transportpb.AcceptRequest) (*t
 	}
 	select {
 	case c := <-l.conns:
-		return s.handOver(ctx, c, req.FdId)
+		return s.handOver(ctx, c, req.FdId, req.Claim)
 	case <-l.done:
 		return nil, status.Error(codes.FailedPrecondition, "listener closed")
 	case <-l.errc:
@@ -184,7 +190,7 @@ func (s *server) Dial(ctx context.Context, req *transportpb.DialRequest) (*trans
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return s.handOver(ctx, c, req.FdId)
+	return s.handOver(ctx, c, req.FdId, req.Claim)
 }
 
 // filer is a connection backed by a file descriptor (*net.TCPConn,
@@ -194,18 +200,32 @@ type filer interface {
 }
 
 // handOver gives c to the host: over the fd channel when the host asked
-// and c has a descriptor, otherwise as a fallback conn for Stream.
-func (s *server) handOver(ctx context.Context, c net.Conn, fdID uint64) (*transportpb.ConnResponse, error) {
+// and c has a descriptor, otherwise as a fallback conn for Stream, named by
+// the host's claim. A claim the host already abandoned is closed instead.
+func (s *server) handOver(ctx context.Context, c net.Conn, fdID, claim uint64) (*transportpb.ConnResponse, error) {
 	r := &transportpb.ConnResponse{LocalAddr: addrString(c.LocalAddr()), RemoteAddr: addrString(c.RemoteAddr())}
 	if fdID != 0 && s.fds != nil {
 		if fc, ok := c.(filer); ok {
 			f, err := fc.File()
-			if err == nil {
-				err = s.fds.Send(fdID, f)
-				f.Close()
-			}
-			// The host holds its own descriptor now; ours can go.
+			// The host holds its own descriptor once it is sent; ours
+			// can go either way.
 			c.Close()
+			if err != nil {
+				return nil, status.Errorf(codes.Internal, "hand over connection to %s: %v", r.RemoteAddr, err)
+			}
+			defer f.Close()
+			// Under the lock, so that once Abandon has answered the
+			// socket was either sent before or is never sent.
+			s.mu.Lock()
+			_, gone := s.abandoned[claim]
+			delete(s.abandoned, claim)
+			if !gone {
+				err = s.fds.Send(fdID, f)
+			}
+			s.mu.Unlock()
+			if gone {
+				return nil, status.Error(codes.Canceled, "the host abandoned this connection")
+			}
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "hand over connection to %s: %v", r.RemoteAddr, err)
 			}
@@ -218,8 +238,22 @@ func (s *server) handOver(ctx context.Context, c net.Conn, fdID uint64) (*transp
 		return nil, toStatus(err)
 	}
 	_, r.CloseWrite = c.(closeWriter)
-	id := s.id()
+	id := claim
+	if id == 0 {
+		id = s.id()
+	}
 	s.mu.Lock()
+	if _, gone := s.abandoned[id]; gone {
+		delete(s.abandoned, id)
+		s.mu.Unlock()
+		c.Close()
+		return nil, status.Error(codes.Canceled, "the host abandoned this connection")
+	}
+	if _, dup := s.conns[id]; dup {
+		s.mu.Unlock()
+		c.Close()
+		return nil, status.Errorf(codes.InvalidArgument, "claim %d is already in use", id)
+	}
 	s.conns[id] = c
 	s.mu.Unlock()
 	time.AfterFunc(unclaimedTimeout, func() {
@@ -229,6 +263,28 @@ func (s *server) handOver(ctx context.Context, c net.Conn, fdID uint64) (*transp
 	})
 	r.Conn = id
 	return r, nil
+}
+
+// Abandon closes the connection of a claim the host gave up on, or
+// remembers the claim so that handOver closes it when it comes.
+func (s *server) Abandon(_ context.Context, req *transportpb.AbandonRequest) (*transportpb.Empty, error) {
+	s.mu.Lock()
+	c, ok := s.conns[req.Claim]
+	delete(s.conns, req.Claim)
+	if !ok && req.Claim != 0 {
+		now := time.Now()
+		for id, at := range s.abandoned {
+			if now.Sub(at) > unclaimedTimeout {
+				delete(s.abandoned, id)
+			}
+		}
+		s.abandoned[req.Claim] = now
+	}
+	s.mu.Unlock()
+	if ok {
+		c.Close()
+	}
+	return &transportpb.Empty{}, nil
 }
 
 func addrString(a net.Addr) string {

@@ -330,7 +330,11 @@ type AcceptRequest struct {
 	Listener uint64                 `protobuf:"varint,1,opt,name=listener,proto3" json:"listener,omitempty"`
 	// fd_id, when not zero, asks for the socket over the fd channel with
 	// this id.
-	FdId          uint64 `protobuf:"varint,2,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
+	FdId uint64 `protobuf:"varint,2,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
+	// claim is the host's id for the connection (unique per plugin
+	// process, not zero): the conn id of a fallback connection, and what
+	// Abandon names.
+	Claim         uint64 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +379,13 @@ func (x *AcceptRequest) GetListener() uint64 {
 func (x *AcceptRequest) GetFdId() uint64 {
 	if x != nil {
 		return x.FdId
+	}
+	return 0
+}
+
+func (x *AcceptRequest) GetClaim() uint64 {
+	if x != nil {
+		return x.Claim
 	}
 	return 0
 }
@@ -426,8 +437,9 @@ func (x *CloseListenerRequest) GetListener() uint64 {
 type DialRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Addr  string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
-	// fd_id: as in AcceptRequest.
+	// fd_id and claim: as in AcceptRequest.
 	FdId          uint64 `protobuf:"varint,2,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
+	Claim         uint64 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +488,57 @@ func (x *DialRequest) GetFdId() uint64 {
 	return 0
 }
 
+func (x *DialRequest) GetClaim() uint64 {
+	if x != nil {
+		return x.Claim
+	}
+	return 0
+}
+
+type AbandonRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         uint64                 `protobuf:"varint,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbandonRequest) Reset() {
+	*x = AbandonRequest{}
+	mi := &file_transport_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbandonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbandonRequest) ProtoMessage() {}
+
+func (x *AbandonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbandonRequest.ProtoReflect.Descriptor instead.
+func (*AbandonRequest) Descriptor() ([]byte, []int) {
+	return file_transport_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AbandonRequest) GetClaim() uint64 {
+	if x != nil {
+		return x.Claim
+	}
+	return 0
+}
+
 // ConnResponse names a connection: fd_id when the socket was handed over,
 // otherwise conn, to be opened with Stream.
 type ConnResponse struct {
@@ -493,7 +556,7 @@ type ConnResponse struct {
 
 func (x *ConnResponse) Reset() {
 	*x = ConnResponse{}
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +568,7 @@ func (x *ConnResponse) String() string {
 func (*ConnResponse) ProtoMessage() {}
 
 func (x *ConnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +581,7 @@ func (x *ConnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnResponse.ProtoReflect.Descriptor instead.
 func (*ConnResponse) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{9}
+	return file_transport_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConnResponse) GetFdId() uint64 {
@@ -568,7 +631,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +643,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +656,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{10}
+	return file_transport_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Frame) GetConn() uint64 {
@@ -628,7 +691,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_transport_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +703,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[11]
+	mi := &file_transport_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +716,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{11}
+	return file_transport_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ErrorDetail) GetSentinel() string {
@@ -684,15 +747,19 @@ const file_transport_proto_rawDesc = "" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\"@\n" +
 	"\x0eListenResponse\x12\x1a\n" +
 	"\blistener\x18\x01 \x01(\x04R\blistener\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"@\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"V\n" +
 	"\rAcceptRequest\x12\x1a\n" +
 	"\blistener\x18\x01 \x01(\x04R\blistener\x12\x13\n" +
-	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"2\n" +
+	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\x12\x14\n" +
+	"\x05claim\x18\x03 \x01(\x04R\x05claim\"2\n" +
 	"\x14CloseListenerRequest\x12\x1a\n" +
-	"\blistener\x18\x01 \x01(\x04R\blistener\"6\n" +
+	"\blistener\x18\x01 \x01(\x04R\blistener\"L\n" +
 	"\vDialRequest\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x13\n" +
-	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"\x98\x01\n" +
+	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\x12\x14\n" +
+	"\x05claim\x18\x03 \x01(\x04R\x05claim\"&\n" +
+	"\x0eAbandonRequest\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\x04R\x05claim\"\x98\x01\n" +
 	"\fConnResponse\x12\x13\n" +
 	"\x05fd_id\x18\x01 \x01(\x04R\x04fdId\x12\x12\n" +
 	"\x04conn\x18\x02 \x01(\x04R\x04conn\x12\x1d\n" +
@@ -708,14 +775,15 @@ const file_transport_proto_rawDesc = "" +
 	"\vclose_write\x18\x03 \x01(\bR\n" +
 	"closeWrite\")\n" +
 	"\vErrorDetail\x12\x1a\n" +
-	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\x9b\x04\n" +
+	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\xe3\x04\n" +
 	"\tTransport\x12G\n" +
 	"\x04Info\x12\x1e.tarn.transport.v1.InfoRequest\x1a\x1f.tarn.transport.v1.InfoResponse\x12J\n" +
 	"\tConfigure\x12#.tarn.transport.v1.ConfigureRequest\x1a\x18.tarn.transport.v1.Empty\x12M\n" +
 	"\x06Listen\x12 .tarn.transport.v1.ListenRequest\x1a!.tarn.transport.v1.ListenResponse\x12K\n" +
 	"\x06Accept\x12 .tarn.transport.v1.AcceptRequest\x1a\x1f.tarn.transport.v1.ConnResponse\x12R\n" +
 	"\rCloseListener\x12'.tarn.transport.v1.CloseListenerRequest\x1a\x18.tarn.transport.v1.Empty\x12G\n" +
-	"\x04Dial\x12\x1e.tarn.transport.v1.DialRequest\x1a\x1f.tarn.transport.v1.ConnResponse\x12@\n" +
+	"\x04Dial\x12\x1e.tarn.transport.v1.DialRequest\x1a\x1f.tarn.transport.v1.ConnResponse\x12F\n" +
+	"\aAbandon\x12!.tarn.transport.v1.AbandonRequest\x1a\x18.tarn.transport.v1.Empty\x12@\n" +
 	"\x06Stream\x12\x18.tarn.transport.v1.Frame\x1a\x18.tarn.transport.v1.Frame(\x010\x01B2Z0github.com/tarnfs/tarn/sdk/transport/transportpbb\x06proto3"
 
 var (
@@ -730,7 +798,7 @@ func file_transport_proto_rawDescGZIP() []byte {
 	return file_transport_proto_rawDescData
 }
 
-var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_transport_proto_goTypes = []any{
 	(*Empty)(nil),                // 0: tarn.transport.v1.Empty
 	(*InfoRequest)(nil),          // 1: tarn.transport.v1.InfoRequest
@@ -741,9 +809,10 @@ var file_transport_proto_goTypes = []any{
 	(*AcceptRequest)(nil),        // 6: tarn.transport.v1.AcceptRequest
 	(*CloseListenerRequest)(nil), // 7: tarn.transport.v1.CloseListenerRequest
 	(*DialRequest)(nil),          // 8: tarn.transport.v1.DialRequest
-	(*ConnResponse)(nil),         // 9: tarn.transport.v1.ConnResponse
-	(*Frame)(nil),                // 10: tarn.transport.v1.Frame
-	(*ErrorDetail)(nil),          // 11: tarn.transport.v1.ErrorDetail
+	(*AbandonRequest)(nil),       // 9: tarn.transport.v1.AbandonRequest
+	(*ConnResponse)(nil),         // 10: tarn.transport.v1.ConnResponse
+	(*Frame)(nil),                // 11: tarn.transport.v1.Frame
+	(*ErrorDetail)(nil),          // 12: tarn.transport.v1.ErrorDetail
 }
 var file_transport_proto_depIdxs = []int32{
 	1,  // 0: tarn.transport.v1.Transport.Info:input_type -> tarn.transport.v1.InfoRequest
@@ -752,16 +821,18 @@ var file_transport_proto_depIdxs = []int32{
 	6,  // 3: tarn.transport.v1.Transport.Accept:input_type -> tarn.transport.v1.AcceptRequest
 	7,  // 4: tarn.transport.v1.Transport.CloseListener:input_type -> tarn.transport.v1.CloseListenerRequest
 	8,  // 5: tarn.transport.v1.Transport.Dial:input_type -> tarn.transport.v1.DialRequest
-	10, // 6: tarn.transport.v1.Transport.Stream:input_type -> tarn.transport.v1.Frame
-	2,  // 7: tarn.transport.v1.Transport.Info:output_type -> tarn.transport.v1.InfoResponse
-	0,  // 8: tarn.transport.v1.Transport.Configure:output_type -> tarn.transport.v1.Empty
-	5,  // 9: tarn.transport.v1.Transport.Listen:output_type -> tarn.transport.v1.ListenResponse
-	9,  // 10: tarn.transport.v1.Transport.Accept:output_type -> tarn.transport.v1.ConnResponse
-	0,  // 11: tarn.transport.v1.Transport.CloseListener:output_type -> tarn.transport.v1.Empty
-	9,  // 12: tarn.transport.v1.Transport.Dial:output_type -> tarn.transport.v1.ConnResponse
-	10, // 13: tarn.transport.v1.Transport.Stream:output_type -> tarn.transport.v1.Frame
-	7,  // [7:14] is the sub-list for method output_type
-	0,  // [0:7] is the sub-list for method input_type
+	9,  // 6: tarn.transport.v1.Transport.Abandon:input_type -> tarn.transport.v1.AbandonRequest
+	11, // 7: tarn.transport.v1.Transport.Stream:input_type -> tarn.transport.v1.Frame
+	2,  // 8: tarn.transport.v1.Transport.Info:output_type -> tarn.transport.v1.InfoResponse
+	0,  // 9: tarn.transport.v1.Transport.Configure:output_type -> tarn.transport.v1.Empty
+	5,  // 10: tarn.transport.v1.Transport.Listen:output_type -> tarn.transport.v1.ListenResponse
+	10, // 11: tarn.transport.v1.Transport.Accept:output_type -> tarn.transport.v1.ConnResponse
+	0,  // 12: tarn.transport.v1.Transport.CloseListener:output_type -> tarn.transport.v1.Empty
+	10, // 13: tarn.transport.v1.Transport.Dial:output_type -> tarn.transport.v1.ConnResponse
+	0,  // 14: tarn.transport.v1.Transport.Abandon:output_type -> tarn.transport.v1.Empty
+	11, // 15: tarn.transport.v1.Transport.Stream:output_type -> tarn.transport.v1.Frame
+	8,  // [8:16] is the sub-list for method output_type
+	0,  // [0:8] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -778,7 +849,7 @@ func file_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Transport_Accept_FullMethodName        = "/tarn.transport.v1.Transport/Accept"
 	Transport_CloseListener_FullMethodName = "/tarn.transport.v1.Transport/CloseListener"
 	Transport_Dial_FullMethodName          = "/tarn.transport.v1.Transport/Dial"
+	Transport_Abandon_FullMethodName       = "/tarn.transport.v1.Transport/Abandon"
 	Transport_Stream_FullMethodName        = "/tarn.transport.v1.Transport/Stream"
 )
 
@@ -54,6 +55,10 @@ type TransportClient interface {
 	Accept(ctx context.Context, in *AcceptRequest, opts ...grpc.CallOption) (*ConnResponse, error)
 	CloseListener(ctx context.Context, in *CloseListenerRequest, opts ...grpc.CallOption) (*Empty, error)
 	Dial(ctx context.Context, in *DialRequest, opts ...grpc.CallOption) (*ConnResponse, error)
+	// Abandon tells the plugin that the host gave up on the Dial or Accept
+	// with this claim before it saw the answer: the plugin closes that
+	// connection, now or as soon as it has it.
+	Abandon(ctx context.Context, in *AbandonRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Stream carries the bytes of a fallback connection. The host's first
 	// Frame names the conn. A Frame with close_write set is a half-close (no
 	// more data from its sender); the end of the host's side of the stream
@@ -129,6 +134,16 @@ func (c *transportClient) Dial(ctx context.Context, in *DialRequest, opts ...grp
 	return out, nil
 }
 
+func (c *transportClient) Abandon(ctx context.Context, in *AbandonRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Transport_Abandon_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *transportClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Frame, Frame], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Transport_ServiceDesc.Streams[0], Transport_Stream_FullMethodName, cOpts...)
@@ -165,6 +180,10 @@ type TransportServer interface {
 	Accept(context.Context, *AcceptRequest) (*ConnResponse, error)
 	CloseListener(context.Context, *CloseListenerRequest) (*Empty, error)
 	Dial(context.Context, *DialRequest) (*ConnResponse, error)
+	// Abandon tells the plugin that the host gave up on the Dial or Accept
+	// with this claim before it saw the answer: the plugin closes that
+	// connection, now or as soon as it has it.
+	Abandon(context.Context, *AbandonRequest) (*Empty, error)
 	// Stream carries the bytes of a fallback connection. The host's first
 	// Frame names the conn. A Frame with close_write set is a half-close (no
 	// more data from its sender); the end of the host's side of the stream
@@ -197,6 +216,9 @@ func (UnimplementedTransportServer) CloseListener(context.Context, *CloseListene
 }
 func (UnimplementedTransportServer) Dial(context.Context, *DialRequest) (*ConnResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Dial not implemented")
+}
+func (UnimplementedTransportServer) Abandon(context.Context, *AbandonRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Abandon not implemented")
 }
 func (UnimplementedTransportServer) Stream(grpc.BidiStreamingServer[Frame, Frame]) error {
 	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
@@ -330,6 +352,24 @@ func _Transport_Dial_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Transport_Abandon_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbandonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).Abandon(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_Abandon_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).Abandon(ctx, req.(*AbandonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Transport_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(TransportServer).Stream(&grpc.GenericServerStream[Frame, Frame]{ServerStream: stream})
 }
@@ -367,6 +407,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Dial",
 			Handler:    _Transport_Dial_Handler,
+		},
+		{
+			MethodName: "Abandon",
+			Handler:    _Transport_Abandon_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
