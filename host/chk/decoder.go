@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/hashtree"
@@ -53,6 +54,11 @@ type Options struct {
 	Shares []int
 	// OnProblem, if set, is called for every share that fails.
 	OnProblem func(Problem)
+	// ReadTimeout bounds the fetch of one share's block (with whatever
+	// tree nodes it needs); a share that takes longer is reported and
+	// replaced, so a hung server costs one timeout, not the download. The
+	// ShareSource must honour ctx. 0 means no limit.
+	ReadTimeout time.Duration
 	// TreePrefetch: when a share's header, UEB and both hash trees
 	// together take at most this many bytes, the decoder reads them in one
 	// read and checks the trees whole, so each block then costs one read
@@ -130,8 +136,16 @@ func NewDecoder(ctx context.Context, c cap.CHK, cd codec.Codec, src ShareSource,
 		return nil, fmt.Errorf("chk decoder: codec info: %w", err)
 	}
 	for _, sh := range d.shares {
-		u, raw, err := d.readUEB(ctx, sh)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if d.opt.ReadTimeout > 0 {
+			rctx, cancel = context.WithTimeout(ctx, d.opt.ReadTimeout)
+		}
+		u, raw, err := d.readUEB(rctx, sh)
+		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("chk decoder: %w", ctx.Err())
+			}
 			continue
 		}
 		if u.Codec != info.Name {
@@ -351,13 +365,22 @@ func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
 			break
 		}
 		errs := make([]error, len(cand))
+		fetch := func(j int) {
+			bctx := ctx
+			if d.opt.ReadTimeout > 0 {
+				var cancel context.CancelFunc
+				bctx, cancel = context.WithTimeout(ctx, d.opt.ReadTimeout)
+				defer cancel()
+			}
+			errs[j] = d.block(bctx, cand[j], i)
+		}
 		if len(cand) == 1 {
-			errs[0] = d.block(ctx, cand[0], i)
+			fetch(0)
 		} else {
 			var wg sync.WaitGroup
-			for j, sh := range cand {
+			for j := range cand {
 				wg.Add(1)
-				go func() { defer wg.Done(); errs[j] = d.block(ctx, sh, i) }()
+				go func() { defer wg.Done(); fetch(j) }()
 			}
 			wg.Wait()
 		}

@@ -3,12 +3,15 @@ package chk
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/tarnfs/tarn/host/hashtree"
 )
@@ -127,4 +130,42 @@ func (c *checker) Write(p []byte) (int, error) {
 	}
 	c.pos += int64(len(p))
 	return len(p), nil
+}
+
+// hangingSource blocks reads of one share until ctx ends, like a frozen
+// server behind a transport that honours ctx.
+type hangingSource struct {
+	src  ShareSource
+	hang int
+	from int64 // reads at or past this offset hang
+}
+
+func (h hangingSource) ReadAt(ctx context.Context, s int, p []byte, off int64) (int, error) {
+	if s == h.hang && off >= h.from {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return h.src.ReadAt(ctx, s, p, off)
+}
+
+func TestHungShareTimesOut(t *testing.T) {
+	p := Params{K: 3, N: 5, SegmentSize: 4096}
+	data := content(3*4096, 13)
+	c, m := encode(t, p, testKey(6), data)
+	for _, from := range []int64{0, HeaderSize + UEBSize, mustLayout(t, p, int64(len(data))).BlocksOffset + 4096} {
+		t.Run(fmt.Sprint("from ", from), func(t *testing.T) {
+			start := time.Now()
+			got, d, err := decodeAll(t, c, hangingSource{src: m, hang: 0, from: from}, &Options{ReadTimeout: 100 * time.Millisecond})
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("decode: %v", err)
+			}
+			if el := time.Since(start); el > 2*time.Second {
+				t.Fatalf("took %v", el)
+			}
+			pr := d.Problems()
+			if len(pr) != 1 || pr[0].Share != 0 || !errors.Is(pr[0].Err, context.DeadlineExceeded) {
+				t.Fatalf("problems %v, want share 0 timed out", pr)
+			}
+		})
+	}
 }
