@@ -152,7 +152,8 @@ func TestHungShareTimesOut(t *testing.T) {
 	p := Params{K: 3, N: 5, SegmentSize: 4096}
 	data := content(3*4096, 13)
 	c, m := encode(t, p, testKey(6), data)
-	for _, from := range []int64{0, HeaderSize + UEBSize, mustLayout(t, p, int64(len(data))).BlocksOffset + 4096} {
+	// hang from the start, after the extension block, and from segment 1's block
+	for _, from := range []int64{0, HeaderSize + UEBSize, mustLayout(t, p, int64(len(data))).BlocksOffset + 1366} {
 		t.Run(fmt.Sprint("from ", from), func(t *testing.T) {
 			start := time.Now()
 			got, d, err := decodeAll(t, c, hangingSource{src: m, hang: 0, from: from}, &Options{ReadTimeout: 100 * time.Millisecond})
