@@ -138,6 +138,11 @@ func (s *server) Listen(ctx context.Context, req *transportpb.ListenRequest) (*t
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := ctx.Err(); err != nil {
+		// The host gave up: nobody would ever close this listener.
+		ln.Close()
+		return nil, toStatus(err)
+	}
 	l := &plListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), errc: make(chan struct{})}
 	id := s.id()
 	s.mu.Lock()
