@@ -1,0 +1,520 @@
+package grid
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/storageclient"
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// errNotHeld: no server (still) known holds a share. Not a corruption.
+var errNotHeld = errors.New("no server holds the share")
+
+// metaWindow is the unit in which a share's header and hash trees are
+// fetched and cached: the decoder asks for single 32-byte tree nodes.
+const (
+	metaWindow     = 32 << 10
+	metaWindowsMax = 64 // per share: at most 2 MiB of cached trees
+)
+
+// File is an open immutable file: every byte read from it has been checked
+// against its cap. It is safe for concurrent use.
+type File struct {
+	c    *Client
+	cp   cap.Cap
+	ctx  context.Context
+	size int64
+	lit  *bytes.Reader
+	dec  *chk.Decoder
+	src  *shareSource
+}
+
+// Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
+// asks the servers, in the file's ring order and in parallel, which shares
+// they hold, and returns once K shares are located and one extension block
+// matches the cap. ctx governs the File's later reads too (ReadAtContext
+// takes its own).
+func (c *Client) Open(ctx context.Context, cp cap.Cap) (*File, error) {
+	c.stats.downloads.Add(1)
+	f, err := c.open(ctx, cp)
+	if err != nil {
+		c.stats.downloadsFailed.Add(1)
+		c.stats.errorOf(errorKind(err))
+		return nil, err
+	}
+	return f, nil
+}
+
+func (c *Client) open(ctx context.Context, cp cap.Cap) (*File, error) {
+	switch v := cp.(type) {
+	case cap.Literal:
+		return &File{c: c, cp: cp, ctx: ctx, size: int64(len(v.Data)), lit: bytes.NewReader(v.Data)}, nil
+	case cap.CHK:
+		src := c.locate(ctx, v)
+		if err := src.waitEnough(ctx); err != nil {
+			return nil, err
+		}
+		return c.decode(ctx, v, src)
+	case nil:
+		return nil, fmt.Errorf("open: no cap: %w", ErrNotReadable)
+	default:
+		return nil, fmt.Errorf("open %s cap: %w", cp.Kind(), ErrNotReadable)
+	}
+}
+
+// openKnown opens a file whose share holders are known (an upload reading
+// back what it sealed).
+func (c *Client) openKnown(ctx context.Context, v cap.CHK, holders map[int][]Server) (*File, error) {
+	src := newShareSource(c, v)
+	src.done = true
+	for sh, srvs := range holders {
+		for i, s := range srvs {
+			src.add(sh, holder{s, i})
+		}
+	}
+	return c.decode(ctx, v, src)
+}
+
+func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File, error) {
+	f := &File{c: c, cp: v, ctx: ctx, size: v.Size, src: src}
+	dec, err := chk.NewDecoder(ctx, v, c.cfg.Codec, src, &chk.Options{Shares: src.order(), OnProblem: f.problem})
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", src.si, err)
+	}
+	src.setMetaEnd(dec.Layout().BlocksOffset)
+	f.dec = dec
+	return f, nil
+}
+
+// problem logs a bad share and tells its server.
+func (f *File) problem(p chk.Problem) {
+	if errors.Is(p.Err, errNotHeld) {
+		return
+	}
+	si := f.src.si
+	if !errors.Is(p.Err, chk.ErrCorrupt) {
+		f.c.log.Info("share unreadable", "index", si.String(), "share", p.Share, "error", p.Error())
+		return
+	}
+	f.c.stats.corrupt.Add(1)
+	f.c.stats.errorOf(KindCorrupt)
+	srv, ok := f.src.served(p.Share)
+	f.c.log.Warn("corrupt share", "index", si.String(), "share", p.Share, "node", srv.NodeID, "problem", p.Error())
+	if !ok {
+		return
+	}
+	f.c.bg.Add(1)
+	go func() {
+		defer f.c.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.ServerTimeout)
+		defer cancel()
+		cl, err := f.c.dial(ctx, srv)
+		if err == nil {
+			err = cl.AdviseCorruption(ctx, storage.Ref{Index: si, Num: uint32(p.Share)}, false, p.Error())
+		}
+		if err != nil {
+			f.c.log.Info("advise corruption", "index", si.String(), "share", p.Share, "node", srv.NodeID, "error", err)
+		}
+	}()
+}
+
+// Cap is the file's read cap.
+func (f *File) Cap() cap.Cap { return f.cp }
+
+// Size is the file's size in bytes.
+func (f *File) Size() int64 { return f.size }
+
+// Problems lists the shares that failed a check or a read so far (shares
+// no server holds are not problems).
+func (f *File) Problems() []chk.Problem {
+	if f.dec == nil {
+		return nil
+	}
+	var out []chk.Problem
+	for _, p := range f.dec.Problems() {
+		if !errors.Is(p.Err, errNotHeld) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ReadAt implements io.ReaderAt with the context given to Open. It fetches
+// only the segments holding the bytes asked for.
+func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.ReadAtContext(f.ctx, p, off) }
+
+// ReadAtContext is ReadAt with its own context.
+func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if f.lit != nil {
+		return f.lit.ReadAt(p, off)
+	}
+	n, err := f.dec.ReadAtContext(ctx, p, off)
+	if err != nil && err != io.EOF {
+		f.c.stats.errorOf(errorKind(err))
+	}
+	return n, err
+}
+
+// Reader returns an io.ReadSeeker over the whole file.
+func (f *File) Reader() *io.SectionReader { return io.NewSectionReader(f, 0, f.size) }
+
+// WriteTo streams the whole file to w, one segment at a time.
+func (f *File) WriteTo(w io.Writer) (int64, error) {
+	if f.lit != nil {
+		return f.lit.WriteTo(w)
+	}
+	n, err := f.dec.WriteTo(w)
+	if err != nil {
+		f.c.stats.errorOf(errorKind(err))
+	}
+	return n, err
+}
+
+// holder is a server holding a share, with its ring position.
+type holder struct {
+	s   Server
+	pos int
+}
+
+// shareSource reads shares from the servers that hold them, trying the
+// next holder when one fails, and caches the hash-tree region of each
+// share.
+type shareSource struct {
+	c  *Client
+	si cap.StorageIndex
+	k  int
+	n  int
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every change
+	holders  map[int][]holder
+	bad      map[string]bool // servers that failed during this download
+	servedBy map[int]Server
+	asked    int
+	answered int
+	done     bool // every server answered or gave up
+	metaEnd  int64
+	cache    map[int]map[int64][]byte
+}
+
+var _ chk.ShareSource = (*shareSource)(nil)
+
+func newShareSource(c *Client, v cap.CHK) *shareSource {
+	return &shareSource{c: c, si: v.StorageIndex(), k: v.K, n: v.N, changed: make(chan struct{}),
+		holders: map[int][]holder{}, bad: map[string]bool{}, servedBy: map[int]Server{},
+		cache: map[int]map[int64][]byte{}}
+}
+
+func (s *shareSource) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// add records a holder, keeping ring order; s.mu need not be held by the
+// caller when the source is not shared yet.
+func (s *shareSource) add(sh int, h holder) {
+	if sh < 0 || sh >= s.n {
+		return
+	}
+	hs := append(s.holders[sh], h)
+	sort.SliceStable(hs, func(i, j int) bool { return hs[i].pos < hs[j].pos })
+	s.holders[sh] = hs
+}
+
+// locate starts asking every server for its shares of v.
+func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
+	s := newShareSource(c, v)
+	servers := ring(s.si[:], c.servers())
+	s.asked = len(servers)
+	if len(servers) == 0 {
+		s.done = true
+		return s
+	}
+	sem := make(chan struct{}, c.cfg.Parallel)
+	left := len(servers)
+	for i, srv := range servers {
+		go func() {
+			var have []uint32
+			answered := false
+			select {
+			case sem <- struct{}{}:
+				cl, err := c.dial(ctx, srv)
+				if err == nil {
+					var list []storageclient.ShareInfo
+					if list, err = cl.List(ctx, s.si); err != nil {
+						c.fault(srv, cl, err)
+					}
+					for _, in := range list {
+						have = append(have, in.Num)
+					}
+				}
+				<-sem
+				if err != nil {
+					c.log.Info("server did not list shares", "index", s.si.String(), "node", srv.NodeID, "error", err)
+				}
+				answered = err == nil
+			case <-ctx.Done():
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if answered {
+				s.answered++
+			}
+			for _, sh := range have {
+				s.add(int(sh), holder{srv, i})
+			}
+			if left--; left == 0 {
+				s.done = true
+			}
+			s.notifyLocked()
+		}()
+	}
+	return s
+}
+
+// waitEnough waits until K distinct shares are located or every server
+// answered.
+func (s *shareSource) waitEnough(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		found, done, ch := len(s.holders), s.done, s.changed
+		if found >= s.k {
+			s.mu.Unlock()
+			return nil
+		}
+		if done {
+			srvs := map[string]bool{}
+			for _, hs := range s.holders {
+				for _, h := range hs {
+					srvs[h.s.NodeID] = true
+				}
+			}
+			err := fmt.Errorf("download %s: %w: %d shares found on %d servers (%d of %d answered), %d needed",
+				s.si, ErrNotEnoughShares, found, len(srvs), s.answered, s.asked, s.k)
+			s.mu.Unlock()
+			return err
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("download %s: looking for shares: %w", s.si, ctx.Err())
+		}
+	}
+}
+
+// order is the order in which the decoder tries shares: one share per
+// server in ring order first (so the K blocks of a segment come from K
+// servers at once), servers that failed lately last, then shares not
+// located yet.
+func (s *shareSource) order() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type srvShares struct {
+		pos    int
+		failed bool
+		shares []int
+	}
+	bySrv := map[string]*srvShares{}
+	for sh, hs := range s.holders {
+		for _, h := range hs {
+			x := bySrv[h.s.NodeID]
+			if x == nil {
+				x = &srvShares{pos: h.pos, failed: s.c.recentlyFailed(h.s)}
+				bySrv[h.s.NodeID] = x
+			}
+			x.shares = append(x.shares, sh)
+		}
+	}
+	srvs := make([]*srvShares, 0, len(bySrv))
+	for _, x := range bySrv {
+		sort.Ints(x.shares)
+		srvs = append(srvs, x)
+	}
+	sort.Slice(srvs, func(i, j int) bool {
+		if srvs[i].failed != srvs[j].failed {
+			return !srvs[i].failed
+		}
+		return srvs[i].pos < srvs[j].pos
+	})
+	var out []int
+	seen := map[int]bool{}
+	for round := 0; ; round++ {
+		more := false
+		for _, x := range srvs {
+			if round < len(x.shares) {
+				more = true
+				if sh := x.shares[round]; !seen[sh] {
+					seen[sh] = true
+					out = append(out, sh)
+				}
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	for sh := 0; sh < s.n; sh++ {
+		if !seen[sh] {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+func (s *shareSource) setMetaEnd(end int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.metaEnd = end
+}
+
+func (s *shareSource) served(sh int) (Server, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv, ok := s.servedBy[sh]
+	return srv, ok
+}
+
+// ReadAt reads share sh: hash-tree bytes through the window cache, blocks
+// straight from a holder.
+func (s *shareSource) ReadAt(ctx context.Context, sh int, p []byte, off int64) (int, error) {
+	if sh < 0 || sh >= s.n || off < 0 {
+		return 0, fmt.Errorf("read share %d of %s at %d: out of range", sh, s.si, off)
+	}
+	s.mu.Lock()
+	end := s.metaEnd
+	s.mu.Unlock()
+	if end == 0 || off+int64(len(p)) > end {
+		return s.fetch(ctx, sh, p, off)
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		w := pos / metaWindow * metaWindow
+		win, err := s.window(ctx, sh, w, min(w+metaWindow, end))
+		if err != nil {
+			return n, err
+		}
+		c := copy(p[n:], win[pos-w:])
+		n += c
+		if c == 0 {
+			return n, io.EOF
+		}
+	}
+	return n, nil
+}
+
+func (s *shareSource) window(ctx context.Context, sh int, start, end int64) ([]byte, error) {
+	s.mu.Lock()
+	win, ok := s.cache[sh][start]
+	s.mu.Unlock()
+	if ok {
+		return win, nil
+	}
+	buf := make([]byte, end-start)
+	n, err := s.fetch(ctx, sh, buf, start)
+	if err != nil {
+		return nil, err
+	}
+	buf = buf[:n]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.cache[sh]
+	if m == nil {
+		m = map[int64][]byte{}
+		s.cache[sh] = m
+	}
+	if len(m) >= metaWindowsMax {
+		for k := range m {
+			delete(m, k)
+			break
+		}
+	}
+	m[start] = buf
+	return buf, nil
+}
+
+// next returns the first holder of sh not failed and not tried yet; if
+// none, and servers are still being asked, a channel that changes when
+// they answer.
+func (s *shareSource) next(sh int, tried map[string]bool) (Server, bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.holders[sh] {
+		if !s.bad[h.s.NodeID] && !tried[h.s.NodeID] {
+			return h.s, true, nil
+		}
+	}
+	if s.done {
+		return Server{}, false, nil
+	}
+	return Server{}, false, s.changed
+}
+
+func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (int, error) {
+	tried := map[string]bool{}
+	var lastErr error
+	for {
+		srv, ok, wait := s.next(sh, tried)
+		if !ok {
+			if wait != nil {
+				select {
+				case <-wait:
+					continue
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+			}
+			if lastErr != nil {
+				return 0, lastErr
+			}
+			return 0, fmt.Errorf("share %d of %s: %w", sh, s.si, errNotHeld)
+		}
+		tried[srv.NodeID] = true
+		cl, err := s.c.dial(ctx, srv)
+		if err == nil {
+			var data []byte
+			data, err = cl.Read(ctx, s.si, uint32(sh), off, int64(len(p)))
+			n := copy(p, data)
+			s.c.stats.bytesDown.Add(int64(n))
+			if err == nil || errors.Is(err, io.ErrUnexpectedEOF) {
+				s.mu.Lock()
+				s.servedBy[sh] = srv
+				s.mu.Unlock()
+				if err != nil {
+					return n, io.EOF
+				}
+				return n, nil
+			}
+			if ctx.Err() != nil {
+				return 0, err
+			}
+			s.c.fault(srv, cl, err)
+		} else if ctx.Err() != nil {
+			return 0, err
+		}
+		lastErr = err
+		s.mu.Lock()
+		if errors.Is(err, storage.ErrNotFound) {
+			hs := s.holders[sh][:0:0]
+			for _, h := range s.holders[sh] {
+				if h.s.NodeID != srv.NodeID {
+					hs = append(hs, h)
+				}
+			}
+			s.holders[sh] = hs
+		} else {
+			s.bad[srv.NodeID] = true
+			s.c.log.Info("server failed during download", "index", s.si.String(), "node", srv.NodeID, "error", err)
+		}
+		s.mu.Unlock()
+	}
+}

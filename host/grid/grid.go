@@ -1,0 +1,343 @@
+// Package grid is the client's view of the grid: connections to storage
+// servers, immutable-file upload (placement by permuted ring and servers of
+// happiness, spooling for convergent keys, replacement of failed servers)
+// and download (verified, range-reading, skipping hung and corrupt
+// servers). It is a library: the node's HTTP API, the CLI and the vdrive
+// call it. docs/upload-download.md describes what it does on the wire.
+package grid
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/nodelink"
+	"github.com/tarnfs/tarn/host/placement"
+	"github.com/tarnfs/tarn/host/storageclient"
+	"github.com/tarnfs/tarn/host/tagged"
+	"github.com/tarnfs/tarn/sdk/codec"
+	"github.com/tarnfs/tarn/sdk/storage"
+	"github.com/tarnfs/tarn/sdk/transport"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultK             = 3
+	DefaultH             = 7
+	DefaultN             = 10
+	DefaultServerTimeout = 30 * time.Second
+	DefaultParallel      = 16
+)
+
+// LeaseTag is the tagged-hash purpose of per-server lease secrets.
+const LeaseTag = "tarn 2026 grid lease secret v1"
+
+// Sentinel errors callers branch on (errors.Is).
+var (
+	// ErrNotHappy: an upload could not spread shares over H servers.
+	ErrNotHappy = placement.ErrNotHappy
+	// ErrNotEnoughShares: a download found fewer than K good shares.
+	ErrNotEnoughShares = chk.ErrNotEnoughShares
+	// ErrNotReadable: the cap does not allow reading (a verify cap).
+	ErrNotReadable = errors.New("cap cannot be read")
+	// ErrSize: the data did not have the size the caller declared.
+	ErrSize = errors.New("size differs from the declared size")
+)
+
+// Config configures a Client.
+type Config struct {
+	// Transport dials storage servers. Required.
+	Transport transport.Transport
+	// Cert is this node's TLS certificate (host/identity). Required.
+	Cert tls.Certificate
+	// GridSecret proves grid membership to servers; nil can only read
+	// from servers with open reads.
+	GridSecret []byte
+	// Codec erasure-codes segments. Required.
+	Codec codec.Codec
+	// Servers lists the storage servers. Required.
+	Servers ServerSource
+	// K shares rebuild a file, uploads need H distinct servers, N shares
+	// are made. All zero: 3, 7, 10.
+	K, H, N int
+	// SegmentSize is the plaintext segment size (default
+	// chk.DefaultSegmentSize).
+	SegmentSize int
+	// Convergence is the convergence secret: uploads get convergent keys
+	// (same file, same secret: same cap; needs a spool pass). Nil: random
+	// keys, and uploads of known size stream without spooling.
+	Convergence []byte
+	// LeaseSecret is the master secret from which per-server lease secrets
+	// are derived (to renew or cancel leases later). Nil: a random one per
+	// Client.
+	LeaseSecret []byte
+	// TempDir holds upload spool files ("" = os.TempDir()).
+	TempDir string
+	// ServerTimeout bounds each request to a server and each silence of a
+	// stream; a server that takes longer is treated as failed (default
+	// DefaultServerTimeout).
+	ServerTimeout time.Duration
+	// Parallel bounds how many servers are asked at once when looking for
+	// shares or space (default DefaultParallel).
+	Parallel int
+	Logger   hclog.Logger
+}
+
+// Client uploads and downloads files on a grid. It is safe for concurrent
+// use; Close it to drop its connections.
+type Client struct {
+	cfg    Config
+	log    hclog.Logger
+	codec  string // codec name
+	params chk.Params
+	place  placement.Params
+	stats  counters
+
+	mu     sync.Mutex
+	conns  map[string]*conn
+	closed bool
+	bg     sync.WaitGroup // background aborts
+}
+
+// conn is the pooled connection to one server.
+type conn struct {
+	mu       sync.Mutex // held while dialing
+	addr     string
+	cl       *storageclient.Client
+	failedAt time.Time
+}
+
+// New checks cfg and returns a Client. It dials nothing: connections are
+// made on first use and kept.
+func New(cfg Config) (*Client, error) {
+	if cfg.Transport == nil || cfg.Codec == nil || cfg.Servers == nil {
+		return nil, errors.New("grid client: transport, codec and server source are required")
+	}
+	if len(cfg.Cert.Certificate) == 0 {
+		return nil, errors.New("grid client: no node certificate")
+	}
+	if cfg.GridSecret != nil && len(cfg.GridSecret) != nodelink.GridSecretSize {
+		return nil, fmt.Errorf("grid client: grid secret is %d bytes, want %d", len(cfg.GridSecret), nodelink.GridSecretSize)
+	}
+	if cfg.K == 0 && cfg.H == 0 && cfg.N == 0 {
+		cfg.K, cfg.H, cfg.N = DefaultK, DefaultH, DefaultN
+	}
+	if cfg.SegmentSize == 0 {
+		cfg.SegmentSize = chk.DefaultSegmentSize
+	}
+	if cfg.ServerTimeout <= 0 {
+		cfg.ServerTimeout = DefaultServerTimeout
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultParallel
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.LeaseSecret == nil {
+		cfg.LeaseSecret = make([]byte, 32)
+		if _, err := rand.Read(cfg.LeaseSecret); err != nil {
+			return nil, fmt.Errorf("grid client: lease secret: %w", err)
+		}
+	}
+	pp := placement.Params{K: cfg.K, H: cfg.H, N: cfg.N}
+	if err := pp.Validate(); err != nil {
+		return nil, fmt.Errorf("grid client: %w", err)
+	}
+	cp := chk.Params{K: cfg.K, N: cfg.N, SegmentSize: cfg.SegmentSize}
+	if err := cp.Validate(); err != nil {
+		return nil, fmt.Errorf("grid client: %w", err)
+	}
+	info, err := cfg.Codec.Info(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("grid client: codec info: %w", err)
+	}
+	return &Client{cfg: cfg, log: cfg.Logger.Named("grid"), codec: info.Name, params: cp, place: pp,
+		conns: map[string]*conn{}}, nil
+}
+
+// Close drops every connection and waits for background aborts.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	conns := c.conns
+	c.conns = map[string]*conn{}
+	c.mu.Unlock()
+	for _, cn := range conns {
+		cn.mu.Lock()
+		if cn.cl != nil {
+			cn.cl.Close()
+			cn.cl = nil
+		}
+		cn.mu.Unlock()
+	}
+	c.bg.Wait()
+	return nil
+}
+
+// servers returns the current server list, checked, without duplicates.
+func (c *Client) servers() []Server {
+	var out []Server
+	seen := map[string]bool{}
+	for _, s := range c.cfg.Servers.Servers() {
+		s, err := s.normalize()
+		if err != nil {
+			c.log.Warn("skipping server with a bad address", "node", s.NodeID, "error", err)
+			continue
+		}
+		if seen[s.NodeID] {
+			continue
+		}
+		seen[s.NodeID] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// ring orders servers for a storage index.
+func ring(si []byte, servers []Server) []Server {
+	byID := make(map[string]Server, len(servers))
+	ids := make([]string, len(servers))
+	for i, s := range servers {
+		byID[s.NodeID] = s
+		ids[i] = s.NodeID
+	}
+	out := make([]Server, len(ids))
+	for i, id := range placement.Permute(si, ids) {
+		out[i] = byID[id]
+	}
+	return out
+}
+
+// dial returns the pooled connection to s, dialing it if needed.
+func (c *Client) dial(ctx context.Context, s Server) (*storageclient.Client, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errors.New("grid client is closed")
+	}
+	cn := c.conns[s.NodeID]
+	if cn == nil {
+		cn = &conn{}
+		c.conns[s.NodeID] = cn
+	}
+	c.mu.Unlock()
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.cl != nil && cn.addr == s.Addr {
+		return cn.cl, nil
+	}
+	if cn.cl != nil {
+		cn.cl.Close()
+		cn.cl = nil
+	}
+	cl, err := storageclient.Dial(ctx, c.cfg.Transport, s.Addr, c.cfg.Cert, storageclient.Options{
+		GridSecret:  c.cfg.GridSecret,
+		CallTimeout: c.cfg.ServerTimeout,
+		DialTimeout: c.cfg.ServerTimeout,
+	})
+	if err != nil {
+		cn.failedAt = time.Now()
+		c.stats.dialFailures.Add(1)
+		return nil, fmt.Errorf("server %s: %w", s.NodeID, err)
+	}
+	c.stats.dials.Add(1)
+	cn.cl, cn.addr = cl, s.Addr
+	return cl, nil
+}
+
+// fault records a failed request to s; when the fault is the server's or
+// the link's (not a clear answer such as "not found"), the connection is
+// dropped so the next use redials.
+func (c *Client) fault(s Server, cl *storageclient.Client, err error) {
+	kind := errorKind(err)
+	c.stats.errorOf(kind)
+	switch kind {
+	case KindNotFound, KindNoSpace, KindBusy, KindCorrupt, KindCanceled:
+		return
+	}
+	c.mu.Lock()
+	cn := c.conns[s.NodeID]
+	c.mu.Unlock()
+	if cn == nil {
+		return
+	}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	cn.failedAt = time.Now()
+	if cl != nil && cn.cl == cl {
+		cn.cl.Close()
+		cn.cl = nil
+	}
+}
+
+// recentlyFailed reports whether s failed within the last minute.
+func (c *Client) recentlyFailed(s Server) bool {
+	c.mu.Lock()
+	cn := c.conns[s.NodeID]
+	c.mu.Unlock()
+	if cn == nil {
+		return false
+	}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return !cn.failedAt.IsZero() && time.Since(cn.failedAt) < time.Minute
+}
+
+// leaseSecret is this client's lease secret for one file on one server.
+func (c *Client) leaseSecret(si []byte, nodeID string) []byte {
+	h := tagged.Hash(LeaseTag, c.cfg.LeaseSecret, si, []byte(nodeID))
+	return h[:]
+}
+
+// Error kinds counted in Stats.Errors.
+const (
+	KindTimeout     = "timeout"
+	KindUnreachable = "unreachable"
+	KindNotFound    = "not-found"
+	KindNoSpace     = "no-space"
+	KindBusy        = "busy"
+	KindNotMember   = "not-member"
+	KindCorrupt     = "corrupt"
+	KindCanceled    = "canceled"
+	KindServer      = "server"
+	KindNotHappy    = "not-happy"
+	KindNotEnough   = "not-enough-shares"
+	KindOther       = "other"
+)
+
+func errorKind(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrNotHappy):
+		return KindNotHappy
+	case errors.Is(err, chk.ErrNotEnoughShares):
+		return KindNotEnough
+	case errors.Is(err, chk.ErrCorrupt):
+		return KindCorrupt
+	case errors.Is(err, context.DeadlineExceeded):
+		return KindTimeout
+	case errors.Is(err, context.Canceled):
+		return KindCanceled
+	case errors.Is(err, storage.ErrNotFound):
+		return KindNotFound
+	case errors.Is(err, storage.ErrNoSpace):
+		return KindNoSpace
+	case errors.Is(err, storageclient.ErrBusy):
+		return KindBusy
+	case errors.Is(err, nodelink.ErrNotMember):
+		return KindNotMember
+	case errors.Is(err, storage.ErrExists), errors.Is(err, storage.ErrRange),
+		errors.Is(err, storage.ErrClosed), errors.Is(err, storage.ErrConflict):
+		return KindServer
+	}
+	return KindUnreachable
+}

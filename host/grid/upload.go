@@ -1,0 +1,681 @@
+package grid
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/placement"
+	"github.com/tarnfs/tarn/host/storageclient"
+)
+
+// queueDepth is how many blocks may wait for each share's server; upload
+// memory is about (1 + queueDepth*N/K) segments plus one 1 MiB send buffer
+// per share.
+const queueDepth = 4
+
+// Upload stores the size bytes of r (size -1: unknown, read to EOF) as an
+// immutable file and returns its cap: a cap.Literal for files of at most
+// cap.LiteralMax bytes (no server is asked), else a cap.CHK. With a
+// convergence secret the file is spooled to TempDir while its key is
+// hashed, then encoded from the spool; with random keys a file of known
+// size streams straight from r. progress, if set, is called with the
+// plaintext bytes encoded so far. The cap is returned only once every
+// share placed is sealed and the shares sit on at least H servers.
+func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
+	c.stats.uploads.Add(1)
+	cp, err := c.upload(ctx, r, size, progress)
+	if err != nil {
+		c.stats.uploadsFailed.Add(1)
+		c.stats.errorOf(errorKind(err))
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (c *Client) upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
+	if size < -1 || size > cap.MaxFileSize {
+		return nil, fmt.Errorf("upload: bad size %d", size)
+	}
+	// Small or unknown: read one byte past the literal limit to decide.
+	if size <= cap.LiteralMax {
+		head := make([]byte, cap.LiteralMax+1)
+		n, err := io.ReadFull(r, head)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			if size >= 0 && int64(n) != size {
+				return nil, fmt.Errorf("upload: got %d bytes, declared %d: %w", n, size, ErrSize)
+			}
+			c.stats.literal.Add(1)
+			if progress != nil {
+				progress(int64(n))
+			}
+			return cap.Literal{Data: head[:n]}, nil
+		case err != nil:
+			return nil, fmt.Errorf("upload: read: %w", err)
+		case size >= 0:
+			return nil, fmt.Errorf("upload: more than the declared %d bytes: %w", size, ErrSize)
+		}
+		r = io.MultiReader(bytes.NewReader(head), r)
+	}
+
+	var key cap.Key
+	var reopen func() (io.Reader, error) // a fresh reader of the whole file, if re-readable
+	var first io.Reader
+	if c.cfg.Convergence != nil || size < 0 {
+		f, n, k, err := c.spool(r)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { f.Close(); os.Remove(f.Name()) }()
+		if size >= 0 && n != size {
+			return nil, fmt.Errorf("upload: got %d bytes, declared %d: %w", n, size, ErrSize)
+		}
+		size, key = n, k
+		reopen = func() (io.Reader, error) {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("upload: rewind spool: %w", err)
+			}
+			return io.LimitReader(f, size), nil
+		}
+		if first, err = reopen(); err != nil {
+			return nil, err
+		}
+	} else {
+		k, err := chk.RandomKey()
+		if err != nil {
+			return nil, err
+		}
+		key = k
+		first = &exactReader{r: r, left: size, size: size}
+	}
+	if progress != nil {
+		first = &progressReader{r: first, fn: progress}
+	}
+	return c.uploadCHK(ctx, key, size, first, reopen)
+}
+
+// spool copies r into a temporary file, hashing a convergent key on the
+// way when the client has a convergence secret (a random key otherwise).
+func (c *Client) spool(r io.Reader) (*os.File, int64, cap.Key, error) {
+	f, err := os.CreateTemp(c.cfg.TempDir, "tarn-upload-*")
+	if err != nil {
+		return nil, 0, cap.Key{}, fmt.Errorf("upload: spool: %w", err)
+	}
+	fail := func(err error) (*os.File, int64, cap.Key, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, 0, cap.Key{}, err
+	}
+	var conv *chk.Convergence
+	w := io.Writer(f)
+	if c.cfg.Convergence != nil {
+		if conv, err = chk.NewConvergence(c.cfg.Convergence, c.params, c.codec); err != nil {
+			return fail(fmt.Errorf("upload: %w", err))
+		}
+		w = io.MultiWriter(f, conv)
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		return fail(fmt.Errorf("upload: spool to %s: %w", f.Name(), err))
+	}
+	if conv != nil {
+		return f, n, conv.Key(), nil
+	}
+	k, err := chk.RandomKey()
+	if err != nil {
+		return fail(err)
+	}
+	return f, n, k, nil
+}
+
+// exactReader reads exactly size bytes and fails on fewer or more.
+type exactReader struct {
+	r          io.Reader
+	left, size int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left == 0 {
+		var one [1]byte
+		if n, _ := io.ReadFull(e.r, one[:]); n > 0 {
+			return 0, fmt.Errorf("upload: more than the declared %d bytes: %w", e.size, ErrSize)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		return n, fmt.Errorf("upload: got %d bytes, declared %d: %w", e.size-e.left, e.size, ErrSize)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+type progressReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.n += int64(n)
+		p.fn(p.n)
+	}
+	return n, err
+}
+
+// uploader is the state of one CHK upload.
+type uploader struct {
+	c      *Client
+	ctx    context.Context
+	si     cap.StorageIndex
+	layout chk.Layout
+	key    cap.Key
+	byID   map[string]Server
+
+	mu       sync.Mutex
+	pl       *placement.Placement
+	sealedAt map[int]map[string]bool // share -> servers where this upload sealed it
+	notHappy error                   // set when a failure made H unreachable
+	failed   map[string]context.CancelFunc
+	srvCtx   map[string]context.Context
+}
+
+func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first io.Reader, reopen func() (io.Reader, error)) (cap.Cap, error) {
+	l, err := chk.NewLayout(c.params, size)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	u := &uploader{c: c, ctx: ctx, si: cap.StorageIndexOf(key), layout: l, key: key, byID: map[string]Server{},
+		sealedAt: map[int]map[string]bool{}, failed: map[string]context.CancelFunc{}, srvCtx: map[string]context.Context{}}
+	defer func() {
+		for _, cancel := range u.failed {
+			if cancel != nil {
+				cancel()
+			}
+		}
+	}()
+	if err := u.survey(); err != nil {
+		return nil, err
+	}
+	var out cap.CHK
+	src := first
+	for round := 0; ; round++ {
+		if round > 0 {
+			if src, err = u.reread(reopen, out); err != nil {
+				return nil, err
+			}
+		}
+		want := u.pending()
+		if round > 0 && len(want) == 0 {
+			break
+		}
+		if round > len(u.byID)+1 {
+			return nil, fmt.Errorf("upload %s: shares still unplaced after %d rounds", u.si, round)
+		}
+		got, err := u.pass(src, want)
+		if err != nil {
+			return nil, err
+		}
+		if round == 0 {
+			out = got
+		} else if got != out {
+			return nil, fmt.Errorf("upload %s: re-encoding gave another cap", u.si)
+		}
+		if round == 0 && len(want) == 0 {
+			u.renewExisting()
+			break
+		}
+	}
+	u.mu.Lock()
+	happy := u.pl.Happiness
+	u.mu.Unlock()
+	if happy < c.place.H {
+		return nil, fmt.Errorf("upload %s: %w: shares on %d distinct servers, %d needed", u.si, ErrNotHappy, happy, c.place.H)
+	}
+	c.log.Debug("uploaded", "index", u.si.String(), "size", size, "happiness", happy)
+	return out, nil
+}
+
+// survey asks every server, in ring order, whether it has room (and, for
+// convergent keys, which shares it holds already) and plans the upload.
+func (u *uploader) survey() error {
+	c := u.c
+	servers := ring(u.si[:], c.servers())
+	type answer struct {
+		ok       bool
+		writable bool
+		have     []storageclient.ShareInfo
+	}
+	answers := make([]answer, len(servers))
+	sem := make(chan struct{}, c.cfg.Parallel)
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		u.byID[s.NodeID] = s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cl, err := c.dial(u.ctx, s)
+			if err != nil {
+				c.log.Info("server unreachable", "node", s.NodeID, "error", err)
+				c.stats.errorOf(errorKind(err))
+				return
+			}
+			v, err := cl.Version(u.ctx)
+			if err != nil {
+				c.log.Info("server did not answer", "node", s.NodeID, "error", err)
+				c.fault(s, cl, err)
+				return
+			}
+			a := answer{ok: true, writable: v.Available >= u.layout.ShareSize &&
+				(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)}
+			if c.cfg.Convergence != nil {
+				if a.have, err = cl.List(u.ctx, u.si); err != nil {
+					c.log.Info("server did not list shares", "node", s.NodeID, "error", err)
+					c.fault(s, cl, err)
+					return
+				}
+			}
+			answers[i] = a
+		}()
+	}
+	wg.Wait()
+	if err := u.ctx.Err(); err != nil {
+		return fmt.Errorf("upload %s: %w", u.si, err)
+	}
+	var live []placement.Server
+	existing := map[int][]string{}
+	for i, s := range servers {
+		a := answers[i]
+		if !a.ok {
+			continue
+		}
+		live = append(live, placement.Server{ID: s.NodeID, Writable: a.writable})
+		for _, sh := range a.have {
+			if sh.Size == u.layout.ShareSize {
+				existing[int(sh.Num)] = append(existing[int(sh.Num)], s.NodeID)
+			}
+		}
+	}
+	pl, err := placement.Plan(c.place, live, existing)
+	if err != nil {
+		return fmt.Errorf("upload %s: %d of %d servers answered: %w", u.si, len(live), len(servers), err)
+	}
+	u.pl = pl
+	for sh, ids := range pl.Existing {
+		for _, id := range ids {
+			u.markSealed(sh, id)
+		}
+	}
+	c.stats.existing.Add(int64(len(pl.Existing)))
+	return nil
+}
+
+func (u *uploader) markSealed(sh int, id string) {
+	if u.sealedAt[sh] == nil {
+		u.sealedAt[sh] = map[string]bool{}
+	}
+	u.sealedAt[sh][id] = true
+}
+
+// pending returns the shares the plan writes somewhere they are not yet
+// sealed.
+func (u *uploader) pending() map[int]bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	want := map[int]bool{}
+	for sh, id := range u.pl.Writes {
+		if !u.sealedAt[sh][id] {
+			want[sh] = true
+		}
+	}
+	return want
+}
+
+// serverCtx is the context of all requests to one server during this
+// upload; failing the server cancels it.
+func (u *uploader) serverCtx(id string) context.Context {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if ctx, ok := u.srvCtx[id]; ok {
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(u.ctx)
+	u.srvCtx[id], u.failed[id] = ctx, cancel
+	return ctx
+}
+
+// fail drops a server from the upload: its requests are cancelled, its
+// shares replanned onto other servers (written in the next round).
+func (u *uploader) fail(id string, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.pl.Failed(id) {
+		return
+	}
+	if u.ctx.Err() != nil {
+		return // the caller gave up; not the server's fault
+	}
+	s := u.byID[id]
+	u.c.fault(s, nil, err)
+	u.c.stats.serversFailed.Add(1)
+	u.c.log.Warn("dropping server from upload", "index", u.si.String(), "node", id, "error", err)
+	if cancel := u.failed[id]; cancel != nil {
+		cancel()
+	} else {
+		ctx, cancel := context.WithCancel(u.ctx)
+		cancel()
+		u.srvCtx[id], u.failed[id] = ctx, cancel
+	}
+	for sh := range u.sealedAt {
+		delete(u.sealedAt[sh], id)
+	}
+	moved, perr := u.pl.Fail(id)
+	if perr != nil && u.notHappy == nil {
+		u.notHappy = perr
+	}
+	if len(moved) > 0 {
+		u.c.log.Info("replanned shares", "index", u.si.String(), "from", id, "moves", fmt.Sprint(moved))
+	}
+}
+
+func (u *uploader) happinessErr() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.notHappy != nil {
+		return fmt.Errorf("upload %s: %w", u.si, u.notHappy)
+	}
+	return nil
+}
+
+// task streams one share to one server.
+type task struct {
+	sh    int
+	id    string
+	w     *storageclient.ShareWriter
+	ctx   context.Context
+	ch    chan job
+	dead  chan struct{} // closed when the task stops taking jobs
+	err   error
+	bytes atomic.Int64
+}
+
+type job struct {
+	buf *[]byte
+	off int64
+}
+
+
+// allocate gets a writer for every share in want at its planned server,
+// replanning around servers that fail. Shares a server says it has already
+// count as sealed there.
+func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
+	tasks := map[int]*task{}
+	for {
+		if err := u.happinessErr(); err != nil {
+			return tasks, err
+		}
+		todo := map[string][]uint32{}
+		u.mu.Lock()
+		for sh := range want {
+			id, ok := u.pl.Writes[sh]
+			if !ok {
+				continue // homeless (no writable server): happiness decides
+			}
+			if t := tasks[sh]; (t != nil && t.id == id) || u.sealedAt[sh][id] {
+				continue
+			}
+			todo[id] = append(todo[id], uint32(sh))
+		}
+		u.mu.Unlock()
+		if len(todo) == 0 {
+			return tasks, nil
+		}
+		type result struct {
+			id  string
+			a   *storageclient.Allocation
+			err error
+		}
+		results := make(chan result, len(todo))
+		for id, shs := range todo {
+			sort.Slice(shs, func(i, j int) bool { return shs[i] < shs[j] })
+			go func() {
+				ctx := u.serverCtx(id)
+				cl, err := u.c.dial(ctx, u.byID[id])
+				if err != nil {
+					results <- result{id, nil, err}
+					return
+				}
+				a, err := cl.Allocate(ctx, u.si, shs, u.layout.ShareSize, u.c.leaseSecret(u.si[:], id))
+				if err == nil && len(a.InProgress) > 0 {
+					err = fmt.Errorf("server %s: shares %v of %s are being written by another upload", id, a.InProgress, u.si)
+				}
+				if err != nil && a != nil {
+					for _, w := range a.Writers {
+						u.abort(w)
+					}
+				}
+				results <- result{id, a, err}
+			}()
+		}
+		for range todo {
+			r := <-results
+			if r.err != nil {
+				u.fail(r.id, r.err)
+				continue
+			}
+			u.mu.Lock()
+			for _, sh := range r.a.AlreadyHave {
+				u.markSealed(int(sh), r.id)
+			}
+			u.mu.Unlock()
+			for sh, w := range r.a.Writers {
+				if old := tasks[int(sh)]; old != nil {
+					u.abort(old.w)
+				}
+				tasks[int(sh)] = &task{sh: int(sh), id: r.id, w: w, ctx: u.serverCtx(r.id),
+					ch: make(chan job, queueDepth), dead: make(chan struct{})}
+			}
+		}
+		// Drop tasks whose server failed meanwhile.
+		u.mu.Lock()
+		for sh, t := range tasks {
+			if u.pl.Failed(t.id) {
+				delete(tasks, sh)
+			}
+		}
+		u.mu.Unlock()
+	}
+}
+
+// abort discards an unsealed share in the background.
+func (u *uploader) abort(w *storageclient.ShareWriter) {
+	u.c.bg.Add(1)
+	go func() {
+		defer u.c.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), u.c.cfg.ServerTimeout)
+		defer cancel()
+		w.Abort(ctx)
+	}()
+}
+
+// sink hands the encoder's writes to the share tasks.
+type sink struct {
+	tasks map[int]*task
+}
+
+func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
+	t := s.tasks[sh]
+	if t == nil {
+		return nil // a share kept from before, or not written this round
+	}
+	b := getBuf(len(p))
+	copy(*b, p)
+	select {
+	case t.ch <- job{b, off}:
+		return nil
+	case <-t.dead:
+		bufPool.Put(b)
+		return nil
+	case <-ctx.Done():
+		bufPool.Put(b)
+		return ctx.Err()
+	}
+}
+
+// run writes the task's jobs and seals the share when the channel closes.
+func (t *task) run(c *Client) {
+	defer close(t.dead)
+	for j := range t.ch {
+		if t.err == nil {
+			t.err = t.w.WriteAt(t.ctx, *j.buf, j.off)
+			if t.err == nil {
+				t.bytes.Add(int64(len(*j.buf)))
+				c.stats.bytesUp.Add(int64(len(*j.buf)))
+			}
+		}
+		bufPool.Put(j.buf)
+		if t.err != nil {
+			return
+		}
+	}
+	t.err = t.w.Seal(t.ctx)
+}
+
+// pass allocates the shares in want, encodes the whole file from src,
+// streams those shares and seals them. Servers that fail are dropped and
+// their shares replanned for the next pass.
+func (u *uploader) pass(src io.Reader, want map[int]bool) (cap.CHK, error) {
+	tasks, err := u.allocate(want)
+	abortAll := func() {
+		for _, t := range tasks {
+			u.abort(t.w)
+		}
+	}
+	if err != nil {
+		abortAll()
+		return cap.CHK{}, err
+	}
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.run(u.c) }()
+	}
+	closeAll := func() {
+		for _, t := range tasks {
+			close(t.ch)
+		}
+		wg.Wait()
+	}
+	enc, err := chk.NewEncoder(u.ctx, u.c.params, u.key, u.layout.Size, u.c.cfg.Codec, &sink{tasks})
+	if err != nil {
+		closeAll()
+		abortAll()
+		return cap.CHK{}, fmt.Errorf("upload %s: %w", u.si, err)
+	}
+	buf := make([]byte, min(u.c.params.SegmentSize, 1<<20))
+	_, err = io.CopyBuffer(enc, src, buf)
+	var out cap.CHK
+	if err == nil {
+		out, err = enc.Close()
+	}
+	closeAll()
+	if err == nil {
+		err = u.ctx.Err()
+	}
+	if err != nil {
+		abortAll()
+		if errors.Is(err, ErrSize) {
+			return cap.CHK{}, err
+		}
+		return cap.CHK{}, fmt.Errorf("upload %s: %w", u.si, err)
+	}
+	for _, t := range tasks {
+		if t.err != nil {
+			u.abort(t.w)
+			u.fail(t.id, t.err)
+			continue
+		}
+		u.mu.Lock()
+		ok := !u.pl.Failed(t.id)
+		if ok {
+			u.markSealed(t.sh, t.id)
+		}
+		u.mu.Unlock()
+		if ok {
+			u.c.stats.sealed.Add(1)
+		}
+	}
+	if err := u.happinessErr(); err != nil {
+		return cap.CHK{}, err
+	}
+	return out, nil
+}
+
+// reread returns the file again for a later round: from the spool, or
+// else decoded from the shares sealed so far.
+func (u *uploader) reread(reopen func() (io.Reader, error), c cap.CHK) (io.Reader, error) {
+	if reopen != nil {
+		return reopen()
+	}
+	u.mu.Lock()
+	holders := map[int][]Server{}
+	for sh, ids := range u.sealedAt {
+		for id := range ids {
+			holders[sh] = append(holders[sh], u.byID[id])
+		}
+	}
+	u.mu.Unlock()
+	f, err := u.c.openKnown(u.ctx, c, holders)
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: read back to place replaced shares: %w", u.si, err)
+	}
+	return f.Reader(), nil
+}
+
+// renewExisting adds this client's lease to shares it found in place.
+func (u *uploader) renewExisting() {
+	u.mu.Lock()
+	ids := map[string]bool{}
+	for _, srvs := range u.pl.Existing {
+		for _, id := range srvs {
+			ids[id] = true
+		}
+	}
+	u.mu.Unlock()
+	var wg sync.WaitGroup
+	for id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(u.ctx, u.c.cfg.ServerTimeout)
+			defer cancel()
+			cl, err := u.c.dial(ctx, u.byID[id])
+			if err == nil {
+				_, err = cl.RenewLease(ctx, u.si, u.c.leaseSecret(u.si[:], id))
+			}
+			if err != nil {
+				u.c.log.Info("renew lease", "index", u.si.String(), "node", id, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
