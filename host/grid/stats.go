@@ -23,9 +23,9 @@ type Stats struct {
 }
 
 type counters struct {
-	uploads, uploadsFailed, downloads, downloadsFailed, literal atomic.Int64
-	bytesUp, bytesDown, sealed, existing, serversFailed, corrupt  atomic.Int64
-	dials, dialFailures                                           atomic.Int64
+	uploads, uploadsFailed, downloads, downloadsFailed, literal  atomic.Int64
+	bytesUp, bytesDown, sealed, existing, serversFailed, corrupt atomic.Int64
+	dials, dialFailures                                          atomic.Int64
 
 	mu     sync.Mutex
 	errors map[string]int64

@@ -423,7 +423,6 @@ type job struct {
 	off int64
 }
 
-
 // allocate gets a writer for every share in want at its planned server,
 // replanning around servers that fail. Shares a server says it has already
 // count as sealed there.
