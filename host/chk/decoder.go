@@ -490,19 +490,47 @@ func (d *Decoder) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 // Reader returns an io.ReadSeeker (and io.ReaderAt) over the whole file.
 func (d *Decoder) Reader() *io.SectionReader { return io.NewSectionReader(d, 0, d.l.Size) }
 
-// WriteTo streams the whole file to w, one segment at a time.
+// WriteTo streams the whole file to w. It decodes segment i+1 while w
+// takes segment i, so a slow writer and slow servers overlap; memory is two
+// more segments.
 func (d *Decoder) WriteTo(w io.Writer) (int64, error) {
+	type result struct {
+		buf []byte
+		err error
+	}
+	bufs := [2][]byte{}
+	next := func(i int) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			plain, err := d.segment(d.ctx, i)
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			b := append(bufs[i%2][:0], plain...)
+			bufs[i%2] = b
+			ch <- result{buf: b}
+		}()
+		return ch
+	}
 	var total int64
+	pending := next(0)
 	for i := 0; i < d.l.Segments; i++ {
-		d.mu.Lock()
-		plain, err := d.segment(d.ctx, i)
-		if err == nil {
-			var n int
-			n, err = w.Write(plain)
-			total += int64(n)
+		r := <-pending
+		if r.err != nil {
+			return total, fmt.Errorf("chk read %s: %w", d.cap.StorageIndex(), r.err)
 		}
-		d.mu.Unlock()
+		if i+1 < d.l.Segments {
+			pending = next(i + 1)
+		}
+		n, err := w.Write(r.buf)
+		total += int64(n)
 		if err != nil {
+			if i+1 < d.l.Segments {
+				<-pending // let the read ahead finish before returning
+			}
 			return total, err
 		}
 	}
