@@ -46,6 +46,7 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, list
 	t.Run("HalfClose", func(t *testing.T) { testHalfClose(t, newTransport(t), listenAddr) })
 	t.Run("ConnDialer", func(t *testing.T) { testConn(t, newTransport(t), listenAddr, false) })
 	t.Run("ConnAcceptor", func(t *testing.T) { testConn(t, newTransport(t), listenAddr, true) })
+	t.Run("TLS", func(t *testing.T) { testTLS(t, newTransport(t), listenAddr) })
 	t.Run("CloseUnblocksAccept", func(t *testing.T) { testCloseUnblocksAccept(t, newTransport(t), listenAddr) })
 	t.Run("DialClosedPort", func(t *testing.T) { testDialClosed(t, newTransport(t), listenAddr) })
 	t.Run("BadAddress", func(t *testing.T) { testBadAddress(t, newTransport(t), listenAddr) })
