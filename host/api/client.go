@@ -1,0 +1,156 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Client calls a node's local API.
+type Client struct {
+	// BaseURL is the API's URL, "http://127.0.0.1:PORT".
+	BaseURL string
+	Token   string
+	// HTTP is the client used; nil means a plain http.Client (no timeout:
+	// transfers may be long; pass a context to bound them).
+	HTTP *http.Client
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status int    // HTTP status code
+	Msg    string // the server's message
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Is lets callers branch with errors.Is(err, api.ErrNotFound) and friends.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrBadCap:
+		return e.Status == http.StatusBadRequest
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	}
+	return false
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.http().Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("reach the node's API at %s: %w", c.BaseURL, err)
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotModified {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb ErrorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		return &Error{Status: resp.StatusCode, Msg: eb.Error}
+	}
+	msg := strings.TrimSpace(string(body))
+	if msg == "" {
+		msg = resp.Status
+	}
+	return &Error{Status: resp.StatusCode, Msg: msg}
+}
+
+// Put uploads size bytes of r (all of r when size < 0, sent chunked) and
+// returns the read cap.
+func (c *Client) Put(ctx context.Context, r io.Reader, size int64) (string, error) {
+	body := io.NopCloser(r)
+	if size == 0 {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.BaseURL+"/v1/file?format=json", body)
+	if err != nil {
+		return "", err
+	}
+	req.ContentLength = size
+	if size < 0 {
+		req.ContentLength = -1
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ur UploadResult
+	if err := json.NewDecoder(resp.Body).Decode(&ur); err != nil {
+		return "", fmt.Errorf("read upload answer: %w", err)
+	}
+	if ur.Cap == "" {
+		return "", errors.New("read upload answer: no cap in it")
+	}
+	return ur.Cap, nil
+}
+
+// Get opens the file a cap names; the caller reads and closes the body.
+// size is the file's length. A body that ends early fails its Read with
+// io.ErrUnexpectedEOF.
+func (c *Client) Get(ctx context.Context, capStr string) (body io.ReadCloser, size int64, err error) {
+	return c.GetRange(ctx, capStr, 0, -1)
+}
+
+// GetRange reads length bytes from off (to the end when length < 0).
+func (c *Client) GetRange(ctx context.Context, capStr string, off, length int64) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/file/"+url.PathEscape(strings.TrimSpace(capStr)), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case off > 0 && length < 0:
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	case length >= 0:
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// Status reads the node's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	return &st, nil
+}

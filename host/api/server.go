@@ -1,0 +1,450 @@
+// Package api is the client node's local HTTP API, the door the CLI (and
+// later other local tools) use to reach the grid: upload a file, download
+// one (with Range), and read the node's status. It listens on loopback
+// only and every request must carry the node's secret token as
+// "Authorization: Bearer TOKEN".
+//
+// The server knows nothing of erasure coding or placement: it streams
+// request bodies into a Files (the node's grid client) and serves a File's
+// bytes with http.ServeContent, so neither direction buffers a whole file.
+// Client is the Go side of the same API.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/placement"
+)
+
+// Sentinel errors a Files implementation wraps (alongside its own) so the
+// API answers with the right status code.
+var (
+	// ErrBadCap: the cap is malformed or of a kind that cannot be read (400).
+	ErrBadCap = errors.New("bad cap")
+	// ErrNotFound: no share of the file was found on any server (404).
+	ErrNotFound = errors.New("file not found")
+	// ErrUnavailable: not enough servers or shares right now (503).
+	ErrUnavailable = errors.New("grid unavailable")
+	// ErrUnauthorized: a missing or wrong token (401); returned by Client.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// Files is what the API reads and writes files through: the node's grid
+// client, adapted.
+type Files interface {
+	// Upload stores r's bytes (size of them, or until EOF when size < 0)
+	// and returns the read cap's string.
+	Upload(ctx context.Context, r io.Reader, size int64) (string, error)
+	// Open returns the file a cap names. The cap has been parsed already.
+	Open(ctx context.Context, c cap.Cap) (File, error)
+}
+
+// File is an immutable file's bytes.
+type File interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// Config configures a Server.
+type Config struct {
+	// Listen is host:port; port 0 picks a free port. It must be a
+	// loopback address: the token is sent in the clear.
+	Listen string
+	// Token is the secret every request must present.
+	Token string
+	Files Files
+	// Status fills the node-level part of GET /v1/status; the server adds
+	// its own counters and uptime.
+	Status func(ctx context.Context) Status
+	Logger hclog.Logger
+}
+
+// Server is the running API.
+type Server struct {
+	cfg     Config
+	log     hclog.Logger
+	ln      net.Listener
+	srv     *http.Server
+	started time.Time
+	done    chan struct{}
+
+	uploads, downloads, failures atomic.Int64
+	bytesIn, bytesOut            atomic.Int64
+}
+
+// Start listens and serves until Close.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Files == nil || cfg.Token == "" {
+		return nil, errors.New("api: files and token are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := checkLoopback(cfg.Listen); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen on %s: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("api"), ln: ln, started: time.Now(), done: make(chan struct{})}
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("api server stopped", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+func checkLoopback(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("api: listen address %q: %w", hostport, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("api: listen address %q is not a loopback address", hostport)
+	}
+	return nil
+}
+
+// URL is the base URL clients use, "http://127.0.0.1:PORT".
+func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+
+// Close stops accepting, waits up to a few seconds for requests in flight,
+// then drops them.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = s.srv.Close()
+	}
+	<-s.done
+	return err
+}
+
+// Handler is the API's routes behind the token check.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/file", s.put)
+	mux.HandleFunc("POST /v1/file", s.put)
+	mux.HandleFunc("GET /v1/file/{cap}", s.get) // also HEAD
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		allow := ""
+		switch {
+		case r.URL.Path == "/v1/file":
+			allow = "PUT, POST"
+		case strings.HasPrefix(r.URL.Path, "/v1/file/"), r.URL.Path == "/v1/status":
+			allow = "GET, HEAD"
+		}
+		if allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow))
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return s.auth(mux)
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tarn"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token (see the node's api.token file)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// UploadResult is the JSON answer of PUT /v1/file?format=json.
+type UploadResult struct {
+	Cap  string `json:"cap"`
+	Size int64  `json:"size"`
+}
+
+func (s *Server) put(w http.ResponseWriter, r *http.Request) {
+	cr := &countingReader{r: r.Body}
+	c, err := s.cfg.Files.Upload(r.Context(), cr, r.ContentLength)
+	s.bytesIn.Add(cr.n)
+	if err == nil && r.ContentLength >= 0 && cr.n != r.ContentLength {
+		err = fmt.Errorf("upload: body ended after %d of %d bytes", cr.n, r.ContentLength)
+	}
+	if err != nil {
+		s.failures.Add(1)
+		s.fail(w, r, "upload", err)
+		return
+	}
+	s.uploads.Add(1)
+	s.log.Info("uploaded", "size", cr.n, "cap", shortCap(c))
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, http.StatusCreated, UploadResult{Cap: c, Size: cr.n})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusCreated)
+	io.WriteString(w, c+"\n")
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("cap")
+	c, err := cap.Parse(raw)
+	if err != nil {
+		s.failures.Add(1)
+		s.fail(w, r, "parse cap", fmt.Errorf("%w: %w", ErrBadCap, err))
+		return
+	}
+	f, err := s.cfg.Files.Open(r.Context(), c)
+	if err != nil {
+		s.failures.Add(1)
+		s.fail(w, r, "open", err)
+		return
+	}
+	if c, ok := f.(io.Closer); ok {
+		defer c.Close()
+	}
+	// The cap names these exact bytes forever: its hash is a strong ETag,
+	// and If-None-Match / If-Range work through ServeContent.
+	sum := sha256.Sum256([]byte(raw))
+	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	rd := &errReaderAt{r: f}
+	cw := &countingWriter{w: w}
+	if wt, ok := f.(io.WriterTo); ok && plainGet(r) {
+		// A whole-file read: stream segment by segment, which the file
+		// does faster than ServeContent's small ReadAt calls.
+		w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
+		w.Header().Set("Accept-Ranges", "bytes")
+		w.WriteHeader(http.StatusOK)
+		if _, err := wt.WriteTo(cw); err != nil && rd.err == nil && r.Context().Err() == nil {
+			rd.err = err
+		}
+	} else {
+		http.ServeContent(cw, r, "", time.Time{}, io.NewSectionReader(rd, 0, f.Size()))
+	}
+	s.bytesOut.Add(cw.n)
+	if rd.err != nil {
+		// The status line is gone; the client sees a short body.
+		s.failures.Add(1)
+		s.log.Error("download failed mid-stream", "cap", shortCap(raw), "sent", cw.n, "error", rd.err)
+		return
+	}
+	if r.Method != http.MethodHead {
+		s.downloads.Add(1)
+	}
+}
+
+// plainGet: a GET of the whole file with no conditions.
+func plainGet(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, h := range []string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Status is GET /v1/status.
+type Status struct {
+	NodeID   string         `json:"node_id"`
+	Name     string         `json:"name"`
+	Roles    []string       `json:"roles"`
+	Grid     string         `json:"grid"`
+	Shares   Shares         `json:"shares"`
+	Servers  []ServerStatus `json:"servers"`
+	Known    int            `json:"servers_known"`
+	Conn     int            `json:"servers_connected"`
+	Plugins  []PluginStatus `json:"plugins"`
+	Started  time.Time      `json:"started"`
+	Uptime   float64        `json:"uptime_seconds"`
+	Counters Counters       `json:"counters"`
+	// Grid is the grid client's own counters (grid.Stats).
+	GridStats any `json:"grid_stats,omitempty"`
+}
+
+// Shares are the encoding parameters of new uploads.
+type Shares struct {
+	K int `json:"k"`
+	H int `json:"h"`
+	N int `json:"n"`
+}
+
+// ServerStatus is one storage server the client knows.
+type ServerStatus struct {
+	NodeID    string    `json:"node_id"`
+	Nickname  string    `json:"nickname,omitempty"`
+	Address   string    `json:"address"`
+	Static    bool      `json:"static"`
+	Connected bool      `json:"connected"`
+	FreeSpace uint64    `json:"free_space"`
+	Version   string    `json:"version,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// PluginStatus is one plugin process.
+type PluginStatus struct {
+	Kind     string    `json:"kind"`
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Pid      int       `json:"pid"`
+	Health   string    `json:"health"`
+	Restarts int       `json:"restarts"`
+	Started  time.Time `json:"started,omitzero"`
+	LastErr  string    `json:"last_error,omitempty"`
+}
+
+// Counters count the API's work since the node started.
+type Counters struct {
+	Uploads   int64 `json:"uploads"`
+	Downloads int64 `json:"downloads"`
+	Failures  int64 `json:"failures"`
+	BytesIn   int64 `json:"bytes_in"`
+	BytesOut  int64 `json:"bytes_out"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	var st Status
+	if s.cfg.Status != nil {
+		st = s.cfg.Status(r.Context())
+	}
+	st.Known = len(st.Servers)
+	st.Conn = 0
+	for _, sv := range st.Servers {
+		if sv.Connected {
+			st.Conn++
+		}
+	}
+	st.Started = s.started.UTC()
+	st.Uptime = time.Since(s.started).Seconds()
+	st.Counters = Counters{
+		Uploads: s.uploads.Load(), Downloads: s.downloads.Load(), Failures: s.failures.Load(),
+		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// StatusCode maps an error to the API's status code.
+func StatusCode(err error) int {
+	switch {
+	case errors.Is(err, ErrBadCap), errors.Is(err, cap.ErrSyntax), errors.Is(err, cap.ErrUnknownKind),
+		errors.Is(err, grid.ErrNotReadable), errors.Is(err, grid.ErrSize):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return http.StatusNotFound
+	case errors.Is(err, ErrUnavailable), errors.Is(err, chk.ErrNotEnoughShares), errors.Is(err, placement.ErrNotHappy):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled):
+		return 499 // client gone; nobody reads it
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
+	code := StatusCode(err)
+	s.log.Error(op+" failed", "method", r.Method, "path", shortCap(r.URL.Path), "status", code, "error", err)
+	writeError(w, code, err.Error())
+}
+
+// ErrorBody is the JSON of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ErrorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// shortCap keeps logs free of whole read caps: a cap in a log is a leak.
+func shortCap(s string) string {
+	if i := strings.Index(s, "tarn:"); i >= 0 && len(s)-i > 24 {
+		return s[:i+24] + "…"
+	}
+	return s
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countingWriter struct {
+	w http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Header() http.Header  { return c.w.Header() }
+func (c *countingWriter) WriteHeader(code int) { c.w.WriteHeader(code) }
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// errReaderAt keeps the first read error, which ServeContent swallows.
+type errReaderAt struct {
+	r   io.ReaderAt
+	err error
+}
+
+func (e *errReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := e.r.ReadAt(p, off)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
