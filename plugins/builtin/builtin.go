@@ -11,6 +11,7 @@ import (
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
 	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
+	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 )
 
@@ -26,6 +27,7 @@ var All = []Entry{
 	{pluginkit.KindCodec, "reedsolomon", codecreedsolomon.Serve},
 	{pluginkit.KindStorage, "disk", storagedisk.Serve},
 	{pluginkit.KindStorage, "memory", storagememory.Serve},
+	{pluginkit.KindTransport, "tcp", transporttcp.Serve},
 }
 
 // Lookup finds a built-in plugin by kind and name.
