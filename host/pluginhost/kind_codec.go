@@ -2,7 +2,7 @@ package pluginhost
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
