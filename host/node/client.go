@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/identity"
+	"github.com/tarnfs/tarn/host/introducer"
+	"github.com/tarnfs/tarn/host/pluginhost"
+)
+
+// startClient starts the server list (static servers plus the
+// introducers' announcements), the grid client and the local API.
+func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert tls.Certificate, gridSecret []byte, introducers []string) error {
+	p := n.prof
+	var static []introducer.Server
+	for i, s := range p.Grid.Servers {
+		sv, err := introducer.StaticServer(s.Name, s.Address, s.KeyHash)
+		if err != nil {
+			return p.Errorf(fmt.Sprintf("grid.servers[%d]", i), "%v", err)
+		}
+		static = append(static, sv)
+	}
+	n.list = introducer.NewServerList(static)
+	var dialers []introducer.Dialer
+	for _, u := range introducers {
+		dialers = append(dialers, introducer.NodelinkDialer(tr, u, cert, gridSecret))
+	}
+	sub, err := introducer.NewSubscriber(introducer.SubscriberConfig{
+		Grid: p.Grid.Name, Introducers: dialers, List: n.list,
+		Backoff: introducer.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
+		Logger:  n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.goRun("subscriber", sub.Run)
+	n.goRun("server list watch", n.seen.watch(n.list))
+
+	codec, err := n.plugins.Codec()
+	if err != nil {
+		return err
+	}
+	var convergence []byte
+	if p.Client.Convergence != "random" {
+		if convergence, err = identity.LoadSecret(p.Client.ConvergenceSecretFile); err != nil {
+			return fmt.Errorf("client.convergence_secret_file: %w", err)
+		}
+	}
+	leaseSecret, err := loadOrCreateSecret(filepath.Join(p.Node.StateDir, identity.PrivateDir, "lease.secret"))
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(p.Node.StateDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("client temp folder: %w", err)
+	}
+	n.client, err = grid.New(grid.Config{
+		Transport: tr, Cert: cert, GridSecret: gridSecret, Codec: codec,
+		Servers: grid.ServerFunc(n.gridServers),
+		K:       p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N,
+		SegmentSize: int(p.Client.SegmentSize), Convergence: convergence, LeaseSecret: leaseSecret,
+		TempDir: tmp, ServerTimeout: p.Client.ServerTimeout.D(), Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onStop(func() { n.client.Close() })
+
+	token, err := ensureToken(p.Client.APITokenFile)
+	if err != nil {
+		return fmt.Errorf("client.api_token_file: %w", err)
+	}
+	n.api, err = api.Start(api.Config{
+		Listen: p.Client.APIListen, Token: token, Files: files{n.client},
+		Status: n.status, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onStop(func() { n.api.Close() })
+	n.info.APIURL = n.api.URL()
+	n.info.TokenFile = p.Client.APITokenFile
+	return nil
+}
+
+// gridServers turns the server list into the grid client's servers.
+func (n *Node) gridServers() []grid.Server {
+	list := n.list.Servers()
+	out := make([]grid.Server, 0, len(list))
+	for _, s := range list {
+		if len(s.Addresses) == 0 {
+			continue
+		}
+		out = append(out, grid.Server{NodeID: s.NodeID, Addr: s.Addresses[0]})
+	}
+	return out
+}
+
+// Servers is the client's current server list (nil when the node runs no
+// client).
+func (n *Node) Servers() []introducer.Server {
+	if n.list == nil {
+		return nil
+	}
+	return n.list.Servers()
+}
+
+// WaitServers blocks until the client knows at least k storage servers.
+func (n *Node) WaitServers(ctx context.Context, k int) error {
+	if n.list == nil {
+		return errors.New("node runs no client")
+	}
+	return n.list.WaitFor(ctx, k)
+}
+
+// status fills GET /v1/status.
+func (n *Node) status(ctx context.Context) api.Status {
+	p := n.prof
+	st := api.Status{
+		NodeID: n.info.NodeID, Name: p.Node.Name, Roles: n.info.Roles, Grid: p.Grid.Name,
+		Shares: api.Shares{K: p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N},
+	}
+	now := time.Now()
+	for _, s := range n.Servers() {
+		ss := api.ServerStatus{
+			NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, FreeSpace: s.FreeSpace,
+			Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: n.seen.get(s.NodeID),
+			// An announcement in force (or a static entry) is what the
+			// client dials; the grid client connects on first use.
+			Connected: s.Static || now.Before(s.ExpiresAt),
+		}
+		if len(s.Addresses) > 0 {
+			ss.Address = s.Addresses[0]
+		}
+		st.Servers = append(st.Servers, ss)
+	}
+	for _, ps := range n.plugins.List() {
+		st.Plugins = append(st.Plugins, api.PluginStatus{
+			Kind: string(ps.Kind), Name: ps.Name, Version: ps.Version, Pid: ps.Pid, Health: ps.Health,
+			Restarts: ps.Restarts, Started: ps.Started, LastErr: ps.LastErr,
+		})
+	}
+	if n.client != nil {
+		st.GridStats = n.client.Stats()
+	}
+	return st
+}
+
+// files adapts the grid client to the API.
+type files struct{ c *grid.Client }
+
+func (f files) Upload(ctx context.Context, r io.Reader, size int64) (string, error) {
+	c, err := f.c.Upload(ctx, r, size, nil)
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
+}
+
+func (f files) Open(ctx context.Context, c cap.Cap) (api.File, error) {
+	file, err := f.c.Open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+// lastSeen remembers when each server's announcement last changed.
+type lastSeen struct {
+	mu sync.Mutex
+	at map[string]time.Time
+	sq map[string]uint64
+}
+
+func newLastSeen() *lastSeen {
+	return &lastSeen{at: map[string]time.Time{}, sq: map[string]uint64{}}
+}
+
+func (l *lastSeen) get(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at[id]
+}
+
+func (l *lastSeen) watch(list *introducer.ServerList) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for {
+			ch := list.Changed()
+			now := time.Now().UTC()
+			l.mu.Lock()
+			for _, s := range list.Servers() {
+				if s.Sequence != 0 && s.Sequence != l.sq[s.NodeID] {
+					l.sq[s.NodeID] = s.Sequence
+					l.at[s.NodeID] = now
+				}
+			}
+			l.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// loadOrCreateSecret reads a 32-byte secret, making it on first start.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	s, err := identity.LoadSecret(path)
+	if errors.Is(err, os.ErrNotExist) {
+		s, err = identity.CreateSecret(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	return s, nil
+}
