@@ -86,7 +86,7 @@ type shareState struct {
 type Decoder struct {
 	mu       sync.Mutex
 	ctx      context.Context
-	cap      cap.CHK
+	vc       cap.CHKVerify // what the cap promises (a read cap gives its verify cap)
 	codec    codec.Codec
 	src      ShareSource
 	opt      Options
@@ -110,10 +110,16 @@ type Decoder struct {
 // prepares to read. ctx governs reads made through ReadAt (ReadAtContext
 // takes its own).
 func NewDecoder(ctx context.Context, c cap.CHK, cd codec.Codec, src ShareSource, opt *Options) (*Decoder, error) {
+	return newDecoder(ctx, c.Verify(), newCipher(c.Key), cd, src, opt)
+}
+
+// newDecoder makes a decoder; with a nil aes it can only give ciphertext
+// (for repair with a verify cap).
+func newDecoder(ctx context.Context, c cap.CHKVerify, aes cipher.Block, cd codec.Codec, src ShareSource, opt *Options) (*Decoder, error) {
 	if err := (codec.Params{K: c.K, N: c.N}).Validate(); err != nil {
 		return nil, fmt.Errorf("chk decoder: %w", err)
 	}
-	d := &Decoder{ctx: ctx, cap: c, codec: cd, src: src, aes: newCipher(c.Key), plainIx: -1}
+	d := &Decoder{ctx: ctx, vc: c, codec: cd, src: src, aes: aes, plainIx: -1}
 	if opt != nil {
 		d.opt = *opt
 	}
@@ -211,14 +217,14 @@ func (d *Decoder) readUEB(ctx context.Context, sh *shareState) (UEB, []byte, err
 		return UEB{}, nil, err
 	}
 	raw := buf[HeaderSize:]
-	if got := tagged.Hash(tagged.ChkUEB, raw); got != d.cap.UEBHash {
+	if got := tagged.Hash(tagged.ChkUEB, raw); got != d.vc.UEBHash {
 		err := fmt.Errorf("hash does not match the cap: %w", ErrCorrupt)
 		d.report(sh, -1, "extension block", err)
 		return UEB{}, nil, err
 	}
 	u, err := ParseUEB(raw)
-	if err == nil && (u.K != d.cap.K || u.N != d.cap.N || u.Size != d.cap.Size) {
-		err = fmt.Errorf("K=%d N=%d size=%d, cap says K=%d N=%d size=%d: %w", u.K, u.N, u.Size, d.cap.K, d.cap.N, d.cap.Size, ErrCorrupt)
+	if err == nil && (u.K != d.vc.K || u.N != d.vc.N || u.Size != d.vc.Size) {
+		err = fmt.Errorf("K=%d N=%d size=%d, cap says K=%d N=%d size=%d: %w", u.K, u.N, u.Size, d.vc.K, d.vc.N, d.vc.Size, ErrCorrupt)
 	}
 	if err != nil {
 		d.report(sh, -1, "extension block", err)
@@ -347,6 +353,20 @@ func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
 		return d.plain, nil
 	}
 	d.plainIx = -1
+	ct, err := d.cipherSegment(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	d.plain = grow(d.plain, len(ct), d.l.SegmentSize)
+	xorKeyStream(d.aes, int64(i)*int64(d.l.SegmentSize), d.plain, ct)
+	d.plainIx = i
+	return d.plain, nil
+}
+
+// cipherSegment returns the verified ciphertext of segment i (valid until
+// the next call).
+func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
+	d.plainIx = -1
 	segLen := d.l.SegmentLen(i)
 	// Fetch K blocks at once (one per share, each share on its own
 	// goroutine: over a network they are K servers); replace every share
@@ -429,10 +449,7 @@ func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("segment %d: decoded ciphertext does not match the ciphertext hash tree: %w", i, ErrCorrupt)
 	}
-	d.plain = grow(d.plain, segLen, d.l.SegmentSize)
-	xorKeyStream(d.aes, int64(i)*int64(d.l.SegmentSize), d.plain, ct)
-	d.plainIx = i
-	return d.plain, nil
+	return ct, nil
 }
 
 func (d *Decoder) notEnough(seg, good int) error {
@@ -443,7 +460,7 @@ func (d *Decoder) notEnough(seg, good int) error {
 		}
 	}
 	return fmt.Errorf("segment %d of %s: %w: %d shares found, %d good, %d needed",
-		seg, d.cap.StorageIndex(), ErrNotEnoughShares, found, good, d.l.K)
+		seg, d.vc.StorageIndex, ErrNotEnoughShares, found, good, d.l.K)
 }
 
 // Size is the file's size.
@@ -480,7 +497,7 @@ func (d *Decoder) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 		i := int(pos / seg)
 		plain, err := d.segment(ctx, i)
 		if err != nil {
-			return n, fmt.Errorf("chk read %s: %w", d.cap.StorageIndex(), err)
+			return n, fmt.Errorf("chk read %s: %w", d.vc.StorageIndex, err)
 		}
 		n += copy(p[n:], plain[pos-int64(i)*seg:])
 	}
@@ -520,7 +537,7 @@ func (d *Decoder) WriteTo(w io.Writer) (int64, error) {
 	for i := 0; i < d.l.Segments; i++ {
 		r := <-pending
 		if r.err != nil {
-			return total, fmt.Errorf("chk read %s: %w", d.cap.StorageIndex(), r.err)
+			return total, fmt.Errorf("chk read %s: %w", d.vc.StorageIndex, r.err)
 		}
 		if i+1 < d.l.Segments {
 			pending = next(i + 1)
