@@ -274,8 +274,8 @@ func (s *supervisor) watch(p *proc) {
 
 // kill ends a process and frees its data plane once no call uses it.
 func (s *supervisor) kill(p *proc) {
+	p.p.Client.Kill() // graceful first: go-plugin asks, then kills after 2s
 	p.cancel()
-	p.p.Client.Kill()
 	p.inflight.Wait()
 	if s.def.release != nil {
 		s.def.release(p.raw)
