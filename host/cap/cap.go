@@ -153,6 +153,8 @@ func Diminish(c Cap) (Cap, error) {
 		return v.Verify(), nil
 	case CHKVerify:
 		return v, nil
+	case interface{ VerifyCap() Cap }:
+		return v.VerifyCap(), nil
 	default:
 		return nil, fmt.Errorf("diminish %s cap: %w", c.Kind(), ErrNoVerify)
 	}
@@ -215,9 +217,17 @@ func Parse(s string) (Cap, error) {
 		}
 		return Literal{Data: data}, nil
 	default:
+		if parse := kinds[kind]; parse != nil {
+			return parse(fields)
+		}
 		return nil, fmt.Errorf("%w %q", ErrUnknownKind, short(kind))
 	}
 }
+
+// kinds parses the kinds that other files of this package define (mutable.go
+// for tarn:mut caps, ...), keyed by kind; fields are the ":"-separated fields
+// after the kind.
+var kinds = map[string]func(fields []string) (Cap, error){}
 
 func short(s string) string {
 	if len(s) > 20 {

@@ -85,7 +85,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", "does not start with"},
 		{"other prefix", "URI:CHK:a:b:3:10:5", "does not start with"},
 		{"no kind fields", "tarn:chk", "no fields"},
-		{"unknown kind", join("tarn", "mut", "aa"), "unknown kind"},
+		{"unknown kind", join("tarn", "zzz", "aa"), "unknown kind"},
 		{"upper kind", strings.Replace(good, "chk", "CHK", 1), "unknown kind"},
 		{"too few", join(f[:6]...), "has 4 fields, want 5"},
 		{"too many", good + ":1", "has 6 fields, want 5"},
