@@ -11,6 +11,7 @@ import (
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
 	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
+	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 )
@@ -28,6 +29,7 @@ var testPlugins = map[string]func(){
 	"codec/reedsolomon": codecreedsolomon.Serve,
 	"storage/disk":      storagedisk.Serve,
 	"storage/memory":    storagememory.Serve,
+	"transport/tcp":     transporttcp.Serve,
 	// A codec that speaks protocol v2, which this host does not.
 	"codec/v2": func() {
 		pluginkit.Serve(pluginkit.ServeConfig{Kind: pluginkit.KindCodec, Version: 2,
