@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
@@ -116,10 +117,9 @@ func (f *File) problem(p chk.Problem) {
 		defer f.c.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), f.c.cfg.ServerTimeout)
 		defer cancel()
-		cl, err := f.c.dial(ctx, srv)
-		if err == nil {
-			err = cl.AdviseCorruption(ctx, storage.Ref{Index: si, Num: uint32(p.Share)}, false, p.Error())
-		}
+		err := f.c.do(ctx, srv, func(cl *storageclient.Client) error {
+			return cl.AdviseCorruption(ctx, storage.Ref{Index: si, Num: uint32(p.Share)}, false, p.Error())
+		})
 		if err != nil {
 			f.c.log.Info("advise corruption", "index", si.String(), "share", p.Share, "node", srv.NodeID, "error", err)
 		}
@@ -246,16 +246,14 @@ func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 			answered := false
 			select {
 			case sem <- struct{}{}:
-				cl, err := c.dial(ctx, srv)
-				if err == nil {
-					var list []storageclient.ShareInfo
-					if list, err = cl.List(ctx, s.si); err != nil {
-						c.fault(srv, cl, err)
-					}
+				err := c.do(ctx, srv, func(cl *storageclient.Client) error {
+					list, err := cl.List(ctx, s.si)
+					have = have[:0]
 					for _, in := range list {
 						have = append(have, in.Num)
 					}
-				}
+					return err
+				})
 				<-sem
 				if err != nil {
 					c.log.Info("server did not list shares", "index", s.si.String(), "node", srv.NodeID, "error", err)
@@ -280,17 +278,17 @@ func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 	return s
 }
 
-// waitEnough waits until K distinct shares are located or every server
-// answered.
+// waitEnough waits until every server answered, or K distinct shares are
+// located and the others had a short grace to answer too (so that shares
+// are tried in ring order when all servers are well, yet a hung server
+// costs little).
 func (s *shareSource) waitEnough(ctx context.Context) error {
+	grace := min(250*time.Millisecond, s.c.cfg.ServerTimeout/4)
+	var timer <-chan time.Time
 	for {
 		s.mu.Lock()
 		found, done, ch := len(s.holders), s.done, s.changed
-		if found >= s.k {
-			s.mu.Unlock()
-			return nil
-		}
-		if done {
+		if done && found < s.k {
 			srvs := map[string]bool{}
 			for _, hs := range s.holders {
 				for _, h := range hs {
@@ -303,8 +301,16 @@ func (s *shareSource) waitEnough(ctx context.Context) error {
 			return err
 		}
 		s.mu.Unlock()
+		if done {
+			return nil
+		}
+		if found >= s.k && timer == nil {
+			timer = time.After(grace)
+		}
 		select {
 		case <-ch:
+		case <-timer:
+			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("download %s: looking for shares: %w", s.si, ctx.Err())
 		}
@@ -479,26 +485,26 @@ func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (i
 			return 0, fmt.Errorf("share %d of %s: %w", sh, s.si, errNotHeld)
 		}
 		tried[srv.NodeID] = true
-		cl, err := s.c.dial(ctx, srv)
-		if err == nil {
-			var data []byte
-			data, err = cl.Read(ctx, s.si, uint32(sh), off, int64(len(p)))
-			n := copy(p, data)
+		n := 0
+		err := s.c.do(ctx, srv, func(cl *storageclient.Client) error {
+			data, err := cl.Read(ctx, s.si, uint32(sh), off, int64(len(p)))
+			n = copy(p, data)
 			s.c.stats.bytesDown.Add(int64(n))
-			if err == nil || errors.Is(err, io.ErrUnexpectedEOF) {
-				s.mu.Lock()
-				s.servedBy[sh] = srv
-				s.mu.Unlock()
-				if err != nil {
-					return n, io.EOF
-				}
-				return n, nil
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil // a short share: the decoder finds it corrupt
 			}
-			if ctx.Err() != nil {
-				return 0, err
+			return err
+		})
+		if err == nil {
+			s.mu.Lock()
+			s.servedBy[sh] = srv
+			s.mu.Unlock()
+			if n < len(p) {
+				return n, io.EOF
 			}
-			s.c.fault(srv, cl, err)
-		} else if ctx.Err() != nil {
+			return n, nil
+		}
+		if ctx.Err() != nil {
 			return 0, err
 		}
 		lastErr = err

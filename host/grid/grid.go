@@ -216,12 +216,43 @@ func ring(si []byte, servers []Server) []Server {
 	return out
 }
 
+// do runs fn on the pooled connection to s. When a reused connection
+// fails fast (the server restarted, the link broke), fn is run once more on
+// a fresh one; failures are recorded by fault.
+func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client) error) error {
+	cl, fresh, err := c.conn(ctx, s)
+	if err != nil {
+		return err
+	}
+	err = fn(cl)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	c.fault(s, cl, err)
+	if k := errorKind(err); fresh || (k != KindUnreachable && k != KindBusy) {
+		return err
+	}
+	if cl, _, err = c.conn(ctx, s); err != nil {
+		return err
+	}
+	if err = fn(cl); err != nil && ctx.Err() == nil {
+		c.fault(s, cl, err)
+	}
+	return err
+}
+
 // dial returns the pooled connection to s, dialing it if needed.
 func (c *Client) dial(ctx context.Context, s Server) (*storageclient.Client, error) {
+	cl, _, err := c.conn(ctx, s)
+	return cl, err
+}
+
+// conn is dial that also tells whether the connection is new.
+func (c *Client) conn(ctx context.Context, s Server) (*storageclient.Client, bool, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, errors.New("grid client is closed")
+		return nil, false, errors.New("grid client is closed")
 	}
 	cn := c.conns[s.NodeID]
 	if cn == nil {
@@ -232,7 +263,7 @@ func (c *Client) dial(ctx context.Context, s Server) (*storageclient.Client, err
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.cl != nil && cn.addr == s.Addr {
-		return cn.cl, nil
+		return cn.cl, false, nil
 	}
 	if cn.cl != nil {
 		cn.cl.Close()
@@ -246,21 +277,23 @@ func (c *Client) dial(ctx context.Context, s Server) (*storageclient.Client, err
 	if err != nil {
 		cn.failedAt = time.Now()
 		c.stats.dialFailures.Add(1)
-		return nil, fmt.Errorf("server %s: %w", s.NodeID, err)
+		c.stats.errorOf(KindUnreachable)
+		return nil, false, fmt.Errorf("server %s: %w", s.NodeID, err)
 	}
 	c.stats.dials.Add(1)
 	cn.cl, cn.addr = cl, s.Addr
-	return cl, nil
+	return cl, true, nil
 }
 
 // fault records a failed request to s; when the fault is the server's or
-// the link's (not a clear answer such as "not found"), the connection is
-// dropped so the next use redials.
+// the link's (not a clear answer such as "not found"), the connection (cl,
+// or whichever is pooled when cl is nil) is dropped so the next use
+// redials.
 func (c *Client) fault(s Server, cl *storageclient.Client, err error) {
 	kind := errorKind(err)
 	c.stats.errorOf(kind)
 	switch kind {
-	case KindNotFound, KindNoSpace, KindBusy, KindCorrupt, KindCanceled:
+	case KindNotFound, KindNoSpace, KindCorrupt, KindCanceled:
 		return
 	}
 	c.mu.Lock()
@@ -272,7 +305,7 @@ func (c *Client) fault(s Server, cl *storageclient.Client, err error) {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	cn.failedAt = time.Now()
-	if cl != nil && cn.cl == cl {
+	if cn.cl != nil && (cl == nil || cn.cl == cl) {
 		cn.cl.Close()
 		cn.cl = nil
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
@@ -215,27 +216,25 @@ func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first i
 		return nil, err
 	}
 	var out cap.CHK
-	src := first
 	for round := 0; ; round++ {
-		if round > 0 {
-			if src, err = u.reread(reopen, out); err != nil {
-				return nil, err
-			}
-		}
 		want := u.pending()
 		if round > 0 && len(want) == 0 {
 			break
 		}
 		if round > len(u.byID)+1 {
-			return nil, fmt.Errorf("upload %s: shares still unplaced after %d rounds", u.si, round)
+			return nil, fmt.Errorf("upload %s: shares %v still unplaced after %d rounds (see the log)", u.si, keys(want), round)
 		}
-		got, err := u.pass(src, want)
+		open := func() (io.Reader, error) { return first, nil }
+		if round > 0 {
+			open = func() (io.Reader, error) { return u.reread(reopen, out) }
+		}
+		got, err := u.pass(open, want, round)
 		if err != nil {
 			return nil, err
 		}
 		if round == 0 {
 			out = got
-		} else if got != out {
+		} else if got != (cap.CHK{}) && got != out {
 			return nil, fmt.Errorf("upload %s: re-encoding gave another cap", u.si)
 		}
 		if round == 0 && len(want) == 0 {
@@ -273,26 +272,22 @@ func (u *uploader) survey() error {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			cl, err := c.dial(u.ctx, s)
-			if err != nil {
-				c.log.Info("server unreachable", "node", s.NodeID, "error", err)
-				c.stats.errorOf(errorKind(err))
-				return
-			}
-			v, err := cl.Version(u.ctx)
-			if err != nil {
-				c.log.Info("server did not answer", "node", s.NodeID, "error", err)
-				c.fault(s, cl, err)
-				return
-			}
-			a := answer{ok: true, writable: v.Available >= u.layout.ShareSize &&
-				(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)}
-			if c.cfg.Convergence != nil {
-				if a.have, err = cl.List(u.ctx, u.si); err != nil {
-					c.log.Info("server did not list shares", "node", s.NodeID, "error", err)
-					c.fault(s, cl, err)
-					return
+			var a answer
+			err := c.do(u.ctx, s, func(cl *storageclient.Client) error {
+				v, err := cl.Version(u.ctx)
+				if err != nil {
+					return err
 				}
+				a = answer{ok: true, writable: v.Available >= u.layout.ShareSize &&
+					(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)}
+				if c.cfg.Convergence != nil {
+					a.have, err = cl.List(u.ctx, u.si)
+				}
+				return err
+			})
+			if err != nil {
+				c.log.Info("server did not answer", "index", u.si.String(), "node", s.NodeID, "error", err)
+				return
 			}
 			answers[i] = a
 		}()
@@ -426,8 +421,9 @@ type job struct {
 // allocate gets a writer for every share in want at its planned server,
 // replanning around servers that fail. Shares a server says it has already
 // count as sealed there.
-func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
+func (u *uploader) allocate(want map[int]bool, wait bool) (map[int]*task, error) {
 	tasks := map[int]*task{}
+	busy := map[int]bool{} // being written by another upload: left for the next round
 	for {
 		if err := u.happinessErr(); err != nil {
 			return tasks, err
@@ -439,7 +435,7 @@ func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
 			if !ok {
 				continue // homeless (no writable server): happiness decides
 			}
-			if t := tasks[sh]; (t != nil && t.id == id) || u.sealedAt[sh][id] {
+			if t := tasks[sh]; (t != nil && t.id == id) || u.sealedAt[sh][id] || busy[sh] {
 				continue
 			}
 			todo[id] = append(todo[id], uint32(sh))
@@ -449,30 +445,29 @@ func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
 			return tasks, nil
 		}
 		type result struct {
-			id  string
-			a   *storageclient.Allocation
-			err error
+			id   string
+			a    *storageclient.Allocation
+			busy []uint32
+			err  error
 		}
 		results := make(chan result, len(todo))
 		for id, shs := range todo {
 			sort.Slice(shs, func(i, j int) bool { return shs[i] < shs[j] })
 			go func() {
 				ctx := u.serverCtx(id)
-				cl, err := u.c.dial(ctx, u.byID[id])
-				if err != nil {
-					results <- result{id, nil, err}
-					return
-				}
-				a, err := cl.Allocate(ctx, u.si, shs, u.layout.ShareSize, u.c.leaseSecret(u.si[:], id))
-				if err == nil && len(a.InProgress) > 0 {
-					err = fmt.Errorf("server %s: shares %v of %s are being written by another upload", id, a.InProgress, u.si)
-				}
-				if err != nil && a != nil {
-					for _, w := range a.Writers {
-						u.abort(w)
+				var a *storageclient.Allocation
+				var busy []uint32
+				err := u.c.do(ctx, u.byID[id], func(cl *storageclient.Client) error {
+					var err error
+					a, busy, err = u.allocateOn(ctx, cl, id, shs, wait)
+					if err != nil {
+						for _, w := range a.Writers {
+							u.abort(w)
+						}
 					}
-				}
-				results <- result{id, a, err}
+					return err
+				})
+				results <- result{id, a, busy, err}
 			}()
 		}
 		for range todo {
@@ -480,6 +475,10 @@ func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
 			if r.err != nil {
 				u.fail(r.id, r.err)
 				continue
+			}
+			for _, sh := range r.busy {
+				busy[int(sh)] = true
+				u.c.log.Info("share being written by another upload", "index", u.si.String(), "share", sh, "node", r.id)
 			}
 			u.mu.Lock()
 			for _, sh := range r.a.AlreadyHave {
@@ -502,6 +501,38 @@ func (u *uploader) allocate(want map[int]bool) (map[int]*task, error) {
 			}
 		}
 		u.mu.Unlock()
+	}
+}
+
+// allocateOn allocates shares on one server. Shares another upload is
+// writing there right now (the same convergent file uploaded twice at
+// once) are returned as busy. With wait, they are asked for again, with
+// back-off, for up to ServerTimeout first: by then the other upload has
+// usually sealed them (they count as already there) or given up (they are
+// ours to write). The first round never waits, as both uploads may hold
+// shares the other wants.
+func (u *uploader) allocateOn(ctx context.Context, cl *storageclient.Client, id string, shs []uint32, wait bool) (*storageclient.Allocation, []uint32, error) {
+	all := &storageclient.Allocation{Writers: map[uint32]*storageclient.ShareWriter{}}
+	deadline := time.Now().Add(u.c.cfg.ServerTimeout)
+	delay := 20 * time.Millisecond
+	for {
+		a, err := cl.Allocate(ctx, u.si, shs, u.layout.ShareSize, u.c.leaseSecret(u.si[:], id))
+		if err != nil {
+			return all, nil, err
+		}
+		all.AlreadyHave = append(all.AlreadyHave, a.AlreadyHave...)
+		for sh, w := range a.Writers {
+			all.Writers[sh] = w
+		}
+		if len(a.InProgress) == 0 || !wait || time.Now().Add(delay).After(deadline) {
+			return all, a.InProgress, nil
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return all, nil, ctx.Err()
+		}
+		shs, delay = a.InProgress, min(2*delay, 500*time.Millisecond)
 	}
 }
 
@@ -562,13 +593,21 @@ func (t *task) run(c *Client) {
 // pass allocates the shares in want, encodes the whole file from src,
 // streams those shares and seals them. Servers that fail are dropped and
 // their shares replanned for the next pass.
-func (u *uploader) pass(src io.Reader, want map[int]bool) (cap.CHK, error) {
-	tasks, err := u.allocate(want)
+func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round int) (cap.CHK, error) {
+	tasks, err := u.allocate(want, round > 0)
 	abortAll := func() {
 		for _, t := range tasks {
 			u.abort(t.w)
 		}
 	}
+	if err != nil {
+		abortAll()
+		return cap.CHK{}, err
+	}
+	if round > 0 && len(tasks) == 0 {
+		return cap.CHK{}, u.happinessErr() // nothing to write (found sealed, or still busy)
+	}
+	src, err := open()
 	if err != nil {
 		abortAll()
 		return cap.CHK{}, err
@@ -629,6 +668,15 @@ func (u *uploader) pass(src io.Reader, want map[int]bool) (cap.CHK, error) {
 	return out, nil
 }
 
+func keys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
+
 // reread returns the file again for a later round: from the spool, or
 // else decoded from the shares sealed so far.
 func (u *uploader) reread(reopen func() (io.Reader, error), c cap.CHK) (io.Reader, error) {
@@ -667,10 +715,10 @@ func (u *uploader) renewExisting() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(u.ctx, u.c.cfg.ServerTimeout)
 			defer cancel()
-			cl, err := u.c.dial(ctx, u.byID[id])
-			if err == nil {
-				_, err = cl.RenewLease(ctx, u.si, u.c.leaseSecret(u.si[:], id))
-			}
+			err := u.c.do(ctx, u.byID[id], func(cl *storageclient.Client) error {
+				_, err := cl.RenewLease(ctx, u.si, u.c.leaseSecret(u.si[:], id))
+				return err
+			})
 			if err != nil {
 				u.c.log.Info("renew lease", "index", u.si.String(), "node", id, "error", err)
 			}
