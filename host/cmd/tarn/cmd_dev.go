@@ -1,0 +1,454 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tarnfs/tarn/conf"
+	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/identity"
+	"github.com/tarnfs/tarn/host/node"
+)
+
+// EndpointsFile is the file, in the dev folder, that says where the dev
+// grid listens.
+const EndpointsFile = "endpoints.json"
+
+var devFlags struct {
+	dir     string
+	storage int
+	timeout time.Duration
+}
+
+var devCmd = &cobra.Command{
+	Use:   "dev",
+	Short: "Run a whole grid on this machine: an introducer, storage nodes and a client",
+	Long: `Run a development grid on loopback: an introducer, --storage-nodes storage
+nodes and a client, each a separate "tarn run" process. The first run makes
+the node folders under --dir (keys, secrets, profiles with free ports chosen
+once); later runs reuse them, so stored files stay readable. Once the client
+sees every storage node, the endpoints are printed and written to
+DIR/endpoints.json. Ctrl-C stops every process. Each node logs to
+DIR/NAME/node.log.`,
+	Args: cobra.NoArgs,
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir := devFlags.dir
+		if dir == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return fmt.Errorf("dev: no --dir and no home folder: %w", err)
+			}
+			dir = filepath.Join(home, ".tarn-dev")
+		}
+		if devFlags.storage < 1 || devFlags.storage > 64 {
+			return fmt.Errorf("dev: --storage-nodes %d: want 1 to 64", devFlags.storage)
+		}
+		return runDev(cmd.OutOrStdout(), dir, devFlags.storage, devFlags.timeout)
+	},
+}
+
+func init() {
+	f := devCmd.Flags()
+	f.StringVar(&devFlags.dir, "dir", "", "folder of the dev grid's nodes (default ~/.tarn-dev)")
+	f.IntVar(&devFlags.storage, "storage-nodes", 5, "number of storage nodes")
+	f.DurationVar(&devFlags.timeout, "timeout", 60*time.Second, "how long to wait for the grid to come up")
+	rootCmd.AddCommand(devCmd)
+}
+
+// Endpoints is DIR/endpoints.json. Frontends add their own fields.
+type Endpoints struct {
+	Dir        string         `json:"dir"`
+	Introducer string         `json:"introducer"`
+	Client     ClientEndpoint `json:"client"`
+	Nodes      []DevNode      `json:"nodes"`
+}
+
+// ClientEndpoint is how to reach the client node.
+type ClientEndpoint struct {
+	APIURL    string `json:"api_url"`
+	NodeDir   string `json:"node_dir"`
+	TokenFile string `json:"token_file"`
+}
+
+// DevNode is one process of the dev grid.
+type DevNode struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Dir  string `json:"dir"`
+	Pid  int    `json:"pid"`
+}
+
+// devShares picks the encoding for a grid of s storage nodes: K=3 H=4 N=5,
+// lowered to fit fewer nodes.
+func devShares(s int) conf.Shares {
+	n := min(5, s)
+	h := min(4, s)
+	k := min(3, (n+1)/2)
+	return conf.Shares{K: k, H: h, N: n}
+}
+
+type devProc struct {
+	DevNode
+	cmd    *exec.Cmd
+	log    *os.File
+	exited chan struct{}
+	err    error
+}
+
+func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	nodes, err := setupDev(dir, storageNodes)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("dev: find the tarn binary: %w", err)
+	}
+	os.Remove(filepath.Join(dir, EndpointsFile))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Pdeathsig fires when the thread that started a child ends: keep this
+	// goroutine on one thread for the whole run.
+	runtime.LockOSThread()
+
+	var procs []*devProc
+	defer func() { stopAll(procs) }()
+	start := func(n DevNode) (*devProc, error) {
+		p, err := startDevNode(exe, n)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+		return p, nil
+	}
+	// The introducer first: the others dial it at once.
+	intro, err := start(nodes[0])
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	introInfo, err := waitInfo(ctx, intro, deadline)
+	if err != nil {
+		return devFailure(intro, err)
+	}
+	for _, n := range nodes[1:] {
+		if _, err := start(n); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+	}
+	client := procs[len(procs)-1]
+	clientInfo, err := waitInfo(ctx, client, deadline)
+	if err != nil {
+		return devFailure(client, err)
+	}
+	if err := waitServers(ctx, procs, clientInfo, storageNodes, deadline); err != nil {
+		return err
+	}
+
+	ep := Endpoints{
+		Dir:        dir,
+		Introducer: introInfo.IntroducerURL,
+		Client:     ClientEndpoint{APIURL: clientInfo.APIURL, NodeDir: client.Dir, TokenFile: clientInfo.TokenFile},
+	}
+	for _, p := range procs {
+		ep.Nodes = append(ep.Nodes, p.DevNode)
+	}
+	b, _ := json.MarshalIndent(ep, "", "  ")
+	epPath := filepath.Join(dir, EndpointsFile)
+	if err := writeFileAtomic(epPath, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("dev: write %s: %w", epPath, err)
+	}
+	defer os.Remove(epPath)
+	fmt.Fprintf(out, "tarn dev grid is up (%d storage nodes, shares k=%d h=%d n=%d)\n",
+		storageNodes, devShares(storageNodes).K, devShares(storageNodes).H, devShares(storageNodes).N)
+	fmt.Fprintf(out, "  introducer: %s\n", ep.Introducer)
+	fmt.Fprintf(out, "  client api: %s (token in %s)\n", ep.Client.APIURL, ep.Client.TokenFile)
+	for _, p := range procs {
+		fmt.Fprintf(out, "  %-12s pid %-7d %s\n", p.Name, p.Pid, p.Dir)
+	}
+	fmt.Fprintf(out, "endpoints: %s\ntry: TARN_NODE=%s tarn put FILE\nCtrl-C stops the grid.\n", epPath, client.Dir)
+
+	// Run until a signal, or until a node dies by itself.
+	died := make(chan *devProc, len(procs))
+	for _, p := range procs {
+		go func() { <-p.exited; died <- p }()
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "stopping the dev grid")
+		return nil
+	case p := <-died:
+		return devFailure(p, fmt.Errorf("exited: %v", p.err))
+	}
+}
+
+// setupDev makes (or reuses) the dev grid's node folders and returns its
+// nodes, introducer first and client last.
+func setupDev(dir string, storageNodes int) ([]DevNode, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	secretPath := filepath.Join(dir, "grid.secret")
+	secret, err := identity.LoadSecret(secretPath)
+	if errors.Is(err, os.ErrNotExist) {
+		secret, err = identity.CreateSecret(secretPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("grid secret: %w", err)
+	}
+	// mkNode loads a node's profile, or writes a new one with set applied.
+	mkNode := func(name string, set func(p *conf.Profile) error) (*conf.Profile, error) {
+		ndir := filepath.Join(dir, name)
+		if p, err := conf.Load(ndir); err == nil {
+			if _, err := node.Prepare(p, secret); err != nil {
+				return nil, err
+			}
+			return p, nil
+		} else if !errors.Is(err, conf.ErrNoProfile) {
+			return nil, err
+		}
+		p, err := conf.New(ndir)
+		if err != nil {
+			return nil, err
+		}
+		p.Node.Name = name
+		p.Grid.Name = "dev"
+		p.Plugins.Storage.Name = "disk"
+		if err := set(p); err != nil {
+			return nil, err
+		}
+		if _, err := node.Prepare(p, secret); err != nil {
+			return nil, err
+		}
+		if err := node.WriteProfile(p); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	var nodes []DevNode
+	introPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ip, err := mkNode("introducer", func(p *conf.Profile) error {
+		p.Introducer.Enabled = true
+		p.Introducer.Listen = []string{"tcp:127.0.0.1:" + introPort}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("introducer: %w", err)
+	}
+	introID, err := identity.Load(ip.Node.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("introducer: %w", err)
+	}
+	introURL := "tarn://" + introID.KeyHash() + "@" + strings.Join(listenOf(ip.Introducer), ",")
+	nodes = append(nodes, DevNode{Name: "introducer", Role: "introducer", Dir: ip.Dir})
+	for i := 1; i <= storageNodes; i++ {
+		name := fmt.Sprintf("storage-%d", i)
+		p, err := mkNode(name, func(p *conf.Profile) error {
+			port, err := freePort()
+			p.Storage.Enabled = true
+			p.Storage.Listen = []string{"tcp:127.0.0.1:" + port}
+			p.Storage.ReservedSpace = 64 << 20
+			p.Grid.Introducers = []string{introURL}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		nodes = append(nodes, DevNode{Name: name, Role: "storage", Dir: p.Dir})
+	}
+	cp, err := mkNode("client", func(p *conf.Profile) error {
+		port, err := freePort()
+		p.Client.Enabled = true
+		p.Client.APIListen = "127.0.0.1:" + port
+		p.Client.Shares = devShares(storageNodes)
+		p.Client.ServerTimeout = conf.Duration(10 * time.Second)
+		p.Grid.Introducers = []string{introURL}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	nodes = append(nodes, DevNode{Name: "client", Role: "client", Dir: cp.Dir})
+	return nodes, nil
+}
+
+func listenOf(in conf.Introducer) []string {
+	if len(in.Announce) > 0 {
+		return in.Announce
+	}
+	return in.Listen
+}
+
+// freePort asks the kernel for a free loopback port. It is written into a
+// profile once and kept, so the grid's addresses do not change between
+// runs.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port, nil
+}
+
+func startDevNode(exe string, n DevNode) (*devProc, error) {
+	// A node.json left by a killed run would be taken for the new one.
+	os.Remove(filepath.Join(n.Dir, node.InfoFile))
+	lf, err := os.OpenFile(filepath.Join(n.Dir, "node.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	fmt.Fprintf(lf, "---- tarn dev: starting %s at %s\n", n.Name, time.Now().UTC().Format(time.RFC3339))
+	cmd := exec.Command(exe, "run", n.Dir)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Env = os.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", n.Name, err)
+	}
+	p := &devProc{DevNode: n, cmd: cmd, log: lf, exited: make(chan struct{})}
+	p.Pid = cmd.Process.Pid
+	go func() {
+		p.err = cmd.Wait()
+		lf.Close()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// stopAll sends SIGTERM to every process, waits for each, and kills what
+// is still running after a grace period.
+func stopAll(procs []*devProc) {
+	for _, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	grace := time.After(15 * time.Second)
+	for _, p := range procs {
+		select {
+		case <-p.exited:
+		case <-grace:
+			for _, q := range procs {
+				q.cmd.Process.Kill()
+			}
+			<-p.exited
+		}
+	}
+}
+
+// waitInfo waits for the process's node.json (written once it listens).
+func waitInfo(ctx context.Context, p *devProc, deadline time.Time) (*node.Info, error) {
+	for {
+		in, err := node.ReadInfo(p.Dir)
+		if err == nil && in.Pid == p.Pid {
+			return in, nil
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("exited before listening: %v", p.err)
+		case <-ctx.Done():
+			return nil, errors.New("interrupted while starting")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("did not start listening in time (no node.json)")
+		}
+	}
+}
+
+// waitServers polls the client's status until it sees every storage node.
+func waitServers(ctx context.Context, procs []*devProc, ci *node.Info, want int, deadline time.Time) error {
+	tok, err := node.ReadToken(ci.TokenFile)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	c := &api.Client{BaseURL: ci.APIURL, Token: tok}
+	for {
+		for _, p := range procs {
+			select {
+			case <-p.exited:
+				return devFailure(p, fmt.Errorf("exited while the grid came up: %v", p.err))
+			default:
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := c.Status(rctx)
+		cancel()
+		if err == nil && st.Known >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("dev: interrupted while the grid came up")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil {
+			return devFailure(procs[len(procs)-1], fmt.Errorf("status API: %v", err))
+		}
+		// Name the first storage node the client does not know.
+		seen := map[string]bool{}
+		for _, s := range st.Servers {
+			seen[s.NodeID] = true
+		}
+		for _, p := range procs {
+			if p.Role != "storage" {
+				continue
+			}
+			id, err := identity.Load(p.Dir)
+			if err == nil && !seen[id.NodeID()] {
+				return devFailure(p, fmt.Errorf("the client does not see it: %d of %d storage nodes known", st.Known, want))
+			}
+		}
+		return fmt.Errorf("dev: the client sees %d of %d storage nodes", st.Known, want)
+	}
+}
+
+// devFailure is one clear line naming the node, then the tail of its log.
+func devFailure(p *devProc, err error) error {
+	logPath := filepath.Join(p.Dir, "node.log")
+	tail := logTail(logPath, 15)
+	if tail != "" {
+		fmt.Fprintf(os.Stderr, "---- last lines of %s:\n%s\n----\n", logPath, tail)
+	}
+	return fmt.Errorf("dev: node %s (pid %d) %v; its log: %s", p.Name, p.Pid, err, logPath)
+}
+
+func logTail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	b = bytes.TrimRight(b, "\n")
+	parts := strings.Split(string(b), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+var putFlags struct {
+	node  string
+	quiet bool
+}
+
+var putCmd = &cobra.Command{
+	Use:   "put [FILE|-]",
+	Short: "Upload a file (or standard input) and print its read cap",
+	Long: `Upload FILE, or standard input when FILE is "-" or left out, through the
+client node's local API, and print the file's read cap on standard output.
+A progress bar with the rate shows on a terminal.`,
+	Args: cobra.MaximumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		src := "-"
+		if len(args) == 1 {
+			src = args[0]
+		}
+		c, err := apiClient(putFlags.node)
+		if err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		var r io.Reader = os.Stdin
+		size := int64(-1)
+		name := "stdin"
+		f := os.Stdin
+		if src != "-" {
+			f, err = os.Open(src)
+			if err != nil {
+				return fmt.Errorf("put: %w", err)
+			}
+			defer f.Close()
+			r, name = f, src
+		}
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = st.Size()
+		} else if err == nil && st.IsDir() {
+			return fmt.Errorf("put: %s is a folder, not a file", src)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		bar := newBar(size, "put "+name, putFlags.quiet)
+		if bar != nil {
+			r = io.TeeReader(r, bar)
+		}
+		capStr, err := c.Put(ctx, r, size)
+		if bar != nil {
+			bar.Finish()
+			fmt.Fprintln(os.Stderr)
+		}
+		if err != nil {
+			return apiError("put "+name, err)
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), capStr)
+		return nil
+	},
+}
+
+// newBar returns a progress bar on standard error, or nil when standard
+// error is not a terminal (piped, logged) or quiet is set.
+func newBar(size int64, what string, quiet bool) *progressbar.ProgressBar {
+	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	return progressbar.NewOptions64(size,
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100e6),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionSetRenderBlankState(true),
+	)
+}
+
+func init() {
+	f := putCmd.Flags()
+	f.StringVar(&putFlags.node, "node", "", "client node folder (default $TARN_NODE, then ~/.tarn)")
+	f.BoolVarP(&putFlags.quiet, "quiet", "q", false, "no progress bar")
+	rootCmd.AddCommand(putCmd)
+}
