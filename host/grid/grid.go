@@ -241,13 +241,8 @@ func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client
 	return err
 }
 
-// dial returns the pooled connection to s, dialing it if needed.
-func (c *Client) dial(ctx context.Context, s Server) (*storageclient.Client, error) {
-	cl, _, err := c.conn(ctx, s)
-	return cl, err
-}
-
-// conn is dial that also tells whether the connection is new.
+// conn returns the pooled connection to s, dialing it if needed, and
+// whether it is new.
 func (c *Client) conn(ctx context.Context, s Server) (*storageclient.Client, bool, error) {
 	c.mu.Lock()
 	if c.closed {
