@@ -115,6 +115,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.mu.Unlock()
 		if cur == nil {
 			if err := l.relisten(); err != nil {
+				if errors.Is(err, ErrClosed) { // the host is closing: no more plugin
+					return nil, l.closedErr()
+				}
 				log.Warn("re-listen after plugin restart failed; retrying", "address", l.addr.String(), "error", err, "in", wait)
 				select {
 				case <-l.done:

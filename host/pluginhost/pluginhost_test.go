@@ -504,3 +504,37 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A process that dies soon after its start counts as a failed start (the
+// next start waits a back-off); one that ran healthy a while is restarted
+// at once.
+func TestBackoffResetsAfterHealthyRun(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ranFor   time.Duration
+		wantDown bool
+	}{
+		{"died young", 0, true},
+		{"ran healthy", 400 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t, pluginhost.Options{BackoffMin: 5 * time.Second, MaxCallWait: time.Millisecond, HealthyAfter: 300 * time.Millisecond},
+				pluginhost.Spec{Kind: pluginkit.KindCodec, Name: "reedsolomon"})
+			c, _ := h.Codec()
+			time.Sleep(tc.ranFor)
+			pid := h.Pid(pluginkit.KindCodec)
+			kill9(t, pid)
+			for !gone(pid) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // let the host see the exit
+			err := encodeOnce(context.Background(), c, []byte("segment"))
+			if tc.wantDown && !errors.Is(err, pluginhost.ErrPluginDown) {
+				t.Errorf("call right after an early death: %v, want ErrPluginDown (back-off)", err)
+			}
+			if !tc.wantDown && err != nil {
+				t.Errorf("call right after a healthy run's death: %v, want an immediate restart", err)
+			}
+		})
+	}
+}

@@ -127,3 +127,32 @@ func TestTransportKilledListenerComesBack(t *testing.T) {
 		})
 	}
 }
+
+// Closing the host ends a blocked Accept instead of re-listening forever.
+func TestTransportAcceptEndsWithHost(t *testing.T) {
+	h, err := pluginhost.New(context.Background(), pluginhost.Options{}, pluginhost.Spec{Kind: pluginkit.KindTransport, Name: "tcp", FastPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tr, _ := h.Transport()
+	l, err := tr.Listen(context.Background(), "tcp:127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	served := echo(l)
+	time.Sleep(50 * time.Millisecond)
+	h.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("accept after the host closed: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("accept still blocked 10s after the host closed")
+	}
+	if _, err := tr.Dial(context.Background(), l.Addr().String()); !errors.Is(err, pluginhost.ErrClosed) {
+		t.Errorf("dial after close: %v, want ErrClosed", err)
+	}
+}
