@@ -572,14 +572,21 @@ func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
 }
 
 // run writes the task's jobs and seals the share when the channel closes.
-func (t *task) run(c *Client) {
+// A failure drops the whole server at once, so its other shares stop
+// waiting on it too.
+func (t *task) run(u *uploader) {
 	defer close(t.dead)
+	defer func() {
+		if t.err != nil {
+			u.fail(t.id, t.err)
+		}
+	}()
 	for j := range t.ch {
 		if t.err == nil {
 			t.err = t.w.WriteAt(t.ctx, *j.buf, j.off)
 			if t.err == nil {
 				t.bytes.Add(int64(len(*j.buf)))
-				c.stats.bytesUp.Add(int64(len(*j.buf)))
+				u.c.stats.bytesUp.Add(int64(len(*j.buf)))
 			}
 		}
 		bufPool.Put(j.buf)
@@ -615,7 +622,7 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 	var wg sync.WaitGroup
 	for _, t := range tasks {
 		wg.Add(1)
-		go func() { defer wg.Done(); t.run(u.c) }()
+		go func() { defer wg.Done(); t.run(u) }()
 	}
 	closeAll := func() {
 		for _, t := range tasks {

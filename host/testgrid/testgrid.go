@@ -32,6 +32,10 @@ type Options struct {
 	// Limit is each server's memory backend size (default
 	// storagememory.DefaultLimit).
 	Limit int64
+	// Backend, if set, makes server i's backend instead of a memory one
+	// (for instance the disk backend in t.TempDir(), to keep shares out of
+	// the test's heap).
+	Backend func(i int) (storage.Backend, error)
 	// Server, if set, adjusts each server's config before it starts (its
 	// Backend and GridSecret are already set).
 	Server func(i int, cfg *storageserver.Config)
@@ -94,8 +98,14 @@ func New(t testing.TB, n int, opts *Options) *Grid {
 		if err != nil {
 			t.Fatalf("testgrid: server %d certificate: %v", i, err)
 		}
+		var be storage.Backend = storagememory.NewLimit(o.Limit)
+		if o.Backend != nil {
+			if be, err = o.Backend(i); err != nil {
+				t.Fatalf("testgrid: server %d backend: %v", i, err)
+			}
+		}
 		s := &Server{Index: i, NodeID: id.NodeID(), KeyHash: id.KeyHash(), g: g, cert: cert,
-			listen: "tcp:127.0.0.1:0", Backend: &Backend{Backend: storagememory.NewLimit(o.Limit)}}
+			listen: "tcp:127.0.0.1:0", Backend: &Backend{Backend: be}}
 		s.cfg = storageserver.Config{Backend: s.Backend, GridSecret: o.GridSecret}
 		if o.Server != nil {
 			o.Server(i, &s.cfg)
