@@ -83,6 +83,11 @@ func TestTransportKilledListenerComesBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer early.Close()
+			// An exchange shows the server side was accepted and handed to
+			// the host too, before the kill.
+			if err := exchange(early, "warm"); err != nil {
+				t.Fatal(err)
+			}
 
 			pid := h.Pid(pluginkit.KindTransport)
 			kill9(t, pid)
