@@ -2,9 +2,11 @@ package grid_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,4 +326,71 @@ func TestStatsCount(t *testing.T) {
 		t.Fatalf("bytes up %d down %d for a %d-byte file", st.BytesUploaded, st.BytesDownloaded, len(data))
 	}
 	_ = cap.LiteralMax
+}
+
+func TestCancelledUploadLeavesNothingOpen(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, func(cfg *grid.Config) { cfg.Convergence = nil })
+	data := random(40 * seg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	_, err := c.Upload(ctx, bytes.NewReader(data), int64(len(data)), func(n int64) {
+		if n > int64(len(data))/2 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled upload: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancelled upload took %s to return", d)
+	}
+	c.Close() // waits for the aborts
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		open := 0
+		for _, s := range g.Servers {
+			open += s.Stats().OpenUploads
+		}
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d shares still open on the servers", open)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := g.Counts().Seals; n != 0 {
+		t.Fatalf("a cancelled upload sealed %d shares", n)
+	}
+	if st := c.Stats(); st.ServersFailed != 0 {
+		t.Errorf("cancelling blamed %d servers", st.ServersFailed)
+	}
+}
+
+func TestServerListChangesAreFollowed(t *testing.T) {
+	g := testgrid.New(t, 6, nil)
+	var mu sync.Mutex
+	list := g.Source()[:3]
+	c, _ := newClient(t, g, func(cfg *grid.Config) {
+		cfg.Servers = grid.ServerFunc(func() []grid.Server {
+			mu.Lock()
+			defer mu.Unlock()
+			return list
+		})
+	})
+	if _, err := c.Upload(ctxFor(t, time.Minute), bytes.NewReader(random(1000)), 1000, nil); !errors.Is(err, grid.ErrNotHappy) {
+		t.Fatalf("upload to 3 servers with H=4: %v", err)
+	}
+	mu.Lock()
+	list = g.Source()
+	list[5].NodeID = "" // derived from the address
+	mu.Unlock()
+	data := random(1000)
+	cp := chkOf(t, upload(t, c, data))
+	download(t, c, cp, data)
+	if h := g.Holders(cp.StorageIndex()); len(h) != 5 {
+		t.Fatalf("holders: %v", h)
+	}
 }
