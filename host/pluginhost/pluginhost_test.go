@@ -144,9 +144,11 @@ func TestCodecKilledMidCallRestarts(t *testing.T) {
 				t.Fatalf("no call failed although the plugin was killed under them")
 			}
 
+			t0 := time.Now()
 			if err := encodeOnce(ctx, c, seg); err != nil {
 				t.Fatalf("the call after the kill: %v", err)
 			}
+			t.Logf("first call after the kill (restart, back-off included) took %s", time.Since(t0).Round(time.Millisecond))
 			st := h.List()[0]
 			if st.Pid == pid || st.Pid == 0 || st.Restarts != 1 || st.Health != "ok" {
 				t.Errorf("after restart: status %+v, want a new pid (old %d), 1 restart, ok", st, pid)
