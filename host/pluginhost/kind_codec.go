@@ -56,3 +56,23 @@ func (c *Codec) EncodeBatch(ctx context.Context, p codec.Params, jobs []codec.En
 func (c *Codec) DecodeBatch(ctx context.Context, p codec.Params, jobs []codec.DecodeJob) error {
 	return c.s.call(ctx, func(raw any) error { return codec.DecodeBatch(ctx, raw.(codec.Codec), p, jobs) })
 }
+
+// AllocBuffers returns buffers for one segment in the current process's
+// shared memory when it has some (so Encode and Decode on them copy
+// nothing), else on the heap. Buffers outlive a restart: the old process's
+// memory stays mapped until they are Released, and calls on them go through
+// the new process by copy. Release them when done.
+func (c *Codec) AllocBuffers(p codec.Params, segLen int) (*codec.Buffers, error) {
+	var b *codec.Buffers
+	err := c.s.call(context.Background(), func(raw any) (err error) {
+		a, ok := raw.(interface {
+			AllocBuffers(codec.Params, int) (*codec.Buffers, error)
+		})
+		if !ok {
+			return fmt.Errorf("%w: %T cannot allocate buffers", codec.ErrUnsupported, raw)
+		}
+		b, err = a.AllocBuffers(p, segLen)
+		return err
+	})
+	return b, err
+}

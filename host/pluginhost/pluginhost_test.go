@@ -540,3 +540,42 @@ func TestBackoffResetsAfterHealthyRun(t *testing.T) {
 		})
 	}
 }
+
+// Buffers from the shared memory of a process that was since killed keep
+// working with the restarted process.
+func TestCodecBuffersSurviveRestart(t *testing.T) {
+	h := newHost(t, pluginhost.Options{}, pluginhost.Spec{Kind: pluginkit.KindCodec, Name: "reedsolomon", FastPath: true})
+	c, _ := h.Codec()
+	ctx := context.Background()
+	p := codec.Params{K: 3, N: 10}
+	b, err := c.AllocBuffers(p, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	if !b.Shared() {
+		t.Fatal("buffers of a fast-path codec are not in shared memory")
+	}
+	rand.Read(b.Segment)
+	want := append([]byte(nil), b.Segment...)
+	if err := c.Encode(ctx, p, b.Segment, b.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	parity := append([]byte(nil), b.Blocks[9]...)
+
+	pid := h.Pid(pluginkit.KindCodec)
+	kill9(t, pid)
+	for !gone(pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	clear(b.Blocks[9])
+	var err2 error
+	for range 2 { // the first call may meet the dead process
+		if err2 = c.Encode(ctx, p, b.Segment, b.Blocks); err2 == nil {
+			break
+		}
+	}
+	if err2 != nil || !bytes.Equal(b.Blocks[9], parity) || !bytes.Equal(b.Segment, want) {
+		t.Fatalf("encode on old buffers after restart: %v, parity equal %v", err2, bytes.Equal(b.Blocks[9], parity))
+	}
+}
