@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
+)
+
+// TestMain lets the test binary stand in for `tarn plugin serve codec
+// reedsolomon`, so the codec paths run against a real plugin process
+// without building bin/tarn.
+func TestMain(m *testing.M) {
+	if slices.Equal(os.Args[1:], []string{"plugin", "serve", "codec", codecreedsolomon.Name}) {
+		codecreedsolomon.Serve()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestPipelineCeiling(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rates []float64
+		want  float64
+	}{
+		{"three equal stages", []float64{300, 300, 300}, 100},
+		{"one stage", []float64{42}, 42},
+		{"aes hash rs", []float64{6000, 3000, 30000}, 1 / (1.0/6000 + 1.0/3000 + 1.0/30000)},
+		{"a stage not measured", []float64{6000, 0, 30000}, 0},
+		{"a broken figure", []float64{6000, math.NaN()}, 0},
+		{"no stages", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pipelineCeiling(tc.rates...); math.Abs(got-tc.want) > 1e-9 {
+				t.Fatalf("pipelineCeiling(%v) = %v, want %v", tc.rates, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCompare(t *testing.T) {
+	r := &Report{}
+	r.add(Figure{Key: "c", Value: 200, Unit: "MB/s"})
+	r.add(Figure{Key: "zero", Value: 0, Unit: "MB/s"})
+	for _, tc := range []struct {
+		name, ceil string
+		unit       string
+		wantRatio  float64
+	}{
+		{"measured ceiling", "c", "MB/s", 0.25},
+		{"unknown ceiling", "nope", "MB/s", 0},
+		{"zero ceiling", "zero", "MB/s", 0},
+		{"other unit", "c", "files/s", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := r.compare(Figure{Key: "f", Value: 50, Unit: tc.unit}, tc.ceil)
+			if f.Ratio != tc.wantRatio {
+				t.Fatalf("ratio = %v, want %v", f.Ratio, tc.wantRatio)
+			}
+			if (f.Ceiling != "") != (tc.wantRatio != 0) {
+				t.Fatalf("ceiling = %q with ratio %v", f.Ceiling, f.Ratio)
+			}
+		})
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{{6912.4, "6912"}, {100, "100"}, {45.06, "45.1"}, {0.7181, "0.72"}, {0, "0.00"}} {
+		if got := formatValue(tc.v); got != tc.want {
+			t.Errorf("formatValue(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+// TestReportOutput checks that the table shows each figure with its
+// ceiling and ratio, and that the JSON file reads back the same.
+func TestReportOutput(t *testing.T) {
+	r := &Report{Hash: "BLAKE3", NumCPU: 2, LoadBefore: "1 1 1", LoadAfter: "2 2 2"}
+	r.add(Figure{Key: "ceiling.pipeline.1core", Value: 400, Unit: "MB/s"})
+	r.add(r.compare(Figure{Key: "e2e.cli.put.256MiB", Value: 100, Unit: "MB/s", Note: "a note"}, "ceiling.pipeline.1core"))
+	r.Skipped = []string{"end to end (-skip)"}
+	var out bytes.Buffer
+	if err := r.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"figure", "ratio",
+		"e2e.cli.put.256MiB", "ceiling.pipeline.1core", "0.250",
+		"hash of tarn's data path: BLAKE3", "e2e.cli.put.256MiB: a note", "skipped: end to end",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	path := filepath.Join(t.TempDir(), "sub", "results.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Figures) != 2 || back.Figures[1].Ratio != 0.25 || back.Figures[1].Ceiling != "ceiling.pipeline.1core" {
+		t.Fatalf("results read back as %+v", back.Figures)
+	}
+}
+
+func TestWriteJSONBadPath(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := (&Report{}).WriteJSON(filepath.Join(file, "results.json"))
+	if err == nil || !strings.Contains(err.Error(), "write results") {
+		t.Fatalf("WriteJSON under a file: %v, want a write results error", err)
+	}
+}
+
+// TestCeilings runs every ceiling briefly: each gives a positive rate, the
+// TLS link is TLS 1.3, and the pipeline ceiling is below each stage.
+func TestCeilings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures for a few seconds")
+	}
+	r := &Report{}
+	if err := measureCeilings(context.Background(), r, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	addPipelineCeilings(r, "rs35")
+	var keys []string
+	for _, f := range r.Figures {
+		keys = append(keys, f.Key)
+		if !(f.Value > 0) || f.Unit != "MB/s" {
+			t.Errorf("%s = %v %s, want a positive MB/s", f.Key, f.Value, f.Unit)
+		}
+	}
+	for _, k := range []string{"aes", "sha256", "blake3", "rs35", "rs310", "pipeline"} {
+		for _, s := range []string{".1core", ".allcores"} {
+			if !slices.Contains(keys, "ceiling."+k+s) {
+				t.Errorf("no figure ceiling.%s%s in %v", k, s, keys)
+			}
+		}
+	}
+	tl, _ := r.find("ceiling.tls")
+	if !strings.HasPrefix(tl.Note, "cipher suite TLS_") {
+		t.Errorf("tls note %q names no TLS 1.3 suite", tl.Note)
+	}
+	p, _ := r.find("ceiling.pipeline.1core")
+	for _, k := range []string{"aes", "blake3", "rs35"} {
+		if f, _ := r.find("ceiling." + k + ".1core"); p.Value >= f.Value {
+			t.Errorf("pipeline %v >= its stage %s %v", p.Value, k, f.Value)
+		}
+	}
+}
+
+func TestRatesCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := rate(ctx, time.Second, 1, aesWork); err == nil {
+		t.Fatal("rate on a cancelled context succeeded")
+	}
+}
+
+// TestCodecPaths runs the codec figures against real plugin processes (this
+// test binary serving the codec) and checks that each path's bytes were
+// compared and each plugin path has its ratio.
+func TestCodecPaths(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin processes")
+	}
+	r := &Report{}
+	if err := measureCodec(context.Background(), r, os.Args[0], 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"encode", "decode"} {
+		for _, p := range []string{"inprocess", "shm", "grpc"} {
+			f, ok := r.find("codec." + op + "." + p)
+			if !ok || !(f.Value > 0) {
+				t.Errorf("codec.%s.%s = %+v, want a positive figure", op, p, f)
+				continue
+			}
+			if p != "inprocess" && !(f.Ratio > 0) {
+				t.Errorf("codec.%s.%s has no ratio to in process", op, p)
+			}
+		}
+	}
+}
+
+func TestCodecCheckCatchesWrongBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		decode bool
+	}{{"blocks not written", false}, {"segment not written", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := newCodecSet(2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.check("fresh"); err != nil {
+				t.Fatalf("fresh set: %v", err)
+			}
+			s.scramble(tc.decode)
+			if err := s.check("scrambled"); err == nil {
+				t.Fatal("check passed on scrambled bytes")
+			}
+		})
+	}
+}
+
+func TestStartCodecBadBinary(t *testing.T) {
+	_, _, err := startCodec("/bin/false", true)
+	if err == nil {
+		t.Fatal("a binary that is no plugin started")
+	}
+}
+
+func TestRuns(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		pid  int
+		bin  string
+		want bool
+	}{
+		{"itself", os.Getpid(), os.Args[0], true},
+		{"child", cmd.Process.Pid, sleep, true},
+		{"other binary", cmd.Process.Pid, os.Args[0], false},
+		{"no such process", 1 << 30, sleep, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := runs(tc.pid, tc.bin); got != tc.want {
+				t.Fatalf("runs(%d, %s) = %v, want %v", tc.pid, tc.bin, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPeakWatch(t *testing.T) {
+	if kib := rssKiB(os.Getpid(), "VmRSS"); kib <= 0 {
+		t.Fatalf("own VmRSS = %d KiB", kib)
+	}
+	if kib := rssKiB(1<<30, "VmRSS"); kib != 0 {
+		t.Fatalf("VmRSS of no process = %d", kib)
+	}
+	w := watchPeak(os.Getpid())
+	big := make([]byte, 64<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	time.Sleep(50 * time.Millisecond)
+	peak, how := w.end()
+	if peak < 64 {
+		t.Fatalf("peak %.1f MiB (%s) after touching 64 MiB", peak, how)
+	}
+	_ = big[len(big)-1]
+}
+
+func TestSizeName(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{{256 << 20, "256MiB"}, {1 << 30, "1GiB"}, {3 << 29, "1536MiB"}} {
+		if got := sizeName(tc.n); got != tc.want {
+			t.Errorf("sizeName(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestEndToEnd runs the end-to-end part, small, on a real dev grid when
+// TARN_BIN names a tarn binary, and checks that no grid process outlives it.
+func TestEndToEnd(t *testing.T) {
+	bin := os.Getenv("TARN_BIN")
+	if bin == "" || testing.Short() {
+		t.Skip("set TARN_BIN to a tarn binary to run a dev grid")
+	}
+	tmp := t.TempDir()
+	r := &Report{}
+	var pids []int
+	measureCeilings(context.Background(), r, 20*time.Millisecond)
+	err := measureE2Ehook(context.Background(), r, bin, tmp, e2eOptions{
+		bigFile: 8 << 20, smallFiles: 10, apiWorkers: 4, giant: 32 << 20,
+	}, func(g *devGrid) {
+		pids = append(pids, g.cmd.Process.Pid)
+		for _, n := range g.ep.Nodes {
+			pids = append(pids, n.Pid)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) < 7 {
+		t.Fatalf("grid had %d processes, want tarn dev, an introducer, 5 storage nodes and a client", len(pids))
+	}
+	for _, pid := range pids {
+		if runs(pid, bin) {
+			t.Errorf("grid process %d still runs", pid)
+		}
+	}
+	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB"} {
+		f, ok := r.find(k)
+		if !ok || !(f.Value > 0) {
+			t.Errorf("%s = %+v, want a positive figure", k, f)
+		}
+	}
+	if f, _ := r.find("e2e.cli.put.8MiB"); !(f.Ratio > 0) {
+		t.Errorf("put has no ratio to the pipeline ceiling: %+v", f)
+	}
+}
