@@ -221,13 +221,17 @@ func New(ctx context.Context, opts Options, specs ...Spec) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{opts: opts, sups: map[pluginkit.Kind]*supervisor{}}
+	seen := map[pluginkit.Kind]bool{}
 	for _, s := range specs {
 		if err := s.validate(); err != nil {
 			return nil, err
 		}
-		if _, dup := h.sups[s.Kind]; dup {
+		if seen[s.Kind] {
 			return nil, fmt.Errorf("two %s plugins given: one per kind", s.Kind)
 		}
+		seen[s.Kind] = true
+	}
+	for _, s := range specs {
 		h.sups[s.Kind] = newSupervisor(h, s)
 	}
 	for _, k := range pluginkit.Kinds {

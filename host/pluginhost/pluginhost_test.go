@@ -579,3 +579,43 @@ func TestCodecBuffersSurviveRestart(t *testing.T) {
 		t.Fatalf("encode on old buffers after restart: %v, parity equal %v", err2, bytes.Equal(b.Blocks[9], parity))
 	}
 }
+
+// Specs that cannot work are refused before anything starts.
+func TestBadSpecs(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		specs []pluginhost.Spec
+		want  string
+	}{
+		{"unknown kind", []pluginhost.Spec{{Kind: "compressor", Name: "zstd"}}, `plugin kind "compressor"`},
+		{"neither name nor path", []pluginhost.Spec{{Kind: pluginkit.KindCodec}}, "set a built-in name or a path"},
+		{"both name and path", []pluginhost.Spec{{Kind: pluginkit.KindCodec, Name: "a", Path: "/b"}}, "not both"},
+		{"short pin", []pluginhost.Spec{{Kind: pluginkit.KindCodec, Path: "/b", SHA256: []byte{1}}}, "want 32"},
+		{"pinned built-in", []pluginhost.Spec{{Kind: pluginkit.KindCodec, Name: "reedsolomon", SHA256: make([]byte, 32)}}, "only an external plugin"},
+		{"two of a kind", []pluginhost.Spec{{Kind: pluginkit.KindCodec, Name: "a"}, {Kind: pluginkit.KindCodec, Name: "b"}}, "two codec plugins"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := pluginhost.New(context.Background(), pluginhost.Options{}, tc.specs...)
+			if err == nil {
+				h.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	// A kind with no spec is an error to ask for, not a panic.
+	h := newHost(t, pluginhost.Options{}, pluginhost.Spec{Kind: pluginkit.KindCodec, Name: "reedsolomon"})
+	if _, err := h.Storage(); !errors.Is(err, pluginhost.ErrNotConfigured) {
+		t.Errorf("storage of a host without one: %v", err)
+	}
+	h.Close()
+	c, _ := h.Codec()
+	if _, err := c.Info(context.Background()); !errors.Is(err, pluginhost.ErrClosed) {
+		t.Errorf("call after close: %v, want ErrClosed", err)
+	}
+	if st := h.List()[0]; st.Health != "stopped" {
+		t.Errorf("status after close: %+v", st)
+	}
+}
