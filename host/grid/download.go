@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -36,6 +37,10 @@ type File struct {
 	lit  *bytes.Reader
 	dec  *chk.Decoder
 	src  *shareSource
+
+	mu      sync.Mutex
+	extra   []*chk.Decoder // more decoders for WriteTo's read-ahead
+	advised map[int]bool   // shares reported corrupt already
 }
 
 // Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
@@ -85,14 +90,24 @@ func (c *Client) openKnown(ctx context.Context, v cap.CHK, holders map[int][]Ser
 }
 
 func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File, error) {
-	f := &File{c: c, cp: v, ctx: ctx, size: v.Size, src: src}
-	dec, err := chk.NewDecoder(ctx, v, c.cfg.Codec, src, &chk.Options{Shares: src.order(), OnProblem: f.problem})
+	f := &File{c: c, cp: v, ctx: ctx, size: v.Size, src: src, advised: map[int]bool{}}
+	dec, err := f.newDecoder(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", src.si, err)
+		return nil, err
 	}
 	src.setMetaEnd(dec.Layout().BlocksOffset)
 	f.dec = dec
 	return f, nil
+}
+
+// newDecoder makes a decoder of the file over its share source, trying
+// shares in the source's current order.
+func (f *File) newDecoder(ctx context.Context) (*chk.Decoder, error) {
+	dec, err := chk.NewDecoder(ctx, f.cp.(cap.CHK), f.c.cfg.Codec, f.src, &chk.Options{Shares: f.src.order(), OnProblem: f.problem})
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", f.src.si, err)
+	}
+	return dec, nil
 }
 
 // problem logs a bad share and tells its server.
@@ -104,6 +119,13 @@ func (f *File) problem(p chk.Problem) {
 	if !errors.Is(p.Err, chk.ErrCorrupt) {
 		f.c.log.Info("share unreadable", "index", si.String(), "share", p.Share, "error", p.Error())
 		return
+	}
+	f.mu.Lock()
+	again := f.advised[p.Share]
+	f.advised[p.Share] = true
+	f.mu.Unlock()
+	if again {
+		return // another decoder of this file found it first
 	}
 	f.c.stats.corrupt.Add(1)
 	f.c.stats.errorOf(KindCorrupt)
@@ -138,10 +160,18 @@ func (f *File) Problems() []chk.Problem {
 	if f.dec == nil {
 		return nil
 	}
+	f.mu.Lock()
+	decs := append([]*chk.Decoder{f.dec}, f.extra...)
+	f.mu.Unlock()
 	var out []chk.Problem
-	for _, p := range f.dec.Problems() {
-		if !errors.Is(p.Err, errNotHeld) {
-			out = append(out, p)
+	seen := map[string]bool{}
+	for _, d := range decs {
+		for _, p := range d.Problems() {
+			key := fmt.Sprint(p.Share, p.What)
+			if !errors.Is(p.Err, errNotHeld) && !seen[key] {
+				seen[key] = true
+				out = append(out, p)
+			}
 		}
 	}
 	return out
@@ -166,16 +196,90 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 // Reader returns an io.ReadSeeker over the whole file.
 func (f *File) Reader() *io.SectionReader { return io.NewSectionReader(f, 0, f.size) }
 
-// WriteTo streams the whole file to w, one segment at a time.
+// WriteTo streams the whole file to w. Up to readAhead segments are
+// fetched, checked and decrypted at once (each by its own decoder over
+// the same servers), and written in order.
 func (f *File) WriteTo(w io.Writer) (int64, error) {
 	if f.lit != nil {
 		return f.lit.WriteTo(w)
 	}
-	n, err := f.dec.WriteTo(w)
+	n, err := f.writeTo(w)
 	if err != nil {
 		f.c.stats.errorOf(errorKind(err))
 	}
 	return n, err
+}
+
+// readAhead bounds the segments a WriteTo works on at once.
+const readAhead = 4
+
+func (f *File) writeTo(w io.Writer) (int64, error) {
+	l := f.dec.Layout()
+	workers := min(runtime.GOMAXPROCS(0), readAhead, l.Segments)
+	decs := []*chk.Decoder{f.dec}
+	for len(decs) < workers {
+		d, err := f.newDecoder(f.ctx)
+		if err != nil {
+			break
+		}
+		decs = append(decs, d)
+	}
+	f.mu.Lock()
+	f.extra = append(f.extra, decs[1:]...)
+	f.mu.Unlock()
+	if len(decs) == 1 {
+		return f.dec.WriteTo(w)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	type result struct {
+		buf *[]byte
+		err error
+	}
+	outs := make([]chan result, len(decs))
+	var wg sync.WaitGroup
+	for j, d := range decs {
+		outs[j] = make(chan result, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(outs[j])
+			for i := j; i < l.Segments; i += len(decs) {
+				b := getBuf(l.SegmentLen(i))
+				_, err := d.ReadAtContext(ctx, *b, int64(i)*int64(l.SegmentSize))
+				if err == io.EOF {
+					err = nil
+				}
+				select {
+				case outs[j] <- result{b, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	var total int64
+	for i := 0; i < l.Segments; i++ {
+		r, ok := <-outs[i%len(decs)]
+		if !ok {
+			return total, fmt.Errorf("chk read %s: segment %d: %w", f.src.si, i, ctx.Err())
+		}
+		if r.err != nil {
+			bufPool.Put(r.buf)
+			return total, r.err
+		}
+		n, err := w.Write(*r.buf)
+		total += int64(n)
+		bufPool.Put(r.buf)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // holder is a server holding a share, with its ring position.

@@ -120,12 +120,23 @@ func download(t testing.TB, c *grid.Client, cp cap.Cap, want []byte) *grid.File 
 	if f.Size() != int64(len(want)) {
 		t.Fatalf("size %d, want %d", f.Size(), len(want))
 	}
-	h := sha256.New()
-	if n, err := io.Copy(h, f.Reader()); err != nil || n != int64(len(want)) {
-		t.Fatalf("read %d of %d bytes: %v", n, len(want), err)
-	}
-	if got, exp := h.Sum(nil), sha256.Sum256(want); !bytes.Equal(got, exp[:]) {
-		t.Fatalf("downloaded bytes differ from the uploaded ones (sha256 %x, want %x)", got, exp)
+	// Both ways of reading: WriteTo (read-ahead over several decoders)
+	// and ReadAt through a Reader (one decoder, 32 KiB at a time).
+	for _, way := range []string{"WriteTo", "Reader"} {
+		h := sha256.New()
+		var n int64
+		var err error
+		if way == "WriteTo" {
+			n, err = f.WriteTo(h)
+		} else {
+			n, err = io.Copy(h, f.Reader())
+		}
+		if err != nil || n != int64(len(want)) {
+			t.Fatalf("%s: read %d of %d bytes: %v", way, n, len(want), err)
+		}
+		if got, exp := h.Sum(nil), sha256.Sum256(want); !bytes.Equal(got, exp[:]) {
+			t.Fatalf("%s: downloaded bytes differ from the uploaded ones (sha256 %x, want %x)", way, got, exp)
+		}
 	}
 	return f
 }
