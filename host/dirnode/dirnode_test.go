@@ -99,7 +99,7 @@ func childCaps(i int) (string, string) {
 
 func TestEditSplitMergeAndLookup(t *testing.T) {
 	ctx := context.Background()
-	k := NewKeys(testRead, testWrite)
+	k := NewKeys([]byte(testRead), []byte(testWrite))
 	c := newMemChunks()
 	lim := Limits{MaxBucket: 4 << 10, InlineMax: 1 << 10, RootInline: 2 << 10}
 	const n = 2000
@@ -164,7 +164,7 @@ func TestEditSplitMergeAndLookup(t *testing.T) {
 
 func TestReadOnlyKeys(t *testing.T) {
 	ctx := context.Background()
-	w := NewKeys(testRead, testWrite)
+	w := NewKeys([]byte(testRead), []byte(testWrite))
 	c := newMemChunks()
 	root := edit(t, EmptyRoot(), w, c, Limits{}, func(tx *Tx) error {
 		return tx.Set("sub", "tarn:dir-read:sub", "tarn:dir:SECRETWRITE", Metadata{Type: TypeDir})
@@ -172,7 +172,7 @@ func TestReadOnlyKeys(t *testing.T) {
 	if bytes.Contains(root, []byte("SECRETWRITE")) {
 		t.Fatal("the child write cap is in the root in clear")
 	}
-	ro := NewKeys(testRead, "")
+	ro := NewKeys([]byte(testRead), nil)
 	d, err := Open(root, ro, c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func TestReadOnlyKeys(t *testing.T) {
 		t.Fatalf("read-only keys opened the write cap: %q, %v", wc, err)
 	}
 	// A holder of another directory's write cap cannot open it either.
-	other := NewKeys(testRead, "tarn:dir:otherwrite")
+	other := NewKeys([]byte(testRead), []byte("other write key"))
 	if wc, err := other.WriteCap(e); !errors.Is(err, ErrFormat) || wc != "" {
 		t.Fatalf("foreign write key opened the write cap: %q, %v", wc, err)
 	}
@@ -235,7 +235,7 @@ func TestDecodeRootRefuses(t *testing.T) {
 }
 
 func TestDecodeBucketRefuses(t *testing.T) {
-	k := NewKeys(testRead, testWrite)
+	k := NewKeys([]byte(testRead), []byte(testWrite))
 	box, _ := k.seal("a", "tarn:dir:w")
 	one := Entry{Name: "a", ReadCap: "tarn:lit:", box: box}
 	enc := func(es ...Entry) []byte { return encodeBucket(es) }
@@ -267,7 +267,7 @@ func TestDecodeBucketRefuses(t *testing.T) {
 }
 
 func TestBucketRoundTripMetadata(t *testing.T) {
-	k := NewKeys(testRead, testWrite)
+	k := NewKeys([]byte(testRead), []byte(testWrite))
 	c := newMemChunks()
 	m := Metadata{Type: TypeFile, Size: 1 << 40, Ctime: time.Unix(-5, 7).UTC(), Mtime: time.Unix(1<<40, 999999999).UTC(),
 		Extra: map[string]string{"unix:mode": "0600", "dav:{DAV:}x": strings.Repeat("v", 1000), "empty": ""}}

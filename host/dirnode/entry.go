@@ -130,13 +130,14 @@ type Keys struct {
 	write *tagged.Sum
 }
 
-// NewKeys derives the keys from the directory's read cap and write cap
-// strings (writeCap "" for a read-only view). Both are one-way hashes, so
-// neither key reveals its cap, and the read cap cannot give the write key.
-func NewKeys(readCap, writeCap string) Keys {
-	k := Keys{salt: tagged.Hash(TagNameSalt, []byte(readCap))}
-	if writeCap != "" {
-		w := tagged.Hash(TagWriteKey, []byte(writeCap))
+// NewKeys derives the keys from the directory slot's read key and write
+// key (cap.MutableRead.ReadKey, cap.MutableWrite.WriteKey; writeKey nil
+// for a read-only view). Both are one-way hashes, so neither reveals its
+// source, and the read key cannot give the write key.
+func NewKeys(readKey, writeKey []byte) Keys {
+	k := Keys{salt: tagged.Hash(TagNameSalt, readKey)}
+	if writeKey != nil {
+		w := tagged.Hash(TagWriteKey, writeKey)
 		k.write = &w
 	}
 	return k

@@ -7,7 +7,7 @@ import (
 )
 
 func FuzzDecodeBucket(f *testing.F) {
-	k := NewKeys(testRead, testWrite)
+	k := NewKeys([]byte(testRead), []byte(testWrite))
 	box, _ := k.seal("a", "tarn:dir:w")
 	f.Add(encodeBucket(nil))
 	f.Add(encodeBucket([]Entry{{Name: "a", ReadCap: "tarn:lit:", box: box, Meta: Metadata{Type: TypeDir, Extra: map[string]string{"k": "v"}}}}))
@@ -28,7 +28,7 @@ func FuzzDecodeBucket(f *testing.F) {
 
 func FuzzDecodeRoot(f *testing.F) {
 	f.Add(EmptyRoot())
-	k := NewKeys(testRead, testWrite)
+	k := NewKeys([]byte(testRead), []byte(testWrite))
 	c := newMemChunks()
 	root, _ := Edit(context.Background(), EmptyRoot(), k, c, nil, Limits{MaxBucket: 512, InlineMax: 256, RootInline: 512}, func(tx *Tx) error {
 		for _, n := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m"} {
