@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tarnfs/tarn/conf"
 )
 
 // tarnBin is the binary under test.
@@ -246,6 +248,7 @@ type Endpoints struct {
 // Grid is a running grid of tarn processes.
 type Grid struct {
 	Dir        string
+	Name       string // the grid's name (grid.name)
 	Introducer string // the introducer's node URL
 	GridSecret string // path of the grid secret file
 	Nodes      []*Node
@@ -281,6 +284,11 @@ func startGrid(t testing.TB, o GridOptions) *Grid {
 	} else {
 		g = startDevGrid(t, o)
 	}
+	p, err := conf.Load(g.Client.Dir)
+	if err != nil {
+		t.Fatalf("load the client's profile: %v", err)
+	}
+	g.Name = p.Grid.Name
 	g.waitServers(t, g.Client, o.storageNodes(), 60*time.Second)
 	t.Logf("grid of %d storage nodes up in %v (%s)", o.storageNodes(), time.Since(start).Round(time.Millisecond), g.Dir)
 	t.Cleanup(func() {
@@ -401,6 +409,9 @@ func startManualGrid(t testing.TB, o GridOptions) *Grid {
 func (g *Grid) addClient(t testing.TB, name string, o GridOptions) *Node {
 	t.Helper()
 	n := g.initNode(t, "client", name, func(p string) string {
+		if g.Name != "" {
+			p = setTOML(p, "grid", "name", fmt.Sprintf("%q", g.Name))
+		}
 		p = setTOML(p, "client", "api_listen", `"127.0.0.1:0"`)
 		p = setTOML(p, "client.shares", "k", "3")
 		p = setTOML(p, "client.shares", "h", "4")

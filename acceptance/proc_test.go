@@ -468,3 +468,6 @@ func findFiles(root string, keep func(rel string) bool) []string {
 	})
 	return out
 }
+
+func syscallStop(pid int) { syscall.Kill(pid, syscall.SIGSTOP) }
+func syscallCont(pid int) { syscall.Kill(pid, syscall.SIGCONT) }

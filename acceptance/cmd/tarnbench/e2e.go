@@ -556,32 +556,62 @@ func (w *peakWatch) end() (float64, string) {
 // node's peak RSS during each (and their rates: no disk involved).
 func giantRSS(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	name := sizeName(size)
+	var plugins []int
+	if st, err := g.api.status(ctx); err == nil {
+		for _, p := range st.Plugins {
+			if p.Pid > 0 {
+				plugins = append(plugins, p.Pid)
+			}
+		}
+	}
+	// watch starts watching the client node and its plugin processes;
+	// the function it returns gives the node's peak, how it was measured,
+	// and the sum of the plugins' peaks.
+	watch := func() func() (float64, string, float64) {
+		node := watchPeak(g.pid)
+		var ps []*peakWatch
+		for _, pid := range plugins {
+			ps = append(ps, watchPeak(pid))
+		}
+		return func() (float64, string, float64) {
+			peak, how := node.end()
+			sum := 0.0
+			for _, p := range ps {
+				v, _ := p.end()
+				sum += v
+			}
+			return peak, how, sum
+		}
+	}
 	src := io.LimitReader(rand.NewChaCha8([32]byte{4, 'g'}), size)
 	h := sha256.New()
-	w := watchPeak(g.pid)
+	end := watch()
 	t0 := time.Now()
 	c, err := g.putCap(ctx, io.TeeReader(src, h), "-")
 	put := time.Since(t0)
-	peakPut, how := w.end()
+	peakPut, how, plugPut := end()
 	if err != nil {
 		return err
 	}
 	want := h.Sum(nil)
 	got := sha256.New()
 	cnt := &countWriter{w: got}
-	w = watchPeak(g.pid)
+	end = watch()
 	t1 := time.Now()
 	_, err = g.cli(ctx, nil, cnt, "get", c, "-")
 	get := time.Since(t1)
-	peakGet, _ := w.end()
+	peakGet, _, plugGet := end()
 	if err != nil {
 		return err
 	}
 	if cnt.n != size || !bytes.Equal(got.Sum(nil), want) {
-		return fmt.Errorf("tarn get of the %s file returned %d other bytes than were put", name, cnt.n)
+		return fmt.Errorf("tarn get of the %s file returned other bytes than were put (%d bytes)", name, cnt.n)
 	}
+	plugNote := fmt.Sprintf("sum of the peaks of the client's %d plugin processes", len(plugins))
 	r.add(Figure{Key: "e2e.rss.client.put." + name, Name: "client node peak RSS during tarn put " + name, Value: peakPut, Unit: "MiB", Note: how})
 	r.add(Figure{Key: "e2e.rss.client.get." + name, Name: "client node peak RSS during tarn get " + name, Value: peakGet, Unit: "MiB", Note: how})
+	r.add(Figure{Key: "e2e.rss.plugins.put." + name, Name: "client plugins' peak RSS during tarn put " + name, Value: plugPut, Unit: "MiB", Note: plugNote})
+	r.add(Figure{Key: "e2e.rss.plugins.get." + name, Name: "client plugins' peak RSS during tarn get " + name, Value: plugGet, Unit: "MiB", Note: plugNote})
 	addVsPipeline(r, Figure{Key: "e2e.cli.put." + name + ".pipe", Name: "tarn put " + name + " from a pipe", Value: mbps(size, put), Unit: "MB/s"})
 	addVsPipeline(r, Figure{Key: "e2e.cli.get." + name + ".pipe", Name: "tarn get " + name + " to a pipe", Value: mbps(size, get), Unit: "MB/s"})
 	return nil
