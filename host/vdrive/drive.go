@@ -1,0 +1,296 @@
+package vdrive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/dirnode"
+)
+
+// Type is what an entry is (file, dir).
+type Type = dirnode.Type
+
+// Entry types.
+const (
+	TypeUnknown = dirnode.TypeUnknown
+	TypeFile    = dirnode.TypeFile
+	TypeDir     = dirnode.TypeDir
+)
+
+// Metadata is an entry's metadata: type, size, times and free-form keys.
+type Metadata = dirnode.Metadata
+
+// ModeKey is the Extra key holding a Unix permission mode in octal
+// ("0644"); Info.Mode reads it.
+const ModeKey = "unix:mode"
+
+// DefaultCacheEntries is how many decoded directory entries a Drive keeps
+// (chunks are immutable, so the cache never goes stale).
+const DefaultCacheEntries = 100_000
+
+// Drive is the tree under one root directory cap. It is safe for
+// concurrent use; it holds no state but caches, so many Drives (or
+// processes) may share a root.
+type Drive struct {
+	store  Store
+	chunks chunks
+	root   dirRef
+	cache  *dirnode.Cache
+	limits dirnode.Limits
+	now    func() time.Time
+}
+
+// Option adjusts a Drive.
+type Option func(*Drive)
+
+// WithCache sets how many decoded entries are cached (0: none).
+func WithCache(entries int) Option {
+	return func(d *Drive) { d.cache = dirnode.NewCache(entries) }
+}
+
+// WithLimits sets the directory bucket limits new versions are written
+// with (tests use small ones to exercise splitting).
+func WithLimits(l dirnode.Limits) Option { return func(d *Drive) { d.limits = l } }
+
+// WithClock sets the clock of ctime and mtime.
+func WithClock(now func() time.Time) Option { return func(d *Drive) { d.now = now } }
+
+// dirRef is a directory as far as this drive may use it: always its read
+// cap, and its write cap when writable.
+type dirRef struct {
+	r cap.DirRead
+	w *cap.DirWrite
+}
+
+func (r dirRef) keys() dirnode.Keys {
+	if r.w == nil {
+		return dirnode.NewKeys(r.r.Slot.ReadKey[:], nil)
+	}
+	wk := r.w.Slot.WriteKey()
+	return dirnode.NewKeys(r.r.Slot.ReadKey[:], wk[:])
+}
+
+// New opens the tree under rootCap: a directory write cap (tarn:dir:) for
+// a writable drive, or a read cap (tarn:dir-ro:) for a read-only one, on
+// which every change fails with ErrReadOnly. It reads nothing yet.
+func New(store Store, rootCap string, opts ...Option) (*Drive, error) {
+	if store == nil {
+		return nil, errors.New("vdrive: no store")
+	}
+	c, err := cap.Parse(rootCap)
+	if err != nil {
+		return nil, fmt.Errorf("vdrive root cap: %w", err)
+	}
+	d := &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(DefaultCacheEntries), now: time.Now}
+	switch v := c.(type) {
+	case cap.DirWrite:
+		d.root = dirRef{r: v.ReadCap(), w: &v}
+	case cap.DirRead:
+		d.root = dirRef{r: v}
+	default:
+		return nil, fmt.Errorf("vdrive root cap is a %s cap, want a directory cap (tarn:dir: or tarn:dir-ro:): %w", c.Kind(), ErrInvalid)
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d, nil
+}
+
+// NewRoot creates an empty directory to serve as a root and returns its
+// write cap.
+func NewRoot(ctx context.Context, store Store) (cap.DirWrite, error) {
+	w, err := store.CreateMutable(ctx, dirnode.EmptyRoot())
+	if err != nil {
+		return cap.DirWrite{}, fmt.Errorf("create root directory: %w", err)
+	}
+	return cap.DirWrite{Slot: w}, nil
+}
+
+// ReadOnly reports whether the drive's root is a read cap.
+func (d *Drive) ReadOnly() bool { return d.root.w == nil }
+
+// RootCap is the root's cap: the write cap of a writable drive, else the
+// read cap.
+func (d *Drive) RootCap() string {
+	if d.root.w != nil {
+		return d.root.w.String()
+	}
+	return d.root.r.String()
+}
+
+// load reads the current version of a directory.
+func (d *Drive) load(ctx context.Context, ref dirRef) (*dirnode.Dir, error) {
+	b, err := d.store.ReadMutable(ctx, ref.r.Slot)
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", shortCap(ref.r.String()), err)
+	}
+	dir, err := dirnode.Open(b, ref.keys(), d.chunks, d.cache)
+	if err != nil {
+		return nil, fmt.Errorf("directory %s: %w", shortCap(ref.r.String()), err)
+	}
+	return dir, nil
+}
+
+func shortCap(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "..."
+	}
+	return s
+}
+
+// child is the directory an entry of parent names (ErrNotDir for other
+// children). It is writable when parent is and the entry holds a write
+// cap.
+func child(parent dirRef, keys dirnode.Keys, e dirnode.Entry) (dirRef, error) {
+	if e.Meta.Type != TypeDir {
+		return dirRef{}, ErrNotDir
+	}
+	c, err := cap.Parse(e.ReadCap)
+	if err != nil {
+		return dirRef{}, fmt.Errorf("entry %q: %w", e.Name, err)
+	}
+	rc, ok := c.(cap.DirRead)
+	if !ok {
+		return dirRef{}, fmt.Errorf("entry %q holds a %s cap: %w", e.Name, c.Kind(), ErrNotDir)
+	}
+	ref := dirRef{r: rc}
+	if parent.w != nil && e.HasWriteCap() {
+		s, err := keys.WriteCap(e)
+		if err != nil {
+			return dirRef{}, err
+		}
+		c, err := cap.Parse(s)
+		if err != nil {
+			return dirRef{}, fmt.Errorf("entry %q write cap: %w", e.Name, err)
+		}
+		wc, ok := c.(cap.DirWrite)
+		if !ok || wc.ReadCap() != rc {
+			return dirRef{}, fmt.Errorf("entry %q: write cap does not match its read cap: %w", e.Name, dirnode.ErrFormat)
+		}
+		ref.w = &wc
+	}
+	return ref, nil
+}
+
+// walk resolves parts, each a directory, from the root.
+func (d *Drive) walk(ctx context.Context, parts []string) (dirRef, error) {
+	ref := d.root
+	for i, name := range parts {
+		dir, err := d.load(ctx, ref)
+		if err != nil {
+			return dirRef{}, err
+		}
+		e, ok, err := dir.Lookup(ctx, name)
+		if err != nil {
+			return dirRef{}, err
+		}
+		if !ok {
+			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotExist)
+		}
+		if ref, err = child(ref, dir.Keys(), e); err != nil {
+			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), err)
+		}
+	}
+	return ref, nil
+}
+
+// edit changes a directory through its slot's test-and-set Modify; fn may
+// run more than once (on each newer version).
+func (d *Drive) edit(ctx context.Context, ref dirRef, fn func(*dirnode.Tx) error) error {
+	if ref.w == nil {
+		return ErrReadOnly
+	}
+	keys := ref.keys()
+	return d.store.Modify(ctx, ref.w.Slot, func(old []byte) ([]byte, error) {
+		return dirnode.Edit(ctx, old, keys, d.chunks, d.cache, d.limits, fn)
+	})
+}
+
+// Info describes an entry; it is an fs.FileInfo.
+type Info struct {
+	name  string
+	e     dirnode.Entry
+	keys  dirnode.Keys
+	write bool // the parent is writable, so WriteCap may open
+	ro    bool // the drive is read-only
+}
+
+var _ fs.FileInfo = (*Info)(nil)
+
+// Name is the entry's name ("/" for the root).
+func (i *Info) Name() string { return i.name }
+
+// Size is the file size in bytes (for a directory, what its entry says).
+func (i *Info) Size() int64 { return i.e.Meta.Size }
+
+// IsDir reports whether the entry is a directory.
+func (i *Info) IsDir() bool { return i.e.Meta.Type == TypeDir }
+
+// Type is the entry's type.
+func (i *Info) Type() Type { return i.e.Meta.Type }
+
+// ModTime is the entry's mtime (zero when unset).
+func (i *Info) ModTime() time.Time { return i.e.Meta.Mtime }
+
+// Mode is ModeKey's permission bits (else 0644, 0755 for directories),
+// without write bits on a read-only drive.
+func (i *Info) Mode() fs.FileMode {
+	m := fs.FileMode(0o644)
+	if i.IsDir() {
+		m = 0o755
+	}
+	if s, ok := i.e.Meta.Extra[ModeKey]; ok {
+		if v, err := strconv.ParseUint(s, 8, 32); err == nil {
+			m = fs.FileMode(v) & fs.ModePerm
+		}
+	}
+	if i.ro {
+		m &^= 0o222
+	}
+	if i.IsDir() {
+		m |= fs.ModeDir
+	}
+	return m
+}
+
+// Sys returns the *Info itself.
+func (i *Info) Sys() any { return i }
+
+// Metadata is a copy of the entry's metadata.
+func (i *Info) Metadata() Metadata { return cloneMeta(i.e.Meta) }
+
+// ReadCap is the child's read cap ("" for the root).
+func (i *Info) ReadCap() string { return i.e.ReadCap }
+
+// WriteCap is the child's write cap, "" when there is none or the drive
+// may not see it (a read-only parent).
+func (i *Info) WriteCap() string {
+	if !i.write || !i.e.HasWriteCap() {
+		return ""
+	}
+	s, err := i.keys.WriteCap(i.e)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+func cloneMeta(m Metadata) Metadata {
+	if m.Extra != nil {
+		x := make(map[string]string, len(m.Extra))
+		for k, v := range m.Extra {
+			x[k] = v
+		}
+		m.Extra = x
+	}
+	return m
+}
+
+func (d *Drive) info(parent dirRef, keys dirnode.Keys, e dirnode.Entry) *Info {
+	return &Info{name: e.Name, e: e, keys: keys, write: parent.w != nil, ro: d.root.w == nil}
+}

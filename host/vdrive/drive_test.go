@@ -1,0 +1,147 @@
+package vdrive_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+func TestEndToEnd(t *testing.T) {
+	g := newGrid(t)
+	d := newDrive(t, g)
+	ctx := ctxFor(t, 3*time.Minute)
+
+	if err := d.Mkdir(ctx, "/docs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MkdirAll(ctx, "docs/a/b/c"); err != nil {
+		t.Fatal(err)
+	}
+	big := pseudo(1, 300<<10)
+	put(t, d, "/docs/report.pdf", big)
+	put(t, d, "/docs/a/b/c/small.txt", []byte("hello"))
+	put(t, d, "/empty", nil)
+
+	if got := get(t, d, "docs/report.pdf"); !bytes.Equal(got, big) {
+		t.Fatal("report.pdf read back differs")
+	}
+	if got := get(t, d, "/empty"); len(got) != 0 {
+		t.Fatalf("empty file reads %d bytes", len(got))
+	}
+	// Range read in the middle of the big file.
+	f, err := d.Open(ctx, "/docs/report.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := make([]byte, 1000)
+	if _, err := f.ReadAt(mid, 200_000); err != nil || !bytes.Equal(mid, big[200_000:201_000]) {
+		t.Fatalf("range read: %v", err)
+	}
+	if got := names(t, d, "/"); !slices.Equal(got, []string{"docs", "empty"}) {
+		t.Fatalf("root lists %v", got)
+	}
+	if got := names(t, d, "/docs"); !slices.Equal(got, []string{"a", "report.pdf"}) {
+		t.Fatalf("/docs lists %v", got)
+	}
+	info, err := d.Stat(ctx, "/docs/report.pdf")
+	if err != nil || info.IsDir() || info.Size() != int64(len(big)) || info.ModTime().IsZero() || info.Mode() != 0o644 {
+		t.Fatalf("stat report.pdf: %v %v", info, err)
+	}
+	if c, err := cap.Parse(info.ReadCap()); err != nil || c.Kind() != cap.KindCHK || info.WriteCap() != "" {
+		t.Fatalf("report.pdf caps %q %q: %v", info.ReadCap(), info.WriteCap(), err)
+	}
+	if info, err := d.Stat(ctx, "/docs/a"); err != nil || !info.IsDir() || info.Mode() != fs.ModeDir|0o755 ||
+		!strings.HasPrefix(info.WriteCap(), "tarn:dir:") || !strings.HasPrefix(info.ReadCap(), "tarn:dir-ro:") {
+		t.Fatalf("stat /docs/a: %v %v", info, err)
+	}
+	if root, err := d.Stat(ctx, "/"); err != nil || !root.IsDir() || root.Size() != 2 {
+		t.Fatalf("stat /: %v %v", root, err)
+	}
+
+	// Replace keeps ctime and extra metadata, changes size and mtime.
+	if err := d.SetMetadata(ctx, "/docs/report.pdf", func(m *vdrive.Metadata) error {
+		m.Extra = map[string]string{vdrive.ModeKey: "0600", "user.tag": "x"}
+		m.Size = 1 // ignored
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := d.Stat(ctx, "/docs/report.pdf")
+	put(t, d, "/docs/report.pdf", []byte("version two, longer than fifty-five bytes so it is a chk file"))
+	after, err := d.Stat(ctx, "/docs/report.pdf")
+	if err != nil || after.Mode() != 0o600 || after.Metadata().Extra["user.tag"] != "x" ||
+		!after.Metadata().Ctime.Equal(before.Metadata().Ctime) || after.Size() == before.Size() {
+		t.Fatalf("after replace: %+v %v (before %+v)", after.Metadata(), err, before.Metadata())
+	}
+
+	// Rename within and across directories.
+	if err := d.Rename(ctx, "/docs/report.pdf", "/docs/final.pdf"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Rename(ctx, "/docs/final.pdf", "/docs/a/b/final.pdf"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Rename(ctx, "/docs/a/b/c", "/c"); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, d, "/c/small.txt"); string(got) != "hello" {
+		t.Fatalf("moved directory lost its file: %q", got)
+	}
+	if got := names(t, d, "/docs/a/b"); !slices.Equal(got, []string{"final.pdf"}) {
+		t.Fatalf("/docs/a/b lists %v", got)
+	}
+	if got := names(t, d, "/docs"); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("/docs lists %v", got)
+	}
+	// The moved directory is still writable (its write cap moved with it).
+	put(t, d, "/c/more", []byte("more"))
+
+	// Link an existing cap; a read-only directory cap links read-only.
+	fi, _ := d.Stat(ctx, "/c/small.txt")
+	if err := d.Link(ctx, "/docs/alias.txt", fi.ReadCap()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, d, "/docs/alias.txt"); string(got) != "hello" {
+		t.Fatalf("linked file reads %q", got)
+	}
+	ci, _ := d.Stat(ctx, "/c")
+	if err := d.Link(ctx, "/c-ro", ci.ReadCap()); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, d, "/c-ro"); !slices.Equal(got, []string{"more", "small.txt"}) {
+		t.Fatalf("/c-ro lists %v", got)
+	}
+	if err := d.Mkdir(ctx, "/c-ro/x"); !errors.Is(err, vdrive.ErrReadOnly) {
+		t.Fatalf("mkdir in a read-only link: %v", err)
+	}
+	rc, _ := cap.Parse(ci.ReadCap())
+	if err := d.Link(ctx, "/v", rc.(cap.DirRead).Verify().String()); !errors.Is(err, vdrive.ErrInvalid) {
+		t.Fatalf("link of a verify cap: %v", err)
+	}
+
+	// Remove: not-empty check, then empty.
+	if err := d.Remove(ctx, "/c"); !errors.Is(err, vdrive.ErrNotEmpty) || !errors.Is(err, syscall.ENOTEMPTY) {
+		t.Fatalf("remove non-empty dir: %v", err)
+	}
+	for _, p := range []string{"/c/more", "/c/small.txt", "/c"} {
+		if err := d.Remove(ctx, p); err != nil {
+			t.Fatalf("remove %s: %v", p, err)
+		}
+	}
+	if _, err := d.Stat(ctx, "/c"); !errors.Is(err, fs.ErrNotExist) || !os.IsNotExist(err) {
+		t.Fatalf("stat removed: %v", err)
+	}
+	// The read-only link still reaches the (now empty) directory.
+	if got := names(t, d, "/c-ro"); len(got) != 0 {
+		t.Fatalf("/c-ro lists %v after its entries were removed", got)
+	}
+}

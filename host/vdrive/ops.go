@@ -1,0 +1,665 @@
+package vdrive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/dirnode"
+)
+
+// locate splits a path into its parent's components and final name; the
+// root has no name (ok false).
+func locate(p string) (parent []string, name string, ok bool, err error) {
+	parts, err := SplitPath(p)
+	if err != nil || len(parts) == 0 {
+		return nil, "", false, err
+	}
+	return parts[:len(parts)-1], parts[len(parts)-1], true, nil
+}
+
+// Stat describes the entry at p. The root is a directory named "/" whose
+// Size is its entry count.
+func (d *Drive) Stat(ctx context.Context, p string) (*Info, error) {
+	parentParts, name, ok, err := locate(p)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	if !ok {
+		dir, err := d.load(ctx, d.root)
+		if err != nil {
+			return nil, pathErr("stat", p, err)
+		}
+		return &Info{name: "/", e: dirnode.Entry{ReadCap: d.root.r.String(), Meta: Metadata{Type: TypeDir, Size: int64(dir.Len())}},
+			ro: d.root.w == nil}, nil
+	}
+	parent, err := d.walk(ctx, parentParts)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	dir, err := d.load(ctx, parent)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	e, found, err := dir.Lookup(ctx, name)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	if !found {
+		return nil, pathErr("stat", p, ErrNotExist)
+	}
+	return d.info(parent, dir.Keys(), e), nil
+}
+
+// ReadDir lists the directory at p, sorted by name.
+func (d *Drive) ReadDir(ctx context.Context, p string) ([]*Info, error) {
+	parts, err := SplitPath(p)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	ref, err := d.walk(ctx, parts)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	dir, err := d.load(ctx, ref)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	es, err := dir.List(ctx)
+	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	keys := dir.Keys()
+	out := make([]*Info, len(es))
+	for i := range es {
+		out[i] = d.info(ref, keys, es[i])
+	}
+	return out, nil
+}
+
+// Open opens the file at p for range reads (ErrIsDir for a directory).
+func (d *Drive) Open(ctx context.Context, p string) (File, error) {
+	info, err := d.Stat(ctx, p)
+	if err != nil {
+		return nil, pathErr("open", p, err)
+	}
+	if info.IsDir() {
+		return nil, pathErr("open", p, ErrIsDir)
+	}
+	c, err := cap.Parse(info.ReadCap())
+	if err != nil {
+		return nil, pathErr("open", p, err)
+	}
+	var f File
+	switch v := c.(type) {
+	case cap.MutableRead:
+		b, err := d.store.ReadMutable(ctx, v)
+		if err != nil {
+			return nil, pathErr("open", p, err)
+		}
+		f = bytes.NewReader(b)
+	default:
+		if f, err = d.store.Open(ctx, c); err != nil {
+			return nil, pathErr("open", p, err)
+		}
+	}
+	return f, nil
+}
+
+// writable resolves the parent of p for a change, refusing a read-only
+// drive first (whatever else is wrong with the request).
+func (d *Drive) writable(ctx context.Context, op, p string) (dirRef, string, error) {
+	if d.root.w == nil {
+		return dirRef{}, "", pathErr(op, p, ErrReadOnly)
+	}
+	parentParts, name, ok, err := locate(p)
+	if err != nil {
+		return dirRef{}, "", pathErr(op, p, err)
+	}
+	if !ok {
+		return dirRef{}, "", pathErr(op, p, fmt.Errorf("the root: %w", ErrInvalid))
+	}
+	parent, err := d.walk(ctx, parentParts)
+	if err != nil {
+		return dirRef{}, "", pathErr(op, p, err)
+	}
+	if parent.w == nil {
+		return dirRef{}, "", pathErr(op, p, ErrReadOnly)
+	}
+	return parent, name, nil
+}
+
+// Writer streams a new file to the grid; Close uploads the rest and links
+// the file at its path, Abort (or any failure) links nothing.
+type Writer struct {
+	d      *Drive
+	ctx    context.Context
+	path   string
+	parent dirRef
+	name   string
+	pw     *io.PipeWriter
+	n      int64
+	done   chan upResult
+	once   sync.Once
+	err    error
+}
+
+type upResult struct {
+	c   cap.Cap
+	err error
+}
+
+// Create starts writing the file at p, replacing a file there when the
+// writer is closed (a directory there: ErrIsDir). The data is uploaded as
+// an immutable file while it is written; its cap is linked only by a
+// successful Close. ctx governs the upload.
+func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
+	parent, name, err := d.writable(ctx, "create", p)
+	if err != nil {
+		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
+			return nil, pathErr("create", p, ErrIsDir)
+		}
+		return nil, err
+	}
+	dir, err := d.load(ctx, parent)
+	if err != nil {
+		return nil, pathErr("create", p, err)
+	}
+	if e, ok, err := dir.Lookup(ctx, name); err != nil {
+		return nil, pathErr("create", p, err)
+	} else if ok && e.Meta.Type == TypeDir {
+		return nil, pathErr("create", p, ErrIsDir)
+	}
+	pr, pw := io.Pipe()
+	w := &Writer{d: d, ctx: ctx, path: p, parent: parent, name: name, pw: pw, done: make(chan upResult, 1)}
+	go func() {
+		c, err := d.store.Upload(ctx, pr, -1, nil)
+		if err == nil {
+			pr.Close()
+		} else {
+			pr.CloseWithError(err)
+		}
+		w.done <- upResult{c, err}
+	}()
+	return w, nil
+}
+
+// Write adds p to the file.
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.pw.Write(p)
+	w.n += int64(n)
+	if err != nil {
+		return n, pathErr("write", w.path, err)
+	}
+	return n, nil
+}
+
+// errAborted ends an aborted upload.
+var errAborted = errors.New("write aborted")
+
+// Abort ends the write without linking anything.
+func (w *Writer) Abort() {
+	w.once.Do(func() {
+		w.pw.CloseWithError(errAborted)
+		<-w.done
+		w.err = pathErr("write", w.path, errAborted)
+	})
+}
+
+// Close finishes the upload and links the file at its path (replacing a
+// file there, keeping its ctime and extra metadata). Only a nil error
+// means the file is stored and linked.
+func (w *Writer) Close() error {
+	w.once.Do(func() { w.err = w.finish() })
+	return w.err
+}
+
+func (w *Writer) finish() error {
+	w.pw.Close()
+	res := <-w.done
+	if res.err != nil {
+		return pathErr("close", w.path, fmt.Errorf("upload: %w", res.err))
+	}
+	now := w.d.now().UTC()
+	err := w.d.edit(w.ctx, w.parent, func(tx *dirnode.Tx) error {
+		m := Metadata{Type: TypeFile, Size: w.n, Ctime: now, Mtime: now}
+		old, ok, err := tx.Get(w.name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if old.Meta.Type == TypeDir {
+				return ErrIsDir
+			}
+			m.Extra = old.Meta.Extra
+			if !old.Meta.Ctime.IsZero() {
+				m.Ctime = old.Meta.Ctime
+			}
+		}
+		return tx.Set(w.name, res.c.String(), "", m)
+	})
+	if err != nil {
+		return pathErr("close", w.path, err)
+	}
+	return nil
+}
+
+// Mkdir makes an empty directory at p (ErrExist if p exists).
+func (d *Drive) Mkdir(ctx context.Context, p string) error {
+	parent, name, err := d.writable(ctx, "mkdir", p)
+	if err != nil {
+		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
+			return pathErr("mkdir", p, ErrExist)
+		}
+		return err
+	}
+	dir, err := d.load(ctx, parent)
+	if err != nil {
+		return pathErr("mkdir", p, err)
+	}
+	if _, ok, err := dir.Lookup(ctx, name); err != nil {
+		return pathErr("mkdir", p, err)
+	} else if ok {
+		return pathErr("mkdir", p, ErrExist)
+	}
+	w, err := NewRoot(ctx, d.store)
+	if err != nil {
+		return pathErr("mkdir", p, err)
+	}
+	now := d.now().UTC()
+	rc := w.ReadCap().String()
+	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		if e, ok, err := tx.Get(name); err != nil {
+			return err
+		} else if ok {
+			if e.ReadCap == rc {
+				return nil // our own change, published by an earlier attempt
+			}
+			return ErrExist
+		}
+		return tx.Set(name, rc, w.String(), Metadata{Type: TypeDir, Ctime: now, Mtime: now})
+	})
+	if err != nil {
+		return pathErr("mkdir", p, err)
+	}
+	return nil
+}
+
+// MkdirAll makes p and any missing parents; existing directories are fine.
+func (d *Drive) MkdirAll(ctx context.Context, p string) error {
+	parts, err := SplitPath(p)
+	if err != nil {
+		return pathErr("mkdir", p, err)
+	}
+	for i := 1; i <= len(parts); i++ {
+		sub := JoinPath(parts[:i])
+		err := d.Mkdir(ctx, sub)
+		if errors.Is(err, ErrExist) {
+			info, serr := d.Stat(ctx, sub)
+			if serr != nil {
+				return serr
+			}
+			if !info.IsDir() {
+				return pathErr("mkdir", sub, ErrNotDir)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isEmptyDir reports whether the directory of entry e has no entries.
+func (d *Drive) isEmptyDir(ctx context.Context, parent dirRef, keys dirnode.Keys, e dirnode.Entry) (bool, error) {
+	ref, err := child(parent, keys, e)
+	if err != nil {
+		return false, err
+	}
+	dir, err := d.load(ctx, ref)
+	if err != nil {
+		return false, err
+	}
+	return dir.Len() == 0, nil
+}
+
+// Remove unlinks the entry at p; a directory must be empty (ErrNotEmpty).
+// The child's data is not deleted: other links to its cap still work, and
+// unreferenced shares expire with their leases.
+func (d *Drive) Remove(ctx context.Context, p string) error {
+	parent, name, err := d.writable(ctx, "remove", p)
+	if err != nil {
+		return err
+	}
+	ran := false // an earlier attempt removed it: gone is done
+	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		e, ok, err := tx.Get(name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if ran {
+				return nil
+			}
+			return ErrNotExist
+		}
+		ran = true
+		if e.Meta.Type == TypeDir {
+			empty, err := d.isEmptyDir(ctx, parent, tx.Keys(), e)
+			if err != nil {
+				return err
+			}
+			if !empty {
+				return ErrNotEmpty
+			}
+		}
+		_, _, err = tx.Delete(name)
+		return err
+	})
+	if err != nil {
+		return pathErr("remove", p, err)
+	}
+	return nil
+}
+
+// checkReplace decides whether src may be linked over what is at name in
+// tx: nothing, the same child, a file over a file, or a directory over an
+// empty directory, as rename(2) allows.
+func (d *Drive) checkReplace(ctx context.Context, parent dirRef, tx *dirnode.Tx, name string, src dirnode.Entry) error {
+	dst, ok, err := tx.Get(name)
+	if err != nil || !ok || dst.ReadCap == src.ReadCap {
+		return err
+	}
+	switch {
+	case src.Meta.Type == TypeDir && dst.Meta.Type != TypeDir:
+		return ErrNotDir
+	case src.Meta.Type != TypeDir && dst.Meta.Type == TypeDir:
+		return ErrIsDir
+	case dst.Meta.Type == TypeDir:
+		empty, err := d.isEmptyDir(ctx, parent, tx.Keys(), dst)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return ErrNotEmpty
+		}
+	}
+	return nil
+}
+
+// Rename moves the entry at oldp to newp, within a directory or across
+// directories, replacing what is at newp as rename(2) does: a file
+// replaces a file, a directory replaces an empty directory; a file over a
+// directory is ErrIsDir, a directory over a file ErrNotDir, over a
+// non-empty directory ErrNotEmpty. Moving a directory into itself is
+// ErrInvalid. Within one directory the move is one atomic change. Across
+// directories it is two: the entry is first linked at newp, then unlinked
+// at oldp only if oldp still names the same child (else ErrConflict, and
+// both names stay linked). A failure between the two leaves the child
+// linked twice, never lost.
+func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
+	if d.root.w == nil {
+		return pathErr("rename", oldp, ErrReadOnly)
+	}
+	op, err := SplitPath(oldp)
+	if err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	np, err := SplitPath(newp)
+	if err != nil {
+		return pathErr("rename", newp, err)
+	}
+	if len(op) == 0 || len(np) == 0 {
+		return pathErr("rename", oldp, fmt.Errorf("cannot move the root or onto it: %w", ErrInvalid))
+	}
+	if len(np) > len(op) && JoinPath(np[:len(op)]) == JoinPath(op) {
+		return pathErr("rename", oldp, fmt.Errorf("cannot move a directory into itself (%s): %w", JoinPath(np), ErrInvalid))
+	}
+	src, oldName, err := d.writable(ctx, "rename", oldp)
+	if err != nil {
+		return err
+	}
+	dst, newName, err := d.writable(ctx, "rename", newp)
+	if err != nil {
+		return err
+	}
+	if src.r == dst.r {
+		var moved string // read cap moved by an earlier attempt
+		err := d.edit(ctx, src, func(tx *dirnode.Tx) error {
+			e, ok, err := tx.Get(oldName)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if moved != "" {
+					if n, ok, err := tx.Get(newName); err == nil && ok && n.ReadCap == moved {
+						return nil
+					}
+				}
+				return ErrNotExist
+			}
+			if oldName == newName {
+				return nil
+			}
+			moved = e.ReadCap
+			if err := d.checkReplace(ctx, src, tx, newName, e); err != nil {
+				return err
+			}
+			wc, err := writeCapOf(tx.Keys(), e)
+			if err != nil {
+				return err
+			}
+			if _, _, err := tx.Delete(oldName); err != nil {
+				return err
+			}
+			return tx.Set(newName, e.ReadCap, wc, e.Meta)
+		})
+		if err != nil {
+			return pathErr("rename", oldp, err)
+		}
+		return nil
+	}
+	sdir, err := d.load(ctx, src)
+	if err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	e, ok, err := sdir.Lookup(ctx, oldName)
+	if err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	if !ok {
+		return pathErr("rename", oldp, ErrNotExist)
+	}
+	wc, err := writeCapOf(sdir.Keys(), e)
+	if err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	err = d.edit(ctx, dst, func(tx *dirnode.Tx) error {
+		if err := d.checkReplace(ctx, dst, tx, newName, e); err != nil {
+			return err
+		}
+		return tx.Set(newName, e.ReadCap, wc, e.Meta)
+	})
+	if err != nil {
+		return pathErr("rename", newp, err)
+	}
+	ran := false
+	err = d.edit(ctx, src, func(tx *dirnode.Tx) error {
+		cur, ok, err := tx.Get(oldName)
+		if err != nil {
+			return err
+		}
+		if !ok && ran {
+			return nil // unlinked by an earlier attempt
+		}
+		ran = true
+		if !ok || cur.ReadCap != e.ReadCap {
+			return fmt.Errorf("%s now names another child or nothing; %s stays linked: %w", JoinPath(op), JoinPath(np), ErrConflict)
+		}
+		_, _, err = tx.Delete(oldName)
+		return err
+	})
+	if err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	return nil
+}
+
+// writeCapOf opens an entry's write cap ("" when it has none).
+func writeCapOf(k dirnode.Keys, e dirnode.Entry) (string, error) {
+	if !e.HasWriteCap() {
+		return "", nil
+	}
+	return k.WriteCap(e)
+}
+
+// SetMetadata changes the metadata of the entry at p: fn edits a copy
+// (times and Extra; Type and Size are kept as they are). fn may run more
+// than once when other clients change the directory at the same time.
+func (d *Drive) SetMetadata(ctx context.Context, p string, fn func(*Metadata) error) error {
+	parent, name, err := d.writable(ctx, "setmetadata", p)
+	if err != nil {
+		return err
+	}
+	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		e, ok, err := tx.Get(name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotExist
+		}
+		m := cloneMeta(e.Meta)
+		if err := fn(&m); err != nil {
+			return err
+		}
+		m.Type, m.Size = e.Meta.Type, e.Meta.Size
+		if err := m.Check(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return tx.SetMeta(name, m)
+	})
+	if err != nil {
+		return pathErr("setmetadata", p, err)
+	}
+	return nil
+}
+
+// linkOf is what an entry for cap string s holds: read cap, write cap and
+// metadata.
+func linkOf(s string, now timeNow) (rc, wc string, m Metadata, err error) {
+	c, err := cap.Parse(s)
+	if err != nil {
+		return "", "", m, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	t := now().UTC()
+	m = Metadata{Type: TypeFile, Ctime: t, Mtime: t}
+	switch v := c.(type) {
+	case cap.DirWrite:
+		return v.ReadCap().String(), v.String(), Metadata{Type: TypeDir, Ctime: t, Mtime: t}, nil
+	case cap.DirRead:
+		return v.String(), "", Metadata{Type: TypeDir, Ctime: t, Mtime: t}, nil
+	case cap.CHK:
+		m.Size = v.Size
+		return v.String(), "", m, nil
+	case cap.Literal:
+		m.Size = int64(len(v.Data))
+		return v.String(), "", m, nil
+	case cap.MutableWrite:
+		return v.ReadCap().String(), v.String(), m, nil
+	case cap.MutableRead:
+		return v.String(), "", m, nil
+	default:
+		return "", "", m, fmt.Errorf("cannot link a %s cap (it cannot be read): %w", c.Kind(), ErrInvalid)
+	}
+}
+
+type timeNow = func() time.Time
+
+// Link attaches an existing cap at p (ErrExist if p exists): a directory
+// write or read cap becomes a directory (writable only with the write
+// cap), a file cap a file. Verify caps cannot be linked.
+func (d *Drive) Link(ctx context.Context, p, capString string) error {
+	parent, name, err := d.writable(ctx, "link", p)
+	if err != nil {
+		return err
+	}
+	rc, wc, m, err := linkOf(capString, d.now)
+	if err != nil {
+		return pathErr("link", p, err)
+	}
+	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		if e, ok, err := tx.Get(name); err != nil {
+			return err
+		} else if ok {
+			if e.ReadCap == rc {
+				return nil // linked already (by an earlier attempt)
+			}
+			return ErrExist
+		}
+		return tx.Set(name, rc, wc, m)
+	})
+	if err != nil {
+		return pathErr("link", p, err)
+	}
+	return nil
+}
+
+// LinkMany attaches many caps (name -> cap) in the directory at dir in one
+// change: all or none (ErrExist if any name exists). It is how a bulk copy
+// links many small files without one directory write per file.
+func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]string) error {
+	if d.root.w == nil {
+		return pathErr("link", dir, ErrReadOnly)
+	}
+	parts, err := SplitPath(dir)
+	if err != nil {
+		return pathErr("link", dir, err)
+	}
+	type link struct {
+		name, rc, wc string
+		m            Metadata
+	}
+	ls := make([]link, 0, len(links))
+	for n, s := range links {
+		clean, err := dirnode.CleanName(n)
+		if err != nil {
+			return pathErr("link", dir, fmt.Errorf("%w: %v", ErrBadName, err))
+		}
+		rc, wc, m, err := linkOf(s, d.now)
+		if err != nil {
+			return pathErr("link", JoinPath(append(parts[:len(parts):len(parts)], clean)), err)
+		}
+		ls = append(ls, link{clean, rc, wc, m})
+	}
+	ref, err := d.walk(ctx, parts)
+	if err != nil {
+		return pathErr("link", dir, err)
+	}
+	err = d.edit(ctx, ref, func(tx *dirnode.Tx) error {
+		for _, l := range ls {
+			if e, ok, err := tx.Get(l.name); err != nil {
+				return err
+			} else if ok {
+				if e.ReadCap == l.rc {
+					continue // linked already (by an earlier attempt)
+				}
+				return fmt.Errorf("%q: %w", l.name, ErrExist)
+			}
+			if err := tx.Set(l.name, l.rc, l.wc, l.m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return pathErr("link", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package vdrive
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tarnfs/tarn/host/dirnode"
+)
+
+// MaxPathLen bounds a path in bytes, like PATH_MAX.
+const MaxPathLen = 4096
+
+// MaxDepth bounds the components of a path.
+const MaxDepth = 256
+
+// SplitPath parses a slash path under the root into clean (NFC)
+// components. "", "/" are the root; one leading and one trailing "/" are
+// allowed. Empty components ("a//b"), "." and "..", NUL, invalid UTF-8 and
+// over-long paths or names are refused with ErrBadName.
+func SplitPath(p string) ([]string, error) {
+	if len(p) > MaxPathLen {
+		return nil, fmt.Errorf("%w: path of %d bytes, more than %d", ErrBadName, len(p), MaxPathLen)
+	}
+	s := strings.TrimPrefix(p, "/")
+	s = strings.TrimSuffix(s, "/")
+	if s == "" {
+		if p == "" || p == "/" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: empty path component in %q", ErrBadName, short(p))
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > MaxDepth {
+		return nil, fmt.Errorf("%w: %d path components, more than %d", ErrBadName, len(parts), MaxDepth)
+	}
+	for i, c := range parts {
+		n, err := dirnode.CleanName(c)
+		if err != nil {
+			if c == "" {
+				return nil, fmt.Errorf("%w: empty path component in %q", ErrBadName, short(p))
+			}
+			return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+		}
+		parts[i] = n
+	}
+	return parts, nil
+}
+
+// JoinPath is the canonical path of components ("/a/b", "/" for none).
+func JoinPath(parts []string) string { return "/" + strings.Join(parts, "/") }
+
+func short(s string) string {
+	if len(s) > 60 {
+		s = s[:60] + "..."
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
