@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/storageserver"
@@ -128,4 +128,10 @@ func pseudo(seed byte, n int) []byte {
 	return b
 }
 
-var _ sync.Locker = (*sync.Mutex)(nil)
+// litCap is a literal cap holding s (at most cap.LiteralMax bytes).
+func litCap(s string) string {
+	if len(s) > 55 {
+		s = s[:55]
+	}
+	return cap.Literal{Data: []byte(s)}.String()
+}
