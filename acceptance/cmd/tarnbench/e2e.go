@@ -51,12 +51,12 @@ type devGrid struct {
 
 // startGrid runs `tarn dev --dir DIR --storage-nodes n` in its own process
 // group and waits for its endpoints and a working upload.
-func startGrid(ctx context.Context, bin, dir string, n int) (g *devGrid, err error) {
+func startGrid(ctx context.Context, bin, dir string, n int) (_ *devGrid, err error) {
 	logf, err := os.Create(filepath.Join(dir, "dev.log"))
 	if err != nil {
 		return nil, err
 	}
-	g = &devGrid{bin: bin, dir: filepath.Join(dir, "grid"), log: logf, exited: make(chan struct{})}
+	g := &devGrid{bin: bin, dir: filepath.Join(dir, "grid"), log: logf, exited: make(chan struct{})}
 	g.cmd = exec.Command(bin, "dev", "--dir", g.dir, "--storage-nodes", strconv.Itoa(n))
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -69,7 +69,6 @@ func startGrid(ctx context.Context, bin, dir string, n int) (g *devGrid, err err
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, g.logTail())
 			g.stop()
-			g = nil
 		}
 	}()
 
@@ -196,7 +195,13 @@ func (g *devGrid) cli(ctx context.Context, stdin io.Reader, stdout io.Writer, ar
 	}
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("tarn %s: %w: %s", args[0], err, strings.TrimSpace(errb.String()))
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("tarn %s: %w", args[0], ctx.Err())
+		}
+		if msg := strings.TrimSpace(errb.String()); msg != "" {
+			return "", fmt.Errorf("tarn %s: %w: %s", args[0], err, msg)
+		}
+		return "", fmt.Errorf("tarn %s: %w", args[0], err)
 	}
 	return strings.TrimSpace(out.String()), nil
 }

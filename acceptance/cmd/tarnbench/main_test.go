@@ -331,3 +331,39 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("put has no ratio to the pipeline ceiling: %+v", f)
 	}
 }
+
+func TestRunRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    options
+		want string
+	}{
+		{"unknown part", options{skip: "ceilings,nope"}, "-skip nope"},
+		{"no binary", options{skip: "ceilings", tarn: filepath.Join(t.TempDir(), "tarn")}, "tarn binary"},
+		{"binary without version", options{skip: "ceilings", tarn: "/bin/false"}, "version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run(context.Background(), tc.o, os.Stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run: %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestGridThatDies checks that a tarn dev that exits at once is reported
+// with its output, not waited on.
+func TestGridThatDies(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "tarn")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho grid broke >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err := startGrid(context.Background(), script, t.TempDir(), 5)
+	if err == nil || !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "grid broke") {
+		t.Fatalf("startGrid: %v, want an exit error with the output", err)
+	}
+	if time.Since(t0) > 10*time.Second {
+		t.Fatalf("took %v to notice", time.Since(t0))
+	}
+}
