@@ -68,6 +68,10 @@ const (
 	// is not yet readable (another writer in the middle of a publish) to
 	// complete before writing over it as abandoned.
 	MutableStaleWait = 2 * time.Second
+	// MutableLagWait is how long a Modify waits while some homes hold an
+	// older version than the current one (the rest of a publish in flight,
+	// or a server that missed versions: the next publish repairs it).
+	MutableLagWait = 250 * time.Millisecond
 )
 
 // MutableStats are counters of a Client's mutable-file work.
@@ -183,11 +187,7 @@ func (c *Client) ReadMutable(ctx context.Context, cp cap.Cap) ([]byte, uint64, e
 		return nil, 0, fmt.Errorf("read mutable file: %s cap: %w", cp.Kind(), ErrNotReadable)
 	}
 	si := rc.StorageIndex()
-	sm, err := c.readMap(ctx, si, rc.PublicKeyHash, false)
-	if err != nil {
-		return nil, 0, err
-	}
-	best, err := c.current(sm)
+	_, best, err := c.settled(ctx, si, rc.PublicKeyHash, false)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -215,33 +215,13 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 	m.modifies.Add(1)
 	si := w.StorageIndex()
 	rc := w.ReadCap()
-	staleSince := time.Time{}
 	for attempt := 0; ; attempt++ {
 		if attempt >= MutableMaxAttempts {
 			return 0, fmt.Errorf("modify mutable file %s: %d attempts: %w", si, attempt, ErrContention)
 		}
-		sm, err := c.readMap(ctx, si, rc.PublicKeyHash, false)
+		sm, best, err := c.settled(ctx, si, rc.PublicKeyHash, true)
 		if err != nil {
 			return 0, err
-		}
-		best, err := c.current(sm)
-		if err != nil {
-			return 0, err
-		}
-		if sm.maxSeq > best.header.Seq {
-			// A newer version with fewer than K shares: a writer in the
-			// middle of a publish (wait for it), or one that died
-			// (write over it once it is clearly abandoned).
-			if staleSince.IsZero() {
-				staleSince = time.Now()
-			}
-			if time.Since(staleSince) < MutableStaleWait {
-				if err := sleep(ctx, backoff(attempt)); err != nil {
-					return 0, fmt.Errorf("modify mutable file %s: %w", si, err)
-				}
-				continue
-			}
-			c.log.Warn("writing over an unfinished newer version", "slot", si.String(), "newer", sm.maxSeq, "current", best.header.Seq)
 		}
 		old, err := c.decodeVersion(ctx, rc, best)
 		if err != nil {
@@ -445,6 +425,65 @@ func (c *Client) current(sm *slotMap) (*versionSet, error) {
 			sm.si, best.header.Seq, seen, ErrRollback)
 	}
 	return best, nil
+}
+
+// settled reads the slot until what it finds is not in the middle of a
+// publish, for at most MutableStaleWait (MutableLagWait for lagging homes): a read that finds no version with
+// K shares, or a newer version without K shares, may have caught writers
+// half-way (several versions each on a few shares); a writer (forWrite)
+// also waits while a home holds something other than the current version,
+// so that it does not write on top of a publish in progress (which would
+// only make one of the two lose a race). Past the wait, what is there is
+// taken as it is: an unfinished newer version counts as abandoned.
+func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, forWrite bool) (*slotMap, *versionSet, error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		sm, err := c.readMap(ctx, si, pkh, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		best, err := c.current(sm)
+		var wait time.Duration // how long this state may be waited out
+		switch {
+		case err != nil:
+			if errors.Is(err, ErrMutableNotEnoughShares) && sm.maxSeq > 0 {
+				wait = MutableStaleWait
+			}
+		case sm.maxSeq > best.header.Seq:
+			wait = MutableStaleWait
+		case forWrite && sm.lagging(best):
+			wait = MutableLagWait
+		}
+		if wait == 0 {
+			return sm, best, err
+		}
+		if time.Since(start) >= wait {
+			if err != nil {
+				return nil, nil, err
+			}
+			if wait == MutableLagWait {
+				c.log.Debug("homes of a mutable file still lag, going on", "slot", si.String(), "current", best.header.Seq)
+			} else {
+				c.log.Warn("newer version of a mutable file unfinished, taking it as abandoned", "slot", si.String(), "newest", sm.maxSeq, "current", best.header.Seq)
+			}
+			return sm, best, nil
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, nil, fmt.Errorf("mutable file %s: %w", si, err)
+		}
+	}
+}
+
+// lagging reports whether a home that answered holds something other than
+// version v (an older or racing version, nothing, or a bad share).
+func (sm *slotMap) lagging(v *versionSet) bool {
+	for s := 0; s < v.header.N; s++ {
+		e := sm.home[s]
+		if e != nil && e.err == nil && (e.share == nil || e.share.Header.ID() != v.id) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstProblem(p []string) string {
