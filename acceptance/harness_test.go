@@ -265,6 +265,12 @@ type GridOptions struct {
 	// Manual builds the grid node by node with tarn init and tarn run,
 	// instead of tarn dev (needed to change the client's profile).
 	Manual bool
+	// Dir is the grid's folder (tarn dev --dir); default a new temp dir.
+	Dir string
+	// Edit changes a client profile written by tarn init (addClient).
+	Edit func(profile string) string
+	// NoRun makes addClient write the node folder without running it.
+	NoRun bool
 }
 
 func (o GridOptions) storageNodes() int {
@@ -316,7 +322,10 @@ func haveDev() bool {
 // D/endpoints.json.
 func startDevGrid(t testing.TB, o GridOptions) *Grid {
 	t.Helper()
-	dir := t.TempDir()
+	dir := o.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	g := &Grid{Dir: dir}
 	g.dev = startProc(t, "tarn dev", filepath.Join(dir, "dev.log"),
 		"dev", "--dir", dir, "--storage-nodes", fmt.Sprint(o.storageNodes()))
@@ -422,9 +431,14 @@ func (g *Grid) addClient(t testing.TB, name string, o GridOptions) *Node {
 		if o.SegmentSize != "" {
 			p = setTOML(p, "client", "segment_size", fmt.Sprintf("%q", o.SegmentSize))
 		}
+		if o.Edit != nil {
+			p = o.Edit(p)
+		}
 		return p
 	})
-	g.runNode(t, n)
+	if !o.NoRun {
+		g.runNode(t, n)
+	}
 	return n
 }
 
