@@ -156,11 +156,18 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 			return fmt.Errorf("dev: %w", err)
 		}
 	}
-	client := procs[len(procs)-1]
-	clientInfo, err := waitInfo(ctx, client, deadline)
-	if err != nil {
-		return devFailure(client, err)
+	// Every node listening (node.json written by this run's process); the
+	// client's list alone is not enough: the introducer keeps the last
+	// run's announcements.
+	var clientInfo *node.Info
+	for _, p := range procs[1:] {
+		in, err := waitInfo(ctx, p, deadline)
+		if err != nil {
+			return devFailure(p, err)
+		}
+		clientInfo = in
 	}
+	client := procs[len(procs)-1]
 	if err := waitServers(ctx, procs, clientInfo, storageNodes, deadline); err != nil {
 		return err
 	}
@@ -188,17 +195,26 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	}
 	fmt.Fprintf(out, "endpoints: %s\ntry: TARN_NODE=%s tarn put FILE\nCtrl-C stops the grid.\n", epPath, client.Dir)
 
-	// Run until a signal, or until a node dies by itself.
+	// Run until a signal. A node that dies by itself (a test killing a
+	// storage node, a crash) is reported and the rest run on: a grid
+	// survives losing nodes, and that is worth trying here.
 	died := make(chan *devProc, len(procs))
 	for _, p := range procs {
 		go func() { <-p.exited; died <- p }()
 	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(out, "stopping the dev grid")
-		return nil
-	case p := <-died:
-		return devFailure(p, fmt.Errorf("exited: %v", p.err))
+	for left := len(procs); ; {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "stopping the dev grid")
+			return nil
+		case p := <-died:
+			left--
+			fmt.Fprintf(os.Stderr, "tarn dev: node %s (pid %d) exited: %v; the others run on (its log: %s)\n",
+				p.Name, p.Pid, p.err, filepath.Join(p.Dir, "node.log"))
+			if left == 0 {
+				return errors.New("dev: every node exited")
+			}
+		}
 	}
 }
 

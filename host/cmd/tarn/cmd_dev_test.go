@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tarnfs/tarn/conf"
 )
 
 // devGrid is a running `tarn dev` process.
@@ -95,6 +99,30 @@ func (d *devGrid) stop(t *testing.T) {
 		}
 		<-d.done
 	}
+}
+
+// runFor runs the binary like run, but sends SIGQUIT (a goroutine dump on
+// its stderr) if it has not ended within d.
+func runFor(t *testing.T, d time.Duration, bin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%v: still running after %v:\n%s", args, d, e.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{o.String(), e.String(), code}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -230,6 +258,21 @@ func TestDevPutGetRestart(t *testing.T) {
 		t.Errorf("get with the grid down: exit %d, %q", r.code, r.stderr)
 	}
 
+	// A node that cannot come up: one clear line naming it, and its log.
+	sp, err := conf.Load(filepath.Join(dir, "storage-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", strings.TrimPrefix(sp.Storage.Listen[0], "tcp:"))
+	if err != nil {
+		t.Fatalf("occupy storage-2's port: %v", err)
+	}
+	fail := runFor(t, 60*time.Second, bin, "dev", "--dir", dir, "--storage-nodes", "3", "--timeout", "30s")
+	busy.Close()
+	if fail.code == 0 || !strings.Contains(fail.stderr, "node storage-2") || !strings.Contains(fail.stderr, "address already in use") {
+		t.Errorf("dev with storage-2's port taken: exit %d, stderr:\n%s", fail.code, fail.stderr)
+	}
+
 	// Again on the same folder: same keys and ports, the file is still there.
 	d2 := startDev(t, bin, dir, 3)
 	if d2.ep.Introducer != d.ep.Introducer || d2.ep.Client.APIURL != d.ep.Client.APIURL {
@@ -240,6 +283,17 @@ func TestDevPutGetRestart(t *testing.T) {
 	}
 	if r := run(t, bin, env, "put", in); strings.TrimSpace(r.stdout) != capStr {
 		t.Errorf("put after restart: cap %q, want %q (%s)", r.stdout, capStr, r.stderr)
+	}
+
+	// A storage node killed: the rest run on and K=2 of 3 still read.
+	syscall.Kill(d2.ep.Nodes[1].Pid, syscall.SIGKILL)
+	if r := run(t, bin, env, "get", capStr); r.code != 0 || r.stdout != string(data) {
+		t.Errorf("get with a storage node killed: exit %d, %d bytes: %s", r.code, len(r.stdout), r.stderr)
+	}
+	select {
+	case <-d2.done:
+		t.Errorf("tarn dev ended when one storage node died")
+	default:
 	}
 }
 
