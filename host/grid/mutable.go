@@ -227,11 +227,12 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 		if err != nil {
 			return 0, err
 		}
+		orig := bytes.Clone(old) // modify may change old in place
 		next, err := modify(old)
 		if err != nil {
 			return 0, err
 		}
-		if bytes.Equal(next, old) && sm.maxSeq == best.header.Seq {
+		if bytes.Equal(next, orig) && sm.maxSeq == best.header.Seq {
 			c.record(si, best.header.Seq)
 			return best.header.Seq, nil
 		}
