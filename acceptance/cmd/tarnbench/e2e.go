@@ -499,13 +499,27 @@ func rssKiB(pid int, field string) int64 {
 		return 0
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return statusKiB(f, field)
+}
+
+// statusKiB finds "FIELD:   1234 kB" in a /proc/PID/status text and
+// returns 1234; 0 when the field is missing or not a size in kB.
+func statusKiB(r io.Reader, field string) int64 {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return v
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
+		if !ok {
+			continue
 		}
+		num, ok := strings.CutSuffix(strings.TrimSpace(rest), " kB")
+		if !ok {
+			return 0
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || v < 0 {
+			return 0
+		}
+		return v
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -366,4 +367,49 @@ func TestGridThatDies(t *testing.T) {
 	if time.Since(t0) > 10*time.Second {
 		t.Fatalf("took %v to notice", time.Since(t0))
 	}
+}
+
+func TestStatusKiB(t *testing.T) {
+	const status = "Name:\ttarn\nVmPeak:\t 2000 kB\nVmHWM:\t    85700 kB\nVmRSS:\t   25812 kB\nThreads:\t9\n"
+	for _, tc := range []struct {
+		name, text, field string
+		want              int64
+	}{
+		{"hwm", status, "VmHWM", 85700},
+		{"rss", status, "VmRSS", 25812},
+		{"missing", status, "VmSwap", 0},
+		{"prefix of another field", status, "Vm", 0},
+		{"not in kB", status, "Threads", 0},
+		{"negative", "VmRSS:\t-5 kB\n", "VmRSS", 0},
+		{"garbage", "VmRSS:\tlots kB\n", "VmRSS", 0},
+		{"empty", "", "VmRSS", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := statusKiB(strings.NewReader(tc.text), tc.field); got != tc.want {
+				t.Fatalf("statusKiB(%q) = %d, want %d", tc.field, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzStatusKiB: any text gives a size >= 0 and never panics; a well-formed
+// line gives its number back.
+func FuzzStatusKiB(f *testing.F) {
+	f.Add("VmHWM:\t    85700 kB\n", int64(85700))
+	f.Add("Name:\tx\nVmHWM: 1 kB", int64(3))
+	f.Fuzz(func(t *testing.T, text string, n int64) {
+		if got := statusKiB(strings.NewReader(text), "VmHWM"); got < 0 {
+			t.Fatalf("negative size %d", got)
+		}
+		if n < 0 {
+			n = -n
+		}
+		if n < 0 {
+			return
+		}
+		line := fmt.Sprintf("VmHWM:\t%d kB\n", n)
+		if got := statusKiB(strings.NewReader(line+text), "VmHWM"); got != n {
+			t.Fatalf("statusKiB(%q) = %d, want %d", line, got, n)
+		}
+	})
 }
