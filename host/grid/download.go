@@ -351,7 +351,9 @@ func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 			select {
 			case sem <- struct{}{}:
 				err := c.do(ctx, srv, func(cl *storageclient.Client) error {
-					list, err := cl.List(ctx, s.si)
+					rctx, cancel := c.reqCtx(ctx)
+					defer cancel()
+					list, err := cl.List(rctx, s.si)
 					have = have[:0]
 					for _, in := range list {
 						have = append(have, in.Num)
@@ -591,7 +593,9 @@ func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (i
 		tried[srv.NodeID] = true
 		n := 0
 		err := s.c.do(ctx, srv, func(cl *storageclient.Client) error {
-			data, err := cl.Read(ctx, s.si, uint32(sh), off, int64(len(p)))
+			rctx, cancel := s.c.reqCtx(ctx)
+			defer cancel()
+			data, err := cl.Read(rctx, s.si, uint32(sh), off, int64(len(p)))
 			n = copy(p, data)
 			s.c.stats.bytesDown.Add(int64(n))
 			if errors.Is(err, io.ErrUnexpectedEOF) {

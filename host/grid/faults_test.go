@@ -14,7 +14,9 @@ import (
 	"github.com/tarnfs/tarn/host/chk"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/placement"
+	"github.com/tarnfs/tarn/host/storageserver"
 	"github.com/tarnfs/tarn/host/testgrid"
+	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
@@ -392,5 +394,85 @@ func TestServerListChangesAreFollowed(t *testing.T) {
 	download(t, c, cp, data)
 	if h := g.Holders(cp.StorageIndex()); len(h) != 5 {
 		t.Fatalf("holders: %v", h)
+	}
+}
+
+func TestFullServers(t *testing.T) {
+	const size = 200 << 10
+	cases := []struct {
+		name    string
+		full    int // servers 0..full-1 have no room
+		wantErr []string
+	}{
+		{"one full server is passed over", 1, nil},
+		{"two full servers leave too few", 2, []string{"only 3 usable", "5 known, 2 full"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := testgrid.New(t, 5, &testgrid.Options{Server: func(i int, cfg *storageserver.Config) {
+				if i < tc.full {
+					cfg.Reserved = storagememory.DefaultLimit - 50<<10 // room for no share
+				}
+			}})
+			c, _ := newClient(t, g, nil)
+			data := random(size)
+			cp, err := c.Upload(ctxFor(t, time.Minute), bytes.NewReader(data), size, nil)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				v := chkOf(t, cp)
+				for sh, srvs := range g.Holders(v.StorageIndex()) {
+					for _, i := range srvs {
+						if i < tc.full {
+							t.Errorf("share %d on full server %d", sh, i)
+						}
+					}
+				}
+				download(t, c, cp, data)
+				return
+			}
+			if !errors.Is(err, grid.ErrNotHappy) {
+				t.Fatalf("upload: %v, want ErrNotHappy", err)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// failingReader gives n bytes, then an error.
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errors.New("disk on fire")
+	}
+	p = p[:min(len(p), f.n)]
+	f.n -= len(p)
+	return len(p), nil
+}
+
+func TestReaderErrorFailsUpload(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	for _, conv := range []bool{true, false} {
+		t.Run(fmt.Sprintf("convergent=%v", conv), func(t *testing.T) {
+			c, _ := newClient(t, g, func(cfg *grid.Config) {
+				if !conv {
+					cfg.Convergence = nil
+				}
+			})
+			_, err := c.Upload(ctxFor(t, time.Minute), &failingReader{n: 5 * seg}, 10*seg, nil)
+			if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+				t.Fatalf("upload from a failing reader: %v", err)
+			}
+			c.Close()
+			if n := g.Counts().Seals; n != 0 {
+				t.Fatalf("%d shares sealed", n)
+			}
+		})
 	}
 }

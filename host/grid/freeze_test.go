@@ -14,8 +14,9 @@ import (
 )
 
 // timeout is the server timeout of the hang tests; every hung server may
-// cost a few of them, never more.
-const timeout = time.Second
+// cost a few of them, never more. The race detector slows the whole
+// process (and the machine is shared), so it gets more.
+var timeout = map[bool]time.Duration{false: time.Second, true: 3 * time.Second}[raceEnabled]
 
 func TestFreezeDuringUpload(t *testing.T) {
 	cases := []struct {

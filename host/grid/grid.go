@@ -163,8 +163,10 @@ func New(cfg Config) (*Client, error) {
 		conns: map[string]*conn{}}, nil
 }
 
-// Close drops every connection and waits for background aborts.
+// Close waits for background aborts and corruption advice, then drops
+// every connection.
 func (c *Client) Close() error {
+	c.bg.Wait() // aborts and advice still use the connections
 	c.mu.Lock()
 	c.closed = true
 	conns := c.conns
@@ -178,7 +180,6 @@ func (c *Client) Close() error {
 		}
 		cn.mu.Unlock()
 	}
-	c.bg.Wait()
 	return nil
 }
 
@@ -264,10 +265,15 @@ func (c *Client) conn(ctx context.Context, s Server) (*storageclient.Client, boo
 		cn.cl.Close()
 		cn.cl = nil
 	}
+	// Requests get ServerTimeout from the grid client's own deadlines
+	// (reqCtx) and the uploader's progress monitor; the storage client's
+	// silence watchdog is only a backstop, looser so that a share stream
+	// waiting for the encoder is not taken for a hung server.
 	cl, err := storageclient.Dial(ctx, c.cfg.Transport, s.Addr, c.cfg.Cert, storageclient.Options{
 		GridSecret:  c.cfg.GridSecret,
-		CallTimeout: c.cfg.ServerTimeout,
+		CallTimeout: 2 * c.cfg.ServerTimeout,
 		DialTimeout: c.cfg.ServerTimeout,
+		ChunkSize:   max(64<<10, min(1<<20, c.params.SegmentSize/c.params.K)),
 	})
 	if err != nil {
 		cn.failedAt = time.Now()
@@ -317,6 +323,11 @@ func (c *Client) recentlyFailed(s Server) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	return !cn.failedAt.IsZero() && time.Since(cn.failedAt) < time.Minute
+}
+
+// reqCtx bounds one request to a server by ServerTimeout.
+func (c *Client) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.ServerTimeout)
 }
 
 // leaseSecret is this client's lease secret for one file on one server.

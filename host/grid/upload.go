@@ -274,14 +274,16 @@ func (u *uploader) survey() error {
 			defer func() { <-sem }()
 			var a answer
 			err := c.do(u.ctx, s, func(cl *storageclient.Client) error {
-				v, err := cl.Version(u.ctx)
+				rctx, cancel := c.reqCtx(u.ctx)
+				defer cancel()
+				v, err := cl.Version(rctx)
 				if err != nil {
 					return err
 				}
 				a = answer{ok: true, writable: v.Available >= u.layout.ShareSize &&
 					(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)}
 				if c.cfg.Convergence != nil {
-					a.have, err = cl.List(u.ctx, u.si)
+					a.have, err = cl.List(rctx, u.si)
 				}
 				return err
 			})
@@ -408,9 +410,13 @@ type task struct {
 	w     *storageclient.ShareWriter
 	ctx   context.Context
 	ch    chan job
-	dead  chan struct{} // closed when the task stops taking jobs
+	dead  chan struct{} // closed when the task is over (read err after it)
 	err   error
 	bytes atomic.Int64
+	// busySince is when the request in progress started (unix ns; 0 when
+	// idle): the progress monitor fails a server stuck in one for longer
+	// than ServerTimeout.
+	busySince atomic.Int64
 }
 
 type job struct {
@@ -516,7 +522,9 @@ func (u *uploader) allocateOn(ctx context.Context, cl *storageclient.Client, id 
 	deadline := time.Now().Add(u.c.cfg.ServerTimeout)
 	delay := 20 * time.Millisecond
 	for {
-		a, err := cl.Allocate(ctx, u.si, shs, u.layout.ShareSize, u.c.leaseSecret(u.si[:], id))
+		rctx, cancel := u.c.reqCtx(ctx)
+		a, err := cl.Allocate(rctx, u.si, shs, u.layout.ShareSize, u.c.leaseSecret(u.si[:], id))
+		cancel()
 		if err != nil {
 			return all, nil, err
 		}
@@ -565,6 +573,9 @@ func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
 	case <-t.dead:
 		bufPool.Put(b)
 		return nil
+	case <-t.ctx.Done(): // its server failed: the share is replanned
+		bufPool.Put(b)
+		return nil
 	case <-ctx.Done():
 		bufPool.Put(b)
 		return ctx.Err()
@@ -574,16 +585,25 @@ func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
 // run writes the task's jobs and seals the share when the channel closes.
 // A failure drops the whole server at once, so its other shares stop
 // waiting on it too.
-func (t *task) run(u *uploader) {
+func (t *task) run(u *uploader, commit *atomic.Bool) {
 	defer close(t.dead)
 	defer func() {
-		if t.err != nil {
+		if t.err == nil {
+			return
+		}
+		if t.err != errAbandoned {
 			u.fail(t.id, t.err)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), u.c.cfg.ServerTimeout)
+		defer cancel()
+		t.w.Abort(ctx)
 	}()
+	busy := func() { t.busySince.Store(time.Now().UnixNano()) }
 	for j := range t.ch {
 		if t.err == nil {
+			busy()
 			t.err = t.w.WriteAt(t.ctx, *j.buf, j.off)
+			t.busySince.Store(0)
 			if t.err == nil {
 				t.bytes.Add(int64(len(*j.buf)))
 				u.c.stats.bytesUp.Add(int64(len(*j.buf)))
@@ -594,8 +614,39 @@ func (t *task) run(u *uploader) {
 			return
 		}
 	}
+	if !commit.Load() {
+		// The encoder failed: these bytes are not a share. Never seal.
+		t.err = errAbandoned
+		return
+	}
+	busy()
 	t.err = t.w.Seal(t.ctx)
+	t.busySince.Store(0)
 }
+
+// monitor fails every server with a request stuck for longer than
+// ServerTimeout, until stop is closed.
+func (u *uploader) monitor(tasks map[int]*task, stop <-chan struct{}) {
+	d := u.c.cfg.ServerTimeout
+	tick := time.NewTicker(max(d/8, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UnixNano()
+		for _, t := range tasks {
+			if since := t.busySince.Load(); since != 0 && time.Duration(now-since) > d {
+				u.fail(t.id, fmt.Errorf("server %s: share %d made no progress for %s: %w", t.id, t.sh, d, context.DeadlineExceeded))
+			}
+		}
+	}
+}
+
+// errAbandoned marks the tasks of a pass whose encoding failed.
+var errAbandoned = errors.New("upload abandoned")
 
 // pass allocates the shares in want, encodes the whole file from src,
 // streams those shares and seals them. Servers that fail are dropped and
@@ -619,21 +670,30 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 		abortAll()
 		return cap.CHK{}, err
 	}
-	var wg sync.WaitGroup
+	// Tasks run in the background (Close waits for them): one whose server
+	// failed may still be finishing its abort when the pass moves on.
+	var commit atomic.Bool // set once the encoder finished: only then seal
 	for _, t := range tasks {
-		wg.Add(1)
-		go func() { defer wg.Done(); t.run(u) }()
+		u.c.bg.Add(1)
+		go func() { defer u.c.bg.Done(); t.run(u, &commit) }()
 	}
+	stop := make(chan struct{})
+	go u.monitor(tasks, stop)
 	closeAll := func() {
 		for _, t := range tasks {
 			close(t.ch)
 		}
-		wg.Wait()
+		for _, t := range tasks {
+			select {
+			case <-t.dead:
+			case <-t.ctx.Done(): // its server failed (or the upload ended)
+			}
+		}
+		close(stop)
 	}
 	enc, err := chk.NewEncoder(u.ctx, u.c.params, u.key, u.layout.Size, u.c.cfg.Codec, &sink{tasks})
 	if err != nil {
-		closeAll()
-		abortAll()
+		closeAll() // the tasks abort their shares
 		return cap.CHK{}, fmt.Errorf("upload %s: %w", u.si, err)
 	}
 	buf := make([]byte, min(u.c.params.SegmentSize, 1<<20))
@@ -642,22 +702,27 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 	if err == nil {
 		out, err = enc.Close()
 	}
+	if err == nil && u.ctx.Err() == nil {
+		commit.Store(true)
+	}
 	closeAll()
 	if err == nil {
 		err = u.ctx.Err()
 	}
 	if err != nil {
-		abortAll()
 		if errors.Is(err, ErrSize) {
 			return cap.CHK{}, err
 		}
 		return cap.CHK{}, fmt.Errorf("upload %s: %w", u.si, err)
 	}
 	for _, t := range tasks {
+		select {
+		case <-t.dead:
+		default:
+			continue // its server failed; the task aborts in the background
+		}
 		if t.err != nil {
-			u.abort(t.w)
-			u.fail(t.id, t.err)
-			continue
+			continue // failed and aborted by the task
 		}
 		u.mu.Lock()
 		ok := !u.pl.Failed(t.id)
