@@ -16,8 +16,12 @@ type Tx struct {
 	d      *Dir
 	ctx    context.Context
 	limits Limits
-	work   map[int][]Entry // private copies of the buckets being changed
-	delta  int
+	// changes holds the edit's entries by name (nil: deleted), applied
+	// to their buckets at commit, so that a bulk edit costs O(n log n),
+	// not a bucket copy per name.
+	changes map[string]*Entry
+	loaded  map[int][]Entry // buckets read by this edit
+	delta   int
 }
 
 // Edit applies fn to the directory whose root is old and returns the new
@@ -35,11 +39,11 @@ func Edit(ctx context.Context, old []byte, keys Keys, chunks Chunks, cache *Cach
 	if err != nil {
 		return nil, err
 	}
-	tx := &Tx{d: d, ctx: ctx, limits: limits.withDefaults(), work: map[int][]Entry{}}
+	tx := &Tx{d: d, ctx: ctx, limits: limits.withDefaults(), changes: map[string]*Entry{}, loaded: map[int][]Entry{}}
 	if err := fn(tx); err != nil {
 		return nil, err
 	}
-	if len(tx.work) == 0 {
+	if len(tx.changes) == 0 {
 		return old, nil
 	}
 	return tx.commit()
@@ -51,17 +55,29 @@ func (t *Tx) Len() int { return t.d.Len() + t.delta }
 // Keys are the directory's keys (to open child write caps).
 func (t *Tx) Keys() Keys { return t.d.keys }
 
-// load returns the working copy of the bucket holding name.
-func (t *Tx) load(name string) (int, []Entry, error) {
-	i := t.d.root.find(t.d.keys.nameHash(name))
-	if es, ok := t.work[i]; ok {
-		return i, es, nil
+// bucket reads bucket i once per edit.
+func (t *Tx) bucket(i int) ([]Entry, error) {
+	if es, ok := t.loaded[i]; ok {
+		return es, nil
 	}
 	es, err := t.d.bucket(t.ctx, i)
-	if err != nil {
-		return 0, nil, err
+	if err == nil {
+		t.loaded[i] = es
 	}
-	return i, es, nil
+	return es, err
+}
+
+// base returns the stored (unchanged) entry of name.
+func (t *Tx) base(name string) (int, Entry, bool, error) {
+	i := t.d.root.find(t.d.keys.nameHash(name))
+	es, err := t.bucket(i)
+	if err != nil {
+		return i, Entry{}, false, err
+	}
+	if j, ok := search(es, name); ok {
+		return i, es[j], true, nil
+	}
+	return i, Entry{}, false, nil
 }
 
 func search(es []Entry, name string) (int, bool) {
@@ -71,14 +87,14 @@ func search(es []Entry, name string) (int, bool) {
 
 // Get looks a clean name up.
 func (t *Tx) Get(name string) (Entry, bool, error) {
-	_, es, err := t.load(name)
-	if err != nil {
-		return Entry{}, false, err
+	if e, ok := t.changes[name]; ok {
+		if e == nil {
+			return Entry{}, false, nil
+		}
+		return *e, true, nil
 	}
-	if j, ok := search(es, name); ok {
-		return es[j], true, nil
-	}
-	return Entry{}, false, nil
+	_, e, ok, err := t.base(name)
+	return e, ok, err
 }
 
 // Set adds or replaces the entry name -> child, sealing writeCap (""
@@ -121,41 +137,49 @@ func (t *Tx) SetMeta(name string, meta Metadata) error {
 var errNoEntry = errors.New("no such entry")
 
 func (t *Tx) put(e Entry) error {
-	i, es, err := t.load(e.Name)
+	_, had, err := t.Get(e.Name)
 	if err != nil {
 		return err
 	}
-	j, found := search(es, e.Name)
-	cp := make([]Entry, 0, len(es)+1)
-	cp = append(cp, es[:j]...)
-	cp = append(cp, e)
-	if found {
-		cp = append(cp, es[j+1:]...)
-	} else {
-		cp = append(cp, es[j:]...)
+	if !had {
 		t.delta++
 	}
-	t.work[i] = cp
+	t.changes[e.Name] = &e
 	return nil
 }
 
 // Delete removes name and returns what it was.
 func (t *Tx) Delete(name string) (Entry, bool, error) {
-	i, es, err := t.load(name)
-	if err != nil {
+	e, had, err := t.Get(name)
+	if err != nil || !had {
 		return Entry{}, false, err
 	}
-	j, found := search(es, name)
-	if !found {
-		return Entry{}, false, nil
-	}
-	e := es[j]
-	cp := make([]Entry, 0, len(es)-1)
-	cp = append(cp, es[:j]...)
-	cp = append(cp, es[j+1:]...)
-	t.work[i] = cp
+	t.changes[name] = nil
 	t.delta--
 	return e, true, nil
+}
+
+// apply merges the edit's changes for bucket i into its stored entries.
+func (t *Tx) apply(i int, names []string) ([]Entry, error) {
+	base, err := t.bucket(i)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(base)+len(names))
+	j := 0
+	for _, n := range names {
+		for j < len(base) && base[j].Name < n {
+			out = append(out, base[j])
+			j++
+		}
+		if j < len(base) && base[j].Name == n {
+			j++ // replaced or deleted
+		}
+		if e := t.changes[n]; e != nil {
+			out = append(out, *e)
+		}
+	}
+	return append(out, base[j:]...), nil
 }
 
 // piece is a bucket of the new root and whether this edit made it.
@@ -168,12 +192,22 @@ type piece struct {
 // commit builds the new root: unchanged buckets are copied by reference,
 // changed ones re-encoded, split, merged and stored.
 func (t *Tx) commit() ([]byte, error) {
+	byBucket := map[int][]string{}
+	for n := range t.changes {
+		i := t.d.root.find(t.d.keys.nameHash(n))
+		byBucket[i] = append(byBucket[i], n)
+	}
 	var ps []piece
 	for i, br := range t.d.root.buckets {
-		es, ok := t.work[i]
+		names, ok := byBucket[i]
 		if !ok {
 			ps = append(ps, piece{bucketRef: br})
 			continue
+		}
+		sort.Strings(names)
+		es, err := t.apply(i, names)
+		if err != nil {
+			return nil, err
 		}
 		ps = append(ps, t.split(es, br.depth, br.lo)...)
 	}

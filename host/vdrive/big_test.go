@@ -1,0 +1,145 @@
+package vdrive_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/testgrid"
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+const bigN = 10_000
+
+// bigDir makes /big with bigN entries (one change of LinkMany): nine in
+// ten link a real 1 KiB file, one in ten a directory by its write cap, so
+// entries have the sizes real ones have. It returns the drive's root cap.
+func bigDir(t testing.TB, g *testgrid.Grid, c *grid.Client) string {
+	t.Helper()
+	ctx := ctxFor(t, 5*time.Minute)
+	st := vdrive.GridStore(c)
+	root, err := vdrive.NewRoot(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := vdrive.New(st, root.String())
+	if err := d.Mkdir(ctx, "/big"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Mkdir(ctx, "/sub"); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := d.Stat(ctx, "/sub")
+	fc, err := c.Upload(ctx, bytes.NewReader(pseudo(9, 1024)), 1024, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := make(map[string]string, bigN)
+	for i := 0; i < bigN; i++ {
+		if i%10 == 0 {
+			links[bigName(i)] = sub.WriteCap()
+		} else {
+			links[bigName(i)] = fc.String()
+		}
+	}
+	if err := d.LinkMany(ctx, "/big", links); err != nil {
+		t.Fatal(err)
+	}
+	return root.String()
+}
+
+func bigName(i int) string { return fmt.Sprintf("file-%05d.dat", i) }
+
+// TestBigDirectory: a 10,000-entry directory lists correctly and quickly
+// from a cold client, and adding one entry reads and writes a bounded
+// amount (one bucket chunk and the root) whatever the directory's size.
+func TestBigDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 entries")
+	}
+	g := newGrid(t)
+	rootCap := bigDir(t, g, newClient(t, g))
+	ctx := ctxFor(t, 2*time.Minute)
+
+	c := newClient(t, g)
+	d, _ := vdrive.New(vdrive.GridStore(c), rootCap)
+	start := time.Now()
+	infos, err := d.ReadDir(ctx, "/big")
+	list := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != bigN {
+		t.Fatalf("lists %d entries, want %d", len(infos), bigN)
+	}
+	for i, in := range infos {
+		if in.Name() != bigName(i) || in.IsDir() != (i%10 == 0) {
+			t.Fatalf("entry %d is %s (dir %v)", i, in.Name(), in.IsDir())
+		}
+	}
+	if w := infos[0].WriteCap(); !bytes.HasPrefix([]byte(w), []byte("tarn:dir:")) {
+		t.Fatalf("directory entry's write cap %q", w)
+	}
+	t.Logf("cold list of %d entries: %v (%d chunk downloads)", bigN, list, c.Stats().Downloads)
+
+	before := c.Stats()
+	start = time.Now()
+	if err := d.Link(ctx, "/big/added", cap.Literal{Data: []byte("x")}.String()); err != nil {
+		t.Fatal(err)
+	}
+	add := time.Since(start)
+	after := c.Stats()
+	up, down := after.Uploads-before.Uploads, after.Downloads-before.Downloads
+	t.Logf("add one entry: %v (%d chunk uploads, %d chunk downloads)", add, up, down)
+	if up > 2 || down > 1 {
+		t.Fatalf("adding one entry uploaded %d and downloaded %d chunks; want <= 2 and <= 1", up, down)
+	}
+	if info, err := d.Stat(ctx, "/big/added"); err != nil || info.Size() != 1 {
+		t.Fatalf("stat added: %v %v", info, err)
+	}
+	if got, err := d.ReadDir(ctx, "/big"); err != nil || len(got) != bigN+1 {
+		t.Fatalf("after adding: %d entries, %v", len(got), err)
+	}
+	if !raceEnabled && list > 3*time.Second {
+		t.Fatalf("listing %d entries took %v", bigN, list)
+	}
+}
+
+// BenchmarkBigDirectory times, on a 10,000-entry directory over a
+// 5-server test grid, a cold list (fresh client, empty caches), a warm
+// list (chunks cached) and adding one entry.
+func BenchmarkBigDirectory(b *testing.B) {
+	g := newGrid(b)
+	rootCap := bigDir(b, g, newClient(b, g))
+	ctx := ctxFor(b, 10*time.Minute)
+	b.Run("list-cold", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			d, _ := vdrive.New(vdrive.GridStore(newClient(b, g)), rootCap)
+			infos, err := d.ReadDir(ctx, "/big")
+			if err != nil || len(infos) < bigN {
+				b.Fatal(len(infos), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/list")
+	})
+	d, _ := vdrive.New(vdrive.GridStore(newClient(b, g)), rootCap)
+	b.Run("list-warm", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if infos, err := d.ReadDir(ctx, "/big"); err != nil || len(infos) < bigN {
+				b.Fatal(len(infos), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/list")
+	})
+	b.Run("add-one", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := d.Link(ctx, fmt.Sprintf("/big/added-%d-%d", b.N, i), cap.Literal{Data: []byte("x")}.String()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
+	})
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package vdrive_test
+
+const raceEnabled = true
