@@ -32,6 +32,7 @@ type options struct {
 	files   int
 	workers int
 	skip    string // comma-separated parts to skip: ceilings, codec, e2e
+	base    string // an earlier results file to compare with
 }
 
 func main() {
@@ -47,6 +48,7 @@ func main() {
 	flag.DurationVar(&o.d, "time", 1500*time.Millisecond, "how long each ceiling and codec figure is measured")
 	flag.IntVar(&o.files, "files", 1000, "how many 4 KiB files to put and get")
 	flag.IntVar(&o.workers, "api-workers", 8, "requests in flight for the API small-file figure")
+	flag.StringVar(&o.base, "baseline", "", "an earlier results JSON: show its values and the change beside this run's")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated parts not to run: ceilings, codec, e2e")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: tarnbench [flags]\n\nMeasures this machine's ceilings and tarn against them; see docs/benchmarks.md.\n\n")
@@ -68,11 +70,19 @@ func main() {
 			o.files = 200
 		}
 	}
+	var baseline []Figure
+	if o.base != "" {
+		var err error
+		if baseline, err = readBaseline(o.base); err != nil {
+			fmt.Fprintf(os.Stderr, "tarnbench: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := run(ctx, o, os.Stderr)
 	if r != nil {
-		r.WriteTable(os.Stdout)
+		r.WriteTable(os.Stdout, baseline...)
 		if werr := r.WriteJSON(o.out); werr != nil {
 			fmt.Fprintf(os.Stderr, "tarnbench: %v\n", werr)
 			os.Exit(1)

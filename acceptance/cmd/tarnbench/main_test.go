@@ -413,3 +413,50 @@ func FuzzStatusKiB(f *testing.F) {
 		}
 	})
 }
+
+func TestBaseline(t *testing.T) {
+	dir := t.TempDir()
+	old := &Report{}
+	old.add(Figure{Key: "e2e.cli.put.256MiB", Value: 50, Unit: "MB/s"})
+	path := filepath.Join(dir, "old.json")
+	if err := old.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	base, err := readBaseline(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{}
+	r.add(Figure{Key: "e2e.cli.put.256MiB", Value: 100, Unit: "MB/s"})
+	r.add(Figure{Key: "e2e.cli.get.256MiB", Value: 70, Unit: "MB/s"})
+	var out bytes.Buffer
+	if err := r.WriteTable(&out, base...); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[0], "x before") {
+		t.Fatalf("no baseline columns: %q", lines[0])
+	}
+	if f := strings.Fields(lines[1]); f[len(f)-2] != "50.0" || f[len(f)-1] != "2.00" {
+		t.Fatalf("put line %q: want before 50.0 and x before 2.00", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[len(f)-1] != "-" {
+		t.Fatalf("get line %q: want no change shown", lines[2])
+	}
+
+	for _, tc := range []struct{ name, content string }{
+		{"not json", "figure value\n"},
+		{"no figures", "{}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			os.WriteFile(p, []byte(tc.content), 0o644)
+			if _, err := readBaseline(p); err == nil || !strings.Contains(err.Error(), "baseline") {
+				t.Fatalf("readBaseline: %v, want a baseline error", err)
+			}
+		})
+	}
+	if _, err := readBaseline(filepath.Join(dir, "none")); err == nil {
+		t.Fatal("readBaseline of a missing file succeeded")
+	}
+}

@@ -86,17 +86,35 @@ func pipelineCeiling(rates ...float64) float64 {
 	return 1 / perByte
 }
 
-// WriteTable prints the figures, one a line, then the notes.
-func (r *Report) WriteTable(w io.Writer) error {
+// WriteTable prints the figures, one a line, then the notes. With a
+// baseline (an earlier run's figures), two more columns show the earlier
+// value and this one's ratio to it.
+func (r *Report) WriteTable(w io.Writer, baseline ...Figure) error {
+	was := map[string]float64{}
+	for _, f := range baseline {
+		was[f.Key] = f.Value
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "figure\tvalue\tunit\tceiling\tratio\t")
+	head := "figure\tvalue\tunit\tceiling\tratio\t"
+	if len(baseline) > 0 {
+		head += "before\tx before\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, f := range r.Figures {
 		ceil, ratio := "-", "-"
 		if f.Ceiling != "" {
 			ceil = f.Ceiling
 			ratio = fmt.Sprintf("%.3f", f.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", f.Key, formatValue(f.Value), f.Unit, ceil, ratio)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t", f.Key, formatValue(f.Value), f.Unit, ceil, ratio)
+		if len(baseline) > 0 {
+			if v, ok := was[f.Key]; ok && v > 0 {
+				line += fmt.Sprintf("%s\t%.2f\t", formatValue(v), f.Value/v)
+			} else {
+				line += "-\t-\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -165,6 +183,22 @@ func (r *Report) WriteJSON(path string) error {
 		return fmt.Errorf("write results %s: %w", path, err)
 	}
 	return nil
+}
+
+// readBaseline reads the figures of an earlier run's JSON.
+func readBaseline(path string) ([]Figure, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	var old Report
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, fmt.Errorf("baseline %s: not a tarnbench results file: %w", path, err)
+	}
+	if len(old.Figures) == 0 {
+		return nil, fmt.Errorf("baseline %s: no figures in it", path)
+	}
+	return old.Figures, nil
 }
 
 // loadAvg returns the first three fields of /proc/loadavg, or "unknown".
