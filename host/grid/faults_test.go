@@ -324,6 +324,9 @@ func TestStatsCount(t *testing.T) {
 	if got != want {
 		t.Fatalf("uploads, literal, downloads, failed = %s, want %s", got, want)
 	}
+	if st.Dials != 5 || st.DialFailures != 0 {
+		t.Fatalf("%d dials (%d failed) for 5 servers: connections are not reused", st.Dials, st.DialFailures)
+	}
 	if st.BytesUploaded < int64(len(data))*5/3 || st.BytesDownloaded < int64(len(data)) {
 		t.Fatalf("bytes up %d down %d for a %d-byte file", st.BytesUploaded, st.BytesDownloaded, len(data))
 	}
@@ -475,4 +478,33 @@ func TestReaderErrorFailsUpload(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReuploadWritesOnlyMissingShares(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	data := random(4 * seg)
+	cp := chkOf(t, upload(t, c, data))
+	si := cp.StorageIndex()
+	lost := 0
+	for sh, srvs := range g.Holders(si) {
+		if sh < 2 {
+			if err := g.Servers[srvs[0]].Backend.DeleteShare(storage.Ref{Index: si, Num: uint32(sh)}); err != nil {
+				t.Fatal(err)
+			}
+			lost++
+		}
+	}
+	before := g.Counts()
+	if again := chkOf(t, upload(t, c, data)); again != cp {
+		t.Fatal("re-upload gave another cap")
+	}
+	after := g.Counts()
+	if got := after.Seals - before.Seals; got != int64(lost) {
+		t.Fatalf("re-upload sealed %d shares, want the %d missing", got, lost)
+	}
+	if h := g.Holders(si); len(h) != 5 {
+		t.Fatalf("holders after re-upload: %v", h)
+	}
+	download(t, c, cp, data)
 }
