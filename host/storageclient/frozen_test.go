@@ -79,7 +79,8 @@ func TestFrozenServerTimesOut(t *testing.T) {
 	a, _ := nodelink.ParseAddr(ts.addr)
 	f := newFreezer(t, strings.TrimPrefix(a.Transports[0], "tcp:"))
 	a.Transports = []string{"tcp:" + f.ln.Addr().String()}
-	const timeout = 300 * time.Millisecond
+	// Long enough for the 8 MiB setup upload on a loaded machine.
+	const timeout = 2 * time.Second
 	c, err := Dial(testCtx(t), tcp, a.String(), newCert(t), Options{GridSecret: ts.secret, CallTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)

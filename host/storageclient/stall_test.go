@@ -16,7 +16,9 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
-const idle = 300 * time.Millisecond
+// idle is the server's idle timeout in these tests: long enough that a loaded
+// 2-core CI machine never trips it by accident, short enough to wait out.
+const idle = 2 * time.Second
 
 func TestStalledWriterDoesNotBlockOthers(t *testing.T) {
 	ts := startServer(t, storageserver.Config{IdleTimeout: idle}, false)
