@@ -14,10 +14,15 @@ import (
 
 const bigN = 10_000
 
-// bigDir makes /big with bigN entries (one change of LinkMany): nine in
+// bigDir makes /big with bigN entries; sizedDir with n (one change of LinkMany): nine in
 // ten link a real 1 KiB file, one in ten a directory by its write cap, so
 // entries have the sizes real ones have. It returns the drive's root cap.
 func bigDir(t testing.TB, g *testgrid.Grid, c *grid.Client) string {
+	t.Helper()
+	return sizedDir(t, g, c, bigN)
+}
+
+func sizedDir(t testing.TB, g *testgrid.Grid, c *grid.Client, n int) string {
 	t.Helper()
 	ctx := ctxFor(t, 5*time.Minute)
 	st := vdrive.GridStore(c)
@@ -37,8 +42,8 @@ func bigDir(t testing.TB, g *testgrid.Grid, c *grid.Client) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	links := make(map[string]string, bigN)
-	for i := 0; i < bigN; i++ {
+	links := make(map[string]string, n)
+	for i := 0; i < n; i++ {
 		if i%10 == 0 {
 			links[bigName(i)] = sub.WriteCap()
 		} else {
@@ -142,4 +147,28 @@ func BenchmarkBigDirectory(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
 	})
+}
+
+// BenchmarkAddOne times adding one entry to directories of 100, 1,000 and
+// 10,000 entries with no chunk cache (each add reads the bucket's chunk,
+// writes a new one and the root): the cost should barely grow.
+func BenchmarkAddOne(b *testing.B) {
+	g := newGrid(b)
+	c := newClient(b, g)
+	ctx := ctxFor(b, 10*time.Minute)
+	for _, n := range []int{100, 1000, bigN} {
+		rootCap := sizedDir(b, g, c, n)
+		d, _ := vdrive.New(vdrive.GridStore(c), rootCap, vdrive.WithCache(0))
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			before := c.Stats()
+			for i := 0; i < b.N; i++ {
+				if err := d.Link(ctx, fmt.Sprintf("/big/added-%d-%d", b.N, i), cap.Literal{Data: []byte("x")}.String()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			after := c.Stats()
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
+			b.ReportMetric(float64(after.BytesUploaded-before.BytesUploaded)/float64(b.N)/1024, "KiB-up/add")
+		})
+	}
 }
