@@ -120,6 +120,9 @@ func (c *Client) Get(ctx context.Context, capStr string) (body io.ReadCloser, si
 
 // GetRange reads length bytes from off (to the end when length < 0).
 func (c *Client) GetRange(ctx context.Context, capStr string, off, length int64) (io.ReadCloser, int64, error) {
+	if length == 0 {
+		return http.NoBody, 0, nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/file/"+url.PathEscape(strings.TrimSpace(capStr)), nil)
 	if err != nil {
 		return nil, 0, err
