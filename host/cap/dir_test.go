@@ -79,3 +79,15 @@ func FuzzParseDirCap(f *testing.F) {
 		}
 	})
 }
+
+func TestDirGolden(t *testing.T) {
+	w := DirWrite{Slot: sampleMutable()}
+	const (
+		write  = "tarn:dir:aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq"
+		read   = "tarn:dir-ro:asqndpdugddx6w23lwdthqsigoknsy3xl3ptv2f3iydjoe4fdgga:zeepy3ugri4xrv27augj7j2utiolnikyte22kwsy2ijjehmb7x2q"
+		verify = "tarn:dir-verify:zeepy3ugri4xrv27augj7j2utiolnikyte22kwsy2ijjehmb7x2q"
+	)
+	if w.String() != write || w.ReadCap().String() != read || w.ReadCap().Verify().String() != verify {
+		t.Fatalf("caps changed:\n%s\n%s\n%s", w, w.ReadCap(), w.ReadCap().Verify())
+	}
+}
