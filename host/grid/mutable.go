@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,23 +290,20 @@ type MutableCheck struct {
 // share's signature and proof, and rebuilds the current version's
 // ciphertext from K shares to check the signed hash. It changes nothing.
 func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, error) {
-	var pkh [cap.PublicKeyHashSize]byte
-	switch v := cp.(type) {
-	case cap.MutableWrite:
-		pkh = v.ReadCap().PublicKeyHash
-	case cap.MutableRead:
-		pkh = v.PublicKeyHash
-	case cap.MutableVerify:
-		pkh = v.PublicKeyHash
-	default:
-		return nil, fmt.Errorf("verify mutable file: %s cap is not a mutable cap", cp.Kind())
+	pkh, err := pkhOf(cp)
+	if err != nil {
+		return nil, fmt.Errorf("verify mutable file: %w", err)
 	}
-	si := cap.MutableStorageIndexOf(pkh)
-	sm, err := c.readMap(ctx, si, pkh, true)
+	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh, true)
 	if err != nil {
 		return nil, err
 	}
-	out := &MutableCheck{Others: map[uint64]int{}, Problems: sm.problems}
+	return c.check(ctx, sm)
+}
+
+// check sums up a full slot map.
+func (c *Client) check(ctx context.Context, sm *slotMap) (*MutableCheck, error) {
+	out := &MutableCheck{Others: map[uint64]int{}, Problems: slices.Clone(sm.problems)}
 	best := sm.best()
 	for _, vs := range sm.versions {
 		if vs != best {
@@ -314,7 +312,7 @@ func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, 
 	}
 	if best == nil {
 		if len(sm.versions) == 0 && len(sm.problems) == 0 {
-			return nil, fmt.Errorf("verify mutable file %s: %w", si, ErrNoSlot)
+			return nil, fmt.Errorf("verify mutable file %s: %w", sm.si, ErrNoSlot)
 		}
 		return out, nil
 	}
@@ -332,8 +330,98 @@ func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, 
 	if _, _, err := mutable.DecodeCiphertext(ctx, c.cfg.Codec, best.list()); err != nil {
 		out.Problems = append(out.Problems, fmt.Sprintf("version %d: %v", best.header.Seq, err))
 	}
-	out.Healthy = len(out.Missing) == 0 && len(out.Problems) == 0 && sm.maxSeq == best.header.Seq
+	out.Healthy = len(out.Missing) == 0 && len(out.Problems) == 0 && sm.maxSeq == best.header.Seq && !sm.lagging(best)
 	return out, nil
+}
+
+// MutableRepair is what RepairMutable did.
+type MutableRepair struct {
+	// Before is the check that decided what to write.
+	Before *MutableCheck
+	// Written lists the share numbers written to their homes.
+	Written []int
+	// Failed describes homes that could not take their share (unreachable,
+	// or holding a newer version).
+	Failed []string
+}
+
+// RepairMutable checks a mutable file like VerifyMutable and writes the
+// current version's share to every home that lacks it (missing, older,
+// corrupt). It needs no write cap: the shares are rebuilt byte-identical
+// from K good ones, signature included. A file with no readable version
+// cannot be repaired (ErrMutableNotEnoughShares).
+func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair, error) {
+	pkh, err := pkhOf(cp)
+	if err != nil {
+		return nil, fmt.Errorf("repair mutable file: %w", err)
+	}
+	si := cap.MutableStorageIndexOf(pkh)
+	sm, err := c.readMap(ctx, si, pkh, true)
+	if err != nil {
+		return nil, err
+	}
+	before, err := c.check(ctx, sm)
+	if err != nil {
+		return nil, err
+	}
+	out := &MutableRepair{Before: before}
+	best := sm.best()
+	if best == nil {
+		return out, fmt.Errorf("repair mutable file %s: %w: no version has K good shares", si, ErrMutableNotEnoughShares)
+	}
+	shares, err := mutable.Rebuild(ctx, c.cfg.Codec, best.list())
+	if err != nil {
+		return out, fmt.Errorf("repair mutable file %s: %w", si, err)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for s := 0; s < best.header.N; s++ {
+		e := sm.home[s]
+		switch {
+		case e == nil:
+			continue
+		case e.err != nil:
+			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s: %v", s, e.srv.NodeID, e.err))
+			continue
+		case e.share != nil && e.share.Header.ID() == best.id:
+			continue
+		case e.share != nil && e.share.Header.Seq > best.header.Seq:
+			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s holds newer version %d", s, e.srv.NodeID, e.share.Header.Seq))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ref := storage.Ref{Index: si, Num: uint32(e.num)}
+			err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) error {
+				_, err := cl.WriteSlot(ctx, ref, e.token, shares[e.num], c.leaseSecret(si[:], e.srv.NodeID))
+				return err
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s: %v", e.num, e.srv.NodeID, err))
+				return
+			}
+			out.Written = append(out.Written, e.num)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(out.Written)
+	slices.Sort(out.Failed)
+	return out, nil
+}
+
+func pkhOf(cp cap.Cap) ([cap.PublicKeyHashSize]byte, error) {
+	switch v := cp.(type) {
+	case cap.MutableWrite:
+		return v.ReadCap().PublicKeyHash, nil
+	case cap.MutableRead:
+		return v.PublicKeyHash, nil
+	case cap.MutableVerify:
+		return v.PublicKeyHash, nil
+	}
+	return [cap.PublicKeyHashSize]byte{}, fmt.Errorf("%s cap is not a mutable cap", cp.Kind())
 }
 
 func readCapOf(cp cap.Cap) (cap.MutableRead, bool) {

@@ -461,10 +461,24 @@ func TestMutableServerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("after restart: version %d %q", seq, got)
+	// Repair with only the verify cap brings every home to that version.
+	vc := w.ReadCap().Verify()
+	rep, err := mutClient(t, g).RepairMutable(mctx(t), vc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Before.Healthy || len(rep.Written) == 0 || len(rep.Failed) != 0 {
+		t.Fatalf("repair: %+v (before: %+v)", rep, rep.Before)
+	}
+	chk, err := c.VerifyMutable(mctx(t), vc)
+	if err != nil || !chk.Healthy || chk.Good != 5 || chk.Seq != seq {
+		t.Fatalf("verify after repair: %+v, %v", chk, err)
+	}
+	readMut(t, mutClient(t, g), w.ReadCap(), got, seq)
 	if _, err := c.Overwrite(mctx(t), w, []byte("v4 all back")); err != nil {
 		t.Fatal(err)
 	}
-	chk, err := c.VerifyMutable(mctx(t), w)
+	chk, err = c.VerifyMutable(mctx(t), w)
 	if err != nil || !chk.Healthy || chk.Good != 5 {
 		t.Fatalf("verify after all servers are back: %+v, %v", chk, err)
 	}
@@ -518,8 +532,17 @@ func TestMutableCorruption(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// A modify writes over the corrupt shares (the servers' check lets a
-	// valid share replace a corrupt one), which heals the file.
+	// Repair with the verify cap rewrites the two corrupt shares (the
+	// servers' check lets a valid share replace a corrupt one).
+	rep, err := mutClient(t, g).RepairMutable(ctx, w.ReadCap().Verify())
+	if err != nil || !slices.Equal(rep.Written, []int{0, 1}) {
+		t.Fatalf("repair: %+v, %v", rep, err)
+	}
+	if chk, err := reader.VerifyMutable(ctx, w); err != nil || !chk.Healthy {
+		t.Fatalf("verify after the repair: %+v, %v", chk, err)
+	}
+	// So does a modify.
+	corrupt(0, -1)
 	if _, err := c.Overwrite(ctx, w, []byte("healed")); err != nil {
 		t.Fatal(err)
 	}

@@ -105,8 +105,21 @@ func Encode(ctx context.Context, c codec.Codec, w cap.MutableWrite, seq uint64, 
 // that all carry the same header; at least K distinct share numbers are
 // needed. The result is checked against the signed ciphertext hash.
 func Decode(ctx context.Context, c codec.Codec, r cap.MutableRead, shares []*Share) ([]byte, error) {
+	ct, h, err := DecodeCiphertext(ctx, c, shares)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(ct))
+	crypt(DataKey(r.ReadKey, h.Salt), out, ct)
+	return out, nil
+}
+
+// DecodeCiphertext rebuilds a version's ciphertext from verified shares of
+// one version and checks it against the signed ciphertext hash. It needs
+// no key, so a verify-cap holder can check that every K shares agree.
+func DecodeCiphertext(ctx context.Context, c codec.Codec, shares []*Share) ([]byte, *Header, error) {
 	if len(shares) == 0 {
-		return nil, fmt.Errorf("decode mutable version: %w: no shares", ErrNotEnoughShares)
+		return nil, nil, fmt.Errorf("decode mutable version: %w: no shares", ErrNotEnoughShares)
 	}
 	h := shares[0].Header
 	id := h.ID()
@@ -114,35 +127,78 @@ func Decode(ctx context.Context, c codec.Codec, r cap.MutableRead, shares []*Sha
 	have := 0
 	for _, s := range shares {
 		if s.Header.ID() != id {
-			return nil, fmt.Errorf("decode mutable version %d: share %d is of another version", h.Seq, s.Num)
+			return nil, nil, fmt.Errorf("decode mutable version %d: share %d is of another version", h.Seq, s.Num)
 		}
 		if s.Num < 0 || s.Num >= h.N || len(s.Block) != h.BlockSize() {
-			return nil, fmt.Errorf("decode mutable version %d: %w: share %d does not fit the header", h.Seq, ErrFormat, s.Num)
+			return nil, nil, fmt.Errorf("decode mutable version %d: %w: share %d does not fit the header", h.Seq, ErrFormat, s.Num)
 		}
-		if blocks[s.Num] == nil {
+		if blocks[s.Num] == nil && have < h.K {
 			blocks[s.Num] = append([]byte(nil), s.Block...) // the codec may overwrite
 			have++
 		}
 	}
 	if have < h.K {
-		return nil, fmt.Errorf("decode mutable version %d: %w: %d distinct shares, %d needed", h.Seq, ErrNotEnoughShares, have, h.K)
+		return nil, nil, fmt.Errorf("decode mutable version %d: %w: %d distinct shares, %d needed", h.Seq, ErrNotEnoughShares, have, h.K)
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("decode mutable version %d: codec: %w", h.Seq, err)
+		return nil, nil, fmt.Errorf("decode mutable version %d: codec: %w", h.Seq, err)
 	}
 	if info.Name != h.Codec {
-		return nil, fmt.Errorf("decode mutable version %d: coded with %q, this client has %q", h.Seq, h.Codec, info.Name)
+		return nil, nil, fmt.Errorf("decode mutable version %d: coded with %q, this client has %q", h.Seq, h.Codec, info.Name)
 	}
 	seg := make([]byte, h.K*h.BlockSize())
 	if err := c.Decode(ctx, h.Params(), blocks, seg); err != nil {
-		return nil, fmt.Errorf("decode mutable version %d: %w", h.Seq, err)
+		return nil, nil, fmt.Errorf("decode mutable version %d: %w", h.Seq, err)
 	}
 	ct := seg[:h.Size]
 	if tagged.Hash(tagged.MutCiphertext, ct) != h.CiphertextHash {
-		return nil, fmt.Errorf("decode mutable version %d: %w: decoded ciphertext does not match the signed hash", h.Seq, ErrCorrupt)
+		return nil, nil, fmt.Errorf("decode mutable version %d: %w: decoded ciphertext does not match the signed hash", h.Seq, ErrCorrupt)
 	}
-	out := make([]byte, h.Size)
-	crypt(DataKey(r.ReadKey, h.Salt), out, ct)
+	return ct, &h, nil
+}
+
+// Rebuild makes all N shares of a version again from K or more verified
+// shares of it (Verify), as repair needs: it decodes the ciphertext (no
+// key needed), codes it again, rebuilds the share tree, and refuses unless
+// the root is the signed one (the codec must be deterministic). The
+// rebuilt shares carry the original signature, so they are byte-identical
+// to what the writer made, and servers take them in place of missing,
+// older or corrupt ones.
+func Rebuild(ctx context.Context, c codec.Codec, shares []*Share) ([][]byte, error) {
+	ct, h, err := DecodeCiphertext(ctx, c, shares)
+	if err != nil {
+		return nil, err
+	}
+	bs := h.BlockSize()
+	seg := make([]byte, h.K*bs)
+	copy(seg, ct)
+	blocks := make([][]byte, h.N)
+	for i := range blocks {
+		blocks[i] = make([]byte, bs)
+	}
+	if err := c.Encode(ctx, h.Params(), seg, blocks); err != nil {
+		return nil, fmt.Errorf("rebuild mutable version %d: %w", h.Seq, err)
+	}
+	leaves := make([]hashtree.Hash, h.N)
+	for i, b := range blocks {
+		leaves[i] = tagged.Hash(tagged.MutBlock, b)
+	}
+	tree, err := hashtree.Build(tagged.MutShareTreeNode, leaves)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild mutable version %d: %w", h.Seq, err)
+	}
+	if tree.Root() != h.Root {
+		return nil, fmt.Errorf("rebuild mutable version %d: %w: coding again gives another share tree root (codec not deterministic?)", h.Seq, ErrCorrupt)
+	}
+	out := make([][]byte, h.N)
+	for i := range blocks {
+		proof, err := tree.Proof(i)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild mutable version %d: %w", h.Seq, err)
+		}
+		s := Share{PublicKey: shares[0].PublicKey, Header: *h, Signature: shares[0].Signature, Num: i, Proof: proof, Block: blocks[i]}
+		out[i] = s.Marshal()
+	}
 	return out, nil
 }

@@ -275,3 +275,22 @@ func TestSeenStores(t *testing.T) {
 		t.Fatalf("after reopening: seen %d, want 9", got)
 	}
 }
+
+func TestRebuild(t *testing.T) {
+	w := newWrite(t)
+	p := codec.Params{K: 3, N: 7}
+	v := encode(t, w, 4, p, pseudo(4, 20000))
+	shares := verifyAll(t, w.ReadCap().PublicKeyHash, v)
+	got, err := Rebuild(context.Background(), rs, []*Share{shares[6], shares[2], shares[4]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], v.Shares[i]) {
+			t.Fatalf("rebuilt share %d differs from the original", i)
+		}
+	}
+	if _, err := Rebuild(context.Background(), rs, shares[:2]); !errors.Is(err, ErrNotEnoughShares) {
+		t.Fatalf("rebuild from 2 of 3: %v", err)
+	}
+}
