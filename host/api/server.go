@@ -201,7 +201,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cfg.Files.Upload(r.Context(), cr, r.ContentLength)
 	s.bytesIn.Add(cr.n)
 	if err == nil && r.ContentLength >= 0 && cr.n != r.ContentLength {
-		err = fmt.Errorf("upload: body ended after %d of %d bytes", cr.n, r.ContentLength)
+		err = fmt.Errorf("upload: %w: body ended after %d of %d bytes", grid.ErrSize, cr.n, r.ContentLength)
 	}
 	if err != nil {
 		s.failures.Add(1)
