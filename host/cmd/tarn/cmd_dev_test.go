@@ -125,6 +125,39 @@ func runFor(t *testing.T, d time.Duration, bin string, args ...string) result {
 	return result{o.String(), e.String(), code}
 }
 
+// descendants lists every process below pid, from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces; cut after ')'.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		children[pp] = append(children[pp], p)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestDevPutGetRestart(t *testing.T) {
@@ -236,6 +269,11 @@ func TestDevPutGetRestart(t *testing.T) {
 	for _, p := range status.Plugins {
 		pids = append(pids, p.Pid)
 	}
+	all := descendants(d.cmd.Process.Pid)
+	if len(all) < 5+2+3*2 { // nodes, client plugins, storage plugins (+ introducer's)
+		t.Errorf("tarn dev has %d descendant processes, want at least 13", len(all))
+	}
+	pids = append(pids, all...)
 	d.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-d.done:
