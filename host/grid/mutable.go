@@ -469,7 +469,8 @@ type slotMap struct {
 	home     map[int]*slotEntry
 	versions map[[tagged.Size]byte]*versionSet
 	maxSeq   uint64
-	answered int // slots that answered (found or not found)
+	answered int   // slots that answered (found or not found)
+	firstErr error // of the reads that failed
 	problems []string
 	mu       sync.Mutex
 }
@@ -503,7 +504,10 @@ func (c *Client) current(sm *slotMap) (*versionSet, error) {
 		return nil, fmt.Errorf("mutable file %s: seen versions: %w", sm.si, err)
 	}
 	if best == nil {
-		if len(sm.versions) == 0 && len(sm.problems) == 0 && sm.answered > 0 && seen == 0 {
+		if sm.answered == 0 {
+			return nil, fmt.Errorf("mutable file %s: %w: no server answered (%d asked; %v)", sm.si, ErrMutableNotEnoughShares, len(sm.ring), sm.firstErr)
+		}
+		if len(sm.versions) == 0 && len(sm.problems) == 0 && seen == 0 {
 			return nil, fmt.Errorf("mutable file %s: %w (asked %d servers)", sm.si, ErrNoSlot, len(sm.ring))
 		}
 		return nil, fmt.Errorf("mutable file %s: %w: no version has K good shares (newest seen on the grid %d; %d problems%s)",
@@ -517,13 +521,15 @@ func (c *Client) current(sm *slotMap) (*versionSet, error) {
 }
 
 // settled reads the slot until what it finds is not in the middle of a
-// publish, for at most MutableStaleWait (MutableLagWait for lagging homes): a read that finds no version with
-// K shares, or a newer version without K shares, may have caught writers
-// half-way (several versions each on a few shares); a writer (forWrite)
-// also waits while a home holds something other than the current version,
-// so that it does not write on top of a publish in progress (which would
-// only make one of the two lose a race). Past the wait, what is there is
-// taken as it is: an unfinished newer version counts as abandoned.
+// publish. A read that finds no version with K shares, though valid shares
+// exist, may have caught writers half-way (several versions each on a few
+// shares): it reads again for up to MutableStaleWait. A writer (forWrite)
+// also waits, as long, while a newer version lacks K shares, and up to
+// MutableLagWait while a home holds something other than the current
+// version, so that it does not write on top of a publish in progress
+// (which would only make one of the two lose a race). Past the wait, what
+// is there is taken as it is: an unfinished newer version counts as
+// abandoned, and the next publish overwrites it.
 func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, forWrite bool) (*slotMap, *versionSet, error) {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
@@ -538,7 +544,9 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			if errors.Is(err, ErrMutableNotEnoughShares) && sm.maxSeq > 0 {
 				wait = MutableStaleWait
 			}
-		case sm.maxSeq > best.header.Seq:
+		case forWrite && sm.maxSeq > best.header.Seq:
+			// A reader may answer with the current version while a newer
+			// one is being published; a writer would only collide with it.
 			wait = MutableStaleWait
 		case forWrite && sm.lagging(best):
 			wait = MutableLagWait
@@ -692,6 +700,8 @@ func (c *Client) readSlots(ctx context.Context, sm *slotMap, entries []*slotEntr
 			}
 			if e.err == nil {
 				sm.answered++
+			} else if sm.firstErr == nil {
+				sm.firstErr = e.err
 			}
 			if problem != "" {
 				sm.problems = append(sm.problems, problem)

@@ -482,6 +482,13 @@ func TestMutableServerLoss(t *testing.T) {
 	if err != nil || !chk.Healthy || chk.Good != 5 {
 		t.Fatalf("verify after all servers are back: %+v, %v", chk, err)
 	}
+	for _, s := range g.Servers {
+		s.Stop()
+	}
+	_, _, err = mutClient(t, g).ReadMutable(mctx(t), w.ReadCap())
+	if !errors.Is(err, grid.ErrMutableNotEnoughShares) || !strings.Contains(err.Error(), "no server answered (5 asked") {
+		t.Fatalf("read with every server down: %v", err)
+	}
 }
 
 // TestMutableCorruption: a flipped byte in a stored share is detected and
