@@ -304,7 +304,7 @@ func TestFrozenServer(t *testing.T) {
 	c0 := g.mustPut(t, g.Client, newGen(400, size))
 	base := time.Since(start)
 	t.Logf("baseline put of %d MiB: %v", size>>20, base.Round(time.Millisecond))
-	bound := 3*base + 4*timeout + 10*time.Second
+	bound := 2*base + 2*timeout + 5*time.Second
 
 	t.Run("upload", func(t *testing.T) {
 		// Freeze the first storage node whose share is being written
