@@ -16,6 +16,7 @@ import (
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/introducer"
+	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/pluginhost"
 )
 
@@ -76,6 +77,14 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 		return err
 	}
 	n.onStop(func() { n.client.Close() })
+	// Rollback protection of mutable files survives restarts: the highest
+	// version seen of each slot is kept in the state folder.
+	seen, err := mutable.OpenFileSeen(filepath.Join(p.Node.StateDir, "mutable-seen.db"))
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	n.onStop(func() { seen.Close() })
+	n.client.SetSeenStore(seen)
 
 	token, err := ensureToken(p.Client.APITokenFile)
 	if err != nil {
@@ -106,6 +115,10 @@ func (n *Node) gridServers() []grid.Server {
 	}
 	return out
 }
+
+// Grid is the node's grid client, for services built on it (the vdrive
+// and its frontends); nil when the node runs no client.
+func (n *Node) Grid() *grid.Client { return n.client }
 
 // Servers is the client's current server list (nil when the node runs no
 // client).
