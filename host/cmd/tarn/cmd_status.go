@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,6 +46,9 @@ func apiClient(flag string) (*api.Client, error) {
 	in, err := node.ReadInfo(dir)
 	if err != nil {
 		return nil, err
+	}
+	if in.Pid > 0 && syscall.Kill(in.Pid, 0) == syscall.ESRCH {
+		return nil, fmt.Errorf("%s: %w (its node.json names pid %d, which is gone: it was killed; start it again)", dir, node.ErrNotRunning, in.Pid)
 	}
 	if in.APIURL == "" {
 		return nil, fmt.Errorf("node %s runs no client (roles: %s): point --node at a client node", dir, strings.Join(in.Roles, ", "))
