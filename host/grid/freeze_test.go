@@ -3,6 +3,7 @@ package grid_test
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,5 +241,36 @@ func TestConcurrentUploadsAndDownloads(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestNothingLeftRunning checks that a client and a grid leave no
+// goroutine behind once closed and cleaned up, even after a server hung
+// during an upload and a download.
+func TestNothingLeftRunning(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("work", func(t *testing.T) {
+		g := testgrid.New(t, 5, nil)
+		c, _ := newClient(t, g, func(cfg *grid.Config) { cfg.ServerTimeout = timeout; cfg.Convergence = nil })
+		data := random(20 * seg)
+		var once sync.Once
+		cp, err := c.Upload(ctxFor(t, time.Minute), bytes.NewReader(data), int64(len(data)), func(n int64) {
+			if n > int64(len(data))/2 {
+				once.Do(g.Servers[1].Freeze)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		download(t, c, cp, data)
+		c.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

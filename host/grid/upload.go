@@ -670,6 +670,9 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 		abortAll()
 		return cap.CHK{}, err
 	}
+	if c, ok := src.(io.Closer); ok {
+		defer c.Close()
+	}
 	// Tasks run in the background (Close waits for them): one whose server
 	// failed may still be finishing its abort when the pass moves on.
 	var commit atomic.Bool // set once the encoder finished: only then seal
@@ -767,7 +770,16 @@ func (u *uploader) reread(reopen func() (io.Reader, error), c cap.CHK) (io.Reade
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: read back to place replaced shares: %w", u.si, err)
 	}
-	return f.Reader(), nil
+	// WriteTo reads ahead over several segments; the pass closes the
+	// pipe when it is done with it, which ends the goroutine.
+	pr, pw := io.Pipe()
+	u.c.bg.Add(1)
+	go func() {
+		defer u.c.bg.Done()
+		_, err := f.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
 }
 
 // renewExisting adds this client's lease to shares it found in place.
