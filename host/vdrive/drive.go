@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
@@ -43,6 +44,7 @@ type Drive struct {
 	cache  *dirnode.Cache
 	limits dirnode.Limits
 	now    func() time.Time
+	roots  rootCache
 }
 
 // Option adjusts a Drive.
@@ -56,6 +58,14 @@ func WithCache(entries int) Option {
 // WithLimits sets the directory bucket limits new versions are written
 // with (tests use small ones to exercise splitting).
 func WithLimits(l dirnode.Limits) Option { return func(d *Drive) { d.limits = l } }
+
+// WithDirCache keeps each directory root read for ttl and reuses it for
+// path lookups and listings (0, the default: read every time). A drive
+// sees its own changes at once; another client's changes may take up to
+// ttl to show. Changes are never lost by it: they always apply to the
+// slot's current version. Frontends whose clients stat many paths in a
+// row (WebDAV PROPFIND) use a second or so.
+func WithDirCache(ttl time.Duration) Option { return func(d *Drive) { d.roots.ttl = ttl } }
 
 // WithClock sets the clock of ctime and mtime.
 func WithClock(now func() time.Time) Option { return func(d *Drive) { d.now = now } }
@@ -123,17 +133,56 @@ func (d *Drive) RootCap() string {
 	return d.root.r.String()
 }
 
-// load reads the current version of a directory.
+// load reads the current version of a directory (or a cached one, see
+// WithDirCache).
 func (d *Drive) load(ctx context.Context, ref dirRef) (*dirnode.Dir, error) {
-	b, err := d.store.ReadMutable(ctx, ref.r.Slot)
-	if err != nil {
-		return nil, fmt.Errorf("read directory %s: %w", shortCap(ref.r.String()), err)
+	dir, _, err := d.loadCached(ctx, ref, true)
+	return dir, err
+}
+
+// loadFresh reads the current version, never a cached one.
+func (d *Drive) loadFresh(ctx context.Context, ref dirRef) (*dirnode.Dir, error) {
+	dir, _, err := d.loadCached(ctx, ref, false)
+	return dir, err
+}
+
+func (d *Drive) loadCached(ctx context.Context, ref dirRef, useCache bool) (*dirnode.Dir, bool, error) {
+	b, cached := []byte(nil), false
+	if useCache {
+		b, cached = d.roots.get(ref.r.Slot)
+	}
+	if !cached {
+		var err error
+		if b, err = d.store.ReadMutable(ctx, ref.r.Slot); err != nil {
+			return nil, false, fmt.Errorf("read directory %s: %w", shortCap(ref.r.String()), err)
+		}
+		d.roots.put(ref.r.Slot, b)
 	}
 	dir, err := dirnode.Open(b, ref.keys(), d.chunks, d.cache)
 	if err != nil {
-		return nil, fmt.Errorf("directory %s: %w", shortCap(ref.r.String()), err)
+		return nil, false, fmt.Errorf("directory %s: %w", shortCap(ref.r.String()), err)
 	}
-	return dir, nil
+	return dir, cached, nil
+}
+
+// lookup finds name in a directory. An answer from a cached root that
+// would make the caller fail (a miss; a hit too when recheckFound) is
+// checked again on the current version, so the cache only ever delays
+// seeing removals.
+func (d *Drive) lookup(ctx context.Context, ref dirRef, name string, recheckFound bool) (*dirnode.Dir, dirnode.Entry, bool, error) {
+	dir, cached, err := d.loadCached(ctx, ref, true)
+	if err != nil {
+		return nil, dirnode.Entry{}, false, err
+	}
+	e, ok, err := dir.Lookup(ctx, name)
+	if err != nil || !cached || (ok && !recheckFound) {
+		return dir, e, ok, err
+	}
+	if dir, err = d.loadFresh(ctx, ref); err != nil {
+		return nil, dirnode.Entry{}, false, err
+	}
+	e, ok, err = dir.Lookup(ctx, name)
+	return dir, e, ok, err
 }
 
 func shortCap(s string) string {
@@ -181,11 +230,7 @@ func child(parent dirRef, keys dirnode.Keys, e dirnode.Entry) (dirRef, error) {
 func (d *Drive) walk(ctx context.Context, parts []string) (dirRef, error) {
 	ref := d.root
 	for i, name := range parts {
-		dir, err := d.load(ctx, ref)
-		if err != nil {
-			return dirRef{}, err
-		}
-		e, ok, err := dir.Lookup(ctx, name)
+		dir, e, ok, err := d.lookup(ctx, ref, name, false)
 		if err != nil {
 			return dirRef{}, err
 		}
@@ -206,9 +251,64 @@ func (d *Drive) edit(ctx context.Context, ref dirRef, fn func(*dirnode.Tx) error
 		return ErrReadOnly
 	}
 	keys := ref.keys()
-	return d.store.Modify(ctx, ref.w.Slot, func(old []byte) ([]byte, error) {
-		return dirnode.Edit(ctx, old, keys, d.chunks, d.cache, d.limits, fn)
+	var last []byte
+	err := d.store.Modify(ctx, ref.w.Slot, func(old []byte) ([]byte, error) {
+		b, err := dirnode.Edit(ctx, old, keys, d.chunks, d.cache, d.limits, fn)
+		last = b
+		return b, err
 	})
+	if err != nil {
+		d.roots.drop(ref.r.Slot)
+		return err
+	}
+	d.roots.put(ref.r.Slot, last)
+	return nil
+}
+
+// rootCache keeps recently read directory roots (WithDirCache).
+type rootCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[cap.MutableRead]cachedRoot
+}
+
+type cachedRoot struct {
+	b  []byte
+	at time.Time
+}
+
+// maxCachedRoots bounds the cache; past it, it starts afresh.
+const maxCachedRoots = 10_000
+
+func (c *rootCache) get(k cap.MutableRead) ([]byte, bool) {
+	if c.ttl <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || time.Since(e.at) > c.ttl {
+		return nil, false
+	}
+	return e.b, true
+}
+
+func (c *rootCache) put(k cap.MutableRead, b []byte) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedRoots {
+		c.m = map[cap.MutableRead]cachedRoot{}
+	}
+	c.m[k] = cachedRoot{b: b, at: time.Now()}
+}
+
+func (c *rootCache) drop(k cap.MutableRead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
 }
 
 // Info describes an entry; it is an fs.FileInfo.

@@ -145,3 +145,56 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("/c-ro lists %v after its entries were removed", got)
 	}
 }
+
+// TestDirCache: with WithDirCache a drive sees its own changes at once,
+// may list another client's state as of its last read, and still loses
+// nothing when it writes on top of it.
+func TestDirCache(t *testing.T) {
+	g := newGrid(t)
+	a := newDrive(t, g, vdrive.WithDirCache(time.Hour))
+	b := open(t, g, a.RootCap(), vdrive.WithDirCache(time.Hour))
+	ctx := ctxFor(t, time.Minute)
+	if err := a.Mkdir(ctx, "/d"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, a, "/d"); len(got) != 0 {
+		t.Fatalf("a lists %v", got)
+	}
+	if got := names(t, b, "/d"); len(got) != 0 { // b caches /d now
+		t.Fatalf("b lists %v", got)
+	}
+	put(t, a, "/d/from-a", []byte("a"))
+	if got := names(t, a, "/d"); strings.Join(got, ",") != "from-a" {
+		t.Fatalf("a does not see its own change: %v", got)
+	}
+	if got := names(t, b, "/d"); len(got) != 0 {
+		t.Fatalf("b's cached listing changed without a read: %v", got)
+	}
+	put(t, b, "/d/from-b", []byte("b"))
+	if got := names(t, b, "/d"); strings.Join(got, ",") != "from-a,from-b" {
+		t.Fatalf("b after its write lists %v, want both", got)
+	}
+	c := open(t, g, a.RootCap())
+	if got := names(t, c, "/d"); strings.Join(got, ",") != "from-a,from-b" {
+		t.Fatalf("a fresh client lists %v", got)
+	}
+	// A name b's cached root lacks is looked up again, not reported missing.
+	if err := a.Mkdir(ctx, "/new"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := b.Stat(ctx, "/new"); err != nil || !info.IsDir() {
+		t.Fatalf("b stat of a's new directory: %v", err)
+	}
+	// A stale "it exists" does not refuse a Mkdir after another client's Remove.
+	if err := a.Remove(ctx, "/new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mkdir(ctx, "/new"); err != nil {
+		t.Fatalf("b mkdir after a's remove: %v", err)
+	}
+	// Nor does a stale "it is empty" let a non-empty directory go.
+	put(t, a, "/new/f", []byte("f"))
+	if err := b.Remove(ctx, "/new"); !errors.Is(err, vdrive.ErrNotEmpty) {
+		t.Fatalf("b removed a directory a had filled: %v", err)
+	}
+}

@@ -42,11 +42,7 @@ func (d *Drive) Stat(ctx context.Context, p string) (*Info, error) {
 	if err != nil {
 		return nil, pathErr("stat", p, err)
 	}
-	dir, err := d.load(ctx, parent)
-	if err != nil {
-		return nil, pathErr("stat", p, err)
-	}
-	e, found, err := dir.Lookup(ctx, name)
+	dir, e, found, err := d.lookup(ctx, parent, name, false)
 	if err != nil {
 		return nil, pathErr("stat", p, err)
 	}
@@ -166,11 +162,7 @@ func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
 		}
 		return nil, err
 	}
-	dir, err := d.load(ctx, parent)
-	if err != nil {
-		return nil, pathErr("create", p, err)
-	}
-	if e, ok, err := dir.Lookup(ctx, name); err != nil {
+	if _, e, ok, err := d.lookup(ctx, parent, name, true); err != nil {
 		return nil, pathErr("create", p, err)
 	} else if ok && e.Meta.Type == TypeDir {
 		return nil, pathErr("create", p, ErrIsDir)
@@ -258,11 +250,7 @@ func (d *Drive) Mkdir(ctx context.Context, p string) error {
 		}
 		return err
 	}
-	dir, err := d.load(ctx, parent)
-	if err != nil {
-		return pathErr("mkdir", p, err)
-	}
-	if _, ok, err := dir.Lookup(ctx, name); err != nil {
+	if _, _, ok, err := d.lookup(ctx, parent, name, true); err != nil {
 		return pathErr("mkdir", p, err)
 	} else if ok {
 		return pathErr("mkdir", p, ErrExist)
@@ -322,7 +310,7 @@ func (d *Drive) isEmptyDir(ctx context.Context, parent dirRef, keys dirnode.Keys
 	if err != nil {
 		return false, err
 	}
-	dir, err := d.load(ctx, ref)
+	dir, err := d.loadFresh(ctx, ref)
 	if err != nil {
 		return false, err
 	}
@@ -465,7 +453,7 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 		}
 		return nil
 	}
-	sdir, err := d.load(ctx, src)
+	sdir, err := d.loadFresh(ctx, src)
 	if err != nil {
 		return pathErr("rename", oldp, err)
 	}
