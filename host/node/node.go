@@ -328,7 +328,7 @@ func (n *Node) serve(ctx context.Context, name string, g *grpc.Server, tr *plugi
 	for _, a := range listen {
 		ln, err := tr.Listen(ctx, a)
 		if err != nil {
-			return nil, fmt.Errorf("%s: listen on %s: %w", name, a, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		addrs = append(addrs, ln.Addr().String())
 		n.wg.Add(1)

@@ -400,3 +400,58 @@ func TestStartRefusesBrokenFolders(t *testing.T) {
 		})
 	}
 }
+
+// TestAllRolesInOneNode runs introducer, storage and client in one node:
+// the storage server announces to the node's own introducer and the
+// client follows it, with no introducer URL in the profile.
+func TestAllRolesInOneNode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "all")
+	p, err := conf.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Introducer.Enabled, p.Storage.Enabled, p.Client.Enabled = true, true, true
+	p.Introducer.Listen = []string{"tcp:127.0.0.1:0"}
+	p.Storage.Listen = []string{"tcp:127.0.0.1:0"}
+	p.Storage.ReservedSpace = 1 << 20
+	p.Client.APIListen = "127.0.0.1:0"
+	p.Client.Shares = conf.Shares{K: 1, H: 1, N: 1}
+	if _, err := node.Prepare(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.WriteProfile(p); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, dir, io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.WaitServers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	in := n.Info()
+	if strings.Join(in.Roles, ",") != "introducer,storage,client" || in.IntroducerURL == "" || in.StorageURL == "" || in.APIURL == "" {
+		t.Fatalf("info: %+v", in)
+	}
+	if got := len(n.Plugins().List()); got != 3 {
+		t.Errorf("%d plugins, want codec, storage and transport", got)
+	}
+	tok, err := node.ReadToken(in.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &api.Client{BaseURL: in.APIURL, Token: tok}
+	data := randomBytes(100_000)
+	capStr, err := c.Put(ctx, bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, err := c.Get(ctx, capStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(body)
+	body.Close()
+	if !bytes.Equal(got, data) {
+		t.Errorf("read back %d bytes, want the %d put", len(got), len(data))
+	}
+}
