@@ -455,3 +455,37 @@ func TestAllRolesInOneNode(t *testing.T) {
 		t.Errorf("read back %d bytes, want the %d put", len(got), len(data))
 	}
 }
+
+// TestLoseStorageNodes stops N-K storage nodes: the file still reads;
+// one more and the API says how many shares it found and needed.
+func TestLoseStorageNodes(t *testing.T) {
+	g := newGrid(t, 3, io.Discard)
+	ctx := context.Background()
+	data := randomBytes(3*segSize + 5)
+	c, err := g.api.Put(ctx, bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.storage[0].Stop()
+	body, _, err := g.api.Get(ctx, c)
+	if err != nil {
+		t.Fatalf("get with one of three servers stopped (k=2): %v", err)
+	}
+	got, err := io.ReadAll(body)
+	body.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get with one server stopped: %d bytes, %v", len(got), err)
+	}
+	g.storage[1].Stop()
+	_, _, err = g.api.Get(ctx, c)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable ||
+		!strings.Contains(ae.Msg, "1 shares found") || !strings.Contains(ae.Msg, "2 needed") {
+		t.Fatalf("get with two of three stopped: %v, want a 503 naming 1 share found and 2 needed", err)
+	}
+	// An upload cannot reach H=3 either, and says so.
+	_, err = g.api.Put(ctx, bytes.NewReader(randomBytes(1000)), 1000)
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Msg, "happiness") {
+		t.Fatalf("put with one server left: %v, want a 503 about happiness", err)
+	}
+}
