@@ -271,6 +271,9 @@ type GridOptions struct {
 	Edit func(profile string) string
 	// NoRun makes addClient write the node folder without running it.
 	NoRun bool
+	// StorageEdit changes the profile of storage node i (from 0) of a
+	// manual grid.
+	StorageEdit func(i int, profile string) string
 }
 
 func (o GridOptions) storageNodes() int {
@@ -399,7 +402,11 @@ func startManualGrid(t testing.TB, o GridOptions) *Grid {
 	for i := range o.storageNodes() {
 		n := g.initNode(t, "storage", fmt.Sprintf("storage-%d", i+1), func(p string) string {
 			p = setTOML(p, "storage", "listen", `["tcp:127.0.0.1:0"]`)
-			return setTOML(p, "storage", "reserved_space", `"0"`)
+			p = setTOML(p, "storage", "reserved_space", `"0"`)
+			if o.StorageEdit != nil {
+				p = o.StorageEdit(i, p)
+			}
+			return p
 		})
 		storage = append(storage, n)
 	}
