@@ -614,8 +614,9 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	if S == 0 {
 		return nil, fmt.Errorf("mutable file %s: no storage servers known", si)
 	}
-	// Homes of shares 0..max(S, N)-1 first; more once a header tells N.
-	n := min(max(S, c.cfg.N), codec.MaxShares)
+	// Homes of shares 0..N-1 of this client's N first; more once a
+	// header tells a larger N.
+	n := c.cfg.N
 	c.readSlots(ctx, sm, homes(sm, 0, n), true)
 	if want := sm.maxN(); want > n {
 		c.readSlots(ctx, sm, homes(sm, n, want), true)

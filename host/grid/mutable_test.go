@@ -593,3 +593,34 @@ func BenchmarkMutable(b *testing.B) {
 		})
 	}
 }
+
+// TestMutableServersChange: a file written while the client knew 4
+// servers is read and changed by clients that know 5 (homes moved on the
+// ring), and by one that knows 3 of them.
+func TestMutableServersChange(t *testing.T) {
+	g := mutGrid(t, 5)
+	with := func(servers grid.StaticServers) *grid.Client {
+		c, err := grid.New(grid.Config{Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
+			Codec: codecreedsolomon.New(), Servers: servers, K: 3, H: 3, N: 5, TempDir: t.TempDir(),
+			ServerTimeout: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	all := g.Source()
+	four := with(all[:4])
+	w := create(t, four, []byte("on four"))
+	five := mutClient(t, g)
+	readMut(t, five, w.ReadCap(), []byte("on four"), 1)
+	if _, err := five.Overwrite(mctx(t), w, []byte("on five")); err != nil {
+		t.Fatal(err)
+	}
+	readMut(t, four, w, []byte("on five"), 2)
+	readMut(t, with(all[2:]), w, []byte("on five"), 2)
+	chk, err := five.VerifyMutable(mctx(t), w)
+	if err != nil || !chk.Healthy {
+		t.Fatalf("verify by the client that knows all servers: %+v, %v", chk, err)
+	}
+}
