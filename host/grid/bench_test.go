@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +12,15 @@ import (
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/testgrid"
 )
+
+// cpuTime is the CPU time the process used so far (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // BenchmarkGrid uploads and downloads 64 MiB through an in-process grid of
 // 5 servers (3-of-5, H=4, 1 MiB segments) and reports MB/s of plaintext.
@@ -31,16 +41,16 @@ func BenchmarkGrid(b *testing.B) {
 				cfg.Convergence = bc.conv
 			})
 			ctx := context.Background()
-			var up, down float64
+			var up, down, upCPU, downCPU float64
 			b.SetBytes(size)
 			for i := 0; b.Loop(); i++ {
 				data := pseudo(uint64(i)+uint64(len(bc.name)), size)
-				t0 := time.Now()
+				t0, c0 := time.Now(), cpuTime()
 				cp, err := c.Upload(ctx, bytes.NewReader(data), size, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				t1 := time.Now()
+				t1, c1 := time.Now(), cpuTime()
 				f, err := c.Open(ctx, cp)
 				if err != nil {
 					b.Fatal(err)
@@ -48,12 +58,18 @@ func BenchmarkGrid(b *testing.B) {
 				if n, err := f.WriteTo(io.Discard); err != nil || n != size {
 					b.Fatalf("download: %d bytes, %v", n, err)
 				}
-				t2 := time.Now()
+				t2, c2 := time.Now(), cpuTime()
 				up += t1.Sub(t0).Seconds()
 				down += t2.Sub(t1).Seconds()
+				upCPU += (c1 - c0).Seconds()
+				downCPU += (c2 - c1).Seconds()
 			}
 			b.ReportMetric(float64(b.N)*size/1e6/up, "upload-MB/s")
 			b.ReportMetric(float64(b.N)*size/1e6/down, "download-MB/s")
+			// CPU per byte of the whole process (client and servers) is
+			// steadier than MB/s on a shared machine.
+			b.ReportMetric(upCPU*1e9/(float64(b.N)*size), "upload-cpu-ns/B")
+			b.ReportMetric(downCPU*1e9/(float64(b.N)*size), "download-cpu-ns/B")
 		})
 	}
 }
