@@ -6,10 +6,11 @@ import (
 	"encoding/hex"
 	"testing"
 
+	"github.com/zeebo/blake3"
+
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/storage"
-	"github.com/zeebo/blake3"
 )
 
 // TestGoldenShares pins the share bytes of a fixed version (write secret
