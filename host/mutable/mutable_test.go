@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/storageserver"
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -103,6 +104,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
+	if MaxSlotSize != storageserver.MaxSlotSize {
+		t.Fatalf("MaxSlotSize %d, the storage server keeps %d", MaxSlotSize, storageserver.MaxSlotSize)
+	}
 	p := codec.Params{K: 3, N: 10}
 	if got := MaxSize(p); got != 3144576 {
 		t.Fatalf("MaxSize(3-of-10) = %d, docs say 3144576", got)
