@@ -164,6 +164,8 @@ func TestDevPutGetRestart(t *testing.T) {
 	bin := buildTarn(t)
 	root := t.TempDir()
 	dir := filepath.Join(root, "dev")
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), what) }
 	d := startDev(t, bin, dir, 3)
 
 	// endpoints.json names every process, alive, in its own folder.
@@ -296,6 +298,7 @@ func TestDevPutGetRestart(t *testing.T) {
 		t.Errorf("get with the grid down: exit %d, %q", r.code, r.stderr)
 	}
 
+	phase("grid up, put/get done, stopped")
 	// A node that cannot come up: one clear line naming it, and its log.
 	sp, err := conf.Load(filepath.Join(dir, "storage-2"))
 	if err != nil {
@@ -311,6 +314,7 @@ func TestDevPutGetRestart(t *testing.T) {
 		t.Errorf("dev with storage-2's port taken: exit %d, stderr:\n%s", fail.code, fail.stderr)
 	}
 
+	phase("failing run done")
 	// Again on the same folder: same keys and ports, the file is still there.
 	d2 := startDev(t, bin, dir, 3)
 	if d2.ep.Introducer != d.ep.Introducer || d2.ep.Client.APIURL != d.ep.Client.APIURL {
@@ -323,6 +327,7 @@ func TestDevPutGetRestart(t *testing.T) {
 		t.Errorf("put after restart: cap %q, want %q (%s)", r.stdout, capStr, r.stderr)
 	}
 
+	phase("restarted and read back")
 	// A storage node killed: the rest run on and K=2 of 3 still read.
 	syscall.Kill(d2.ep.Nodes[1].Pid, syscall.SIGKILL)
 	if r := run(t, bin, env, "get", capStr); r.code != 0 || r.stdout != string(data) {
@@ -332,6 +337,25 @@ func TestDevPutGetRestart(t *testing.T) {
 	case <-d2.done:
 		t.Errorf("tarn dev ended when one storage node died")
 	default:
+	}
+
+	phase("read with a storage node killed")
+	// tarn dev killed outright: its nodes get SIGTERM (Pdeathsig) and
+	// take their plugins with them.
+	left := descendants(d2.cmd.Process.Pid)
+	d2.cmd.Process.Kill()
+	<-d2.done
+	killed := time.Now()
+	deadline := killed.Add(20 * time.Second)
+	defer func() { t.Logf("every process gone %v after tarn dev was killed", time.Since(killed).Round(time.Millisecond)) }()
+	for _, pid := range left {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if alive(pid) {
+			t.Errorf("pid %d outlived a killed tarn dev", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
