@@ -347,7 +347,9 @@ func TestDevPutGetRestart(t *testing.T) {
 	<-d2.done
 	killed := time.Now()
 	deadline := killed.Add(20 * time.Second)
-	defer func() { t.Logf("every process gone %v after tarn dev was killed", time.Since(killed).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("every process gone %v after tarn dev was killed", time.Since(killed).Round(time.Millisecond))
+	}()
 	for _, pid := range left {
 		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
