@@ -144,6 +144,31 @@ func TestEndToEnd(t *testing.T) {
 	if got := names(t, d, "/c-ro"); len(got) != 0 {
 		t.Fatalf("/c-ro lists %v after its entries were removed", got)
 	}
+
+	// Put with a known size and progress; RemoveAll of a full tree.
+	data := pseudo(5, 150<<10)
+	var seen int64
+	if err := d.Put(ctx, "/docs/a/put.bin", bytes.NewReader(data), int64(len(data)), func(n int64) { seen = n }); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, d, "/docs/a/put.bin"); !bytes.Equal(got, data) || seen != int64(len(data)) {
+		t.Fatalf("put read back %d bytes (progress %d), want %d", len(got), seen, len(data))
+	}
+	if info, _ := d.Stat(ctx, "/docs/a/put.bin"); info.Size() != int64(len(data)) {
+		t.Fatalf("put size %d", info.Size())
+	}
+	if err := d.Put(ctx, "/docs/a", bytes.NewReader(data), int64(len(data)), nil); !errors.Is(err, vdrive.ErrIsDir) {
+		t.Fatalf("put over a directory: %v", err)
+	}
+	if err := d.RemoveAll(ctx, "/docs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RemoveAll(ctx, "/docs/a/b"); err != nil {
+		t.Fatalf("RemoveAll of a missing path: %v", err)
+	}
+	if got := names(t, d, "/"); strings.Join(got, ",") != "c-ro,empty" {
+		t.Fatalf("root lists %v after RemoveAll", got)
+	}
 }
 
 // TestDirCache: with WithDirCache a drive sees its own changes at once,

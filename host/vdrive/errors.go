@@ -1,11 +1,3 @@
-// Package vdrive is the tree of directories and files under a root
-// directory cap, addressed by slash paths: the one API the CLI, WebDAV and
-// SFTP frontends use. It resolves paths through directories (host/dirnode)
-// stored in mutable slots, reads and writes files as immutable grid files,
-// and changes directories only through the slots' test-and-set Modify, so
-// concurrent clients never lose each other's entries. Errors are
-// *fs.PathError values around the sentinels below, which also match the
-// io/fs and syscall errors a frontend maps to its protocol.
 package vdrive
 
 import (

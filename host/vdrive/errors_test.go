@@ -169,6 +169,8 @@ func TestReadOnlyRoot(t *testing.T) {
 		{"setmetadata", func() error { return ro.SetMetadata(ctx, "/d/f", func(*vdrive.Metadata) error { return nil }) }},
 		{"link", func() error { return ro.Link(ctx, "/l", "tarn:lit:") }},
 		{"linkmany", func() error { return ro.LinkMany(ctx, "/d", map[string]string{"x": "tarn:lit:"}) }},
+		{"put", func() error { return ro.Put(ctx, "/d/p", strings.NewReader("x"), 1, nil) }},
+		{"removeall", func() error { return ro.RemoveAll(ctx, "/d") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.op()

@@ -155,17 +155,9 @@ type upResult struct {
 // an immutable file while it is written; its cap is linked only by a
 // successful Close. ctx governs the upload.
 func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
-	parent, name, err := d.writable(ctx, "create", p)
+	parent, name, err := d.prepareFile(ctx, "create", p)
 	if err != nil {
-		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
-			return nil, pathErr("create", p, ErrIsDir)
-		}
 		return nil, err
-	}
-	if _, e, ok, err := d.lookup(ctx, parent, name, true); err != nil {
-		return nil, pathErr("create", p, err)
-	} else if ok && e.Meta.Type == TypeDir {
-		return nil, pathErr("create", p, ErrIsDir)
 	}
 	pr, pw := io.Pipe()
 	w := &Writer{d: d, ctx: ctx, path: p, parent: parent, name: name, pw: pw, done: make(chan upResult, 1)}
@@ -179,6 +171,24 @@ func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
 		w.done <- upResult{c, err}
 	}()
 	return w, nil
+}
+
+// prepareFile resolves the parent of a file about to be written and
+// refuses a directory (or the root) at p.
+func (d *Drive) prepareFile(ctx context.Context, op, p string) (dirRef, string, error) {
+	parent, name, err := d.writable(ctx, op, p)
+	if err != nil {
+		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
+			return dirRef{}, "", pathErr(op, p, ErrIsDir)
+		}
+		return dirRef{}, "", err
+	}
+	if _, e, ok, err := d.lookup(ctx, parent, name, true); err != nil {
+		return dirRef{}, "", pathErr(op, p, err)
+	} else if ok && e.Meta.Type == TypeDir {
+		return dirRef{}, "", pathErr(op, p, ErrIsDir)
+	}
+	return parent, name, nil
 }
 
 // Write adds p to the file.
@@ -217,10 +227,19 @@ func (w *Writer) finish() error {
 	if res.err != nil {
 		return pathErr("close", w.path, fmt.Errorf("upload: %w", res.err))
 	}
-	now := w.d.now().UTC()
-	err := w.d.edit(w.ctx, w.parent, func(tx *dirnode.Tx) error {
-		m := Metadata{Type: TypeFile, Size: w.n, Ctime: now, Mtime: now}
-		old, ok, err := tx.Get(w.name)
+	if err := w.d.linkFile(w.ctx, w.parent, w.name, res.c, w.n); err != nil {
+		return pathErr("close", w.path, err)
+	}
+	return nil
+}
+
+// linkFile links an uploaded file at name, replacing a file there and
+// keeping its ctime and extra keys.
+func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) error {
+	now := d.now().UTC()
+	return d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
+		old, ok, err := tx.Get(name)
 		if err != nil {
 			return err
 		}
@@ -233,12 +252,40 @@ func (w *Writer) finish() error {
 				m.Ctime = old.Meta.Ctime
 			}
 		}
-		return tx.Set(w.name, res.c.String(), "", m)
+		return tx.Set(name, c.String(), "", m)
 	})
+}
+
+// Put stores the size bytes of r (-1: unknown, read to EOF) as the file at
+// p, replacing a file there, as Create, Write and Close would; a known
+// size lets the upload stream without spooling when keys are random.
+// progress, if set, gets the bytes uploaded so far. Nothing is linked on
+// error.
+func (d *Drive) Put(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) error {
+	parent, name, err := d.prepareFile(ctx, "put", p)
 	if err != nil {
-		return pathErr("close", w.path, err)
+		return err
+	}
+	cr := &countingReader{r: r}
+	c, err := d.store.Upload(ctx, cr, size, progress)
+	if err != nil {
+		return pathErr("put", p, fmt.Errorf("upload: %w", err))
+	}
+	if err := d.linkFile(ctx, parent, name, c, cr.n); err != nil {
+		return pathErr("put", p, err)
 	}
 	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Mkdir makes an empty directory at p (ErrExist if p exists).
@@ -348,6 +395,27 @@ func (d *Drive) Remove(ctx context.Context, p string) error {
 			}
 		}
 		_, _, err = tx.Delete(name)
+		return err
+	})
+	if err != nil {
+		return pathErr("remove", p, err)
+	}
+	return nil
+}
+
+// RemoveAll unlinks the entry at p, a directory with whatever it holds
+// (as "rm -r" does: nothing below is deleted, only no longer reachable
+// from here). A missing p is not an error.
+func (d *Drive) RemoveAll(ctx context.Context, p string) error {
+	parent, name, err := d.writable(ctx, "remove", p)
+	if err != nil {
+		if errors.Is(err, ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+		_, _, err := tx.Delete(name)
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,23 @@
+// Package vdrive is the tree of directories and files under a root
+// directory cap, addressed by slash paths: the one API the CLI, WebDAV and
+// SFTP frontends use. It resolves paths through directories (host/dirnode)
+// stored in mutable slots, reads and writes files as immutable grid files,
+// and changes directories only through the slots' test-and-set Modify, so
+// concurrent clients never lose each other's entries. Errors are
+// *fs.PathError values around the sentinels below, which also match the
+// io/fs and syscall errors a frontend maps to its protocol.
+//
+// Use:
+//
+//	st := vdrive.GridStore(gridClient)          // or any Store
+//	root, err := vdrive.NewRoot(ctx, st)        // a new empty directory
+//	d, err := vdrive.New(st, root.String())     // tarn:dir: (or tarn:dir-ro: read-only)
+//	err = d.MkdirAll(ctx, "/docs/2026")
+//	err = d.Put(ctx, "/docs/2026/report.pdf", r, size, nil)
+//	w, err := d.Create(ctx, "/docs/notes.txt")  // stream; w.Close links, w.Abort does not
+//	infos, err := d.ReadDir(ctx, "/docs")       // []*Info (fs.FileInfo + caps, metadata)
+//	f, err := d.Open(ctx, "/docs/notes.txt")    // ReadAt + Size
+//	err = d.Rename(ctx, "/docs/notes.txt", "/notes.txt")
+//
+// docs/formats.md ("Directories") has the format and the exact semantics.
+package vdrive
