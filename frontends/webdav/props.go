@@ -1,0 +1,203 @@
+package webdav
+
+import (
+	"encoding/xml"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/webdav"
+
+	"github.com/tarnfs/tarn/host/dirnode"
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+// Dead properties live in the entry's vdrive metadata (Extra), one key
+// per property in Clark notation ("dav:{namespace}local"); the value is
+// the xml:lang, a newline and the property's self-contained inner XML.
+const propPrefix = "dav:"
+
+func propKey(n xml.Name) string { return propPrefix + "{" + n.Space + "}" + n.Local }
+
+func parsePropKey(k string) (xml.Name, bool) {
+	rest, ok := strings.CutPrefix(k, propPrefix+"{")
+	if !ok {
+		return xml.Name{}, false
+	}
+	space, local, ok := strings.Cut(rest, "}")
+	if !ok || local == "" {
+		return xml.Name{}, false
+	}
+	return xml.Name{Space: space, Local: local}, true
+}
+
+func propValue(p webdav.Property) string { return p.Lang + "\n" + string(p.InnerXML) }
+
+func parsePropValue(n xml.Name, v string) webdav.Property {
+	lang, inner, _ := strings.Cut(v, "\n")
+	return webdav.Property{XMLName: n, Lang: lang, InnerXML: []byte(inner)}
+}
+
+// Windows sends these with every file it writes (PROPPATCH); they are
+// kept as dead properties, and Win32LastModifiedTime also sets the
+// entry's mtime so getlastmodified shows what Explorer set.
+const msNamespace = "urn:schemas-microsoft-com:"
+
+var win32Mtime = xml.Name{Space: msNamespace, Local: "Win32LastModifiedTime"}
+
+// Computed properties, served through DeadProps but never stored or set.
+var (
+	propLockDiscovery = xml.Name{Space: "DAV:", Local: "lockdiscovery"}
+	propSupportedLock = xml.Name{Space: "DAV:", Local: "supportedlock"}
+	propQuotaAvail    = xml.Name{Space: "DAV:", Local: "quota-available-bytes"}
+	propQuotaUsed     = xml.Name{Space: "DAV:", Local: "quota-used-bytes"}
+)
+
+var computed = map[xml.Name]bool{propLockDiscovery: true, propSupportedLock: true, propQuotaAvail: true, propQuotaUsed: true}
+
+const supportedLockXML = `<D:lockentry xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>` +
+	`<D:lockentry xmlns:D="DAV:"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>`
+
+// DeadProps are the stored properties of the entry plus the computed
+// ones: lockdiscovery, supportedlock and, on collections, the quota.
+func (f *file) DeadProps() (map[xml.Name]webdav.Property, error) {
+	m := map[xml.Name]webdav.Property{}
+	if f.info != nil {
+		for k, v := range f.info.Metadata().Extra {
+			if n, ok := parsePropKey(k); ok {
+				m[n] = parsePropValue(n, v)
+			}
+		}
+	}
+	m[propSupportedLock] = webdav.Property{XMLName: propSupportedLock, InnerXML: []byte(supportedLockXML)}
+	m[propLockDiscovery] = webdav.Property{XMLName: propLockDiscovery, InnerXML: []byte(f.fsys.ls.discovery(f.name, time.Now(), f.fsys.prefix))}
+	if f.info != nil && f.info.IsDir() && f.fsys.quota != nil {
+		if q, ok := f.quota(); ok {
+			m[propQuotaAvail] = webdav.Property{XMLName: propQuotaAvail, InnerXML: []byte(strconv.FormatInt(q.Available, 10))}
+			if q.Used >= 0 {
+				m[propQuotaUsed] = webdav.Property{XMLName: propQuotaUsed, InnerXML: []byte(strconv.FormatInt(q.Used, 10))}
+			}
+		}
+	}
+	return m, nil
+}
+
+// quota asks for the quota once per request (a Depth 1 listing of many
+// directories asks once).
+func (f *file) quota() (Quota, bool) {
+	c := cacheOf(f.ctx)
+	if c == nil {
+		q, err := f.fsys.quota(f.ctx)
+		return q, err == nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.qdone {
+		q, err := f.fsys.quota(f.ctx)
+		c.quota, c.qerr, c.qdone = &q, err, true
+	}
+	return *c.quota, c.qerr == nil
+}
+
+// Patch sets and removes dead properties, all or none. Computed
+// properties cannot be set (403, the others 424).
+func (f *file) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
+	var bad bool
+	for _, p := range patches {
+		for _, pr := range p.Props {
+			if computed[pr.XMLName] {
+				bad = true
+			}
+		}
+	}
+	if bad {
+		forbidden := webdav.Propstat{Status: http.StatusForbidden, XMLError: `<D:cannot-modify-protected-property xmlns:D="DAV:"/>`}
+		dep := webdav.Propstat{Status: webdav.StatusFailedDependency}
+		for _, p := range patches {
+			for _, pr := range p.Props {
+				if computed[pr.XMLName] {
+					forbidden.Props = append(forbidden.Props, webdav.Property{XMLName: pr.XMLName})
+				} else {
+					dep.Props = append(dep.Props, webdav.Property{XMLName: pr.XMLName})
+				}
+			}
+		}
+		out := []webdav.Propstat{forbidden}
+		if len(dep.Props) > 0 {
+			out = append(out, dep)
+		}
+		return out, nil
+	}
+	if f.w != nil && f.info == nil {
+		// A new file (COPY copies properties before the file is linked):
+		// set them when it is.
+		f.w.props = append(f.w.props, patches...)
+		return okStat(patches), nil
+	}
+	return f.applyPatch(patches)
+}
+
+func okStat(patches []webdav.Proppatch) []webdav.Propstat {
+	st := webdav.Propstat{Status: http.StatusOK}
+	for _, p := range patches {
+		for _, pr := range p.Props {
+			st.Props = append(st.Props, webdav.Property{XMLName: pr.XMLName})
+		}
+	}
+	return []webdav.Propstat{st}
+}
+
+// errPropSpace: the properties would not fit in the entry's metadata.
+var errPropSpace = errors.New("dead properties do not fit")
+
+func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
+	err := f.fsys.d.SetMetadata(f.ctx, f.name, func(m *vdrive.Metadata) error {
+		if m.Extra == nil {
+			m.Extra = map[string]string{}
+		}
+		for _, p := range patches {
+			for _, pr := range p.Props {
+				k := propKey(pr.XMLName)
+				if p.Remove {
+					delete(m.Extra, k)
+					continue
+				}
+				v := propValue(pr)
+				if len(k) > dirnode.MaxExtraKey || len(v) > dirnode.MaxExtraValue {
+					return errPropSpace
+				}
+				m.Extra[k] = v
+				if pr.XMLName == win32Mtime {
+					if t, err := http.ParseTime(strings.TrimSpace(string(pr.InnerXML))); err == nil {
+						m.Mtime = t.UTC()
+					}
+				}
+			}
+		}
+		if len(m.Extra) > dirnode.MaxExtraKeys {
+			return errPropSpace
+		}
+		return nil
+	})
+	if errors.Is(err, errPropSpace) {
+		st := webdav.Propstat{Status: webdav.StatusInsufficientStorage}
+		for _, p := range patches {
+			for _, pr := range p.Props {
+				st.Props = append(st.Props, webdav.Property{XMLName: pr.XMLName})
+			}
+		}
+		return []webdav.Propstat{st}, nil
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			st := okStat(patches)
+			st[0].Status = http.StatusForbidden
+			return st, nil
+		}
+		return nil, err
+	}
+	return okStat(patches), nil
+}
