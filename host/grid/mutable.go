@@ -1,7 +1,7 @@
 package grid
 
-// Mutable files over the grid: create, read, modify and verify slots in the
-// format of host/mutable. docs/formats.md ("Mutable files") has the format
+// Mutable files over the grid: create, read, modify, verify and repair
+// slots in the format of host/mutable. docs/formats.md ("Mutable files") has the format
 // and the write protocol; in short:
 //
 //   - Share s of a slot lives in slot s of the server at position s mod S of
@@ -410,6 +410,18 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	slices.Sort(out.Written)
 	slices.Sort(out.Failed)
 	return out, nil
+}
+
+// MutableWriteCap returns cp as a mutable write cap, or ErrNotWritable
+// for a read or verify cap (and a plain error for other kinds).
+func MutableWriteCap(cp cap.Cap) (cap.MutableWrite, error) {
+	switch v := cp.(type) {
+	case cap.MutableWrite:
+		return v, nil
+	case cap.MutableRead, cap.MutableVerify:
+		return cap.MutableWrite{}, fmt.Errorf("%s cap: %w", cp.Kind(), ErrNotWritable)
+	}
+	return cap.MutableWrite{}, fmt.Errorf("%s cap is not a mutable cap", cp.Kind())
 }
 
 func pkhOf(cp cap.Cap) ([cap.PublicKeyHashSize]byte, error) {

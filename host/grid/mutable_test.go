@@ -155,6 +155,12 @@ func TestMutableRoundTrip(t *testing.T) {
 		if _, err := c.CreateMutable(mctx(t), make([]byte, max+1)); !errors.Is(err, grid.ErrMutableTooLarge) {
 			t.Fatalf("create over the limit: %v", err)
 		}
+		if _, err := grid.MutableWriteCap(w.ReadCap()); !errors.Is(err, grid.ErrNotWritable) {
+			t.Fatalf("write cap of a read cap: %v", err)
+		}
+		if got, err := grid.MutableWriteCap(w); err != nil || got != w {
+			t.Fatalf("write cap of a write cap: %v", err)
+		}
 		never, _ := cap.NewMutableWrite()
 		if _, _, err := c.ReadMutable(mctx(t), never); !errors.Is(err, grid.ErrNoSlot) {
 			t.Fatalf("read of a slot never written: %v", err)
