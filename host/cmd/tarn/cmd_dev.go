@@ -307,6 +307,14 @@ func setupDev(dir string, storageNodes int) ([]DevNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	// Another --storage-nodes than last time: fit the shares to it (files
+	// stored before keep their own k and n, which their caps carry).
+	if want := devShares(storageNodes); cp.Client.Shares != want {
+		cp.Client.Shares = want
+		if err := node.WriteProfile(cp); err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+	}
 	nodes = append(nodes, DevNode{Name: "client", Role: "client", Dir: cp.Dir})
 	return nodes, nil
 }
