@@ -692,6 +692,7 @@ func (c *Client) readSlots(ctx context.Context, sm *slotMap, entries []*slotEntr
 			case err != nil:
 				e.err = err
 			default:
+				c.stats.bytesDown.Add(int64(len(val)))
 				s, verr := mutable.VerifyShare(sm.pkh, val)
 				if verr == nil && s.Num != e.num {
 					verr = fmt.Errorf("share %d stored in slot %d", s.Num, e.num)
