@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -163,7 +164,12 @@ func Start(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start node %s: %w (tarn init makes one)", p.Node.Name, err)
 	}
+	unlock, err := lockDir(p)
+	if err != nil {
+		return nil, fmt.Errorf("start node %s: %w", p.Node.Name, err)
+	}
 	n := &Node{prof: p, id: id, log: log, started: time.Now(), seen: newLastSeen()}
+	n.onStop(unlock)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.info = Info{
 		NodeID: id.NodeID(), KeyHash: id.KeyHash(), Name: p.Node.Name, Roles: p.Roles(),
@@ -192,6 +198,8 @@ func (n *Node) Plugins() *pluginhost.Host { return n.plugins }
 // called more than once.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		// node.json goes first (nobody should dial a stopping node) and the
+		// lock last (onStop(unlock) was the first registered).
 		os.Remove(filepath.Join(n.prof.Dir, InfoFile))
 		n.cancel()
 		for i := len(n.stops) - 1; i >= 0; i-- {
@@ -389,6 +397,35 @@ func dropKind(specs []pluginhost.Spec, k pluginkit.Kind) []pluginhost.Spec {
 		}
 	}
 	return out
+}
+
+// ErrRunning: another process runs the node already.
+var ErrRunning = errors.New("node is already running")
+
+// lockDir takes the node's lock file (STATE/node.lock) so that two
+// processes never run one node: they would share its key, its shares and
+// its lease database. The kernel drops the lock when the process dies.
+func lockDir(p *conf.Profile) (func(), error) {
+	if err := os.MkdirAll(p.Node.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(p.Node.StateDir, "node.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := ""
+			if in, err := ReadInfo(p.Dir); err == nil {
+				who = fmt.Sprintf(" (pid %d)", in.Pid)
+			}
+			return nil, fmt.Errorf("%s: %w%s", p.Dir, ErrRunning, who)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // ensureToken returns the API token in path, making a new one (0600) on

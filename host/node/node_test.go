@@ -489,3 +489,20 @@ func TestLoseStorageNodes(t *testing.T) {
 		t.Fatalf("put with one server left: %v, want a 503 about happiness", err)
 	}
 }
+
+// TestOneProcessPerNode: a second Start of a running node is refused (two
+// processes would share a key, shares and a lease database); after Stop
+// the node starts again.
+func TestOneProcessPerNode(t *testing.T) {
+	g := newGrid(t, 1, io.Discard)
+	dir := g.dirs["storage-1"]
+	_, err := node.Start(context.Background(), dir, node.Options{Logger: hclog.NewNullLogger()})
+	if !errors.Is(err, node.ErrRunning) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second start: %v, want ErrRunning naming the pid", err)
+	}
+	g.storage[0].Stop()
+	n := startNode(t, dir, io.Discard)
+	if n.Info().StorageURL == "" {
+		t.Errorf("restarted node has no storage URL")
+	}
+}
