@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"syscall"
+
+	"github.com/tarnfs/tarn/host/dirnode"
 )
 
 // Sentinel errors (errors.Is). ErrNotExist, ErrExist and ErrInvalid are
@@ -32,6 +34,9 @@ var (
 	// components ("a//b"), NUL, invalid UTF-8, over-long (fs.ErrInvalid,
 	// syscall.EINVAL).
 	ErrBadName error = &kindError{"bad name", fs.ErrInvalid, syscall.EINVAL}
+	// ErrCorrupt: a directory whose bytes are not a valid directory (a
+	// damaged or hostile writer); frontends answer with an I/O error.
+	ErrCorrupt = dirnode.ErrFormat
 )
 
 // kindError is a sentinel that also matches the given standard errors.
