@@ -46,7 +46,8 @@ type devGrid struct {
 	ep     endpoints
 	api    *apiClient
 	shares struct{ K, H, N int }
-	pid    int // the client node's
+	pid    int           // the client node's
+	cliCPU time.Duration // CPU time of the last CLI command run
 }
 
 // startGrid runs `tarn dev --dir DIR --storage-nodes n` in its own process
@@ -194,7 +195,11 @@ func (g *devGrid) cli(ctx context.Context, stdin io.Reader, stdout io.Writer, ar
 		cmd.Stdout = stdout
 	}
 	cmd.Stderr = &errb
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		g.cliCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("tarn %s: %w", args[0], ctx.Err())
 		}
@@ -342,17 +347,21 @@ func bigFile(ctx context.Context, r *Report, g *devGrid, tmp string, size int64)
 	if err != nil {
 		return err
 	}
+	cpu0 := g.cpuSnapshot()
 	t0 := time.Now()
 	c, err := g.putCap(ctx, nil, in)
 	if err != nil {
 		return err
 	}
 	put := time.Since(t0)
+	putCLI := g.cliCPU
+	cpu1 := g.cpuSnapshot()
 	t1 := time.Now()
 	if _, err := g.cli(ctx, nil, nil, "get", c, out); err != nil {
 		return err
 	}
 	get := time.Since(t1)
+	cpu2 := g.cpuSnapshot()
 	got, err := fileSum(out)
 	if err != nil {
 		return err
@@ -363,6 +372,8 @@ func bigFile(ctx context.Context, r *Report, g *devGrid, tmp string, size int64)
 	name := sizeName(size)
 	addVsPipeline(r, Figure{Key: "e2e.cli.put." + name, Name: "tarn put " + name, Value: mbps(size, put), Unit: "MB/s"})
 	addVsPipeline(r, Figure{Key: "e2e.cli.get." + name, Name: "tarn get " + name, Value: mbps(size, get), Unit: "MB/s"})
+	addCPU(r, "put."+name, "tarn put "+name, size, cpu1.grid-cpu0.grid, cpu1.client-cpu0.client, putCLI)
+	addCPU(r, "get."+name, "tarn get "+name, size, cpu2.grid-cpu1.grid, cpu2.client-cpu1.client, g.cliCPU)
 	return nil
 }
 

@@ -322,7 +322,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("grid process %d still runs", pid)
 		}
 	}
-	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB"} {
+	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB", "e2e.cpu.put.8MiB", "e2e.cpu.client.get.8MiB"} {
 		f, ok := r.find(k)
 		if !ok || !(f.Value > 0) {
 			t.Errorf("%s = %+v, want a positive figure", k, f)
@@ -459,4 +459,62 @@ func TestBaseline(t *testing.T) {
 	if _, err := readBaseline(filepath.Join(dir, "none")); err == nil {
 		t.Fatal("readBaseline of a missing file succeeded")
 	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	for _, tc := range []struct {
+		name, stat string
+		want       time.Duration
+		ok         bool
+	}{
+		{"plain", "1234 (tarn) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0", 3250 * time.Millisecond, true},
+		{"name with spaces and parens", "99 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 7 3 0 0", 100 * time.Millisecond, true},
+		{"short", "1 (x) S 1 2 3", 0, false},
+		{"no name", "1 x S 1 2 3 4 5 6 7 8 9 10 11 12 13", 0, false},
+		{"not numbers", "1 (x) S 1 2 3 4 5 6 7 8 9 10 u s 0", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseStatCPU(tc.stat)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("parseStatCPU = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseStatCPU(f *testing.F) {
+	f.Add("1234 (tarn) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0")
+	f.Add("1 ()) S")
+	f.Fuzz(func(t *testing.T, stat string) {
+		if d, ok := parseStatCPU(stat); d < 0 || (!ok && d != 0) {
+			t.Fatalf("parseStatCPU(%q) = %v, %v", stat, d, ok)
+		}
+	})
+}
+
+// TestTreeCPU burns CPU in a child process and finds it through the tree.
+func TestTreeCPU(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if !slices.Contains(children(os.Getpid()), cmd.Process.Pid) {
+		t.Fatalf("children of the test do not list its child %d", cmd.Process.Pid)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for treeCPU(os.Getpid())-mustCPU(t, os.Getpid()) < 100*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("the child's CPU time never showed in the tree")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func mustCPU(t *testing.T, pid int) time.Duration {
+	d, ok := procCPU(pid)
+	if !ok {
+		t.Fatalf("no CPU time for %d", pid)
+	}
+	return d
 }
