@@ -508,3 +508,39 @@ func TestReuploadWritesOnlyMissingShares(t *testing.T) {
 	}
 	download(t, c, cp, data)
 }
+
+func TestReuploadDoesNotTrustCorruptShares(t *testing.T) {
+	g := testgrid.New(t, 6, nil)
+	c, logs := newClient(t, g, nil)
+	data := random(4 * seg)
+	cp := chkOf(t, upload(t, c, data))
+	si := cp.StorageIndex()
+	// Damage the extension block of one share in place.
+	var victim, num int = -1, -1
+	for sh, srvs := range g.Holders(si) {
+		victim, num = srvs[0], sh
+		break
+	}
+	if err := g.Servers[victim].Backend.Corrupt(storage.Ref{Index: si, Num: uint32(num)}, chk.HeaderSize+20, 4); err != nil {
+		t.Fatal(err)
+	}
+	if again := chkOf(t, upload(t, c, data)); again != cp {
+		t.Fatal("re-upload gave another cap")
+	}
+	// The share is now whole on a server other than the victim.
+	whole := false
+	for _, i := range g.Holders(si)[num] {
+		whole = whole || i != victim
+	}
+	if !whole {
+		t.Fatalf("share %d was not written again elsewhere: holders %v", num, g.Holders(si))
+	}
+	c.Close()
+	if g.Servers[victim].Stats().CorruptionAdvice == 0 || !strings.Contains(logs.String(), "corrupt share found in place") {
+		t.Error("corrupt share in place was not reported")
+	}
+	// Even without the victim's other shares, the file reads back.
+	g.Servers[victim].Stop()
+	fresh, _ := newClient(t, g, nil)
+	download(t, fresh, cp, data)
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/tarnfs/tarn/host/chk"
 	"github.com/tarnfs/tarn/host/placement"
 	"github.com/tarnfs/tarn/host/storageclient"
+	"github.com/tarnfs/tarn/host/tagged"
+	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // queueDepth is how many blocks may wait for each share's server; upload
@@ -194,6 +196,7 @@ type uploader struct {
 	pl       *placement.Placement
 	sealedAt map[int]map[string]bool // share -> servers where this upload sealed it
 	notHappy error                   // set when a failure made H unreachable
+	found    map[int][]string        // shares the survey found in place
 	failed   map[string]context.CancelFunc
 	srvCtx   map[string]context.Context
 }
@@ -236,6 +239,9 @@ func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first i
 			out = got
 		} else if got != (cap.CHK{}) && got != out {
 			return nil, fmt.Errorf("upload %s: re-encoding gave another cap", u.si)
+		}
+		if round == 0 && len(u.found) > 0 && u.checkFound(out) > 0 {
+			continue // shares that were not this file's are replanned
 		}
 		if round == 0 && len(want) == 0 {
 			u.renewExisting()
@@ -317,6 +323,10 @@ func (u *uploader) survey() error {
 		return fmt.Errorf("upload %s: %d of %d servers answered: %w", u.si, len(live), len(servers), err)
 	}
 	u.pl = pl
+	u.found = map[int][]string{}
+	for sh, ids := range pl.Existing {
+		u.found[sh] = append([]string(nil), ids...)
+	}
 	for sh, ids := range pl.Existing {
 		for _, id := range ids {
 			u.markSealed(sh, id)
@@ -780,6 +790,68 @@ func (u *uploader) reread(reopen func() (io.Reader, error), c cap.CHK) (io.Reade
 		pw.CloseWithError(err)
 	}()
 	return pr, nil
+}
+
+// checkFound reads the extension block of every share the survey found in
+// place and checks it against the cap just computed: a share that is not
+// this file's (corrupt, or planted) must not count. Its server is told,
+// and dropped from the upload so that the share is written elsewhere (a
+// server keeps a sealed share; it cannot be written again there). It
+// returns how many shares failed.
+func (u *uploader) checkFound(c cap.CHK) int {
+	type item struct {
+		sh int
+		id string
+	}
+	var items []item
+	for sh, ids := range u.found {
+		for _, id := range ids {
+			items = append(items, item{sh, id})
+		}
+	}
+	var bad atomic.Int32
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, u.c.cfg.Parallel)
+	for _, it := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			s := u.byID[it.id]
+			var head []byte
+			err := u.c.do(u.ctx, s, func(cl *storageclient.Client) error {
+				rctx, cancel := u.c.reqCtx(u.ctx)
+				defer cancel()
+				var err error
+				head, err = cl.Read(rctx, u.si, uint32(it.sh), 0, chk.HeaderSize+chk.UEBSize)
+				return err
+			})
+			if err != nil {
+				bad.Add(1)
+				u.fail(it.id, fmt.Errorf("read extension block of existing share %d: %w", it.sh, err))
+				return
+			}
+			if tagged.Hash(tagged.ChkUEB, head[chk.HeaderSize:]) == c.UEBHash {
+				return
+			}
+			bad.Add(1)
+			reason := fmt.Sprintf("share %d: extension block does not match the cap", it.sh)
+			u.c.stats.corrupt.Add(1)
+			u.c.log.Warn("corrupt share found in place", "index", u.si.String(), "share", it.sh, "node", it.id)
+			err = u.c.do(u.ctx, s, func(cl *storageclient.Client) error {
+				rctx, cancel := u.c.reqCtx(u.ctx)
+				defer cancel()
+				return cl.AdviseCorruption(rctx, storage.Ref{Index: u.si, Num: uint32(it.sh)}, false, reason)
+			})
+			if err != nil {
+				u.c.log.Info("advise corruption", "index", u.si.String(), "share", it.sh, "node", it.id, "error", err)
+			}
+			u.fail(it.id, fmt.Errorf("%s: %w", reason, chk.ErrCorrupt))
+		}()
+	}
+	wg.Wait()
+	return int(bad.Load())
 }
 
 // renewExisting adds this client's lease to shares it found in place.
