@@ -115,6 +115,14 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	unlock, err := lockDev(dir)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer unlock()
 	nodes, err := setupDev(dir, storageNodes)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -216,6 +224,27 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 			}
 		}
 	}
+}
+
+// lockDev makes sure one tarn dev at a time runs a folder: a second would
+// take the first one's node.json files for its own.
+func lockDev(dir string) (func(), error) {
+	path := filepath.Join(dir, "dev.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is in use by another tarn dev (pid %s)", dir, strings.TrimSpace(string(b)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
 }
 
 // setupDev makes (or reuses) the dev grid's node folders and returns its

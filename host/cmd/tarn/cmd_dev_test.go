@@ -186,6 +186,9 @@ func TestDevPutGetRestart(t *testing.T) {
 		t.Errorf("endpoints: %+v", d.ep)
 	}
 	env := []string{"TARN_NODE=" + d.ep.Client.NodeDir}
+	if r := runFor(t, 30*time.Second, bin, "dev", "--dir", dir); r.code != 1 || !strings.Contains(r.stderr, "in use by another tarn dev") {
+		t.Errorf("second tarn dev on the same folder: exit %d, %q", r.code, r.stderr)
+	}
 
 	data := make([]byte, 3<<20+17)
 	rand.Read(data)
