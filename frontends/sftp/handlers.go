@@ -1,0 +1,748 @@
+package sftp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	xsftp "github.com/pkg/sftp"
+
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+// Space is what statvfs reports: the grid's total and free bytes as this
+// account may use them.
+type Space struct {
+	Total, Free uint64
+}
+
+// DefaultSpace is reported by statvfs when the node cannot tell the
+// grid's space (no SpaceFunc): 1 TiB, all free.
+var DefaultSpace = Space{Total: 1 << 40, Free: 1 << 40}
+
+// umask is applied to the modes clients ask for at create and mkdir, as
+// sftp-server's usual umask (022) does.
+const umask = 0o022
+
+// Default modes of vdrive entries without a stored mode.
+const (
+	defaultFileMode = 0o644
+	defaultDirMode  = 0o755
+)
+
+// fsys is one SFTP session's view of an account's drive: the handlers of
+// pkg/sftp's request server.
+type fsys struct {
+	d       *vdrive.Drive
+	ro      bool
+	account string
+	ctx     context.Context // the session's: uploads run under it
+	spool   string          // folder for spool files
+	space   func(context.Context) (Space, error)
+	log     hclog.Logger
+	busy    func() func() // marks a long operation (an upload) for the idle timer
+	uid     uint32
+	gid     uint32
+
+	mu      sync.Mutex
+	writing map[string][]*writeHandle // open write handles by path
+}
+
+var (
+	_ xsftp.FileReader           = (*fsys)(nil)
+	_ xsftp.OpenFileWriter       = (*fsys)(nil)
+	_ xsftp.PosixRenameFileCmder = (*fsys)(nil)
+	_ xsftp.StatVFSFileCmder     = (*fsys)(nil)
+	_ xsftp.LstatFileLister      = (*fsys)(nil)
+	_ xsftp.RealPathFileLister   = (*fsys)(nil)
+	_ xsftp.ReadlinkFileLister   = (*fsys)(nil)
+	_ xsftp.NameLookupFileLister = (*fsys)(nil)
+)
+
+func (s *fsys) handlers() xsftp.Handlers {
+	return xsftp.Handlers{FileGet: s, FilePut: s, FileCmd: s, FileList: s}
+}
+
+// writable refuses writes of a read-only account or drive.
+func (s *fsys) writable(op, p string) error {
+	if s.ro {
+		return toStatus(op, p, ErrReadOnlyAccount)
+	}
+	return nil
+}
+
+// ---- reading ----------------------------------------------------------
+
+// Fileread opens a file for reading. The handle reads the grid file as it
+// was at open; a directory is refused here (sftp-server opens it and fails
+// the first read; both answer "failure").
+func (s *fsys) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
+	f, err := s.d.Open(r.Context(), r.Filepath)
+	if err != nil {
+		return nil, toStatus("open", r.Filepath, err)
+	}
+	return &readHandle{f: f, path: r.Filepath}, nil
+}
+
+// readHandle reads an open grid file; errors name the path.
+type readHandle struct {
+	f    vdrive.File
+	path string
+}
+
+func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
+	if off >= h.f.Size() {
+		return 0, io.EOF
+	}
+	n, err := h.f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, toStatus("read", h.path, err)
+	}
+	return n, err
+}
+
+// ---- writing ----------------------------------------------------------
+
+// Filewrite opens a file for writing (no reads through the handle).
+func (s *fsys) Filewrite(r *xsftp.Request) (io.WriterAt, error) {
+	return s.openWrite(r)
+}
+
+// OpenFile opens a file for reading and writing.
+func (s *fsys) OpenFile(r *xsftp.Request) (xsftp.WriterAtReaderAt, error) {
+	return s.openWrite(r)
+}
+
+// openWrite checks the open as open(2) would, then spools: the new
+// content is built in a temporary file (clients write out of order and
+// leave holes) and uploaded when the handle closes. An open without TRUNC
+// of an existing file copies its content in first (append, resume,
+// rewrite in place).
+func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
+	p, fl := r.Filepath, r.Pflags()
+	if err := s.writable("open", p); err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	info, err := s.d.Stat(ctx, p)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, toStatus("open", p, err)
+	case exists && info.IsDir():
+		return nil, toStatus("open", p, vdrive.ErrIsDir)
+	case exists && fl.Creat && fl.Excl:
+		return nil, toStatus("open", p, fs.ErrExist)
+	case !exists && !fl.Creat:
+		return nil, toStatus("open", p, fs.ErrNotExist)
+	case !exists:
+		// The parent must be a directory that exists, as for open(2).
+		if pi, err := s.d.Stat(ctx, path.Dir(p)); err != nil {
+			return nil, toStatus("open", p, err)
+		} else if !pi.IsDir() {
+			return nil, toStatus("open", p, vdrive.ErrNotDir)
+		}
+	}
+	f, err := os.CreateTemp(s.spool, "sftp-*.spool")
+	if err != nil {
+		return nil, toStatus("open", p, fmt.Errorf("spool file: %w", err))
+	}
+	os.Remove(f.Name()) // unlinked: gone with the handle, even on a crash
+	h := &writeHandle{s: s, path: p, f: f, create: !exists}
+	if exists && !fl.Trunc {
+		if err := h.fill(ctx); err != nil {
+			f.Close()
+			return nil, toStatus("open", p, err)
+		}
+	}
+	if !exists {
+		if perm, ok := openPerm(r.Attrs); ok {
+			m := perm &^ umask
+			if m != defaultFileMode {
+				h.mode = &m
+			}
+		}
+	}
+	s.mu.Lock()
+	if s.writing == nil {
+		s.writing = make(map[string][]*writeHandle)
+	}
+	s.writing[p] = append(s.writing[p], h)
+	s.mu.Unlock()
+	return h, nil
+}
+
+// openPerm reads the permissions of an open request's attributes. pkg/sftp
+// hands the handler the attributes without their flags word, so only the
+// one unambiguous case is read: four bytes are the permissions alone
+// (what OpenSSH's sftp and scp send).
+func openPerm(attrs []byte) (fs.FileMode, bool) {
+	if len(attrs) != 4 {
+		return 0, false
+	}
+	return fs.FileMode(binary.BigEndian.Uint32(attrs)) & fs.ModePerm, true
+}
+
+// writeHandle is a file open for writing: its content so far in an
+// unlinked spool file.
+type writeHandle struct {
+	s      *fsys
+	path   string
+	f      *os.File
+	create bool // the file did not exist at open
+
+	mu      sync.Mutex
+	size    int64
+	mode    *fs.FileMode
+	mtime   *time.Time
+	failed  error // a transfer error: the client is gone, nothing is linked
+	closed  bool
+	closeEr error
+}
+
+var (
+	_ xsftp.WriterAtReaderAt = (*writeHandle)(nil)
+	_ xsftp.TransferError    = (*writeHandle)(nil)
+	_ io.Closer              = (*writeHandle)(nil)
+)
+
+// fill copies the file's current content into the spool.
+func (h *writeHandle) fill(ctx context.Context) error {
+	f, err := h.s.d.Open(ctx, h.path)
+	if err != nil {
+		return err
+	}
+	var n int64
+	if wt, ok := f.(io.WriterTo); ok {
+		n, err = wt.WriteTo(h.f)
+	} else {
+		n, err = io.Copy(h.f, io.NewSectionReader(f, 0, f.Size()))
+	}
+	if err != nil {
+		return fmt.Errorf("read the current content: %w", err)
+	}
+	h.size = n
+	return nil
+}
+
+func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
+	}
+	n, err := h.f.WriteAt(p, off)
+	h.mu.Lock()
+	if end := off + int64(n); end > h.size {
+		h.size = end
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
+	}
+	return n, nil
+}
+
+func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
+	h.mu.Lock()
+	size := h.size
+	h.mu.Unlock()
+	if off >= size {
+		return 0, io.EOF
+	}
+	if rest := size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := h.f.ReadAt(p, off)
+	if err == io.EOF && off+int64(n) < size {
+		// A hole at the end (a truncate that grew the file): zeros.
+		clear(p[n:])
+		n, err = len(p), nil
+	}
+	if err == nil && off+int64(n) >= size {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// truncate sets the spooled file's size.
+func (h *writeHandle) truncate(size int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.f.Truncate(size); err != nil {
+		return err
+	}
+	h.size = size
+	return nil
+}
+
+func (h *writeHandle) stat() (int64, *fs.FileMode, *time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.size, h.mode, h.mtime
+}
+
+// TransferError is called by pkg/sftp when the session ends with the
+// handle open: the client is gone, so nothing is linked.
+func (h *writeHandle) TransferError(err error) {
+	h.mu.Lock()
+	h.failed = err
+	h.mu.Unlock()
+}
+
+// Close uploads the spooled content and links it at the path, then sets
+// the mode and times asked for while it was open. The client's close is
+// answered only after that: an error here reaches the client, never a
+// success for data that is not on the grid.
+func (h *writeHandle) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return h.closeEr
+	}
+	h.closed = true
+	failed := h.failed
+	h.mu.Unlock()
+	defer h.s.forget(h)
+	defer h.f.Close()
+	if failed != nil {
+		h.s.log.Info("upload abandoned: the client left before closing", "path", h.path, "reason", failed)
+		h.closeEr = toStatus("close", h.path, fmt.Errorf("transfer ended: %w", failed))
+		return h.closeEr
+	}
+	h.closeEr = h.upload()
+	return h.closeEr
+}
+
+func (h *writeHandle) upload() error {
+	done := h.s.busy()
+	defer done()
+	size, mode, mtime := h.stat()
+	ctx := h.s.ctx
+	start := time.Now()
+	w, err := h.s.d.Create(ctx, h.path)
+	if err != nil {
+		return toStatus("close", h.path, err)
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(h.f, 0, size)); err != nil {
+		w.Abort()
+		return toStatus("close", h.path, fmt.Errorf("upload: %w", err))
+	}
+	if err := w.Close(); err != nil {
+		h.s.log.Warn("upload failed", "path", h.path, "error", err)
+		return toStatus("close", h.path, err)
+	}
+	if mode != nil || mtime != nil {
+		if err := h.s.d.SetMetadata(ctx, h.path, func(m *vdrive.Metadata) error {
+			applyMeta(m, mode, mtime)
+			return nil
+		}); err != nil {
+			return toStatus("close", h.path, err)
+		}
+	}
+	h.s.log.Debug("uploaded", "path", h.path, "bytes", size, "took", time.Since(start))
+	return nil
+}
+
+// forget drops h from the open handles.
+func (s *fsys) forget(h *writeHandle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := s.writing[h.path]
+	for i, x := range hs {
+		if x == h {
+			hs = append(hs[:i], hs[i+1:]...)
+			break
+		}
+	}
+	if len(hs) == 0 {
+		delete(s.writing, h.path)
+	} else {
+		s.writing[h.path] = hs
+	}
+}
+
+// openWriter is the newest handle writing p, or nil.
+func (s *fsys) openWriter(p string) *writeHandle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := s.writing[p]
+	if len(hs) == 0 {
+		return nil
+	}
+	return hs[len(hs)-1]
+}
+
+// abortAll ends the open write handles of a session that is closing.
+func (s *fsys) abortAll(err error) {
+	s.mu.Lock()
+	var hs []*writeHandle
+	for _, l := range s.writing {
+		hs = append(hs, l...)
+	}
+	s.mu.Unlock()
+	for _, h := range hs {
+		h.TransferError(err)
+	}
+}
+
+func applyMeta(m *vdrive.Metadata, mode *fs.FileMode, mtime *time.Time) {
+	if mode != nil {
+		if m.Extra == nil {
+			m.Extra = map[string]string{}
+		}
+		m.Extra[vdrive.ModeKey] = fmt.Sprintf("%04o", uint32(*mode&fs.ModePerm))
+	}
+	if mtime != nil {
+		m.Mtime = mtime.UTC()
+	}
+}
+
+// ---- commands ---------------------------------------------------------
+
+// Filecmd carries out setstat, rename, rmdir, mkdir, remove; links are
+// refused.
+func (s *fsys) Filecmd(r *xsftp.Request) error {
+	ctx, p := r.Context(), r.Filepath
+	switch r.Method {
+	case "Setstat":
+		return s.setstat(ctx, r)
+	case "Rename":
+		if err := s.writable("rename", p); err != nil {
+			return err
+		}
+		// SFTP v3 rename never replaces (sftp-server links the new name
+		// first); posix-rename does.
+		if _, err := s.d.Stat(ctx, r.Target); err == nil {
+			if _, err := s.d.Stat(ctx, p); err != nil {
+				return toStatus("rename", p, err)
+			}
+			return toStatus("rename", r.Target, fs.ErrExist)
+		}
+		return toStatus("rename", p, s.d.Rename(ctx, p, r.Target))
+	case "Rmdir":
+		if err := s.writable("rmdir", p); err != nil {
+			return err
+		}
+		if p == "/" {
+			return toStatus("rmdir", p, errors.New("the root cannot be removed"))
+		}
+		info, err := s.d.Stat(ctx, p)
+		if err != nil {
+			return toStatus("rmdir", p, err)
+		}
+		if !info.IsDir() {
+			return toStatus("rmdir", p, vdrive.ErrNotDir)
+		}
+		return toStatus("rmdir", p, s.d.Remove(ctx, p))
+	case "Mkdir":
+		if err := s.writable("mkdir", p); err != nil {
+			return err
+		}
+		if p == "/" {
+			return toStatus("mkdir", p, fs.ErrExist)
+		}
+		if err := s.d.Mkdir(ctx, p); err != nil {
+			return toStatus("mkdir", p, err)
+		}
+		if r.AttrFlags().Permissions {
+			m := fs.FileMode(r.Attributes().Mode) & fs.ModePerm &^ umask
+			if m != defaultDirMode {
+				return toStatus("mkdir", p, s.d.SetMetadata(ctx, p, func(md *vdrive.Metadata) error {
+					applyMeta(md, &m, nil)
+					return nil
+				}))
+			}
+		}
+		return nil
+	case "Remove":
+		if err := s.writable("remove", p); err != nil {
+			return err
+		}
+		info, err := s.d.Stat(ctx, p)
+		if err != nil {
+			return toStatus("remove", p, err)
+		}
+		if info.IsDir() {
+			return toStatus("remove", p, vdrive.ErrIsDir)
+		}
+		return toStatus("remove", p, s.d.Remove(ctx, p))
+	case "Symlink":
+		// Filepath is the link's target, Target the new link's path.
+		if err := s.writable("symlink", r.Target); err != nil {
+			return err
+		}
+		return unsupported("symlink", r.Target, "the drive has no symbolic links")
+	case "Link":
+		if err := s.writable("link", r.Target); err != nil {
+			return err
+		}
+		return unsupported("link", r.Target, "the drive has no hard links (copy the file instead)")
+	}
+	return unsupported(r.Method, p, "unknown request")
+}
+
+// PosixRename is rename(2): it replaces a file, or an empty directory.
+func (s *fsys) PosixRename(r *xsftp.Request) error {
+	if err := s.writable("rename", r.Filepath); err != nil {
+		return err
+	}
+	return toStatus("rename", r.Filepath, s.d.Rename(r.Context(), r.Filepath, r.Target))
+}
+
+// setstat keeps the mode and mtime in the entry's metadata, truncates or
+// extends to a size, and accepts and ignores owner and atime (nothing to
+// keep them in). On a file this session has open for writing, it changes
+// the spooled file and what its close will link.
+func (s *fsys) setstat(ctx context.Context, r *xsftp.Request) error {
+	p := r.Filepath
+	if err := s.writable("setstat", p); err != nil {
+		return err
+	}
+	fl := r.AttrFlags()
+	a := r.Attributes()
+	var mode *fs.FileMode
+	var mtime *time.Time
+	if fl.Permissions {
+		m := fs.FileMode(a.Mode) & fs.ModePerm
+		mode = &m
+	}
+	if fl.Acmodtime {
+		t := time.Unix(int64(a.Mtime), 0)
+		mtime = &t
+	}
+	if h := s.openWriter(p); h != nil {
+		if fl.Size {
+			if err := h.truncate(int64(a.Size)); err != nil {
+				return toStatus("setstat", p, err)
+			}
+		}
+		h.mu.Lock()
+		if mode != nil {
+			h.mode = mode
+		}
+		if mtime != nil {
+			h.mtime = mtime
+		}
+		h.mu.Unlock()
+		return nil
+	}
+	info, err := s.d.Stat(ctx, p)
+	if err != nil {
+		return toStatus("setstat", p, err)
+	}
+	if fl.Size && int64(a.Size) != info.Size() {
+		if info.IsDir() {
+			return toStatus("setstat", p, vdrive.ErrIsDir)
+		}
+		if err := s.resize(ctx, p, int64(a.Size), info); err != nil {
+			return toStatus("setstat", p, err)
+		}
+	}
+	if mode == nil && mtime == nil {
+		return nil
+	}
+	return toStatus("setstat", p, s.d.SetMetadata(ctx, p, func(m *vdrive.Metadata) error {
+		applyMeta(m, mode, mtime)
+		return nil
+	}))
+}
+
+// resize truncates or extends a closed file: its content, cut or padded
+// with zeros, is uploaded again (grid files are immutable). The mode and
+// mtime it had are kept unless the same setstat changes them.
+func (s *fsys) resize(ctx context.Context, p string, size int64, info *vdrive.Info) error {
+	f, err := os.CreateTemp(s.spool, "sftp-*.spool")
+	if err != nil {
+		return fmt.Errorf("spool file: %w", err)
+	}
+	os.Remove(f.Name())
+	h := &writeHandle{s: s, path: p, f: f}
+	defer f.Close()
+	if size > 0 {
+		if err := h.fill(ctx); err != nil {
+			return err
+		}
+	}
+	if err := h.truncate(size); err != nil {
+		return err
+	}
+	m := info.Mode().Perm()
+	if _, ok := info.Metadata().Extra[vdrive.ModeKey]; ok {
+		h.mode = &m
+	}
+	return h.upload()
+}
+
+// StatVFS answers statvfs@openssh.com (what `df` shows) from the grid's
+// space.
+func (s *fsys) StatVFS(r *xsftp.Request) (*xsftp.StatVFS, error) {
+	ctx := r.Context()
+	if _, err := s.d.Stat(ctx, r.Filepath); err != nil {
+		return nil, toStatus("statvfs", r.Filepath, err)
+	}
+	sp := DefaultSpace
+	if s.space != nil {
+		got, err := s.space(ctx)
+		if err != nil {
+			return nil, toStatus("statvfs", r.Filepath, err)
+		}
+		sp = got
+	}
+	const bsize = 4096
+	st := &xsftp.StatVFS{
+		Bsize: bsize, Frsize: bsize,
+		Blocks: sp.Total / bsize, Bfree: sp.Free / bsize, Bavail: sp.Free / bsize,
+		Files: 1 << 32, Ffree: 1 << 32, Favail: 1 << 32,
+		Namemax: 255,
+	}
+	if s.ro {
+		st.Flag |= 1 // ST_RDONLY
+	}
+	return st, nil
+}
+
+// ---- listing ----------------------------------------------------------
+
+// Filelist answers opendir (List) and stat (Stat).
+func (s *fsys) Filelist(r *xsftp.Request) (xsftp.ListerAt, error) {
+	ctx, p := r.Context(), r.Filepath
+	switch r.Method {
+	case "List":
+		self, err := s.d.Stat(ctx, p)
+		if err != nil {
+			return nil, toStatus("opendir", p, err)
+		}
+		if !self.IsDir() {
+			return nil, toStatus("opendir", p, vdrive.ErrNotDir)
+		}
+		infos, err := s.d.ReadDir(ctx, p)
+		if err != nil {
+			return nil, toStatus("opendir", p, err)
+		}
+		parent := self
+		if p != "/" {
+			if parent, err = s.d.Stat(ctx, path.Dir(p)); err != nil {
+				return nil, toStatus("opendir", p, err)
+			}
+		}
+		list := make(lister, 0, len(infos)+2)
+		list = append(list, s.fileInfo(".", self), s.fileInfo("..", parent))
+		for _, in := range infos {
+			list = append(list, s.fileInfo(in.Name(), in))
+		}
+		return list, nil
+	case "Stat", "Lstat":
+		fi, err := s.stat(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return lister{fi}, nil
+	}
+	return nil, unsupported(r.Method, p, "unknown request")
+}
+
+// Lstat is Stat: the drive has no symbolic links.
+func (s *fsys) Lstat(r *xsftp.Request) (xsftp.ListerAt, error) { return s.Filelist(r) }
+
+// stat describes p; a file this session is writing shows its spooled size
+// and pending mode and mtime, as a local file being written would.
+func (s *fsys) stat(ctx context.Context, p string) (os.FileInfo, error) {
+	if h := s.openWriter(p); h != nil {
+		size, mode, mtime := h.stat()
+		fi := &fileInfo{name: path.Base(p), size: size, mode: defaultFileMode, mtime: time.Now(), uid: s.uid, gid: s.gid}
+		if info, err := s.d.Stat(ctx, p); err == nil && !h.create {
+			fi.mode, fi.mtime = info.Mode(), info.ModTime()
+		}
+		if mode != nil {
+			fi.mode = *mode
+		}
+		if mtime != nil {
+			fi.mtime = *mtime
+		}
+		return fi, nil
+	}
+	info, err := s.d.Stat(ctx, p)
+	if err != nil {
+		return nil, toStatus("stat", p, err)
+	}
+	return s.fileInfo(path.Base(p), info), nil
+}
+
+// RealPath makes p absolute and clean under the root; ".." never leaves
+// the root.
+func (s *fsys) RealPath(p string) (string, error) {
+	return cleanPath(p), nil
+}
+
+// Readlink fails as readlink(2) does on what is not a link.
+func (s *fsys) Readlink(p string) (string, error) {
+	if _, err := s.d.Stat(s.ctx, p); err != nil {
+		return "", toStatus("readlink", p, err)
+	}
+	return "", toStatus("readlink", p, fmt.Errorf("not a symbolic link: %w", syscall.EINVAL))
+}
+
+// LookupUserName names every owner after the account (all of an
+// account's files are its own).
+func (s *fsys) LookupUserName(string) string { return s.account }
+
+// LookupGroupName is LookupUserName for groups.
+func (s *fsys) LookupGroupName(string) string { return s.account }
+
+func cleanPath(p string) string {
+	c := path.Clean("/" + p)
+	return c
+}
+
+func (s *fsys) fileInfo(name string, in *vdrive.Info) *fileInfo {
+	mt := in.ModTime()
+	if mt.IsZero() {
+		mt = in.Metadata().Ctime
+	}
+	if mt.IsZero() {
+		mt = time.Unix(0, 0)
+	}
+	return &fileInfo{name: name, size: in.Size(), mode: in.Mode(), mtime: mt, uid: s.uid, gid: s.gid}
+}
+
+// fileInfo is an entry as SFTP attributes carry it.
+type fileInfo struct {
+	name     string
+	size     int64
+	mode     fs.FileMode
+	mtime    time.Time
+	uid, gid uint32
+}
+
+var _ xsftp.FileInfoUidGid = (*fileInfo)(nil)
+
+func (f *fileInfo) Name() string       { return f.name }
+func (f *fileInfo) Size() int64        { return f.size }
+func (f *fileInfo) Mode() fs.FileMode  { return f.mode }
+func (f *fileInfo) ModTime() time.Time { return f.mtime }
+func (f *fileInfo) IsDir() bool        { return f.mode.IsDir() }
+func (f *fileInfo) Sys() any           { return nil }
+func (f *fileInfo) Uid() uint32        { return f.uid }
+func (f *fileInfo) Gid() uint32        { return f.gid }
+
+// lister pages a listing out to readdir in pkg/sftp's chunks.
+type lister []os.FileInfo
+
+func (l lister) ListAt(buf []os.FileInfo, off int64) (int, error) {
+	if off >= int64(len(l)) {
+		return 0, io.EOF
+	}
+	n := copy(buf, l[off:])
+	if off+int64(n) >= int64(len(l)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
