@@ -55,7 +55,9 @@ A progress bar with the rate shows on a terminal.`,
 		defer stop()
 		bar := newBar(size, "put "+name, putFlags.quiet)
 		if bar != nil {
-			r = io.TeeReader(r, bar)
+			// The node stores the file after reading it all (a convergent
+			// key needs the whole file first): say so when the body ends.
+			r = &eofHook{r: io.TeeReader(r, bar), fn: func() { bar.Describe("put " + name + ": storing on the grid") }}
 		}
 		capStr, err := c.Put(ctx, r, size)
 		if bar != nil {
@@ -68,6 +70,22 @@ A progress bar with the rate shows on a terminal.`,
 		fmt.Fprintln(cmd.OutOrStdout(), capStr)
 		return nil
 	},
+}
+
+// eofHook calls fn once, when r first reports EOF.
+type eofHook struct {
+	r    io.Reader
+	fn   func()
+	done bool
+}
+
+func (e *eofHook) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF && !e.done {
+		e.done = true
+		e.fn()
+	}
+	return n, err
 }
 
 // newBar returns a progress bar on standard error, or nil when standard
