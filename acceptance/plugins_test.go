@@ -122,6 +122,19 @@ func TestPluginKill(t *testing.T) {
 				} else {
 					t.Logf("the upload in flight succeeded")
 				}
+				// What the client's status says of its plugins must be
+				// true: a plugin shown healthy has a live process.
+				if n == g.Client {
+					st, _ := g.status(t, g.Client)
+					for _, sp := range st.Plugins {
+						if sp.Kind == p.Kind && sp.Name == p.Name {
+							t.Logf("status after the kill: %+v", sp)
+							if sp.Health == "ok" && !alive(sp.Pid) {
+								t.Errorf("status shows %s %s healthy with pid %d, which is dead", p.Kind, p.Name, sp.Pid)
+							}
+						}
+					}
+				}
 				// The next call works (the host restarts the plugin, at once
 				// or on that call).
 				data := genBytes(seed+1000, seg+77)
