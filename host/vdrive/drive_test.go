@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/testgrid"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -112,6 +113,20 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if got := get(t, d, "/docs/alias.txt"); string(got) != "hello" {
 		t.Fatalf("linked file reads %q", got)
+	}
+	// A mutable file links by its write cap and reads its current content.
+	mw, err := d2store(t, g).CreateMutable(ctx, []byte("mutable content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Link(ctx, "/docs/mutable", mw.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, d, "/docs/mutable"); string(got) != "mutable content" {
+		t.Fatalf("mutable file reads %q", got)
+	}
+	if mi, _ := d.Stat(ctx, "/docs/mutable"); mi.WriteCap() != mw.String() || mi.ReadCap() != mw.ReadCap().String() {
+		t.Fatalf("mutable file caps %q %q", mi.WriteCap(), mi.ReadCap())
 	}
 	ci, _ := d.Stat(ctx, "/c")
 	if err := d.Link(ctx, "/c-ro", ci.ReadCap()); err != nil {
@@ -223,3 +238,6 @@ func TestDirCache(t *testing.T) {
 		t.Fatalf("b removed a directory a had filled: %v", err)
 	}
 }
+
+// d2store is a Store of its own client on g.
+func d2store(t *testing.T, g *testgrid.Grid) vdrive.Store { return vdrive.GridStore(newClient(t, g)) }
