@@ -317,7 +317,7 @@ type Info struct {
 	e     dirnode.Entry
 	keys  dirnode.Keys
 	write bool // the parent is writable, so WriteCap may open
-	ro    bool // the drive is read-only
+	ro    bool // nothing here can change: a read-only drive, parent or directory
 }
 
 var _ fs.FileInfo = (*Info)(nil)
@@ -338,7 +338,8 @@ func (i *Info) Type() Type { return i.e.Meta.Type }
 func (i *Info) ModTime() time.Time { return i.e.Meta.Mtime }
 
 // Mode is ModeKey's permission bits (else 0644, 0755 for directories),
-// without write bits on a read-only drive.
+// without write bits where nothing can change: on a read-only drive, in a
+// read-only directory, for a directory linked by its read cap.
 func (i *Info) Mode() fs.FileMode {
 	m := fs.FileMode(0o644)
 	if i.IsDir() {
@@ -392,5 +393,6 @@ func cloneMeta(m Metadata) Metadata {
 }
 
 func (d *Drive) info(parent dirRef, keys dirnode.Keys, e dirnode.Entry) *Info {
-	return &Info{name: e.Name, e: e, keys: keys, write: parent.w != nil, ro: d.root.w == nil}
+	ro := parent.w == nil || (e.Meta.Type == TypeDir && !e.HasWriteCap())
+	return &Info{name: e.Name, e: e, keys: keys, write: parent.w != nil, ro: ro}
 }

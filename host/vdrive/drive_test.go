@@ -135,6 +135,12 @@ func TestEndToEnd(t *testing.T) {
 	if got := names(t, d, "/c-ro"); !slices.Equal(got, []string{"more", "small.txt"}) {
 		t.Fatalf("/c-ro lists %v", got)
 	}
+	if ri, _ := d.Stat(ctx, "/c-ro"); ri.Mode() != fs.ModeDir|0o555 {
+		t.Fatalf("read-only link has mode %v", ri.Mode())
+	}
+	if ri, _ := d.Stat(ctx, "/c-ro/small.txt"); ri.Mode() != 0o444 {
+		t.Fatalf("file in a read-only link has mode %v", ri.Mode())
+	}
 	if err := d.Mkdir(ctx, "/c-ro/x"); !errors.Is(err, vdrive.ErrReadOnly) {
 		t.Fatalf("mkdir in a read-only link: %v", err)
 	}
