@@ -151,24 +151,27 @@ func BenchmarkBigDirectory(b *testing.B) {
 
 // BenchmarkAddOne times adding one entry to directories of 100, 1,000 and
 // 10,000 entries with no chunk cache (each add reads the bucket's chunk,
-// writes a new one and the root): the cost should barely grow.
+// writes a new one and the root), on grids of 5 and 15 servers (3-of-5
+// clients): the cost should barely grow with either.
 func BenchmarkAddOne(b *testing.B) {
-	g := newGrid(b)
-	c := newClient(b, g)
-	ctx := ctxFor(b, 10*time.Minute)
-	for _, n := range []int{100, 1000, bigN} {
-		rootCap := sizedDir(b, g, c, n)
-		d, _ := vdrive.New(vdrive.GridStore(c), rootCap, vdrive.WithCache(0))
-		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
-			before := c.Stats()
-			for i := 0; i < b.N; i++ {
-				if err := d.Link(ctx, fmt.Sprintf("/big/added-%d-%d", b.N, i), cap.Literal{Data: []byte("x")}.String()); err != nil {
-					b.Fatal(err)
+	for _, servers := range []int{5, 15} {
+		g := newGridN(b, servers)
+		c := newClient(b, g)
+		ctx := ctxFor(b, 10*time.Minute)
+		for _, n := range []int{100, 1000, bigN} {
+			rootCap := sizedDir(b, g, c, n)
+			d, _ := vdrive.New(vdrive.GridStore(c), rootCap, vdrive.WithCache(0))
+			b.Run(fmt.Sprintf("servers=%d/entries=%d", servers, n), func(b *testing.B) {
+				before := c.Stats()
+				for i := 0; i < b.N; i++ {
+					if err := d.Link(ctx, fmt.Sprintf("/big/added-%d-%d", b.N, i), cap.Literal{Data: []byte("x")}.String()); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			after := c.Stats()
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
-			b.ReportMetric(float64(after.BytesUploaded-before.BytesUploaded)/float64(b.N)/1024, "KiB-up/add")
-		})
+				after := c.Stats()
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/add")
+				b.ReportMetric(float64(after.BytesUploaded-before.BytesUploaded)/float64(b.N)/1024, "KiB-up/add")
+			})
+		}
 	}
 }

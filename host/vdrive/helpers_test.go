@@ -21,8 +21,11 @@ import (
 
 // newGrid starts five storage servers that run the mutable-slot write
 // check, as every storage node does.
-func newGrid(t testing.TB) *testgrid.Grid {
-	return testgrid.New(t, 5, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
+func newGrid(t testing.TB) *testgrid.Grid { return newGridN(t, 5) }
+
+// newGridN starts n such servers.
+func newGridN(t testing.TB, n int) *testgrid.Grid {
+	return testgrid.New(t, n, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
 		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
 	}})
 }
