@@ -186,3 +186,25 @@ func TestCLIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestStatus: `tarn status` names every storage server and plugin of the
+// client, and `--json` agrees with the grid.
+func TestStatus(t *testing.T) {
+	g := startGrid(t, GridOptions{})
+	r := mustTarn(t, CLI{}, "status", "--node", g.Client.Dir)
+	for _, n := range g.Storage() {
+		if !strings.Contains(r.Stdout, n.Name) {
+			t.Errorf("status does not list %s:\n%s", n.Name, r.Stdout)
+		}
+	}
+	for _, p := range nodePlugins(t, g.Client) {
+		if !strings.Contains(r.Stdout, fmt.Sprint(p.Pid)) || !strings.Contains(r.Stdout, p.Name) {
+			t.Errorf("status does not show plugin %s %s pid %d:\n%s", p.Kind, p.Name, p.Pid, r.Stdout)
+		}
+	}
+	st, _ := g.status(t, g.Client)
+	if st.Known != len(g.Storage()) || st.Conn != len(g.Storage()) {
+		t.Errorf("status --json: %d known, %d connected; want %d", st.Known, st.Conn, len(g.Storage()))
+	}
+	t.Logf("\n%s", r.Stdout)
+}

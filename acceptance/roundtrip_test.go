@@ -116,8 +116,14 @@ func TestRoundTrip(t *testing.T) {
 		}
 		r := mustTarn(t, CLI{}, "put", "--node", g.Client.Dir, in)
 		c := strings.TrimSpace(r.Stdout)
+		// Piped, not a terminal: the cap alone on stdout, no progress bar.
+		if strings.Count(r.Stdout, "\n") != 1 || r.Stderr != "" {
+			t.Errorf("put to a pipe printed stdout %q and stderr %q; want the cap alone", r.Stdout, r.Stderr)
+		}
 		out := filepath.Join(dir, "out.bin")
-		mustTarn(t, CLI{}, "get", "--node", g.Client.Dir, c, out)
+		if r := mustTarn(t, CLI{}, "get", "--node", g.Client.Dir, c, out); r.Stdout != "" || r.Stderr != "" {
+			t.Errorf("get to a file, piped, printed stdout %q and stderr %q; want nothing", r.Stdout, r.Stderr)
+		}
 		got, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
