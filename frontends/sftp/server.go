@@ -465,8 +465,10 @@ func (ss *session) serveSFTP() {
 	fs := ss.fsys()
 	rs := xsftp.NewRequestServer(chanRW{ss.ch, ss.act}, fs.handlers(), xsftp.WithRSMaxTxPacket(256<<10))
 	ss.log.Debug("sftp session")
+	// Serve ends at the client's EOF; the channel stays open for the exit
+	// status (rs.Close would close it first, and OpenSSH's scp treats a
+	// missing exit status as a failure).
 	err := rs.Serve()
-	rs.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		ss.log.Debug("sftp session ended", "error", err)
 	}

@@ -1,0 +1,288 @@
+package sftp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// The real OpenSSH clients against the in-process server: sftp in batch
+// mode (password through sshpass, and key), scp in SFTP and legacy (-O)
+// modes, recursive both ways.
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+}
+
+// keyFile writes the test key for OpenSSH's -i.
+func (e *env) keyFile(t *testing.T) string {
+	block, err := ssh.MarshalPrivateKey(e.key, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (e *env) port() string {
+	_, port, _ := net.SplitHostPort(e.srv.Addr())
+	return port
+}
+
+var sshOpts = []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not finish in 3 minutes:\n%s", name, out.String())
+		return "", nil
+	}
+}
+
+// makeTree writes a tree with nested and empty folders, zero-byte files,
+// Unicode and space names; it returns path -> sha256 ("dir" for folders).
+func makeTree(t *testing.T, root string) map[string]string {
+	files := map[string]int{
+		"a.txt":                    100,
+		"zero":                     0,
+		"with space.bin":           70_000,
+		"ünïcødé ✓.txt":            3,
+		"nested/b.bin":             200_000,
+		"nested/deeper/c.txt":      10,
+		"nested/deeper/zero too":   0,
+		"nested/deeper/deepest/dd": 5,
+	}
+	dirs := []string{"empty", "nested/empty inner"}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, n := range files {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, pseudo(byte(n), n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return treeOf(t, root)
+}
+
+func treeOf(t *testing.T, root string) map[string]string {
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		if d.IsDir() {
+			out[rel] = "dir"
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		h := sha256.Sum256(b)
+		out[rel] = hex.EncodeToString(h[:8])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffTrees(want, got map[string]string) string {
+	var d []string
+	for p, h := range want {
+		if got[p] != h {
+			d = append(d, fmt.Sprintf("%s: want %s, got %q", p, h, got[p]))
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			d = append(d, p+": unexpected")
+		}
+	}
+	sort.Strings(d)
+	return strings.Join(d, "\n")
+}
+
+// TestOpenSSHBatch drives OpenSSH's sftp with a batch file: put, get,
+// ls -l, mkdir, rename, chmod, df, reput, reget, rm, rmdir.
+func TestOpenSSHBatch(t *testing.T) {
+	needTools(t, "sftp", "sshpass")
+	e := newEnv(t, envOptions{})
+	local := t.TempDir()
+	big := pseudo(9, 3<<20+17)
+	os.WriteFile(filepath.Join(local, "big.bin"), big, 0o644)
+	os.WriteFile(filepath.Join(local, "small.txt"), []byte("small\n"), 0o644)
+	os.WriteFile(filepath.Join(local, "half.bin"), big[:1<<20], 0o644)
+	os.Mkdir(filepath.Join(local, "out"), 0o755)
+	os.WriteFile(filepath.Join(local, "out", "resumed.bin"), big[:(1<<20)+5], 0o644)
+	batch := strings.Join([]string{
+		"mkdir d",
+		"mkdir e",
+		"put " + local + "/big.bin d/big.bin",
+		"put " + local + "/small.txt",
+		"ls -l",
+		"ls -l d",
+		"rename small.txt d/renamed.txt",
+		"chmod 600 d/renamed.txt",
+		"ls -l d",
+		"get d/big.bin " + local + "/out/big.bin",
+		"get d/renamed.txt " + local + "/out/renamed.txt",
+		"df",
+		"put " + local + "/half.bin resume.bin",
+		"reput " + local + "/big.bin resume.bin",
+		"reget d/big.bin " + local + "/out/resumed.bin",
+		"-rmdir d",
+		"rmdir e",
+		"rm d/renamed.txt",
+		"-ln -s d/big.bin link",
+		"ls -l",
+	}, "\n") + "\n"
+	bf := filepath.Join(local, "batch")
+	os.WriteFile(bf, []byte(batch), 0o644)
+	args := append([]string{"-p", alicePW, "sftp", "-o", "BatchMode=no", "-b", bf}, sshOpts...)
+	args = append(args, "-P", e.port(), "alice@127.0.0.1")
+	out, err := run(t, "sshpass", args...)
+	if err != nil {
+		t.Fatalf("sftp batch: %v\n%s", err, out)
+	}
+	t.Logf("sftp output:\n%s", out)
+	for _, want := range []string{
+		"-rw-------", // chmod 600 shown by ls -l
+		"big.bin",
+		"Size", // df's header
+		`remote rmdir "/d": Failure`, "Operation unsupported",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for name, want := range map[string][]byte{"big.bin": big, "renamed.txt": []byte("small\n"), "resumed.bin": big} {
+		got, _ := os.ReadFile(filepath.Join(local, "out", name))
+		if !bytes.Equal(got, want) {
+			t.Errorf("local %s: %d bytes, want %d identical", name, len(got), len(want))
+		}
+	}
+	d := e.drive("alice")
+	if got, err := e.get(d, "/resume.bin"); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("reput result: %d bytes (%v), want %d identical", len(got), err, len(big))
+	}
+	if _, err := d.Stat(ctxT(t), "/e"); err == nil {
+		t.Error("rmdir e left it")
+	}
+	if _, err := d.Stat(ctxT(t), "/link"); err == nil {
+		t.Error("a symlink was made")
+	}
+
+	// Key login, non-interactive.
+	bf2 := filepath.Join(local, "batch2")
+	os.WriteFile(bf2, []byte("ls\n"), 0o644)
+	args = append([]string{"-b", bf2, "-i", e.keyFile(t)}, sshOpts...)
+	args = append(args, "-P", e.port(), "alice@127.0.0.1")
+	if out, err := run(t, "sftp", args...); err != nil || !strings.Contains(out, "resume.bin") {
+		t.Fatalf("sftp with a key: %v\n%s", err, out)
+	}
+	// Wrong password.
+	args = append([]string{"-p", "wrong", "sftp", "-o", "BatchMode=no", "-b", bf2}, sshOpts...)
+	args = append(args, "-P", e.port(), "alice@127.0.0.1")
+	if out, err := run(t, "sshpass", args...); err == nil {
+		t.Fatalf("a wrong password logged in:\n%s", out)
+	}
+}
+
+// TestSCP copies a tree up and down with OpenSSH's scp, in SFTP mode and
+// with the legacy protocol (-O), with -r and -p.
+func TestSCP(t *testing.T) {
+	needTools(t, "scp")
+	e := newEnv(t, envOptions{})
+	key := e.keyFile(t)
+	src := filepath.Join(t.TempDir(), "tree")
+	want := makeTree(t, src)
+	for _, mode := range []struct {
+		name string
+		flag []string
+	}{
+		{"sftp", nil},
+		{"legacy", []string{"-O"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			base := append(append([]string{"-i", key, "-P", e.port()}, sshOpts...), mode.flag...)
+			remote := "alice@127.0.0.1:/" + mode.name
+			if out, err := run(t, "scp", append(base, "-r", "-p", src, remote)...); err != nil {
+				t.Fatalf("scp up: %v\n%s", err, out)
+			}
+			dst := filepath.Join(t.TempDir(), "down")
+			if out, err := run(t, "scp", append(base, "-r", "-p", remote, dst)...); err != nil {
+				t.Fatalf("scp down: %v\n%s", err, out)
+			}
+			if d := diffTrees(want, treeOf(t, dst)); d != "" {
+				t.Fatalf("tree after the round trip differs:\n%s", d)
+			}
+			// -p kept the mtimes.
+			st1, _ := os.Stat(filepath.Join(src, "a.txt"))
+			st2, _ := os.Stat(filepath.Join(dst, "a.txt"))
+			if st1.ModTime().Unix() != st2.ModTime().Unix() {
+				t.Errorf("mtime %v, want %v", st2.ModTime(), st1.ModTime())
+			}
+			// One file to a new name, and back.
+			one := filepath.Join(t.TempDir(), "one")
+			if out, err := run(t, "scp", append(base, filepath.Join(src, "with space.bin"), remote+"/single.bin")...); err != nil {
+				t.Fatalf("scp a file: %v\n%s", err, out)
+			}
+			if out, err := run(t, "scp", append(base, remote+"/single.bin", one)...); err != nil {
+				t.Fatalf("scp a file down: %v\n%s", err, out)
+			}
+			a, _ := os.ReadFile(filepath.Join(src, "with space.bin"))
+			b, _ := os.ReadFile(one)
+			if !bytes.Equal(a, b) {
+				t.Fatal("single file differs")
+			}
+			// A missing source fails with a message.
+			if out, err := run(t, "scp", append(base, remote+"/missing", one)...); err == nil {
+				t.Fatalf("scp of a missing file succeeded:\n%s", out)
+			}
+		})
+	}
+}
