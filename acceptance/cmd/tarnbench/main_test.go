@@ -518,3 +518,21 @@ func mustCPU(t *testing.T, pid int) time.Duration {
 	}
 	return d
 }
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ds   []time.Duration
+		want time.Duration
+	}{
+		{"one", []time.Duration{5}, 5},
+		{"odd, unsorted, with a stall", []time.Duration{3, 1000, 2}, 3},
+		{"even", []time.Duration{4, 1, 3, 2}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := median(tc.ds); got != tc.want {
+				t.Fatalf("median = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"time"
 
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
@@ -27,6 +28,19 @@ const streamBatch = 4
 const codecArena = 256 << 20
 
 var codecParams = codec.Params{K: 3, N: 10}
+
+// minSamples is the fewest batches a codec figure is the median of.
+const minSamples = 5
+
+// median of ds (not empty); it sorts ds.
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2]
+	}
+	return (ds[n/2-1] + ds[n/2]) / 2
+}
 
 // codecSet is a batch of segments and their blocks, with the hashes the
 // in-process codec gives, to check a path's bytes after it ran.
@@ -163,6 +177,8 @@ type codecPath struct {
 // shared-memory path, and through one on the gRPC fallback. A plugin path's
 // calls are interleaved with in-process calls on the same sizes, and its
 // ratio is to that in-process figure, so load on the machine cancels out.
+// Each figure is of the median batch time: a burst of other work that
+// stalls a few batches does not move it.
 func measureCodec(ctx context.Context, r *Report, tarnBin string, d time.Duration) error {
 	inproc := codecreedsolomon.New()
 	ref, err := newCodecSet(codecBatch, nil)
@@ -227,10 +243,9 @@ func measureCodec(ctx context.Context, r *Report, tarnBin string, d time.Duratio
 					return nil
 				}
 			}
-			var took, refTook time.Duration
-			var bytesDone int64
+			var took, refTook []time.Duration // per batch
 			cp.set.scramble(decode)
-			for start := time.Now(); time.Since(start) < d; {
+			for start := time.Now(); time.Since(start) < d || len(took) < minSamples; {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -239,26 +254,26 @@ func measureCodec(ctx context.Context, r *Report, tarnBin string, d time.Duratio
 					return fmt.Errorf("codec %s %s: %w", cp.name, op, err)
 				}
 				t1 := time.Now()
-				took += t1.Sub(t0)
-				bytesDone += int64(cp.batch) * segSize
+				took = append(took, t1.Sub(t0))
 				if ref != nil {
 					if err := ref(cp.batch); err != nil {
 						return fmt.Errorf("codec reference %s: %w", op, err)
 					}
-					refTook += time.Since(t1)
+					refTook = append(refTook, time.Since(t1))
 				}
 			}
 			if err := cp.set.check(cp.name + " " + op); err != nil {
 				return err
 			}
+			batchBytes := float64(cp.batch * segSize)
 			f := Figure{
 				Key:   "codec." + op + "." + cp.key,
 				Name:  "codec " + op + " 1 MiB 3-of-10, " + cp.name,
-				Value: float64(bytesDone) / took.Seconds() / 1e6, Unit: "MB/s",
+				Value: batchBytes / median(took).Seconds() / 1e6, Unit: "MB/s",
 			}
 			if ref != nil {
 				f.Ceiling = refKey
-				f.CeilingValue = float64(bytesDone) / refTook.Seconds() / 1e6
+				f.CeilingValue = batchBytes / median(refTook).Seconds() / 1e6
 				f.Ratio = f.Value / f.CeilingValue
 			}
 			if decode && cp.key == "inprocess" {
