@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tarnfs/tarn/frontends/sftp"
+	"github.com/tarnfs/tarn/host/accounts"
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+// sftpDirCache is how long an SFTP drive reuses a directory it read: a
+// session sees its own account's changes at once (one drive per account),
+// other clients' within this.
+const sftpDirCache = time.Second
+
+// StartSFTP starts the profile's enabled [[sftp]] frontends over the
+// node's grid client, each account on its own root; they stop with the
+// node. It returns their listen addresses (host:port) in profile order
+// (none when the profile enables none). Start calls it once the client is
+// up; tests may call it on a node whose start does not.
+func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
+	var enabled int
+	for _, s := range n.prof.SFTP {
+		if s.Enabled {
+			enabled++
+		}
+	}
+	if enabled == 0 {
+		return nil, nil
+	}
+	if n.client == nil {
+		return nil, errors.New("sftp: needs client.enabled (the frontends reach the grid through the client)")
+	}
+	set, err := accounts.Load(n.prof)
+	if err != nil {
+		return nil, fmt.Errorf("sftp: accounts: %w", err)
+	}
+	store := vdrive.GridStore(n.client)
+	// One drive per account, shared by its sessions, so each sees the
+	// others' changes at once.
+	var mu sync.Mutex
+	drives := map[string]*vdrive.Drive{}
+	driveFor := func(a *accounts.Account) (*vdrive.Drive, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := a.Name + "\x00" + a.RootCap
+		if d, ok := drives[key]; ok {
+			return d, nil
+		}
+		d, err := vdrive.New(store, a.RootCap, vdrive.WithDirCache(sftpDirCache))
+		if err != nil {
+			return nil, err
+		}
+		drives[key] = d
+		return d, nil
+	}
+	var addrs []string
+	for _, c := range n.prof.SFTP {
+		if !c.Enabled {
+			continue
+		}
+		s, err := sftp.Start(n.ctx, sftp.Config{
+			SFTP: c, Accounts: set, Drive: driveFor, Space: n.sftpSpace,
+			TempDir: filepath.Join(n.prof.Node.StateDir, "tmp"),
+			Logger:  n.log,
+		})
+		if err != nil {
+			return addrs, err
+		}
+		n.onStop(func() { s.Close() })
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs, nil
+}
+
+// sftpSpace is what statvfs (`df`) reports: the free space the storage
+// servers announce, as user data (K/N of it, since every byte is stored
+// N/K times). The grid does not announce capacity, so the total is the
+// free space too.
+func (n *Node) sftpSpace(context.Context) (sftp.Space, error) {
+	var free uint64
+	for _, s := range n.Servers() {
+		free += s.FreeSpace
+	}
+	k, nn := uint64(n.prof.Client.Shares.K), uint64(n.prof.Client.Shares.N)
+	if k > 0 && nn > 0 {
+		free = free / nn * k
+	}
+	return sftp.Space{Total: free, Free: free}, nil
+}
