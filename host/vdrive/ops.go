@@ -79,6 +79,8 @@ func (d *Drive) ReadDir(ctx context.Context, p string) ([]*Info, error) {
 }
 
 // Open opens the file at p for range reads (ErrIsDir for a directory).
+// With the grid store, ctx also governs the File's later reads: open with
+// a context that lives as long as the File is used.
 func (d *Drive) Open(ctx context.Context, p string) (File, error) {
 	info, err := d.Stat(ctx, p)
 	if err != nil {
