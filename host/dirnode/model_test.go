@@ -86,7 +86,11 @@ func applyOps(t *testing.T, ops []byte) {
 }
 
 func TestEditModel(t *testing.T) {
-	for seed := uint64(1); seed <= 20; seed++ {
+	seeds := uint64(20)
+	if testing.Short() {
+		seeds = 4
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 7))
 			ops := make([]byte, 2000)
