@@ -681,7 +681,7 @@ func (g *Grid) indexes() map[string]bool {
 // kill sends SIGKILL to n and waits until it is gone.
 func (g *Grid) kill(t testing.TB, n *Node) {
 	t.Helper()
-	if err := syscall.Kill(n.Pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(n.Pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
 		t.Fatalf("kill -9 %s (pid %d): %v", n.Name, n.Pid, err)
 	}
 	if left := waitGone([]int{n.Pid}, 10*time.Second); len(left) > 0 {
