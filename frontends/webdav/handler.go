@@ -184,7 +184,7 @@ func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, err error
 // that is not under the prefix, has an encoded slash, NUL, "." or ".."
 // components, or invalid UTF-8 is refused.
 func (s *session) name(u *url.URL) (string, int, error) {
-	if strings.Contains(strings.ToLower(u.RawPath), "%2f") || strings.Contains(strings.ToLower(u.RawPath), "%5c") {
+	if strings.Contains(strings.ToLower(u.RawPath), "%2f") {
 		return "", http.StatusBadRequest, fmt.Errorf("encoded slash in %q", u.RawPath)
 	}
 	p := u.Path

@@ -30,6 +30,16 @@ type env struct {
 	store vdrive.Store
 	root  string
 	h     *Handler
+	grid  *testgrid.Grid
+}
+
+// reads is the number of share reads the grid's servers have served.
+func (e *env) reads() int64 {
+	var n int64
+	for _, s := range e.grid.Servers {
+		n += s.Backend.Counts().Reads
+	}
+	return n
 }
 
 const (
@@ -108,7 +118,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if p == "" {
 		p = "/"
 	}
-	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h}
+	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h, grid: g}
 }
 
 type testWriter struct{ t testing.TB }

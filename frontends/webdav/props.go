@@ -105,6 +105,21 @@ func (f *file) quota() (Quota, bool) {
 // Patch sets and removes dead properties, all or none. Computed
 // properties cannot be set (403, the others 424).
 func (f *file) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
+	if f.w != nil && f.info == nil {
+		// A new file: COPY copies the source's properties, computed ones
+		// included, before the file is linked. Keep the stored ones and
+		// set them when it is.
+		for _, p := range patches {
+			q := webdav.Proppatch{Remove: p.Remove}
+			for _, pr := range p.Props {
+				if !computed[pr.XMLName] {
+					q.Props = append(q.Props, pr)
+				}
+			}
+			f.w.props = append(f.w.props, q)
+		}
+		return okStat(patches), nil
+	}
 	var bad bool
 	for _, p := range patches {
 		for _, pr := range p.Props {
@@ -130,12 +145,6 @@ func (f *file) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
 			out = append(out, dep)
 		}
 		return out, nil
-	}
-	if f.w != nil && f.info == nil {
-		// A new file (COPY copies properties before the file is linked):
-		// set them when it is.
-		f.w.props = append(f.w.props, patches...)
-		return okStat(patches), nil
 	}
 	return f.applyPatch(patches)
 }
