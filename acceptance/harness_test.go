@@ -110,8 +110,16 @@ func printFigures(w io.Writer) {
 	for _, l := range figures.lines {
 		fmt.Fprintln(w, "  "+l)
 	}
-	if p := os.Getenv("TARN_FIGURES"); p != "" {
-		os.WriteFile(p, []byte(strings.Join(figures.lines, "\n")+"\n"), 0o644)
+	// go test hides a passing package's output, so the figures also go to
+	// a file: $TARN_FIGURES, else beside $TARN_BIN (bin/ under make).
+	p := os.Getenv("TARN_FIGURES")
+	if p == "" && os.Getenv("TARN_BIN") != "" {
+		p = filepath.Join(filepath.Dir(tarnBin), "acceptance-figures.txt")
+	}
+	if p != "" {
+		if err := os.WriteFile(p, []byte(strings.Join(figures.lines, "\n")+"\n"), 0o644); err == nil {
+			fmt.Fprintf(w, "figures written to %s\n", p)
+		}
 	}
 }
 
