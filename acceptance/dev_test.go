@@ -47,7 +47,18 @@ func TestDevStopStart(t *testing.T) {
 		}
 	}
 
-	g2 := startGrid(t, GridOptions{Dir: dir})
+	// Run again: endpoints.json appears once the client sees every
+	// storage node, and the endpoints are printed.
+	g2 := startDevGrid(t, GridOptions{Dir: dir})
+	if st, r := g2.status(t, g2.Client); r.Code != 0 || st.Known != 5 || st.Conn != 5 {
+		t.Errorf("when endpoints.json appeared the client saw %d servers (%d connected), want 5: %v", st.Known, st.Conn, r)
+	}
+	printed, _ := os.ReadFile(g2.dev.Log)
+	for _, want := range []string{g2.Introducer, g2.Client.Dir, "storage-5"} {
+		if !bytes.Contains(printed, []byte(want)) {
+			t.Errorf("tarn dev did not print %q:\n%s", want, printed)
+		}
+	}
 	var out bytes.Buffer
 	if r := g2.get(t, g2.Client, c, &out); r.Code != 0 || !bytes.Equal(out.Bytes(), data) {
 		t.Fatalf("after tarn dev ran again on %s: get gave %d bytes: %v", dir, out.Len(), r)

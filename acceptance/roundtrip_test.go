@@ -173,6 +173,23 @@ func TestConvergence(t *testing.T) {
 			t.Errorf("storage index %s: %d shares on disk, want 5", si, n)
 		}
 	}
+	t.Run("random keys: same file, other cap", func(t *testing.T) {
+		n := g.addClient(t, "client-random", GridOptions{Edit: func(p string) string {
+			return setTOML(p, "client", "convergence", `"random"`)
+		}})
+		g.waitServers(t, n, len(g.Storage()), 60*time.Second)
+		a := g.mustPut(t, n, bytes.NewReader(data))
+		b := g.mustPut(t, n, bytes.NewReader(data))
+		if a == b || storageIndex(t, a) == storageIndex(t, b) {
+			t.Errorf("convergence = random gave the same cap or storage index twice: %s, %s", a, b)
+		}
+		for _, c := range []string{a, b} {
+			var out bytes.Buffer
+			if r := g.get(t, g.Client, c, &out); r.Code != 0 || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("get of a random-key upload: %v", r)
+			}
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		node *Node
