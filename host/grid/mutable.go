@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,10 +66,14 @@ const (
 	// MutableMaxAttempts bounds how many times a Modify applies its
 	// function after losing races.
 	MutableMaxAttempts = 200
-	// MutableStaleWait is how long a Modify waits for a newer version that
-	// is not yet readable (another writer in the middle of a publish) to
-	// complete before writing over it as abandoned.
-	MutableStaleWait = 2 * time.Second
+	// MutableStaleWait is how long, at least, a Modify waits after the
+	// last change of a newer version that is not yet readable (another
+	// writer in the middle of a publish) before writing over it as
+	// abandoned; it is never shorter than the client's ServerTimeout. A
+	// read waits as long when no version is readable yet shares exist.
+	MutableStaleWait = 5 * time.Second
+	// MutableMaxWait bounds all waiting of one read or attempt.
+	MutableMaxWait = time.Minute
 	// MutableLagWait is how long a Modify waits while some homes hold an
 	// older version than the current one (the rest of a publish in flight,
 	// or a server that missed versions: the next publish repairs it).
@@ -535,38 +540,50 @@ func (c *Client) current(sm *slotMap) (*versionSet, error) {
 // settled reads the slot until what it finds is not in the middle of a
 // publish. A read that finds no version with K shares, though valid shares
 // exist, may have caught writers half-way (several versions each on a few
-// shares): it reads again for up to MutableStaleWait. A writer (forWrite)
-// also waits, as long, while a newer version lacks K shares, and up to
+// shares): it reads again until nothing has changed for MutableStaleWait
+// (at least the server timeout). A writer (forWrite) also waits so while a
+// newer version lacks K shares, and up to
 // MutableLagWait while a home holds something other than the current
 // version, so that it does not write on top of a publish in progress
 // (which would only make one of the two lose a race). Past the wait, what
 // is there is taken as it is: an unfinished newer version counts as
 // abandoned, and the next publish overwrites it.
 func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, forWrite bool) (*slotMap, *versionSet, error) {
-	start := time.Now()
+	// An unfinished publish is waited out for as long as it makes progress
+	// (what the homes hold changes), and for staleWait after its last
+	// change: at least the server timeout, since a live writer's requests
+	// end by then. Taking a live publish for abandoned too early lets two
+	// writers tear the newest version apart.
+	staleWait := max(MutableStaleWait, c.cfg.ServerTimeout)
+	began, changed := time.Now(), time.Now()
+	last := ""
 	for attempt := 0; ; attempt++ {
 		sm, err := c.readMap(ctx, si, pkh, false)
 		if err != nil {
 			return nil, nil, err
 		}
+		if fp := sm.fingerprint(); fp != last {
+			last, changed = fp, time.Now()
+		}
 		best, err := c.current(sm)
-		var wait time.Duration // how long this state may be waited out
+		var waited time.Duration // how long this state has been waited out
+		var wait time.Duration   // and may be
 		switch {
 		case err != nil:
 			if errors.Is(err, ErrMutableNotEnoughShares) && sm.maxSeq > 0 {
-				wait = MutableStaleWait
+				waited, wait = time.Since(changed), staleWait
 			}
 		case forWrite && sm.maxSeq > best.header.Seq:
 			// A reader may answer with the current version while a newer
 			// one is being published; a writer would only collide with it.
-			wait = MutableStaleWait
+			waited, wait = time.Since(changed), staleWait
 		case forWrite && sm.lagging(best):
-			wait = MutableLagWait
+			waited, wait = time.Since(began), MutableLagWait
 		}
 		if wait == 0 {
 			return sm, best, err
 		}
-		if time.Since(start) >= wait {
+		if waited >= wait || time.Since(began) >= MutableMaxWait {
 			if err != nil {
 				return nil, nil, err
 			}
@@ -581,6 +598,24 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			return nil, nil, fmt.Errorf("mutable file %s: %w", si, err)
 		}
 	}
+}
+
+// fingerprint names what the homes hold, to tell a publish in progress
+// (it changes) from an abandoned one (it does not).
+func (sm *slotMap) fingerprint() string {
+	var b strings.Builder
+	for s := 0; s < len(sm.home); s++ {
+		e := sm.home[s]
+		switch {
+		case e == nil:
+		case e.share != nil:
+			id := e.share.Header.ID()
+			fmt.Fprintf(&b, "%d:%x ", s, id[:8])
+		default:
+			fmt.Fprintf(&b, "%d:%q ", s, e.token)
+		}
+	}
+	return b.String()
 }
 
 // lagging reports whether a home that answered holds something other than
