@@ -264,8 +264,13 @@ func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.
 // progress, if set, gets the bytes uploaded so far. Nothing is linked on
 // error.
 func (d *Drive) Put(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) error {
-	parent, name, err := d.prepareFile(ctx, "put", p)
+	// No look-up first (a slot read saved): a directory at p is found when
+	// linking, and the upload is then left unlinked.
+	parent, name, err := d.writable(ctx, "put", p)
 	if err != nil {
+		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
+			return pathErr("put", p, ErrIsDir)
+		}
 		return err
 	}
 	cr := &countingReader{r: r}
