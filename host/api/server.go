@@ -33,6 +33,7 @@ import (
 	"github.com/tarnfs/tarn/host/chk"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/placement"
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // Sentinel errors a Files implementation wraps (alongside its own) so the
@@ -72,6 +73,9 @@ type Config struct {
 	// Token is the secret every request must present.
 	Token string
 	Files Files
+	// Store, when set, serves the vdrive routes (/v1/fs, /v1/dir; see
+	// vdrive.go): path operations under directory caps.
+	Store vdrive.Store
 	// Status fills the node-level part of GET /v1/status; the server adds
 	// its own counters and uptime.
 	Status func(ctx context.Context) Status
@@ -159,6 +163,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/file", s.put)
 	mux.HandleFunc("GET /v1/file/{cap}", s.get) // also HEAD
 	mux.HandleFunc("GET /v1/status", s.status)
+	s.mountFS(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		allow := ""
 		switch {

@@ -18,6 +18,7 @@ import (
 	"github.com/tarnfs/tarn/host/introducer"
 	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/pluginhost"
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // startClient starts the server list (static servers plus the
@@ -92,6 +93,7 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	}
 	n.api, err = api.Start(api.Config{
 		Listen: p.Client.APIListen, Token: token, Files: files{n.client},
+		Store:  vdrive.GridStore(n.client), // /v1/fs and /v1/dir for the CLI
 		Status: n.status, Logger: n.log,
 	})
 	if err != nil {

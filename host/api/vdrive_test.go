@@ -1,0 +1,181 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/mutable"
+	"github.com/tarnfs/tarn/host/storageserver"
+	"github.com/tarnfs/tarn/host/testgrid"
+	"github.com/tarnfs/tarn/host/vdrive"
+	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
+)
+
+// gridFiles is the API's Files over a real grid client.
+type gridFiles struct{ c *grid.Client }
+
+func (g gridFiles) Upload(ctx context.Context, r io.Reader, size int64) (string, error) {
+	c, err := g.c.Upload(ctx, r, size, nil)
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
+}
+
+func (g gridFiles) Open(ctx context.Context, c cap.Cap) (api.File, error) { return g.c.Open(ctx, c) }
+
+// newFSServer is an API over a 5-server in-process grid, vdrive routes on.
+func newFSServer(t *testing.T) *api.Client {
+	t.Helper()
+	g := testgrid.New(t, 5, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
+		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
+	}})
+	c, err := grid.New(grid.Config{
+		Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
+		Codec: codecreedsolomon.New(), Servers: g.Source(), K: 3, H: 4, N: 5,
+		Convergence: []byte("api test convergence"), TempDir: t.TempDir(),
+		ServerTimeout: 5 * time.Second, Logger: hclog.NewNullLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := api.Start(api.Config{Listen: "127.0.0.1:0", Token: "sekrit", Files: gridFiles{c}, Store: vdrive.GridStore(c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &api.Client{BaseURL: s.URL(), Token: "sekrit"}
+}
+
+func TestFSRoutes(t *testing.T) {
+	cl := newFSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dc, err := cl.NewDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(dc.WriteCap, "tarn:dir:") || !strings.HasPrefix(dc.ReadCap, "tarn:dir-ro:") || !strings.HasPrefix(dc.VerifyCap, "tarn:dir-verify:") {
+		t.Fatalf("new dir caps: %+v", dc)
+	}
+	root := dc.WriteCap
+	big := make([]byte, 300<<10)
+	rand.Read(big)
+	const uname = "Ünïcødé dir/sp ace é.txt"
+	steps := []struct {
+		name string
+		do   func() error
+		want error // nil: success
+	}{
+		{"mkdir", func() error { _, err := cl.Mkdir(ctx, root, "/a", false); return err }, nil},
+		{"mkdir again", func() error { _, err := cl.Mkdir(ctx, root, "/a", false); return err }, vdrive.ErrExist},
+		{"mkdir -p", func() error { _, err := cl.Mkdir(ctx, root, "/a/b/c", true); return err }, nil},
+		{"mkdir -p unicode", func() error { _, err := cl.Mkdir(ctx, root, "/Ünïcødé dir", true); return err }, nil},
+		{"write big", func() error {
+			_, err := cl.Write(ctx, root, "/a/big.bin", bytes.NewReader(big), int64(len(big)), time.Time{})
+			return err
+		}, nil},
+		{"write unknown size", func() error {
+			_, err := cl.Write(ctx, root, uname, strings.NewReader("hello"), -1, time.Time{})
+			return err
+		}, nil},
+		{"write empty", func() error {
+			_, err := cl.Write(ctx, root, "/a/empty", bytes.NewReader(nil), 0, time.Time{})
+			return err
+		}, nil},
+		{"write over dir", func() error {
+			_, err := cl.Write(ctx, root, "/a/b", strings.NewReader("x"), 1, time.Time{})
+			return err
+		}, vdrive.ErrIsDir},
+		{"write no parent", func() error {
+			_, err := cl.Write(ctx, root, "/nope/x", strings.NewReader("x"), 1, time.Time{})
+			return err
+		}, vdrive.ErrNotExist},
+		{"bad name", func() error { _, err := cl.Mkdir(ctx, root, "/a/\x00", false); return err }, vdrive.ErrBadName},
+		{"rm not empty", func() error { return cl.Remove(ctx, root, "/a", false) }, vdrive.ErrNotEmpty},
+		{"rm missing", func() error { return cl.Remove(ctx, root, "/zzz", true) }, vdrive.ErrNotExist},
+		{"mv", func() error { _, err := cl.Rename(ctx, root, "/a/b", "/b2"); return err }, nil},
+		{"mv missing", func() error { _, err := cl.Rename(ctx, root, "/a/b", "/b3"); return err }, vdrive.ErrNotExist},
+		{"ln", func() error { _, err := cl.Link(ctx, root, "/linked", dc.ReadCap); return err }, nil},
+		{"ln verify cap", func() error { _, err := cl.Link(ctx, root, "/v", dc.VerifyCap); return err }, vdrive.ErrInvalid},
+		{"ln bad cap", func() error { _, err := cl.Link(ctx, root, "/v", "tarn:nope"); return err }, vdrive.ErrInvalid},
+		{"setmeta", func() error {
+			mt := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+			_, err := cl.SetMetadata(ctx, root, "/a/empty", &mt, map[string]string{"unix:mode": "0600"}, nil)
+			return err
+		}, nil},
+		{"read-only root", func() error { _, err := cl.Mkdir(ctx, dc.ReadCap, "/x", false); return err }, vdrive.ErrReadOnly},
+		{"bad root cap", func() error { _, err := cl.Stat(ctx, "tarn:chk:zz", "/"); return err }, api.ErrBadCap},
+		{"rm -r", func() error { return cl.Remove(ctx, root, "/b2", true) }, nil},
+	}
+	for _, st := range steps {
+		err := st.do()
+		switch {
+		case st.want == nil && err != nil:
+			t.Fatalf("%s: %v", st.name, err)
+		case st.want != nil && !errors.Is(err, st.want):
+			t.Fatalf("%s: error %v (%T), want %v", st.name, err, err, st.want)
+		}
+	}
+	var names []string
+	if err := cl.List(ctx, root, "/", func(e api.Entry) error { names = append(names, e.Name+":"+e.Type); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names, ","), "a:dir,linked:dir,Ünïcødé dir:dir"; got != want {
+		t.Errorf("root lists %q, want %q", got, want)
+	}
+	e, err := cl.Stat(ctx, root, "/a/empty")
+	if err != nil || e.Size != 0 || e.Extra["unix:mode"] != "0600" || e.Mtime.Year() != 2001 {
+		t.Errorf("stat /a/empty: %+v %v", e, err)
+	}
+	// Range read.
+	body, n, err := cl.Read(ctx, root, "/a/big.bin", 1000, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(body)
+	body.Close()
+	if n != 5000 || !bytes.Equal(got, big[1000:6000]) {
+		t.Errorf("range read: %d bytes (%d), differ", len(got), n)
+	}
+	body, _, err = cl.Read(ctx, root, "/a/big.bin", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(body)
+	body.Close()
+	if !bytes.Equal(got, big) {
+		t.Errorf("whole read: %d bytes, differ", len(got))
+	}
+	if _, _, err := cl.Read(ctx, root, "/a", 0, -1); !errors.Is(err, vdrive.ErrIsDir) {
+		t.Errorf("read of a directory: %v", err)
+	}
+	// Unauthorized and unknown ops.
+	bad := &api.Client{BaseURL: cl.BaseURL, Token: "wrong"}
+	if _, err := bad.Stat(ctx, root, "/"); !errors.Is(err, api.ErrUnauthorized) {
+		t.Errorf("wrong token: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, cl.BaseURL+"/v1/fs/"+root+"/a?op=explode", nil)
+	req.Header.Set("Authorization", "Bearer sekrit")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("unknown op: %s", resp.Status)
+	}
+}
