@@ -285,7 +285,7 @@ type MutableCheck struct {
 	Others map[uint64]int
 	// Problems describes every share that failed a check.
 	Problems []string
-	// Healthy: all N shares of the current version are present, no newer
+	// Healthy: every share's home holds the current version, no newer
 	// partial version exists, and no share failed a check.
 	Healthy bool
 }
@@ -316,6 +316,9 @@ func (c *Client) check(ctx context.Context, sm *slotMap) (*MutableCheck, error) 
 		}
 	}
 	if best == nil {
+		if sm.answered == 0 {
+			return nil, fmt.Errorf("verify mutable file %s: %w: no server answered (%d asked; %v)", sm.si, ErrMutableNotEnoughShares, len(sm.ring), sm.firstErr)
+		}
 		if len(sm.versions) == 0 && len(sm.problems) == 0 {
 			return nil, fmt.Errorf("verify mutable file %s: %w", sm.si, ErrNoSlot)
 		}
