@@ -95,8 +95,6 @@ func main() {
 	}
 }
 
-func numCPU() int { return runtime.NumCPU() }
-
 // run measures every part not skipped, in order, and returns what it
 // measured even when a part fails (with that part's error).
 func run(ctx context.Context, o options, log *os.File) (*Report, error) {
@@ -113,7 +111,7 @@ func run(ctx context.Context, o options, log *os.File) (*Report, error) {
 	}
 	host, _ := os.Hostname()
 	r := &Report{
-		Started: time.Now().UTC(), Host: host, GoVersion: runtime.Version(), NumCPU: numCPU(),
+		Started: time.Now().UTC(), Host: host, GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(),
 		LoadBefore: loadAvg(),
 		Hash:       "BLAKE3 (github.com/zeebo/blake3, derive-key mode; host/tagged)",
 	}
