@@ -87,7 +87,7 @@ func applyOps(t *testing.T, ops []byte) {
 
 func TestEditModel(t *testing.T) {
 	seeds := uint64(20)
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		seeds = 4
 	}
 	for seed := uint64(1); seed <= seeds; seed++ {

@@ -1,0 +1,5 @@
+//go:build race
+
+package dirnode
+
+const raceEnabled = true
