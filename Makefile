@@ -10,7 +10,7 @@ RACE_PKGS := ./sdk/... ./host/...
 FUZZTIME ?= 10s
 DEV_DIR ?= $(HOME)/.tarn-dev
 
-.PHONY: help build run test acceptance bench fuzz lint generate install clean
+.PHONY: help build run test acceptance bench bench-go fuzz lint generate install clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,11 @@ test: lint ## unit and integration tests, with -race on the core packages
 acceptance: build ## end-to-end tests: real tarn processes and real clients
 	TARN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags acceptance -timeout 30m ./acceptance/...
 
-bench: ## benchmarks, printed as ratios to this machine's limits
+bench: build ## ceilings, codec plugin paths and end-to-end figures as ratios to this machine's limits (bench/results.json; BENCHFLAGS=-quick for ~1 min)
+	$(GO) run ./acceptance/cmd/tarnbench -tarn $(BIN) -out bench/results.json $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench Pipeline -benchtime 5x -count=1 ./host/chk
+
+bench-go: ## every Go benchmark of the tree (slow; per-package detail)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./sdk/... ./plugins/... ./host/...
 
 fuzz: ## run every fuzz target for FUZZTIME each
