@@ -261,7 +261,8 @@ type Grid struct {
 	GridSecret string // path of the grid secret file
 	Nodes      []*Node
 	Client     *Node
-	dev        *Proc // tarn dev, when it started the grid
+	dev        *Proc      // tarn dev, when it started the grid
+	owner      testing.TB // the test that started the grid: its processes live as long
 }
 
 // GridOptions shape a grid. The zero value is the dev grid: 5 storage
@@ -337,7 +338,7 @@ func startDevGrid(t testing.TB, o GridOptions) *Grid {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	g := &Grid{Dir: dir}
+	g := &Grid{Dir: dir, owner: t}
 	g.dev = startProc(t, "tarn dev", filepath.Join(dir, "dev.log"),
 		"dev", "--dir", dir, "--storage-nodes", fmt.Sprint(o.storageNodes()))
 	g.loadEndpoints(t, 90*time.Second)
@@ -399,7 +400,7 @@ func (g *Grid) loadEndpoints(t testing.TB, d time.Duration) {
 // port 0, shares 3/4/5), and tarn run for each.
 func startManualGrid(t testing.TB, o GridOptions) *Grid {
 	t.Helper()
-	g := &Grid{Dir: t.TempDir()}
+	g := &Grid{Dir: t.TempDir(), owner: t}
 	intro := g.initNode(t, "introducer", "introducer", func(p string) string {
 		return setTOML(p, "introducer", "listen", `["tcp:127.0.0.1:0"]`)
 	})
@@ -419,7 +420,7 @@ func startManualGrid(t testing.TB, o GridOptions) *Grid {
 		storage = append(storage, n)
 	}
 	for _, n := range storage {
-		n.proc = startProc(t, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
+		n.proc = startProcOwned(t, g.owner, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
 	}
 	for _, n := range storage {
 		g.waitNodeJSON(t, n)
@@ -485,7 +486,7 @@ func (g *Grid) initNode(t testing.TB, role, name string, edit func(string) strin
 // runNode starts `tarn run DIR` for n and waits for its node.json.
 func (g *Grid) runNode(t testing.TB, n *Node) NodeInfo {
 	t.Helper()
-	n.proc = startProc(t, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
+	n.proc = startProcOwned(t, g.owner, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
 	return g.waitNodeJSON(t, n)
 }
 
@@ -520,7 +521,7 @@ func (g *Grid) restart(t testing.TB, n *Node) {
 	if alive(n.Pid) {
 		t.Fatalf("restart %s: pid %d is still alive", n.Name, n.Pid)
 	}
-	n.proc = startProc(t, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
+	n.proc = startProcOwned(t, g.owner, n.Name, filepath.Join(n.Dir, "run.log"), "run", n.Dir)
 	g.waitNodeJSON(t, n)
 }
 

@@ -239,6 +239,13 @@ type Proc struct {
 // the test ends, pass or fail.
 func startProc(t testing.TB, name, logPath string, args ...string) *Proc {
 	t.Helper()
+	return startProcOwned(t, t, name, logPath, args...)
+}
+
+// startProcOwned is startProc with the process stopped when owner ends
+// (a grid's test), not t (which may be a subtest).
+func startProcOwned(t, owner testing.TB, name, logPath string, args ...string) *Proc {
+	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -259,7 +266,7 @@ func startProc(t testing.TB, name, logPath string, args ...string) *Proc {
 		manage(cmd.Process.Pid, false)
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.Stop(t, 15*time.Second) })
+	owner.Cleanup(func() { p.Stop(owner, 15*time.Second) })
 	return p
 }
 
