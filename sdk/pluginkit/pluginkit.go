@@ -56,6 +56,14 @@ const (
 	ChunkSize      = 1 << 20
 )
 
+// Flow-control windows of the plugin connection, per stream and per
+// connection, raised from gRPC's 64 KiB so that the streaming fallback is
+// not bound by round trips.
+const (
+	WindowSize     = 8 << 20
+	ConnWindowSize = 32 << 20
+)
+
 // Handshake is the go-plugin handshake for a kind at a major version.
 func Handshake(major uint) plugin.HandshakeConfig {
 	return plugin.HandshakeConfig{
@@ -145,7 +153,11 @@ func Serve(c ServeConfig) {
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts,
 				grpc.MaxRecvMsgSize(MaxMessageSize),
-				grpc.MaxSendMsgSize(MaxMessageSize))
+				grpc.MaxSendMsgSize(MaxMessageSize),
+				// gRPC's default 64 KiB flow-control windows cap a streamed
+				// fallback transfer at a few tens of MB/s on a unix socket.
+				grpc.InitialWindowSize(WindowSize),
+				grpc.InitialConnWindowSize(ConnWindowSize))
 			return grpc.NewServer(opts...)
 		},
 	})

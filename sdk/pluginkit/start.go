@@ -114,9 +114,13 @@ func Start(o StartOptions) (*Process, error) {
 		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           o.Logger,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(MaxMessageSize),
-			grpc.MaxCallSendMsgSize(MaxMessageSize))},
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(
+				grpc.MaxCallRecvMsgSize(MaxMessageSize),
+				grpc.MaxCallSendMsgSize(MaxMessageSize)),
+			grpc.WithInitialWindowSize(WindowSize),
+			grpc.WithInitialConnWindowSize(ConnWindowSize),
+		},
 	})
 	rpc, err := client.Client()
 	if err != nil {
