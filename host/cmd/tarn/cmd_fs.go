@@ -1,0 +1,780 @@
+package main
+
+// The CLI over the vdrive: ls, mkdir, rm, mv, cp, ln, cat, tree. Paths are
+// NAME:path (an alias), CAP:/path, or local paths (cp only). Every command
+// asks the client node through its API; none touches the grid itself.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/tarnfs/tarn/host/aliases"
+	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+var fsFlags struct {
+	node      string
+	long      bool
+	json      bool
+	parents   bool
+	recursive bool
+	quiet     bool
+	jobs      int
+}
+
+func cliContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// fsError makes an API error one line: what, on which path, why.
+func fsError(op, what string, err error) error {
+	var fe *api.FSError
+	if errors.As(err, &fe) {
+		msg := fe.Msg
+		switch fe.Kind {
+		case api.KindNotExist:
+			msg = "no such file or directory"
+		case api.KindExist:
+			msg = "already exists"
+		case api.KindNotDir:
+			msg = "not a directory"
+		case api.KindIsDir:
+			msg = "is a directory"
+		case api.KindNotEmpty:
+			msg = "directory not empty (rm -r removes it with what it holds)"
+		case api.KindReadOnly:
+			msg = "read-only (reached through a read cap)"
+		}
+		return fmt.Errorf("%s %s: %s", op, what, msg)
+	}
+	return apiError(op+" "+what, err)
+}
+
+// gridArg parses a path argument that must be on the grid.
+func gridArg(dir, s string) (aliases.Arg, error) {
+	a, err := aliases.ParseArg(s, aliases.Resolver(dir))
+	if err != nil {
+		return a, err
+	}
+	if !a.IsGrid() {
+		return a, fmt.Errorf("%s is not a grid path: write ALIAS:path or a directory cap (tarn alias list)", s)
+	}
+	return a, nil
+}
+
+// fsSetup finds the node's folder and API.
+func fsSetup(op string) (string, *api.Client, error) {
+	dir, err := nodeDir(fsFlags.node)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", op, err)
+	}
+	c, err := apiClient(fsFlags.node)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return dir, c, nil
+}
+
+// stat of a grid argument; a bare file cap is a file entry of its own.
+func statArg(ctx context.Context, c *api.Client, a aliases.Arg) (*api.Entry, error) {
+	if a.Path == "/" && !isDirCap(a.Root) {
+		return &api.Entry{Name: "", Type: "file", ReadCap: a.Root, Size: -1}, nil
+	}
+	return c.Stat(ctx, a.Root, a.Path)
+}
+
+func isDirCap(s string) bool {
+	return strings.HasPrefix(s, "tarn:dir:") || strings.HasPrefix(s, "tarn:dir-ro:")
+}
+
+var lsCmd = &cobra.Command{
+	Use:   "ls [-l] [--json] PATH",
+	Short: "List a grid directory (or describe a file)",
+	Args:  cobra.ExactArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("ls")
+		if err != nil {
+			return err
+		}
+		a, err := gridArg(dir, args[0])
+		if err != nil {
+			return fmt.Errorf("ls: %w", err)
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		e, err := statArg(ctx, c, a)
+		if err != nil {
+			return fsError("ls", a.String(), err)
+		}
+		var entries []api.Entry
+		if e.IsDir() {
+			if entries, err = c.ReadDir(ctx, a.Root, a.Path); err != nil {
+				return fsError("ls", a.String(), err)
+			}
+		} else {
+			if e.Name == "" {
+				e.Name = path.Base(a.Path)
+			}
+			entries = []api.Entry{*e}
+		}
+		out := cmd.OutOrStdout()
+		if fsFlags.json {
+			if entries == nil {
+				entries = []api.Entry{}
+			}
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(entries)
+		}
+		if !fsFlags.long {
+			for _, e := range entries {
+				fmt.Fprintln(out, e.Name)
+			}
+			return nil
+		}
+		width := 1
+		for _, e := range entries {
+			width = max(width, len(fmt.Sprint(e.Size)))
+		}
+		for _, e := range entries {
+			fmt.Fprintf(out, "%s %*d %s %s\n", modeOf(e), width, e.Size, timeOf(e.Mtime), e.Name)
+		}
+		return nil
+	},
+}
+
+func modeOf(e api.Entry) string {
+	w := "w"
+	if e.WriteCap == "" && (e.IsDir() || !strings.HasPrefix(e.ReadCap, "tarn:chk:") && !strings.HasPrefix(e.ReadCap, "tarn:lit:")) {
+		w = "-"
+	}
+	if e.IsDir() {
+		return "dr" + w + "x"
+	}
+	return "-r" + w + "-"
+}
+
+func timeOf(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+var mkdirCmd = &cobra.Command{
+	Use:   "mkdir [-p] PATH...",
+	Short: "Make grid directories",
+	Args:  cobra.MinimumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("mkdir")
+		if err != nil {
+			return err
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		for _, s := range args {
+			a, err := gridArg(dir, s)
+			if err != nil {
+				return fmt.Errorf("mkdir: %w", err)
+			}
+			if _, err := c.Mkdir(ctx, a.Root, a.Path, fsFlags.parents); err != nil {
+				return fsError("mkdir", a.String(), err)
+			}
+		}
+		return nil
+	},
+}
+
+var rmCmd = &cobra.Command{
+	Use:   "rm [-r] PATH...",
+	Short: "Unlink grid files and directories",
+	Long: `Unlink PATH from its directory. A directory must be empty unless -r is
+given. Nothing is deleted from the grid: other links to the same cap keep
+working, and shares no longer linked anywhere expire with their leases.`,
+	Args: cobra.MinimumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("rm")
+		if err != nil {
+			return err
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		for _, s := range args {
+			a, err := gridArg(dir, s)
+			if err != nil {
+				return fmt.Errorf("rm: %w", err)
+			}
+			if a.Path == "/" {
+				return fmt.Errorf("rm: %s is a root directory: remove its alias with tarn alias rm", s)
+			}
+			if err := c.Remove(ctx, a.Root, a.Path, fsFlags.recursive); err != nil {
+				return fsError("rm", a.String(), err)
+			}
+		}
+		return nil
+	},
+}
+
+var mvCmd = &cobra.Command{
+	Use:   "mv SRC DST",
+	Short: "Move or rename a grid entry (into DST when DST is a directory)",
+	Args:  cobra.ExactArgs(2),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("mv")
+		if err != nil {
+			return err
+		}
+		src, err := gridArg(dir, args[0])
+		if err != nil {
+			return fmt.Errorf("mv: %w", err)
+		}
+		dst, err := gridArg(dir, args[1])
+		if err != nil {
+			return fmt.Errorf("mv: %w", err)
+		}
+		if src.Path == "/" {
+			return fmt.Errorf("mv: %s is a root directory", args[0])
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		if de, err := c.Stat(ctx, dst.Root, dst.Path); err == nil && de.IsDir() {
+			dst = dst.Join(path.Base(src.Path))
+		} else if err != nil && !errors.Is(err, vdrive.ErrNotExist) {
+			return fsError("mv", dst.String(), err)
+		}
+		if src.Root == dst.Root {
+			if _, err := c.Rename(ctx, src.Root, src.Path, dst.Path); err != nil {
+				return fsError("mv", src.String(), err)
+			}
+			return nil
+		}
+		// Across roots: link the child at DST (by its write cap when it
+		// has one), then unlink SRC. A failure between leaves it linked
+		// twice, never lost.
+		e, err := c.Stat(ctx, src.Root, src.Path)
+		if err != nil {
+			return fsError("mv", src.String(), err)
+		}
+		link := e.ReadCap
+		if e.WriteCap != "" {
+			link = e.WriteCap
+		}
+		if _, err := c.Link(ctx, dst.Root, dst.Path, link); err != nil {
+			return fsError("mv", dst.String(), err)
+		}
+		if err := c.Remove(ctx, src.Root, src.Path, true); err != nil {
+			return fsError("mv: unlink", src.String()+" (it is linked at "+dst.String()+" too now)", err)
+		}
+		return nil
+	},
+}
+
+var lnCmd = &cobra.Command{
+	Use:   "ln CAP PATH",
+	Short: "Attach an existing cap (file or directory) at a grid path",
+	Args:  cobra.ExactArgs(2),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("ln")
+		if err != nil {
+			return err
+		}
+		capStr := args[0]
+		if a, err := aliases.ParseArg(capStr, aliases.Resolver(dir)); err == nil && a.IsGrid() && a.Alias != "" && a.Path == "/" {
+			capStr = a.Root // an alias stands for its cap
+		}
+		dst, err := gridArg(dir, args[1])
+		if err != nil {
+			return fmt.Errorf("ln: %w", err)
+		}
+		if dst.Path == "/" {
+			return fmt.Errorf("ln: %s: give the name to link at (ALIAS:path/name)", args[1])
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		if _, err := c.Link(ctx, dst.Root, dst.Path, capStr); err != nil {
+			return fsError("ln", dst.String(), err)
+		}
+		return nil
+	},
+}
+
+var catCmd = &cobra.Command{
+	Use:   "cat PATH...",
+	Short: "Write grid files to standard output",
+	Args:  cobra.MinimumNArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("cat")
+		if err != nil {
+			return err
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		out := cmd.OutOrStdout()
+		for _, s := range args {
+			a, err := gridArg(dir, s)
+			if err != nil {
+				return fmt.Errorf("cat: %w", err)
+			}
+			var body io.ReadCloser
+			var size int64
+			if a.Path == "/" && !isDirCap(a.Root) {
+				body, size, err = c.Get(ctx, a.Root)
+			} else {
+				body, size, err = c.Read(ctx, a.Root, a.Path, 0, -1)
+			}
+			if err != nil {
+				return fsError("cat", a.String(), err)
+			}
+			n, err := io.Copy(out, body)
+			body.Close()
+			if err == nil && size >= 0 && n != size {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return fmt.Errorf("cat %s: after %d bytes: %w", a.String(), n, err)
+			}
+		}
+		return nil
+	},
+}
+
+var treeCmd = &cobra.Command{
+	Use:   "tree PATH",
+	Short: "Show a grid directory and everything below it",
+	Args:  cobra.ExactArgs(1),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("tree")
+		if err != nil {
+			return err
+		}
+		a, err := gridArg(dir, args[0])
+		if err != nil {
+			return fmt.Errorf("tree: %w", err)
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		out := cmd.OutOrStdout()
+		fmt.Fprintln(out, args[0])
+		var dirs, files int
+		var walk func(p, indent string) error
+		walk = func(p, indent string) error {
+			es, err := c.ReadDir(ctx, a.Root, p)
+			if err != nil {
+				return fsError("tree", a.Join(strings.TrimPrefix(p, a.Path)).String(), err)
+			}
+			for i, e := range es {
+				branch, next := "├── ", "│   "
+				if i == len(es)-1 {
+					branch, next = "└── ", "    "
+				}
+				if e.IsDir() {
+					dirs++
+					fmt.Fprintf(out, "%s%s%s/\n", indent, branch, e.Name)
+					if err := walk(strings.TrimSuffix(p, "/")+"/"+e.Name, indent+next); err != nil {
+						return err
+					}
+				} else {
+					files++
+					fmt.Fprintf(out, "%s%s%s\n", indent, branch, e.Name)
+				}
+			}
+			return nil
+		}
+		if err := walk(a.Path, ""); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n%d directories, %d files\n", dirs, files)
+		return nil
+	},
+}
+
+func init() {
+	for _, c := range []*cobra.Command{lsCmd, mkdirCmd, rmCmd, mvCmd, lnCmd, catCmd, treeCmd, cpCmd} {
+		c.Flags().StringVar(&fsFlags.node, "node", "", "client node folder (default $TARN_NODE, then ~/.tarn)")
+		rootCmd.AddCommand(c)
+	}
+	lsCmd.Flags().BoolVarP(&fsFlags.long, "long", "l", false, "long listing: type and access, size, modification time, name")
+	lsCmd.Flags().BoolVar(&fsFlags.json, "json", false, "print the entries as JSON (with their caps)")
+	mkdirCmd.Flags().BoolVarP(&fsFlags.parents, "parents", "p", false, "make missing parents; an existing directory is fine")
+	rmCmd.Flags().BoolVarP(&fsFlags.recursive, "recursive", "r", false, "unlink directories with what they hold")
+	cpCmd.Flags().BoolVarP(&fsFlags.recursive, "recursive", "r", false, "copy directories with what they hold")
+	cpCmd.Flags().BoolVarP(&fsFlags.quiet, "quiet", "q", false, "no progress bar")
+	cpCmd.Flags().IntVarP(&fsFlags.jobs, "jobs", "j", 4, "files transferred at once")
+}
+
+// ---- cp ----
+
+var cpCmd = &cobra.Command{
+	Use:   "cp [-r] SRC... DST",
+	Short: "Copy between local paths and grid paths, either way",
+	Long: `Copy files (and with -r directories, with empty folders and zero-byte
+files) from local paths to a grid path, from grid paths to a local path, or
+between grid paths (by linking caps: no data moves). When DST is an
+existing directory, or several SRCs are given, each SRC is copied into it
+under its own name; else DST is the copy. Uploads stream; modification
+times are kept both ways. A progress bar shows on a terminal.`,
+	Args: cobra.MinimumNArgs(2),
+	RunE: func(cmd *cobra.Command, args []string) error {
+		dir, c, err := fsSetup("cp")
+		if err != nil {
+			return err
+		}
+		resolve := aliases.Resolver(dir)
+		var srcs []aliases.Arg
+		for _, s := range args[:len(args)-1] {
+			a, err := aliases.ParseArg(s, resolve)
+			if err != nil {
+				return fmt.Errorf("cp: %w", err)
+			}
+			srcs = append(srcs, a)
+		}
+		dst, err := aliases.ParseArg(args[len(args)-1], resolve)
+		if err != nil {
+			return fmt.Errorf("cp: %w", err)
+		}
+		ctx, stop := cliContext()
+		defer stop()
+		cp := &copier{c: c, ctx: ctx, recursive: fsFlags.recursive, jobs: max(1, fsFlags.jobs)}
+		return cp.run(srcs, dst)
+	},
+}
+
+// copier is one cp run: it plans the copies, then runs them.
+type copier struct {
+	c         *api.Client
+	ctx       context.Context
+	recursive bool
+	jobs      int
+
+	bar   *progressbar.ProgressBar
+	total int64
+	files []fileJob
+	dirs  []func() error // made in order, before files
+}
+
+type fileJob struct {
+	size int64
+	run  func() error
+}
+
+func (cp *copier) run(srcs []aliases.Arg, dst aliases.Arg) error {
+	// Is DST a directory to copy into?
+	into := dst.Trailing || len(srcs) > 1
+	if dst.IsGrid() {
+		if e, err := statArg(cp.ctx, cp.c, dst); err == nil {
+			into = into || e.IsDir()
+		} else if !errors.Is(err, vdrive.ErrNotExist) {
+			return fsError("cp", dst.String(), err)
+		} else if into {
+			return fsError("cp", dst.String(), err)
+		}
+	} else if st, err := os.Stat(dst.Local); err == nil {
+		into = into || st.IsDir()
+	} else if into {
+		return fmt.Errorf("cp: %w", err)
+	}
+	for _, src := range srcs {
+		if !src.IsGrid() && !dst.IsGrid() {
+			return fmt.Errorf("cp: %s and %s are both local: use your system's cp", src, dst)
+		}
+		target := dst
+		if into {
+			target = joinArg(dst, baseOf(src))
+		}
+		var err error
+		if src.IsGrid() {
+			err = cp.planFromGrid(src, target)
+		} else {
+			err = cp.planFromLocal(src.Local, target)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, d := range cp.dirs {
+		if err := d(); err != nil {
+			return err
+		}
+	}
+	if len(cp.files) > 1 || cp.total > 1<<20 {
+		cp.bar = newBar(cp.total, fmt.Sprintf("cp %d files", len(cp.files)), fsFlags.quiet)
+	}
+	err := cp.runFiles()
+	if cp.bar != nil {
+		cp.bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+	return err
+}
+
+func baseOf(a aliases.Arg) string {
+	if a.IsGrid() {
+		if a.Path == "/" {
+			return ""
+		}
+		return path.Base(a.Path)
+	}
+	return filepath.Base(a.Local)
+}
+
+func joinArg(a aliases.Arg, name string) aliases.Arg {
+	if name == "" {
+		return a
+	}
+	if a.IsGrid() {
+		return a.Join(name)
+	}
+	return aliases.Arg{Local: filepath.Join(a.Local, name)}
+}
+
+// runFiles runs the file copies, jobs at a time; the first error stops
+// the rest.
+func (cp *copier) runFiles() error {
+	ctx, cancel := context.WithCancel(cp.ctx)
+	defer cancel()
+	work := make(chan fileJob)
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for range cp.jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				if err := j.run(); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+	for _, j := range cp.files {
+		select {
+		case work <- j:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first == nil && cp.ctx.Err() != nil {
+		first = fmt.Errorf("cp: interrupted")
+	}
+	return first
+}
+
+// progress wraps r to move the bar.
+func (cp *copier) progress(r io.Reader) io.Reader {
+	if cp.bar == nil {
+		return r
+	}
+	return io.TeeReader(r, cp.bar)
+}
+
+// planFromLocal plans copying the local path src to the grid path dst.
+func (cp *copier) planFromLocal(src string, dst aliases.Arg) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("cp: %w", err)
+	}
+	if !st.IsDir() {
+		cp.addUpload(src, st, dst)
+		return nil
+	}
+	if !cp.recursive {
+		return fmt.Errorf("cp: %s is a directory (use cp -r)", src)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("cp: %w", err)
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := dst
+		if rel != "." {
+			target = dst.Join(filepath.ToSlash(rel))
+		}
+		switch {
+		case d.IsDir():
+			top := rel == "."
+			cp.dirs = append(cp.dirs, func() error {
+				_, err := cp.c.Mkdir(cp.ctx, target.Root, target.Path, top)
+				if err != nil && !top && errors.Is(err, vdrive.ErrExist) {
+					e, serr := cp.c.Stat(cp.ctx, target.Root, target.Path)
+					if serr == nil && e.IsDir() {
+						return nil // copying into an existing tree
+					}
+				}
+				if err != nil {
+					return fsError("cp: mkdir", target.String(), err)
+				}
+				return nil
+			})
+		case d.Type().IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("cp: %w", err)
+			}
+			cp.addUpload(p, info, target)
+		default:
+			fmt.Fprintf(os.Stderr, "tarn: cp: skipping %s: not a regular file or directory\n", p)
+		}
+		return nil
+	})
+}
+
+func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
+	cp.total += st.Size()
+	cp.files = append(cp.files, fileJob{size: st.Size(), run: func() error {
+		f, err := os.Open(src)
+		if err != nil {
+			return fmt.Errorf("cp: %w", err)
+		}
+		defer f.Close()
+		if _, err := cp.c.Write(cp.ctx, dst.Root, dst.Path, cp.progress(f), st.Size(), st.ModTime()); err != nil {
+			return fsError("cp", src+" to "+dst.String(), err)
+		}
+		return nil
+	}})
+}
+
+// planFromGrid plans copying the grid path src to dst (local or grid).
+func (cp *copier) planFromGrid(src aliases.Arg, dst aliases.Arg) error {
+	e, err := statArg(cp.ctx, cp.c, src)
+	if err != nil {
+		return fsError("cp", src.String(), err)
+	}
+	if !e.IsDir() {
+		cp.addFromGrid(src, *e, dst)
+		return nil
+	}
+	if !cp.recursive {
+		return fmt.Errorf("cp: %s is a directory (use cp -r)", src)
+	}
+	return cp.planGridDir(src, e, dst, true)
+}
+
+func (cp *copier) planGridDir(src aliases.Arg, e *api.Entry, dst aliases.Arg, top bool) error {
+	if dst.IsGrid() {
+		cp.dirs = append(cp.dirs, func() error {
+			_, err := cp.c.Mkdir(cp.ctx, dst.Root, dst.Path, top)
+			if err != nil && !errors.Is(err, vdrive.ErrExist) {
+				return fsError("cp: mkdir", dst.String(), err)
+			}
+			return nil
+		})
+	} else {
+		local := dst.Local
+		cp.dirs = append(cp.dirs, func() error {
+			if err := os.MkdirAll(local, 0o755); err != nil {
+				return fmt.Errorf("cp: %w", err)
+			}
+			return nil
+		})
+	}
+	es, err := cp.c.ReadDir(cp.ctx, src.Root, src.Path)
+	if err != nil {
+		return fsError("cp", src.String(), err)
+	}
+	for _, c := range es {
+		s, d := src.Join(c.Name), joinArg(dst, c.Name)
+		if c.IsDir() {
+			if err := cp.planGridDir(s, &c, d, false); err != nil {
+				return err
+			}
+			continue
+		}
+		cp.addFromGrid(s, c, d)
+	}
+	return nil
+}
+
+func (cp *copier) addFromGrid(src aliases.Arg, e api.Entry, dst aliases.Arg) {
+	if e.Size > 0 {
+		cp.total += e.Size
+	}
+	if dst.IsGrid() {
+		// Grid to grid: a file is its cap; link it, no bytes move.
+		cp.files = append(cp.files, fileJob{run: func() error {
+			link := e.ReadCap
+			if e.WriteCap != "" {
+				link = e.WriteCap
+			}
+			err := cp.c.Remove(cp.ctx, dst.Root, dst.Path, false)
+			if err != nil && !errors.Is(err, vdrive.ErrNotExist) {
+				return fsError("cp", dst.String(), err)
+			}
+			if _, err := cp.c.Link(cp.ctx, dst.Root, dst.Path, link); err != nil {
+				return fsError("cp", dst.String(), err)
+			}
+			if cp.bar != nil && e.Size > 0 {
+				cp.bar.Add64(e.Size)
+			}
+			return nil
+		}})
+		return
+	}
+	cp.files = append(cp.files, fileJob{size: e.Size, run: func() error {
+		return cp.download(src, e, dst.Local)
+	}})
+}
+
+// download writes the grid file src to the local path out, whole or not
+// at all (a temporary file renamed into place).
+func (cp *copier) download(src aliases.Arg, e api.Entry, out string) error {
+	var body io.ReadCloser
+	var size int64
+	var err error
+	if src.Path == "/" && !isDirCap(src.Root) {
+		body, size, err = cp.c.Get(cp.ctx, src.Root)
+	} else {
+		body, size, err = cp.c.Read(cp.ctx, src.Root, src.Path, 0, -1)
+	}
+	if err != nil {
+		return fsError("cp", src.String(), err)
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".tarn-cp-*")
+	if err != nil {
+		return fmt.Errorf("cp: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, cp.progress(body))
+	if err == nil && size >= 0 && n != size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil {
+		err = tmp.Close()
+	} else {
+		tmp.Close()
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		return fmt.Errorf("cp %s to %s: %w", src, out, err)
+	}
+	if !e.Mtime.IsZero() {
+		os.Chtimes(out, time.Time{}, e.Mtime)
+	}
+	return nil
+}
