@@ -292,6 +292,20 @@ func (c *Client) AdviseCorruption(ctx context.Context, ref storage.Ref, slot boo
 	return wrap("advise corruption of "+ref.String(), err)
 }
 
+// AdviseCorruptionCap tells the server an immutable share failed a check
+// and gives it the file's verify cap, so the server can check the share
+// itself; it reports whether the server found the share corrupt and
+// removed it (a server that predates the field just logs the advice).
+func (c *Client) AdviseCorruptionCap(ctx context.Context, ref storage.Ref, verifyCap, reason string) (bool, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.AdviseCorruption(ctx, &pb.AdviseCorruptionRequest{StorageIndex: ref.Index[:], ShareNum: ref.Num, Reason: reason, VerifyCap: verifyCap})
+	if err != nil {
+		return false, wrap("advise corruption of "+ref.String(), err)
+	}
+	return r.Removed, nil
+}
+
 // sentinelOf maps protocol codes back to the errors callers branch on.
 var sentinelOf = map[codes.Code]error{
 	codes.NotFound:           storage.ErrNotFound,

@@ -106,6 +106,9 @@ type Stats struct {
 	Aborted          int64
 	IdleAborted      int64
 	CorruptionAdvice int64
+	// CorruptRemoved counts shares the server checked with an advised
+	// verify cap, found corrupt and removed.
+	CorruptRemoved int64
 }
 
 // Server implements the storage protocol over a Backend.
@@ -125,7 +128,8 @@ type Server struct {
 	claiming  int64
 	openBytes int64 // sizes of open uploads, for Stats
 
-	sealed, aborted, idleAborted, advice atomic.Int64
+	sealed, aborted, idleAborted, advice, removed atomic.Int64
+	verifying                                     chan struct{} // one advised share checked at a time
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -193,6 +197,7 @@ func New(cfg Config) (*Server, error) {
 		byRef:     map[storage.Ref]*upload{},
 		perClient: map[string]int{},
 		stop:      make(chan struct{}),
+		verifying: make(chan struct{}, 1),
 	}
 	if cfg.GridSecret == nil {
 		s.log.Warn("no grid secret: any node may write to this server")
@@ -262,6 +267,7 @@ func (s *Server) Stats() Stats {
 	st.Aborted = s.aborted.Load()
 	st.IdleAborted = s.idleAborted.Load()
 	st.CorruptionAdvice = s.advice.Load()
+	st.CorruptRemoved = s.removed.Load()
 	return st
 }
 
@@ -827,8 +833,17 @@ func (s *Server) AdviseCorruption(ctx context.Context, req *pb.AdviseCorruptionR
 		kind = "slot"
 	}
 	s.advice.Add(1)
-	s.log.Warn("corruption reported", "kind", kind, "share", storage.Ref{Index: index, Num: req.ShareNum}.String(), "by", from, "reason", reason)
-	return &pb.AdviseCorruptionResponse{}, nil
+	ref := storage.Ref{Index: index, Num: req.ShareNum}
+	s.log.Warn("corruption reported", "kind", kind, "share", ref.String(), "by", from, "reason", reason)
+	resp := &pb.AdviseCorruptionResponse{}
+	if req.VerifyCap != "" && !req.Slot {
+		removed, err := s.checkAdvised(ctx, ref, req.VerifyCap)
+		if err != nil {
+			s.log.Info("advised share not removed", "share", ref.String(), "why", err)
+		}
+		resp.Removed = removed
+	}
+	return resp, nil
 }
 
 func parseIndex(b []byte) ([storage.StorageIndexSize]byte, error) {

@@ -1245,11 +1245,16 @@ func (x *RenewLeaseResponse) GetExpiresUnix() int64 {
 }
 
 type AdviseCorruptionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StorageIndex  []byte                 `protobuf:"bytes,1,opt,name=storage_index,json=storageIndex,proto3" json:"storage_index,omitempty"`
-	ShareNum      uint32                 `protobuf:"varint,2,opt,name=share_num,json=shareNum,proto3" json:"share_num,omitempty"`
-	Slot          bool                   `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`    // a mutable slot rather than an immutable share
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // free text, at most 1024 bytes kept
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	StorageIndex []byte                 `protobuf:"bytes,1,opt,name=storage_index,json=storageIndex,proto3" json:"storage_index,omitempty"`
+	ShareNum     uint32                 `protobuf:"varint,2,opt,name=share_num,json=shareNum,proto3" json:"share_num,omitempty"`
+	Slot         bool                   `protobuf:"varint,3,opt,name=slot,proto3" json:"slot,omitempty"`    // a mutable slot rather than an immutable share
+	Reason       string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // free text, at most 1024 bytes kept
+	// The file's verify cap (tarn:chk-verify:...), optional: with it the
+	// server checks the share itself and, when it is provably corrupt,
+	// removes it so a repair can put a good copy in its place. Without it
+	// (or when the share checks out) the advice is only logged and counted.
+	VerifyCap     string `protobuf:"bytes,5,opt,name=verify_cap,json=verifyCap,proto3" json:"verify_cap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,8 +1317,16 @@ func (x *AdviseCorruptionRequest) GetReason() string {
 	return ""
 }
 
+func (x *AdviseCorruptionRequest) GetVerifyCap() string {
+	if x != nil {
+		return x.VerifyCap
+	}
+	return ""
+}
+
 type AdviseCorruptionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       bool                   `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"` // the server found the share corrupt and removed it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1346,6 +1359,13 @@ func (x *AdviseCorruptionResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AdviseCorruptionResponse.ProtoReflect.Descriptor instead.
 func (*AdviseCorruptionResponse) Descriptor() ([]byte, []int) {
 	return file_storageserver_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AdviseCorruptionResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
 }
 
 var File_storageserver_proto protoreflect.FileDescriptor
@@ -1429,13 +1449,16 @@ const file_storageserver_proto_rawDesc = "" +
 	"\rstorage_index\x18\x01 \x01(\fR\fstorageIndex\x12!\n" +
 	"\flease_secret\x18\x02 \x01(\fR\vleaseSecret\"7\n" +
 	"\x12RenewLeaseResponse\x12!\n" +
-	"\fexpires_unix\x18\x01 \x01(\x03R\vexpiresUnix\"\x87\x01\n" +
+	"\fexpires_unix\x18\x01 \x01(\x03R\vexpiresUnix\"\xa6\x01\n" +
 	"\x17AdviseCorruptionRequest\x12#\n" +
 	"\rstorage_index\x18\x01 \x01(\fR\fstorageIndex\x12\x1b\n" +
 	"\tshare_num\x18\x02 \x01(\rR\bshareNum\x12\x12\n" +
 	"\x04slot\x18\x03 \x01(\bR\x04slot\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x1a\n" +
-	"\x18AdviseCorruptionResponse2\xb3\b\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"verify_cap\x18\x05 \x01(\tR\tverifyCap\"4\n" +
+	"\x18AdviseCorruptionResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved2\xb3\b\n" +
 	"\rStorageServer\x12a\n" +
 	"\n" +
 	"GetVersion\x12(.tarn.storageserver.v1.GetVersionRequest\x1a).tarn.storageserver.v1.GetVersionResponse\x12[\n" +
