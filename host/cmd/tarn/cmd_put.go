@@ -6,11 +6,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/tarnfs/tarn/host/api"
 )
 
 var putFlags struct {
@@ -19,15 +23,17 @@ var putFlags struct {
 }
 
 var putCmd = &cobra.Command{
-	Use:   "put [FILE|-]",
+	Use:   "put [FILE|-] [ALIAS:path]",
 	Short: "Upload a file (or standard input) and print its read cap",
 	Long: `Upload FILE, or standard input when FILE is "-" or left out, through the
 client node's local API, and print the file's read cap on standard output.
+With a grid path (ALIAS:path, or a directory cap and path) the file is also
+linked there (into it, under FILE's name, when it is a directory).
 A progress bar with the rate shows on a terminal.`,
-	Args: cobra.MaximumNArgs(1),
+	Args: cobra.MaximumNArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		src := "-"
-		if len(args) == 1 {
+		if len(args) >= 1 {
 			src = args[0]
 		}
 		c, err := apiClient(putFlags.node)
@@ -59,7 +65,12 @@ A progress bar with the rate shows on a terminal.`,
 			// key needs the whole file first): say so when the body ends.
 			r = &eofHook{r: io.TeeReader(r, bar), fn: func() { bar.Describe("put " + name + ": storing on the grid") }}
 		}
-		capStr, err := c.Put(ctx, r, size)
+		var capStr string
+		if len(args) == 2 {
+			capStr, err = putAt(ctx, c, putFlags.node, args[1], src, r, size)
+		} else {
+			capStr, err = c.Put(ctx, r, size)
+		}
 		if bar != nil {
 			bar.Finish()
 			fmt.Fprintln(os.Stderr)
@@ -70,6 +81,30 @@ A progress bar with the rate shows on a terminal.`,
 		fmt.Fprintln(cmd.OutOrStdout(), capStr)
 		return nil
 	},
+}
+
+// putAt stores r at the grid path dst (into it when it is a directory)
+// and returns the file's read cap.
+func putAt(ctx context.Context, c *api.Client, nodeFlag, dst, src string, r io.Reader, size int64) (string, error) {
+	dir, err := nodeDir(nodeFlag)
+	if err != nil {
+		return "", err
+	}
+	a, err := gridArg(dir, dst)
+	if err != nil {
+		return "", err
+	}
+	if e, err := c.Stat(ctx, a.Root, a.Path); err == nil && e.IsDir() || a.Trailing {
+		if src == "-" {
+			return "", fmt.Errorf("%s is a directory: name the file to store standard input as", dst)
+		}
+		a = a.Join(filepath.Base(src))
+	}
+	e, err := c.Write(ctx, a.Root, a.Path, r, size, time.Time{})
+	if err != nil {
+		return "", fsError("put", a.String(), err)
+	}
+	return e.ReadCap, nil
 }
 
 // eofHook calls fn once, when r first reports EOF.
