@@ -33,6 +33,7 @@ import (
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/introducer"
+	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/nodelink"
 	"github.com/tarnfs/tarn/host/pluginhost"
 	"github.com/tarnfs/tarn/host/storageserver"
@@ -285,6 +286,9 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		srv, err := storageserver.New(storageserver.Config{
 			Backend: backend, GridSecret: gridSecret, Reserved: int64(p.Storage.ReservedSpace),
 			LeasePath: filepath.Join(p.Node.StateDir, "leases.db"), Software: Version, Logger: n.log,
+			// Servers refuse slot writes not signed by the slot's key or older
+			// than what they hold.
+			ValidateSlotWrite: mutable.ValidateSlotWrite,
 		})
 		if err != nil {
 			return err

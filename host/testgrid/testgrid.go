@@ -18,6 +18,7 @@ import (
 
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/identity"
+	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/storageserver"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	transporttcp "github.com/tarnfs/tarn/plugins/transport-tcp"
@@ -106,7 +107,10 @@ func New(t testing.TB, n int, opts *Options) *Grid {
 		}
 		s := &Server{Index: i, NodeID: id.NodeID(), KeyHash: id.KeyHash(), g: g, cert: cert,
 			listen: "tcp:127.0.0.1:0", Backend: &Backend{Backend: be}}
-		s.cfg = storageserver.Config{Backend: s.Backend, GridSecret: o.GridSecret}
+		// Like a real node, refuse slot writes the slot's key did not sign;
+		// a test that needs a lax server clears it through o.Server.
+		s.cfg = storageserver.Config{Backend: s.Backend, GridSecret: o.GridSecret,
+			ValidateSlotWrite: mutable.ValidateSlotWrite}
 		if o.Server != nil {
 			o.Server(i, &s.cfg)
 		}
