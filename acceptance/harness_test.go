@@ -709,17 +709,6 @@ func (g *Grid) signal(t testing.TB, n *Node, sig syscall.Signal) {
 	}
 }
 
-// freeze stops n with SIGSTOP until the returned thaw is called (also at
-// the end of the test, whatever happens).
-func (g *Grid) freeze(t testing.TB, n *Node) (thaw func()) {
-	t.Helper()
-	g.signal(t, n, syscall.SIGSTOP)
-	var once sync.Once
-	thaw = func() { once.Do(func() { syscall.Kill(n.Pid, syscall.SIGCONT) }) }
-	t.Cleanup(thaw)
-	return thaw
-}
-
 // logText is everything n has logged so far: the harness's own log of the
 // process, and any *.log file in its folder or named after it in the grid
 // folder (where tarn dev may keep it).
@@ -769,16 +758,6 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-// pluginProcs are the plugin processes below a node: children whose
-// command line is `tarn plugin serve KIND NAME` or an external plugin.
-func pluginProcs(pid int) []procInfo {
-	var out []procInfo
-	for _, c := range children(pid) {
-		out = append(out, c)
-	}
-	return out
 }
 
 // pluginKindName reads KIND and NAME from `tarn plugin serve KIND NAME`.

@@ -14,7 +14,6 @@ package acceptance
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -437,24 +436,6 @@ func vmKB(pid int, field string) (int64, error) {
 // resetPeakRSS makes VmHWM start again from the current RSS (clear_refs 5).
 func resetPeakRSS(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-}
-
-// waitFile waits until path exists and ok accepts its content.
-func waitFile(path string, d time.Duration, ok func([]byte) bool) ([]byte, error) {
-	deadline := time.Now().Add(d)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && (ok == nil || ok(b)) {
-			return b, nil
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = errors.New("content not accepted")
-			}
-			return nil, fmt.Errorf("wait for %s (%v): %w", path, d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // findFiles lists regular files below root whose path ends in a name
