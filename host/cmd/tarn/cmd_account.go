@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
@@ -18,6 +21,7 @@ import (
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/accounts"
 	"github.com/tarnfs/tarn/host/aliases"
+	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/node"
 )
@@ -337,4 +341,146 @@ func init() {
 	accountListCmd.Flags().BoolVar(&accountFlags.json, "json", false, "print JSON")
 	accountCmd.AddCommand(accountAddCmd, accountListCmd, accountRmCmd)
 	rootCmd.AddCommand(accountCmd)
+}
+
+// ---- tarn dev's root directory and account ----
+
+// Files of the dev folder that keep the dev root and account across runs.
+const (
+	DevRootCapFile  = "root_cap"     // the root directory's write cap, 0600
+	DevPasswordFile = "dev.password" // the dev account's password, 0600
+	DevUser         = "dev"
+)
+
+// devSetup is what devAccount made or found.
+type devSetup struct {
+	RootCap  string
+	Password string
+	// WebDAVListen and SFTPListen are the frontends' addresses in the
+	// client profile ("" when the profile has none).
+	WebDAVListen, SFTPListen string
+}
+
+// devAccount makes (once) the dev grid's root directory, through the
+// running client's API, and the dev account whose root it is; it puts the
+// account and loopback [[webdav]] and [[sftp]] frontends for it in the
+// client's profile (frontends only if the profile then still loads) and
+// the alias "dev" in the client's alias file. changed says the profile
+// was rewritten: the client must restart to see it.
+func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds devSetup, changed bool, err error) {
+	rootFile := filepath.Join(dir, DevRootCapFile)
+	if b, err := os.ReadFile(rootFile); err == nil {
+		ds.RootCap = strings.TrimSpace(string(b))
+		if _, err := cap.Parse(ds.RootCap); err != nil {
+			return ds, false, fmt.Errorf("%s: %w (delete it to make a new root directory)", rootFile, err)
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		dc, err := c.NewDir(ctx)
+		if err != nil {
+			return ds, false, apiError("make the dev root directory", err)
+		}
+		ds.RootCap = dc.WriteCap
+		if err := writeSecretFile(rootFile, []byte(ds.RootCap+"\n")); err != nil {
+			return ds, false, err
+		}
+	} else {
+		return ds, false, err
+	}
+	pwFile := filepath.Join(dir, DevPasswordFile)
+	if b, err := os.ReadFile(pwFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		ds.Password = strings.TrimSpace(string(b))
+	} else {
+		if ds.Password, err = randomPassword(); err != nil {
+			return ds, false, err
+		}
+		if err := writeSecretFile(pwFile, []byte(ds.Password+"\n")); err != nil {
+			return ds, false, err
+		}
+	}
+	if err := aliases.Add(aliases.File(clientDir), DevUser, ds.RootCap); err != nil && !errors.Is(err, aliases.ErrExist) {
+		return ds, false, err
+	}
+
+	p, err := conf.Load(clientDir)
+	if err != nil {
+		return ds, false, err
+	}
+	acct, ok := p.Account(DevUser)
+	good := ok && acct.RootCapFile == rootFile && !acct.ReadOnly
+	if good {
+		match, err := accounts.VerifyPassword(acct.PasswordHash, ds.Password)
+		good = err == nil && match
+	}
+	if !good {
+		hash, err := accounts.HashPassword(ds.Password)
+		if err != nil {
+			return ds, false, err
+		}
+		a := conf.Account{Name: DevUser, PasswordHash: hash, RootCapFile: rootFile}
+		if ok {
+			*acct = a
+		} else {
+			p.Accounts = append(p.Accounts, a)
+		}
+		changed = true
+	}
+	webdav, sftp := slices.Clone(p.WebDAV), slices.Clone(p.SFTP)
+	if len(p.WebDAV) == 0 {
+		port, err := freePort()
+		if err != nil {
+			return ds, false, err
+		}
+		p.WebDAV = append(p.WebDAV, conf.WebDAV{Enabled: true, Listen: "127.0.0.1:" + port, Prefix: "/",
+			Accounts: []string{DevUser}, LockTimeout: conf.Duration(10 * time.Minute), AppleDouble: "keep"})
+		changed = true
+	}
+	if len(p.SFTP) == 0 {
+		port, err := freePort()
+		if err != nil {
+			return ds, false, err
+		}
+		p.SFTP = append(p.SFTP, conf.SFTP{Enabled: true, Listen: "127.0.0.1:" + port, Accounts: []string{DevUser},
+			HostKeys:    []string{filepath.Join(clientDir, "private", "ssh_host_ed25519_key")},
+			IdleTimeout: conf.Duration(15 * time.Minute), MaxSessions: 64})
+		changed = true
+	}
+	if changed {
+		if err := node.WriteProfile(p); err != nil {
+			// This conf cannot take the frontends: the account alone.
+			p.WebDAV, p.SFTP = webdav, sftp
+			if err := node.WriteProfile(p); err != nil {
+				return ds, false, fmt.Errorf("client profile: %w", err)
+			}
+		}
+	}
+	for _, w := range p.WebDAV {
+		if w.Enabled && slices.Contains(w.Accounts, DevUser) {
+			ds.WebDAVListen = w.Listen
+			break
+		}
+	}
+	for _, s := range p.SFTP {
+		if s.Enabled && slices.Contains(s.Accounts, DevUser) {
+			ds.SFTPListen = s.Listen
+			break
+		}
+	}
+	return ds, changed, nil
+}
+
+// listening reports whether something accepts TCP connections at addr,
+// trying for up to wait.
+func listening(addr string, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

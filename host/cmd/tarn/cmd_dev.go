@@ -76,6 +76,33 @@ type Endpoints struct {
 	Introducer string         `json:"introducer"`
 	Client     ClientEndpoint `json:"client"`
 	Nodes      []DevNode      `json:"nodes"`
+	// RootCap is the dev root directory's write cap (also the client's
+	// alias "dev:"), Account the dev account whose root it is.
+	RootCap string      `json:"root_cap,omitempty"`
+	Account *DevAccount `json:"account,omitempty"`
+	// WebDAV and SFTP are there when the client runs those frontends.
+	WebDAV *DevWebDAV `json:"webdav,omitempty"`
+	SFTP   *DevSFTP   `json:"sftp,omitempty"`
+}
+
+// DevAccount is the dev account's login.
+type DevAccount struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// DevWebDAV is the client's WebDAV frontend.
+type DevWebDAV struct {
+	URL      string `json:"url"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// DevSFTP is the client's SFTP frontend.
+type DevSFTP struct {
+	Addr     string `json:"addr"`
+	User     string `json:"user"`
+	Password string `json:"password"`
 }
 
 // ClientEndpoint is how to reach the client node.
@@ -179,6 +206,37 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	if err := waitServers(ctx, procs, clientInfo, storageNodes, deadline); err != nil {
 		return err
 	}
+	// The dev root directory and account (cmd_account.go); the first run
+	// adds them and the frontends to the client's profile, and restarts
+	// the client to take them.
+	tok, err := node.ReadToken(clientInfo.TokenFile)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	ds, changed, err := devAccount(ctx, dir, client.Dir, &api.Client{BaseURL: clientInfo.APIURL, Token: tok})
+	if err != nil {
+		return fmt.Errorf("dev: root directory and account: %w", err)
+	}
+	if changed {
+		client.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-client.exited:
+		case <-time.After(15 * time.Second):
+			client.cmd.Process.Kill()
+			<-client.exited
+		}
+		procs = procs[:len(procs)-1]
+		if client, err = start(client.DevNode); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
+		deadline = time.Now().Add(timeout)
+		if clientInfo, err = waitInfo(ctx, client, deadline); err != nil {
+			return devFailure(client, err)
+		}
+		if err := waitServers(ctx, procs, clientInfo, storageNodes, deadline); err != nil {
+			return err
+		}
+	}
 
 	ep := Endpoints{
 		Dir:        dir,
@@ -187,6 +245,14 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	}
 	for _, p := range procs {
 		ep.Nodes = append(ep.Nodes, p.DevNode)
+	}
+	ep.RootCap = ds.RootCap
+	ep.Account = &DevAccount{User: DevUser, Password: ds.Password}
+	if ds.WebDAVListen != "" && listening(ds.WebDAVListen, 2*time.Second) {
+		ep.WebDAV = &DevWebDAV{URL: "http://" + ds.WebDAVListen + "/", User: DevUser, Password: ds.Password}
+	}
+	if ds.SFTPListen != "" && listening(ds.SFTPListen, time.Second) {
+		ep.SFTP = &DevSFTP{Addr: ds.SFTPListen, User: DevUser, Password: ds.Password}
 	}
 	b, _ := json.MarshalIndent(ep, "", "  ")
 	epPath := filepath.Join(dir, EndpointsFile)
@@ -201,7 +267,14 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	for _, p := range procs {
 		fmt.Fprintf(out, "  %-12s pid %-7d %s\n", p.Name, p.Pid, p.Dir)
 	}
-	fmt.Fprintf(out, "endpoints: %s\ntry: TARN_NODE=%s tarn put FILE\nCtrl-C stops the grid.\n", epPath, client.Dir)
+	fmt.Fprintf(out, "  root:       alias dev: in the client (account %q, password in %s)\n", DevUser, filepath.Join(dir, DevPasswordFile))
+	if ep.WebDAV != nil {
+		fmt.Fprintf(out, "  webdav:     %s\n", ep.WebDAV.URL)
+	}
+	if ep.SFTP != nil {
+		fmt.Fprintf(out, "  sftp:       sftp -P %s %s@%s\n", ep.SFTP.Addr[strings.LastIndexByte(ep.SFTP.Addr, ':')+1:], DevUser, ep.SFTP.Addr[:strings.LastIndexByte(ep.SFTP.Addr, ':')])
+	}
+	fmt.Fprintf(out, "endpoints: %s\ntry: TARN_NODE=%s tarn put FILE, tarn cp -r DIR dev:\nCtrl-C stops the grid.\n", epPath, client.Dir)
 
 	// Run until a signal. A node that dies by itself (a test killing a
 	// storage node, a crash) is reported and the rest run on: a grid
