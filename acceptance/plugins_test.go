@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -424,4 +425,55 @@ func TestExternalPlugin(t *testing.T) {
 			t.Errorf("a node refused at start left node.json")
 		}
 	})
+}
+
+// TestPluginOtherMajorVersion: a codec plugin speaking codec protocol v2
+// (acceptance/testdata/codec-v2) is refused by `tarn plugin list` and at
+// `tarn run` with a message naming both versions.
+func TestPluginOtherMajorVersion(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tarn-codec-v2")
+	cmd := exec.Command("go", "build", "-o", bin, "./acceptance/testdata/codec-v2")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build codec-v2: %v\n%s", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "node")
+	mustTarn(t, CLI{}, "init", "--profile", "client", dir)
+	prof := filepath.Join(dir, "tarn.toml")
+	b, _ := os.ReadFile(prof)
+	p := setTOML(string(b), "plugins.codec", "name", `""`)
+	p = setTOML(p, "plugins.codec", "path", fmt.Sprintf("%q", bin))
+	p = setTOML(p, "client", "api_listen", `"127.0.0.1:0"`)
+	if err := os.WriteFile(prof, []byte(p), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v1 := regexp.MustCompile(`\b(v|version )1\b`)
+	v2 := regexp.MustCompile(`\b(v|version )2\b`)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"tarn plugin list", []string{"plugin", "list", dir}},
+		{"tarn run", []string{"run", dir}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tarn(t, CLI{Timeout: time.Minute}, tc.args...)
+			if r.Code == 0 || r.Code == -1 {
+				t.Fatalf("a codec plugin of protocol v2 was not refused: %v", r)
+			}
+			var line string
+			for _, l := range strings.Split(r.Stderr, "\n") {
+				if strings.Contains(strings.ToLower(l), "version") {
+					line = l
+				}
+			}
+			if !v1.MatchString(line) || !v2.MatchString(line) {
+				t.Errorf("no error line names both protocol versions (1 and 2):\n%s", r.Stderr)
+			}
+			t.Logf("%s", line)
+			if _, err := os.Stat(filepath.Join(dir, "node.json")); err == nil {
+				t.Errorf("a node refused at start left node.json")
+			}
+		})
+	}
 }
