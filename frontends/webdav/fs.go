@@ -260,6 +260,13 @@ type file struct {
 	// reading
 	rd  vdrive.File
 	off int64
+	// A read from the start streams the whole file through the grid's
+	// read-ahead (io.WriterTo) into a pipe; other reads go through buf,
+	// whole chunks at a time.
+	stream    *io.PipeReader
+	streamOff int64
+	buf       []byte
+	bufOff    int64
 
 	// listing
 	kids    []os.FileInfo
@@ -309,6 +316,14 @@ func (f *file) open() error {
 	return nil
 }
 
+// readChunk is how much a random-access read fetches at once (a whole
+// number of the default 1 MiB segments), so 32 KiB reads do not each
+// fetch and decode a segment.
+const readChunk = 1 << 20
+
+// streamMin is the smallest file read through the streaming read-ahead.
+const streamMin = 2 * readChunk
+
 func (f *file) Read(p []byte) (int, error) {
 	if f.w != nil {
 		return 0, &fs.PathError{Op: "read", Path: f.name, Err: fs.ErrInvalid}
@@ -316,19 +331,70 @@ func (f *file) Read(p []byte) (int, error) {
 	if err := f.open(); err != nil {
 		return 0, err
 	}
-	if f.off >= f.rd.Size() {
+	size := f.rd.Size()
+	if f.off >= size {
 		return 0, io.EOF
 	}
-	if rem := f.rd.Size() - f.off; int64(len(p)) > rem {
+	if rem := size - f.off; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	n, err := f.rd.ReadAt(p, f.off)
-	f.off += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
+	if f.stream != nil && f.off != f.streamOff {
+		f.stopStream()
 	}
-	return n, err
+	if f.stream == nil && f.off == 0 && size >= streamMin {
+		if wt, ok := f.rd.(io.WriterTo); ok {
+			pr, pw := io.Pipe()
+			go func() {
+				_, err := wt.WriteTo(pw)
+				pw.CloseWithError(err)
+			}()
+			f.stream, f.streamOff = pr, 0
+		}
+	}
+	if f.stream != nil {
+		n, err := f.stream.Read(p)
+		f.off += int64(n)
+		f.streamOff = f.off
+		if err == io.EOF {
+			if f.off < size {
+				err = io.ErrUnexpectedEOF
+			} else if n > 0 {
+				err = nil
+			}
+		}
+		return n, err
+	}
+	if f.off < f.bufOff || f.off >= f.bufOff+int64(len(f.buf)) {
+		start := f.off - f.off%readChunk
+		want := min(int64(readChunk), size-start)
+		if cap(f.buf) < int(want) {
+			f.buf = make([]byte, want)
+		}
+		f.buf = f.buf[:want]
+		n, err := f.rd.ReadAt(f.buf, start)
+		if n < len(f.buf) {
+			f.buf = f.buf[:0]
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		f.bufOff = start
+	}
+	n := copy(p, f.buf[f.off-f.bufOff:])
+	f.off += int64(n)
+	return n, nil
 }
+
+// stopStream ends a streaming read (its goroutine's next write fails).
+func (f *file) stopStream() {
+	if f.stream != nil {
+		f.stream.CloseWithError(errClosed)
+		f.stream = nil
+	}
+}
+
+var errClosed = errors.New("webdav: file closed")
 
 func (f *file) Seek(offset int64, whence int) (int64, error) {
 	if f.w != nil {
@@ -447,6 +513,7 @@ type writerOnly struct{ io.Writer }
 // empty file when nothing was written), then sets any dead properties.
 func (f *file) Close() error {
 	if f.w == nil {
+		f.stopStream()
 		return nil
 	}
 	w := f.w

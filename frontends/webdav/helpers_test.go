@@ -43,9 +43,9 @@ func (e *env) reads() int64 {
 }
 
 const (
-	alicePW  = "alice secret"
-	readerPW = "reader secret"
-	bobPW    = "bob secret"
+	alicePW  = "alice-secret"
+	readerPW = "reader-secret"
+	bobPW    = "bob-secret"
 )
 
 type envOpts struct {

@@ -245,6 +245,19 @@ func TestPutGet(t *testing.T) {
 	if again := e.must(t, http.StatusNoContent, "PUT", "/doc.pdf", nil, data); again.header.Get("ETag") != etag {
 		t.Fatalf("same content, new ETag %q", again.header.Get("ETag"))
 	}
+	// A file over the streaming threshold reads whole, in ranges, and
+	// from a range that starts at 0.
+	large := string(pseudo(5_000_000))
+	e.must(t, http.StatusCreated, "PUT", "/large.bin", nil, large)
+	if g := e.must(t, http.StatusOK, "GET", "/large.bin", nil, ""); g.body != large {
+		t.Fatalf("large GET: %d bytes, equal %v", len(g.body), g.body == large)
+	}
+	for _, rng := range [][2]int{{0, 99}, {4_999_990, 4_999_999}, {1 << 20, 3 << 20}, {1<<20 - 5, 1<<20 + 5}} {
+		g := e.must(t, http.StatusPartialContent, "GET", "/large.bin", map[string]string{"Range": fmt.Sprintf("bytes=%d-%d", rng[0], rng[1])}, "")
+		if g.body != large[rng[0]:rng[1]+1] {
+			t.Fatalf("range %v: wrong bytes", rng)
+		}
+	}
 	// Conditional PUTs.
 	e.must(t, http.StatusPreconditionFailed, "PUT", "/doc.pdf", map[string]string{"If-None-Match": "*"}, "x")
 	e.must(t, http.StatusPreconditionFailed, "PUT", "/doc.pdf", map[string]string{"If-Match": `"nope"`}, "x")
@@ -527,3 +540,16 @@ func FuzzReadLockInfo(f *testing.F) {
 }
 
 var _ = url.Parse
+
+// pseudo is n reproducible bytes.
+func pseudo(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
