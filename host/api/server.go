@@ -76,6 +76,9 @@ type Config struct {
 	// Store, when set, serves the vdrive routes (/v1/fs, /v1/dir; see
 	// vdrive.go): path operations under directory caps.
 	Store vdrive.Store
+	// Checker, when set, serves POST /v1/check and /v1/deep-check (see
+	// check.go).
+	Checker Checker
 	// Status fills the node-level part of GET /v1/status; the server adds
 	// its own counters and uptime.
 	Status func(ctx context.Context) Status
@@ -164,6 +167,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/file/{cap}", s.get) // also HEAD
 	mux.HandleFunc("GET /v1/status", s.status)
 	s.mountFS(mux)
+	s.mountCheck(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		allow := ""
 		switch {

@@ -154,27 +154,39 @@ func worst(a, b Outcome) Outcome {
 	return a
 }
 
-// Resolve turns "CAP" or "DIRCAP/some/path" into the cap of what it
-// names, reading directories along the path.
-func (c *Checker) Resolve(ctx context.Context, s string) (cap.Cap, error) {
-	s = strings.TrimSpace(s)
-	root, rest, hasPath := strings.Cut(s, "/")
+// Resolve returns the cap of what path p names under root ("" or "/":
+// root itself, which may then be any cap; otherwise root must be a
+// directory read or write cap), reading directories along the path.
+func (c *Checker) Resolve(ctx context.Context, root, p string) (cap.Cap, error) {
 	cp, err := cap.Parse(root)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadCap, err)
 	}
-	if !hasPath || strings.Trim(rest, "/") == "" {
+	if strings.Trim(p, "/") == "" {
 		return cp, nil
 	}
 	d, err := c.drive(cp)
 	if err != nil {
 		return nil, err
 	}
-	info, err := d.Stat(ctx, "/"+rest)
+	info, err := d.Stat(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	return cap.Parse(info.ReadCap())
+}
+
+// CheckPath checks what path p names under root (see Resolve).
+func (c *Checker) CheckPath(ctx context.Context, root, p string, opt Options) (*Report, error) {
+	cp, err := c.Resolve(ctx, root, p)
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", p, err)
+	}
+	r, err := c.Check(ctx, cp, opt)
+	if r != nil && strings.Trim(p, "/") != "" {
+		r.Path = p
+	}
+	return r, err
 }
 
 // drive opens the vdrive under a directory cap.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"io/fs"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -439,7 +441,7 @@ func TestDeepCheck(t *testing.T) {
 	remove(t, e, bcap.(cap.CHK).StorageIndex(), 1)
 
 	var seen []string
-	dr, err := e.ck.DeepCheck(ctx, root.String(), checker.Options{Verify: true}, func(r *checker.Report) { seen = append(seen, r.Path) })
+	dr, err := e.ck.DeepCheck(ctx, root.String(), "/", checker.Options{Verify: true}, func(r *checker.Report) { seen = append(seen, r.Path) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,22 +454,29 @@ func TestDeepCheck(t *testing.T) {
 		t.Fatalf("summary %+v", s)
 	}
 	// Resolve a path and check one file.
-	c, err := e.ck.Resolve(ctx, root.String()+"/docs/b.bin")
+	c, err := e.ck.Resolve(ctx, root.String(), "/docs/b.bin")
 	if err != nil || c.String() != bcap.String() {
 		t.Fatalf("resolve: %v %v", c, err)
 	}
-	dr, err = e.ck.DeepCheck(ctx, root.ReadCap().String()+"/docs", checker.Options{Repair: true}, nil)
+	r, err := e.ck.CheckPath(ctx, root.String(), "/docs/b.bin", checker.Options{})
+	if err != nil || r.Path != "/docs/b.bin" || r.Outcome != checker.Unhealthy || len(r.Missing) != 1 {
+		t.Fatalf("check path: %+v %v", r, err)
+	}
+	if _, err := e.ck.CheckPath(ctx, root.String(), "/nope", checker.Options{}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("check of a missing path: %v", err)
+	}
+	dr, err = e.ck.DeepCheck(ctx, root.ReadCap().String(), "/docs", checker.Options{Repair: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := dr.Summary; s.Objects != 4 || s.Repaired != 1 || s.Healthy != 3 {
 		t.Fatalf("repair summary %+v", s)
 	}
-	dr, err = e.ck.DeepCheck(ctx, root.String(), checker.Options{Verify: true}, nil)
+	dr, err = e.ck.DeepCheck(ctx, root.String(), "/", checker.Options{Verify: true}, nil)
 	if err != nil || dr.Summary.Healthy != 6 {
 		t.Fatalf("after repair: %+v %v", dr.Summary, err)
 	}
-	if _, err := e.ck.DeepCheck(ctx, root.ReadCap().Verify().String(), checker.Options{}, nil); err == nil {
+	if _, err := e.ck.DeepCheck(ctx, root.ReadCap().Verify().String(), "/", checker.Options{}, nil); err == nil {
 		t.Fatal("deep check with a verify cap worked")
 	}
 }

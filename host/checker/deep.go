@@ -47,15 +47,13 @@ type DeepReport struct {
 	Reports []*Report `json:"reports"`
 }
 
-// DeepCheck checks every directory and file reachable from root ("DIRCAP"
-// or "DIRCAP/path"), depth first in name order, each directory once even
+// DeepCheck checks every directory and file reachable from path p under
+// the directory cap root, depth first in name order, each directory once even
 // when linked twice. progress, if set, is called with each report as it
 // is made. A directory that cannot be listed is reported (unrecoverable or
 // unhealthy) and the walk goes on with the rest.
-func (c *Checker) DeepCheck(ctx context.Context, root string, opt Options, progress func(*Report)) (*DeepReport, error) {
-	root = strings.TrimSpace(root)
-	top, rest, _ := strings.Cut(root, "/")
-	cp, err := cap.Parse(top)
+func (c *Checker) DeepCheck(ctx context.Context, root, p string, opt Options, progress func(*Report)) (*DeepReport, error) {
+	cp, err := cap.Parse(root)
 	if err != nil {
 		return nil, fmt.Errorf("deep-check: %w: %w", ErrBadCap, err)
 	}
@@ -63,7 +61,7 @@ func (c *Checker) DeepCheck(ctx context.Context, root string, opt Options, progr
 	if err != nil {
 		return nil, fmt.Errorf("deep-check: %w", err)
 	}
-	out := &DeepReport{Root: "/" + strings.Trim(rest, "/")}
+	out := &DeepReport{Root: "/" + strings.Trim(p, "/")}
 	emit := func(r *Report) {
 		out.Summary.add(r)
 		out.Reports = append(out.Reports, r)

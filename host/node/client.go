@@ -13,6 +13,7 @@ import (
 
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/checker"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/introducer"
@@ -91,10 +92,22 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	if err != nil {
 		return fmt.Errorf("client.api_token_file: %w", err)
 	}
+	// Check, verify, repair and lease renewal (/v1/check, /v1/deep-check)
+	// with the grid client's identity and lease secret.
+	ck, err := checker.New(checker.Config{
+		Transport: tr, Cert: cert, GridSecret: gridSecret, Servers: grid.ServerFunc(n.gridServers),
+		Codec: codec, LeaseSecret: leaseSecret, H: p.Client.Shares.H, Grid: n.client,
+		ServerTimeout: p.Client.ServerTimeout.D(), Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.onStop(func() { ck.Close() })
 	n.api, err = api.Start(api.Config{
 		Listen: p.Client.APIListen, Token: token, Files: files{n.client},
-		Store:  vdrive.GridStore(n.client), // /v1/fs and /v1/dir for the CLI
-		Status: n.status, Logger: n.log,
+		Store:   vdrive.GridStore(n.client), // /v1/fs and /v1/dir for the CLI
+		Checker: ck,
+		Status:  n.status, Logger: n.log,
 	})
 	if err != nil {
 		return err
