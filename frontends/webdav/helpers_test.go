@@ -19,6 +19,8 @@ import (
 	"github.com/tarnfs/tarn/host/testgrid"
 	"github.com/tarnfs/tarn/host/vdrive"
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
+	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
+	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // env is a WebDAV handler over a real test grid (five in-process storage
@@ -52,13 +54,18 @@ type envOpts struct {
 	apple  string
 	prefix string
 	quota  QuotaFunc
+	disk   bool // servers keep shares on disk, out of the test's heap
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	g := testgrid.New(t, 5, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
+	gopts := &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
 		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
-	}})
+	}}
+	if o.disk {
+		gopts.Backend = func(int) (storage.Backend, error) { return storagedisk.New(t.TempDir()) }
+	}
+	g := testgrid.New(t, 5, gopts)
 	c, err := grid.New(grid.Config{
 		Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
 		Codec: codecreedsolomon.New(), Servers: g.Source(), K: 3, H: 4, N: 5,

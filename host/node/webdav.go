@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/tarnfs/tarn/frontends/webdav"
 	"github.com/tarnfs/tarn/host/accounts"
@@ -40,7 +41,7 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 			continue
 		}
 		s, err := webdav.Start(n.ctx, webdav.Options{
-			Config: w, Accounts: set, DriveFor: driveFor,
+			Config: w, Accounts: set, DriveFor: driveFor, Quota: n.webdavQuota,
 			StateDir: n.prof.Node.StateDir, Logger: n.log.Named("webdav"),
 		})
 		if err != nil {
@@ -50,4 +51,23 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 		urls = append(urls, s.URL())
 	}
 	return urls, nil
+}
+
+// webdavQuota is the grid's room for new files as the quota properties
+// report it: the free space the storage servers announce, times K/N (the
+// share expansion of new uploads). Used space is not known (left out).
+func (n *Node) webdavQuota(context.Context) (webdav.Quota, error) {
+	var free uint64
+	for _, s := range n.Servers() {
+		free += s.FreeSpace
+	}
+	k, m := n.prof.Client.Shares.K, n.prof.Client.Shares.N
+	if k <= 0 || m <= 0 || len(n.Servers()) == 0 {
+		return webdav.Quota{}, errors.New("no storage servers known")
+	}
+	avail := float64(free) * float64(k) / float64(m)
+	if avail > math.MaxInt64 {
+		avail = math.MaxInt64
+	}
+	return webdav.Quota{Available: int64(avail), Used: -1}, nil
 }
