@@ -42,7 +42,7 @@ const (
 // fsys is one SFTP session's view of an account's drive: the handlers of
 // pkg/sftp's request server.
 type fsys struct {
-	d       *vdrive.Drive
+	d       retryDrive
 	ro      bool
 	account string
 	ctx     context.Context // the session's: uploads run under it
@@ -90,24 +90,178 @@ func (s *fsys) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, toStatus("open", r.Filepath, err)
 	}
-	return &readHandle{f: f, path: r.Filepath}, nil
+	return newReadHandle(f, r.Filepath), nil
 }
+
+// Read-ahead: clients ask for 32 KiB pieces, many at once and out of
+// order, which the grid file's single decoder would serve by decoding the
+// same segments again and again. A handle read from offset 0 streams the
+// file instead (grid.File.WriteTo decodes several segments in parallel)
+// into blocks the pieces are copied from, staying at most readWindow
+// blocks ahead of the reader; other reads go to the file directly.
+const (
+	readBlock  = 1 << 20
+	readWindow = 4
+)
 
 // readHandle reads an open grid file; errors name the path.
 type readHandle struct {
 	f    vdrive.File
 	path string
+	size int64
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	started   bool
+	streaming bool             // the stream runs and publishes blocks
+	next      int64            // the block the stream publishes next
+	blocks    map[int64][]byte // published blocks still near the reader
+	maxWant   int64            // the highest block asked for
+	stopped   bool
+}
+
+var errStopped = errors.New("read handle closed")
+
+func newReadHandle(f vdrive.File, p string) *readHandle {
+	h := &readHandle{f: f, path: p, size: f.Size(), blocks: map[int64][]byte{}}
+	h.cond = sync.NewCond(&h.mu)
+	return h
 }
 
 func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
-	if off >= h.f.Size() {
+	if off >= h.size {
 		return 0, io.EOF
 	}
-	n, err := h.f.ReadAt(p, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return n, toStatus("read", h.path, err)
+	if off < 0 {
+		return 0, toStatus("read", h.path, vdrive.ErrInvalid)
 	}
-	return n, err
+	if rest := h.size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	h.maybeStream(off)
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := pos / readBlock
+		b := h.block(idx)
+		if b == nil {
+			m, err := h.f.ReadAt(p[n:], pos)
+			n += m
+			if err != nil && !errors.Is(err, io.EOF) {
+				return n, toStatus("read", h.path, err)
+			}
+			break
+		}
+		n += copy(p[n:], b[pos-idx*readBlock:])
+	}
+	if off+int64(n) >= h.size {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// maybeStream starts the stream at the first read from offset 0 of a file
+// of more than one block.
+func (h *readHandle) maybeStream(off int64) {
+	wt, ok := h.f.(io.WriterTo)
+	if !ok || off != 0 || h.size <= readBlock {
+		return
+	}
+	h.mu.Lock()
+	if h.started {
+		h.mu.Unlock()
+		return
+	}
+	h.started, h.streaming = true, true
+	h.mu.Unlock()
+	go func() {
+		bw := &blockWriter{h: h, buf: make([]byte, 0, readBlock)}
+		_, err := wt.WriteTo(bw)
+		if err == nil {
+			err = bw.flush()
+		}
+		h.mu.Lock()
+		h.streaming = false
+		h.cond.Broadcast()
+		h.mu.Unlock()
+	}()
+}
+
+// block is block idx from the stream, waiting for it when the stream is
+// about to publish it; nil when the stream does not have it.
+func (h *readHandle) block(idx int64) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if idx > h.maxWant {
+		h.maxWant = idx
+		h.cond.Broadcast()
+		for k := range h.blocks {
+			if k < h.maxWant-readWindow {
+				delete(h.blocks, k)
+			}
+		}
+	}
+	for h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow {
+		h.cond.Wait()
+	}
+	return h.blocks[idx]
+}
+
+// publish adds the stream's next block, waiting while it is too far ahead
+// of the reader.
+func (h *readHandle) publish(b []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for !h.stopped && h.next > h.maxWant+readWindow {
+		h.cond.Wait()
+	}
+	if h.stopped {
+		return errStopped
+	}
+	h.blocks[h.next] = b
+	h.next++
+	h.cond.Broadcast()
+	return nil
+}
+
+// Close ends the stream.
+func (h *readHandle) Close() error {
+	h.mu.Lock()
+	h.stopped = true
+	h.blocks = map[int64][]byte{}
+	h.cond.Broadcast()
+	h.mu.Unlock()
+	return nil
+}
+
+// blockWriter cuts the stream into blocks.
+type blockWriter struct {
+	h   *readHandle
+	buf []byte
+}
+
+func (w *blockWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k := min(len(p)-n, readBlock-len(w.buf))
+		w.buf = append(w.buf, p[n:n+k]...)
+		n += k
+		if len(w.buf) == readBlock {
+			if err := w.flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *blockWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	b := w.buf
+	w.buf = make([]byte, 0, readBlock)
+	return w.h.publish(b)
 }
 
 // ---- writing ----------------------------------------------------------
@@ -327,15 +481,20 @@ func (h *writeHandle) upload() error {
 	size, mode, mtime := h.stat()
 	ctx := h.s.ctx
 	start := time.Now()
-	w, err := h.s.d.Create(ctx, h.path)
+	// The whole upload is tried again after a transient refusal of the
+	// link (the spool still holds the content).
+	err := retry(ctx, func() error {
+		w, err := h.s.d.Create(ctx, h.path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, io.NewSectionReader(h.f, 0, size)); err != nil {
+			w.Abort()
+			return fmt.Errorf("upload: %w", err)
+		}
+		return w.Close()
+	})
 	if err != nil {
-		return toStatus("close", h.path, err)
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(h.f, 0, size)); err != nil {
-		w.Abort()
-		return toStatus("close", h.path, fmt.Errorf("upload: %w", err))
-	}
-	if err := w.Close(); err != nil {
 		h.s.log.Warn("upload failed", "path", h.path, "error", err)
 		return toStatus("close", h.path, err)
 	}
@@ -518,6 +677,7 @@ func (s *fsys) setstat(ctx context.Context, r *xsftp.Request) error {
 		t := time.Unix(int64(a.Mtime), 0)
 		mtime = &t
 	}
+	s.log.Debug("setstat", "path", p, "size", fl.Size, "mode", fl.Permissions, "times", fl.Acmodtime, "owner", fl.UidGid)
 	if h := s.openWriter(p); h != nil {
 		if fl.Size {
 			if err := h.truncate(int64(a.Size)); err != nil {
