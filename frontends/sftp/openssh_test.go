@@ -357,3 +357,56 @@ func TestRclone(t *testing.T) {
 		t.Errorf("rclone about: %v\n%s", err, out)
 	}
 }
+
+// TestSSHFS mounts the drive with sshfs and writes, appends, rewrites,
+// renames and lists through the kernel.
+func TestSSHFS(t *testing.T) {
+	needTools(t, "sshfs", "fusermount")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	e := newEnv(t, envOptions{})
+	mnt := t.TempDir()
+	args := append([]string{"-p", e.port(), "-o", "IdentityFile=" + e.keyFile(t)}, sshOpts...)
+	args = append(args, "alice@127.0.0.1:/", mnt)
+	if out, err := run(t, "sshfs", args...); err != nil {
+		t.Skipf("sshfs cannot mount here: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("fusermount", "-u", "-z", mnt).Run() })
+	p := filepath.Join(mnt, "notes.txt")
+	if err := os.WriteFile(p, []byte("line 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("line 2\n")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(mnt, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p, filepath.Join(mnt, "dir", "notes.txt")); err != nil {
+		t.Fatal(err)
+	}
+	big := pseudo(4, 3<<20)
+	if err := os.WriteFile(filepath.Join(mnt, "dir", "big.bin"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.get(e.drive("alice"), "/dir/notes.txt")
+	if err != nil || string(got) != "line 1\nline 2\n" {
+		t.Fatalf("notes after append and rename: %q %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "dir", "big.bin")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("big.bin through the mount: %d bytes (%v)", len(got), err)
+	}
+	ents, err := os.ReadDir(filepath.Join(mnt, "dir"))
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("listing: %v %v", ents, err)
+	}
+	if st, err := os.Stat(filepath.Join(mnt, "dir", "big.bin")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode through the mount: %v %v", st, err)
+	}
+}
