@@ -68,7 +68,17 @@ type Option func(*options)
 
 type options struct {
 	resolve  func(alias string) (string, error)
+	create   func(account string) (string, error)
 	throttle *Throttle
+}
+
+// WithCreateRoot makes Load create a missing root_cap_file: fn makes a new
+// empty root directory for the account and returns its write cap, which
+// is written to the file (mode 0600, never over an existing file). A node
+// passes it so that a fresh profile (tarn dev's) needs no separate step;
+// without it a missing file is an error.
+func WithCreateRoot(fn func(account string) (string, error)) Option {
+	return func(o *options) { o.create = fn }
 }
 
 // WithAliasResolver resolves root_alias names to caps (the CLI's aliases).
@@ -213,6 +223,9 @@ func rootCap(c *conf.Account, o *options) (string, error) {
 		return "", fmt.Errorf("account %q: %w: set root_cap_file or root_alias, not both", c.Name, ErrRoot)
 	case c.RootCapFile != "":
 		f, err := os.Open(c.RootCapFile)
+		if errors.Is(err, os.ErrNotExist) && o.create != nil {
+			return createRoot(c, o.create)
+		}
 		if err != nil {
 			return "", fmt.Errorf("account %q root: %w: %w", c.Name, ErrRoot, err)
 		}
@@ -237,6 +250,30 @@ func rootCap(c *conf.Account, o *options) (string, error) {
 	default:
 		return "", fmt.Errorf("account %q: %w: needs root_cap_file or root_alias", c.Name, ErrRoot)
 	}
+}
+
+// createRoot makes a root for c and writes its cap to c.RootCapFile.
+func createRoot(c *conf.Account, create func(string) (string, error)) (string, error) {
+	s, err := create(c.Name)
+	if err != nil {
+		return "", fmt.Errorf("account %q root: %w: create a root for the missing %s: %w", c.Name, ErrRoot, c.RootCapFile, err)
+	}
+	f, err := os.OpenFile(c.RootCapFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("account %q root: %w: write the new root's cap: %w", c.Name, ErrRoot, err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("account %q root: %w: write %s: %w", c.Name, ErrRoot, c.RootCapFile, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("account %q root: %w: write %s: %w", c.Name, ErrRoot, c.RootCapFile, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("account %q root: %w: write %s: %w", c.Name, ErrRoot, c.RootCapFile, err)
+	}
+	return s, nil
 }
 
 // Names lists the accounts in profile order.

@@ -109,6 +109,7 @@ func TestLoad(t *testing.T) {
 	chk := writeRoot(t, "tarn:lit:"+strings.Repeat("a", 8))
 	hash, _ := HashPassword("pw")
 	_, keyLine := newKey(t)
+	missing := filepath.Join(t.TempDir(), "new-root.cap")
 	for _, tc := range []struct {
 		name    string
 		acct    conf.Account
@@ -144,6 +145,19 @@ func TestLoad(t *testing.T) {
 				}
 			}},
 		{name: "missing root file", acct: conf.Account{Name: "eve", PasswordHash: hash, RootCapFile: "/nonexistent/root.cap"}, wantErr: ErrRoot},
+		{name: "missing root file created", acct: conf.Account{Name: "fay", PasswordHash: hash, RootCapFile: missing},
+			opts: []Option{WithCreateRoot(func(name string) (string, error) { return w.String(), nil })},
+			check: func(t *testing.T, a *Account) {
+				b, err := os.ReadFile(missing)
+				if err != nil || strings.TrimSpace(string(b)) != w.String() || a.RootCap != w.String() {
+					t.Fatalf("root %q, file %q (%v)", a.RootCap, b, err)
+				}
+				if st, _ := os.Stat(missing); st.Mode().Perm() != 0o600 {
+					t.Fatalf("cap file mode %v, want 0600", st.Mode().Perm())
+				}
+			}},
+		{name: "create fails", acct: conf.Account{Name: "gus", PasswordHash: hash, RootCapFile: filepath.Join(t.TempDir(), "x.cap")},
+			opts: []Option{WithCreateRoot(func(string) (string, error) { return "", errors.New("grid down") })}, wantErr: ErrRoot, errText: "grid down"},
 		{name: "file cap root", acct: conf.Account{Name: "eve", PasswordHash: hash, RootCapFile: chk}, wantErr: ErrRoot},
 		{name: "bad hash", acct: conf.Account{Name: "eve", PasswordHash: "$argon2id$nope", RootCapFile: rootFile}, wantErr: ErrHashFormat},
 		{name: "bad key", acct: conf.Account{Name: "eve", AuthorizedKeys: []string{"ssh-ed25519 AAAA"}, RootCapFile: rootFile}, errText: "authorized_keys[0]"},
