@@ -340,3 +340,63 @@ func TestRcloneSFTP(t *testing.T) {
 	t.Logf("rclone about (statvfs): %v\n%s", err, out)
 	figure(t, "rclone sftp of a 104 MiB tree: up %v, down %v", up.Round(time.Millisecond), down.Round(time.Millisecond))
 }
+
+// TestSFTPLargeFile: a 1 GiB put and get through OpenSSH's sftp, byte
+// identical, with the client node's peak RSS under 256 MiB (uploads are
+// spooled to disk, reads stream in bounded blocks) and the speeds as
+// figures.
+func TestSFTPLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	g, ep := sftpGrid(t, "sftp", "sshpass")
+	const size = 1 << 30
+	local := t.TempDir()
+	src := filepath.Join(local, "one.gib")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, newGen(42, size)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	pid := g.Client.Pid
+	peak := func() float64 {
+		v, err := vmKB(pid, "VmHWM")
+		if err != nil {
+			t.Fatalf("read VmHWM of the client (pid %d): %v", pid, err)
+		}
+		return float64(v) / 1024
+	}
+	resetPeakRSS(pid)
+	start := time.Now()
+	if out, err := sftpBatch(t, ep, ep.User, ep.Password, "put "+src+" /one.gib\n"); err != nil {
+		t.Fatalf("put: %v\n%s", err, out)
+	}
+	up := time.Since(start)
+	upRSS := peak()
+	resetPeakRSS(pid)
+	dst := filepath.Join(local, "back.gib")
+	start = time.Now()
+	if out, err := sftpBatch(t, ep, ep.User, ep.Password, "get /one.gib "+dst+"\n"); err != nil {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	down := time.Since(start)
+	downRSS := peak()
+	h := sha256.New()
+	b, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(h, b)
+	b.Close()
+	if got, want := hex.EncodeToString(h.Sum(nil)), genHash(42, size); got != want {
+		t.Fatal("the 1 GiB file came back different")
+	}
+	figure(t, "sftp 1 GiB: put %.1f MiB/s, get %.1f MiB/s; client node peak RSS %.0f MiB up, %.0f MiB down",
+		mbps(size, up), mbps(size, down), upRSS, downRSS)
+	if upRSS > 256 || downRSS > 256 {
+		t.Fatalf("client node peak RSS %.0f MiB up, %.0f MiB down: over 256 MiB", upRSS, downRSS)
+	}
+}
