@@ -358,6 +358,7 @@ type writeHandle struct {
 	size    int64
 	mode    *fs.FileMode
 	mtime   *time.Time
+	dirty   bool  // written to or truncated since open
 	failed  error // a transfer error: the client is gone, nothing is linked
 	closed  bool
 	closeEr error
@@ -397,6 +398,7 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if end := off + int64(n); end > h.size {
 		h.size = end
 	}
+	h.dirty = true
 	h.mu.Unlock()
 	if err != nil {
 		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
@@ -434,6 +436,7 @@ func (h *writeHandle) truncate(size int64) error {
 		return err
 	}
 	h.size = size
+	h.dirty = true
 	return nil
 }
 
@@ -480,6 +483,14 @@ func (h *writeHandle) upload() error {
 	defer done()
 	size, mode, mtime := h.stat()
 	ctx := h.s.ctx
+	h.mu.Lock()
+	unchanged := !h.create && !h.dirty
+	h.mu.Unlock()
+	if unchanged {
+		// Opened for writing (sshfs opens read-write to read) but not
+		// changed: the file on the grid is already what the client has.
+		return h.setMeta(ctx, mode, mtime)
+	}
 	start := time.Now()
 	// The whole upload is tried again after a transient refusal of the
 	// link (the spool still holds the content).
@@ -498,16 +509,23 @@ func (h *writeHandle) upload() error {
 		h.s.log.Warn("upload failed", "path", h.path, "error", err)
 		return toStatus("close", h.path, err)
 	}
-	if mode != nil || mtime != nil {
-		if err := h.s.d.SetMetadata(ctx, h.path, func(m *vdrive.Metadata) error {
-			applyMeta(m, mode, mtime)
-			return nil
-		}); err != nil {
-			return toStatus("close", h.path, err)
-		}
+	if err := h.setMeta(ctx, mode, mtime); err != nil {
+		return err
 	}
 	h.s.log.Debug("uploaded", "path", h.path, "bytes", size, "took", time.Since(start))
 	return nil
+}
+
+// setMeta stores the mode and mtime asked for while the file was open.
+func (h *writeHandle) setMeta(ctx context.Context, mode *fs.FileMode, mtime *time.Time) error {
+	if mode == nil && mtime == nil {
+		return nil
+	}
+	err := h.s.d.SetMetadata(ctx, h.path, func(m *vdrive.Metadata) error {
+		applyMeta(m, mode, mtime)
+		return nil
+	})
+	return toStatus("close", h.path, err)
 }
 
 // forget drops h from the open handles.

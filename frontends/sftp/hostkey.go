@@ -35,6 +35,9 @@ func LoadHostKey(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host key %s: %w", path, err)
 	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("host key %s: mode %04o lets others read it; chmod 600 %s", path, st.Mode().Perm(), path)
+	}
 	s, err := ssh.ParsePrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("host key %s: %w (an unencrypted OpenSSH or PEM private key is needed)", path, err)

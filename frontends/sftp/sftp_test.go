@@ -351,6 +351,19 @@ func TestAppendAndResume(t *testing.T) {
 	if err != nil || !bytes.Equal(rest, data[250<<10:]) {
 		t.Fatalf("read from offset: %d bytes (%v)", len(rest), err)
 	}
+	// Opened read-write but only read: nothing is uploaded again.
+	uploads := strings.Count(e.logBuf.String(), "uploaded:")
+	ro, err := c.OpenFile("/part", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro.ReadAt(make([]byte, 10), 0)
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(e.logBuf.String(), "uploaded:"); n != uploads {
+		t.Fatalf("an unchanged read-write handle uploaded again (%d uploads, was %d)", n, uploads)
+	}
 	// Read and write through one handle.
 	rw, err := c.OpenFile("/part", os.O_RDWR)
 	if err != nil {
@@ -590,6 +603,14 @@ func TestHostKeyKept(t *testing.T) {
 				t.Fatalf("key type %s, want %s", k1.PublicKey().Type(), want)
 			}
 		})
+	}
+	open := filepath.Join(dir, "open_key")
+	if _, err := LoadHostKey(open); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o644)
+	if _, err := LoadHostKey(open); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a key others can read: %v", err)
 	}
 	bad := filepath.Join(dir, "bad_key")
 	os.WriteFile(bad, []byte("not a key"), 0o600)
