@@ -1,0 +1,5 @@
+//go:build !race
+
+package chk
+
+const raceEnabled = false
