@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -505,83 +506,68 @@ func (sc *scp) mkdir(ctx context.Context, p string, l scpLine, times *scpLine) e
 	return nil
 }
 
-// receiveFile reads a file's bytes and its trailing \0 and stores it at p.
-// The client's data is always consumed, so a refused file does not break
-// the stream; the file is linked only if every byte reached the grid.
+// receiveFile reads a file's bytes and its trailing \0 and stores it at p
+// through a spool, as an SFTP upload is (so a transient grid refusal is
+// retried from the spool). The client's data is always consumed, so a
+// refused file does not break the stream; the file is linked only if
+// every byte reached the grid.
 func (sc *scp) receiveFile(ctx context.Context, p string, l scpLine, times *scpLine) error {
 	if err := sc.ack(); err != nil {
 		return errProtocol
 	}
-	var w *vdrive.Writer
-	var openErr error
+	var refused error
 	if info, err := sc.fs.d.Stat(ctx, p); err == nil && info.IsDir() {
-		openErr = toStatus("open", p, vdrive.ErrIsDir)
-	} else {
-		done := sc.ss.act.begin()
-		defer done()
-		w, openErr = sc.fs.d.Create(ctx, p)
-		if openErr != nil {
-			openErr = toStatus("open", p, openErr)
-		}
+		refused = toStatus("open", p, vdrive.ErrIsDir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		refused = toStatus("open", p, err)
 	}
+	var h *writeHandle
 	var dst io.Writer = io.Discard
-	if w != nil {
-		dst = w
+	if refused == nil {
+		f, err := os.CreateTemp(sc.fs.spool, "scp-*.spool")
+		if err != nil {
+			refused = toStatus("open", p, fmt.Errorf("spool file: %w", err))
+		} else {
+			os.Remove(f.Name())
+			defer f.Close()
+			h = &writeHandle{s: sc.fs, path: p, f: f, create: true}
+			dst = f
+		}
 	}
 	n, err := io.CopyN(dst, sc.r, l.size)
-	if err != nil && n < l.size {
-		if w != nil {
-			w.Abort()
+	if err != nil {
+		if n < l.size && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) || h == nil {
+			return errProtocol // the client is gone
 		}
-		if w != nil && openErr == nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			// The grid failed: drain the rest so the stream goes on.
-			if _, derr := io.CopyN(io.Discard, sc.r, l.size-n); derr != nil {
-				return errProtocol
-			}
-			openErr = toStatus("write", p, err)
-		} else {
+		// The spool failed: drain the rest so the stream goes on.
+		if _, derr := io.CopyN(io.Discard, sc.r, l.size-n); derr != nil {
 			return errProtocol
 		}
+		refused, h = toStatus("write", p, fmt.Errorf("spool: %w", err)), nil
 	}
 	end, err := sc.r.ReadByte()
 	if err != nil {
-		if w != nil {
-			w.Abort()
-		}
 		return errProtocol
 	}
-	if openErr != nil {
-		return openErr
+	if refused != nil {
+		return refused
 	}
 	if end != 0 {
-		w.Abort()
 		return fmt.Errorf("%s: the client reported an error", p)
 	}
-	if err := w.Close(); err != nil {
-		return toStatus("close", p, err)
-	}
-	var mode *fs.FileMode
-	var mtime *time.Time
+	h.size = l.size
 	m := l.mode
 	if !sc.cmd.preserve {
 		m &^= umask
 	}
 	if m != defaultFileMode {
-		mode = &m
+		h.mode = &m
 	}
 	if sc.cmd.preserve && times != nil {
 		t := time.Unix(times.mtime, 0)
-		mtime = &t
+		h.mtime = &t
 	}
-	if mode != nil || mtime != nil {
-		if err := sc.fs.d.SetMetadata(ctx, p, func(md *vdrive.Metadata) error {
-			applyMeta(md, mode, mtime)
-			return nil
-		}); err != nil {
-			return toStatus("setstat", p, err)
-		}
-	}
-	return nil
+	return h.upload()
 }
 
 // readAck reads the client's answer to a line or a file.
