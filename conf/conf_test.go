@@ -97,7 +97,7 @@ func TestExampleValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	j, err := st.Plugins.Storage.ConfigJSON()
-	if err != nil || string(j) != `{"dir":"shares"}` {
+	if err != nil || string(j) != `{"path":"shares"}` {
 		t.Fatalf("config json %s, %v", j, err)
 	}
 }

@@ -135,10 +135,18 @@ func SpecsFromProfile(p *conf.Profile) ([]Spec, error) {
 			s.SHA256 = sum
 		}
 		cfg := k.pl.Config
-		if k.kind == pluginkit.KindStorage && s.Name == "disk" && cfg["path"] == nil {
-			cfg = map[string]any{"path": filepath.Join(p.Node.StateDir, "shares")}
+		if k.kind == pluginkit.KindStorage && s.Name == "disk" {
+			// The plugin process does not know the node folder: give it an
+			// absolute path, relative ones taken from the state folder.
+			cfg = map[string]any{}
 			for key, v := range k.pl.Config {
 				cfg[key] = v
+			}
+			switch path, _ := cfg["path"].(string); {
+			case cfg["path"] == nil:
+				cfg["path"] = filepath.Join(p.Node.StateDir, "shares")
+			case path != "" && !filepath.IsAbs(path):
+				cfg["path"] = filepath.Join(p.Node.StateDir, path)
 			}
 		}
 		if len(cfg) > 0 {

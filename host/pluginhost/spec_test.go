@@ -54,3 +54,37 @@ config = { proxy = "socks5:127.0.0.1:1080" }
 		t.Errorf("transport spec %+v (config %s)", tr, tr.Config)
 	}
 }
+
+// TestSpecsDiskPath: the disk plugin runs in its own process, so a relative
+// path from the profile reaches it resolved against the state folder.
+func TestSpecsDiskPath(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, line, want string }{
+		{"default", ``, "shares"},
+		{"relative", `config = { path = "data/shares" }`, "data/shares"},
+		{"absolute", `config = { path = "/srv/tarn/shares" }`, "/srv/tarn/shares"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "[plugins.storage]\nname = \"disk\"\n" + tc.line + "\n"
+			p, err := conf.Parse(filepath.Join(dir, conf.FileName), []byte(text))
+			if err != nil {
+				t.Fatalf("profile: %v", err)
+			}
+			specs, err := pluginhost.SpecsFromProfile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sc map[string]string
+			if err := json.Unmarshal(specs[1].Config, &sc); err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			if !filepath.IsAbs(want) {
+				want = filepath.Join(p.Node.StateDir, want)
+			}
+			if sc["path"] != want {
+				t.Errorf("path %q, want %q", sc["path"], want)
+			}
+		})
+	}
+}
