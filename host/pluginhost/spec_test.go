@@ -65,7 +65,7 @@ func TestSpecsDiskPath(t *testing.T) {
 		{"absolute", `config = { path = "/srv/tarn/shares" }`, "/srv/tarn/shares"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			text := "[plugins.storage]\nname = \"disk\"\n" + tc.line + "\n"
+			text := "[storage]\nenabled = true\n[plugins.storage]\nname = \"disk\"\n" + tc.line + "\n"
 			p, err := conf.Parse(filepath.Join(dir, conf.FileName), []byte(text))
 			if err != nil {
 				t.Fatalf("profile: %v", err)
