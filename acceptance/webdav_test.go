@@ -31,7 +31,6 @@ import (
 	"github.com/tarnfs/tarn/host/accounts"
 	"github.com/tarnfs/tarn/host/node"
 	"github.com/tarnfs/tarn/host/pluginhost"
-	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // davTarget is a WebDAV frontend to test and who may log in.
@@ -80,10 +79,11 @@ func answers(url string, d time.Duration) bool {
 }
 
 // startWebDAVNode adds a client node with a [[webdav]] frontend and two
-// accounts on one new root (alice writes, reader only reads) to g. The
-// roots are made by the node itself started in-process; then the node
-// runs as a real `tarn run` process when that serves WebDAV (once host/node
-// starts frontends), otherwise in-process with node.StartWebDAV.
+// accounts on one root (alice writes, reader only reads) to g. The root
+// file does not exist yet: the node makes the root at its first start.
+// The node runs as a real `tarn run` process when that serves WebDAV
+// (once host/node starts frontends), otherwise in-process with
+// node.StartWebDAV.
 func startWebDAVNode(t testing.TB, g *Grid) *davTarget {
 	t.Helper()
 	n := g.addClient(t, "davclient", GridOptions{NoRun: true})
@@ -92,36 +92,8 @@ func startWebDAVNode(t testing.TB, g *Grid) *davTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	logf, err := os.OpenFile(filepath.Join(n.Dir, "inprocess.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	opts := node.Options{LogOutput: logf, Plugins: pluginhost.Options{Executable: tarnBin}}
-
-	// 1. The root, made through the node's own grid client.
-	nd, err := node.Start(ctx, n.Dir, opts)
-	if err != nil {
-		t.Fatalf("start %s in-process: %v", n.Name, err)
-	}
-	if err := nd.WaitServers(ctx, g.storageCount()); err != nil {
-		nd.Stop()
-		t.Fatalf("%s: %v", n.Name, err)
-	}
-	root, err := vdrive.NewRoot(ctx, vdrive.GridStore(nd.Grid()))
-	nd.Stop()
-	if err != nil {
-		t.Fatalf("make the root: %v", err)
-	}
 	capFile := filepath.Join(n.Dir, "private", "dav-root.cap")
-	if err := os.WriteFile(capFile, []byte(root.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// 2. The profile: a frontend and two accounts.
-	tgt := &davTarget{User: "alice", Pass: "alice-" + randHex(8), ROUser: "reader", ROPass: "reader-" + randHex(8)}
+	tgt := &davTarget{User: "alice", Pass: "alice-" + randHex(8), ROUser: "reader", ROPass: "reader-" + randHex(8), Node: n}
 	listen := freePort(t)
 	var b strings.Builder
 	b.Write(base)
@@ -140,31 +112,36 @@ func startWebDAVNode(t testing.TB, g *Grid) *davTarget {
 		t.Fatal(err)
 	}
 	tgt.URL = "http://" + listen + "/"
-	tgt.Node = n
 
-	// 3. A real process if it serves WebDAV, else in-process.
 	g.runNode(t, n)
-	if answers(tgt.URL, 5*time.Second) {
+	if answers(tgt.URL, 10*time.Second) {
 		tgt.How = "tarn run"
-		return tgt
-	}
-	n.proc.Stop(t, 10*time.Second)
-	nd, err = node.Start(ctx, n.Dir, opts)
-	if err != nil {
-		t.Fatalf("start %s in-process: %v", n.Name, err)
-	}
-	t.Cleanup(func() { nd.Stop() })
-	if err := nd.WaitServers(ctx, g.storageCount()); err != nil {
-		t.Fatalf("%s: %v", n.Name, err)
-	}
-	if !answers(tgt.URL, time.Second) {
-		urls, err := node.StartWebDAV(ctx, nd)
+	} else {
+		n.proc.Stop(t, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		logf, err := os.OpenFile(filepath.Join(n.Dir, "inprocess.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
-			t.Fatalf("start webdav: %v", err)
+			t.Fatal(err)
 		}
-		t.Logf("webdav in-process at %v", urls)
+		t.Cleanup(func() { logf.Close() })
+		nd, err := node.Start(ctx, n.Dir, node.Options{LogOutput: logf, Plugins: pluginhost.Options{Executable: tarnBin}})
+		if err != nil {
+			t.Fatalf("start %s in-process: %v", n.Name, err)
+		}
+		t.Cleanup(func() { nd.Stop() })
+		if !answers(tgt.URL, time.Second) {
+			if _, err := node.StartWebDAV(ctx, nd); err != nil {
+				t.Fatalf("start webdav: %v", err)
+			}
+		}
+		tgt.How = "in-process node"
 	}
-	tgt.How = "in-process node"
+	// The node made the root and wrote its cap.
+	b2, err := os.ReadFile(capFile)
+	if err != nil || !strings.HasPrefix(string(b2), "tarn:dir:") {
+		t.Fatalf("root cap file after the first start: %q (%v)", b2, err)
+	}
 	return tgt
 }
 
@@ -233,6 +210,7 @@ func TestWebDAV(t *testing.T) {
 	t.Run("cadaver", func(t *testing.T) { testCadaver(t, main) })
 	t.Run("rclone", func(t *testing.T) { testRclone(t, main) })
 	t.Run("logins", func(t *testing.T) { testLogins(t, ro) })
+	t.Run("quota", func(t *testing.T) { testQuota(t, ro) })
 	t.Run("throughput", func(t *testing.T) { testThroughput(t, g, main) })
 }
 
@@ -572,4 +550,28 @@ func testLogins(t *testing.T, d *davTarget) {
 			}
 		})
 	}
+}
+
+// testQuota: the root reports quota-available-bytes from the storage
+// servers' announced free space.
+func testQuota(t *testing.T, d *davTarget) {
+	body := `<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:quota-available-bytes/></D:prop></D:propfind>`
+	req, _ := http.NewRequest("PROPFIND", d.URL, strings.NewReader(body))
+	req.SetBasicAuth(d.User, d.Pass)
+	req.Header.Set("Depth", "0")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := regexp.MustCompile(`quota-available-bytes[^>]*>(\d+)<`).FindStringSubmatch(string(b))
+	if res.StatusCode != http.StatusMultiStatus || m == nil {
+		t.Fatalf("PROPFIND quota: %s\n%s", res.Status, b)
+	}
+	avail, _ := strconv.ParseInt(m[1], 10, 64)
+	if avail <= 0 {
+		t.Fatalf("quota-available-bytes %d", avail)
+	}
+	figure(t, "WebDAV quota-available-bytes on a dev grid: %.1f GiB", float64(avail)/(1<<30))
 }

@@ -224,6 +224,15 @@ func (fi *fileInfo) Name() string {
 	return path.Base(fi.name)
 }
 
+// ModTime is the entry's mtime; entries without one (the root) show the
+// Unix epoch rather than year 1, which some clients cannot parse.
+func (fi *fileInfo) ModTime() time.Time {
+	if t := fi.Info.ModTime(); !t.IsZero() {
+		return t
+	}
+	return time.Unix(0, 0).UTC()
+}
+
 // ETag is derived from the entry's read cap: an immutable file's cap
 // changes exactly when its content does. The cap itself is not shown, as
 // it would hand read access to whoever sees the headers.

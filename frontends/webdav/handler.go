@@ -19,7 +19,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -451,12 +450,12 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 			return
 		}
 	}
-	f, err := s.fs.OpenFile(ctx, name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
+	if err := s.fs.refuseApple(name); err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	nf := f.(*file)
+	// Checked above: a new file (not OpenFile, which would look again).
+	nf := &file{fsys: s.fs, ctx: ctx, name: name, w: &writeState{}}
 	if _, err := io.CopyBuffer(writerOnly{nf}, r.Body, make([]byte, putBuffer)); err != nil {
 		nf.w.err = err
 		nf.Close()

@@ -202,6 +202,9 @@ func TestPropfindDepth(t *testing.T) {
 			}
 		})
 	}
+	if r := e.must(t, 207, "PROPFIND", "/", map[string]string{"Depth": "0"}, ""); !strings.Contains(r.body, "Thu, 01 Jan 1970 00:00:00 GMT") {
+		t.Errorf("root getlastmodified is not the epoch:\n%s", r.body)
+	}
 	r := e.must(t, 207, "PROPFIND", "/a/", map[string]string{"Depth": "0"},
 		`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:quota-available-bytes/><D:quota-used-bytes/><D:supportedlock/></D:prop></D:propfind>`)
 	for _, want := range []string{"12345</", "678</", "shared"} {

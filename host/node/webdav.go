@@ -5,17 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/tarnfs/tarn/frontends/webdav"
 	"github.com/tarnfs/tarn/host/accounts"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
+// rootWait bounds the wait for storage servers before a missing root is
+// made.
+const rootWait = 2 * time.Minute
+
 // StartWebDAV starts the profile's enabled [[webdav]] frontends over the
 // node's grid client, each account on its own root; they stop with the
 // node. It returns their URLs in profile order (none when the profile
-// enables none). Start calls it once the client is up; tests may call it
-// on a node whose start does not.
+// enables none). An account whose root_cap_file is missing gets a new
+// empty root, its cap written there (logged). Start calls it once the
+// client is up and sees its storage servers (making a root needs them);
+// tests may call it on a node whose start does not.
 func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 	var enabled int
 	for _, w := range n.prof.WebDAV {
@@ -29,11 +36,26 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 	if n.client == nil {
 		return nil, errors.New("webdav: needs client.enabled (the frontends reach the grid through the client)")
 	}
-	set, err := accounts.Load(n.prof)
+	store := vdrive.GridStore(n.client)
+	set, err := accounts.Load(n.prof, accounts.WithCreateRoot(func(name string) (string, error) {
+		// A fresh profile (tarn dev's) names a root_cap_file that does not
+		// exist yet: make the account an empty root, once the client sees
+		// enough storage servers to place it.
+		wctx, cancel := context.WithTimeout(ctx, rootWait)
+		defer cancel()
+		if err := n.WaitServers(wctx, n.prof.Client.Shares.H); err != nil {
+			return "", fmt.Errorf("wait for %d storage servers: %w", n.prof.Client.Shares.H, err)
+		}
+		root, err := vdrive.NewRoot(wctx, store)
+		if err != nil {
+			return "", err
+		}
+		n.log.Warn("created a new, empty root directory for an account whose root_cap_file was missing", "account", name)
+		return root.String(), nil
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("webdav: accounts: %w", err)
 	}
-	store := vdrive.GridStore(n.client)
 	driveFor := func(a *accounts.Account) (*vdrive.Drive, error) { return vdrive.New(store, a.RootCap) }
 	var urls []string
 	for _, w := range n.prof.WebDAV {
