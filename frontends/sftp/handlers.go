@@ -716,10 +716,14 @@ func (s *fsys) setstat(ctx context.Context, r *xsftp.Request) error {
 	if err != nil {
 		return toStatus("setstat", p, err)
 	}
+	if p == "/" {
+		// The root has no entry to keep a mode or time in.
+		return nil
+	}
+	if fl.Size && info.IsDir() {
+		return toStatus("setstat", p, vdrive.ErrIsDir)
+	}
 	if fl.Size && int64(a.Size) != info.Size() {
-		if info.IsDir() {
-			return toStatus("setstat", p, vdrive.ErrIsDir)
-		}
 		if err := s.resize(ctx, p, int64(a.Size), info); err != nil {
 			return toStatus("setstat", p, err)
 		}
