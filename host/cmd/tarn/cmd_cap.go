@@ -81,6 +81,9 @@ inside the cap) has no verify form.`,
 
 func init() {
 	capDiminishCmd.Flags().BoolVar(&capFlags.json, "json", false, "print JSON {kind, write, read, verify}")
+	// Offline, but --node is taken (and ignored) like every command's.
+	capCmd.PersistentFlags().String("node", "", "ignored: cap commands work offline")
+	capCmd.PersistentFlags().MarkHidden("node")
 	capCmd.AddCommand(capDiminishCmd)
 	rootCmd.AddCommand(capCmd)
 }
