@@ -125,32 +125,15 @@ func (fsys *fileSystem) refuseApple(name string) error {
 
 var errAppleRefused = fmt.Errorf("macOS metadata files are refused by this server (apple_double = \"refuse\"): %w", fs.ErrPermission)
 
-// RemoveAll removes name and, for a directory, everything under it,
-// deepest first (vdrive removes only empty directories).
+// RemoveAll unlinks name and, for a directory, everything under it, in
+// one directory change (vdrive.RemoveAll: nothing is deleted from the
+// grid, only no longer reachable from here).
 func (fsys *fileSystem) RemoveAll(ctx context.Context, name string) error {
-	return osErr("remove", name, fsys.removeAll(ctx, clean(name)))
-}
-
-func (fsys *fileSystem) removeAll(ctx context.Context, name string) error {
+	name = clean(name)
 	if name == "/" {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrPermission}
 	}
-	in, err := fsys.d.Stat(ctx, name)
-	if err != nil {
-		return err
-	}
-	if in.IsDir() {
-		kids, err := fsys.d.ReadDir(ctx, name)
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := fsys.removeAll(ctx, path.Join(name, k.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return fsys.d.Remove(ctx, name)
+	return osErr("remove", name, fsys.d.RemoveAll(ctx, name))
 }
 
 // Rename moves oldName to newName (x/net/webdav removes an existing

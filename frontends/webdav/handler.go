@@ -281,6 +281,13 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx = withStatCache(ctx)
+		// Look the resource up here: x/net/webdav answers any failure
+		// other than "not found" with 405, where a transient grid error
+		// deserves 503 and a retry.
+		if _, err := s.fs.stat(ctx, name); err != nil && !isNotExist(err) {
+			s.failErr(w, r, err)
+			return
+		}
 	case "GET", "HEAD":
 		// Set the type from the name so ServeContent does not read 512
 		// bytes of the file to sniff it.
@@ -317,6 +324,9 @@ func (s *session) logf(r *http.Request, status int, err error) {
 // fail answers status with a one-line message.
 func (s *session) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
 	s.logf(r, status, err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	msg := webdav.StatusText(status)
 	if status < 500 && err != nil {
 		msg = err.Error()
@@ -344,7 +354,9 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, vdrive.ErrIsDir):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, vdrive.ErrNotDir), errors.Is(err, vdrive.ErrNotEmpty), errors.Is(err, vdrive.ErrConflict):
+	case errors.Is(err, vdrive.ErrConflict):
+		return http.StatusServiceUnavailable // changed concurrently: try again
+	case errors.Is(err, vdrive.ErrNotDir), errors.Is(err, vdrive.ErrNotEmpty):
 		return http.StatusConflict
 	case errors.Is(err, fs.ErrExist):
 		return http.StatusPreconditionFailed
@@ -455,12 +467,21 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	// Checked above: a new file (not OpenFile, which would look again).
+	// The upload starts before the body is read, so a grid failure is
+	// told apart from a body that broke off.
 	nf := &file{fsys: s.fs, ctx: ctx, name: name, w: &writeState{}}
-	if _, err := io.CopyBuffer(writerOnly{nf}, r.Body, make([]byte, putBuffer)); err != nil {
+	vw, err := s.fs.d.Create(ctx, name)
+	if err != nil {
+		s.failErr(w, r, fmt.Errorf("PUT %s: %w", name, err))
+		return
+	}
+	nf.w.vw = vw
+	body := &bodyReader{r: r.Body}
+	if _, err := io.CopyBuffer(writerOnly{nf}, body, make([]byte, putBuffer)); err != nil {
 		nf.w.err = err
 		nf.Close()
 		status := statusOf(err)
-		if status == http.StatusInternalServerError {
+		if body.err != nil {
 			status = http.StatusBadRequest // the body broke off
 		}
 		s.fail(w, r, status, fmt.Errorf("PUT %s: %w", name, err))
@@ -476,6 +497,20 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 	} else {
 		w.WriteHeader(http.StatusCreated)
 	}
+}
+
+// bodyReader remembers a request body's read error.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 // etagListMatch reports whether an If-Match/If-None-Match value ("*" or

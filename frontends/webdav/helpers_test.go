@@ -113,8 +113,10 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	h, err := NewHandler(HandlerConfig{
 		Prefix: o.prefix, Accounts: set, AppleDouble: o.apple, Quota: o.quota, LockTimeout: time.Hour,
-		DriveFor: func(a *accounts.Account) (*vdrive.Drive, error) { return vdrive.New(st, a.RootCap) },
-		Logger:   hclog.New(&hclog.LoggerOptions{Name: "webdav", Level: hclog.Warn, Output: testWriter{t}}),
+		DriveFor: func(a *accounts.Account) (*vdrive.Drive, error) {
+			return vdrive.New(st, a.RootCap, vdrive.WithDirCache(time.Second))
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "webdav", Level: hclog.Warn, Output: testWriter{t}}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,11 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webdav: accounts: %w", err)
 	}
-	driveFor := func(a *accounts.Account) (*vdrive.Drive, error) { return vdrive.New(store, a.RootCap) }
+	// Clients stat many paths in a row (PROPFIND, rclone): keep directory
+	// roots a second; a drive sees its own changes at once.
+	driveFor := func(a *accounts.Account) (*vdrive.Drive, error) {
+		return vdrive.New(store, a.RootCap, vdrive.WithDirCache(time.Second))
+	}
 	var urls []string
 	for _, w := range n.prof.WebDAV {
 		if !w.Enabled {
