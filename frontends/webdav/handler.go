@@ -58,6 +58,47 @@ type HandlerConfig struct {
 	Quota QuotaFunc
 	// Logger gets one line per failed request (default: none).
 	Logger hclog.Logger
+	// Locks holds the WebDAV locks; frontends of one node share one so a
+	// lock taken through one listen address holds through the others
+	// (nil: the handler's own).
+	Locks *Locks
+}
+
+// Locks is the WebDAV locks of a node, per root directory: accounts and
+// frontends on one root see the same locks.
+type Locks struct {
+	mu    sync.Mutex
+	roots map[string]*lockSystem // by root cap
+}
+
+// maxLockTimeout bounds every lock, whatever a profile says.
+const maxLockTimeout = 7 * 24 * time.Hour
+
+// lockTimeout is the timeout a LOCK asking for d gets here: d, capped at
+// the frontend's lock_timeout (asked for none or "Infinite": the cap).
+func (h *Handler) lockTimeout(d time.Duration) time.Duration {
+	max := h.cfg.LockTimeout
+	if max <= 0 {
+		max = 10 * time.Minute
+	}
+	if d <= 0 || d > max {
+		return max
+	}
+	return d
+}
+
+// NewLocks makes an empty lock table.
+func NewLocks() *Locks { return &Locks{roots: map[string]*lockSystem{}} }
+
+func (l *Locks) forRoot(root string, make func() *lockSystem) *lockSystem {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls := l.roots[root]
+	if ls == nil {
+		ls = make()
+		l.roots[root] = ls
+	}
+	return ls
 }
 
 // Handler is the WebDAV http.Handler of one frontend.
@@ -68,7 +109,7 @@ type Handler struct {
 
 	mu     sync.Mutex
 	drives map[string]*vdrive.Drive // by account name
-	locks  map[string]*lockSystem   // by root cap: accounts of one root share locks
+	locks  *Locks
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -100,7 +141,11 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Handler{cfg: cfg, prefix: p, log: log, drives: map[string]*vdrive.Drive{}, locks: map[string]*lockSystem{}}, nil
+	locks := cfg.Locks
+	if locks == nil {
+		locks = NewLocks()
+	}
+	return &Handler{cfg: cfg, prefix: p, log: log, drives: map[string]*vdrive.Drive{}, locks: locks}, nil
 }
 
 // session is one authenticated request's view.
@@ -123,17 +168,17 @@ func (h *Handler) session(a *accounts.Account) (*session, error) {
 		}
 		h.drives[a.Name] = d
 	}
-	ls := h.locks[a.RootCap]
-	if ls == nil {
-		ls = newLockSystem(h.cfg.LockTimeout, func(ctx context.Context, name string) (string, bool) {
+	ls := h.locks.forRoot(a.RootCap, func() *lockSystem {
+		// Each frontend caps its own clients' timeouts (serveLock); the
+		// table only bounds them all.
+		return newLockSystem(maxLockTimeout, func(ctx context.Context, name string) (string, bool) {
 			in, err := d.Stat(ctx, name)
 			if err != nil {
 				return "", false
 			}
 			return etagOf(in), true
 		})
-		h.locks[a.RootCap] = ls
-	}
+	})
 	fsys := &fileSystem{d: d, apple: h.cfg.AppleDouble, quota: h.cfg.Quota, ls: ls, prefix: h.prefix}
 	return &session{h: h, acct: a, fs: fsys, ls: ls, prefix: h.prefix}, nil
 }

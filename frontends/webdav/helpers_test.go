@@ -33,6 +33,7 @@ type env struct {
 	root  string
 	h     *Handler
 	grid  *testgrid.Grid
+	cfg   HandlerConfig
 }
 
 // reads is the number of share reads the grid's servers have served.
@@ -111,13 +112,14 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHandler(HandlerConfig{
+	cfg := HandlerConfig{
 		Prefix: o.prefix, Accounts: set, AppleDouble: o.apple, Quota: o.quota, LockTimeout: time.Hour,
 		DriveFor: func(a *accounts.Account) (*vdrive.Drive, error) {
 			return vdrive.New(st, a.RootCap, vdrive.WithDirCache(time.Second))
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "webdav", Level: hclog.Warn, Output: testWriter{t}}),
-	})
+	}
+	h, err := NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if p == "" {
 		p = "/"
 	}
-	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h, grid: g}
+	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h, grid: g, cfg: cfg}
 }
 
 type testWriter struct{ t testing.TB }

@@ -423,7 +423,7 @@ func readLockInfo(r io.Reader) (li lockInfo, ok bool, err error) {
 // nothing is), or a refresh when the body is empty.
 func (s *session) serveLock(w http.ResponseWriter, r *http.Request, name string) {
 	now := time.Now()
-	timeout := parseTimeout(r.Header.Get("Timeout"))
+	timeout := s.h.lockTimeout(parseTimeout(r.Header.Get("Timeout")))
 	li, isNew, err := readLockInfo(r.Body)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)

@@ -43,6 +43,8 @@ type Options struct {
 	StateDir string
 	// Logger is the frontend's log (component "webdav").
 	Logger hclog.Logger
+	// Locks is shared by a node's frontends (nil: this frontend's own).
+	Locks *Locks
 }
 
 // Server is a running WebDAV frontend.
@@ -72,7 +74,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		logger = hclog.NewNullLogger()
 	}
 	h, err := NewHandler(HandlerConfig{Prefix: c.Prefix, Accounts: set, DriveFor: o.DriveFor,
-		LockTimeout: time.Duration(c.LockTimeout), AppleDouble: c.AppleDouble, Quota: o.Quota, Logger: logger})
+		LockTimeout: time.Duration(c.LockTimeout), AppleDouble: c.AppleDouble, Quota: o.Quota, Logger: logger, Locks: o.Locks})
 	if err != nil {
 		return nil, err
 	}

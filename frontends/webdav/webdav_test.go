@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -558,4 +559,45 @@ func pseudo(n int) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// TestLocksSharedByFrontends: a lock taken through one frontend holds
+// through another of the same node (one Locks table), and not through a
+// frontend with its own table.
+func TestLocksSharedByFrontends(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.must(t, http.StatusCreated, "PUT", "/f", nil, "x")
+	locks := NewLocks()
+	serve := func(l *Locks) *httptest.Server {
+		cfg := e.cfg
+		cfg.Locks = l
+		h, err := NewHandler(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b, own := serve(locks), serve(locks), serve(nil)
+	req := func(srv *httptest.Server, method, body string) int {
+		r, _ := http.NewRequest(method, srv.URL+"/f", strings.NewReader(body))
+		r.SetBasicAuth("alice", alicePW)
+		res, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	lock := `<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>`
+	if s := req(a, "LOCK", lock); s != http.StatusOK {
+		t.Fatalf("LOCK through a: %d", s)
+	}
+	if s := req(b, "PUT", "y"); s != 423 {
+		t.Fatalf("PUT through b without the token: %d, want 423", s)
+	}
+	if s := req(own, "PUT", "y"); s != http.StatusNoContent {
+		t.Fatalf("PUT through a frontend with its own table: %d, want 204", s)
+	}
 }

@@ -62,13 +62,14 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 		return vdrive.New(store, a.RootCap, vdrive.WithDirCache(time.Second))
 	}
 	var urls []string
+	locks := webdav.NewLocks() // one lock table for all frontends
 	for _, w := range n.prof.WebDAV {
 		if !w.Enabled {
 			continue
 		}
 		s, err := webdav.Start(n.ctx, webdav.Options{
 			Config: w, Accounts: set, DriveFor: driveFor, Quota: n.webdavQuota,
-			StateDir: n.prof.Node.StateDir, Logger: n.log.Named("webdav"),
+			StateDir: n.prof.Node.StateDir, Logger: n.log.Named("webdav"), Locks: locks,
 		})
 		if err != nil {
 			return urls, err
