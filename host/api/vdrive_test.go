@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +180,52 @@ func TestFSRoutes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("unknown op: %s", resp.Status)
+	}
+}
+
+// TestFSConcurrentWritesOneNode: several requests of one node change one
+// directory at once; every entry must be kept.
+//
+// It fails today in the grid client, not here: grid's settled() reads the
+// slot, then compares the version found with the highest version this
+// client has seen, read after the slot was. When one of the node's own
+// writes to the slot lands during that read, the read is taken for a
+// rollback ("servers offer version N, this client has seen version N+1").
+// Taking the seen version before reading the slot fixes it. Set
+// TARN_TEST_SAME_NODE_WRITERS=1 to run it.
+func TestFSConcurrentWritesOneNode(t *testing.T) {
+	if os.Getenv("TARN_TEST_SAME_NODE_WRITERS") == "" {
+		t.Skip("known grid client race (see the comment); TARN_TEST_SAME_NODE_WRITERS=1 runs it")
+	}
+	cl := newFSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dc, err := cl.NewDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := cl.Write(ctx, dc.WriteCap, fmt.Sprintf("/w%d-%02d", g, i), strings.NewReader("x"), 1, time.Time{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	es, err := cl.ReadDir(ctx, dc.WriteCap, "/")
+	if err != nil || len(es) != writers*each {
+		t.Fatalf("%d entries (%v), want %d", len(es), err, writers*each)
 	}
 }
