@@ -201,7 +201,9 @@ func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error)
 		return []webdav.Propstat{st}, nil
 	}
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
+		// The root has no entry to hold properties; a read-only drive
+		// cannot change any.
+		if errors.Is(err, fs.ErrPermission) || (errors.Is(err, fs.ErrInvalid) && clean(f.name) == "/") {
 			st := okStat(patches)
 			st[0].Status = http.StatusForbidden
 			return st, nil

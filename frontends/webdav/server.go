@@ -131,6 +131,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 	}()
 	logger.Info("webdav listening", "url", s.url, "accounts", strings.Join(set.Names(), ","))
+	if tlsCfg == nil && !isLoopback(ln.Addr()) {
+		logger.Warn("webdav serves Basic logins over plain HTTP on a non-loopback address: passwords cross the network in clear; set tls_cert and tls_key or tls_self_signed", "listen", c.Listen)
+	}
 	return s, nil
 }
 
@@ -220,4 +223,9 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, name)
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

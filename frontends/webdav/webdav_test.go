@@ -343,6 +343,10 @@ func TestProps(t *testing.T) {
 	if !strings.Contains(r.body, "507") {
 		t.Fatalf("oversized property:\n%s", r.body)
 	}
+	r = e.must(t, 207, "PROPPATCH", "/", nil, `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><y xmlns="urn:y">1</y></D:prop></D:set></D:propertyupdate>`)
+	if !strings.Contains(r.body, "403") {
+		t.Fatalf("PROPPATCH of the root:\n%s", r.body)
+	}
 	e.must(t, http.StatusBadRequest, "PROPFIND", "/w.txt", map[string]string{"Depth": "0"},
 		`<?xml version="1.0"?><propfind xmlns="DAV:"><prop><bar:foo xmlns:bar=""/></prop></propfind>`)
 }
