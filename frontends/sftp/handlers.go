@@ -311,7 +311,7 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return nil, toStatus("open", p, fmt.Errorf("spool file: %w", err))
 	}
 	os.Remove(f.Name()) // unlinked: gone with the handle, even on a crash
-	h := &writeHandle{s: s, path: p, f: f, create: !exists}
+	h := &writeHandle{s: s, path: p, f: f, create: !exists, streamable: !exists || fl.Trunc}
 	if exists && !fl.Trunc {
 		if err := h.fill(ctx); err != nil {
 			f.Close()
@@ -354,14 +354,22 @@ type writeHandle struct {
 	f      *os.File
 	create bool // the file did not exist at open
 
-	mu      sync.Mutex
-	size    int64
-	mode    *fs.FileMode
-	mtime   *time.Time
+	mu     sync.Mutex
+	size   int64
+	mode   *fs.FileMode
+	mtime  *time.Time
 	dirty   bool  // written to or truncated since open
 	failed  error // a transfer error: the client is gone, nothing is linked
 	closed  bool
 	closeEr error
+
+	// Streaming (see stream.go): the contiguous prefix written so far,
+	// writes beyond it, and the upload that follows the prefix.
+	rw         sync.RWMutex // writes share it; the stream's spool reads take it alone
+	streamable bool
+	cont       int64
+	pending    map[int64]int64
+	st         *stream
 }
 
 var (
@@ -393,13 +401,24 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
 	}
+	h.rw.RLock()
+	defer h.rw.RUnlock()
+	h.mu.Lock()
+	if h.st != nil && off < h.st.fed {
+		h.st.fail(errRewrite) // bytes already sent to the grid change
+	}
+	h.mu.Unlock()
 	n, err := h.f.WriteAt(p, off)
 	h.mu.Lock()
 	if end := off + int64(n); end > h.size {
 		h.size = end
 	}
 	h.dirty = true
+	start := h.track(off, off+int64(n))
 	h.mu.Unlock()
+	if start {
+		go h.startStream()
+	}
 	if err != nil {
 		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
 	}
@@ -432,6 +451,10 @@ func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
 func (h *writeHandle) truncate(size int64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.st != nil {
+		h.st.fail(errRewrite)
+	}
+	h.streamable = false
 	if err := h.f.Truncate(size); err != nil {
 		return err
 	}
@@ -469,10 +492,19 @@ func (h *writeHandle) Close() error {
 	h.mu.Unlock()
 	defer h.s.forget(h)
 	defer h.f.Close()
+	st := h.closeStream(failed)
 	if failed != nil {
 		h.s.log.Info("upload abandoned: the client left before closing", "path", h.path, "reason", failed)
 		h.closeEr = toStatus("close", h.path, fmt.Errorf("transfer ended: %w", failed))
 		return h.closeEr
+	}
+	if st != nil {
+		linked, why, err := h.finishStream(st)
+		if linked {
+			h.closeEr = err
+			return err
+		}
+		h.s.log.Debug("not streamed; uploading from the spool", "path", h.path, "reason", why)
 	}
 	h.closeEr = h.upload()
 	return h.closeEr

@@ -63,3 +63,27 @@ type countWriter struct{ n int64 }
 func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// TestSmallFiles prints how many 4 KiB files a second one session
+// uploads (each close is an upload and a directory change).
+func TestSmallFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	e := newEnv(t, envOptions{})
+	c := e.client("alice", alicePW)
+	const n = 100
+	data := pseudo(1, 4096)
+	start := time.Now()
+	for i := range n {
+		f, err := c.Create("/s" + string(rune('a'+i%26)) + string(rune('a'+i/26)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d small files in %v: %.0f files/s", n, time.Since(start).Round(time.Millisecond), n/time.Since(start).Seconds())
+}

@@ -1,0 +1,223 @@
+package sftp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tarnfs/tarn/host/vdrive"
+)
+
+// Streaming an upload while the client writes. A file written from
+// scratch (created or truncated at open) arrives mostly in order, so once
+// its contiguous prefix passes streamMin the prefix is fed, from the
+// spool, into a vdrive upload that runs while the rest arrives; the close
+// then only finishes it. Anything that changes bytes already fed (a
+// rewrite, a truncate) or too scattered a write pattern drops the stream,
+// and the close uploads the spool as usual. Nothing is linked before the
+// close either way.
+
+const (
+	// streamMin is the prefix that starts a stream (small files never
+	// stream: the stream's own directory read would cost more than it
+	// saves).
+	streamMin = 1 << 20
+	// streamChunk is what the stream reads from the spool at a time.
+	streamChunk = 1 << 20
+	// maxPending bounds the writes tracked beyond the contiguous prefix.
+	maxPending = 4096
+)
+
+// errRewrite: bytes already streamed were changed; the spool is uploaded.
+var errRewrite = errors.New("streamed bytes rewritten")
+
+// stream is an upload following a write handle's contiguous prefix.
+// Its fields are guarded by the handle's mu.
+type stream struct {
+	h       *writeHandle
+	w       *vdrive.Writer
+	fed     int64 // bytes handed to w
+	err     error // the stream is dropped (errRewrite or a failure)
+	closing bool
+	final   int64
+	wake    chan struct{}
+	done    chan error
+}
+
+// fail drops the stream (h.mu held).
+func (st *stream) fail(err error) {
+	if st.err == nil {
+		st.err = err
+	}
+	st.poke()
+}
+
+func (st *stream) poke() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// track records a write of [off, end) (h.mu held) and reports whether a
+// stream should start now.
+func (h *writeHandle) track(off, end int64) bool {
+	if !h.streamable || end <= off {
+		return false
+	}
+	if off <= h.cont {
+		h.cont = max(h.cont, end)
+		for len(h.pending) > 0 {
+			grew := false
+			for o, e := range h.pending {
+				if o <= h.cont {
+					h.cont = max(h.cont, e)
+					delete(h.pending, o)
+					grew = true
+				}
+			}
+			if !grew {
+				break
+			}
+		}
+	} else {
+		if h.pending == nil {
+			h.pending = map[int64]int64{}
+		}
+		h.pending[off] = max(h.pending[off], end)
+		if len(h.pending) > maxPending {
+			h.streamable = false
+			h.pending = nil
+			if h.st != nil {
+				h.st.fail(fmt.Errorf("writes too scattered to stream"))
+			}
+			return false
+		}
+	}
+	if h.st != nil {
+		h.st.poke()
+		return false
+	}
+	if h.cont >= streamMin && !h.closed {
+		h.st = &stream{h: h, wake: make(chan struct{}, 1), done: make(chan error, 1)}
+		return true
+	}
+	return false
+}
+
+// startStream opens the upload and feeds it until the close.
+func (h *writeHandle) startStream() {
+	h.mu.Lock()
+	st := h.st
+	h.mu.Unlock()
+	w, err := h.s.d.Create(h.s.ctx, h.path)
+	if err != nil {
+		h.mu.Lock()
+		st.fail(err)
+		h.mu.Unlock()
+		st.done <- err
+		return
+	}
+	st.w = w
+	err = st.feed()
+	if err != nil {
+		w.Abort()
+	}
+	st.done <- err
+}
+
+// feed copies the prefix from the spool into the upload as it grows, and
+// the rest (holes read as zeros) once the handle closes.
+func (st *stream) feed() error {
+	h := st.h
+	buf := make([]byte, streamChunk)
+	for {
+		h.mu.Lock()
+		if st.err != nil {
+			err := st.err
+			h.mu.Unlock()
+			return err
+		}
+		end := h.cont
+		if st.closing {
+			end = st.final
+		}
+		if end <= st.fed {
+			if st.closing {
+				h.mu.Unlock()
+				return nil
+			}
+			h.mu.Unlock()
+			<-st.wake
+			continue
+		}
+		from := st.fed
+		to := min(end, from+streamChunk)
+		h.mu.Unlock()
+
+		// No write is in the middle of changing the spool while it is
+		// read; once fed moves, a write below it drops the stream.
+		h.rw.Lock()
+		n, err := h.f.ReadAt(buf[:to-from], from)
+		if err == io.EOF && int64(n) < to-from {
+			clear(buf[n : to-from]) // a hole at the end
+			n, err = int(to-from), nil
+		}
+		h.mu.Lock()
+		if err == nil {
+			st.fed = to
+		}
+		h.mu.Unlock()
+		h.rw.Unlock()
+		if err != nil {
+			return fmt.Errorf("read spool: %w", err)
+		}
+		if _, err := st.w.Write(buf[:n]); err != nil {
+			return err
+		}
+	}
+}
+
+// closeStream tells the stream the handle is closing (or, with failed,
+// drops it) and returns it, nil when there is none.
+func (h *writeHandle) closeStream(failed error) *stream {
+	h.mu.Lock()
+	st := h.st
+	if st == nil {
+		h.mu.Unlock()
+		return nil
+	}
+	st.closing, st.final = true, h.size
+	if failed != nil {
+		st.fail(failed)
+	}
+	st.poke()
+	h.mu.Unlock()
+	if failed != nil {
+		<-st.done // the upload is aborted before the handle goes
+		return nil
+	}
+	return st
+}
+
+// finishStream waits for the stream to feed the whole file and links it,
+// then sets the metadata asked for. linked false (with the reason) means
+// the spool must be uploaded instead; err is then the close's answer.
+func (h *writeHandle) finishStream(st *stream) (linked bool, why, err error) {
+	done := h.s.busy()
+	defer done()
+	start := time.Now()
+	if why := <-st.done; why != nil {
+		return false, why, nil
+	}
+	if why := st.w.Close(); why != nil {
+		return false, why, nil
+	}
+	size, mode, mtime := h.stat()
+	if err := h.setMeta(h.s.ctx, mode, mtime); err != nil {
+		return true, nil, err
+	}
+	h.s.log.Debug("uploaded (streamed)", "path", h.path, "bytes", size, "close took", time.Since(start))
+	return true, nil, nil
+}
