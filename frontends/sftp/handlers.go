@@ -354,10 +354,10 @@ type writeHandle struct {
 	f      *os.File
 	create bool // the file did not exist at open
 
-	mu     sync.Mutex
-	size   int64
-	mode   *fs.FileMode
-	mtime  *time.Time
+	mu      sync.Mutex
+	size    int64
+	mode    *fs.FileMode
+	mtime   *time.Time
 	dirty   bool  // written to or truncated since open
 	failed  error // a transfer error: the client is gone, nothing is linked
 	closed  bool
