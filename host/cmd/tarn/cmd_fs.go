@@ -123,41 +123,55 @@ var lsCmd = &cobra.Command{
 		if err != nil {
 			return fsError("ls", a.String(), err)
 		}
-		var entries []api.Entry
-		if e.IsDir() {
-			if entries, err = c.ReadDir(ctx, a.Root, a.Path); err != nil {
+		out := cmd.OutOrStdout()
+		if e.Name == "" {
+			e.Name = a.String() // a bare file cap
+		}
+		if !e.IsDir() {
+			return printEntries(out, []api.Entry{*e})
+		}
+		if fsFlags.json || fsFlags.long {
+			es, err := c.ReadDir(ctx, a.Root, a.Path)
+			if err != nil {
 				return fsError("ls", a.String(), err)
 			}
-		} else {
-			if e.Name == "" {
-				e.Name = path.Base(a.Path)
-			}
-			entries = []api.Entry{*e}
+			return printEntries(out, es)
 		}
-		out := cmd.OutOrStdout()
-		if fsFlags.json {
-			if entries == nil {
-				entries = []api.Entry{}
-			}
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(entries)
-		}
-		if !fsFlags.long {
-			for _, e := range entries {
-				fmt.Fprintln(out, e.Name)
-			}
-			return nil
-		}
-		width := 1
-		for _, e := range entries {
-			width = max(width, len(fmt.Sprint(e.Size)))
-		}
-		for _, e := range entries {
-			fmt.Fprintf(out, "%s %*d %s %s\n", modeOf(e), width, e.Size, timeOf(e.Mtime), e.Name)
+		// Names as they arrive: a big directory starts printing at once.
+		if err := c.List(ctx, a.Root, a.Path, func(e api.Entry) error {
+			_, err := fmt.Fprintln(out, e.Name)
+			return err
+		}); err != nil {
+			return fsError("ls", a.String(), err)
 		}
 		return nil
 	},
+}
+
+// printEntries prints entries as ls's flags say.
+func printEntries(out io.Writer, entries []api.Entry) error {
+	if fsFlags.json {
+		if entries == nil {
+			entries = []api.Entry{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(entries)
+	}
+	if !fsFlags.long {
+		for _, e := range entries {
+			fmt.Fprintln(out, e.Name)
+		}
+		return nil
+	}
+	width := 1
+	for _, e := range entries {
+		width = max(width, len(fmt.Sprint(e.Size)))
+	}
+	for _, e := range entries {
+		fmt.Fprintf(out, "%s %*d %s %s\n", modeOf(e), width, e.Size, timeOf(e.Mtime), e.Name)
+	}
+	return nil
 }
 
 func modeOf(e api.Entry) string {
@@ -599,6 +613,12 @@ func (cp *copier) planFromLocal(src string, dst aliases.Arg) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("cp: %w", err)
+	}
+	if st.IsDir() {
+		// A symlink given as SRC is followed (links inside are not).
+		if src, err = filepath.EvalSymlinks(src); err != nil {
+			return fmt.Errorf("cp: %w", err)
+		}
 	}
 	if !st.IsDir() {
 		cp.addUpload(src, st, dst)

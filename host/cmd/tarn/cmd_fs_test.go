@@ -415,6 +415,18 @@ func TestFSCommands(t *testing.T) {
 			t.Errorf("cat of the other client's entry: %q", got)
 		}
 	})
+
+	t.Run("dev restart keeps the root", func(t *testing.T) {
+		must := mustFor(t)
+		d.stop(t)
+		d2 := startDev(t, bin, dir, 3)
+		if d2.ep.RootCap != d.ep.RootCap || d2.ep.Account == nil || d2.ep.Account.Password != d.ep.Account.Password {
+			t.Errorf("restart changed the dev root or password: %q -> %q", d.ep.RootCap, d2.ep.RootCap)
+		}
+		if got := must("ls", "dev:"); !strings.Contains(got, "src tree\n") || !strings.Contains(got, "shared\n") {
+			t.Errorf("ls dev: after a restart: %q", got)
+		}
+	})
 }
 
 // joinClient makes and runs a second client node on the dev grid (its
