@@ -277,6 +277,7 @@ func testLitmus(t *testing.T, d *davTarget) {
 		failed += f
 		figure(t, "litmus %s: %s of %s passed, %s failed", s[1], s[3], s[2], s[4])
 	}
+	figure(t, "litmus warnings: %d", strings.Count(out, "WARNING:"))
 	if skipped := strings.Count(out, "SKIPPED"); skipped > 0 {
 		t.Errorf("litmus skipped %d tests", skipped)
 	}

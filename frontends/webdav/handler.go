@@ -449,7 +449,25 @@ func (s *session) confirm(r *http.Request, name string) (int, error) {
 			return 0, nil
 		}
 	}
+	// No list holds: 412 (RFC 4918 10.4.1), unless the resource is locked
+	// and the header only offers lock tokens, none of them its locks:
+	// then the lock is what stops the request, and 423 says so.
+	if s.ls.locked(now, name) && onlyTokens(lists) && !s.ls.anyCovers(now, name, lists) {
+		return webdav.StatusLocked, fmt.Errorf("%s is locked and the If header names none of its locks", name)
+	}
 	return http.StatusPreconditionFailed, fmt.Errorf("no list of the If header holds for %s", name)
+}
+
+// onlyTokens reports whether the lists hold no entity-tag condition.
+func onlyTokens(lists []ifList) bool {
+	for _, l := range lists {
+		for _, c := range l.conditions {
+			if c.ETag != "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func tokensOf(cs []webdav.Condition) []webdav.Condition {

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,6 +32,9 @@ func TestLitmus(t *testing.T) {
 	m := suiteLine.FindAllStringSubmatch(string(out), -1)
 	if len(m) < 5 {
 		t.Fatalf("found %d suite summaries, want 5", len(m))
+	}
+	if n := strings.Count(string(out), "WARNING:"); n > 0 {
+		t.Errorf("litmus issued %d warnings", n)
 	}
 	for _, s := range m {
 		failed, _ := strconv.Atoi(s[4])

@@ -183,6 +183,22 @@ func (ls *lockSystem) locked(now time.Time, name string) bool {
 	return len(ls.coveringLocked(clean(name))) > 0
 }
 
+// anyCovers reports whether a token of the lists names a live lock on
+// name.
+func (ls *lockSystem) anyCovers(now time.Time, name string, lists []ifList) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.expireLocked(now)
+	for _, l := range lists {
+		for _, c := range l.conditions {
+			if lk := ls.locks[c.Token]; c.Token != "" && lk != nil && lk.covers(clean(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // create makes a lock, refusing one that overlaps an exclusive lock, or an
 // exclusive one that overlaps any lock.
 func (ls *lockSystem) create(now time.Time, root string, zeroDepth, shared bool, owner string, timeout time.Duration) (*lock, error) {

@@ -486,7 +486,8 @@ func TestLockSharedExclusive(t *testing.T) {
 	e.must(t, 423, "LOCK", "/l.txt", nil, lockBody("exclusive"))
 	e.must(t, 423, "PUT", "/l.txt", nil, "no token")
 	e.must(t, http.StatusNoContent, "PUT", "/l.txt", map[string]string{"If": "(<" + tokenOf(s2) + ">)"}, "with token")
-	e.must(t, http.StatusPreconditionFailed, "PUT", "/l.txt", map[string]string{"If": "(<opaquelocktoken:bogus>)"}, "bad token")
+	e.must(t, 423, "PUT", "/l.txt", map[string]string{"If": "(<opaquelocktoken:bogus>)"}, "bad token")
+	e.must(t, http.StatusPreconditionFailed, "PUT", "/l.txt", map[string]string{"If": "(<" + tokenOf(s2) + "> [\"bad-etag\"])"}, "bad etag")
 	e.must(t, http.StatusOK, "LOCK", "/l.txt", map[string]string{"If": "(<" + tokenOf(s1) + ">)", "Timeout": "Second-60"}, "")
 	r := e.must(t, 207, "PROPFIND", "/l.txt", map[string]string{"Depth": "0"},
 		`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>`)
