@@ -9,6 +9,7 @@ import (
 
 	"github.com/tarnfs/tarn/frontends/webdav"
 	"github.com/tarnfs/tarn/host/accounts"
+	"github.com/tarnfs/tarn/host/aliases"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -37,22 +38,7 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 		return nil, errors.New("webdav: needs client.enabled (the frontends reach the grid through the client)")
 	}
 	store := vdrive.GridStore(n.client)
-	set, err := accounts.Load(n.prof, accounts.WithCreateRoot(func(name string) (string, error) {
-		// A fresh profile (tarn dev's) names a root_cap_file that does not
-		// exist yet: make the account an empty root, once the client sees
-		// enough storage servers to place it.
-		wctx, cancel := context.WithTimeout(ctx, rootWait)
-		defer cancel()
-		if err := n.WaitServers(wctx, n.prof.Client.Shares.H); err != nil {
-			return "", fmt.Errorf("wait for %d storage servers: %w", n.prof.Client.Shares.H, err)
-		}
-		root, err := vdrive.NewRoot(wctx, store)
-		if err != nil {
-			return "", err
-		}
-		n.log.Warn("created a new, empty root directory for an account whose root_cap_file was missing", "account", name)
-		return root.String(), nil
-	}))
+	set, err := n.frontendAccounts(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("webdav: accounts: %w", err)
 	}
@@ -78,6 +64,28 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 		urls = append(urls, s.URL())
 	}
 	return urls, nil
+}
+
+// frontendAccounts loads the profile's accounts for a frontend: root_alias
+// through the node's alias file, and a missing root_cap_file made into a
+// new empty root (its cap written there, logged), once the client sees
+// enough storage servers to place it.
+func (n *Node) frontendAccounts(ctx context.Context, store vdrive.Store) (*accounts.Set, error) {
+	return accounts.Load(n.prof,
+		accounts.WithAliasResolver(aliases.Resolver(n.prof.Dir)),
+		accounts.WithCreateRoot(func(name string) (string, error) {
+			wctx, cancel := context.WithTimeout(ctx, rootWait)
+			defer cancel()
+			if err := n.WaitServers(wctx, n.prof.Client.Shares.H); err != nil {
+				return "", fmt.Errorf("wait for %d storage servers: %w", n.prof.Client.Shares.H, err)
+			}
+			root, err := vdrive.NewRoot(wctx, store)
+			if err != nil {
+				return "", err
+			}
+			n.log.Warn("created a new, empty root directory for an account whose root_cap_file was missing", "account", name)
+			return root.String(), nil
+		}))
 }
 
 // webdavQuota is the grid's room for new files as the quota properties
