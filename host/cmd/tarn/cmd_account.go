@@ -204,16 +204,37 @@ keeps only the root's read cap.`,
 	},
 }
 
-// accountRoot is the root cap for a new account: --root (a cap or an
-// alias), else a new directory made through the running node.
+// accountRoot is the root cap for a new account: --root (a directory cap,
+// ALIAS: or ALIAS:path), else a new directory made through the running
+// node.
 func accountRoot(dir, flag string) (string, error) {
 	if flag != "" {
-		s := flag
-		if a, err := aliases.ParseArg(flag, aliases.Resolver(dir)); err == nil && a.IsGrid() && a.Path == "/" {
-			s = a.Root
-		} else if err != nil && !strings.HasPrefix(flag, cap.Prefix) && aliases.ValidName(strings.TrimSuffix(flag, ":")) {
-			if c, lerr := aliases.Lookup(aliases.File(dir), strings.TrimSuffix(flag, ":")); lerr == nil {
-				s = c
+		a, err := aliases.ParseArg(flag, aliases.Resolver(dir))
+		if err == nil && !a.IsGrid() && aliases.ValidName(flag) {
+			// A bare alias name, without its colon.
+			a, err = aliases.ParseArg(flag+":", aliases.Resolver(dir))
+		}
+		if err != nil {
+			return "", fmt.Errorf("--root: %w", err)
+		}
+		if !a.IsGrid() {
+			return "", fmt.Errorf("--root %s: want a directory cap or ALIAS:", flag)
+		}
+		s := a.Root
+		if a.Path != "/" {
+			// A directory below an alias: its own cap, from the node.
+			cl, err := apiClient(accountFlags.node)
+			if err != nil {
+				return "", fmt.Errorf("--root %s: %w", flag, err)
+			}
+			ctx, stop := cliContext()
+			defer stop()
+			e, err := cl.Stat(ctx, a.Root, a.Path)
+			if err != nil {
+				return "", fsError("--root", a.String(), err)
+			}
+			if s = e.WriteCap; s == "" {
+				s = e.ReadCap
 			}
 		}
 		c, err := cap.Parse(s)

@@ -300,9 +300,12 @@ func TestFSCommands(t *testing.T) {
 		if !ok || len(pw) != 24 {
 			t.Fatalf("generated password line %q", gen)
 		}
+		must("mkdir", "-p", "dev:homes/carol")
+		must("account", "add", "carol", "--generate-password", "--root", "dev:homes/carol")
+		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "dave", "--generate-password", "--root", "dev:homes/nobody", "--node", clientDir), "no such file or directory")
 		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "alice", "--generate-password", "--node", clientDir), "exists already")
-		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "carol", "--node", clientDir), "nobody could log in")
-		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "carol", "--generate-password", "--root", "tarn:lit:orxxacq", "--node", clientDir), "want a directory cap")
+		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "erin", "--node", clientDir), "nobody could log in")
+		oneLine(t, runFor(t, time.Minute, bin, "account", "add", "erin", "--generate-password", "--root", "tarn:lit:orxxacq", "--node", clientDir), "want a directory cap")
 		p, err := conf.Load(clientDir)
 		if err != nil {
 			t.Fatalf("profile after account add: %v", err)
@@ -320,6 +323,11 @@ func TestFSCommands(t *testing.T) {
 		}
 		if a, _ := p.Account("alice"); a == nil || mode(t, a.RootCapFile) != 0o600 {
 			t.Errorf("alice's root cap file: %+v", a)
+		}
+		var homes []api.Entry
+		json.Unmarshal([]byte(must("ls", "--json", "dev:homes")), &homes)
+		if c, ok := set.Account("carol"); !ok || len(homes) != 1 || c.RootCap != homes[0].WriteCap {
+			t.Errorf("carol's root is not dev:homes/carol: %+v", c)
 		}
 		list := must("account", "list")
 		for _, want := range []string{"alice\tpassword\tread-write", "bob\tpassword\tread-only", "dev\tpassword\tread-write"} {
