@@ -21,8 +21,9 @@ const sftpDirCache = time.Second
 // StartSFTP starts the profile's enabled [[sftp]] frontends over the
 // node's grid client, each account on its own root; they stop with the
 // node. It returns their listen addresses (host:port) in profile order
-// (none when the profile enables none). Start calls it once the client is
-// up; tests may call it on a node whose start does not.
+// (none when the profile enables none). Accounts load as for WebDAV
+// (frontendAccounts). Start calls it once the client is up and sees its
+// storage servers; tests may call it on a node whose start does not.
 func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 	var enabled int
 	for _, s := range n.prof.SFTP {
@@ -36,11 +37,13 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 	if n.client == nil {
 		return nil, errors.New("sftp: needs client.enabled (the frontends reach the grid through the client)")
 	}
-	set, err := accounts.Load(n.prof)
+	store := vdrive.GridStore(n.client)
+	// The same accounts as WebDAV's: root_alias through the node's alias
+	// file, a missing root_cap_file made into a new empty root.
+	set, err := n.frontendAccounts(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("sftp: accounts: %w", err)
 	}
-	store := vdrive.GridStore(n.client)
 	// One drive per account, shared by its sessions, so each sees the
 	// others' changes at once.
 	var mu sync.Mutex
