@@ -460,7 +460,9 @@ func testRclone(t *testing.T, d *davTarget) {
 	}
 	rclone := func(args ...string) string {
 		t.Helper()
-		out, err := tool(t, 20*time.Minute, dir, env, nil, "rclone", append([]string{"--retries", "1", "--low-level-retries", "2"}, args...)...)
+		// No whole-run retries (--retries 1): a file that fails fails the
+		// test; rclone's own per-request retries of 5xx answers stay.
+		out, err := tool(t, 20*time.Minute, dir, env, nil, "rclone", append([]string{"--retries", "1"}, args...)...)
 		if err != nil {
 			t.Fatalf("rclone %s: %v\n%s", strings.Join(args, " "), err, clip(out))
 		}

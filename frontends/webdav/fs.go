@@ -34,7 +34,7 @@ func isAppleDouble(name string) bool {
 
 // fileSystem is a webdav.FileSystem over one account's vdrive.
 type fileSystem struct {
-	d      *vdrive.Drive
+	d      *drive
 	apple  string
 	quota  QuotaFunc
 	ls     *lockSystem

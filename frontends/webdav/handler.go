@@ -179,7 +179,7 @@ func (h *Handler) session(a *accounts.Account) (*session, error) {
 			return etagOf(in), true
 		})
 	})
-	fsys := &fileSystem{d: d, apple: h.cfg.AppleDouble, quota: h.cfg.Quota, ls: ls, prefix: h.prefix}
+	fsys := &fileSystem{d: &drive{d}, apple: h.cfg.AppleDouble, quota: h.cfg.Quota, ls: ls, prefix: h.prefix}
 	return &session{h: h, acct: a, fs: fsys, ls: ls, prefix: h.prefix}, nil
 }
 
@@ -520,6 +520,10 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	if !exists {
 		parent, err := s.fs.d.Stat(ctx, path.Dir(name))
+		if err != nil && !isNotExist(err) && !errors.Is(err, vdrive.ErrNotDir) {
+			s.failErr(w, r, fmt.Errorf("PUT %s: parent: %w", name, err))
+			return
+		}
 		if err != nil || !parent.IsDir() {
 			s.fail(w, r, http.StatusConflict, fmt.Errorf("PUT %s: the parent collection does not exist", name))
 			return
