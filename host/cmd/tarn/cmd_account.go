@@ -368,15 +368,18 @@ func init() {
 
 // Files of the dev folder that keep the dev root and account across runs.
 const (
-	DevRootCapFile  = "root_cap"     // the root directory's write cap, 0600
-	DevPasswordFile = "dev.password" // the dev account's password, 0600
-	DevUser         = "dev"
+	DevRootCapFile    = "root_cap"        // the root directory's write cap, 0600
+	DevPasswordFile   = "dev.password"    // the dev account's password, 0600
+	DevROPasswordFile = "dev-ro.password" // the read-only dev account's, 0600
+	DevUser           = "dev"
+	DevROUser         = "dev-ro" // the same root, read-only
 )
 
 // devSetup is what devAccount made or found.
 type devSetup struct {
-	RootCap  string
-	Password string
+	RootCap    string
+	Password   string
+	ROPassword string // of DevROUser
 	// WebDAVListen and SFTPListen are the frontends' addresses in the
 	// client profile ("" when the profile has none).
 	WebDAVListen, SFTPListen string
@@ -407,16 +410,11 @@ func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds d
 	} else {
 		return ds, false, err
 	}
-	pwFile := filepath.Join(dir, DevPasswordFile)
-	if b, err := os.ReadFile(pwFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		ds.Password = strings.TrimSpace(string(b))
-	} else {
-		if ds.Password, err = randomPassword(); err != nil {
-			return ds, false, err
-		}
-		if err := writeSecretFile(pwFile, []byte(ds.Password+"\n")); err != nil {
-			return ds, false, err
-		}
+	if ds.Password, err = devPassword(filepath.Join(dir, DevPasswordFile)); err != nil {
+		return ds, false, err
+	}
+	if ds.ROPassword, err = devPassword(filepath.Join(dir, DevROPasswordFile)); err != nil {
+		return ds, false, err
 	}
 	if err := aliases.Add(aliases.File(clientDir), DevUser, ds.RootCap); err != nil && !errors.Is(err, aliases.ErrExist) {
 		return ds, false, err
@@ -426,18 +424,24 @@ func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds d
 	if err != nil {
 		return ds, false, err
 	}
-	acct, ok := p.Account(DevUser)
-	good := ok && acct.RootCapFile == rootFile && !acct.ReadOnly
-	if good {
-		match, err := accounts.VerifyPassword(acct.PasswordHash, ds.Password)
-		good = err == nil && match
-	}
-	if !good {
-		hash, err := accounts.HashPassword(ds.Password)
+	for _, u := range []struct {
+		name, pw string
+		ro       bool
+	}{{DevUser, ds.Password, false}, {DevROUser, ds.ROPassword, true}} {
+		acct, ok := p.Account(u.name)
+		good := ok && acct.RootCapFile == rootFile && acct.ReadOnly == u.ro
+		if good {
+			match, err := accounts.VerifyPassword(acct.PasswordHash, u.pw)
+			good = err == nil && match
+		}
+		if good {
+			continue
+		}
+		hash, err := accounts.HashPassword(u.pw)
 		if err != nil {
 			return ds, false, err
 		}
-		a := conf.Account{Name: DevUser, PasswordHash: hash, RootCapFile: rootFile}
+		a := conf.Account{Name: u.name, PasswordHash: hash, RootCapFile: rootFile, ReadOnly: u.ro}
 		if ok {
 			*acct = a
 		} else {
@@ -446,13 +450,26 @@ func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds d
 		changed = true
 	}
 	webdav, sftp := slices.Clone(p.WebDAV), slices.Clone(p.SFTP)
+	// Frontends made by an earlier tarn dev gain the read-only account.
+	for i := range p.WebDAV {
+		if a := p.WebDAV[i].Accounts; slices.Contains(a, DevUser) && !slices.Contains(a, DevROUser) {
+			p.WebDAV[i].Accounts = append(slices.Clone(a), DevROUser)
+			changed = true
+		}
+	}
+	for i := range p.SFTP {
+		if a := p.SFTP[i].Accounts; slices.Contains(a, DevUser) && !slices.Contains(a, DevROUser) {
+			p.SFTP[i].Accounts = append(slices.Clone(a), DevROUser)
+			changed = true
+		}
+	}
 	if len(p.WebDAV) == 0 {
 		port, err := freePort()
 		if err != nil {
 			return ds, false, err
 		}
 		p.WebDAV = append(p.WebDAV, conf.WebDAV{Enabled: true, Listen: "127.0.0.1:" + port, Prefix: "/",
-			Accounts: []string{DevUser}, LockTimeout: conf.Duration(10 * time.Minute), AppleDouble: "keep"})
+			Accounts: []string{DevUser, DevROUser}, LockTimeout: conf.Duration(10 * time.Minute), AppleDouble: "keep"})
 		changed = true
 	}
 	if len(p.SFTP) == 0 {
@@ -460,7 +477,7 @@ func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds d
 		if err != nil {
 			return ds, false, err
 		}
-		p.SFTP = append(p.SFTP, conf.SFTP{Enabled: true, Listen: "127.0.0.1:" + port, Accounts: []string{DevUser},
+		p.SFTP = append(p.SFTP, conf.SFTP{Enabled: true, Listen: "127.0.0.1:" + port, Accounts: []string{DevUser, DevROUser},
 			HostKeys:    []string{filepath.Join(clientDir, "private", "ssh_host_ed25519_key")},
 			IdleTimeout: conf.Duration(15 * time.Minute), MaxSessions: 64})
 		changed = true
@@ -487,6 +504,19 @@ func devAccount(ctx context.Context, dir, clientDir string, c *api.Client) (ds d
 		}
 	}
 	return ds, changed, nil
+}
+
+// devPassword reads the password kept in file, or makes one and keeps it
+// there (0600).
+func devPassword(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	pw, err := randomPassword()
+	if err != nil {
+		return "", err
+	}
+	return pw, writeSecretFile(file, []byte(pw+"\n"))
 }
 
 // listening reports whether something accepts TCP connections at addr,

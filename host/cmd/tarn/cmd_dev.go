@@ -85,24 +85,31 @@ type Endpoints struct {
 	SFTP   *DevSFTP   `json:"sftp,omitempty"`
 }
 
-// DevAccount is the dev account's login.
+// DevAccount is the dev account's login, and the login of the read-only
+// account on the same root.
 type DevAccount struct {
-	User     string `json:"user"`
-	Password string `json:"password"`
+	User             string `json:"user"`
+	Password         string `json:"password"`
+	ReadOnlyUser     string `json:"read_only_user,omitempty"`
+	ReadOnlyPassword string `json:"read_only_password,omitempty"`
 }
 
 // DevWebDAV is the client's WebDAV frontend.
 type DevWebDAV struct {
-	URL      string `json:"url"`
-	User     string `json:"user"`
-	Password string `json:"password"`
+	URL              string `json:"url"`
+	User             string `json:"user"`
+	Password         string `json:"password"`
+	ReadOnlyUser     string `json:"read_only_user,omitempty"`
+	ReadOnlyPassword string `json:"read_only_password,omitempty"`
 }
 
 // DevSFTP is the client's SFTP frontend.
 type DevSFTP struct {
-	Addr     string `json:"addr"`
-	User     string `json:"user"`
-	Password string `json:"password"`
+	Addr             string `json:"addr"`
+	User             string `json:"user"`
+	Password         string `json:"password"`
+	ReadOnlyUser     string `json:"read_only_user,omitempty"`
+	ReadOnlyPassword string `json:"read_only_password,omitempty"`
 }
 
 // ClientEndpoint is how to reach the client node.
@@ -247,12 +254,14 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 		ep.Nodes = append(ep.Nodes, p.DevNode)
 	}
 	ep.RootCap = ds.RootCap
-	ep.Account = &DevAccount{User: DevUser, Password: ds.Password}
+	ep.Account = &DevAccount{User: DevUser, Password: ds.Password, ReadOnlyUser: DevROUser, ReadOnlyPassword: ds.ROPassword}
 	if ds.WebDAVListen != "" && listening(ds.WebDAVListen, 2*time.Second) {
-		ep.WebDAV = &DevWebDAV{URL: "http://" + ds.WebDAVListen + "/", User: DevUser, Password: ds.Password}
+		ep.WebDAV = &DevWebDAV{URL: "http://" + ds.WebDAVListen + "/", User: DevUser, Password: ds.Password,
+			ReadOnlyUser: DevROUser, ReadOnlyPassword: ds.ROPassword}
 	}
 	if ds.SFTPListen != "" && listening(ds.SFTPListen, time.Second) {
-		ep.SFTP = &DevSFTP{Addr: ds.SFTPListen, User: DevUser, Password: ds.Password}
+		ep.SFTP = &DevSFTP{Addr: ds.SFTPListen, User: DevUser, Password: ds.Password,
+			ReadOnlyUser: DevROUser, ReadOnlyPassword: ds.ROPassword}
 	}
 	b, _ := json.MarshalIndent(ep, "", "  ")
 	epPath := filepath.Join(dir, EndpointsFile)

@@ -131,7 +131,7 @@ func TestFSCommands(t *testing.T) {
 		if !strings.HasPrefix(d.ep.RootCap, "tarn:dir:") || d.ep.Account == nil || d.ep.Account.User != "dev" || len(d.ep.Account.Password) < 16 {
 			t.Fatalf("endpoints.json: root_cap %q account %+v", d.ep.RootCap, d.ep.Account)
 		}
-		for _, f := range []string{DevRootCapFile, DevPasswordFile} {
+		for _, f := range []string{DevRootCapFile, DevPasswordFile, DevROPasswordFile} {
 			if m := mode(t, filepath.Join(dir, f)); m != 0o600 {
 				t.Errorf("%s mode %v, want 0600", f, m)
 			}
@@ -153,6 +153,10 @@ func TestFSCommands(t *testing.T) {
 		}
 		if _, err := set.CheckPassword(context.Background(), "dev", d.ep.Account.Password, "test"); err != nil {
 			t.Errorf("the dev password does not log in: %v", err)
+		}
+		ro, err := set.CheckPassword(context.Background(), d.ep.Account.ReadOnlyUser, d.ep.Account.ReadOnlyPassword, "test")
+		if err != nil || !ro.ReadOnly || !strings.HasPrefix(ro.RootCap, "tarn:dir-ro:") || d.ep.Account.ReadOnlyPassword == d.ep.Account.Password {
+			t.Errorf("the read-only dev account: %+v, %v", ro, err)
 		}
 		if len(p.WebDAV) == 0 || len(p.SFTP) == 0 {
 			t.Errorf("client profile has %d webdav and %d sftp frontends, want one each", len(p.WebDAV), len(p.SFTP))
@@ -426,12 +430,13 @@ func TestFSCommands(t *testing.T) {
 
 	t.Run("dev restart keeps the root", func(t *testing.T) {
 		must := mustFor(t)
+		must("mkdir", "dev:before-restart")
 		d.stop(t)
 		d2 := startDev(t, bin, dir, 3)
 		if d2.ep.RootCap != d.ep.RootCap || d2.ep.Account == nil || d2.ep.Account.Password != d.ep.Account.Password {
 			t.Errorf("restart changed the dev root or password: %q -> %q", d.ep.RootCap, d2.ep.RootCap)
 		}
-		if got := must("ls", "dev:"); !strings.Contains(got, "src tree\n") || !strings.Contains(got, "shared\n") {
+		if got := must("ls", "dev:"); !strings.Contains(got, "before-restart\n") {
 			t.Errorf("ls dev: after a restart: %q", got)
 		}
 	})
