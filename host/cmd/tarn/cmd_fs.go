@@ -489,8 +489,7 @@ type copier struct {
 }
 
 type fileJob struct {
-	size int64
-	run  func() error
+	run func() error
 }
 
 func (cp *copier) run(srcs []aliases.Arg, dst aliases.Arg) error {
@@ -667,7 +666,7 @@ func (cp *copier) planFromLocal(src string, dst aliases.Arg) error {
 
 func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 	cp.total += st.Size()
-	cp.files = append(cp.files, fileJob{size: st.Size(), run: func() error {
+	cp.files = append(cp.files, fileJob{run: func() error {
 		f, err := os.Open(src)
 		if err != nil {
 			return fmt.Errorf("cp: %w", err)
@@ -697,10 +696,10 @@ func (cp *copier) planFromGrid(src aliases.Arg, dst aliases.Arg) error {
 	if !cp.recursive {
 		return fmt.Errorf("cp: %s is a directory (use cp -r)", src)
 	}
-	return cp.planGridDir(src, e, dst, true)
+	return cp.planGridDir(src, dst, true)
 }
 
-func (cp *copier) planGridDir(src aliases.Arg, e *api.Entry, dst aliases.Arg, top bool) error {
+func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool) error {
 	if dst.IsGrid() {
 		cp.dirs = append(cp.dirs, func() error {
 			_, err := cp.c.Mkdir(cp.ctx, dst.Root, dst.Path, top)
@@ -725,7 +724,7 @@ func (cp *copier) planGridDir(src aliases.Arg, e *api.Entry, dst aliases.Arg, to
 	for _, c := range es {
 		s, d := src.Join(c.Name), joinArg(dst, c.Name)
 		if c.IsDir() {
-			if err := cp.planGridDir(s, &c, d, false); err != nil {
+			if err := cp.planGridDir(s, d, false); err != nil {
 				return err
 			}
 			continue
@@ -760,7 +759,7 @@ func (cp *copier) addFromGrid(src aliases.Arg, e api.Entry, dst aliases.Arg) {
 		}})
 		return
 	}
-	cp.files = append(cp.files, fileJob{size: e.Size, run: func() error {
+	cp.files = append(cp.files, fileJob{run: func() error {
 		return cp.download(src, e, dst.Local)
 	}})
 }
