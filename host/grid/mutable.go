@@ -516,13 +516,12 @@ func (sm *slotMap) best() *versionSet {
 }
 
 // current picks the version a read or modify uses, applying rollback
-// protection.
-func (c *Client) current(sm *slotMap) (*versionSet, error) {
+// protection against seen: the highest version this client had seen
+// before it read the slot. (Read after, it may include one of this
+// client's own publishes that landed during the read, and a sound read
+// would be taken for a rollback.)
+func (c *Client) current(sm *slotMap, seen uint64) (*versionSet, error) {
 	best := sm.best()
-	seen, err := c.mut().store().Seen(sm.si)
-	if err != nil {
-		return nil, fmt.Errorf("mutable file %s: seen versions: %w", sm.si, err)
-	}
 	if best == nil {
 		if sm.answered == 0 {
 			return nil, fmt.Errorf("mutable file %s: %w: no server answered (%d asked; %v)", sm.si, ErrMutableNotEnoughShares, len(sm.ring), sm.firstErr)
@@ -561,6 +560,10 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	began, changed := time.Now(), time.Now()
 	last := ""
 	for attempt := 0; ; attempt++ {
+		seen, err := c.mut().store().Seen(si)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mutable file %s: seen versions: %w", si, err)
+		}
 		sm, err := c.readMap(ctx, si, pkh, false)
 		if err != nil {
 			return nil, nil, err
@@ -568,7 +571,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		if fp := sm.fingerprint(); fp != last {
 			last, changed = fp, time.Now()
 		}
-		best, err := c.current(sm)
+		best, err := c.current(sm, seen)
 		var waited time.Duration // how long this state has been waited out
 		var wait time.Duration   // and may be
 		switch {
