@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/net/webdav"
 
-	"github.com/tarnfs/tarn/host/dirnode"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -159,9 +158,6 @@ func okStat(patches []webdav.Proppatch) []webdav.Propstat {
 	return []webdav.Propstat{st}
 }
 
-// errPropSpace: the properties would not fit in the entry's metadata.
-var errPropSpace = errors.New("dead properties do not fit")
-
 func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
 	err := f.fsys.d.SetMetadata(f.ctx, f.name, func(m *vdrive.Metadata) error {
 		if m.Extra == nil {
@@ -174,11 +170,7 @@ func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error)
 					delete(m.Extra, k)
 					continue
 				}
-				v := propValue(pr)
-				if len(k) > dirnode.MaxExtraKey || len(v) > dirnode.MaxExtraValue {
-					return errPropSpace
-				}
-				m.Extra[k] = v
+				m.Extra[k] = propValue(pr)
 				if pr.XMLName == win32Mtime {
 					if t, err := http.ParseTime(strings.TrimSpace(string(pr.InnerXML))); err == nil {
 						m.Mtime = t.UTC()
@@ -186,12 +178,11 @@ func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error)
 				}
 			}
 		}
-		if len(m.Extra) > dirnode.MaxExtraKeys {
-			return errPropSpace
-		}
 		return nil
 	})
-	if errors.Is(err, errPropSpace) {
+	// vdrive refuses metadata over its limits (keys, key and value
+	// sizes) as invalid; for the root that means it has no entry.
+	if errors.Is(err, fs.ErrInvalid) && clean(f.name) != "/" {
 		st := webdav.Propstat{Status: webdav.StatusInsufficientStorage}
 		for _, p := range patches {
 			for _, pr := range p.Props {
