@@ -76,7 +76,8 @@ func clean(name string) string {
 
 func (fsys *fileSystem) stat(ctx context.Context, name string) (*vdrive.Info, error) {
 	name = clean(name)
-	if c := cacheOf(ctx); c != nil {
+	c := cacheOf(ctx)
+	if c != nil {
 		c.mu.Lock()
 		in, ok := c.infos[name]
 		c.mu.Unlock()
@@ -84,7 +85,13 @@ func (fsys *fileSystem) stat(ctx context.Context, name string) (*vdrive.Info, er
 			return in, nil
 		}
 	}
-	return fsys.d.Stat(ctx, name)
+	in, err := fsys.d.Stat(ctx, name)
+	if err == nil && c != nil {
+		c.mu.Lock()
+		c.infos[name] = in
+		c.mu.Unlock()
+	}
+	return in, err
 }
 
 // osErr makes err one that os.IsNotExist, os.IsExist and
