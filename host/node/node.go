@@ -58,6 +58,8 @@ type Info struct {
 	StorageURL    string   `json:"storage_url,omitempty"`
 	APIURL        string   `json:"api_url,omitempty"`
 	TokenFile     string   `json:"token_file,omitempty"`
+	WebDAV        []string `json:"webdav,omitempty"` // URLs of the WebDAV frontends
+	SFTP          []string `json:"sftp,omitempty"`   // addresses of the SFTP frontends
 	Started       string   `json:"started"`
 }
 
@@ -326,6 +328,13 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 
 	if p.Client.Enabled {
 		if err := n.startClient(ctx, tr, cert, gridSecret, introducers); err != nil {
+			return err
+		}
+		// The frontends reach the grid through the client's vdrive.
+		if n.info.WebDAV, err = StartWebDAV(ctx, n); err != nil {
+			return err
+		}
+		if n.info.SFTP, err = StartSFTP(ctx, n); err != nil {
 			return err
 		}
 	}
