@@ -104,6 +104,9 @@ func (v *validator) validate() {
 	v.accounts()
 	listens := map[string]string{}
 	claim := func(key, addr string) {
+		if strings.HasSuffix(addr, ":0") {
+			return // port 0: the system picks a free port for each
+		}
 		if prev, ok := listens[addr]; ok {
 			v.errorf(key, "%q is already used by %s", addr, prev)
 			return
