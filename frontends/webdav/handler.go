@@ -15,11 +15,13 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -334,6 +336,11 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "GET", "HEAD":
+		in, err := s.fs.d.Stat(ctx, name)
+		if err == nil && in.IsDir() {
+			s.serveIndex(w, r, name)
+			return
+		}
 		// Set the type from the name so ServeContent does not read 512
 		// bytes of the file to sniff it.
 		w.Header().Set("Content-Type", contentType(name))
@@ -628,4 +635,42 @@ func checkXMLBody(r *http.Request) error {
 			}
 		}
 	}
+}
+
+// serveIndex answers a GET of a collection with a plain HTML list of its
+// entries, so a browser pointed at the URL shows the folder.
+func (s *session) serveIndex(w http.ResponseWriter, r *http.Request, name string) {
+	infos, err := s.fs.d.ReadDir(r.Context(), name)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	base := s.prefix + name
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	var b strings.Builder
+	title := html.EscapeString(name)
+	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head><body>\n<h1>%s</h1>\n<ul>\n", title, title)
+	if name != "/" {
+		fmt.Fprintf(&b, "<li><a href=\"%s\">../</a></li>\n", html.EscapeString((&url.URL{Path: path.Dir(strings.TrimSuffix(base, "/")) + "/"}).EscapedPath()))
+	}
+	for _, in := range infos {
+		if s.fs.apple == AppleHide && isAppleDouble(in.Name()) {
+			continue
+		}
+		n := in.Name()
+		if in.IsDir() {
+			n += "/"
+		}
+		href := (&url.URL{Path: base + n}).EscapedPath()
+		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", html.EscapeString(href), html.EscapeString(n))
+	}
+	b.WriteString("</ul>\n</body></html>\n")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	if r.Method == "HEAD" {
+		return
+	}
+	io.WriteString(w, b.String())
 }

@@ -606,3 +606,28 @@ func TestLocksSharedByFrontends(t *testing.T) {
 		t.Fatalf("PUT through a frontend with its own table: %d, want 204", s)
 	}
 }
+
+// TestIndex: a GET of a collection lists its entries as HTML, names
+// escaped, links under the prefix.
+func TestIndex(t *testing.T) {
+	e := newEnv(t, envOpts{prefix: "/dav/", apple: AppleHide})
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/sub", nil, "")
+	e.must(t, http.StatusCreated, "PUT", "/dav/sub/%3Cb%3E&x%20y.txt", nil, "x")
+	e.must(t, http.StatusCreated, "PUT", "/dav/sub/._hidden", nil, "x")
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/sub/inner", nil, "")
+	r := e.must(t, http.StatusOK, "GET", "/dav/sub/", nil, "")
+	if r.header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("type %q", r.header.Get("Content-Type"))
+	}
+	for _, want := range []string{`href="/dav/sub/%3Cb%3E&amp;x%20y.txt">&lt;b&gt;&amp;x y.txt</a>`, `href="/dav/sub/inner/">inner/</a>`, `href="/dav/">../</a>`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("index lacks %s:\n%s", want, r.body)
+		}
+	}
+	if strings.Contains(r.body, "<b>") || strings.Contains(r.body, "_hidden") {
+		t.Errorf("index shows raw markup or a hidden AppleDouble file:\n%s", r.body)
+	}
+	if h := e.must(t, http.StatusOK, "HEAD", "/dav/", nil, ""); h.body != "" || h.header.Get("Content-Length") == "" {
+		t.Fatalf("HEAD of a collection: %q, length %q", h.body, h.header.Get("Content-Length"))
+	}
+}
