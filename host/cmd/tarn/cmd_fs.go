@@ -430,11 +430,12 @@ func init() {
 	rmCmd.Flags().BoolVarP(&fsFlags.recursive, "recursive", "r", false, "unlink directories with what they hold")
 	cpCmd.Flags().BoolVarP(&fsFlags.recursive, "recursive", "r", false, "copy directories with what they hold")
 	cpCmd.Flags().BoolVarP(&fsFlags.quiet, "quiet", "q", false, "no progress bar")
-	// One at a time by default: with several changes to one directory at
-	// once through one node, the grid client (as of this writing) fails
-	// some with "older than a version already seen" (ErrRollback);
-	// TARN_TEST_CP_JOBS=4 go test -run TestFSCommands shows it.
-	cpCmd.Flags().IntVarP(&fsFlags.jobs, "jobs", "j", 1, "files transferred at once")
+	// Files are stored jobs at a time, then linked one directory change
+	// per directory. With -p each file is linked on its own; keep -j 1
+	// then: with several changes to one directory at once through one
+	// node, the grid client (as of this writing) fails some with "older
+	// than a version already seen" (ErrRollback).
+	cpCmd.Flags().IntVarP(&fsFlags.jobs, "jobs", "j", 4, "files transferred at once")
 	cpCmd.Flags().BoolVarP(&fsFlags.preserve, "preserve", "p", false, "keep modification times (one more directory change per file uploaded)")
 }
 
@@ -470,7 +471,11 @@ modification times are kept both ways. A progress bar shows on a terminal.`,
 		}
 		ctx, stop := cliContext()
 		defer stop()
-		cp := &copier{c: c, ctx: ctx, recursive: fsFlags.recursive, jobs: max(1, fsFlags.jobs)}
+		jobs := max(1, fsFlags.jobs)
+		if fsFlags.preserve && !cmd.Flags().Changed("jobs") {
+			jobs = 1 // see the -j flag
+		}
+		cp := &copier{c: c, ctx: ctx, recursive: fsFlags.recursive, jobs: jobs}
 		return cp.run(srcs, dst)
 	},
 }
@@ -486,7 +491,25 @@ type copier struct {
 	total int64
 	files []fileJob
 	dirs  []func() error // made in order, before files
+
+	mu    sync.Mutex
+	links []pendingLink // linked after the files are stored
 }
+
+// pendingLink is a stored file to link at dir/name. Files are stored
+// jobs at a time, then linked with one directory change per directory
+// (ln-many), not one per file: small files go many times faster, and
+// only one change at a time reaches a directory. A name that exists
+// already is replaced by replace, one file at a time.
+type pendingLink struct {
+	dir     aliases.Arg
+	name    string
+	cap     string
+	replace func() error
+}
+
+// linkBatch bounds the links of one directory change.
+const linkBatch = 500
 
 type fileJob struct {
 	run func() error
@@ -535,11 +558,71 @@ func (cp *copier) run(srcs []aliases.Arg, dst aliases.Arg) error {
 		cp.bar = newBar(cp.total, fmt.Sprintf("cp %d files", len(cp.files)), fsFlags.quiet)
 	}
 	err := cp.runFiles()
+	if err == nil {
+		err = cp.linkAll()
+	}
 	if cp.bar != nil {
 		cp.bar.Finish()
 		fmt.Fprintln(os.Stderr)
 	}
 	return err
+}
+
+func (cp *copier) addLink(l pendingLink) {
+	cp.mu.Lock()
+	cp.links = append(cp.links, l)
+	cp.mu.Unlock()
+}
+
+// linkAll links the stored files, directory by directory in batches.
+func (cp *copier) linkAll() error {
+	type key struct{ root, path string }
+	var order []key
+	byDir := map[key][]pendingLink{}
+	for _, l := range cp.links {
+		k := key{l.dir.Root, l.dir.Path}
+		if _, ok := byDir[k]; !ok {
+			order = append(order, k)
+		}
+		byDir[k] = append(byDir[k], l)
+	}
+	for _, k := range order {
+		ls := byDir[k]
+		for len(ls) > 0 {
+			batch := ls[:min(len(ls), linkBatch)]
+			ls = ls[len(batch):]
+			m := make(map[string]string, len(batch))
+			for _, l := range batch {
+				m[l.name] = l.cap
+			}
+			err := cp.c.LinkMany(cp.ctx, k.root, k.path, m)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, vdrive.ErrExist) {
+				return fsError("cp: link in", batch[0].dir.String(), err)
+			}
+			// Some names exist: link one by one, replacing files.
+			for _, l := range batch {
+				_, err := cp.c.Link(cp.ctx, l.dir.Root, l.dir.Join(l.name).Path, l.cap)
+				if errors.Is(err, vdrive.ErrExist) {
+					err = l.replace()
+				}
+				if err != nil {
+					return fsError("cp", l.dir.Join(l.name).String(), err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// parentOf splits a grid path into its directory and name.
+func parentOf(a aliases.Arg) (aliases.Arg, string) {
+	d := a
+	d.Path = path.Dir(a.Path)
+	d.Trailing = false
+	return d, path.Base(a.Path)
 }
 
 func baseOf(a aliases.Arg) string {
@@ -672,13 +755,29 @@ func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 			return fmt.Errorf("cp: %w", err)
 		}
 		defer f.Close()
-		var mtime time.Time
+		write := func(r io.Reader, mtime time.Time) error {
+			if _, err := cp.c.Write(cp.ctx, dst.Root, dst.Path, r, st.Size(), mtime); err != nil {
+				return fsError("cp", src+" to "+dst.String(), err)
+			}
+			return nil
+		}
 		if fsFlags.preserve {
-			mtime = st.ModTime()
+			// Stored, linked and given its time one file at a time.
+			return write(cp.progress(f), st.ModTime())
 		}
-		if _, err := cp.c.Write(cp.ctx, dst.Root, dst.Path, cp.progress(f), st.Size(), mtime); err != nil {
-			return fsError("cp", src+" to "+dst.String(), err)
+		c, err := cp.c.Put(cp.ctx, cp.progress(f), st.Size())
+		if err != nil {
+			return apiError("cp "+src, err)
 		}
+		dir, name := parentOf(dst)
+		cp.addLink(pendingLink{dir: dir, name: name, cap: c, replace: func() error {
+			f, err := os.Open(src)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return write(f, time.Time{}) // the same bytes give the same cap
+		}})
 		return nil
 	}})
 }
@@ -735,29 +834,24 @@ func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool) error 
 }
 
 func (cp *copier) addFromGrid(src aliases.Arg, e api.Entry, dst aliases.Arg) {
-	if e.Size > 0 {
-		cp.total += e.Size
-	}
 	if dst.IsGrid() {
 		// Grid to grid: a file is its cap; link it, no bytes move.
-		cp.files = append(cp.files, fileJob{run: func() error {
-			link := e.ReadCap
-			if e.WriteCap != "" {
-				link = e.WriteCap
+		link := e.ReadCap
+		if e.WriteCap != "" {
+			link = e.WriteCap
+		}
+		dir, name := parentOf(dst)
+		cp.addLink(pendingLink{dir: dir, name: name, cap: link, replace: func() error {
+			if err := cp.c.Remove(cp.ctx, dst.Root, dst.Path, false); err != nil && !errors.Is(err, vdrive.ErrNotExist) {
+				return err
 			}
-			err := cp.c.Remove(cp.ctx, dst.Root, dst.Path, false)
-			if err != nil && !errors.Is(err, vdrive.ErrNotExist) {
-				return fsError("cp", dst.String(), err)
-			}
-			if _, err := cp.c.Link(cp.ctx, dst.Root, dst.Path, link); err != nil {
-				return fsError("cp", dst.String(), err)
-			}
-			if cp.bar != nil && e.Size > 0 {
-				cp.bar.Add64(e.Size)
-			}
-			return nil
+			_, err := cp.c.Link(cp.ctx, dst.Root, dst.Path, link)
+			return err
 		}})
 		return
+	}
+	if e.Size > 0 {
+		cp.total += e.Size
 	}
 	cp.files = append(cp.files, fileJob{run: func() error {
 		return cp.download(src, e, dst.Local)
@@ -770,9 +864,14 @@ func (cp *copier) download(src aliases.Arg, e api.Entry, out string) error {
 	var body io.ReadCloser
 	var size int64
 	var err error
-	if src.Path == "/" && !isDirCap(src.Root) {
+	switch {
+	case src.Path == "/" && !isDirCap(src.Root):
 		body, size, err = cp.c.Get(cp.ctx, src.Root)
-	} else {
+	case strings.HasPrefix(e.ReadCap, "tarn:chk:"), strings.HasPrefix(e.ReadCap, "tarn:lit:"):
+		// An immutable file read by the cap its listing gave: no
+		// directory is read again on the way.
+		body, size, err = cp.c.Get(cp.ctx, e.ReadCap)
+	default:
 		body, size, err = cp.c.Read(cp.ctx, src.Root, src.Path, 0, -1)
 	}
 	if err != nil {

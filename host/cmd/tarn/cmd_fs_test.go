@@ -180,6 +180,19 @@ func TestFSCommands(t *testing.T) {
 		if !st.ModTime().Equal(bt.ModTime()) {
 			t.Errorf("mtime %v came back as %v", st.ModTime(), bt.ModTime())
 		}
+		// Without -p: stored jobs at a time, linked per directory.
+		must("mkdir", "dev:plain")
+		must("cp", "-r", src, "dev:plain")
+		back3 := filepath.Join(root, "back3")
+		must("cp", "-r", "dev:plain/src tree", back3)
+		sameTree(t, src, back3)
+		// Again over the same names, one file changed: replaced.
+		os.WriteFile(filepath.Join(src, "top.txt"), []byte("changed\n"), 0o644)
+		must("cp", "-r", src, "dev:plain")
+		if got := must("cat", "dev:plain/src tree/top.txt"); got != "changed\n" {
+			t.Errorf("cp over an existing file left %q", got)
+		}
+		os.WriteFile(filepath.Join(src, "top.txt"), []byte("top\n"), 0o644)
 		// The grid copy of a grid tree links caps: same listing.
 		must("cp", "-r", "dev:src tree", "dev:copy")
 		back2 := filepath.Join(root, "back2")
@@ -372,24 +385,17 @@ func TestFSCommands(t *testing.T) {
 		must := mustFor(t)
 		other := joinClient(t, bin, root, d)
 		must("mkdir", "dev:shared")
+		// One tarn mkdir per client with 200 paths: 200 directory
+		// changes each, the two clients at once.
 		const per = 200
-		jobs := os.Getenv("TARN_TEST_CP_JOBS")
-		if jobs == "" {
-			jobs = "1"
-		}
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		t0 := time.Now()
 		for i, nd := range []string{clientDir, other} {
-			src := filepath.Join(root, fmt.Sprintf("many-%d", i))
-			os.MkdirAll(src, 0o755)
-			args := []string{"cp", "--node", nd, "--jobs", jobs}
+			args := []string{"mkdir", "--node", nd}
 			for j := range per {
-				f := filepath.Join(src, fmt.Sprintf("c%d-%03d.txt", i, j))
-				os.WriteFile(f, []byte(fmt.Sprintf("client %d entry %d\n", i, j)), 0o644)
-				args = append(args, f)
+				args = append(args, fmt.Sprintf("dev:shared/c%d-%03d", i, j))
 			}
-			args = append(args, "dev:shared/")
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -415,7 +421,7 @@ func TestFSCommands(t *testing.T) {
 			want := make([]string, 0, 2*per)
 			for i := range 2 {
 				for j := range per {
-					want = append(want, fmt.Sprintf("c%d-%03d.txt", i, j))
+					want = append(want, fmt.Sprintf("c%d-%03d", i, j))
 				}
 			}
 			sort.Strings(names)
@@ -423,8 +429,10 @@ func TestFSCommands(t *testing.T) {
 				t.Errorf("node %s: the names differ from the ones added", filepath.Base(nd))
 			}
 		}
-		if got := must("cat", "dev:shared/c1-199.txt"); got != "client 1 entry 199\n" {
-			t.Errorf("cat of the other client's entry: %q", got)
+		// Each entry is a directory of its own, usable from either client.
+		must("cp", filepath.Join(root, "src tree", "top.txt"), "dev:shared/c1-199/")
+		if r := runFor(t, time.Minute, bin, "cat", "dev:shared/c1-199/top.txt", "--node", other); r.stdout != "top\n" {
+			t.Errorf("cat through the other client: %q %s", r.stdout, r.stderr)
 		}
 	})
 
