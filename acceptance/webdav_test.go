@@ -81,9 +81,9 @@ func answers(url string, d time.Duration) bool {
 // startWebDAVNode adds a client node with a [[webdav]] frontend and two
 // accounts on one root (alice writes, reader only reads) to g. The root
 // file does not exist yet: the node makes the root at its first start.
-// The node runs as a real `tarn run` process when that serves WebDAV
-// (once host/node starts frontends), otherwise in-process with
-// node.StartWebDAV.
+// The node runs as a real `tarn run` process, which serves WebDAV; a
+// binary whose node does not start frontends falls back to an in-process
+// node and node.StartWebDAV (and the log says which ran).
 func startWebDAVNode(t testing.TB, g *Grid) *davTarget {
 	t.Helper()
 	n := g.addClient(t, "davclient", GridOptions{NoRun: true})
