@@ -22,6 +22,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/tarnfs/tarn/host/aliases"
 	"github.com/tarnfs/tarn/host/api"
@@ -602,13 +603,34 @@ func (cp *copier) linkAll() error {
 			if !errors.Is(err, vdrive.ErrExist) {
 				return fsError("cp: link in", batch[0].dir.String(), err)
 			}
-			// Some names exist: link one by one, replacing files.
+			// Some names exist: link the new ones in one change, then
+			// replace the others one by one.
+			have := map[string]string{}
+			if err := cp.c.List(cp.ctx, k.root, k.path, func(e api.Entry) error {
+				have[e.Name] = e.ReadCap
+				return nil
+			}); err != nil {
+				return fsError("cp: list", batch[0].dir.String(), err)
+			}
+			fresh := map[string]string{}
+			var old []pendingLink
 			for _, l := range batch {
-				_, err := cp.c.Link(cp.ctx, l.dir.Root, l.dir.Join(l.name).Path, l.cap)
-				if errors.Is(err, vdrive.ErrExist) {
-					err = l.replace()
+				if c, ok := have[norm.NFC.String(l.name)]; ok {
+					// The same cap there is the same file: nothing to do.
+					if c != l.cap {
+						old = append(old, l)
+					}
+				} else {
+					fresh[l.name] = l.cap
 				}
-				if err != nil {
+			}
+			if len(fresh) > 0 {
+				if err := cp.c.LinkMany(cp.ctx, k.root, k.path, fresh); err != nil {
+					return fsError("cp: link in", batch[0].dir.String(), err)
+				}
+			}
+			for _, l := range old {
+				if err := l.replace(); err != nil {
 					return fsError("cp", l.dir.Join(l.name).String(), err)
 				}
 			}
