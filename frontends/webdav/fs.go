@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/net/webdav"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/tarnfs/tarn/host/vdrive"
 )
@@ -67,11 +68,14 @@ func cacheOf(ctx context.Context) *statCache {
 }
 
 // clean is the canonical form of a WebDAV name ("/" for the root).
+// clean is the canonical form of a WebDAV name: "/"-rooted, cleaned, in
+// Unicode NFC as vdrive keeps names, so a lock taken on a decomposed name
+// (macOS sends NFD) covers the composed one.
 func clean(name string) string {
 	if name == "" {
 		return "/"
 	}
-	return path.Clean("/" + name)
+	return norm.NFC.String(path.Clean("/" + name))
 }
 
 func (fsys *fileSystem) stat(ctx context.Context, name string) (*vdrive.Info, error) {

@@ -27,7 +27,9 @@ func TestLitmus(t *testing.T) {
 	e := newEnv(t, envOpts{quota: func(context.Context) (Quota, error) { return Quota{Available: 1 << 40, Used: 1 << 20}, nil }})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, bin, "-k", e.url, "alice", alicePW).CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, "-k", e.url, "alice", alicePW)
+	cmd.Dir = t.TempDir() // litmus writes debug.log and child.log there
+	out, _ := cmd.CombinedOutput()
 	t.Logf("litmus output:\n%s", out)
 	m := suiteLine.FindAllStringSubmatch(string(out), -1)
 	if len(m) < 5 {

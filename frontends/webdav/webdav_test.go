@@ -631,3 +631,23 @@ func TestIndex(t *testing.T) {
 		t.Fatalf("HEAD of a collection: %q, length %q", h.body, h.header.Get("Content-Length"))
 	}
 }
+
+// TestUnicodeForms: a name sent decomposed (NFD, as macOS does) and
+// composed (NFC) is one resource: one file, and a lock on one form holds
+// for the other.
+func TestUnicodeForms(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	nfc, nfd := "/caf%C3%A9.txt", "/cafe%CC%81.txt" // "café" both ways
+	e.must(t, http.StatusCreated, "PUT", nfd, nil, "one")
+	if g := e.must(t, http.StatusOK, "GET", nfc, nil, ""); g.body != "one" {
+		t.Fatalf("NFC name reads %q", g.body)
+	}
+	lock := `<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>`
+	e.must(t, http.StatusOK, "LOCK", nfd, nil, lock)
+	e.must(t, 423, "PUT", nfc, nil, "two")
+	e.must(t, 423, "DELETE", nfc, nil, "")
+	r := e.must(t, 207, "PROPFIND", "/", map[string]string{"Depth": "1"}, "")
+	if got := strings.Join(hrefs(t, r.body), " "); got != "/ /caf%C3%A9.txt" {
+		t.Fatalf("listing %q: want one file, named in NFC", got)
+	}
+}
