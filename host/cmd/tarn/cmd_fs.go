@@ -432,10 +432,7 @@ func init() {
 	cpCmd.Flags().BoolVarP(&fsFlags.recursive, "recursive", "r", false, "copy directories with what they hold")
 	cpCmd.Flags().BoolVarP(&fsFlags.quiet, "quiet", "q", false, "no progress bar")
 	// Files are stored jobs at a time, then linked one directory change
-	// per directory. With -p each file is linked on its own; keep -j 1
-	// then: with several changes to one directory at once through one
-	// node, the grid client (as of this writing) fails some with "older
-	// than a version already seen" (ErrRollback).
+	// per directory (with -p, each file on its own).
 	cpCmd.Flags().IntVarP(&fsFlags.jobs, "jobs", "j", 4, "files transferred at once")
 	cpCmd.Flags().BoolVarP(&fsFlags.preserve, "preserve", "p", false, "keep modification times (one more directory change per file uploaded)")
 }
@@ -472,11 +469,7 @@ modification times are kept both ways. A progress bar shows on a terminal.`,
 		}
 		ctx, stop := cliContext()
 		defer stop()
-		jobs := max(1, fsFlags.jobs)
-		if fsFlags.preserve && !cmd.Flags().Changed("jobs") {
-			jobs = 1 // see the -j flag
-		}
-		cp := &copier{c: c, ctx: ctx, recursive: fsFlags.recursive, jobs: jobs}
+		cp := &copier{c: c, ctx: ctx, recursive: fsFlags.recursive, jobs: max(1, fsFlags.jobs)}
 		return cp.run(srcs, dst)
 	},
 }
