@@ -462,14 +462,14 @@ func TestIntroducerRestart(t *testing.T) {
 	}
 	intro.start()
 	deadline := time.Now().Add(10 * time.Second)
-	for intro.svc.Stats().Held != 2 {
+	// The service records an announcement before the publisher counts
+	// it as published: wait for both.
+	for intro.svc.Stats().Held != 2 || a.pub.Published() < 2 || b.pub.Published() < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("restarted introducer holds %d records; publishers did not re-announce", intro.svc.Stats().Held)
+			t.Fatalf("restarted introducer holds %d records, published %d and %d times; publishers did not re-announce",
+				intro.svc.Stats().Held, a.pub.Published(), b.pub.Published())
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if a.pub.Published() < 2 || b.pub.Published() < 2 {
-		t.Fatalf("published %d and %d times", a.pub.Published(), b.pub.Published())
 	}
 	// The subscriber is back: a new server and an update reach it.
 	c := startPublisher(t, intro, "g", nil)
