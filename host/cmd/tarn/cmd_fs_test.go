@@ -6,7 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,6 +277,42 @@ func TestFSCommands(t *testing.T) {
 		oneLine(t, runFor(t, time.Minute, bin, "mkdir", "dev:copy-ro/new", "--node", clientDir), "read-only")
 		if got := must("cat", "dev:copy-ro/top.txt"); got != "top\n" {
 			t.Errorf("cat through a read cap: %q", got)
+		}
+	})
+
+	t.Run("webdav serves the dev root", func(t *testing.T) {
+		must := mustFor(t)
+		w := d.ep.WebDAV
+		if w == nil {
+			t.Skip("the client runs no WebDAV frontend")
+		}
+		f := filepath.Join(root, "dav.txt")
+		os.WriteFile(f, []byte("top\n"), 0o644)
+		must("put", f, "dev:dav.txt")
+		do := func(method, user, pw, name string, body io.Reader) (int, string) {
+			req, _ := http.NewRequest(method, w.URL+url.PathEscape(name), body)
+			req.SetBasicAuth(user, pw)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, body := do("GET", w.User, w.Password, "dav.txt", nil); code != 200 || body != "top\n" {
+			t.Errorf("webdav GET of a file cp put: %d %q", code, body)
+		}
+		if code, _ := do("PUT", w.User, w.Password, "from dav.txt", strings.NewReader("dav\n")); code != 201 && code != 204 {
+			t.Errorf("webdav PUT as dev: %d", code)
+		} else if got := must("cat", "dev:from dav.txt"); got != "dav\n" {
+			t.Errorf("cat of a file put over webdav: %q", got)
+		}
+		if code, _ := do("PUT", w.ReadOnlyUser, w.ReadOnlyPassword, "ro.txt", strings.NewReader("x")); code != 403 {
+			t.Errorf("webdav PUT as the read-only account: %d, want 403", code)
+		}
+		if code, _ := do("GET", w.User, "wrong", "dav.txt", nil); code != 401 {
+			t.Errorf("webdav GET with a wrong password: %d, want 401", code)
 		}
 	})
 
