@@ -9,9 +9,11 @@ package grid
 //   - A read asks every home, keeps the shares that verify, and takes the
 //     highest version that has K shares; it sweeps every server for every
 //     share number when that is not enough or older than a version seen.
-//   - A modify reads, applies the caller's function to the content, and
-//     writes version max+1 to every home with test-and-set on the token it
-//     read, the lowest share first (the lead) and the others after it. Any
+//   - A modify reads (always sweeping), applies the caller's function to
+//     the content, and writes version max+1 to every home with test-and-set
+//     on the token it read, the lowest share first (the lead) and the others
+//     after it, and to every slot off the homes that held an older share
+//     (another client's ring may put homes there). Any
 //     conflict means another writer got in: it re-reads and applies the
 //     function again, after a random back-off, so no update is lost.
 
@@ -487,6 +489,7 @@ type slotMap struct {
 	pkh      [cap.PublicKeyHashSize]byte
 	ring     []Server
 	home     map[int]*slotEntry
+	offHome  []*slotEntry // slots off the homes that hold a good share
 	versions map[[tagged.Size]byte]*versionSet
 	maxSeq   uint64
 	answered int   // slots that answered (found or not found)
@@ -564,7 +567,10 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		if err != nil {
 			return nil, nil, fmt.Errorf("mutable file %s: seen versions: %w", si, err)
 		}
-		sm, err := c.readMap(ctx, si, pkh, false)
+		// A writer sweeps every server: shares of older versions off
+		// its homes (homes on another client's ring) are found, and
+		// publish brings them up to date too.
+		sm, err := c.readMap(ctx, si, pkh, forWrite)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -752,6 +758,8 @@ func (c *Client) readSlots(ctx context.Context, sm *slotMap, entries []*slotEntr
 			defer sm.mu.Unlock()
 			if home {
 				sm.home[e.num] = e
+			} else if e.share != nil {
+				sm.offHome = append(sm.offHome, e)
 			}
 			if e.err == nil {
 				sm.answered++
@@ -827,8 +835,12 @@ func (c *Client) advise(srv Server, ref storage.Ref, reason string) {
 // publish writes version v to the homes in sm with test-and-set on the
 // tokens read: the lowest share first, so that of two writers that read
 // the same version one loses before writing anything, then the others in
-// parallel. It fails with errConflict if any write lost a race, and with
-// ErrNotHappy if fewer than min(max(K, H), N) shares were written.
+// parallel. Slots off the homes that hold a share of another version (a
+// home on the ring of a client that knows other servers) get v's share
+// too, so that such a client does not go on reading the old version
+// there; only home writes count towards happiness. It fails with
+// errConflict if any write lost a race, and with ErrNotHappy if fewer than
+// min(max(K, H), N) shares were written to homes.
 func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) error {
 	m := c.mut()
 	h := v.Header
@@ -850,7 +862,7 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 		mu                  sync.Mutex
 		written, conflicted int
 	)
-	write := func(e *slotEntry) {
+	write := func(e *slotEntry, home bool) {
 		ref := storage.Ref{Index: sm.si, Num: uint32(e.num)}
 		var tok string
 		err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) (err error) {
@@ -862,11 +874,15 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 		switch {
 		case err == nil:
 			e.token = tok
-			written++
+			if home {
+				written++
+			}
 			c.stats.bytesUp.Add(int64(len(v.Shares[e.num])))
 		case errors.Is(err, storage.ErrConflict):
 			m.conflicts.Add(1)
 			conflicted++
+		case !home:
+			c.log.Warn("mutable share update off its home failed", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", err)
 		default:
 			if errors.Is(err, nodelink.ErrNotMember) {
 				m.refused.Add(1)
@@ -883,19 +899,25 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 	for len(todo) > 0 && written == 0 {
 		e := todo[0]
 		todo = todo[1:]
-		write(e)
+		write(e, true)
 		if conflicted > 0 {
 			return fmt.Errorf("version %d share %d: %w", h.Seq, e.num, errConflict)
 		}
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.cfg.Parallel)
-	for _, e := range todo {
+	var stale []*slotEntry
+	for _, e := range sm.offHome {
+		if e.num < h.N && e.share.Header.ID() != v.Header.ID() {
+			stale = append(stale, e)
+		}
+	}
+	for i, e := range slices.Concat(todo, stale) {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			write(e)
+			write(e, i < len(todo))
 		}()
 	}
 	wg.Wait()
