@@ -249,7 +249,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	gridSecret, err := nodelink.LoadGridSecret(p.Grid.SecretFile)
+	gridSecret, err := identity.LoadSecret(p.Grid.SecretFile)
 	if err != nil {
 		return fmt.Errorf("grid.secret_file: %w", err)
 	}
