@@ -44,6 +44,7 @@ type devGrid struct {
 	exited chan struct{} // closed when the dev process has exited
 	log    *os.File
 	ep     endpoints
+	front  frontendEndpoints // the WebDAV and SFTP frontends, when running
 	api    *apiClient
 	shares struct{ K, H, N int }
 	pid    int           // the client node's
@@ -78,6 +79,7 @@ func startGrid(ctx context.Context, bin, dir string, n int) (_ *devGrid, err err
 	for {
 		b, rerr := os.ReadFile(epPath)
 		if rerr == nil && json.Unmarshal(b, &g.ep) == nil && g.ep.Client.APIURL != "" {
+			json.Unmarshal(b, &g.front)
 			break
 		}
 		if err := g.wait(ctx, deadline, "its endpoints.json"); err != nil {
@@ -263,6 +265,12 @@ func measureE2Ehook(ctx context.Context, r *Report, bin, tmp string, o e2eOption
 	}
 
 	if err := bigFile(ctx, r, g, tmp, o.bigFile); err != nil {
+		return err
+	}
+	if err := webdavBig(ctx, r, g, o.bigFile); err != nil {
+		return err
+	}
+	if err := sftpBig(ctx, r, g, o.bigFile); err != nil {
 		return err
 	}
 	if err := smallFilesCLI(ctx, r, g, tmp, o.smallFiles); err != nil {
