@@ -31,6 +31,7 @@ acceptance: build ## end-to-end tests: real tarn processes and real clients
 bench: build ## ceilings, codec plugin paths and end-to-end figures as ratios to this machine's limits (bench/results.json; BENCHFLAGS=-quick for ~1 min)
 	$(GO) run ./acceptance/cmd/tarnbench -tarn $(BIN) -out bench/results.json $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench Pipeline -benchtime 5x -count=1 ./host/chk
+	$(GO) test -run '^$$' -bench 'BigDirectory|AddOne' -benchtime 3x -count=1 ./host/vdrive
 
 bench-go: ## every Go benchmark of the tree (slow; per-package detail)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./sdk/... ./plugins/... ./host/...
