@@ -15,7 +15,7 @@ import (
 
 // Lease is one owner's claim on a storage index: the SHA-256 of the secret
 // the owner renews with, and when the claim runs out. A storage index with
-// no unexpired lease may be garbage-collected (by a crawler not yet built).
+// no unexpired lease may be garbage-collected by the lease crawler (crawler.go).
 type Lease struct {
 	OwnerHash [sha256.Size]byte
 	Expires   time.Time
@@ -28,6 +28,7 @@ type Lease struct {
 type leaseStore interface {
 	put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error
 	list(index [storage.StorageIndexSize]byte) ([]Lease, error)
+	remove(index [storage.StorageIndexSize]byte) error // every lease of index
 	close() error
 }
 
@@ -80,6 +81,18 @@ func (b *boltLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error)
 	return out, err
 }
 
+func (b *boltLeases) remove(index [storage.StorageIndexSize]byte) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(leaseBucket).Cursor()
+		for k, _ := c.Seek(index[:]); k != nil && len(k) >= storage.StorageIndexSize && string(k[:storage.StorageIndexSize]) == string(index[:]); k, _ = c.Seek(index[:]) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func (b *boltLeases) close() error { return b.db.Close() }
 
 type memLeases struct {
@@ -105,6 +118,13 @@ func (m *memLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) 
 		out = append(out, Lease{OwnerHash: o, Expires: e})
 	}
 	return out, nil
+}
+
+func (m *memLeases) remove(index [storage.StorageIndexSize]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, index)
+	return nil
 }
 
 func (m *memLeases) close() error { return nil }

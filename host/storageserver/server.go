@@ -82,6 +82,14 @@ type Config struct {
 	IdleTimeout time.Duration
 	// LeaseDuration is how long a lease lasts from its last renewal.
 	LeaseDuration time.Duration
+	// GC turns on the lease crawler (crawler.go): shares whose leases
+	// have all expired are removed. Off by default, as in Tahoe-LAFS.
+	GC bool
+	// CrawlInterval is the time between crawler passes (default
+	// DefaultCrawlInterval); CrawlPause its pause after each storage index
+	// (default DefaultCrawlPause), which keeps it from starving requests.
+	CrawlInterval time.Duration
+	CrawlPause    time.Duration
 	// LeasePath is the bbolt file that keeps leases; "" keeps them in
 	// memory only.
 	LeasePath string
@@ -131,6 +139,10 @@ type Server struct {
 	sealed, aborted, idleAborted, advice, removed atomic.Int64
 	verifying                                     chan struct{} // one advised share checked at a time
 
+	gcMu    sync.RWMutex // the crawler's removals (write) against Allocate and RenewLease (read)
+	crawlMu sync.Mutex
+	crawl   CrawlStats
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -179,6 +191,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Software == "" {
 		cfg.Software = "tarn"
 	}
+	if cfg.CrawlInterval <= 0 {
+		cfg.CrawlInterval = DefaultCrawlInterval
+	}
+	if cfg.CrawlPause <= 0 {
+		cfg.CrawlPause = DefaultCrawlPause
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -204,6 +222,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go s.reap()
+	if cfg.GC {
+		s.wg.Add(1)
+		go s.crawler()
+	}
 	return s, nil
 }
 
@@ -355,6 +377,8 @@ func (s *Server) Allocate(ctx context.Context, req *pb.AllocateRequest) (*pb.All
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "%s: %v", obj, err)
 	}
+	s.gcMu.RLock() // what we find here keeps existing until its lease is added
+	defer s.gcMu.RUnlock()
 
 	have, err := s.cfg.Backend.List(ctx, index)
 	if err != nil {
@@ -786,6 +810,8 @@ func (s *Server) RenewLease(ctx context.Context, req *pb.RenewLeaseRequest) (*pb
 	if err := checkLeaseSecret(req.LeaseSecret); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", obj, err)
 	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	nums, err := s.cfg.Backend.List(ctx, index)
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%s: %w", obj, err))
