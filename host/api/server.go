@@ -254,6 +254,17 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	rd := &errReaderAt{r: f}
 	cw := &countingWriter{w: w}
 	if wt, ok := f.(io.WriterTo); ok && plainGet(r) {
+		// Read (and so verify) the first segment before the status line
+		// goes out: a file that cannot be read at all gets an error that
+		// says why, not a 200 with an empty body.
+		if f.Size() > 0 {
+			var probe [1]byte
+			if _, err := f.ReadAt(probe[:], 0); err != nil && err != io.EOF {
+				s.failures.Add(1)
+				s.fail(w, r, "download", err)
+				return
+			}
+		}
 		// A whole-file read: stream segment by segment, which the file
 		// does faster than ServeContent's small ReadAt calls.
 		w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
