@@ -123,6 +123,20 @@ func runPluginList(ctx context.Context, out, errOut io.Writer, dir string, asJSO
 	if err != nil {
 		return fmt.Errorf("plugin list: %s: %w", p.File, err)
 	}
+	// A running node's own plugins are what an operator asks about.
+	if in := runningNode(p.Dir); in != nil {
+		rows, err := runningPlugins(ctx, in, specs)
+		if err != nil {
+			return fmt.Errorf("plugin list: %w", err)
+		}
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rows)
+		}
+		writePluginTable(out, rows)
+		return nil
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "tarn", Level: hclog.Warn, Output: errOut})
 	var rows []pluginRow
 	failed := 0
