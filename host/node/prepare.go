@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/atomicfile"
 	"io/fs"
 	"os"
 
@@ -66,5 +67,5 @@ func WriteProfile(p *conf.Profile) error {
 	if err := p.Encode(&b); err != nil {
 		return err
 	}
-	return writeFileAtomic(p.File, b.Bytes(), 0o644)
+	return atomicfile.WriteFile(p.File, b.Bytes(), 0o644)
 }

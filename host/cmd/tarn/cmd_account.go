@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/atomicfile"
 	"io"
 	"net"
 	"os"
@@ -119,7 +120,7 @@ func writeSecretFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b, 0o600)
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 var accountAddCmd = &cobra.Command{

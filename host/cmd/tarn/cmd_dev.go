@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/atomicfile"
 	"io"
 	"net"
 	"os"
@@ -265,7 +266,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	}
 	b, _ := json.MarshalIndent(ep, "", "  ")
 	epPath := filepath.Join(dir, EndpointsFile)
-	if err := writeFileAtomic(epPath, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(epPath, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("dev: write %s: %w", epPath, err)
 	}
 	defer os.Remove(epPath)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -124,7 +125,7 @@ func runInit(out io.Writer, dir string) error {
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	if err := writeFileAtomic(profile, text, 0o644); err != nil {
+	if err := atomicfile.WriteFile(profile, text, 0o644); err != nil {
 		return fmt.Errorf("init: write %s: %w", profile, err)
 	}
 	p, err := conf.Load(profile)
@@ -186,31 +187,6 @@ func ensureSecret(path string, want []byte) (bool, error) {
 		_, err := identity.CreateSecret(path)
 		return true, err
 	}
-}
-
-// writeFileAtomic writes a whole file or nothing: temp file, sync, rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func oneOfStrings(s string, set []string) bool {
