@@ -42,7 +42,7 @@ const (
 // fsys is one SFTP session's view of an account's drive: the handlers of
 // pkg/sftp's request server.
 type fsys struct {
-	d       retryDrive
+	d       *vdrive.Drive
 	ro      bool
 	account string
 	ctx     context.Context // the session's: uploads run under it
@@ -524,9 +524,7 @@ func (h *writeHandle) upload() error {
 		return h.setMeta(ctx, mode, mtime)
 	}
 	start := time.Now()
-	// The whole upload is tried again after a transient refusal of the
-	// link (the spool still holds the content).
-	err := retry(ctx, func() error {
+	err := func() error {
 		w, err := h.s.d.Create(ctx, h.path)
 		if err != nil {
 			return err
@@ -536,7 +534,7 @@ func (h *writeHandle) upload() error {
 			return fmt.Errorf("upload: %w", err)
 		}
 		return w.Close()
-	})
+	}()
 	if err != nil {
 		h.s.log.Warn("upload failed", "path", h.path, "error", err)
 		return toStatus("close", h.path, err)

@@ -455,7 +455,7 @@ func (c chanRW) Read(p []byte) (int, error) {
 
 func (ss *session) fsys() *fsys {
 	return &fsys{
-		d: retryDrive{ss.drive}, ro: ss.acct.ReadOnly || ss.drive.ReadOnly(), account: ss.acct.Name,
+		d: ss.drive, ro: ss.acct.ReadOnly || ss.drive.ReadOnly(), account: ss.acct.Name,
 		ctx: ss.ctx, spool: ss.s.cfg.TempDir, space: ss.s.cfg.Space, log: ss.log,
 		busy: ss.act.begin, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 	}
