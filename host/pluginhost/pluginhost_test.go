@@ -108,7 +108,7 @@ func TestCodecKilledMidCallRestarts(t *testing.T) {
 				kills++
 				failed = killUnderCalls(t, c, pid, seg)
 			}
-			if failed == 0 {
+			if failed == 0 && !raceEnabled { // asserted in the plain run of make test
 				t.Fatalf("no call failed although the plugin was killed under them %d times", kills)
 			}
 

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pluginhost_test
+
+const raceEnabled = false
