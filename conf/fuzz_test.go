@@ -57,6 +57,9 @@ func FuzzKeyLines(f *testing.F) {
 			}
 		}
 	}
+	// Found by the fuzzer: TOML 1.1 escapes (\e, \xHH) and control
+	// characters in quoted keys must give the same path the decoder reports.
+	f.Add("\"\\e\" = 1\n\"\\x01\\u00e9\\U0001F600\" = 2\n")
 	f.Add("a.'b c'.\"d\\\"e\" = [ {x = 1}, {y = '''z'''} ]\n[[t]]\n[t.u]\nv = 1979-05-27T07:32:00Z # c\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		var doc map[string]any

@@ -2,6 +2,9 @@ package conf
 
 import (
 	"sort"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
 	"strconv"
 	"strings"
 )
@@ -17,10 +20,9 @@ import (
 
 // joinKey appends one key segment to a path, quoting it as TOML would.
 func joinKey(path, key string) string {
-	q := key
-	if !isBare(key) {
-		q = strconv.Quote(key)
-	}
+	// Quote exactly as the toml package prints keys (toml.Key.String), so
+	// paths built here match the paths the decoder reports.
+	q := toml.Key{key}.String()
 	if path == "" {
 		return q
 	}
@@ -187,11 +189,7 @@ func (s *scanner) keys() []string {
 		switch c := s.peek(); {
 		case c == '"':
 			raw := s.basicString()
-			k, err := strconv.Unquote(raw)
-			if err != nil {
-				k = strings.Trim(raw, `"`)
-			}
-			keys = append(keys, k)
+			keys = append(keys, unescapeBasic(strings.TrimSuffix(strings.TrimPrefix(raw, `"`), `"`)))
 		case c == '\'':
 			keys = append(keys, strings.Trim(s.literalString(), "'"))
 		default:
@@ -343,4 +341,38 @@ func (s *scanner) literalString() string {
 	}
 	s.i += 1 + end + 1
 	return s.src[start:s.i]
+}
+
+// unescapeBasic decodes the escapes of a TOML basic string: the TOML 1.0
+// set plus \e and \xHH from TOML 1.1, which the toml package accepts. An
+// escape it does not know is kept as written (the parser has refused such a
+// document already).
+func unescapeBasic(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	simple := map[byte]byte{'b': '\b', 't': '\t', 'n': '\n', 'f': '\f', 'r': '\r', '"': '"', '\\': '\\', 'e': 0x1b}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		if c, ok := simple[s[i]]; ok {
+			b.WriteByte(c)
+			continue
+		}
+		width := map[byte]int{'x': 2, 'u': 4, 'U': 8}[s[i]]
+		if width > 0 && i+width < len(s) {
+			if r, err := strconv.ParseUint(s[i+1:i+1+width], 16, 32); err == nil && utf8.ValidRune(rune(r)) {
+				b.WriteRune(rune(r))
+				i += width
+				continue
+			}
+		}
+		b.WriteByte('\\')
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
