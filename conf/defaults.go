@@ -32,6 +32,8 @@ func defaultProfile() *Profile {
 		Storage: Storage{
 			Listen:        []string{DefaultStorageListen},
 			ReservedSpace: DefaultReservedSpace,
+			LeaseDuration: Duration(31 * 24 * time.Hour),
+			GCInterval:    Duration(time.Hour),
 		},
 		Client: Client{
 			Shares:        Shares{K: 3, H: 7, N: 10},

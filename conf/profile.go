@@ -74,6 +74,9 @@ type Storage struct {
 	Listen        []string `toml:"listen"`
 	Announce      []string `toml:"announce"`
 	ReservedSpace Size     `toml:"reserved_space"` // refuse new shares when free space would fall below this
+	GC            bool     `toml:"gc"`             // remove shares whose leases have all expired
+	LeaseDuration Duration `toml:"lease_duration"` // how long a lease lasts from its last renewal
+	GCInterval    Duration `toml:"gc_interval"`    // time between passes of the lease crawler
 }
 
 // Client is the [client] table: the client gateway (upload, download, the

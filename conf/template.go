@@ -110,6 +110,12 @@ listen = [{{printf "%q" .StorageListen}}]
 announce = [{{if .Solo}}"tcp:127.0.0.1:3457"{{end}}]
 # Refuse new shares when free space would fall below this.
 reserved_space = "{{.Reserved}}"
+# Garbage collection: remove shares whose leases have all expired. Clients
+# renew leases with ` + "`tarn deep-check --add-lease`" + ` (every alias); leave it off
+# until every client does so well within lease_duration.
+gc = false
+lease_duration = "744h"
+gc_interval = "1h"
 
 [client]
 # Upload and download files, serve the local API, the vdrive and the

@@ -91,6 +91,8 @@ func (v *validator) validate() {
 	// is a mistake whether or not it is in use yet.
 	v.listens("introducer", p.Introducer.Enabled, p.Introducer.Listen, p.Introducer.Announce)
 	v.listens("storage", p.Storage.Enabled, p.Storage.Listen, p.Storage.Announce)
+	v.positive("storage.lease_duration", p.Storage.LeaseDuration)
+	v.positive("storage.gc_interval", p.Storage.GCInterval)
 
 	// [client]
 	v.client()

@@ -289,6 +289,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		srv, err := storageserver.New(storageserver.Config{
 			Backend: backend, GridSecret: gridSecret, Reserved: int64(p.Storage.ReservedSpace),
 			LeasePath: filepath.Join(p.Node.StateDir, "leases.db"), Software: Version, Logger: n.log,
+			GC: p.Storage.GC, LeaseDuration: time.Duration(p.Storage.LeaseDuration), CrawlInterval: time.Duration(p.Storage.GCInterval),
 			// Servers refuse slot writes not signed by the slot's key or older
 			// than what they hold.
 			ValidateSlotWrite: mutable.ValidateSlotWrite,
