@@ -11,11 +11,11 @@ import (
 
 // drive is a vdrive.Drive whose lookups (Stat, ReadDir, Open, and the
 // lookups Create makes before it starts) are tried again after a failure
-// that is none of vdrive's answers: a read racing a change of the same
-// directory can fail for a moment (the grid client may briefly see an
-// older version than one it wrote). Lookups change nothing, so trying
-// again is safe; changes are not retried here (vdrive's test-and-set
-// already runs them again on conflict).
+// that is none of vdrive's answers: a storage server that times out or a
+// link that drops mid-request. Desktop clients turn a failed PROPFIND into
+// a "folder vanished" dialog, so a short retry is worth its delay. Lookups
+// change nothing, so trying again is safe; changes are not retried here
+// (vdrive's test-and-set already runs them again on conflict).
 type drive struct{ *vdrive.Drive }
 
 // lookupTries and lookupPause pace the retries of a lookup.
