@@ -1,0 +1,462 @@
+//go:build acceptance
+
+package acceptance
+
+// Check, verify and repair against shares damaged on disk: bytes flipped,
+// a share truncated, a share deleted, a directory's slot share deleted.
+// `tarn check --verify` and `tarn deep-check --verify` must name each
+// damaged share and its server, --repair must fix all of it, and a later
+// verify must be clean; every file reads back by SHA-256.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/checker"
+)
+
+// reportIndex is the hex storage index (as the disk backend names its
+// folders) of what a check report is about, read from its verify cap.
+func reportIndex(t testing.TB, r *checker.Report) string {
+	t.Helper()
+	c, err := cap.Parse(r.Cap)
+	if err != nil {
+		t.Fatalf("parse the report's cap %q: %v", r.Cap, err)
+	}
+	var si cap.StorageIndex
+	switch v := c.(type) {
+	case cap.CHKVerify:
+		si = v.StorageIndex
+	case interface{ StorageIndex() cap.StorageIndex }:
+		si = v.StorageIndex()
+	default:
+		t.Fatalf("report cap %q (%s) has no storage index", r.Cap, c.Kind())
+	}
+	return hex.EncodeToString(si[:])
+}
+
+// nodeID is the node id a running node wrote into its node.json (the
+// server name check reports use).
+func nodeID(t testing.TB, n *Node) string {
+	t.Helper()
+	var info NodeInfo
+	b, err := os.ReadFile(filepath.Join(n.Dir, "node.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &info)
+	}
+	if err != nil || info.NodeID == "" {
+		t.Fatalf("node id of %s: %v", n.Name, err)
+	}
+	return info.NodeID
+}
+
+// checkJSON runs `tarn check --json ARGS... CAP` through the client and
+// decodes its single report.
+func (g *Grid) checkJSON(t testing.TB, n *Node, args ...string) (*checker.Report, Result) {
+	t.Helper()
+	r := tarn(t, CLI{Timeout: 3 * time.Minute}, append([]string{"check", "--json", "--node", n.Dir}, args...)...)
+	var rep checker.Report
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("tarn check --json: %v\n%v", err, r)
+	}
+	return &rep, r
+}
+
+// deepJSON runs `tarn deep-check --json ARGS...` and decodes its lines.
+func (g *Grid) deepJSON(t testing.TB, n *Node, args ...string) ([]*checker.Report, *checker.Summary, Result) {
+	t.Helper()
+	r := tarn(t, CLI{Timeout: 5 * time.Minute}, append([]string{"deep-check", "--json", "--node", n.Dir}, args...)...)
+	var reps []*checker.Report
+	var sum *checker.Summary
+	sc := bufio.NewScanner(strings.NewReader(r.Stdout))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var l struct {
+			Report  *checker.Report  `json:"report"`
+			Summary *checker.Summary `json:"summary"`
+			Error   string           `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("deep-check --json line %q: %v\n%v", sc.Text(), err, r)
+		}
+		if l.Error != "" {
+			t.Fatalf("deep-check --json error line: %s", l.Error)
+		}
+		if l.Report != nil {
+			reps = append(reps, l.Report)
+		}
+		if l.Summary != nil {
+			sum = l.Summary
+		}
+	}
+	if sum == nil {
+		t.Fatalf("deep-check --json printed no summary: %v", r)
+	}
+	return reps, sum, r
+}
+
+// damage is one share damaged on disk.
+type damage struct {
+	How    string // "flip", "truncate", "delete"
+	Share  Share
+	Server string // node id of the share's server
+}
+
+// apply damages the share file as d.How says.
+func (d damage) apply(t testing.TB, rng *rand.Rand) {
+	t.Helper()
+	switch d.How {
+	case "flip":
+		flipBytes(t, d.Share.Path, 8, rng)
+	case "truncate":
+		st, err := os.Stat(d.Share.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(d.Share.Path, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	case "delete":
+		if err := os.Remove(d.Share.Path); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("unknown damage %q", d.How)
+	}
+	t.Logf("%s share %s of %s on %s", d.How, d.Share.Num, d.Share.Index, d.Share.Node.Name)
+}
+
+// named checks that a verify report names d: a flipped or truncated share
+// is listed corrupt (or unreadable) with its server, and every damaged
+// share number is missing (no good copy anywhere).
+func (d damage) named(t testing.TB, r *checker.Report) {
+	t.Helper()
+	num, _ := strconv.Atoi(d.Share.Num)
+	if !slices.Contains(r.Missing, num) {
+		t.Errorf("%s share %d on %s: not in shares_missing %v", d.How, num, d.Share.Node.Name, r.Missing)
+	}
+	var found *checker.ShareReport
+	for i, c := range r.Corrupt {
+		if c.Share == num && c.Server == d.Server {
+			found = &r.Corrupt[i]
+		}
+	}
+	switch d.How {
+	case "delete":
+		if found != nil {
+			t.Errorf("deleted share %d on %s reported %s, want only missing", num, d.Share.Node.Name, found.State)
+		}
+		for _, s := range r.Shares {
+			if s.Share == num && s.Server == d.Server {
+				t.Errorf("deleted share %d on %s is still listed: %+v", num, d.Share.Node.Name, s)
+			}
+		}
+	default:
+		if found == nil {
+			t.Errorf("%s share %d on %s (%s) is not named among the corrupt shares %+v", d.How, num, d.Share.Node.Name, d.Server, r.Corrupt)
+			return
+		}
+		if found.State != checker.ShareCorrupt {
+			t.Errorf("%s share %d on %s is %q (%s), want %q", d.How, num, d.Share.Node.Name, found.State, found.Problem, checker.ShareCorrupt)
+		}
+		t.Logf("%s share %d on %s: %s: %s (removed by server: %v)", d.How, num, d.Share.Node.Name, found.State, found.Problem, found.Removed)
+	}
+}
+
+// clean checks that a verify report after a repair is healthy with no
+// damaged share left.
+func clean(t testing.TB, what string, r *checker.Report) {
+	t.Helper()
+	if r.Outcome != checker.Healthy || len(r.Missing) > 0 || len(r.Corrupt) > 0 || r.Good != r.Total || r.Happiness < r.HappinessWanted {
+		b, _ := json.Marshal(r)
+		t.Errorf("%s after repair: not clean: %s", what, b)
+	}
+}
+
+// repairGrid is a grid where a file survives three damaged shares: six
+// storage nodes and shares 3-of-6 (H=4).
+func repairGrid(t *testing.T) *Grid {
+	return startGrid(t, GridOptions{Manual: true, StorageNodes: 6, ServerTimeout: "5s", Edit: func(p string) string {
+		return setTOML(p, "client.shares", "n", "6")
+	}})
+}
+
+// TestVerifyRepair flips bytes in one share of a file, truncates a second
+// and deletes a third, each on another server: `tarn check --verify`
+// names each (share, server, corrupt or missing), `tarn check --repair`
+// repairs the file, a later verify is clean, and the file reads back.
+func TestVerifyRepair(t *testing.T) {
+	g := repairGrid(t)
+	ids := map[*Node]string{}
+	for _, n := range g.Storage() {
+		ids[n] = nodeID(t, n)
+	}
+	seg := segmentSize(t, g.Client)
+	size := 3*seg + 777
+	want := genHash(1700, size)
+	c := g.mustPut(t, g.Client, newGen(1700, size))
+	si := storageIndex(t, c)
+	shares := g.allShares(si)
+	if len(shares) != 6 {
+		t.Fatalf("%d shares of %s, want 6", len(shares), si)
+	}
+	rng := rand.New(rand.NewPCG(17, 1))
+	var dmg []damage
+	for i, how := range []string{"flip", "truncate", "delete"} {
+		d := damage{How: how, Share: shares[i], Server: ids[shares[i].Node]}
+		d.apply(t, rng)
+		dmg = append(dmg, d)
+	}
+
+	t.Run("check without verify lists the deleted share only", func(t *testing.T) {
+		r, res := g.checkJSON(t, g.Client, c)
+		if res.Code == 0 || r.Outcome != checker.Unhealthy {
+			t.Errorf("check: exit %d, outcome %s; want exit 1 and unhealthy", res.Code, r.Outcome)
+		}
+		if r.Found != 5 || r.Verified {
+			t.Errorf("check: %d share numbers found (verified %v), want 5 listed", r.Found, r.Verified)
+		}
+	})
+
+	t.Run("verify names each damaged share", func(t *testing.T) {
+		start := time.Now()
+		r, res := g.checkJSON(t, g.Client, "--verify", c)
+		figure(t, "check --verify of a %d KiB file with 3 of 6 shares damaged: %v", size>>10, time.Since(start).Round(time.Millisecond))
+		if res.Code != 1 {
+			t.Errorf("check --verify of a damaged file: exit %d, want 1: %v", res.Code, res)
+		}
+		if r.Outcome != checker.Unhealthy || r.Good != 3 || !r.Verified {
+			t.Errorf("check --verify: outcome %s, %d good (verified %v); want unhealthy, 3 good", r.Outcome, r.Good, r.Verified)
+		}
+		for _, d := range dmg {
+			d.named(t, r)
+		}
+		// The server told of a corrupt share checks it and removes it.
+		for _, d := range dmg {
+			if _, err := os.Stat(d.Share.Path); err == nil {
+				t.Errorf("%s share %s on %s is still on disk after the corruption advisory", d.How, d.Share.Num, d.Share.Node.Name)
+			}
+		}
+	})
+
+	t.Run("the human form names the corrupt share and its server", func(t *testing.T) {
+		c2 := g.mustPut(t, g.Client, newGen(1701, seg+3))
+		s := g.allShares(storageIndex(t, c2))[4]
+		d := damage{How: "flip", Share: s, Server: ids[s.Node]}
+		d.apply(t, rng)
+		h := tarn(t, CLI{Timeout: 3 * time.Minute}, "check", "--verify", "--node", g.Client.Dir, c2)
+		re := regexp.MustCompile(`corrupt: share ` + s.Num + ` on ` + regexp.QuoteMeta(d.Server) + `: .*\(removed by its server\)`)
+		if h.Code != 1 || !re.MatchString(h.Stdout) || !strings.Contains(h.Stdout, "missing: "+s.Num) {
+			t.Errorf("tarn check --verify: want exit 1, %q and missing: %s: %v", re, s.Num, h)
+		}
+		t.Logf("\n%s", h.Stdout)
+		h = tarn(t, CLI{Timeout: 3 * time.Minute}, "check", "--repair", "--node", g.Client.Dir, c2)
+		if h.Code != 0 || !strings.Contains(h.Stdout, ": repaired") || !strings.Contains(h.Stdout, "repair: rebuilt shares "+s.Num) {
+			t.Errorf("tarn check --repair: want exit 0, repaired, rebuilt shares %s: %v", s.Num, h)
+		}
+		t.Logf("\n%s", h.Stdout)
+	})
+
+	t.Run("repair fixes all, a later verify is clean", func(t *testing.T) {
+		start := time.Now()
+		r, res := g.checkJSON(t, g.Client, "--repair", c)
+		took := time.Since(start)
+		if res.Code != 0 || r.Outcome != checker.Repaired || r.Repair == nil {
+			t.Fatalf("check --repair: exit %d outcome %s: %v", res.Code, r.Outcome, res)
+		}
+		if len(r.Repair.Errors) > 0 || r.Repair.GoodAfter != 6 || r.Repair.HappinessAfter < 4 {
+			t.Errorf("repair: %+v; want no errors, 6 good, happiness >= 4", *r.Repair)
+		}
+		figure(t, "check --repair of a %d KiB file, 3 of 6 shares rebuilt: %v", size>>10, took.Round(time.Millisecond))
+		r, res = g.checkJSON(t, g.Client, "--verify", c)
+		if res.Code != 0 {
+			t.Errorf("check --verify after repair: exit %d", res.Code)
+		}
+		clean(t, "check --verify", r)
+		sum, n, gr := g.getHash(t, g.Client, c)
+		if gr.Code != 0 || n != size || sum != want {
+			t.Fatalf("get after repair: %d bytes %s, want %d %s: %v", n, sum, size, want, gr)
+		}
+	})
+
+	t.Run("no damaged share file left on disk", func(t *testing.T) {
+		sizes := map[int64]int{}
+		nums := map[string]bool{}
+		for _, s := range g.allShares(si) {
+			st, err := os.Stat(s.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes[st.Size()]++
+			nums[s.Num] = true
+		}
+		if len(sizes) != 1 || len(nums) != 6 {
+			t.Errorf("after repair the shares on disk have sizes %v and numbers %v; want one size, 6 numbers", sizes, nums)
+		}
+	})
+}
+
+// TestDeepCheckRepair damages a tree: bytes flipped in a share of one
+// file, a share of a second truncated, one of a third deleted, and a slot
+// share of a directory deleted. `tarn deep-check --verify` prints a line
+// per object and a summary naming them unhealthy, --repair repairs them
+// all, a later verify finds every object healthy, and every file reads
+// back.
+func TestDeepCheckRepair(t *testing.T) {
+	g := startGrid(t, GridOptions{})
+	ids := map[string]*Node{}
+	for _, n := range g.Storage() {
+		ids[nodeID(t, n)] = n
+	}
+	cl := g.Client.Dir
+	mustTarn(t, CLI{}, "create-alias", "--node", cl, "tree")
+	mustTarn(t, CLI{}, "mkdir", "--node", cl, "-p", "tree:a/b")
+	seg := segmentSize(t, g.Client)
+	files := []struct {
+		path string
+		seed uint64
+		size int64
+		how  string // damage to one of its shares; "" none
+	}{
+		{"a/flipped.bin", 1800, 2*seg + 11, "flip"},
+		{"a/b/truncated.bin", 1801, seg + 5, "truncate"},
+		{"deleted.bin", 1802, 100000, "delete"},
+		{"a/b/intact.bin", 1803, 70000, ""},
+		{"lit.txt", 1804, 20, ""},
+	}
+	tmp := t.TempDir()
+	for _, f := range files {
+		p := filepath.Join(tmp, fmt.Sprint(f.seed))
+		if err := os.WriteFile(p, genBytes(f.seed, f.size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustTarn(t, CLI{}, "put", "--node", cl, p, "tree:"+f.path)
+	}
+	rng := rand.New(rand.NewPCG(18, 1))
+	damaged := map[string]damage{} // path -> damage
+	for i, f := range files {
+		if f.how == "" {
+			continue
+		}
+		r, _ := g.checkJSON(t, g.Client, "tree:"+f.path)
+		sh := g.allShares(reportIndex(t, r))
+		if len(sh) != 5 {
+			t.Fatalf("%s: %d shares on disk, want 5", f.path, len(sh))
+		}
+		s := sh[i%len(sh)]
+		d := damage{How: f.how, Share: s, Server: nodeID(t, s.Node)}
+		d.apply(t, rng)
+		damaged["/"+f.path] = d
+	}
+	// A directory's slot share: delete a/b's on one server.
+	r, _ := g.checkJSON(t, g.Client, "tree:a/b")
+	if r.Kind != "dir" {
+		t.Fatalf("check of tree:a/b: kind %q, want dir", r.Kind)
+	}
+	dirIndex := reportIndex(t, r)
+	slotRe := regexp.MustCompile(`(^|/)slots/[0-9a-f]{2}/` + dirIndex + `/[0-9]+$`)
+	var slots []string
+	for _, n := range g.Storage() {
+		slots = append(slots, findFiles(n.Dir, func(rel string) bool { return slotRe.MatchString(filepath.ToSlash(rel)) })...)
+	}
+	if len(slots) == 0 {
+		t.Fatalf("no slot share of directory a/b (%s) on disk", dirIndex)
+	}
+	if err := os.Remove(slots[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("deleted slot share %s of directory a/b", slots[0])
+	const objects, dirs = 8, 3 // /, a, a/b and five files
+
+	t.Run("verify: a line per object, a summary, each damage named", func(t *testing.T) {
+		// JSON first: the servers remove the corrupt shares they are told
+		// of, so a second verify sees them missing.
+		start := time.Now()
+		reps, sum, res := g.deepJSON(t, g.Client, "--verify", "tree:")
+		figure(t, "deep-check --verify of %d objects, 4 damaged: %v", objects, time.Since(start).Round(time.Millisecond))
+		if res.Code != 1 {
+			t.Errorf("deep-check --verify --json of a damaged tree: exit %d, want 1", res.Code)
+		}
+		if sum.Objects != objects || sum.Unhealthy != 4 {
+			t.Errorf("deep-check --json summary %+v, want %d objects, 4 unhealthy", *sum, objects)
+		}
+		for _, rp := range reps {
+			if d, ok := damaged[rp.Path]; ok {
+				if rp.Outcome != checker.Unhealthy {
+					t.Errorf("%s: outcome %s, want unhealthy", rp.Path, rp.Outcome)
+				}
+				d.named(t, rp)
+				continue
+			}
+			want := checker.Healthy
+			if rp.Path == "/a/b" {
+				want = checker.Unhealthy
+				if rp.Good != rp.Total-1 || len(rp.Missing) != 1 {
+					t.Errorf("directory a/b with a slot share deleted: %d of %d good, missing %v", rp.Good, rp.Total, rp.Missing)
+				}
+			}
+			if rp.Outcome != want {
+				t.Errorf("%s: outcome %s, want %s", rp.Path, rp.Outcome, want)
+			}
+		}
+
+		h := tarn(t, CLI{Timeout: 5 * time.Minute}, "deep-check", "--verify", "--node", cl, "tree:")
+		if h.Code != 1 {
+			t.Errorf("deep-check --verify of a damaged tree: exit %d, want 1: %v", h.Code, h)
+		}
+		lines := strings.Split(strings.TrimSpace(h.Stdout), "\n")
+		var perObject int
+		for _, l := range lines {
+			if regexp.MustCompile(`^(healthy|unhealthy|repaired|unrecoverable)\s+tree:`).MatchString(l) {
+				perObject++
+			}
+		}
+		if perObject != objects {
+			t.Errorf("deep-check printed %d object lines, want %d:\n%s", perObject, objects, h.Stdout)
+		}
+		wantSum := fmt.Sprintf("%d objects (%d directories, %d files): %d healthy, 4 unhealthy, 0 repaired, 0 unrecoverable", objects, dirs, objects-dirs, objects-4)
+		if !strings.Contains(h.Stdout, wantSum) {
+			t.Errorf("deep-check summary is not %q:\n%s", wantSum, h.Stdout)
+		}
+		t.Logf("\n%s", h.Stdout)
+
+	})
+
+	t.Run("repair fixes all, a later verify is clean", func(t *testing.T) {
+		start := time.Now()
+		h := tarn(t, CLI{Timeout: 5 * time.Minute}, "deep-check", "--repair", "--node", cl, "tree:")
+		figure(t, "deep-check --repair of %d objects, 4 repaired: %v", objects, time.Since(start).Round(time.Millisecond))
+		wantSum := fmt.Sprintf("%d objects (%d directories, %d files): %d healthy, 0 unhealthy, 4 repaired, 0 unrecoverable", objects, dirs, objects-dirs, objects-4)
+		if h.Code != 0 || !strings.Contains(h.Stdout, wantSum) {
+			t.Errorf("deep-check --repair: want exit 0 and %q: %v", wantSum, h)
+		}
+		t.Logf("\n%s", h.Stdout)
+		reps, sum, res := g.deepJSON(t, g.Client, "--verify", "tree:")
+		if res.Code != 0 || sum.Healthy != objects {
+			t.Errorf("deep-check --verify after repair: exit %d, summary %+v", res.Code, *sum)
+		}
+		for _, rp := range reps {
+			clean(t, rp.Path, rp)
+		}
+		for _, f := range files {
+			var out bytes.Buffer
+			r := tarn(t, CLI{Stdout: &out}, "cat", "--node", cl, "tree:"+f.path)
+			if r.Code != 0 || !bytes.Equal(out.Bytes(), genBytes(f.seed, f.size)) {
+				t.Errorf("tarn cat tree:%s after repair: %d bytes: %v", f.path, out.Len(), r)
+			}
+		}
+	})
+}
