@@ -460,3 +460,75 @@ func TestDeepCheckRepair(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseGC runs storage nodes with garbage collection on, a lease of 6
+// seconds and a crawler pass every second: a file whose lease nobody
+// renews loses its shares on every server, while a file in an alias kept
+// renewed by `tarn deep-check --add-lease` survives and reads back.
+func TestLeaseGC(t *testing.T) {
+	const lease = 6 * time.Second
+	g := startGrid(t, GridOptions{Manual: true, StorageEdit: func(_ int, p string) string {
+		p = setTOML(p, "storage", "gc", "true")
+		p = setTOML(p, "storage", "lease_duration", fmt.Sprintf("%q", lease.String()))
+		return setTOML(p, "storage", "gc_interval", `"1s"`)
+	}})
+	cl := g.Client.Dir
+	mustTarn(t, CLI{}, "create-alias", "--node", cl, "keep")
+	kept := filepath.Join(t.TempDir(), "kept.bin")
+	if err := os.WriteFile(kept, genBytes(1900, 200000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustTarn(t, CLI{}, "put", "--node", cl, kept, "keep:kept.bin")
+	start := time.Now() // before the lease is granted
+	orphan := g.mustPut(t, g.Client, newGen(1901, 200000))
+	r, _ := g.checkJSON(t, g.Client, "keep:kept.bin")
+	keptIndex := reportIndex(t, r)
+	orphanIndex := storageIndex(t, orphan)
+	if n := len(g.allShares(orphanIndex)); n != 5 {
+		t.Fatalf("%d shares of the unrenewed file, want 5", n)
+	}
+
+	renewals := 0
+	for len(g.allShares(orphanIndex)) > 0 {
+		if time.Since(start) > 4*lease {
+			t.Fatalf("shares of a file whose lease expired %v ago are still on disk: %d", time.Since(start)-lease, len(g.allShares(orphanIndex)))
+		}
+		h := tarn(t, CLI{Timeout: time.Minute}, "deep-check", "--add-lease", "--node", cl)
+		if h.Code != 0 || !regexp.MustCompile(`kept\.bin.*\b5 leases renewed`).MatchString(h.Stdout) {
+			t.Fatalf("deep-check --add-lease: want exit 0 and kept.bin with 5 leases renewed: %v", h)
+		}
+		renewals++
+		time.Sleep(lease / 4)
+	}
+	gone := time.Since(start)
+	figure(t, "shares of an unrenewed file removed by GC %v after upload (lease %v, gc_interval 1s); the renewed one kept over %d renewals", gone.Round(100*time.Millisecond), lease, renewals)
+	if gone < lease {
+		t.Errorf("shares removed %v after upload, before the %v lease expired", gone, lease)
+	}
+	removedLogged := 0
+	for _, n := range g.Storage() {
+		if strings.Contains(g.logText(n), "removed shares whose leases all expired") {
+			removedLogged++
+		}
+	}
+	if removedLogged != 5 {
+		t.Errorf("%d storage nodes logged a GC removal, want 5", removedLogged)
+	}
+
+	// Renew once more so the assertions below do not race the crawler.
+	mustTarn(t, CLI{Timeout: time.Minute}, "deep-check", "--add-lease", "--node", cl)
+	if n := len(g.allShares(keptIndex)); n != 5 {
+		t.Errorf("the renewed file has %d shares left, want 5", n)
+	}
+	var out bytes.Buffer
+	if res := tarn(t, CLI{Stdout: &out}, "cat", "--node", cl, "keep:kept.bin"); res.Code != 0 || !bytes.Equal(out.Bytes(), genBytes(1900, 200000)) {
+		t.Errorf("the renewed file after GC: %d bytes: %v", out.Len(), res)
+	}
+	r, res := g.checkJSON(t, g.Client, orphan)
+	if res.Code != 1 || r.Outcome != checker.Unrecoverable || r.Found != 0 {
+		t.Errorf("check of the collected file: exit %d, outcome %s, %d found; want 1, unrecoverable, 0", res.Code, r.Outcome, r.Found)
+	}
+	if gr := g.get(t, g.Client, orphan, &bytes.Buffer{}); gr.Code == 0 {
+		t.Errorf("get of the collected file succeeded")
+	}
+}
