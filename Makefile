@@ -9,6 +9,12 @@ BIN := bin/tarn
 RACE_PKGS := ./sdk/... ./host/...
 FUZZTIME ?= 10s
 DEV_DIR ?= $(HOME)/.tarn-dev
+# make install: PREFIX, DESTDIR (staging root for packagers), and
+# SYSTEMD_UNIT_DIR (e.g. /etc/systemd/system) to also put the unit files
+# where systemd reads them; empty: only the examples in share/tarn/systemd.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSTEMD_UNIT_DIR ?=
 
 .PHONY: help build run test acceptance bench bench-go fuzz lint generate install clean
 
@@ -50,8 +56,15 @@ generate: ## regenerate protobuf/gRPC code (needs Debian's protobuf-compiler)
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./...
 
-install: build ## install bin/tarn to /usr/local/bin and the systemd unit examples
-	install -m 0755 $(BIN) /usr/local/bin/tarn
+install: build ## install tarn to PREFIX/bin (/usr/local) and systemd unit examples to PREFIX/share/tarn/systemd; honours DESTDIR and SYSTEMD_UNIT_DIR
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/tarn/systemd
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tarn
+	@# The units name the binary as /usr/local/bin/tarn: point them at $(PREFIX).
+	set -e; for f in conf/systemd/*.service; do \
+	  u=$(DESTDIR)$(PREFIX)/share/tarn/systemd/$${f##*/}; \
+	  sed 's|/usr/local/bin/tarn|$(PREFIX)/bin/tarn|g' $$f > $$u; chmod 0644 $$u; \
+	  if [ -n "$(SYSTEMD_UNIT_DIR)" ]; then install -D -m 0644 $$u $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$${f##*/}; fi; \
+	done
 
 clean: ## remove build output
 	rm -rf bin
