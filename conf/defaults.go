@@ -14,17 +14,22 @@ import (
 const (
 	DefaultIntroducerListen = "tcp:0.0.0.0:3458"
 	DefaultStorageListen    = "tcp:0.0.0.0:3457"
-	DefaultAPIListen        = "127.0.0.1:3456"
-	DefaultWebDAVListen     = "127.0.0.1:8080"
-	DefaultSFTPListen       = "127.0.0.1:8022"
-	DefaultGridName         = "default"
-	DefaultSegmentSize      = Size(1 << 20)
-	DefaultReservedSpace    = Size(1 << 30)
+	// The node API's default address by role: a client's (also a node
+	// with several roles that include the client), a storage server's, an
+	// introducer's alone.
+	DefaultAPIListen           = "127.0.0.1:3456"
+	DefaultStorageAPIListen    = "127.0.0.1:3466"
+	DefaultIntroducerAPIListen = "127.0.0.1:3468"
+	DefaultWebDAVListen        = "127.0.0.1:8080"
+	DefaultSFTPListen          = "127.0.0.1:8022"
+	DefaultGridName            = "default"
+	DefaultSegmentSize         = Size(1 << 20)
+	DefaultReservedSpace       = Size(1 << 30)
 )
 
 func defaultProfile() *Profile {
 	return &Profile{
-		Node: Node{LogLevel: "info"},
+		Node: Node{LogLevel: "info", LogFormat: "text"},
 		Grid: Grid{Name: DefaultGridName},
 		Introducer: Introducer{
 			Listen: []string{DefaultIntroducerListen},
@@ -39,7 +44,6 @@ func defaultProfile() *Profile {
 			Shares:        Shares{K: 3, H: 7, N: 10},
 			SegmentSize:   DefaultSegmentSize,
 			Convergence:   "secret",
-			APIListen:     DefaultAPIListen,
 			ServerTimeout: Duration(30 * time.Second),
 		},
 		Plugins: Plugins{

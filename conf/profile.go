@@ -43,6 +43,12 @@ type Node struct {
 	Name     string `toml:"name"`      // human name; default: the node folder's base name
 	StateDir string `toml:"state_dir"` // identity, secrets, shares, logs; default: the node folder
 	LogLevel string `toml:"log_level"` // trace, debug, info, warn, error
+	// LogFormat is "text" (hclog's lines) or "json" (one object a line).
+	LogFormat string `toml:"log_format"`
+	// APIListen is host:port of the node's local HTTP API (status page,
+	// metrics, and a client's file routes); "" means the role's default
+	// (see APIListen on Profile).
+	APIListen string `toml:"api_listen"`
 }
 
 // Grid is the [grid] table: which grid the node belongs to and how it finds
@@ -82,14 +88,16 @@ type Storage struct {
 // Client is the [client] table: the client gateway (upload, download, the
 // local API, and the vdrive the frontends use).
 type Client struct {
-	Enabled               bool     `toml:"enabled"`
-	Shares                Shares   `toml:"shares"`
-	SegmentSize           Size     `toml:"segment_size"`
-	Convergence           string   `toml:"convergence"` // "secret" or "random"
-	ConvergenceSecretFile string   `toml:"convergence_secret_file"`
-	APIListen             string   `toml:"api_listen"` // host:port of the local HTTP API
-	APITokenFile          string   `toml:"api_token_file"`
-	ServerTimeout         Duration `toml:"server_timeout"` // give up on a server that does not answer within this
+	Enabled               bool   `toml:"enabled"`
+	Shares                Shares `toml:"shares"`
+	SegmentSize           Size   `toml:"segment_size"`
+	Convergence           string `toml:"convergence"` // "secret" or "random"
+	ConvergenceSecretFile string `toml:"convergence_secret_file"`
+	// APIListen is the deprecated spelling of node.api_listen; on a client
+	// it overrides node.api_listen when set (see Profile.APIListen).
+	APIListen     string   `toml:"api_listen"`
+	APITokenFile  string   `toml:"api_token_file"`
+	ServerTimeout Duration `toml:"server_timeout"` // give up on a server that does not answer within this
 }
 
 // Shares is [client.shares]: the erasure-coding parameters of new uploads.
@@ -174,6 +182,32 @@ func (p *Profile) Roles() []string {
 		}
 	}
 	return r
+}
+
+// APIListen is where the node's local HTTP API listens: the deprecated
+// client.api_listen when the client is enabled and it is set, else
+// node.api_listen, else the role's default (DefaultAPIListen for a client,
+// DefaultStorageAPIListen for a storage server, DefaultIntroducerAPIListen
+// for an introducer alone), so the nodes of a one-machine grid do not
+// collide.
+func (p *Profile) APIListen() string {
+	addr, _ := p.apiListen()
+	return addr
+}
+
+// apiListen is APIListen and the key that set it (for error messages).
+func (p *Profile) apiListen() (addr, key string) {
+	switch {
+	case p.Client.Enabled && p.Client.APIListen != "":
+		return p.Client.APIListen, "client.api_listen"
+	case p.Node.APIListen != "":
+		return p.Node.APIListen, "node.api_listen"
+	case p.Client.Enabled:
+		return DefaultAPIListen, "node.api_listen"
+	case p.Storage.Enabled:
+		return DefaultStorageAPIListen, "node.api_listen"
+	}
+	return DefaultIntroducerAPIListen, "node.api_listen"
 }
 
 // Line returns the line of a key in the profile ("client.shares.k",

@@ -33,7 +33,11 @@ func Commented(t Template) ([]byte, error) {
 		"MinSeg": MinSegmentSize, "MaxSeg": MaxSegmentSize,
 	}
 	switch t.Role {
-	case "introducer", "storage", "client":
+	case "introducer":
+		d["APIListen"] = DefaultIntroducerAPIListen
+	case "storage":
+		d["APIListen"] = DefaultStorageAPIListen
+	case "client":
 	case "all":
 		// One machine is the whole grid: loopback only, one server.
 		d["IntroListen"], d["StorageListen"] = "tcp:127.0.0.1:3458", "tcp:127.0.0.1:3457"
@@ -74,6 +78,13 @@ name = {{printf "%q" .Name}}
 state_dir = "."
 # One of trace, debug, info, warn, error.
 log_level = "info"
+# "text" lines, or "json": one object a line (for log collectors).
+log_format = "text"
+# HOST:PORT of the node's local HTTP API: the status page (/), /metrics,
+# /v1/status and, on a client, the file routes the CLI uses. On loopback
+# the page and /metrics need no token; elsewhere every route does. Each
+# node of one machine needs its own port.
+api_listen = {{printf "%q" .APIListen}}
 
 [grid]
 # The grid's name; nodes drop announcements that name another grid.
@@ -128,8 +139,8 @@ segment_size = "{{.Segment}}"
 convergence = "secret"
 # The convergence secret; ` + "`tarn init`" + ` makes it.
 convergence_secret_file = "private/convergence.secret"
-# HOST:PORT of the local HTTP API used by the CLI. Keep it on loopback.
-api_listen = {{printf "%q" .APIListen}}
+# Deprecated spelling of node.api_listen (a client's overrides it).
+#api_listen = {{printf "%q" .APIListen}}
 # Secret token the API requires; made at first start when missing.
 api_token_file = "private/api.token"
 # Give up on a storage server that does not answer within this.

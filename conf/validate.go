@@ -3,6 +3,7 @@ package conf
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -50,6 +51,14 @@ func (v *validator) validate() {
 	}
 	if !oneOf(p.Node.LogLevel, logLevels...) {
 		v.errorf("node.log_level", "%q is not one of %s", p.Node.LogLevel, strings.Join(logLevels, ", "))
+	}
+	if !oneOf(p.Node.LogFormat, "text", "json") {
+		v.errorf("node.log_format", "%q is not one of text, json", p.Node.LogFormat)
+	}
+	if p.Node.APIListen != "" {
+		if err := CheckHostPort(p.Node.APIListen); err != nil {
+			v.errorf("node.api_listen", "%v", err)
+		}
 	}
 
 	// [grid]
@@ -115,8 +124,10 @@ func (v *validator) validate() {
 		}
 		listens[addr] = key
 	}
-	if p.Client.Enabled {
-		claim("client.api_listen", p.Client.APIListen)
+	// Every node serves its API; the address is checked above (node) or in
+	// client() (the deprecated client.api_listen).
+	if addr, key := p.apiListen(); CheckHostPort(addr) == nil {
+		claim(key, addr)
 	}
 	for i := range p.WebDAV {
 		w := &p.WebDAV[i]
@@ -205,8 +216,10 @@ func (v *validator) client() {
 	if !oneOf(c.Convergence, "secret", "random") {
 		v.errorf("client.convergence", "%q is not one of secret, random", c.Convergence)
 	}
-	if err := CheckHostPort(c.APIListen); err != nil {
-		v.errorf("client.api_listen", "%v", err)
+	if c.APIListen != "" {
+		if err := CheckHostPort(c.APIListen); err != nil {
+			v.errorf("client.api_listen", "%v", err)
+		}
 	}
 	v.positive("client.server_timeout", c.ServerTimeout)
 }
@@ -221,6 +234,16 @@ func (p *Profile) Warnings() []*Error {
 	}
 	if p.Storage.Enabled && len(p.Grid.Introducers) == 0 && !p.Introducer.Enabled {
 		w = append(w, p.Errorf("storage.enabled", "the storage server announces to no introducer: clients must list it in grid.servers"))
+	}
+	if p.Client.APIListen != "" {
+		msg := "deprecated: rename it node.api_listen (every node serves the API now)"
+		switch {
+		case !p.Client.Enabled:
+			msg += "; ignored while the client is off"
+		case p.Node.APIListen != "" && p.Node.APIListen != p.Client.APIListen:
+			msg += fmt.Sprintf("; it overrides node.api_listen = %q", p.Node.APIListen)
+		}
+		w = append(w, p.Errorf("client.api_listen", "%s", msg))
 	}
 	if p.Storage.Enabled && len(p.Storage.Announce) == 0 {
 		w = append(w, p.Errorf("storage.announce", "no announced address: clients are told the listen address, which may not be reachable"))
