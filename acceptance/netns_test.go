@@ -244,6 +244,19 @@ func readNodeInfo(t testing.TB, n *Node) NodeInfo {
 	return info
 }
 
+// checkProfile runs `tarn config check` on n, which must pass, and with
+// quiet without a warning.
+func checkProfile(t *testing.T, n *Node, quiet bool) {
+	t.Helper()
+	r := tarn(t, CLI{}, "config", "check", n.Dir)
+	if r.Code != 0 {
+		t.Fatalf("config check of %s: %v", n.Name, r)
+	}
+	if out := r.Stdout + r.Stderr; quiet && strings.Contains(out, "warning") {
+		t.Errorf("config check of %s warns about a profile made as docs/multi-host.md says:\n%s", n.Name, out)
+	}
+}
+
 // TestNetnsGrid: an introducer, five storage hosts and a client host, each
 // in its own network namespace with its own address, configured only
 // through `tarn init` profiles; a file goes up and comes back, two storage
@@ -264,12 +277,14 @@ func TestNetnsGrid(t *testing.T) {
 	}
 	start := time.Now()
 
-	// The introducer listens on its own address; with no announce list
-	// its node URL carries the listen address.
+	// The steps of docs/multi-host.md. The introducer keeps the
+	// template's listen address (every interface) and announces its own.
 	ih := lab.addHost(t, "introducer", 1)
 	intro := g.initNode(t, "introducer", "introducer", func(p string) string {
-		return setTOML(p, "introducer", "listen", fmt.Sprintf(`["tcp:%s:3458"]`, ih.IP))
+		p = setTOML(p, "grid", "name", `"acme"`)
+		return setTOML(p, "introducer", "announce", fmt.Sprintf(`["tcp:%s:3458"]`, ih.IP))
 	})
+	checkProfile(t, intro, true)
 	info := run(ih, intro)
 	if !strings.Contains(info.IntroducerURL, "@tcp:"+ih.IP+":3458") {
 		t.Fatalf("the introducer's node URL %q does not name its address %s:3458", info.IntroducerURL, ih.IP)
@@ -284,17 +299,25 @@ func TestNetnsGrid(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Storage hosts keep the template's listen address (every interface)
-	// and announce their own address.
+	// Storage hosts keep the template's listen address and announce
+	// their own, but the last listens on its own address and announces
+	// nothing: its node URL must carry the listen address.
 	var storageHosts []*netHost
 	var storage []*Node
 	for i := range 5 {
 		name := fmt.Sprintf("storage-%d", i+1)
 		h := lab.addHost(t, name, 11+i)
+		last := i == 4
 		n := g.initNode(t, "storage", name, func(p string) string {
-			p = setTOML(p, "storage", "announce", fmt.Sprintf(`["tcp:%s:3457"]`, h.IP))
+			p = setTOML(p, "grid", "name", `"acme"`)
+			if last {
+				p = setTOML(p, "storage", "listen", fmt.Sprintf(`["tcp:%s:3457"]`, h.IP))
+			} else {
+				p = setTOML(p, "storage", "announce", fmt.Sprintf(`["tcp:%s:3457"]`, h.IP))
+			}
 			return setTOML(p, "storage", "reserved_space", `"0"`)
 		})
+		checkProfile(t, n, !last)
 		storageHosts = append(storageHosts, h)
 		storage = append(storage, n)
 	}
@@ -312,14 +335,13 @@ func TestNetnsGrid(t *testing.T) {
 	// its namespace's loopback (the template's default).
 	ch := lab.addHost(t, "client", 100)
 	client := g.initNode(t, "client", "client", func(p string) string {
+		p = setTOML(p, "grid", "name", `"acme"`)
 		p = setTOML(p, "client.shares", "k", "3")
 		p = setTOML(p, "client.shares", "h", "5")
 		return setTOML(p, "client.shares", "n", "5")
 	})
 	g.Client = client
-	if r := tarn(t, CLI{}, "config", "check", client.Dir); r.Code != 0 {
-		t.Fatalf("config check of the client: %v", r)
-	}
+	checkProfile(t, client, true)
 	run(ch, client)
 	if err := lab.reach(ch, ih, 3458); err != nil {
 		t.Fatalf("the client host cannot reach the introducer: %v", err)
