@@ -97,7 +97,15 @@ func TestMakeInstall(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			args := append([]string{"-s", "-C", root, "install", "DESTDIR=" + dest, "BIN=" + bin, "VERSION=" + version}, tc.vars...)
-			if out, err := exec.CommandContext(ctx, "make", args...).CombinedOutput(); err != nil {
+			cmd := exec.CommandContext(ctx, "make", args...)
+			// Under `make test` the outer make's flags and variables would
+			// leak into this one through the environment.
+			for _, e := range os.Environ() {
+				if k, _, _ := strings.Cut(e, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+					cmd.Env = append(cmd.Env, e)
+				}
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
 
