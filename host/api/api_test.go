@@ -156,32 +156,6 @@ func TestErrorStatus(t *testing.T) {
 	}
 }
 
-func TestListenOnlyLoopback(t *testing.T) {
-	cases := []struct {
-		addr string
-		ok   bool
-	}{
-		{"127.0.0.1:0", true},
-		{"[::1]:0", true},
-		{"localhost:0", true},
-		{"0.0.0.0:0", false},
-		{":0", false},
-		{"10.1.2.3:0", false},
-		{"nonsense", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.addr, func(t *testing.T) {
-			s, err := api.Start(api.Config{Listen: tc.addr, Token: "t", Files: &memFiles{}})
-			if s != nil {
-				s.Close()
-			}
-			if (err == nil) != tc.ok {
-				t.Errorf("Start on %s: %v, want ok=%v", tc.addr, err, tc.ok)
-			}
-		})
-	}
-}
-
 // FuzzHandler sends arbitrary paths, methods, tokens and Range headers:
 // the API must answer every one with a status code, never panic, and
 // never serve a file without the token.

@@ -83,16 +83,20 @@ func checkStatus(err error) int {
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	req, err := readCheckRequest(r)
 	if err != nil {
+		s.log.Warn("check failed", "status", http.StatusBadRequest, "error", err)
+		noteError(r, err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	noteTarget(r, req.Root+"/"+req.Path, 0)
 	rep, err := s.cfg.Checker.CheckPath(r.Context(), req.Root, req.Path, req.options())
 	if err != nil {
 		code := checkStatus(err)
 		if code >= 500 {
 			s.failures.Add(1)
 		}
-		s.log.Error("check failed", "status", code, "error", err)
+		noteError(r, err)
+		logFailure(s.log, code, "check", "cap", shortCap(req.Root), "path", req.Path, "status", code, "error", err)
 		writeError(w, code, err.Error())
 		return
 	}
@@ -103,9 +107,12 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deepCheck(w http.ResponseWriter, r *http.Request) {
 	req, err := readCheckRequest(r)
 	if err != nil {
+		s.log.Warn("deep check failed", "status", http.StatusBadRequest, "error", err)
+		noteError(r, err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	noteTarget(r, req.Root+"/"+req.Path, 0)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	fl, _ := w.(http.Flusher)
@@ -125,7 +132,8 @@ func (s *Server) deepCheck(w http.ResponseWriter, r *http.Request) {
 		send(DeepCheckLine{Report: rep})
 	})
 	if err != nil {
-		s.log.Error("deep check failed", "cap", shortCap(req.Root), "error", err)
+		noteError(r, err)
+		s.log.Error("deep check failed", "cap", shortCap(req.Root), "path", req.Path, "error", err)
 		if !started {
 			writeError(w, checkStatus(err), err.Error())
 			return

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -52,7 +53,9 @@ func (c *Client) http() *http.Client {
 }
 
 func (c *Client) do(req *http.Request) (*http.Response, error) {
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	resp, err := c.http().Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -118,7 +121,10 @@ func (c *Client) Get(ctx context.Context, capStr string) (body io.ReadCloser, si
 	return c.GetRange(ctx, capStr, 0, -1)
 }
 
-// GetRange reads length bytes from off (to the end when length < 0).
+// GetRange reads length bytes from off (to the end when length < 0). A
+// body that ends early fails its Read with an error wrapping
+// ErrTruncated that carries the node's reason when the node sent one
+// (the Tarn-Error trailer), else io.ErrUnexpectedEOF.
 func (c *Client) GetRange(ctx context.Context, capStr string, off, length int64) (io.ReadCloser, int64, error) {
 	if length == 0 {
 		return http.NoBody, 0, nil
@@ -132,15 +138,57 @@ func (c *Client) GetRange(ctx context.Context, capStr string, off, length int64)
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	case length >= 0:
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
+	default:
+		// A whole file: ask for the reason of a failure mid-stream.
+		req.Header.Set("TE", "trailers")
 	}
 	resp, err := c.do(req)
 	if err != nil {
 		return nil, 0, err
 	}
-	return resp.Body, resp.ContentLength, nil
+	return trailerBody(resp)
 }
 
-// Status reads the node's status.
+// trailerBody returns a response's body and length: Content-Length, or
+// the Tarn-Size header of a chunked whole-file answer, whose body is
+// checked against it at EOF (with the Tarn-Error trailer as the reason
+// when it falls short).
+func trailerBody(resp *http.Response) (io.ReadCloser, int64, error) {
+	if resp.ContentLength >= 0 || resp.Header.Get(TarnSize) == "" {
+		return resp.Body, resp.ContentLength, nil
+	}
+	size, err := strconv.ParseInt(resp.Header.Get(TarnSize), 10, 64)
+	if err != nil || size < 0 {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("read answer: bad %s header %q", TarnSize, resp.Header.Get(TarnSize))
+	}
+	return &checkedBody{resp: resp, size: size}, size, nil
+}
+
+type checkedBody struct {
+	resp *http.Response
+	size int64
+	n    int64
+}
+
+func (b *checkedBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	b.n += int64(n)
+	if err == io.EOF && b.n != b.size {
+		// Trailers are read once the body is at EOF.
+		reason := b.resp.Trailer.Get(TarnError)
+		if reason == "" {
+			return n, fmt.Errorf("%w after %d of %d bytes: %w", ErrTruncated, b.n, b.size, io.ErrUnexpectedEOF)
+		}
+		return n, fmt.Errorf("%w after %d of %d bytes: %s", ErrTruncated, b.n, b.size, reason)
+	}
+	return n, err
+}
+
+func (b *checkedBody) Close() error { return b.resp.Body.Close() }
+
+// Status reads the node's status (GET /v1/status; the token is sent when
+// the Client has one, as a node off the loopback requires).
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/status", nil)
 	if err != nil {

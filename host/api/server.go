@@ -1,8 +1,14 @@
-// Package api is the client node's local HTTP API, the door the CLI (and
-// later other local tools) use to reach the grid: upload a file, download
-// one (with Range), and read the node's status. It listens on loopback
-// only and every request must carry the node's secret token as
-// "Authorization: Bearer TOKEN".
+// Package api is a node's local HTTP API. Every node serves the read-only
+// routes: the status page (GET /), GET /v1/status (the same as JSON) and
+// GET /metrics (Prometheus). A client node also serves the file routes the
+// CLI uses to reach the grid: upload a file, download one (with Range),
+// path operations under directory caps, check and repair.
+//
+// Access: a request that arrives over loopback may read the page,
+// /v1/status and /metrics without a token; every other request must carry
+// the node's secret token as "Authorization: Bearer TOKEN", and the file
+// routes answer only requests that arrive over loopback (the token would
+// travel in the clear, and it opens every file).
 //
 // The server knows nothing of erasure coding or placement: it streams
 // request bodies into a Files (the node's grid client) and serves a File's
@@ -22,6 +28,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -32,6 +39,7 @@ import (
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
 	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/metrics"
 	"github.com/tarnfs/tarn/host/placement"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
@@ -47,6 +55,9 @@ var (
 	ErrUnavailable = errors.New("grid unavailable")
 	// ErrUnauthorized: a missing or wrong token (401); returned by Client.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrTruncated: a download's body ended before its last byte; the
+	// error carries the node's reason (the Tarn-Error trailer).
+	ErrTruncated = errors.New("download ended early")
 )
 
 // Files is what the API reads and writes files through: the node's grid
@@ -67,11 +78,14 @@ type File interface {
 
 // Config configures a Server.
 type Config struct {
-	// Listen is host:port; port 0 picks a free port. It must be a
-	// loopback address: the token is sent in the clear.
+	// Listen is host:port; port 0 picks a free port. On a loopback address
+	// the read-only routes need no token; see the package comment.
 	Listen string
-	// Token is the secret every request must present.
+	// Token is the secret requests must present (all but the read-only
+	// routes over loopback).
 	Token string
+	// Files, when set, serves the file routes (a client node); without it
+	// the server has only the read-only routes.
 	Files Files
 	// Store, when set, serves the vdrive routes (/v1/fs, /v1/dir; see
 	// vdrive.go): path operations under directory caps.
@@ -82,7 +96,14 @@ type Config struct {
 	// Status fills the node-level part of GET /v1/status; the server adds
 	// its own counters and uptime.
 	Status func(ctx context.Context) Status
-	Logger hclog.Logger
+	// Metrics, when set, is served on GET /metrics and counts the API's
+	// requests, bytes and durations.
+	Metrics *metrics.Metrics
+	// Counters, when set, are sampled every few seconds; GET /v1/status
+	// and the page show how fast each grew over the last minute (Rates).
+	// The names must not change between calls.
+	Counters func() map[string]float64
+	Logger   hclog.Logger
 }
 
 // Server is the running API.
@@ -94,20 +115,26 @@ type Server struct {
 	started time.Time
 	done    chan struct{}
 
+	stopSampler, samplerDone chan struct{}
+
 	uploads, downloads, failures atomic.Int64
 	bytesIn, bytesOut            atomic.Int64
+
+	window metrics.Window
+	names  []string // Counters' names, sorted, as the window holds them
+	recent recentOps
 }
 
 // Start listens and serves until Close.
 func Start(cfg Config) (*Server, error) {
-	if cfg.Files == nil || cfg.Token == "" {
-		return nil, errors.New("api: files and token are required")
+	if cfg.Token == "" {
+		return nil, errors.New("api: a token is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if err := checkLoopback(cfg.Listen); err != nil {
-		return nil, err
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("api: listen address %q: %w", cfg.Listen, err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -119,36 +146,79 @@ func Start(cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	s.stopSampler = make(chan struct{})
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("api server stopped", "error", err)
 		}
 	}()
+	if cfg.Counters != nil {
+		s.sample()
+		s.samplerDone = make(chan struct{})
+		go s.sampler()
+	}
 	return s, nil
 }
 
-func checkLoopback(hostport string) error {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return fmt.Errorf("api: listen address %q: %w", hostport, err)
+// sampleEvery is how often Counters are sampled for Rates.
+const sampleEvery = 2 * time.Second
+
+func (s *Server) sampler() {
+	defer close(s.samplerDone)
+	t := time.NewTicker(sampleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.sample()
+		case <-s.stopSampler:
+			return
+		}
 	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("api: listen address %q is not a loopback address", hostport)
-	}
-	return nil
 }
 
-// URL is the base URL clients use, "http://127.0.0.1:PORT".
-func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
+func (s *Server) sample() {
+	c := s.cfg.Counters()
+	if s.names == nil {
+		for k := range c {
+			s.names = append(s.names, k)
+		}
+		sort.Strings(s.names)
+	}
+	v := make([]float64, len(s.names))
+	for i, k := range s.names {
+		v[i] = c[k]
+	}
+	s.window.Sample(time.Now(), v...)
+}
+
+// isLoopback reports whether a host (name or address) is the loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// URL is the base URL clients use, "http://127.0.0.1:PORT" (an
+// unspecified listen address is reached through the loopback).
+func (s *Server) URL() string {
+	host, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
 
 // Close stops accepting, waits up to a few seconds for requests in flight,
 // then drops them.
 func (s *Server) Close() error {
+	if s.samplerDone != nil {
+		close(s.stopSampler)
+		<-s.samplerDone
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
@@ -159,21 +229,27 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Handler is the API's routes behind the token check.
+// Handler is the API's routes behind the access check.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/file", s.put)
-	mux.HandleFunc("POST /v1/file", s.put)
-	mux.HandleFunc("GET /v1/file/{cap}", s.get) // also HEAD
+	mux.HandleFunc("GET /{$}", s.page) // also HEAD
 	mux.HandleFunc("GET /v1/status", s.status)
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	}
+	if s.cfg.Files != nil {
+		mux.HandleFunc("PUT /v1/file", s.put)
+		mux.HandleFunc("POST /v1/file", s.put)
+		mux.HandleFunc("GET /v1/file/{cap}", s.get) // also HEAD
+	}
 	s.mountFS(mux)
 	s.mountCheck(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		allow := ""
 		switch {
-		case r.URL.Path == "/v1/file":
+		case r.URL.Path == "/v1/file" && s.cfg.Files != nil:
 			allow = "PUT, POST"
-		case strings.HasPrefix(r.URL.Path, "/v1/file/"), r.URL.Path == "/v1/status":
+		case strings.HasPrefix(r.URL.Path, "/v1/file/") && s.cfg.Files != nil, readOnlyPath(r.URL.Path):
 			allow = "GET, HEAD"
 		}
 		if allow != "" {
@@ -181,18 +257,52 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow))
 			return
 		}
+		if s.cfg.Files == nil && strings.HasPrefix(r.URL.Path, "/v1/") {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s (this node runs no client: it serves /, /v1/status and /metrics)", r.Method, r.URL.Path))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return s.auth(mux)
+	return s.observe(s.auth(mux))
+}
+
+// readOnlyPath: the routes every node serves, which change nothing.
+func readOnlyPath(p string) bool {
+	return p == "/" || p == "/v1/status" || p == "/metrics"
+}
+
+// overLoopback reports whether the request came in on a loopback
+// connection (both ends on the loopback), which only this machine's
+// processes can open.
+func overLoopback(r *http.Request) bool {
+	la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lh, _, err1 := net.SplitHostPort(la.String())
+	rh, _, err2 := net.SplitHostPort(r.RemoteAddr)
+	return err1 == nil && err2 == nil && isLoopback(lh) && isLoopback(rh)
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	want := []byte("Bearer " + s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local := overLoopback(r)
+		readOnly := readOnlyPath(r.URL.Path) && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+		if readOnly && local {
+			next.ServeHTTP(w, r)
+			return
+		}
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			s.log.Warn("request refused: missing or wrong API token", "method", r.Method, "path", shortCap(r.URL.Path), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tarn"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API token (see the node's api.token file)")
+			return
+		}
+		if !readOnly && !local {
+			s.log.Warn("request refused: file routes answer only over loopback", "method", r.Method, "path", shortCap(r.URL.Path), "remote", r.RemoteAddr)
+			writeError(w, http.StatusForbidden, "the file routes answer only over loopback; this address serves /, /v1/status and /metrics")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -206,9 +316,15 @@ type UploadResult struct {
 }
 
 func (s *Server) put(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	cr := &countingReader{r: r.Body}
 	c, err := s.cfg.Files.Upload(r.Context(), cr, r.ContentLength)
 	s.bytesIn.Add(cr.n)
+	if m := s.cfg.Metrics; m != nil {
+		m.APIBytes.WithLabelValues("in").Add(float64(cr.n))
+		m.UploadDuration.WithLabelValues(result(err)).Observe(time.Since(start).Seconds())
+	}
+	noteTarget(r, c, cr.n)
 	if err == nil && r.ContentLength >= 0 && cr.n != r.ContentLength {
 		err = fmt.Errorf("upload: %w: body ended after %d of %d bytes", grid.ErrSize, cr.n, r.ContentLength)
 	}
@@ -245,6 +361,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	if c, ok := f.(io.Closer); ok {
 		defer c.Close()
 	}
+	start := time.Now()
 	// The cap names these exact bytes forever: its hash is a strong ETag,
 	// and If-None-Match / If-Range work through ServeContent.
 	sum := sha256.Sum256([]byte(raw))
@@ -267,25 +384,78 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		}
 		// A whole-file read: stream segment by segment, which the file
 		// does faster than ServeContent's small ReadAt calls.
-		w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
-		w.Header().Set("Accept-Ranges", "bytes")
-		w.WriteHeader(http.StatusOK)
-		if _, err := wt.WriteTo(cw); err != nil && rd.err == nil && r.Context().Err() == nil {
-			rd.err = err
-		}
+		streamWhole(w, r, cw, wt, f.Size(), rd)
 	} else {
 		http.ServeContent(cw, r, "", time.Time{}, io.NewSectionReader(rd, 0, f.Size()))
 	}
 	s.bytesOut.Add(cw.n)
+	noteTarget(r, raw, cw.n)
+	if m := s.cfg.Metrics; m != nil && r.Method != http.MethodHead {
+		m.APIBytes.WithLabelValues("out").Add(float64(cw.n))
+		m.DownloadDuration.WithLabelValues(result(rd.err)).Observe(time.Since(start).Seconds())
+	}
 	if rd.err != nil {
-		// The status line is gone; the client sees a short body.
+		// The status line is gone: the client sees a short body, and a
+		// client that took trailers the reason (Tarn-Error).
 		s.failures.Add(1)
-		s.log.Error("download failed mid-stream", "cap", shortCap(raw), "sent", cw.n, "error", rd.err)
+		noteError(r, rd.err)
+		s.log.Error("download failed mid-stream", "cap", shortCap(raw), "sent", cw.n, "size", f.Size(), "error", rd.err)
 		return
 	}
 	if r.Method != http.MethodHead {
 		s.downloads.Add(1)
 	}
+}
+
+// Trailer and headers of a whole-file GET by a client that takes
+// trailers ("TE: trailers"): the body is chunked rather than
+// Content-Length framed, TarnSize gives its length, and TarnError, when
+// present, why it ended early.
+const (
+	TarnSize  = "Tarn-Size"
+	TarnError = "Tarn-Error"
+)
+
+// streamWhole writes a file's bytes with a 200. A client that said it
+// takes trailers gets the reason of a failure mid-stream in the Tarn-Error
+// trailer (a Content-Length framed body has no room for one; its short
+// body is the only sign, which every client notices).
+func streamWhole(w http.ResponseWriter, r *http.Request, cw *countingWriter, wt io.WriterTo, size int64, rd *errReaderAt) {
+	trailers := strings.Contains(strings.ToLower(r.Header.Get("TE")), "trailers") && r.ProtoAtLeast(1, 1)
+	if trailers {
+		w.Header().Set("Trailer", TarnError)
+		w.Header().Set(TarnSize, strconv.FormatInt(size, 10))
+	} else {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.Header().Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusOK)
+	if _, err := wt.WriteTo(cw); err != nil && rd.err == nil && r.Context().Err() == nil {
+		rd.err = err
+	}
+	if rd.err == nil && cw.n != size && r.Context().Err() == nil {
+		rd.err = fmt.Errorf("sent %d of %d bytes", cw.n, size)
+	}
+	if trailers && rd.err != nil {
+		w.Header().Set(TarnError, oneLine(rd.err.Error()))
+	}
+}
+
+// oneLine keeps a header value to one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
 }
 
 // plainGet: a GET of the whole file with no conditions.
@@ -317,6 +487,45 @@ type Status struct {
 	Counters Counters       `json:"counters"`
 	// Grid is the grid client's own counters (grid.Stats).
 	GridStats any `json:"grid_stats,omitempty"`
+
+	Version string `json:"version,omitempty"`
+	// Storage is the storage server's figures (storage nodes).
+	Storage *StorageStatus `json:"storage,omitempty"`
+	// Introducer is the introducer's figures (introducer nodes); its
+	// announced servers are in Servers.
+	Introducer *IntroducerStatus `json:"introducer,omitempty"`
+	// Rates is how fast the node's counters grew over the last minute,
+	// per second, by name (see Config.Counters); RatesOver the seconds
+	// they cover.
+	Rates     map[string]float64 `json:"rates,omitempty"`
+	RatesOver float64            `json:"rates_over_seconds,omitempty"`
+	// Recent is the API's last operations, newest first.
+	Recent []Operation `json:"recent,omitempty"`
+}
+
+// StorageStatus is a storage server's figures since the node started,
+// and its backend's space now.
+type StorageStatus struct {
+	SpaceTotal       int64  `json:"space_total"`
+	SpaceFree        int64  `json:"space_free"`
+	Reserved         int64  `json:"reserved"`
+	SpaceError       string `json:"space_error,omitempty"`
+	OpenUploads      int    `json:"open_uploads"`
+	OpenBytes        int64  `json:"open_bytes"`
+	SharesSealed     int64  `json:"shares_sealed"`
+	UploadsAborted   int64  `json:"uploads_aborted"`
+	CorruptionAdvice int64  `json:"corruption_advisories"`
+	CorruptRemoved   int64  `json:"corrupt_removed"`
+	// Requests counts calls by method since start (allocate, write_share,
+	// read_share, read_slot, write_slot, ...).
+	Requests map[string]int64 `json:"requests,omitempty"`
+}
+
+// IntroducerStatus is an introducer's figures.
+type IntroducerStatus struct {
+	Held     int               `json:"announcements_held"`
+	Accepted uint64            `json:"announcements_accepted"`
+	Dropped  map[string]uint64 `json:"announcements_dropped,omitempty"`
 }
 
 // Shares are the encoding parameters of new uploads.
@@ -360,10 +569,11 @@ type Counters struct {
 	BytesOut  int64 `json:"bytes_out"`
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+// Status is what GET /v1/status answers.
+func (s *Server) Status(ctx context.Context) Status {
 	var st Status
 	if s.cfg.Status != nil {
-		st = s.cfg.Status(r.Context())
+		st = s.cfg.Status(ctx)
 	}
 	st.Known = len(st.Servers)
 	st.Conn = 0
@@ -378,7 +588,21 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Uploads: s.uploads.Load(), Downloads: s.downloads.Load(), Failures: s.failures.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 	}
-	writeJSON(w, http.StatusOK, st)
+	if rates, over := s.window.Rates(); rates != nil {
+		st.Rates = map[string]float64{}
+		for i, k := range s.names {
+			if i < len(rates) {
+				st.Rates[k] = rates[i]
+			}
+		}
+		st.RatesOver = over
+	}
+	st.Recent = s.recent.list()
+	return st
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Status(r.Context()))
 }
 
 // StatusCode maps an error to the API's status code.
@@ -399,10 +623,22 @@ func StatusCode(err error) int {
 	return http.StatusInternalServerError
 }
 
+// fail answers a failed operation and logs it: one line, at error for
+// the node's or the grid's failures (5xx) and warn for the caller's
+// (4xx), naming the operation, the path (caps shortened) and the reason.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
 	code := StatusCode(err)
-	s.log.Error(op+" failed", "method", r.Method, "path", shortCap(r.URL.Path), "status", code, "error", err)
+	logFailure(s.log, code, op, "method", r.Method, "path", shortCap(r.URL.Path), "status", code, "error", err)
+	noteError(r, err)
 	writeError(w, code, err.Error())
+}
+
+func logFailure(log hclog.Logger, code int, op string, args ...any) {
+	if code >= 500 {
+		log.Error(op+" failed", args...)
+	} else {
+		log.Warn(op+" failed", args...)
+	}
 }
 
 // ErrorBody is the JSON of every error answer.

@@ -184,9 +184,14 @@ func (a *fsAPI) fail(w http.ResponseWriter, r *http.Request, op string, err erro
 	code, kind := FSStatus(err)
 	if code >= 500 {
 		a.s.failures.Add(1)
-		a.s.log.Error(op+" failed", "method", r.Method, "status", code, "error", err)
+	}
+	noteError(r, err)
+	args := []any{"method", r.Method, "path", shortCap(r.URL.Path), "status", code, "error", err}
+	if code == http.StatusNotFound && (op == "stat" || op == "list") {
+		// A stat of a missing path is how callers ask whether it exists.
+		a.s.log.Debug(op+" refused", args...)
 	} else {
-		a.s.log.Debug(op+" refused", "method", r.Method, "status", code, "error", err)
+		logFailure(a.s.log, code, op, args...)
 	}
 	writeJSON(w, code, FSErrorBody{Error: err.Error(), Kind: kind})
 }
@@ -294,19 +299,16 @@ func (a *fsAPI) read(w http.ResponseWriter, r *http.Request, d *vdrive.Drive, p 
 	rd := &errReaderAt{r: f}
 	cw := &countingWriter{w: w}
 	if wt, ok := f.(io.WriterTo); ok && plainGet(r) {
-		w.Header().Set("Content-Length", fmt.Sprint(f.Size()))
-		w.Header().Set("Accept-Ranges", "bytes")
-		w.WriteHeader(http.StatusOK)
-		if _, err := wt.WriteTo(cw); err != nil && rd.err == nil && ctx.Err() == nil {
-			rd.err = err
-		}
+		streamWhole(w, r, cw, wt, f.Size(), rd)
 	} else {
 		http.ServeContent(cw, r, "", info.ModTime(), io.NewSectionReader(rd, 0, f.Size()))
 	}
 	a.s.bytesOut.Add(cw.n)
+	noteTarget(r, r.URL.Path, cw.n)
 	if rd.err != nil {
 		a.s.failures.Add(1)
-		a.s.log.Error("read failed mid-stream", "sent", cw.n, "error", rd.err)
+		noteError(r, rd.err)
+		a.s.log.Error("read failed mid-stream", "path", shortCap(r.URL.Path), "sent", cw.n, "size", f.Size(), "error", rd.err)
 		return
 	}
 	if r.Method != http.MethodHead {

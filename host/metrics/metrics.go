@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,19 @@ type Metrics struct {
 	// SFTP sessions opened.
 	WebDAVRequests *prometheus.CounterVec
 	SFTPSessions   prometheus.Counter
+
+	storageCalls sync.Map // method -> *atomic.Int64, for StorageCalls
+}
+
+// StorageCalls is the storage server's calls by method since start (what
+// StorageRequests counts, summed over codes), for the status page.
+func (m *Metrics) StorageCalls() map[string]int64 {
+	out := map[string]int64{}
+	m.storageCalls.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 // New makes a registry with tarn's instruments, Go's runtime metrics and
@@ -173,6 +187,8 @@ func (e errUnknown) Error() string { return "metrics: unknown family " + strconv
 func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
 	observe := func(full string, start time.Time, err error) {
 		method := methodName(full)
+		c, _ := m.storageCalls.LoadOrStore(method, new(atomic.Int64))
+		c.(*atomic.Int64).Add(1)
 		m.StorageRequests.WithLabelValues(method, status.Code(err).String()).Inc()
 		m.StorageDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	}

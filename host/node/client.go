@@ -69,7 +69,8 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 		return fmt.Errorf("client temp folder: %w", err)
 	}
 	n.client, err = grid.New(grid.Config{
-		Transport: tr, Cert: cert, GridSecret: gridSecret, Codec: codec,
+		// Counted per storage server (bytes, links) for /metrics.
+		Transport: &countingTransport{Transport: tr, n: n}, Cert: cert, GridSecret: gridSecret, Codec: codec,
 		Servers: grid.ServerFunc(n.gridServers),
 		K:       p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N,
 		SegmentSize: int(p.Client.SegmentSize), Convergence: convergence, LeaseSecret: leaseSecret,
@@ -88,10 +89,6 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	n.onStop(func() { seen.Close() })
 	n.client.SetSeenStore(seen)
 
-	token, err := ensureToken(p.Client.APITokenFile)
-	if err != nil {
-		return fmt.Errorf("client.api_token_file: %w", err)
-	}
 	// Check, verify, repair and lease renewal (/v1/check, /v1/deep-check)
 	// with the grid client's identity and lease secret.
 	ck, err := checker.New(checker.Config{
@@ -103,11 +100,26 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 		return err
 	}
 	n.onStop(func() { ck.Close() })
+	n.files = files{n.client}
+	n.store = vdrive.GridStore(n.client) // /v1/fs and /v1/dir for the CLI
+	n.checker = ck
+	return nil
+}
+
+// startAPI starts the node's local HTTP API: the status page, /v1/status
+// and /metrics on every node, the file routes on a client.
+func (n *Node) startAPI() error {
+	p := n.prof
+	token, err := ensureToken(p.Client.APITokenFile)
+	if err != nil {
+		return fmt.Errorf("client.api_token_file: %w", err)
+	}
+	if err := n.registerMetrics(); err != nil {
+		return err
+	}
 	n.api, err = api.Start(api.Config{
-		Listen: p.Client.APIListen, Token: token, Files: files{n.client},
-		Store:   vdrive.GridStore(n.client), // /v1/fs and /v1/dir for the CLI
-		Checker: ck,
-		Status:  n.status, Logger: n.log,
+		Listen: p.APIListen(), Token: token, Files: n.files, Store: n.store, Checker: n.checker,
+		Status: n.status, Metrics: n.metrics, Counters: n.rateCounters, Logger: n.log,
 	})
 	if err != nil {
 		return err
@@ -150,39 +162,6 @@ func (n *Node) WaitServers(ctx context.Context, k int) error {
 		return errors.New("node runs no client")
 	}
 	return n.list.WaitFor(ctx, k)
-}
-
-// status fills GET /v1/status.
-func (n *Node) status(ctx context.Context) api.Status {
-	p := n.prof
-	st := api.Status{
-		NodeID: n.info.NodeID, Name: p.Node.Name, Roles: n.info.Roles, Grid: p.Grid.Name,
-		Shares: api.Shares{K: p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N},
-	}
-	now := time.Now()
-	for _, s := range n.Servers() {
-		ss := api.ServerStatus{
-			NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, FreeSpace: s.FreeSpace,
-			Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: n.seen.get(s.NodeID),
-			// An announcement in force (or a static entry) is what the
-			// client dials; the grid client connects on first use.
-			Connected: s.Static || now.Before(s.ExpiresAt),
-		}
-		if len(s.Addresses) > 0 {
-			ss.Address = s.Addresses[0]
-		}
-		st.Servers = append(st.Servers, ss)
-	}
-	for _, ps := range n.plugins.List() {
-		st.Plugins = append(st.Plugins, api.PluginStatus{
-			Kind: string(ps.Kind), Name: ps.Name, Version: ps.Version, Pid: ps.Pid, Health: ps.Health,
-			Restarts: ps.Restarts, Started: ps.Started, LastErr: ps.LastErr,
-		})
-	}
-	if n.client != nil {
-		st.GridStats = n.client.Stats()
-	}
-	return st
 }
 
 // files adapts the grid client to the API.

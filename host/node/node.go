@@ -1,7 +1,8 @@
 // Package node runs one tarn node: it loads the profile and the node's
 // identity, starts the plugins the profile names (through pluginhost), then
-// the services the profile enables — the introducer, the storage server and
-// the client with its local HTTP API — and stops them all cleanly.
+// the services the profile enables — the introducer, the storage server,
+// the client and its frontends — then the node's local HTTP API (status
+// page, metrics, and a client's file routes), and stops them all cleanly.
 //
 // While every service listens the node writes DIR/node.json (Info), which
 // tells the CLI and `tarn dev` where the node can be reached; it is removed
@@ -34,11 +35,14 @@ import (
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/introducer"
+	"github.com/tarnfs/tarn/host/metrics"
 	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/nodelink"
 	"github.com/tarnfs/tarn/host/pluginhost"
 	"github.com/tarnfs/tarn/host/storageserver"
+	"github.com/tarnfs/tarn/host/vdrive"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
+	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // InfoFile is the name of the file, in the node folder, that says where a
@@ -130,6 +134,15 @@ type Node struct {
 	client *grid.Client
 	api    *api.Server
 
+	metrics *metrics.Metrics
+	intro   *introducer.Service
+	storage *storageserver.Server
+	backend storage.Backend
+	// Set by startClient for the API's file routes.
+	files   api.Files
+	store   vdrive.Store
+	checker api.Checker
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -158,10 +171,14 @@ func Start(ctx context.Context, dir string, opts Options) (*Node, error) {
 		if out == nil {
 			out = os.Stderr
 		}
+		// Plugins log JSON at trace on their stderr; go-plugin re-logs each
+		// line through this logger (named "NAME.plugin.KIND.PLUGIN"), so
+		// the level filters theirs too and the format applies to all.
 		log = hclog.New(&hclog.LoggerOptions{
-			Name:   p.Node.Name,
-			Level:  hclog.LevelFromString(p.Node.LogLevel),
-			Output: out,
+			Name:       p.Node.Name,
+			Level:      hclog.LevelFromString(p.Node.LogLevel),
+			Output:     out,
+			JSONFormat: p.Node.LogFormat == "json",
 		})
 	}
 	id, err := identity.Load(p.Node.StateDir)
@@ -172,7 +189,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start node %s: %w", p.Node.Name, err)
 	}
-	n := &Node{prof: p, id: id, log: log, started: time.Now(), seen: newLastSeen()}
+	n := &Node{prof: p, id: id, log: log, started: time.Now(), seen: newLastSeen(), metrics: metrics.New()}
 	n.onStop(unlock)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.info = Info{
@@ -271,6 +288,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		}
 		g := nodelink.NewServer(cert)
 		svc.Register(g)
+		n.intro = svc
 		addrs, err := n.serve(ctx, "introducer", g, tr, p.Introducer.Listen)
 		if err != nil {
 			return err
@@ -298,7 +316,8 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			return err
 		}
 		n.onStop(func() { srv.Close() })
-		addrs, err := n.serve(ctx, "storage", srv.NewGRPCServer(cert), tr, p.Storage.Listen)
+		n.storage, n.backend = srv, backend
+		addrs, err := n.serve(ctx, "storage", srv.NewGRPCServer(cert, n.metrics.GRPCServerOptions()...), tr, p.Storage.Listen)
 		if err != nil {
 			return err
 		}
@@ -340,7 +359,8 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	return nil
+	// Last, once every service is up: the API, whose status reads them.
+	return n.startAPI()
 }
 
 // serve listens on every address and serves g there; it returns the
