@@ -48,6 +48,17 @@ type Encoder struct {
 	cipher   []hashtree.Hash
 	err      error
 	done     bool
+	alloc    bufferAllocator // the codec's, when it has one
+	jobs     []*job          // every job made, to release their buffers
+}
+
+// bufferAllocator is implemented by codecs that can hand out a segment's
+// buffers in memory shared with the codec's process (codec.Client and
+// pluginhost.Codec): encoding in them sends offsets only, where heap
+// buffers are copied into shared memory and the blocks copied back out on
+// every call.
+type bufferAllocator interface {
+	AllocBuffers(p codec.Params, segLen int) (*codec.Buffers, error)
 }
 
 // job is one segment in flight, with its own buffers.
@@ -56,6 +67,7 @@ type job struct {
 	seg    []byte
 	fill   int
 	blocks [][]byte
+	bufs   *codec.Buffers // seg and blocks, when the codec allocated them
 	hashes []hashtree.Hash
 	segSum hashtree.Hash
 	err    error
@@ -86,6 +98,7 @@ func NewEncoder(ctx context.Context, p Params, key cap.Key, size int64, c codec.
 	for i := range e.leaves {
 		e.leaves[i] = make([]hashtree.Hash, 0, l.Segments)
 	}
+	e.alloc, _ = c.(bufferAllocator)
 	e.cur = e.newJob()
 	return e, nil
 }
@@ -98,12 +111,48 @@ func (e *Encoder) newJob() *job {
 		return j
 	}
 	segBuf := int(min(int64(e.l.SegmentSize), e.l.Size))
+	j := &job{hashes: make([]hashtree.Hash, e.l.N)}
+	e.jobs = append(e.jobs, j)
+	if e.alloc != nil {
+		// The segment is filled, encrypted and coded in place and the
+		// blocks hashed and sent from where the codec wrote them. An
+		// error (a codec without shared memory) means heap buffers.
+		if b, err := e.alloc.AllocBuffers(e.l.codec(), segBuf); err == nil && b != nil {
+			j.bufs, j.seg, j.blocks = b, b.Segment, b.Blocks
+			return j
+		}
+	}
 	bs := codec.BlockSize(e.l.codec(), segBuf)
-	j := &job{seg: make([]byte, segBuf), blocks: make([][]byte, e.l.N), hashes: make([]hashtree.Hash, e.l.N)}
+	j.seg, j.blocks = make([]byte, segBuf), make([][]byte, e.l.N)
 	for i := range j.blocks {
 		j.blocks[i] = make([]byte, bs)
 	}
 	return j
+}
+
+// release returns every job's codec buffers once no goroutine uses them.
+func (e *Encoder) release() {
+	for _, j := range e.jobs {
+		if j.bufs != nil {
+			j.bufs.Release()
+			j.bufs = nil
+		}
+	}
+	e.jobs, e.free, e.cur = nil, nil, nil
+}
+
+// Abort stops an encoder that will not be closed (its input failed):
+// it waits for the segments in flight and returns its buffers. The shares
+// written so far are incomplete. Abort after Close, or twice, does nothing.
+func (e *Encoder) Abort() {
+	if e.done && e.jobs == nil {
+		return
+	}
+	e.done = true
+	if e.err == nil {
+		e.err = fmt.Errorf("chk encoder: aborted")
+	}
+	e.abort()
 }
 
 // Layout is the file's share layout.
@@ -197,6 +246,7 @@ func (e *Encoder) abort() {
 		}
 	}
 	e.inflight = nil
+	e.release()
 }
 
 // finish waits for the oldest segment in flight and writes its blocks.
@@ -269,6 +319,7 @@ func (e *Encoder) Close() (cap.CHK, error) {
 			return cap.CHK{}, err
 		}
 	}
+	e.release() // every block is written: the rest needs no segment buffers
 	ct, err := hashtree.Build(tagged.ChkCiphertextNode, e.cipher)
 	if err != nil {
 		return cap.CHK{}, err

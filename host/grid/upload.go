@@ -714,6 +714,8 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 	var out cap.CHK
 	if err == nil {
 		out, err = enc.Close()
+	} else {
+		enc.Abort() // the source failed: return the encoder's shared buffers
 	}
 	if err == nil && u.ctx.Err() == nil {
 		commit.Store(true)
