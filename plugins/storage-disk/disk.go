@@ -246,12 +246,23 @@ func parseIndex(name string) ([storage.StorageIndexSize]byte, bool) {
 }
 
 func (d *Disk) List(_ context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
-	ents, err := os.ReadDir(indexDir(filepath.Join(d.dir, "shares"), index))
+	return listNums(indexDir(filepath.Join(d.dir, "shares"), index), "shares", index)
+}
+
+// ListSlots lists the slot files of an index (values are written to tmp/
+// and renamed in, so every file there is a whole slot).
+func (d *Disk) ListSlots(_ context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	return listNums(indexDir(filepath.Join(d.dir, "slots"), index), "slots", index)
+}
+
+// listNums returns the numbers named by the regular files in dir, sorted.
+func listNums(dir, what string, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return []uint32{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list shares of %x: %w", index, err)
+		return nil, fmt.Errorf("list %s of %x: %w", what, index, err)
 	}
 	nums := []uint32{}
 	for _, e := range ents {

@@ -159,6 +159,14 @@ func (s *Served) WriteSlot(ctx context.Context, ref storage.Ref, expect string, 
 	return d.WriteSlot(ctx, ref, expect, value)
 }
 
+func (s *Served) ListSlots(ctx context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	return d.ListSlots(ctx, index)
+}
+
 func (s *Served) Indexes(ctx context.Context, fn func(index [storage.StorageIndexSize]byte) error) error {
 	d, err := s.get()
 	if err != nil {

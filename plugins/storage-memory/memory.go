@@ -26,6 +26,9 @@ type Memory struct {
 	used   int64 // sealed bytes plus bytes reserved by open writers
 	shares map[storage.Ref][]byte
 	slots  map[storage.Ref]slot
+	// slotNums lists each index's slot numbers (slots are never removed),
+	// so that ListSlots does not walk every slot.
+	slotNums map[[storage.StorageIndexSize]byte][]uint32
 }
 
 type slot struct {
@@ -43,7 +46,8 @@ func New() storage.Backend { return NewLimit(DefaultLimit) }
 
 // NewLimit returns an empty backend that holds at most limit bytes of shares.
 func NewLimit(limit int64) *Memory {
-	return &Memory{limit: limit, shares: map[storage.Ref][]byte{}, slots: map[storage.Ref]slot{}}
+	return &Memory{limit: limit, shares: map[storage.Ref][]byte{}, slots: map[storage.Ref]slot{},
+		slotNums: map[[storage.StorageIndexSize]byte][]uint32{}}
 }
 
 // Serve runs the memory backend as a plugin process (tarn plugin serve storage memory).
@@ -151,9 +155,20 @@ func (m *Memory) WriteSlot(_ context.Context, ref storage.Ref, expect string, va
 	if cur != expect {
 		return "", fmt.Errorf("write slot %s: token %q is stale: %w", ref, expect, storage.ErrConflict)
 	}
+	if !ok {
+		nums := m.slotNums[ref.Index]
+		i, _ := slices.BinarySearch(nums, ref.Num)
+		m.slotNums[ref.Index] = slices.Insert(nums, i, ref.Num)
+	}
 	s = slot{value: slices.Clone(value), gen: s.gen + 1}
 	m.slots[ref] = s
 	return strconv.FormatUint(s.gen, 10), nil
+}
+
+func (m *Memory) ListSlots(_ context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]uint32{}, m.slotNums[index]...), nil
 }
 
 // Indexes lists every storage index with a sealed share or a slot.

@@ -260,6 +260,23 @@ func (c *Client) WriteSlot(ctx context.Context, ref Ref, expect string, value []
 	return r.Token, nil
 }
 
+// ListSlots returns the slot numbers of a storage index, sorted. A plugin
+// built before the call existed gives an error wrapping
+// errors.ErrUnsupported.
+func (c *Client) ListSlots(ctx context.Context, index [StorageIndexSize]byte) ([]uint32, error) {
+	r, err := c.rpc.ListSlots(ctx, &storagepb.ListRequest{Index: index[:]})
+	if status.Code(err) == codes.Unimplemented {
+		return nil, fmt.Errorf("list slots of %x: plugin predates ListSlots: %w", index[:], errors.ErrUnsupported)
+	}
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	if r.Nums == nil {
+		return []uint32{}, nil
+	}
+	return r.Nums, nil
+}
+
 // Indexes streams the plugin's storage indexes; an error wrapping
 // errors.ErrUnsupported if the backend cannot enumerate them.
 func (c *Client) Indexes(ctx context.Context, fn func(index [StorageIndexSize]byte) error) error {

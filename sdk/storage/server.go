@@ -242,12 +242,20 @@ func (s *server) ReadAt(ctx context.Context, req *storagepb.ReadAtRequest) (*sto
 }
 
 func (s *server) List(ctx context.Context, req *storagepb.ListRequest) (*storagepb.ListResponse, error) {
+	return s.list(ctx, req, s.b.List)
+}
+
+func (s *server) ListSlots(ctx context.Context, req *storagepb.ListRequest) (*storagepb.ListResponse, error) {
+	return s.list(ctx, req, s.b.ListSlots)
+}
+
+func (s *server) list(ctx context.Context, req *storagepb.ListRequest, fn func(context.Context, [StorageIndexSize]byte) ([]uint32, error)) (*storagepb.ListResponse, error) {
 	if len(req.Index) != StorageIndexSize {
 		return nil, status.Errorf(codes.InvalidArgument, "storage index must be %d bytes", StorageIndexSize)
 	}
 	var idx [StorageIndexSize]byte
 	copy(idx[:], req.Index)
-	nums, err := s.b.List(ctx, idx)
+	nums, err := fn(ctx, idx)
 	if err != nil {
 		return nil, toStatus(err)
 	}

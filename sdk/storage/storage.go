@@ -93,6 +93,11 @@ type Backend interface {
 	// ("" means the slot must not exist yet); otherwise ErrConflict. It
 	// returns the new token. Durable and atomic like Seal.
 	WriteSlot(ctx context.Context, ref Ref, expect string, value []byte) (token string, err error)
+	// ListSlots returns the numbers of the slots that exist at a storage
+	// index, sorted; an unknown index gives an empty list, not an error.
+	// Mutable-file clients list before they read, so that they read only
+	// slots that exist (docs/formats.md, "Where shares live").
+	ListSlots(ctx context.Context, index [StorageIndexSize]byte) ([]uint32, error)
 }
 
 // Indexer is an optional extra: a backend that can enumerate its storage

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -149,4 +150,24 @@ func FuzzServerRegion(f *testing.F) {
 			t.Fatalf("read %d of %d", r.N, n)
 		}
 	})
+}
+
+// oldPlugin is the RPC client of a plugin built before ListSlots existed.
+type oldPlugin struct{ storagepb.StorageClient }
+
+func (oldPlugin) ListSlots(context.Context, *storagepb.ListRequest, ...grpc.CallOption) (*storagepb.ListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method ListSlots for service tarn.storage.v1.Storage")
+}
+
+// TestListSlotsBounds: a plugin that predates ListSlots gives
+// errors.ErrUnsupported (callers fall back); a short index is refused.
+func TestListSlotsBounds(t *testing.T) {
+	c := &Client{rpc: oldPlugin{}}
+	if _, err := c.ListSlots(context.Background(), [StorageIndexSize]byte{}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("ListSlots on an old plugin: %v, want ErrUnsupported", err)
+	}
+	s := newServer(stubBackend{}, pluginkit.DataPlane{}, nil)
+	if _, err := s.ListSlots(context.Background(), &storagepb.ListRequest{Index: []byte{1}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ListSlots of a 1-byte index: %v, want InvalidArgument", err)
+	}
 }

@@ -1196,7 +1196,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x0fIndexesResponse\x12\x18\n" +
 	"\aindexes\x18\x01 \x03(\fR\aindexes\")\n" +
 	"\vErrorDetail\x12\x1a\n" +
-	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\x83\b\n" +
+	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\xcd\b\n" +
 	"\aStorage\x12C\n" +
 	"\x04Info\x12\x1c.tarn.storage.v1.InfoRequest\x1a\x1d.tarn.storage.v1.InfoResponse\x12F\n" +
 	"\tConfigure\x12!.tarn.storage.v1.ConfigureRequest\x1a\x16.tarn.storage.v1.Empty\x12:\n" +
@@ -1211,7 +1211,8 @@ const file_storage_proto_rawDesc = "" +
 	"\x04List\x12\x1c.tarn.storage.v1.ListRequest\x1a\x1d.tarn.storage.v1.ListResponse\x126\n" +
 	"\x06Delete\x12\x14.tarn.storage.v1.Ref\x1a\x16.tarn.storage.v1.Empty\x12>\n" +
 	"\bReadSlot\x12\x14.tarn.storage.v1.Ref\x1a\x1a.tarn.storage.v1.SlotChunk0\x01\x12R\n" +
-	"\tWriteSlot\x12\x1f.tarn.storage.v1.WriteSlotChunk\x1a\".tarn.storage.v1.WriteSlotResponse(\x01\x12E\n" +
+	"\tWriteSlot\x12\x1f.tarn.storage.v1.WriteSlotChunk\x1a\".tarn.storage.v1.WriteSlotResponse(\x01\x12H\n" +
+	"\tListSlots\x12\x1c.tarn.storage.v1.ListRequest\x1a\x1d.tarn.storage.v1.ListResponse\x12E\n" +
 	"\aIndexes\x12\x16.tarn.storage.v1.Empty\x1a .tarn.storage.v1.IndexesResponse0\x01B.Z,github.com/tarnfs/tarn/sdk/storage/storagepbb\x06proto3"
 
 var (
@@ -1270,24 +1271,26 @@ var file_storage_proto_depIdxs = []int32{
 	1,  // 16: tarn.storage.v1.Storage.Delete:input_type -> tarn.storage.v1.Ref
 	1,  // 17: tarn.storage.v1.Storage.ReadSlot:input_type -> tarn.storage.v1.Ref
 	17, // 18: tarn.storage.v1.Storage.WriteSlot:input_type -> tarn.storage.v1.WriteSlotChunk
-	0,  // 19: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
-	4,  // 20: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
-	0,  // 21: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
-	0,  // 22: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
-	6,  // 23: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
-	8,  // 24: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
-	0,  // 25: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
-	0,  // 26: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
-	0,  // 27: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
-	11, // 28: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
-	13, // 29: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
-	15, // 30: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
-	0,  // 31: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
-	16, // 32: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
-	18, // 33: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
-	19, // 34: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
-	20, // [20:35] is the sub-list for method output_type
-	5,  // [5:20] is the sub-list for method input_type
+	14, // 19: tarn.storage.v1.Storage.ListSlots:input_type -> tarn.storage.v1.ListRequest
+	0,  // 20: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
+	4,  // 21: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
+	0,  // 22: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
+	0,  // 23: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
+	6,  // 24: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
+	8,  // 25: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
+	0,  // 26: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
+	0,  // 27: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
+	0,  // 28: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
+	11, // 29: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
+	13, // 30: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
+	15, // 31: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
+	0,  // 32: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
+	16, // 33: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
+	18, // 34: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
+	15, // 35: tarn.storage.v1.Storage.ListSlots:output_type -> tarn.storage.v1.ListResponse
+	19, // 36: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
+	21, // [21:37] is the sub-list for method output_type
+	5,  // [5:21] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name

@@ -36,6 +36,7 @@ const (
 	Storage_Delete_FullMethodName    = "/tarn.storage.v1.Storage/Delete"
 	Storage_ReadSlot_FullMethodName  = "/tarn.storage.v1.Storage/ReadSlot"
 	Storage_WriteSlot_FullMethodName = "/tarn.storage.v1.Storage/WriteSlot"
+	Storage_ListSlots_FullMethodName = "/tarn.storage.v1.Storage/ListSlots"
 	Storage_Indexes_FullMethodName   = "/tarn.storage.v1.Storage/Indexes"
 )
 
@@ -70,6 +71,10 @@ type StorageClient interface {
 	// WriteSlot takes the value as a stream: the first message carries the
 	// ref and the expected token.
 	WriteSlot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteSlotChunk, WriteSlotResponse], error)
+	// ListSlots returns the numbers of the slots of a storage index, sorted
+	// (none for an unknown index). A plugin built before this call answers
+	// UNIMPLEMENTED.
+	ListSlots(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Indexes streams the storage indexes; UNIMPLEMENTED if the backend
 	// cannot enumerate them.
 	Indexes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IndexesResponse], error)
@@ -244,6 +249,16 @@ func (c *storageClient) WriteSlot(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_WriteSlotClient = grpc.ClientStreamingClient[WriteSlotChunk, WriteSlotResponse]
 
+func (c *storageClient) ListSlots(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResponse)
+	err := c.cc.Invoke(ctx, Storage_ListSlots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storageClient) Indexes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IndexesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[3], Storage_Indexes_FullMethodName, cOpts...)
@@ -294,6 +309,10 @@ type StorageServer interface {
 	// WriteSlot takes the value as a stream: the first message carries the
 	// ref and the expected token.
 	WriteSlot(grpc.ClientStreamingServer[WriteSlotChunk, WriteSlotResponse]) error
+	// ListSlots returns the numbers of the slots of a storage index, sorted
+	// (none for an unknown index). A plugin built before this call answers
+	// UNIMPLEMENTED.
+	ListSlots(context.Context, *ListRequest) (*ListResponse, error)
 	// Indexes streams the storage indexes; UNIMPLEMENTED if the backend
 	// cannot enumerate them.
 	Indexes(*Empty, grpc.ServerStreamingServer[IndexesResponse]) error
@@ -348,6 +367,9 @@ func (UnimplementedStorageServer) ReadSlot(*Ref, grpc.ServerStreamingServer[Slot
 }
 func (UnimplementedStorageServer) WriteSlot(grpc.ClientStreamingServer[WriteSlotChunk, WriteSlotResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method WriteSlot not implemented")
+}
+func (UnimplementedStorageServer) ListSlots(context.Context, *ListRequest) (*ListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSlots not implemented")
 }
 func (UnimplementedStorageServer) Indexes(*Empty, grpc.ServerStreamingServer[IndexesResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Indexes not implemented")
@@ -600,6 +622,24 @@ func _Storage_WriteSlot_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_WriteSlotServer = grpc.ClientStreamingServer[WriteSlotChunk, WriteSlotResponse]
 
+func _Storage_ListSlots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).ListSlots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_ListSlots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).ListSlots(ctx, req.(*ListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Storage_Indexes_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(Empty)
 	if err := stream.RecvMsg(m); err != nil {
@@ -661,6 +701,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _Storage_Delete_Handler,
+		},
+		{
+			MethodName: "ListSlots",
+			Handler:    _Storage_ListSlots_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -45,6 +45,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"Slots", testSlots},
 		{"SlotLarge", testSlotLarge},
 		{"SlotRace", testSlotRace},
+		{"ListSlots", testListSlots},
 		{"ConcurrentShares", testConcurrentShares},
 		{"Space", testSpace},
 		{"Indexes", testIndexes},
@@ -519,6 +520,67 @@ func testSlotRace(t *testing.T, b storage.Backend) {
 	v, _, err := b.ReadSlot(ctx, r)
 	if err != nil || string(v) != fmt.Sprintf("writer %d", winner) {
 		t.Fatalf("slot holds %q, %v; want the winner's value", v, err)
+	}
+}
+
+// testListSlots: ListSlots names exactly the slots of one index, sorted,
+// apart from shares and from other indexes.
+func testListSlots(t *testing.T, b storage.Backend) {
+	ctx := ctxT(t)
+	idx := ref(17, 0).Index
+	tests := []struct {
+		name  string
+		write []uint32 // slots created before listing
+		want  []uint32
+	}{
+		{"unknown index", nil, []uint32{}},
+		{"one slot", []uint32{3}, []uint32{3}},
+		{"out of order", []uint32{200, 0, 7}, []uint32{0, 3, 7, 200}},
+		{"rewrite adds nothing", []uint32{3}, []uint32{0, 3, 7, 200}},
+		{"top number", []uint32{255}, []uint32{0, 3, 7, 200, 255}},
+	}
+	toks := map[uint32]string{}
+	for _, tc := range tests {
+		for _, n := range tc.write {
+			r := storage.Ref{Index: idx, Num: n}
+			tok, err := b.WriteSlot(ctx, r, toks[n], []byte(fmt.Sprintf("slot %d", n)))
+			if err != nil {
+				t.Fatalf("%s: write slot %d: %v", tc.name, n, err)
+			}
+			toks[n] = tok
+		}
+		got, err := b.ListSlots(ctx, idx)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got == nil || !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: ListSlots = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// An empty value is a slot too.
+	other := ref(18, 9)
+	if _, err := b.WriteSlot(ctx, other, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ListSlots(ctx, other.Index); err != nil || !slices.Equal(got, []uint32{9}) {
+		t.Fatalf("ListSlots of an index with one empty slot = %v, %v; want [9]", got, err)
+	}
+	// Shares and slots of one index are listed apart.
+	put(t, b, storage.Ref{Index: idx, Num: 5}, []byte("share"), 5)
+	if got, err := b.List(ctx, idx); err != nil || !slices.Equal(got, []uint32{5}) {
+		t.Fatalf("List beside slots = %v, %v; want [5]", got, err)
+	}
+	if got, err := b.ListSlots(ctx, idx); err != nil || !slices.Equal(got, []uint32{0, 3, 7, 200, 255}) {
+		t.Fatalf("ListSlots beside a share = %v, %v", got, err)
+	}
+	// An unsealed share is not a slot either.
+	w, err := b.Create(ctx, ref(19, 1), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort(ctx)
+	if got, err := b.ListSlots(ctx, ref(19, 1).Index); err != nil || len(got) != 0 {
+		t.Fatalf("ListSlots of an index with only an open writer = %v, %v", got, err)
 	}
 }
 
