@@ -60,6 +60,9 @@ type Config struct {
 	// GridSecret proves grid membership to servers; nil can only read
 	// from servers with open reads.
 	GridSecret []byte
+	// GridName is the grid's name (grid.name), used in the error that says
+	// a server refused this node's membership.
+	GridName string
 	// Codec erasure-codes segments. Required.
 	Codec codec.Codec
 	// Servers lists the storage servers. Required.
@@ -112,7 +115,119 @@ type conn struct {
 	addr     string
 	cl       *storageclient.Client
 	failedAt time.Time
+	// refused is the last refusal of the link to this server for a
+	// reason of security, cleared by the next request it answers.
+	refused   *RefusedError
+	refusedAt time.Time
 }
+
+// RefusedError says a link to a storage server was refused for a reason of
+// security, not of availability: the server refused this node as a member
+// of the grid (the node's grid secret is not the server's;
+// nodelink.ErrNotMember), or the node at the server's address presented
+// another key than the address pins (nodelink.ErrKeyMismatch: a stale
+// address or someone in the way). It unwraps to the cause.
+type RefusedError struct {
+	Server string // the server's node id
+	Grid   string // Config.GridName; may be empty
+	Err    error
+}
+
+func (e *RefusedError) Error() string {
+	if errors.Is(e.Err, nodelink.ErrKeyMismatch) {
+		return fmt.Sprintf("storage server %s refused: %v (a stale address, or someone in the way)", e.Server, e.Err)
+	}
+	g := "this grid"
+	if e.Grid != "" {
+		g = fmt.Sprintf("grid %q", e.Grid)
+	}
+	return fmt.Sprintf("storage server %s refused this node: not a member of %s (check grid.secret_file)", e.Server, g)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// refusal returns err as a *RefusedError when it is a membership refusal by
+// s (recording it), and notes that s answered otherwise.
+func (c *Client) refusal(s Server, err error) error {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return err
+	}
+	c.mu.Lock()
+	cn := c.conns[s.NodeID]
+	c.mu.Unlock()
+	if err == nil || !(errors.Is(err, nodelink.ErrNotMember) || errors.Is(err, nodelink.ErrKeyMismatch)) {
+		if cn != nil && (err == nil || errorKind(err) != KindUnreachable) {
+			cn.mu.Lock()
+			cn.refused = nil
+			cn.mu.Unlock()
+		}
+		return err
+	}
+	re = &RefusedError{Server: s.NodeID, Grid: c.cfg.GridName, Err: err}
+	if cn != nil {
+		cn.mu.Lock()
+		cn.refused, cn.refusedAt = re, time.Now()
+		cn.mu.Unlock()
+	}
+	return re
+}
+
+// Refusals returns the refusals (RefusedError) by servers in the current
+// list within the last minute, in server list order.
+func (c *Client) Refusals() []*RefusedError {
+	var out []*RefusedError
+	for _, s := range c.servers() {
+		c.mu.Lock()
+		cn := c.conns[s.NodeID]
+		c.mu.Unlock()
+		if cn == nil {
+			continue
+		}
+		cn.mu.Lock()
+		if cn.refused != nil && time.Since(cn.refusedAt) < time.Minute {
+			out = append(out, cn.refused)
+		}
+		cn.mu.Unlock()
+	}
+	return out
+}
+
+// Explain makes an error that lacked servers (ErrNotHappy,
+// ErrNotEnoughShares) say why when servers refused this node's membership
+// or presented another key than pinned (see RefusedError): the usual cause
+// is a wrong grid secret, and "0 of 5 servers answered" alone does not say
+// so. Other errors, and errors when no server refused,
+// come back unchanged. The result still matches the error's sentinels and
+// nodelink.ErrNotMember.
+func (c *Client) Explain(err error) error {
+	var re *RefusedError
+	if err == nil || errors.As(err, &re) ||
+		!(errors.Is(err, ErrNotHappy) || errors.Is(err, ErrNotEnoughShares)) {
+		return err
+	}
+	refused := c.Refusals()
+	if len(refused) == 0 {
+		return err
+	}
+	return &explained{refused: refused, err: err}
+}
+
+// explained is an error with the membership refusals that caused it.
+type explained struct {
+	refused []*RefusedError
+	err     error
+}
+
+func (e *explained) Error() string {
+	s := e.refused[0].Error()
+	if n := len(e.refused) - 1; n > 0 {
+		s += fmt.Sprintf(", as did %d more server(s)", n)
+	}
+	return s + ": " + e.err.Error()
+}
+
+func (e *explained) Unwrap() []error { return []error{e.err, e.refused[0]} }
 
 // New checks cfg and returns a Client. It dials nothing: connections are
 // made on first use and kept.
@@ -227,11 +342,11 @@ func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client
 	}
 	err = fn(cl)
 	if err == nil || ctx.Err() != nil {
-		return err
+		return c.refusal(s, err)
 	}
 	c.fault(s, cl, err)
 	if k := errorKind(err); fresh || (k != KindUnreachable && k != KindBusy) {
-		return err
+		return c.refusal(s, err)
 	}
 	if cl, _, err = c.conn(ctx, s); err != nil {
 		return err
@@ -239,7 +354,7 @@ func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client
 	if err = fn(cl); err != nil && ctx.Err() == nil {
 		c.fault(s, cl, err)
 	}
-	return err
+	return c.refusal(s, err)
 }
 
 // conn returns the pooled connection to s, dialing it if needed, and
@@ -279,6 +394,11 @@ func (c *Client) conn(ctx context.Context, s Server) (*storageclient.Client, boo
 		cn.failedAt = time.Now()
 		c.stats.dialFailures.Add(1)
 		c.stats.errorOf(KindUnreachable)
+		if errors.Is(err, nodelink.ErrKeyMismatch) {
+			re := &RefusedError{Server: s.NodeID, Grid: c.cfg.GridName, Err: err}
+			cn.refused, cn.refusedAt = re, time.Now()
+			return nil, false, re
+		}
 		return nil, false, fmt.Errorf("server %s: %w", s.NodeID, err)
 	}
 	c.stats.dials.Add(1)

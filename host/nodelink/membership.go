@@ -153,7 +153,7 @@ func CheckMembership(ctx context.Context, secret []byte) error {
 		return status.Errorf(codes.PermissionDenied, "%v: %v", ErrNotMember, err)
 	}
 	if !hmac.Equal(got, want) {
-		return status.Errorf(codes.PermissionDenied, "%v: node %s proved another grid secret", ErrNotMember, kh)
+		return status.Errorf(codes.PermissionDenied, "%v: node %s proved another grid secret (check its grid.secret_file)", ErrNotMember, kh)
 	}
 	return nil
 }
