@@ -258,6 +258,22 @@ func (c *Client) ReadSlot(ctx context.Context, ref storage.Ref) ([]byte, string,
 	return r.Value, r.Token, nil
 }
 
+// ListSlots returns the slot numbers the server holds for a storage index,
+// sorted. A server that predates the call gives an error wrapping
+// errors.ErrUnsupported.
+func (c *Client) ListSlots(ctx context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	r, err := c.rpc.ListSlots(ctx, &pb.ListSlotsRequest{StorageIndex: index[:]})
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("list slots of %x", index[:]), err)
+	}
+	if r.SlotNums == nil {
+		return []uint32{}, nil
+	}
+	return r.SlotNums, nil
+}
+
 // WriteSlot replaces a slot's value if its token is still expect ("" = it
 // must not exist); storage.ErrConflict otherwise. It returns the new token.
 func (c *Client) WriteSlot(ctx context.Context, ref storage.Ref, expect string, value, leaseSecret []byte) (string, error) {
@@ -318,6 +334,7 @@ var sentinelOf = map[codes.Code]error{
 	codes.DeadlineExceeded:   context.DeadlineExceeded,
 	codes.Canceled:           context.Canceled,
 	codes.Unavailable:        ErrBusy,
+	codes.Unimplemented:      errors.ErrUnsupported, // a call the server predates
 }
 
 // remoteError carries the server's message and unwraps to a sentinel.

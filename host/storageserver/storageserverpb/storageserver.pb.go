@@ -1148,6 +1148,94 @@ func (x *WriteSlotResponse) GetToken() string {
 	return ""
 }
 
+type ListSlotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorageIndex  []byte                 `protobuf:"bytes,1,opt,name=storage_index,json=storageIndex,proto3" json:"storage_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSlotsRequest) Reset() {
+	*x = ListSlotsRequest{}
+	mi := &file_storageserver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSlotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSlotsRequest) ProtoMessage() {}
+
+func (x *ListSlotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSlotsRequest.ProtoReflect.Descriptor instead.
+func (*ListSlotsRequest) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListSlotsRequest) GetStorageIndex() []byte {
+	if x != nil {
+		return x.StorageIndex
+	}
+	return nil
+}
+
+type ListSlotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SlotNums      []uint32               `protobuf:"varint,1,rep,packed,name=slot_nums,json=slotNums,proto3" json:"slot_nums,omitempty"` // sorted; empty for an unknown index
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSlotsResponse) Reset() {
+	*x = ListSlotsResponse{}
+	mi := &file_storageserver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSlotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSlotsResponse) ProtoMessage() {}
+
+func (x *ListSlotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSlotsResponse.ProtoReflect.Descriptor instead.
+func (*ListSlotsResponse) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListSlotsResponse) GetSlotNums() []uint32 {
+	if x != nil {
+		return x.SlotNums
+	}
+	return nil
+}
+
 type RenewLeaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	StorageIndex  []byte                 `protobuf:"bytes,1,opt,name=storage_index,json=storageIndex,proto3" json:"storage_index,omitempty"`
@@ -1158,7 +1246,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_storageserver_proto_msgTypes[21]
+	mi := &file_storageserver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1258,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storageserver_proto_msgTypes[21]
+	mi := &file_storageserver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1271,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_storageserver_proto_rawDescGZIP(), []int{21}
+	return file_storageserver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RenewLeaseRequest) GetStorageIndex() []byte {
@@ -1209,7 +1297,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_storageserver_proto_msgTypes[22]
+	mi := &file_storageserver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1309,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storageserver_proto_msgTypes[22]
+	mi := &file_storageserver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1322,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_storageserver_proto_rawDescGZIP(), []int{22}
+	return file_storageserver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RenewLeaseResponse) GetExpiresUnix() int64 {
@@ -1261,7 +1349,7 @@ type AdviseCorruptionRequest struct {
 
 func (x *AdviseCorruptionRequest) Reset() {
 	*x = AdviseCorruptionRequest{}
-	mi := &file_storageserver_proto_msgTypes[23]
+	mi := &file_storageserver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1361,7 @@ func (x *AdviseCorruptionRequest) String() string {
 func (*AdviseCorruptionRequest) ProtoMessage() {}
 
 func (x *AdviseCorruptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storageserver_proto_msgTypes[23]
+	mi := &file_storageserver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1374,7 @@ func (x *AdviseCorruptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdviseCorruptionRequest.ProtoReflect.Descriptor instead.
 func (*AdviseCorruptionRequest) Descriptor() ([]byte, []int) {
-	return file_storageserver_proto_rawDescGZIP(), []int{23}
+	return file_storageserver_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AdviseCorruptionRequest) GetStorageIndex() []byte {
@@ -1333,7 +1421,7 @@ type AdviseCorruptionResponse struct {
 
 func (x *AdviseCorruptionResponse) Reset() {
 	*x = AdviseCorruptionResponse{}
-	mi := &file_storageserver_proto_msgTypes[24]
+	mi := &file_storageserver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1433,7 @@ func (x *AdviseCorruptionResponse) String() string {
 func (*AdviseCorruptionResponse) ProtoMessage() {}
 
 func (x *AdviseCorruptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storageserver_proto_msgTypes[24]
+	mi := &file_storageserver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1446,7 @@ func (x *AdviseCorruptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdviseCorruptionResponse.ProtoReflect.Descriptor instead.
 func (*AdviseCorruptionResponse) Descriptor() ([]byte, []int) {
-	return file_storageserver_proto_rawDescGZIP(), []int{24}
+	return file_storageserver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AdviseCorruptionResponse) GetRemoved() bool {
@@ -1444,7 +1532,11 @@ const file_storageserver_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12!\n" +
 	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\")\n" +
 	"\x11WriteSlotResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"[\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"7\n" +
+	"\x10ListSlotsRequest\x12#\n" +
+	"\rstorage_index\x18\x01 \x01(\fR\fstorageIndex\"0\n" +
+	"\x11ListSlotsResponse\x12\x1b\n" +
+	"\tslot_nums\x18\x01 \x03(\rR\bslotNums\"[\n" +
 	"\x11RenewLeaseRequest\x12#\n" +
 	"\rstorage_index\x18\x01 \x01(\fR\fstorageIndex\x12!\n" +
 	"\flease_secret\x18\x02 \x01(\fR\vleaseSecret\"7\n" +
@@ -1458,7 +1550,7 @@ const file_storageserver_proto_rawDesc = "" +
 	"\n" +
 	"verify_cap\x18\x05 \x01(\tR\tverifyCap\"4\n" +
 	"\x18AdviseCorruptionResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\bR\aremoved2\xb3\b\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved2\x93\t\n" +
 	"\rStorageServer\x12a\n" +
 	"\n" +
 	"GetVersion\x12(.tarn.storageserver.v1.GetVersionRequest\x1a).tarn.storageserver.v1.GetVersionResponse\x12[\n" +
@@ -1471,7 +1563,8 @@ const file_storageserver_proto_rawDesc = "" +
 	"\n" +
 	"ListShares\x12(.tarn.storageserver.v1.ListSharesRequest\x1a).tarn.storageserver.v1.ListSharesResponse\x12[\n" +
 	"\bReadSlot\x12&.tarn.storageserver.v1.ReadSlotRequest\x1a'.tarn.storageserver.v1.ReadSlotResponse\x12^\n" +
-	"\tWriteSlot\x12'.tarn.storageserver.v1.WriteSlotRequest\x1a(.tarn.storageserver.v1.WriteSlotResponse\x12a\n" +
+	"\tWriteSlot\x12'.tarn.storageserver.v1.WriteSlotRequest\x1a(.tarn.storageserver.v1.WriteSlotResponse\x12^\n" +
+	"\tListSlots\x12'.tarn.storageserver.v1.ListSlotsRequest\x1a(.tarn.storageserver.v1.ListSlotsResponse\x12a\n" +
 	"\n" +
 	"RenewLease\x12(.tarn.storageserver.v1.RenewLeaseRequest\x1a).tarn.storageserver.v1.RenewLeaseResponse\x12s\n" +
 	"\x10AdviseCorruption\x12..tarn.storageserver.v1.AdviseCorruptionRequest\x1a/.tarn.storageserver.v1.AdviseCorruptionResponseB;Z9github.com/tarnfs/tarn/host/storageserver/storageserverpbb\x06proto3"
@@ -1488,7 +1581,7 @@ func file_storageserver_proto_rawDescGZIP() []byte {
 	return file_storageserver_proto_rawDescData
 }
 
-var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_storageserver_proto_goTypes = []any{
 	(*GetVersionRequest)(nil),        // 0: tarn.storageserver.v1.GetVersionRequest
 	(*GetVersionResponse)(nil),       // 1: tarn.storageserver.v1.GetVersionResponse
@@ -1511,10 +1604,12 @@ var file_storageserver_proto_goTypes = []any{
 	(*ReadSlotResponse)(nil),         // 18: tarn.storageserver.v1.ReadSlotResponse
 	(*WriteSlotRequest)(nil),         // 19: tarn.storageserver.v1.WriteSlotRequest
 	(*WriteSlotResponse)(nil),        // 20: tarn.storageserver.v1.WriteSlotResponse
-	(*RenewLeaseRequest)(nil),        // 21: tarn.storageserver.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 22: tarn.storageserver.v1.RenewLeaseResponse
-	(*AdviseCorruptionRequest)(nil),  // 23: tarn.storageserver.v1.AdviseCorruptionRequest
-	(*AdviseCorruptionResponse)(nil), // 24: tarn.storageserver.v1.AdviseCorruptionResponse
+	(*ListSlotsRequest)(nil),         // 21: tarn.storageserver.v1.ListSlotsRequest
+	(*ListSlotsResponse)(nil),        // 22: tarn.storageserver.v1.ListSlotsResponse
+	(*RenewLeaseRequest)(nil),        // 23: tarn.storageserver.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 24: tarn.storageserver.v1.RenewLeaseResponse
+	(*AdviseCorruptionRequest)(nil),  // 25: tarn.storageserver.v1.AdviseCorruptionRequest
+	(*AdviseCorruptionResponse)(nil), // 26: tarn.storageserver.v1.AdviseCorruptionResponse
 }
 var file_storageserver_proto_depIdxs = []int32{
 	3,  // 0: tarn.storageserver.v1.AllocateResponse.allocated:type_name -> tarn.storageserver.v1.Allocated
@@ -1529,21 +1624,23 @@ var file_storageserver_proto_depIdxs = []int32{
 	14, // 9: tarn.storageserver.v1.StorageServer.ListShares:input_type -> tarn.storageserver.v1.ListSharesRequest
 	17, // 10: tarn.storageserver.v1.StorageServer.ReadSlot:input_type -> tarn.storageserver.v1.ReadSlotRequest
 	19, // 11: tarn.storageserver.v1.StorageServer.WriteSlot:input_type -> tarn.storageserver.v1.WriteSlotRequest
-	21, // 12: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
-	23, // 13: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
-	1,  // 14: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
-	4,  // 15: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
-	6,  // 16: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
-	8,  // 17: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
-	10, // 18: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
-	13, // 19: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
-	16, // 20: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
-	18, // 21: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
-	20, // 22: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
-	22, // 23: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
-	24, // 24: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
-	14, // [14:25] is the sub-list for method output_type
-	3,  // [3:14] is the sub-list for method input_type
+	21, // 12: tarn.storageserver.v1.StorageServer.ListSlots:input_type -> tarn.storageserver.v1.ListSlotsRequest
+	23, // 13: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
+	25, // 14: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
+	1,  // 15: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
+	4,  // 16: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
+	6,  // 17: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
+	8,  // 18: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
+	10, // 19: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
+	13, // 20: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
+	16, // 21: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
+	18, // 22: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
+	20, // 23: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
+	22, // 24: tarn.storageserver.v1.StorageServer.ListSlots:output_type -> tarn.storageserver.v1.ListSlotsResponse
+	24, // 25: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
+	26, // 26: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
+	15, // [15:27] is the sub-list for method output_type
+	3,  // [3:15] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1560,7 +1657,7 @@ func file_storageserver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storageserver_proto_rawDesc), len(file_storageserver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	StorageServer_ListShares_FullMethodName       = "/tarn.storageserver.v1.StorageServer/ListShares"
 	StorageServer_ReadSlot_FullMethodName         = "/tarn.storageserver.v1.StorageServer/ReadSlot"
 	StorageServer_WriteSlot_FullMethodName        = "/tarn.storageserver.v1.StorageServer/WriteSlot"
+	StorageServer_ListSlots_FullMethodName        = "/tarn.storageserver.v1.StorageServer/ListSlots"
 	StorageServer_RenewLease_FullMethodName       = "/tarn.storageserver.v1.StorageServer/RenewLease"
 	StorageServer_AdviseCorruption_FullMethodName = "/tarn.storageserver.v1.StorageServer/AdviseCorruption"
 )
@@ -57,6 +58,9 @@ type StorageServerClient interface {
 	ReadSlot(ctx context.Context, in *ReadSlotRequest, opts ...grpc.CallOption) (*ReadSlotResponse, error)
 	// Replace a mutable slot's value if its token is still the expected one.
 	WriteSlot(ctx context.Context, in *WriteSlotRequest, opts ...grpc.CallOption) (*WriteSlotResponse, error)
+	// The slot numbers that exist at a storage index, so that a client reads
+	// only slots that exist. A server that predates it answers UNIMPLEMENTED.
+	ListSlots(ctx context.Context, in *ListSlotsRequest, opts ...grpc.CallOption) (*ListSlotsResponse, error)
 	// Add or extend the lease of a storage index.
 	RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error)
 	// Tell the server one of its shares failed a hash check.
@@ -173,6 +177,16 @@ func (c *storageServerClient) WriteSlot(ctx context.Context, in *WriteSlotReques
 	return out, nil
 }
 
+func (c *storageServerClient) ListSlots(ctx context.Context, in *ListSlotsRequest, opts ...grpc.CallOption) (*ListSlotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSlotsResponse)
+	err := c.cc.Invoke(ctx, StorageServer_ListSlots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storageServerClient) RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RenewLeaseResponse)
@@ -215,6 +229,9 @@ type StorageServerServer interface {
 	ReadSlot(context.Context, *ReadSlotRequest) (*ReadSlotResponse, error)
 	// Replace a mutable slot's value if its token is still the expected one.
 	WriteSlot(context.Context, *WriteSlotRequest) (*WriteSlotResponse, error)
+	// The slot numbers that exist at a storage index, so that a client reads
+	// only slots that exist. A server that predates it answers UNIMPLEMENTED.
+	ListSlots(context.Context, *ListSlotsRequest) (*ListSlotsResponse, error)
 	// Add or extend the lease of a storage index.
 	RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error)
 	// Tell the server one of its shares failed a hash check.
@@ -255,6 +272,9 @@ func (UnimplementedStorageServerServer) ReadSlot(context.Context, *ReadSlotReque
 }
 func (UnimplementedStorageServerServer) WriteSlot(context.Context, *WriteSlotRequest) (*WriteSlotResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WriteSlot not implemented")
+}
+func (UnimplementedStorageServerServer) ListSlots(context.Context, *ListSlotsRequest) (*ListSlotsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSlots not implemented")
 }
 func (UnimplementedStorageServerServer) RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RenewLease not implemented")
@@ -427,6 +447,24 @@ func _StorageServer_WriteSlot_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageServer_ListSlots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSlotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServerServer).ListSlots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageServer_ListSlots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServerServer).ListSlots(ctx, req.(*ListSlotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StorageServer_RenewLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RenewLeaseRequest)
 	if err := dec(in); err != nil {
@@ -497,6 +535,10 @@ var StorageServer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WriteSlot",
 			Handler:    _StorageServer_WriteSlot_Handler,
+		},
+		{
+			MethodName: "ListSlots",
+			Handler:    _StorageServer_ListSlots_Handler,
 		},
 		{
 			MethodName: "RenewLease",
