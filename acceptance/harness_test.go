@@ -402,6 +402,7 @@ func startManualGrid(t testing.TB, o GridOptions) *Grid {
 	t.Helper()
 	g := &Grid{Dir: t.TempDir(), owner: t}
 	intro := g.initNode(t, "introducer", "introducer", func(p string) string {
+		p = setTOML(p, "node", "api_listen", `"127.0.0.1:0"`)
 		return setTOML(p, "introducer", "listen", `["tcp:127.0.0.1:0"]`)
 	})
 	info := g.runNode(t, intro)
@@ -410,6 +411,9 @@ func startManualGrid(t testing.TB, o GridOptions) *Grid {
 	var storage []*Node
 	for i := range o.storageNodes() {
 		n := g.initNode(t, "storage", fmt.Sprintf("storage-%d", i+1), func(p string) string {
+			// Every node serves its API: five storage nodes on one
+			// machine need five ports.
+			p = setTOML(p, "node", "api_listen", `"127.0.0.1:0"`)
 			p = setTOML(p, "storage", "listen", `["tcp:127.0.0.1:0"]`)
 			p = setTOML(p, "storage", "reserved_space", `"0"`)
 			if o.StorageEdit != nil {
@@ -437,7 +441,7 @@ func (g *Grid) addClient(t testing.TB, name string, o GridOptions) *Node {
 		if g.Name != "" {
 			p = setTOML(p, "grid", "name", fmt.Sprintf("%q", g.Name))
 		}
-		p = setTOML(p, "client", "api_listen", `"127.0.0.1:0"`)
+		p = setTOML(p, "node", "api_listen", `"127.0.0.1:0"`)
 		p = setTOML(p, "client.shares", "k", "3")
 		p = setTOML(p, "client.shares", "h", "4")
 		p = setTOML(p, "client.shares", "n", "5")

@@ -126,6 +126,8 @@ type DevNode struct {
 	Role string `json:"role"`
 	Dir  string `json:"dir"`
 	Pid  int    `json:"pid"`
+	// APIURL is the node's local API: its status page, /metrics.
+	APIURL string `json:"api_url,omitempty"`
 }
 
 // devShares picks the encoding for a grid of s storage nodes: K=3 H=4 N=5,
@@ -194,6 +196,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	if err != nil {
 		return devFailure(intro, err)
 	}
+	intro.APIURL = introInfo.APIURL
 	for _, n := range nodes[1:] {
 		if _, err := start(n); err != nil {
 			return fmt.Errorf("dev: %w", err)
@@ -208,6 +211,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 		if err != nil {
 			return devFailure(p, err)
 		}
+		p.APIURL = in.APIURL
 		clientInfo = in
 	}
 	client := procs[len(procs)-1]
@@ -241,6 +245,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 		if clientInfo, err = waitInfo(ctx, client, deadline); err != nil {
 			return devFailure(client, err)
 		}
+		client.APIURL = clientInfo.APIURL
 		if err := waitServers(ctx, procs, clientInfo, storageNodes, deadline); err != nil {
 			return err
 		}
@@ -275,7 +280,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	fmt.Fprintf(out, "  introducer: %s\n", ep.Introducer)
 	fmt.Fprintf(out, "  client api: %s (token in %s)\n", ep.Client.APIURL, ep.Client.TokenFile)
 	for _, p := range procs {
-		fmt.Fprintf(out, "  %-12s pid %-7d %s\n", p.Name, p.Pid, p.Dir)
+		fmt.Fprintf(out, "  %-12s pid %-7d %s  status page %s/\n", p.Name, p.Pid, p.Dir, p.APIURL)
 	}
 	fmt.Fprintf(out, "  root:       alias dev: in the client (account %q, password in %s)\n", DevUser, filepath.Join(dir, DevPasswordFile))
 	if ep.WebDAV != nil {
@@ -351,6 +356,19 @@ func setupDev(dir string, storageNodes int) ([]DevNode, error) {
 			if _, err := node.Prepare(p, secret); err != nil {
 				return nil, err
 			}
+			// A folder made before every node served its API: give the
+			// node a port of its own (the role's default would be shared
+			// by the storage nodes).
+			if p.Node.APIListen == "" && !(p.Client.Enabled && p.Client.APIListen != "") {
+				port, err := freePort()
+				if err != nil {
+					return nil, err
+				}
+				p.Node.APIListen = "127.0.0.1:" + port
+				if err := node.WriteProfile(p); err != nil {
+					return nil, err
+				}
+			}
 			return p, nil
 		} else if !errors.Is(err, conf.ErrNoProfile) {
 			return nil, err
@@ -362,6 +380,12 @@ func setupDev(dir string, storageNodes int) ([]DevNode, error) {
 		p.Node.Name = name
 		p.Grid.Name = "dev"
 		p.Plugins.Storage.Name = "disk"
+		// Each node its own API port (status page, metrics), kept.
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		p.Node.APIListen = "127.0.0.1:" + port
 		if err := set(p); err != nil {
 			return nil, err
 		}
@@ -408,13 +432,11 @@ func setupDev(dir string, storageNodes int) ([]DevNode, error) {
 		nodes = append(nodes, DevNode{Name: name, Role: "storage", Dir: p.Dir})
 	}
 	cp, err := mkNode("client", func(p *conf.Profile) error {
-		port, err := freePort()
 		p.Client.Enabled = true
-		p.Client.APIListen = "127.0.0.1:" + port
 		p.Client.Shares = devShares(storageNodes)
 		p.Client.ServerTimeout = conf.Duration(10 * time.Second)
 		p.Grid.Introducers = []string{introURL}
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)

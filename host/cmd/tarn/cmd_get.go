@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
 )
 
@@ -81,6 +82,10 @@ with the rate shows on a terminal.`,
 		}
 		if err == nil && size >= 0 && n != size {
 			err = io.ErrUnexpectedEOF
+		}
+		if errors.Is(err, api.ErrTruncated) {
+			// The node said why in the Tarn-Error trailer.
+			return fmt.Errorf("get: %w", err)
 		}
 		if err != nil {
 			return fmt.Errorf("get: after %d of %d bytes: %w (the node's log says why)", n, size, err)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,8 +39,14 @@ func nodeDir(flag string) (string, error) {
 	return filepath.Abs(flag)
 }
 
-// apiClient finds the running node in dir and its API token.
+// apiClient finds the running client node in dir and its API token.
 func apiClient(flag string) (*api.Client, error) {
+	return nodeClient(flag, true)
+}
+
+// nodeClient finds the running node in dir and its API token; with
+// needClient, only a client node will do (the file routes are there).
+func nodeClient(flag string, needClient bool) (*api.Client, error) {
 	dir, err := nodeDir(flag)
 	if err != nil {
 		return nil, err
@@ -50,8 +58,11 @@ func apiClient(flag string) (*api.Client, error) {
 	if in.Pid > 0 && syscall.Kill(in.Pid, 0) == syscall.ESRCH {
 		return nil, fmt.Errorf("%s: %w (its node.json names pid %d, which is gone: it was killed; start it again)", dir, node.ErrNotRunning, in.Pid)
 	}
-	if in.APIURL == "" {
+	if needClient && !slices.Contains(in.Roles, "client") {
 		return nil, fmt.Errorf("node %s runs no client (roles: %s): point --node at a client node", dir, strings.Join(in.Roles, ", "))
+	}
+	if in.APIURL == "" {
+		return nil, fmt.Errorf("node %s serves no API (its node.json has no api_url: restart it with this tarn)", dir)
 	}
 	tok, err := node.ReadToken(in.TokenFile)
 	if err != nil {
@@ -76,10 +87,16 @@ var statusFlags struct {
 
 var statusCmd = &cobra.Command{
 	Use:   "status",
-	Short: "Show the client node's status: servers, plugins, counters",
-	Args:  cobra.NoArgs,
+	Short: "Show a node's status: roles, plugins, servers, storage figures, rates",
+	Long: `Print what the node's status page shows (GET /v1/status of its local API):
+node id, roles, uptime, plugins with their health, the storage servers a
+client or introducer knows, a storage server's figures, the last minute's
+rates and recent operations. Works for any running node; --json prints the
+API's JSON as is. The same page is served as HTML at the node's API URL
+(node.json's api_url; ` + "`tarn dev`" + ` prints each node's).`,
+	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		c, err := apiClient(statusFlags.node)
+		c, err := nodeClient(statusFlags.node, false)
 		if err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
@@ -100,11 +117,15 @@ var statusCmd = &cobra.Command{
 }
 
 func printStatus(out io.Writer, st *api.Status) {
-	fmt.Fprintf(out, "node %s (%s), roles: %s, grid %q, up %s\n", st.Name, st.NodeID,
-		strings.Join(st.Roles, ", "), st.Grid, time.Duration(st.Uptime*float64(time.Second)).Round(time.Second))
-	fmt.Fprintf(out, "shares: k=%d h=%d n=%d\n", st.Shares.K, st.Shares.H, st.Shares.N)
-	fmt.Fprintf(out, "storage servers: %d known, %d connected\n", st.Known, st.Conn)
+	fmt.Fprintf(out, "node %s (%s), roles: %s, grid %q, %s, up %s\n", st.Name, st.NodeID,
+		strings.Join(st.Roles, ", "), st.Grid, st.Version, time.Duration(st.Uptime*float64(time.Second)).Round(time.Second))
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	if st.Shares.N > 0 {
+		fmt.Fprintf(out, "shares: k=%d h=%d n=%d\n", st.Shares.K, st.Shares.H, st.Shares.N)
+	}
+	if st.Shares.N > 0 || st.Introducer != nil {
+		fmt.Fprintf(out, "storage servers: %d known, %d connected\n", st.Known, st.Conn)
+	}
 	if len(st.Servers) > 0 {
 		fmt.Fprintln(tw, "  NAME\tNODE ID\tFREE\tLAST SEEN\tADDRESS")
 		for _, s := range st.Servers {
@@ -116,18 +137,58 @@ func printStatus(out io.Writer, st *api.Status) {
 			if i := strings.IndexByte(addr, '@'); i >= 0 {
 				addr = addr[i+1:]
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Nickname, s.NodeID, humanBytes(int64(s.FreeSpace)), seen, addr)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Nickname, s.NodeID, humanBytes(int64(min(s.FreeSpace, 1<<62))), seen, addr)
 		}
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "plugins:")
 	for _, p := range st.Plugins {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\tpid %d\t%s\trestarts %d\n", p.Kind, p.Name, p.Version, p.Pid, p.Health, p.Restarts)
+		last := ""
+		if p.LastErr != "" {
+			last = "last error: " + p.LastErr
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tpid %d\t%s\trestarts %d\t%s\n", p.Kind, p.Name, p.Version, p.Pid, p.Health, p.Restarts, last)
 	}
 	tw.Flush()
-	c := st.Counters
-	fmt.Fprintf(out, "api: %d uploads (%s in), %d downloads (%s out), %d failures\n",
-		c.Uploads, humanBytes(c.BytesIn), c.Downloads, humanBytes(c.BytesOut), c.Failures)
+	if s := st.Storage; s != nil {
+		fmt.Fprintf(out, "storage: %s free of %s, %d shares sealed, %d uploads open, %d aborted, %d corruption advisories (%d removed)\n",
+			humanBytes(s.SpaceFree), humanBytes(s.SpaceTotal), s.SharesSealed, s.OpenUploads, s.UploadsAborted, s.CorruptionAdvice, s.CorruptRemoved)
+	}
+	if in := st.Introducer; in != nil {
+		fmt.Fprintf(out, "introducer: %d announcements held, %d accepted\n", in.Held, in.Accepted)
+	}
+	if slices.Contains(st.Roles, "client") {
+		c := st.Counters
+		fmt.Fprintf(out, "api: %d uploads (%s in), %d downloads (%s out), %d failures\n",
+			c.Uploads, humanBytes(c.BytesIn), c.Downloads, humanBytes(c.BytesOut), c.Failures)
+	}
+	if len(st.Rates) > 0 {
+		names := make([]string, 0, len(st.Rates))
+		for k := range st.Rates {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, k := range names {
+			v := fmt.Sprintf("%.2f/s", st.Rates[k])
+			if strings.Contains(k, "bytes") {
+				v = humanBytes(int64(st.Rates[k])) + "/s"
+			}
+			parts = append(parts, k+" "+v)
+		}
+		fmt.Fprintf(out, "last %.0fs: %s\n", st.RatesOver, strings.Join(parts, ", "))
+	}
+	if len(st.Recent) > 0 {
+		fmt.Fprintln(out, "recent operations:")
+		for _, o := range st.Recent {
+			e := ""
+			if o.Error != "" {
+				e = o.Error
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3fs\t%d\t%s\n", o.Time.Local().Format("15:04:05"), o.Op, o.Target, humanBytes(o.Bytes), o.Seconds, o.Status, e)
+		}
+		tw.Flush()
+	}
 }
 
 func humanBytes(n int64) string {
@@ -145,7 +206,7 @@ func humanBytes(n int64) string {
 
 func init() {
 	f := statusCmd.Flags()
-	f.StringVar(&statusFlags.node, "node", "", "client node folder (default $TARN_NODE, then ~/.tarn)")
+	f.StringVar(&statusFlags.node, "node", "", "node folder, of any role (default $TARN_NODE, then ~/.tarn)")
 	f.BoolVar(&statusFlags.json, "json", false, "print the status as JSON")
 	rootCmd.AddCommand(statusCmd)
 }

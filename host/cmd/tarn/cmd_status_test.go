@@ -30,6 +30,7 @@ func TestFindNode(t *testing.T) {
 	}
 	stale := write("stale", node.Info{Pid: dead.Process.Pid, Roles: []string{"client"}, APIURL: "http://127.0.0.1:1"})
 	storage := write("storage", node.Info{Pid: os.Getpid(), Roles: []string{"storage"}})
+	oldStorage := write("old-storage", node.Info{Pid: os.Getpid(), Roles: []string{"storage"}})
 	noToken := write("notoken", node.Info{Pid: os.Getpid(), Roles: []string{"client"}, APIURL: "http://127.0.0.1:1", TokenFile: filepath.Join(root, "nope")})
 	empty := filepath.Join(root, "empty")
 	os.MkdirAll(empty, 0o755)
@@ -42,7 +43,8 @@ func TestFindNode(t *testing.T) {
 	}{
 		{"no node.json", nil, []string{"status", "--node", empty}, "node is not running"},
 		{"from TARN_NODE", []string{"TARN_NODE=" + empty}, []string{"put", "-"}, empty + ": node is not running"},
-		{"flag beats TARN_NODE", []string{"TARN_NODE=" + stale}, []string{"status", "--node", storage}, "runs no client"},
+		{"flag beats TARN_NODE", []string{"TARN_NODE=" + stale}, []string{"put", "--node", storage, "-"}, "runs no client"},
+		{"status of a node without an API", nil, []string{"status", "--node", oldStorage}, "serves no API"},
 		{"stale pid", nil, []string{"get", "--node", stale, "tarn:lit:nbswy3dp"}, "which is gone"},
 		{"no token", nil, []string{"status", "--node", noToken}, "read api token"},
 		{"bad cap before the node", nil, []string{"get", "--node", empty, "tarn:chk:x"}, "bad cap"},
