@@ -25,12 +25,73 @@ import (
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
-	"github.com/tarnfs/tarn/host/checker"
+)
+
+// What `tarn check --json` and `tarn deep-check --json` print (the
+// fields the tests read; docs/repair.md), decoded here without the
+// checker package so the suite stays a black box.
+type checkReport struct {
+	Path            string        `json:"path"`
+	Kind            string        `json:"kind"`
+	Cap             string        `json:"verify_cap"`
+	StorageIndex    string        `json:"storage_index"`
+	Needed          int           `json:"shares_needed"`
+	Total           int           `json:"shares_total"`
+	Found           int           `json:"shares_found"`
+	Good            int           `json:"shares_good"`
+	Missing         []int         `json:"shares_missing"`
+	Corrupt         []shareReport `json:"shares_corrupt"`
+	Shares          []shareReport `json:"shares"`
+	Servers         int           `json:"servers"`
+	Happiness       int           `json:"happiness"`
+	HappinessWanted int           `json:"happiness_wanted"`
+	Unreachable     []string      `json:"servers_unreachable"`
+	Verified        bool          `json:"verified"`
+	LeasesRenewed   int           `json:"leases_renewed"`
+	Problems        []string      `json:"problems"`
+	Repair          *repairReport `json:"repair"`
+	Outcome         string        `json:"outcome"`
+}
+
+type shareReport struct {
+	Share   int    `json:"share"`
+	Server  string `json:"server"`
+	State   string `json:"state"`
+	Problem string `json:"problem"`
+	Removed bool   `json:"removed_by_server"`
+}
+
+type repairReport struct {
+	Rebuilt        []int         `json:"rebuilt"`
+	Copied         []int         `json:"copied"`
+	Placed         []shareReport `json:"placed"`
+	Errors         []string      `json:"errors"`
+	HappinessAfter int           `json:"happiness_after"`
+	GoodAfter      int           `json:"good_after"`
+}
+
+type checkSummary struct {
+	Objects       int `json:"objects"`
+	Files         int `json:"files"`
+	Directories   int `json:"directories"`
+	Healthy       int `json:"healthy"`
+	Unhealthy     int `json:"unhealthy"`
+	Repaired      int `json:"repaired"`
+	Unrecoverable int `json:"unrecoverable"`
+	Errors        int `json:"errors"`
+}
+
+// Outcomes of a check.
+const (
+	outHealthy       = "healthy"
+	outUnhealthy     = "unhealthy"
+	outRepaired      = "repaired"
+	outUnrecoverable = "unrecoverable"
 )
 
 // reportIndex is the hex storage index (as the disk backend names its
 // folders) of what a check report is about, read from its verify cap.
-func reportIndex(t testing.TB, r *checker.Report) string {
+func reportIndex(t testing.TB, r *checkReport) string {
 	t.Helper()
 	c, err := cap.Parse(r.Cap)
 	if err != nil {
@@ -65,10 +126,10 @@ func nodeID(t testing.TB, n *Node) string {
 
 // checkJSON runs `tarn check --json ARGS... CAP` through the client and
 // decodes its single report.
-func (g *Grid) checkJSON(t testing.TB, n *Node, args ...string) (*checker.Report, Result) {
+func (g *Grid) checkJSON(t testing.TB, n *Node, args ...string) (*checkReport, Result) {
 	t.Helper()
 	r := tarn(t, CLI{Timeout: 3 * time.Minute}, append([]string{"check", "--json", "--node", n.Dir}, args...)...)
-	var rep checker.Report
+	var rep checkReport
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
 		t.Fatalf("tarn check --json: %v\n%v", err, r)
 	}
@@ -76,18 +137,18 @@ func (g *Grid) checkJSON(t testing.TB, n *Node, args ...string) (*checker.Report
 }
 
 // deepJSON runs `tarn deep-check --json ARGS...` and decodes its lines.
-func (g *Grid) deepJSON(t testing.TB, n *Node, args ...string) ([]*checker.Report, *checker.Summary, Result) {
+func (g *Grid) deepJSON(t testing.TB, n *Node, args ...string) ([]*checkReport, *checkSummary, Result) {
 	t.Helper()
 	r := tarn(t, CLI{Timeout: 5 * time.Minute}, append([]string{"deep-check", "--json", "--node", n.Dir}, args...)...)
-	var reps []*checker.Report
-	var sum *checker.Summary
+	var reps []*checkReport
+	var sum *checkSummary
 	sc := bufio.NewScanner(strings.NewReader(r.Stdout))
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
 		var l struct {
-			Report  *checker.Report  `json:"report"`
-			Summary *checker.Summary `json:"summary"`
-			Error   string           `json:"error"`
+			Report  *checkReport  `json:"report"`
+			Summary *checkSummary `json:"summary"`
+			Error   string        `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("deep-check --json line %q: %v\n%v", sc.Text(), err, r)
@@ -142,13 +203,13 @@ func (d damage) apply(t testing.TB, rng *rand.Rand) {
 // named checks that a verify report names d: a flipped or truncated share
 // is listed corrupt (or unreadable) with its server, and every damaged
 // share number is missing (no good copy anywhere).
-func (d damage) named(t testing.TB, r *checker.Report) {
+func (d damage) named(t testing.TB, r *checkReport) {
 	t.Helper()
 	num, _ := strconv.Atoi(d.Share.Num)
 	if !slices.Contains(r.Missing, num) {
 		t.Errorf("%s share %d on %s: not in shares_missing %v", d.How, num, d.Share.Node.Name, r.Missing)
 	}
-	var found *checker.ShareReport
+	var found *shareReport
 	for i, c := range r.Corrupt {
 		if c.Share == num && c.Server == d.Server {
 			found = &r.Corrupt[i]
@@ -169,8 +230,8 @@ func (d damage) named(t testing.TB, r *checker.Report) {
 			t.Errorf("%s share %d on %s (%s) is not named among the corrupt shares %+v", d.How, num, d.Share.Node.Name, d.Server, r.Corrupt)
 			return
 		}
-		if found.State != checker.ShareCorrupt {
-			t.Errorf("%s share %d on %s is %q (%s), want %q", d.How, num, d.Share.Node.Name, found.State, found.Problem, checker.ShareCorrupt)
+		if found.State != "corrupt" {
+			t.Errorf("%s share %d on %s is %q (%s), want %q", d.How, num, d.Share.Node.Name, found.State, found.Problem, "corrupt")
 		}
 		t.Logf("%s share %d on %s: %s: %s (removed by server: %v)", d.How, num, d.Share.Node.Name, found.State, found.Problem, found.Removed)
 	}
@@ -178,9 +239,9 @@ func (d damage) named(t testing.TB, r *checker.Report) {
 
 // clean checks that a verify report after a repair is healthy with no
 // damaged share left.
-func clean(t testing.TB, what string, r *checker.Report) {
+func clean(t testing.TB, what string, r *checkReport) {
 	t.Helper()
-	if r.Outcome != checker.Healthy || len(r.Missing) > 0 || len(r.Corrupt) > 0 || r.Good != r.Total || r.Happiness < r.HappinessWanted {
+	if r.Outcome != outHealthy || len(r.Missing) > 0 || len(r.Corrupt) > 0 || r.Good != r.Total || r.Happiness < r.HappinessWanted {
 		b, _ := json.Marshal(r)
 		t.Errorf("%s after repair: not clean: %s", what, b)
 	}
@@ -223,7 +284,7 @@ func TestVerifyRepair(t *testing.T) {
 
 	t.Run("check without verify lists the deleted share only", func(t *testing.T) {
 		r, res := g.checkJSON(t, g.Client, c)
-		if res.Code == 0 || r.Outcome != checker.Unhealthy {
+		if res.Code == 0 || r.Outcome != outUnhealthy {
 			t.Errorf("check: exit %d, outcome %s; want exit 1 and unhealthy", res.Code, r.Outcome)
 		}
 		if r.Found != 5 || r.Verified {
@@ -238,16 +299,30 @@ func TestVerifyRepair(t *testing.T) {
 		if res.Code != 1 {
 			t.Errorf("check --verify of a damaged file: exit %d, want 1: %v", res.Code, res)
 		}
-		if r.Outcome != checker.Unhealthy || r.Good != 3 || !r.Verified {
+		if r.Outcome != outUnhealthy || r.Good != 3 || !r.Verified {
 			t.Errorf("check --verify: outcome %s, %d good (verified %v); want unhealthy, 3 good", r.Outcome, r.Good, r.Verified)
 		}
 		for _, d := range dmg {
 			d.named(t, r)
 		}
-		// The server told of a corrupt share checks it and removes it.
-		for _, d := range dmg {
+		// The server told of a corrupt share logs the advisory, checks
+		// the share itself and removes it.
+		for _, d := range dmg[:2] {
 			if _, err := os.Stat(d.Share.Path); err == nil {
 				t.Errorf("%s share %s on %s is still on disk after the corruption advisory", d.How, d.Share.Num, d.Share.Node.Name)
+			}
+			log := g.logText(d.Share.Node)
+			for _, want := range []string{"corruption reported", "removed a corrupt share"} {
+				if !strings.Contains(log, want) || !strings.Contains(log, d.Share.Index+"/"+d.Share.Num) {
+					t.Errorf("%s's log has no %q line for share %s/%s", d.Share.Node.Name, want, d.Share.Index, d.Share.Num)
+				}
+			}
+			if st := tarn(t, CLI{}, "status", "--node", d.Share.Node.Dir); st.Code == 0 {
+				if !regexp.MustCompile(`\b1 corruption advisories \(1 removed\)`).MatchString(st.Stdout) {
+					t.Errorf("status of %s does not count the advisory and the removal:\n%s", d.Share.Node.Name, st.Stdout)
+				}
+			} else {
+				t.Logf("status of storage node %s: %s", d.Share.Node.Name, lastLine(st.Stderr))
 			}
 		}
 	})
@@ -274,7 +349,7 @@ func TestVerifyRepair(t *testing.T) {
 		start := time.Now()
 		r, res := g.checkJSON(t, g.Client, "--repair", c)
 		took := time.Since(start)
-		if res.Code != 0 || r.Outcome != checker.Repaired || r.Repair == nil {
+		if res.Code != 0 || r.Outcome != outRepaired || r.Repair == nil {
 			t.Fatalf("check --repair: exit %d outcome %s: %v", res.Code, r.Outcome, res)
 		}
 		if len(r.Repair.Errors) > 0 || r.Repair.GoodAfter != 6 || r.Repair.HappinessAfter < 4 {
@@ -395,15 +470,15 @@ func TestDeepCheckRepair(t *testing.T) {
 		}
 		for _, rp := range reps {
 			if d, ok := damaged[rp.Path]; ok {
-				if rp.Outcome != checker.Unhealthy {
+				if rp.Outcome != outUnhealthy {
 					t.Errorf("%s: outcome %s, want unhealthy", rp.Path, rp.Outcome)
 				}
 				d.named(t, rp)
 				continue
 			}
-			want := checker.Healthy
+			want := outHealthy
 			if rp.Path == "/a/b" {
-				want = checker.Unhealthy
+				want = outUnhealthy
 				if rp.Good != rp.Total-1 || len(rp.Missing) != 1 {
 					t.Errorf("directory a/b with a slot share deleted: %d of %d good, missing %v", rp.Good, rp.Total, rp.Missing)
 				}
@@ -525,7 +600,7 @@ func TestLeaseGC(t *testing.T) {
 		t.Errorf("the renewed file after GC: %d bytes: %v", out.Len(), res)
 	}
 	r, res := g.checkJSON(t, g.Client, orphan)
-	if res.Code != 1 || r.Outcome != checker.Unrecoverable || r.Found != 0 {
+	if res.Code != 1 || r.Outcome != outUnrecoverable || r.Found != 0 {
 		t.Errorf("check of the collected file: exit %d, outcome %s, %d found; want 1, unrecoverable, 0", res.Code, r.Outcome, r.Found)
 	}
 	if gr := g.get(t, g.Client, orphan, &bytes.Buffer{}); gr.Code == 0 {
