@@ -4,18 +4,19 @@ package grid
 // slots in the format of host/mutable. docs/formats.md ("Mutable files") has the format
 // and the write protocol; in short:
 //
-//   - Share s of a slot lives in slot s of the server at position s mod S of
-//     the storage index's permuted ring of S servers (its home).
-//   - A read asks every home, keeps the shares that verify, and takes the
-//     highest version that has K shares; it sweeps every server for every
-//     share number when that is not enough or older than a version seen.
-//   - A modify reads (always sweeping), applies the caller's function to
-//     the content, and writes version max+1 to every home with test-and-set
-//     on the token it read, the lowest share first (the lead) and the others
-//     after it, and to every slot off the homes that held an older share
-//     (another client's ring may put homes there). Any
-//     conflict means another writer got in: it re-reads and applies the
-//     function again, after a random back-off, so no update is lost.
+//   - A read builds a servermap: it asks every known server which slots it
+//     holds at the storage index (ListSlots, a tiny call), reads only the
+//     slots that exist, keeps the shares that verify, and takes the highest
+//     version that has K shares. Where shares live is thus found, never
+//     computed, so clients that know different servers agree on it.
+//   - A modify reads so, applies the caller's function to the content, and
+//     writes version max+1 to every copy of every share number where it was
+//     found, with test-and-set on the token it read, the lead first and the
+//     others after it. A share number found nowhere goes to its placement
+//     target: the first server from ring position s mod S that answered
+//     and holds nothing of the slot yet. Any conflict means another writer
+//     got in: it re-reads and applies the function again, after a random
+//     back-off, so no update is lost.
 
 import (
 	"bytes"
@@ -169,14 +170,15 @@ func (c *Client) CreateMutable(ctx context.Context, initial []byte) (cap.Mutable
 	if err != nil {
 		return w, fmt.Errorf("create mutable file: %w", err)
 	}
-	// A fresh key owns an empty index: every home is written with "must
-	// not exist", so nothing is read first.
-	sm := &slotMap{si: si, ring: ring(si[:], c.servers()), home: map[int]*slotEntry{}}
+	// A fresh key owns an empty index: nothing is listed or read, every
+	// server counts as answered with nothing, and every share goes to its
+	// placement target with "must not exist".
+	sm := newSlotMap(si, [cap.PublicKeyHashSize]byte{}, ring(si[:], c.servers()))
 	if len(sm.ring) == 0 {
 		return w, fmt.Errorf("create mutable file %s: no storage servers known", si)
 	}
-	for s := 0; s < v.Header.N; s++ {
-		sm.home[s] = &slotEntry{srv: sm.ring[s%len(sm.ring)], num: s}
+	for i := range sm.up {
+		sm.up[i] = true
 	}
 	if err := c.publish(ctx, sm, v); err != nil {
 		return w, fmt.Errorf("create mutable file %s: %w", si, err)
@@ -287,21 +289,22 @@ type MutableCheck struct {
 	Others map[uint64]int
 	// Problems describes every share that failed a check.
 	Problems []string
-	// Healthy: every share's home holds the current version, no newer
-	// partial version exists, and no share failed a check.
+	// Healthy: every share number has a copy of the current version,
+	// every copy found holds it, no newer partial version exists, and no
+	// share failed a check.
 	Healthy bool
 }
 
 // VerifyMutable checks a mutable file with any of its caps (a verify cap
-// is enough): it asks every server for every share number, checks every
-// share's signature and proof, and rebuilds the current version's
+// is enough): it lists the slots of every server, reads them all, checks
+// every share's signature and proof, and rebuilds the current version's
 // ciphertext from K shares to check the signed hash. It changes nothing.
 func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, error) {
 	pkh, err := pkhOf(cp)
 	if err != nil {
 		return nil, fmt.Errorf("verify mutable file: %w", err)
 	}
-	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh, true)
+	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh)
 	if err != nil {
 		return nil, err
 	}
@@ -348,25 +351,28 @@ func (c *Client) check(ctx context.Context, sm *slotMap) (*MutableCheck, error) 
 type MutableRepair struct {
 	// Before is the check that decided what to write.
 	Before *MutableCheck
-	// Written lists the share numbers written to their homes.
+	// Written lists the share numbers written (each once, sorted): to
+	// copies that held an older version or a corrupt share, and to the
+	// placement targets of share numbers found nowhere.
 	Written []int
-	// Failed describes homes that could not take their share (unreachable,
-	// or holding a newer version).
+	// Failed describes copies that could not take their share
+	// (unreachable, or holding a newer version).
 	Failed []string
 }
 
 // RepairMutable checks a mutable file like VerifyMutable and writes the
-// current version's share to every home that lacks it (missing, older,
-// corrupt). It needs no write cap: the shares are rebuilt byte-identical
-// from K good ones, signature included. A file with no readable version
-// cannot be repaired (ErrMutableNotEnoughShares).
+// current version's share to every copy that lacks it (older, corrupt),
+// and each share number found nowhere to its placement target. It needs
+// no write cap: the shares are rebuilt byte-identical from K good ones,
+// signature included. A file with no readable version cannot be repaired
+// (ErrMutableNotEnoughShares).
 func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair, error) {
 	pkh, err := pkhOf(cp)
 	if err != nil {
 		return nil, fmt.Errorf("repair mutable file: %w", err)
 	}
 	si := cap.MutableStorageIndexOf(pkh)
-	sm, err := c.readMap(ctx, si, pkh, true)
+	sm, err := c.readMap(ctx, si, pkh)
 	if err != nil {
 		return nil, err
 	}
@@ -383,30 +389,27 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	if err != nil {
 		return out, fmt.Errorf("repair mutable file %s: %w", si, err)
 	}
+	for _, e := range sm.entries {
+		if e.err != nil && e.num < best.header.N {
+			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s: %v", e.num, e.srv.NodeID, e.err))
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for s := 0; s < best.header.N; s++ {
-		e := sm.home[s]
+	sem := make(chan struct{}, c.cfg.Parallel)
+	for _, e := range sm.targets(best.header.N) {
 		switch {
-		case e == nil:
-			continue
-		case e.err != nil:
-			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s: %v", s, e.srv.NodeID, e.err))
-			continue
 		case e.share != nil && e.share.Header.ID() == best.id:
 			continue
 		case e.share != nil && e.share.Header.Seq > best.header.Seq:
-			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s holds newer version %d", s, e.srv.NodeID, e.share.Header.Seq))
+			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s holds newer version %d", e.num, e.srv.NodeID, e.share.Header.Seq))
 			continue
 		}
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
-			ref := storage.Ref{Index: si, Num: uint32(e.num)}
-			err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) error {
-				_, err := cl.WriteSlot(ctx, ref, e.token, shares[e.num], c.leaseSecret(si[:], e.srv.NodeID))
-				return err
-			})
+			defer func() { <-sem; wg.Done() }()
+			_, err := c.writeSlot(ctx, sm.si, e, shares[e.num])
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -418,6 +421,7 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	}
 	wg.Wait()
 	slices.Sort(out.Written)
+	out.Written = slices.Compact(out.Written)
 	slices.Sort(out.Failed)
 	return out, nil
 }
@@ -456,13 +460,18 @@ func readCapOf(cp cap.Cap) (cap.MutableRead, bool) {
 	return cap.MutableRead{}, false
 }
 
-// slotEntry is one slot read from one server.
+// maxSlotNum bounds the slot numbers a map reads: share numbers are below
+// 256 (N <= 256), so a server listing more is not asked for them.
+const maxSlotNum = 256
+
+// slotEntry is one slot of one server: a copy of share num.
 type slotEntry struct {
 	srv   Server
+	pos   int // the server's position on the ring
 	num   int
-	token string // the value's token; "" when the slot does not exist
-	share *mutable.Share
-	err   error // the read failed: the token is unknown
+	token string         // the value's token; "" when the slot does not exist
+	share *mutable.Share // the share, if it verified
+	err   error          // the read failed: the token is unknown
 }
 
 // versionSet is the good shares of one version.
@@ -483,19 +492,27 @@ func (v *versionSet) list() []*mutable.Share {
 	return out
 }
 
-// slotMap is what a read found of a slot on the grid.
+// slotMap is what a read found of a slot on the grid (Tahoe-LAFS calls it
+// a servermap): which servers answered and every slot they hold.
 type slotMap struct {
-	si       cap.StorageIndex
-	pkh      [cap.PublicKeyHashSize]byte
-	ring     []Server
-	home     map[int]*slotEntry
-	offHome  []*slotEntry // slots off the homes that hold a good share
+	si      cap.StorageIndex
+	pkh     [cap.PublicKeyHashSize]byte
+	ring    []Server
+	up      []bool       // by ring position: the server answered ListSlots
+	entries []*slotEntry // every slot found, by share number, then ring position
+	held    map[int]int  // by ring position: slots held or given (targets, place)
+	// versions holds the good shares of each version found.
 	versions map[[tagged.Size]byte]*versionSet
 	maxSeq   uint64
-	answered int   // slots that answered (found or not found)
-	firstErr error // of the reads that failed
+	answered int   // servers that answered
+	firstErr error // of the calls that failed
 	problems []string
 	mu       sync.Mutex
+}
+
+func newSlotMap(si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, servers []Server) *slotMap {
+	return &slotMap{si: si, pkh: pkh, ring: servers, up: make([]bool, len(servers)),
+		versions: map[[tagged.Size]byte]*versionSet{}}
 }
 
 // best is the current version: the highest sequence number among versions
@@ -548,14 +565,14 @@ func (c *Client) current(sm *slotMap, seen uint64) (*versionSet, error) {
 // shares): it reads again until nothing has changed for MutableStaleWait
 // (at least the server timeout). A writer (forWrite) also waits so while a
 // newer version lacks K shares, and up to
-// MutableLagWait while a home holds something other than the current
+// MutableLagWait while a copy holds something other than the current
 // version, so that it does not write on top of a publish in progress
 // (which would only make one of the two lose a race). Past the wait, what
 // is there is taken as it is: an unfinished newer version counts as
 // abandoned, and the next publish overwrites it.
 func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, forWrite bool) (*slotMap, *versionSet, error) {
 	// An unfinished publish is waited out for as long as it makes progress
-	// (what the homes hold changes), and for staleWait after its last
+	// (what the slots hold changes), and for staleWait after its last
 	// change: at least the server timeout, since a live writer's requests
 	// end by then. Taking a live publish for abandoned too early lets two
 	// writers tear the newest version apart.
@@ -567,10 +584,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		if err != nil {
 			return nil, nil, fmt.Errorf("mutable file %s: seen versions: %w", si, err)
 		}
-		// A writer sweeps every server: shares of older versions off
-		// its homes (homes on another client's ring) are found, and
-		// publish brings them up to date too.
-		sm, err := c.readMap(ctx, si, pkh, forWrite)
+		sm, err := c.readMap(ctx, si, pkh)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -600,7 +614,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 				return nil, nil, err
 			}
 			if wait == MutableLagWait {
-				c.log.Debug("homes of a mutable file still lag, going on", "slot", si.String(), "current", best.header.Seq)
+				c.log.Debug("copies of a mutable file still lag, going on", "slot", si.String(), "current", best.header.Seq)
 			} else {
 				c.log.Warn("newer version of a mutable file unfinished, taking it as abandoned", "slot", si.String(), "newest", sm.maxSeq, "current", best.header.Seq)
 			}
@@ -612,30 +626,28 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	}
 }
 
-// fingerprint names what the homes hold, to tell a publish in progress
+// fingerprint names what the slots hold, to tell a publish in progress
 // (it changes) from an abandoned one (it does not).
 func (sm *slotMap) fingerprint() string {
 	var b strings.Builder
-	for s := 0; s < len(sm.home); s++ {
-		e := sm.home[s]
+	for _, e := range sm.entries {
 		switch {
-		case e == nil:
 		case e.share != nil:
 			id := e.share.Header.ID()
-			fmt.Fprintf(&b, "%d:%x ", s, id[:8])
-		default:
-			fmt.Fprintf(&b, "%d:%q ", s, e.token)
+			fmt.Fprintf(&b, "%d@%s:%x ", e.num, e.srv.NodeID, id[:8])
+		case e.err == nil:
+			fmt.Fprintf(&b, "%d@%s:%q ", e.num, e.srv.NodeID, e.token)
 		}
 	}
 	return b.String()
 }
 
-// lagging reports whether a home that answered holds something other than
-// version v (an older or racing version, nothing, or a bad share).
+// lagging reports whether a copy of a share of version v, on a server that
+// answered, holds something other than v (an older or racing version, or
+// a bad share).
 func (sm *slotMap) lagging(v *versionSet) bool {
-	for s := 0; s < v.header.N; s++ {
-		e := sm.home[s]
-		if e != nil && e.err == nil && (e.share == nil || e.share.Header.ID() != v.id) {
+	for _, e := range sm.entries {
+		if e.num < v.header.N && e.err == nil && (e.share == nil || e.share.Header.ID() != v.id) {
 			return true
 		}
 	}
@@ -663,140 +675,212 @@ func (c *Client) decodeVersion(ctx context.Context, rc cap.MutableRead, v *versi
 	return data, nil
 }
 
-// readMap reads the slot's shares from their homes (and, when that does not
-// give a current version at least as new as any seen, or when all is set,
-// from every server).
-func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, all bool) (*slotMap, error) {
-	sm := &slotMap{si: si, pkh: pkh, ring: ring(si[:], c.servers()), home: map[int]*slotEntry{},
-		versions: map[[tagged.Size]byte]*versionSet{}}
-	S := len(sm.ring)
-	if S == 0 {
+// readMap builds the slot map: it lists the slots of every known server
+// in parallel and reads the slots that exist. A server that fails to list
+// counts as not answered; one that predates ListSlots is asked for slots
+// 0..N-1 of this client's N instead.
+func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte) (*slotMap, error) {
+	sm := newSlotMap(si, pkh, ring(si[:], c.servers()))
+	if len(sm.ring) == 0 {
 		return nil, fmt.Errorf("mutable file %s: no storage servers known", si)
 	}
-	// Homes of shares 0..N-1 of this client's N first; more once a
-	// header tells a larger N.
-	n := c.cfg.N
-	c.readSlots(ctx, sm, homes(sm, 0, n), true)
-	if want := sm.maxN(); want > n {
-		c.readSlots(ctx, sm, homes(sm, n, want), true)
-		n = want
-	}
-	seen, _ := c.mut().store().Seen(si)
-	best := sm.best()
-	if all || best == nil || best.header.Seq < max(seen, sm.maxSeq) {
-		n = max(n, sm.maxN())
-		var sweep []*slotEntry
-		for i, srv := range sm.ring {
-			for s := 0; s < n; s++ {
-				if s%S != i {
-					sweep = append(sweep, &slotEntry{srv: srv, num: s})
-				}
-			}
-		}
-		c.readSlots(ctx, sm, sweep, false)
-	}
-	return sm, nil
-}
-
-func homes(sm *slotMap, from, to int) []*slotEntry {
-	var out []*slotEntry
-	for s := from; s < to; s++ {
-		out = append(out, &slotEntry{srv: sm.ring[s%len(sm.ring)], num: s})
-	}
-	return out
-}
-
-// maxN is the largest N among the versions found.
-func (sm *slotMap) maxN() int {
-	n := 0
-	for _, v := range sm.versions {
-		n = max(n, v.header.N)
-	}
-	return n
-}
-
-// readSlots reads the entries' slots in parallel and adds what verifies to
-// the map.
-func (c *Client) readSlots(ctx context.Context, sm *slotMap, entries []*slotEntry, home bool) {
-	m := c.mut()
 	sem := make(chan struct{}, c.cfg.Parallel)
 	var wg sync.WaitGroup
-	for _, e := range entries {
+	for i := range sm.ring {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ref := storage.Ref{Index: sm.si, Num: uint32(e.num)}
-			var val []byte
-			err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) (err error) {
-				val, e.token, err = cl.ReadSlot(ctx, ref)
-				return err
-			})
-			var problem string
-			switch {
-			case errors.Is(err, storage.ErrNotFound):
-				e.token = ""
-			case err != nil:
-				e.err = err
-			default:
-				c.stats.bytesDown.Add(int64(len(val)))
-				s, verr := mutable.VerifyShare(sm.pkh, val)
-				if verr == nil && s.Num != e.num {
-					verr = fmt.Errorf("share %d stored in slot %d", s.Num, e.num)
-				}
-				if verr != nil {
-					m.corruptSeen.Add(1)
-					c.stats.corrupt.Add(1)
-					problem = fmt.Sprintf("share %d on server %s: %v", e.num, e.srv.NodeID, verr)
-					c.log.Warn("bad mutable share", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", verr)
-					c.advise(e.srv, ref, verr.Error())
-				} else {
-					e.share = s
-				}
-			}
-			sm.mu.Lock()
-			defer sm.mu.Unlock()
-			if home {
-				sm.home[e.num] = e
-			} else if e.share != nil {
-				sm.offHome = append(sm.offHome, e)
-			}
-			if e.err == nil {
-				sm.answered++
-			} else if sm.firstErr == nil {
-				sm.firstErr = e.err
-			}
-			if problem != "" {
-				sm.problems = append(sm.problems, problem)
-			}
-			if e.share == nil {
-				return
-			}
-			h := e.share.Header
-			sm.maxSeq = max(sm.maxSeq, h.Seq)
-			id := h.ID()
-			v := sm.versions[id]
-			if v == nil {
-				v = &versionSet{header: h, id: id, shares: map[int]*mutable.Share{}}
-				sm.versions[id] = v
-			}
-			if v.shares[e.num] == nil {
-				v.shares[e.num] = e.share
-			}
-			v.entries = append(v.entries, e)
+			c.mapServer(ctx, sm, i)
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(sm.entries, func(a, b *slotEntry) int {
+		if a.num != b.num {
+			return a.num - b.num
+		}
+		return a.pos - b.pos
+	})
+	return sm, nil
+}
+
+// mapServer lists the slots of the server at ring position i and reads
+// them into the map.
+func (c *Client) mapServer(ctx context.Context, sm *slotMap, i int) {
+	srv := sm.ring[i]
+	var nums []uint32
+	err := c.slotCall(ctx, srv, func(cl *storageclient.Client) (err error) {
+		nums, err = cl.ListSlots(ctx, sm.si)
+		return err
+	})
+	c.stats.slotLists.Add(1)
+	if errors.Is(err, errors.ErrUnsupported) {
+		err, nums = nil, nil
+		for s := 0; s < c.cfg.N; s++ {
+			nums = append(nums, uint32(s))
+		}
+	}
+	sm.mu.Lock()
+	if err != nil {
+		if sm.firstErr == nil {
+			sm.firstErr = err
+		}
+	} else {
+		sm.up[i] = true
+		sm.answered++
+	}
+	sm.mu.Unlock()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, n := range nums {
+		if n >= maxSlotNum {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.readSlot(ctx, sm, &slotEntry{srv: srv, pos: i, num: int(n)})
 		}()
 	}
 	wg.Wait()
 }
 
+// readSlot reads one listed slot and adds it to the map, with its share
+// if that verifies. A slot gone since it was listed (or not there, when
+// probing a server that cannot list) is left out.
+func (c *Client) readSlot(ctx context.Context, sm *slotMap, e *slotEntry) {
+	m := c.mut()
+	ref := storage.Ref{Index: sm.si, Num: uint32(e.num)}
+	var val []byte
+	err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) (err error) {
+		val, e.token, err = cl.ReadSlot(ctx, ref)
+		return err
+	})
+	c.stats.slotReads.Add(1)
+	var problem string
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return
+	case err != nil:
+		e.err, e.token = err, ""
+	default:
+		c.stats.bytesDown.Add(int64(len(val)))
+		s, verr := mutable.VerifyShare(sm.pkh, val)
+		if verr == nil && s.Num != e.num {
+			verr = fmt.Errorf("share %d stored in slot %d", s.Num, e.num)
+		}
+		if verr != nil {
+			m.corruptSeen.Add(1)
+			c.stats.corrupt.Add(1)
+			problem = fmt.Sprintf("share %d on server %s: %v", e.num, e.srv.NodeID, verr)
+			c.log.Warn("bad mutable share", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", verr)
+			c.advise(e.srv, ref, verr.Error())
+		} else {
+			e.share = s
+		}
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	sm.entries = append(sm.entries, e)
+	if e.err != nil && sm.firstErr == nil {
+		sm.firstErr = e.err
+	}
+	if problem != "" {
+		sm.problems = append(sm.problems, problem)
+	}
+	if e.share == nil {
+		return
+	}
+	h := e.share.Header
+	sm.maxSeq = max(sm.maxSeq, h.Seq)
+	id := h.ID()
+	v := sm.versions[id]
+	if v == nil {
+		v = &versionSet{header: h, id: id, shares: map[int]*mutable.Share{}}
+		sm.versions[id] = v
+	}
+	if v.shares[e.num] == nil {
+		v.shares[e.num] = e.share
+	}
+	v.entries = append(v.entries, e)
+}
+
+// targets returns where shares 0..n-1 of a new version go: every copy
+// found on a server that answered (with the token read), and, for a share
+// number found nowhere (or only where the read failed), its placement
+// target (place). Copies come first, by share number and ring position,
+// so the lead of two writers that read the same map is the same slot.
+func (sm *slotMap) targets(n int) []*slotEntry {
+	var out []*slotEntry
+	has := map[int]bool{}
+	sm.held = map[int]int{}
+	for _, e := range sm.entries {
+		sm.held[e.pos]++
+		if e.num < n && e.err == nil {
+			out = append(out, e)
+			has[e.num] = true
+		}
+	}
+	for s := 0; s < n; s++ {
+		if !has[s] {
+			if e := sm.place(s); e != nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// place picks the server for share number s, found nowhere: the first
+// server from ring position s mod S on that answered and holds no slot of
+// this index yet; failing that, the answered server holding fewest,
+// nearest that position. nil when no server answered. Call targets first.
+func (sm *slotMap) place(s int) *slotEntry {
+	S := len(sm.ring)
+	pick := -1
+	for j := 0; j < S; j++ {
+		i := (s + j) % S
+		if sm.up[i] && (pick < 0 || sm.held[i] < sm.held[pick]) {
+			pick = i
+			if sm.held[i] == 0 {
+				break
+			}
+		}
+	}
+	if pick < 0 {
+		return nil
+	}
+	sm.held[pick]++
+	return &slotEntry{srv: sm.ring[pick], pos: pick, num: s}
+}
+
+// writeSlot writes value to e's slot with test-and-set on e.token.
+func (c *Client) writeSlot(ctx context.Context, si cap.StorageIndex, e *slotEntry, value []byte) (string, error) {
+	ref := storage.Ref{Index: si, Num: uint32(e.num)}
+	var tok string
+	err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) (err error) {
+		tok, err = cl.WriteSlot(ctx, ref, e.token, value, c.leaseSecret(si[:], e.srv.NodeID))
+		return err
+	})
+	c.stats.slotWrites.Add(1)
+	if err == nil {
+		c.stats.bytesUp.Add(int64(len(value)))
+	}
+	return tok, err
+}
+
 // slotCall runs fn on the pooled connection to s, as do does, except that
 // the answers a slot operation expects (not found, a lost test-and-set, a
-// refusal by the server's write check) are not faults of the link: they
-// neither drop the connection nor cause a second try.
+// refusal by the server's write check, a call the server predates) are not
+// faults of the link: they neither drop the connection nor cause a second
+// try.
 func (c *Client) slotCall(ctx context.Context, s Server, fn func(*storageclient.Client) error) error {
 	answer := func(err error) bool {
 		return err == nil || ctx.Err() != nil || errors.Is(err, storage.ErrNotFound) ||
-			errors.Is(err, storage.ErrConflict) || errors.Is(err, nodelink.ErrNotMember)
+			errors.Is(err, storage.ErrConflict) || errors.Is(err, nodelink.ErrNotMember) ||
+			errors.Is(err, errors.ErrUnsupported)
 	}
 	cl, fresh, err := c.conn(ctx, s)
 	if err != nil {
@@ -832,57 +916,46 @@ func (c *Client) advise(srv Server, ref storage.Ref, reason string) {
 	}()
 }
 
-// publish writes version v to the homes in sm with test-and-set on the
-// tokens read: the lowest share first, so that of two writers that read
-// the same version one loses before writing anything, then the others in
-// parallel. Slots off the homes that hold a share of another version (a
-// home on the ring of a client that knows other servers) get v's share
-// too, so that such a client does not go on reading the old version
-// there; only home writes count towards happiness. It fails with
-// errConflict if any write lost a race, and with ErrNotHappy if fewer than
-// min(max(K, H), N) shares were written to homes.
+// publish writes version v where sm says its shares go (targets): every
+// copy of each share number with test-and-set on the token read, and
+// share numbers found nowhere to their placement targets with "must not
+// exist". The lead goes first, so that of two writers that read the same
+// version one loses before writing anything, then the others in parallel.
+// A placement target that fails is given up for the next server on the
+// ring. It fails with errConflict if any write lost a race, and with
+// ErrNotHappy if fewer than min(max(K, H), N, S) distinct servers took a
+// share (S: the servers known).
 func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) error {
 	m := c.mut()
 	h := v.Header
-	var todo []*slotEntry
-	failed := 0
-	var firstErr error
-	for s := 0; s < h.N; s++ {
-		e := sm.home[s]
-		if e == nil || e.err != nil {
+	todo := sm.targets(h.N)
+	var (
+		mu                 sync.Mutex
+		conflicted, failed int
+		firstErr           error
+		retry              []*slotEntry
+	)
+	servers := map[string]bool{} // that took a share
+	for _, e := range sm.entries {
+		if e.err != nil && e.num < h.N {
 			failed++
-			if e != nil && firstErr == nil {
+			if firstErr == nil {
 				firstErr = e.err
 			}
-			continue
 		}
-		todo = append(todo, e)
 	}
-	var (
-		mu                  sync.Mutex
-		written, conflicted int
-	)
-	write := func(e *slotEntry, home bool) {
-		ref := storage.Ref{Index: sm.si, Num: uint32(e.num)}
-		var tok string
-		err := c.slotCall(ctx, e.srv, func(cl *storageclient.Client) (err error) {
-			tok, err = cl.WriteSlot(ctx, ref, e.token, v.Shares[e.num], c.leaseSecret(sm.si[:], e.srv.NodeID))
-			return err
-		})
+	write := func(e *slotEntry) {
+		placed := e.token == "" && e.share == nil
+		tok, err := c.writeSlot(ctx, sm.si, e, v.Shares[e.num])
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case err == nil:
 			e.token = tok
-			if home {
-				written++
-			}
-			c.stats.bytesUp.Add(int64(len(v.Shares[e.num])))
+			servers[e.srv.NodeID] = true
 		case errors.Is(err, storage.ErrConflict):
 			m.conflicts.Add(1)
 			conflicted++
-		case !home:
-			c.log.Warn("mutable share update off its home failed", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", err)
 		default:
 			if errors.Is(err, nodelink.ErrNotMember) {
 				m.refused.Add(1)
@@ -892,42 +965,57 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 			if firstErr == nil {
 				firstErr = err
 			}
+			if placed && !errors.Is(err, nodelink.ErrNotMember) && ctx.Err() == nil {
+				retry = append(retry, e)
+			}
 		}
 	}
-	// The lead: the first share whose write gets an answer other than a
+	// The lead: the first target whose write gets an answer other than a
 	// failure.
-	for len(todo) > 0 && written == 0 {
+	for len(todo) > 0 && len(servers) == 0 {
 		e := todo[0]
 		todo = todo[1:]
-		write(e, true)
+		write(e)
 		if conflicted > 0 {
 			return fmt.Errorf("version %d share %d: %w", h.Seq, e.num, errConflict)
 		}
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.cfg.Parallel)
-	var stale []*slotEntry
-	for _, e := range sm.offHome {
-		if e.num < h.N && e.share.Header.ID() != v.Header.ID() {
-			stale = append(stale, e)
+	for round := 0; len(todo) > 0; round++ {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, c.cfg.Parallel)
+		for _, e := range todo {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				write(e)
+			}()
 		}
+		wg.Wait()
+		if conflicted > 0 || round >= len(sm.ring) {
+			break
+		}
+		// A placement target that failed: take its server out of the map
+		// and place the share again.
+		todo = nil
+		for _, e := range retry {
+			sm.up[e.pos] = false
+		}
+		for _, e := range retry {
+			if t := sm.place(e.num); t != nil {
+				todo = append(todo, t)
+			}
+		}
+		retry = nil
 	}
-	for i, e := range slices.Concat(todo, stale) {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			write(e, i < len(todo))
-		}()
-	}
-	wg.Wait()
 	if conflicted > 0 {
 		return fmt.Errorf("version %d: %d share writes lost a race: %w", h.Seq, conflicted, errConflict)
 	}
-	need := min(max(h.K, c.cfg.H), h.N)
-	if written < need {
-		return fmt.Errorf("version %d: %d shares written, %d failed, %d needed: %w (first failure: %v)",
-			h.Seq, written, failed, need, ErrNotHappy, firstErr)
+	// A grid of fewer servers than that can do no better than all of them.
+	need := min(max(h.K, c.cfg.H), h.N, len(sm.ring))
+	if len(servers) < need {
+		return fmt.Errorf("version %d: shares written to %d servers, %d writes failed, %d servers needed: %w (first failure: %v)",
+			h.Seq, len(servers), failed, need, ErrNotHappy, firstErr)
 	}
 	m.published.Add(1)
 	return nil

@@ -18,6 +18,9 @@ type Stats struct {
 	ServersFailed              int64 // servers dropped during an upload
 	CorruptShares              int64 // shares that failed a hash check
 	Dials, DialFailures        int64
+	// SlotLists, SlotReads and SlotWrites count mutable-slot calls to
+	// servers: ListSlots, ReadSlot and WriteSlot.
+	SlotLists, SlotReads, SlotWrites int64
 	// Errors counts failed requests and operations by kind (Kind*).
 	Errors map[string]int64
 }
@@ -26,6 +29,7 @@ type counters struct {
 	uploads, uploadsFailed, downloads, downloadsFailed, literal  atomic.Int64
 	bytesUp, bytesDown, sealed, existing, serversFailed, corrupt atomic.Int64
 	dials, dialFailures                                          atomic.Int64
+	slotLists, slotReads, slotWrites                             atomic.Int64
 
 	mu     sync.Mutex
 	errors map[string]int64
@@ -54,6 +58,7 @@ func (c *Client) Stats() Stats {
 		SharesSealed: s.sealed.Load(), SharesExisting: s.existing.Load(),
 		ServersFailed: s.serversFailed.Load(), CorruptShares: s.corrupt.Load(),
 		Dials: s.dials.Load(), DialFailures: s.dialFailures.Load(),
+		SlotLists: s.slotLists.Load(), SlotReads: s.slotReads.Load(), SlotWrites: s.slotWrites.Load(),
 		Errors: map[string]int64{},
 	}
 	s.mu.Lock()
