@@ -213,6 +213,73 @@ func TestKillAndStopDuringUpload(t *testing.T) {
 	})
 }
 
+// TestKillAndStopDuringUploadShort is the same fault on five storage
+// nodes (H=4): with one node dead and one frozen only three are usable,
+// so the upload must fail, in one line naming the servers, within a bound
+// set by the server timeout; every file stored before reads back, and
+// after SIGCONT and a restart uploads work again.
+func TestKillAndStopDuringUploadShort(t *testing.T) {
+	g := startGrid(t, GridOptions{Manual: true, ServerTimeout: "3s"})
+	var acked ledger
+	for i, size := range []int64{90000, 6 << 20} {
+		seed := uint64(2150 + i)
+		acked.add(stored{g.mustPut(t, g.Client, newGen(seed, size)), seed, size})
+	}
+	stop := make(chan struct{})
+	var killed, frozen *Node
+	faulted := make(chan struct{})
+	go func() {
+		defer close(faulted)
+		if killed = writingNode(g, stop); killed == nil {
+			return
+		}
+		syscall.Kill(killed.Pid, syscall.SIGKILL)
+		for _, n := range g.Storage() {
+			if n != killed {
+				frozen = n
+				syscallStop(n.Pid)
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	_, r := g.put(t, g.Client, newGen(2160, 48<<20))
+	took := time.Since(start)
+	close(stop)
+	<-faulted
+	if frozen != nil {
+		t.Cleanup(func() { syscallCont(frozen.Pid) })
+	}
+	if killed == nil || frozen == nil {
+		t.Fatalf("no storage node was seen writing a share: nothing injected (put: %v)", r)
+	}
+	g.kill(t, killed)
+	if r.Code == 0 {
+		t.Fatalf("a 48 MiB upload succeeded with 3 of 5 servers usable and H=4")
+	}
+	oneLineError(t, "the upload in flight", r)
+	line := lastLine(r.Stderr)
+	if !strings.Contains(line, "happiness") || !regexp.MustCompile(`\b3 usable\b`).MatchString(line) {
+		t.Errorf("the error does not say that too few servers were usable for happiness:\n%s", line)
+	}
+	figure(t, "48 MiB upload on 5 nodes with %s killed -9 and %s stopped: failed in %v: %s", killed.Name, frozen.Name, took.Round(time.Millisecond), line)
+	if took > 60*time.Second {
+		t.Errorf("the failing upload took %v", took)
+	}
+	g.verifyAll(t, g.Client, acked.all())
+	syscallCont(frozen.Pid)
+	g.restart(t, killed)
+	g.waitServers(t, g.Client, 5, 60*time.Second)
+	acked.add(stored{g.mustPut(t, g.Client, newGen(2161, 2<<20)), 2161, 2 << 20})
+	g.verifyAll(t, g.Client, acked.all())
+	if tmp := tmpFiles(killed.Dir); len(tmp) > 0 {
+		t.Errorf("%s has files left in tmp/ after its restart: %v", killed.Name, tmp)
+	}
+	if torn := tornShares(t, g.allShares("")); len(torn) > 0 {
+		t.Errorf("torn shares: %v", torn)
+	}
+}
+
 // TestPluginKillBigUpload kills -9 the storage plugin of a storage node
 // and then the client's codec plugin during one 200 MiB upload, and the
 // storage plugin alone during a second: the first succeeds or fails in
