@@ -60,7 +60,7 @@ The exit status is 1 when something checked is not healthy or repaired.`,
 			if err != nil {
 				return apiError("check "+a.String(), err)
 			}
-			r.Path = a.String() // as the user wrote it (the node knows only the path)
+			r.Path = checkLabel(a) // as the user wrote it (the node knows only the path)
 			if !r.Healthy() {
 				bad++
 			}
@@ -180,6 +180,16 @@ func checkArg(dir, s string) (aliases.Arg, error) {
 		return a, fmt.Errorf("%s is not a cap or grid path: write a cap, ALIAS:path or DIRCAP/path", s)
 	}
 	return a, nil
+}
+
+// checkLabel names what a check is about: ALIAS:path, DIRCAP…:/path, or
+// a bare cap (shortened) without the meaningless ":/" of its root.
+func checkLabel(a aliases.Arg) string {
+	s := a.String()
+	if a.Alias == "" && strings.Trim(a.Path, "/") == "" {
+		s = strings.TrimSuffix(s, ":"+a.Path)
+	}
+	return s
 }
 
 func checkRequest(a aliases.Arg) api.CheckRequest {

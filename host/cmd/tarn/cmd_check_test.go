@@ -152,3 +152,24 @@ func TestCheckCommands(t *testing.T) {
 		}
 	})
 }
+
+func TestCheckLabel(t *testing.T) {
+	const c = "tarn:chk:aaaaaaaaaaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb:3:5:1000"
+	cases := []struct {
+		name string
+		arg  aliases.Arg
+		want string
+	}{
+		{"bare cap", aliases.Arg{Root: c, Path: "/"}, "tarn:chk:aaaaaaaaaaa…"},
+		{"dir cap and path", aliases.Arg{Root: "tarn:dir:xxxxxxxxxxxxxxxxxxxxxxxx", Path: "/a/b"}, "tarn:dir:xxxxxxxxxxx…:/a/b"},
+		{"alias root", aliases.Arg{Alias: "docs", Root: c, Path: "/"}, "docs:"},
+		{"alias path", aliases.Arg{Alias: "docs", Root: c, Path: "/a"}, "docs:a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkLabel(tc.arg); got != tc.want {
+				t.Errorf("checkLabel = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
