@@ -207,7 +207,9 @@ func storageAddr(t *testing.T, n *Node) (addr, keyHash string) {
 // TestSecurityOtherGrid: a client node with another grid secret, given the
 // grid's introducer and one storage server by address and key, learns no
 // server from the introducer (it cannot read announcements), stores no
-// share, and says why: its log names the refusal of its membership.
+// share, and says why: its log names the refusal of its membership. A
+// storage node with another grid secret cannot announce itself: the grid's
+// client never lists it, and its log names the refusal.
 func TestSecurityOtherGrid(t *testing.T) {
 	g := startGrid(t, GridOptions{Manual: true})
 	target := g.Storage()[0]
@@ -241,6 +243,34 @@ func TestSecurityOtherGrid(t *testing.T) {
 	if !strings.Contains(log, "not a member of this grid") {
 		t.Errorf("the outsider's log does not say its membership was refused:\n%s", tail(log, 3000))
 	}
+
+	// A storage node of another grid cannot announce itself: the grid's
+	// client never lists it.
+	dir := filepath.Join(g.Dir, "outsider-storage")
+	mustTarn(t, CLI{}, "init", "--profile", "storage", "--name", "outsider-storage", "--introducer", g.Introducer, dir)
+	prof := filepath.Join(dir, "tarn.toml")
+	pb, _ := os.ReadFile(prof)
+	sp := setTOML(string(pb), "grid", "name", fmt.Sprintf("%q", g.Name))
+	sp = setTOML(sp, "storage", "listen", `["tcp:127.0.0.1:0"]`)
+	sp = setTOML(sp, "storage", "reserved_space", `"0"`)
+	if err := os.WriteFile(prof, []byte(sp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sn := &Node{Name: "outsider-storage", Role: "outsider", Dir: dir}
+	g.Nodes = append(g.Nodes, sn)
+	g.runNode(t, sn)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		st, r := g.status(t, g.Client)
+		if r.Code == 0 && st.Known > len(g.Storage()) {
+			t.Fatalf("the grid's client lists %d servers, %d of them the grid's: a storage node of another grid announced itself", st.Known, len(g.Storage()))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if slog := g.logText(sn); !strings.Contains(slog, "not a member of this grid") {
+		t.Errorf("the outsider storage node's log does not say the introducer refused it:\n%s", tail(slog, 3000))
+	}
+
 	if strings.Contains(strings.ToLower(line), "refused this node") {
 		return
 	}
