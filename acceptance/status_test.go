@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,11 +13,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/ssh"
 )
 
 // chromium returns Debian's chromium, or skips (fails when
@@ -46,9 +47,20 @@ func browse(t *testing.T, bin, url string, args ...string) string {
 	all := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir()}, args...)
 	cmd := exec.CommandContext(ctx, bin, append(all, url)...)
+	// Its own process group, so that its helper processes go with it; and
+	// managed, so that the harness's reaper leaves it to Wait.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	if err == nil {
+		manage(cmd.Process.Pid, true)
+		err = cmd.Wait()
+		manage(cmd.Process.Pid, false)
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
 		t.Fatalf("chromium %v %s: %v\n%s", args, url, err, tail(errb.String(), 2000))
 	}
 	return out.String()
@@ -75,7 +87,8 @@ func domInt(t *testing.T, dom, id string) int {
 	return v
 }
 
-// scrapeCounter sums a counter's series whose labels include want.
+// scrapeCounter sums a counter's series whose labels include want (0
+// when it has none yet).
 func scrapeCounter(t *testing.T, base, name string, want map[string]string) float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
@@ -90,7 +103,7 @@ func scrapeCounter(t *testing.T, base, name string, want map[string]string) floa
 	}
 	f, ok := fams[name]
 	if !ok {
-		t.Fatalf("%s/metrics has no %s", base, name)
+		return 0 // a labelled counter appears with its first event
 	}
 	var v float64
 next:
@@ -206,5 +219,59 @@ func TestStatusPage(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || st.Storage == nil {
 		t.Errorf("tarn status --json of a storage node: %v\n%s", err, r.Stdout)
 	}
-	fmt.Fprintln(os.Stderr) // keep chromium's last line off the test's output
+	frontendMetrics(t, g, client.APIURL)
+}
+
+// frontendMetrics: a WebDAV request and an SFTP session on the dev grid's
+// client move tarn_webdav_requests_total and tarn_sftp_sessions_total.
+func frontendMetrics(t *testing.T, g *Grid, api string) {
+	b, err := os.ReadFile(filepath.Join(g.Dir, "endpoints.json"))
+	if err != nil {
+		t.Logf("no endpoints.json (a manual grid): frontend metrics not checked")
+		return
+	}
+	var ep struct {
+		WebDAV *struct {
+			URL, User, Password string
+		} `json:"webdav"`
+		SFTP *sftpEndpoint `json:"sftp"`
+	}
+	if err := json.Unmarshal(b, &ep); err != nil {
+		t.Fatalf("endpoints.json: %v", err)
+	}
+	if ep.WebDAV != nil {
+		before := scrapeCounter(t, api, "tarn_webdav_requests_total", map[string]string{"method": "PROPFIND"})
+		req, _ := http.NewRequest("PROPFIND", ep.WebDAV.URL, nil)
+		req.SetBasicAuth(ep.WebDAV.User, ep.WebDAV.Password)
+		req.Header.Set("Depth", "0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if after := scrapeCounter(t, api, "tarn_webdav_requests_total", map[string]string{"method": "PROPFIND"}); after != before+1 {
+			t.Errorf("tarn_webdav_requests_total{method=\"PROPFIND\"}: %v, then %v after one PROPFIND", before, after)
+		}
+	}
+	if ep.SFTP != nil {
+		before := scrapeCounter(t, api, "tarn_sftp_sessions_total", nil)
+		cfg := &ssh.ClientConfig{User: ep.SFTP.User, Auth: []ssh.AuthMethod{ssh.Password(ep.SFTP.Password)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second}
+		c, err := ssh.Dial("tcp", ep.SFTP.Addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.RequestSubsystem("sftp"); err != nil {
+			t.Fatal(err)
+		}
+		sess.Close()
+		c.Close()
+		if after := scrapeCounter(t, api, "tarn_sftp_sessions_total", nil); after != before+1 {
+			t.Errorf("tarn_sftp_sessions_total: %v, then %v after one session", before, after)
+		}
+	}
 }

@@ -52,6 +52,9 @@ type Config struct {
 	TempDir string
 	// Logger gets the frontend's log lines (default: none).
 	Logger hclog.Logger
+	// OnSession, when set, is called for each session channel opened (an
+	// sftp subsystem or an scp exec; the node's metrics count them).
+	OnSession func()
 }
 
 // handshakeTimeout bounds an SSH handshake and login.
@@ -322,6 +325,9 @@ func (s *Server) handleConn(nc net.Conn) {
 		if err != nil {
 			s.sessions.Add(-1)
 			continue
+		}
+		if s.cfg.OnSession != nil {
+			s.cfg.OnSession()
 		}
 		wg.Add(1)
 		go func() {

@@ -46,6 +46,9 @@ type Options struct {
 	Logger hclog.Logger
 	// Locks is shared by a node's frontends (nil: this frontend's own).
 	Locks *Locks
+	// OnRequest, when set, is called with each request's method (the
+	// node's metrics count them).
+	OnRequest func(method string)
 }
 
 // Server is a running WebDAV frontend.
@@ -114,7 +117,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		prefix += "/"
 	}
 	s := &Server{
-		srv: &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		srv: &http.Server{Handler: onRequest(h, o.OnRequest), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: log.New(logger.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}), "", 0)},
 		ln: ln, url: scheme + "://" + ln.Addr().String() + prefix, done: make(chan struct{}), handler: h,
 	}
@@ -221,4 +224,15 @@ func SelfSigned(dir, listen string) (tls.Certificate, error) {
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// onRequest calls f with each request's method before h serves it.
+func onRequest(h http.Handler, f func(method string)) http.Handler {
+	if f == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f(r.Method)
+		h.ServeHTTP(w, r)
+	})
 }

@@ -69,8 +69,9 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 		}
 		s, err := sftp.Start(n.ctx, sftp.Config{
 			SFTP: c, Accounts: set, Drive: driveFor, Space: n.sftpSpace,
-			TempDir: filepath.Join(n.prof.Node.StateDir, "tmp"),
-			Logger:  n.log,
+			TempDir:   filepath.Join(n.prof.Node.StateDir, "tmp"),
+			Logger:    n.log,
+			OnSession: n.metrics.SFTPSessions.Inc,
 		})
 		if err != nil {
 			return addrs, err

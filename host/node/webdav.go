@@ -56,6 +56,7 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 		s, err := webdav.Start(n.ctx, webdav.Options{
 			Config: w, Accounts: set, DriveFor: driveFor, Quota: n.webdavQuota,
 			StateDir: n.prof.Node.StateDir, Logger: n.log.Named("webdav"), Locks: locks,
+			OnRequest: func(method string) { n.metrics.WebDAVRequests.WithLabelValues(webdavMethod(method)).Inc() },
 		})
 		if err != nil {
 			return urls, err
@@ -105,4 +106,14 @@ func (n *Node) webdavQuota(context.Context) (webdav.Quota, error) {
 		avail = math.MaxInt64
 	}
 	return webdav.Quota{Available: int64(avail), Used: -1}, nil
+}
+
+// webdavMethod keeps the metric's method label to the methods WebDAV
+// defines: anything else is "other", so a client cannot grow the label set.
+func webdavMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK":
+		return m
+	}
+	return "other"
 }
