@@ -16,6 +16,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/identity"
 	"io"
 	"os"
 	"slices"
@@ -230,6 +231,12 @@ func rootCap(c *conf.Account, o *options) (string, error) {
 			return "", fmt.Errorf("account %q root: %w: %w", c.Name, ErrRoot, err)
 		}
 		defer f.Close()
+		// A root cap is the account's whole drive: keep it as private as a key.
+		if st, err := f.Stat(); err != nil {
+			return "", fmt.Errorf("account %q root: %w: %w", c.Name, ErrRoot, err)
+		} else if err := identity.CheckPrivate(c.RootCapFile, st); err != nil {
+			return "", fmt.Errorf("account %q root: %w: %w", c.Name, ErrRoot, err)
+		}
 		b, err := io.ReadAll(io.LimitReader(f, maxRootFile+1))
 		if err != nil {
 			return "", fmt.Errorf("account %q root: %w: read %s: %w", c.Name, ErrRoot, c.RootCapFile, err)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"github.com/tarnfs/tarn/host/identity"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,6 +111,10 @@ func TestLoad(t *testing.T) {
 	hash, _ := HashPassword("pw")
 	_, keyLine := newKey(t)
 	missing := filepath.Join(t.TempDir(), "new-root.cap")
+	open := writeRoot(t, w.String())
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		acct    conf.Account
@@ -158,6 +163,7 @@ func TestLoad(t *testing.T) {
 			}},
 		{name: "create fails", acct: conf.Account{Name: "gus", PasswordHash: hash, RootCapFile: filepath.Join(t.TempDir(), "x.cap")},
 			opts: []Option{WithCreateRoot(func(string) (string, error) { return "", errors.New("grid down") })}, wantErr: ErrRoot, errText: "grid down"},
+		{name: "root file readable by others", acct: conf.Account{Name: "eve", PasswordHash: hash, RootCapFile: open}, wantErr: identity.ErrTooOpen, errText: "chmod 600"},
 		{name: "file cap root", acct: conf.Account{Name: "eve", PasswordHash: hash, RootCapFile: chk}, wantErr: ErrRoot},
 		{name: "bad hash", acct: conf.Account{Name: "eve", PasswordHash: "$argon2id$nope", RootCapFile: rootFile}, wantErr: ErrHashFormat},
 		{name: "bad key", acct: conf.Account{Name: "eve", AuthorizedKeys: []string{"ssh-ed25519 AAAA"}, RootCapFile: rootFile}, errText: "authorized_keys[0]"},

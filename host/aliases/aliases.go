@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tarnfs/tarn/host/identity"
 	"io"
 	"os"
 	"path/filepath"
@@ -92,6 +93,12 @@ func Load(path string) ([]Alias, error) {
 		return nil, fmt.Errorf("aliases: %w", err)
 	}
 	defer f.Close()
+	// Aliases name write caps: the file is as private as a key.
+	if st, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("aliases: %w", err)
+	} else if err := identity.CheckPrivate(path, st); err != nil {
+		return nil, fmt.Errorf("aliases: %w", err)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("aliases: read %s: %w", path, err)

@@ -2,6 +2,7 @@ package aliases
 
 import (
 	"errors"
+	"github.com/tarnfs/tarn/host/identity"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,15 @@ func TestAddRemoveLookup(t *testing.T) {
 	}
 	if st, _ := os.Stat(filepath.Dir(path)); st.Mode().Perm() != 0o700 {
 		t.Errorf("private folder mode %v", st.Mode())
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); !errors.Is(err, identity.ErrTooOpen) {
+		t.Fatalf("alias file readable by others: got %v, want ErrTooOpen", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	steps := []struct {
 		name string

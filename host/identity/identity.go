@@ -243,6 +243,15 @@ func writeNew(path string, data []byte) error {
 	return nil
 }
 
+// CheckPrivate refuses a file holding a key, a secret or a write cap that
+// group or others may read (ErrTooOpen), saying how to fix it.
+func CheckPrivate(path string, st os.FileInfo) error {
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s is %w (mode %04o): run `chmod 600 %s`", path, ErrTooOpen, perm, path)
+	}
+	return nil
+}
+
 // readPrivate reads a key or secret file, refusing one that group or
 // others may read.
 func readPrivate(path string) ([]byte, error) {
@@ -258,8 +267,8 @@ func readPrivate(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s is %w (mode %04o): run `chmod 600 %s`", path, ErrTooOpen, perm, path)
+	if err := CheckPrivate(path, st); err != nil {
+		return nil, err
 	}
 	if st.Size() > 1<<16 {
 		return nil, fmt.Errorf("%s is too large for a key (%d bytes)", path, st.Size())
