@@ -174,6 +174,7 @@ func (e *Encoder) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if e.index >= e.l.Segments {
 			e.err = fmt.Errorf("chk encoder: more than the declared %d bytes", e.l.Size)
+			e.abort()
 			return n, e.err
 		}
 		j := e.cur
@@ -191,6 +192,56 @@ func (e *Encoder) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom reads r to its end straight into the segment buffers (so
+// io.Copy into an Encoder copies each byte once, not twice) and encodes as
+// Write does. Reading more than the size given to NewEncoder is an error;
+// ReadFrom does not Close.
+func (e *Encoder) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	var one [1]byte
+	for {
+		if e.err != nil {
+			return total, e.err
+		}
+		if e.done {
+			return total, fmt.Errorf("chk encoder: write after close")
+		}
+		if e.index >= e.l.Segments {
+			// Every declared byte is in: r must be at its end.
+			n, err := r.Read(one[:])
+			if n > 0 {
+				e.err = fmt.Errorf("chk encoder: more than the declared %d bytes", e.l.Size)
+				e.abort()
+				return total, e.err
+			}
+			if err == io.EOF {
+				return total, nil
+			}
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		j := e.cur
+		n, err := r.Read(j.seg[j.fill:e.l.SegmentLen(e.index)])
+		j.fill += n
+		total += int64(n)
+		if j.fill == e.l.SegmentLen(e.index) {
+			if derr := e.dispatch(); derr != nil {
+				e.err = derr
+				e.abort()
+				return total, derr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // dispatch starts the full current segment and, when as many segments are
@@ -300,6 +351,7 @@ func (e *Encoder) writeAll(write func(s int) error) error {
 // read cap. The shares are complete when it returns nil.
 func (e *Encoder) Close() (cap.CHK, error) {
 	if e.err != nil {
+		e.abort() // returns the buffers, if an error left them
 		return cap.CHK{}, e.err
 	}
 	if e.done {

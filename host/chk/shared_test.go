@@ -3,10 +3,14 @@ package chk
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -169,5 +173,73 @@ func TestEncoderArenaFull(t *testing.T) {
 	}
 	if !arenaEmpty(a) {
 		t.Fatal("arena not empty")
+	}
+}
+
+// TestEncoderReadFrom: io.Copy into an Encoder (its ReadFrom, reading
+// straight into the segment buffers) gives the shares and cap Write gives,
+// with readers that return any number of bytes; too many bytes and a
+// failing reader are errors, and no error leaves buffers in the arena.
+func TestEncoderReadFrom(t *testing.T) {
+	p := Params{K: 3, N: 5, SegmentSize: 1 << 14}
+	data := content(5*(1<<14)+321, 9)
+	want, wm := encode(t, p, testKey(6), data)
+	size, _ := ShareSize(p, int64(len(data)))
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name    string
+		r       func() io.Reader
+		size    int
+		wantErr string
+	}{
+		// struct{io.Reader} hides bytes.Reader's WriteTo, which io.Copy
+		// would use instead of the Encoder's ReadFrom.
+		{"whole", func() io.Reader { return struct{ io.Reader }{bytes.NewReader(data)} }, len(data), ""},
+		{"one byte at a time", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data[:3000])) }, 3000, ""},
+		{"half reads", func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) }, len(data), ""},
+		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) }, len(data), ""},
+		{"too many bytes", func() io.Reader { return struct{ io.Reader }{bytes.NewReader(data)} }, len(data) - 1, "more than the declared"},
+		{"reader fails", func() io.Reader { return io.MultiReader(bytes.NewReader(data[:20000]), iotest.ErrReader(boom)) }, len(data), "boom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, a, _ := sharedCodec(t, 4<<20)
+			m := NewMemShares(p.N, size)
+			if tc.size != len(data) {
+				sz, _ := ShareSize(p, int64(tc.size))
+				m = NewMemShares(p.N, sz)
+			}
+			e, err := NewEncoder(context.Background(), p, testKey(6), int64(tc.size), client, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.Copy(e, tc.r())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("copy: %d bytes, error %v, want %q", n, err, tc.wantErr)
+				}
+				e.Abort()
+				if !arenaEmpty(a) {
+					t.Fatal("a failed encoder left regions in the arena")
+				}
+				return
+			}
+			if err != nil || n != int64(tc.size) {
+				t.Fatalf("copy: %d bytes, %v", n, err)
+			}
+			got, err := e.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.size == len(data) {
+				if got != want || !bytes.Equal(m.Shares[2], wm.Shares[2]) {
+					t.Fatal("ReadFrom encoded other shares than Write")
+				}
+			} else if w, _ := encode(t, p, testKey(6), data[:tc.size]); got != w {
+				t.Fatal("ReadFrom encoded another cap than Write")
+			}
+			if !arenaEmpty(a) {
+				t.Fatal("Close left regions in the arena")
+			}
+		})
 	}
 }

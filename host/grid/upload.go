@@ -126,7 +126,10 @@ func (c *Client) spool(r io.Reader) (*os.File, int64, cap.Key, error) {
 		}
 		w = io.MultiWriter(f, conv)
 	}
-	n, err := io.Copy(w, r)
+	// 1 MiB at a time: a 256 MiB file is 256 writes to the spool, not
+	// 8,192. The wrappers keep io.CopyBuffer from going around the buffer
+	// (os.File's ReadFrom falls back to 32 KiB copies from a socket).
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, make([]byte, 1<<20))
 	if err != nil {
 		return fail(fmt.Errorf("upload: spool to %s: %w", f.Name(), err))
 	}
@@ -709,8 +712,8 @@ func (u *uploader) pass(open func() (io.Reader, error), want map[int]bool, round
 		closeAll() // the tasks abort their shares
 		return cap.CHK{}, fmt.Errorf("upload %s: %w", u.si, err)
 	}
-	buf := make([]byte, min(u.c.params.SegmentSize, 1<<20))
-	_, err = io.CopyBuffer(enc, src, buf)
+	// The encoder reads src straight into its segment buffers (ReadFrom).
+	_, err = io.Copy(enc, src)
 	var out cap.CHK
 	if err == nil {
 		out, err = enc.Close()
