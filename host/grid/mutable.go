@@ -77,9 +77,10 @@ const (
 	MutableStaleWait = 5 * time.Second
 	// MutableMaxWait bounds all waiting of one read or attempt.
 	MutableMaxWait = time.Minute
-	// MutableLagWait is how long a Modify waits while some homes hold an
-	// older version than the current one (the rest of a publish in flight,
-	// or a server that missed versions: the next publish repairs it).
+	// MutableLagWait is how long a Modify waits while some share number of
+	// the current version has copies but none holding it (the rest of a
+	// publish in flight, or servers that missed versions: the next
+	// publish repairs them).
 	MutableLagWait = 250 * time.Millisecond
 )
 
@@ -242,7 +243,11 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 		if err != nil {
 			return 0, err
 		}
-		if bytes.Equal(next, orig) && sm.maxSeq == best.header.Seq {
+		// Unchanged content is the end, unless another version of the
+		// same number holds shares too: two writers whose leads did not
+		// meet (see publish) may each see its own as current, so a new
+		// version settles which one is.
+		if bytes.Equal(next, orig) && sm.maxSeq == best.header.Seq && !sm.torn(best) {
 			c.record(si, best.header.Seq)
 			return best.header.Seq, nil
 		}
@@ -564,9 +569,9 @@ func (c *Client) current(sm *slotMap, seen uint64) (*versionSet, error) {
 // exist, may have caught writers half-way (several versions each on a few
 // shares): it reads again until nothing has changed for MutableStaleWait
 // (at least the server timeout). A writer (forWrite) also waits so while a
-// newer version lacks K shares, and up to
-// MutableLagWait while a copy holds something other than the current
-// version, so that it does not write on top of a publish in progress
+// newer version lacks K shares, and up to MutableLagWait while a share
+// number has copies but none of the current version (inFlight), so that
+// it does not write on top of a publish in progress
 // (which would only make one of the two lose a race). Past the wait, what
 // is there is taken as it is: an unfinished newer version counts as
 // abandoned, and the next publish overwrites it.
@@ -603,7 +608,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			// A reader may answer with the current version while a newer
 			// one is being published; a writer would only collide with it.
 			waited, wait = time.Since(changed), staleWait
-		case forWrite && sm.lagging(best):
+		case forWrite && sm.inFlight(best):
 			waited, wait = time.Since(began), MutableLagWait
 		}
 		if wait == 0 {
@@ -640,6 +645,31 @@ func (sm *slotMap) fingerprint() string {
 		}
 	}
 	return b.String()
+}
+
+// inFlight reports whether some share number of version v has copies on
+// servers that answered but none holding v: how a publish of v still under
+// way looks. (Copies that lag while another copy of their share number
+// holds v are not waited for: they may be on servers the last writer does
+// not know, and the next publish updates them.)
+func (sm *slotMap) inFlight(v *versionSet) bool {
+	for _, e := range sm.entries {
+		if e.num < v.header.N && e.err == nil && v.shares[e.num] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// torn reports whether another version with v's sequence number holds a
+// share: writers raced and both got versions in.
+func (sm *slotMap) torn(v *versionSet) bool {
+	for _, o := range sm.versions {
+		if o != v && o.header.Seq == v.header.Seq {
+			return true
+		}
+	}
+	return false
 }
 
 // lagging reports whether a copy of a share of version v, on a server that
@@ -810,8 +840,8 @@ func (c *Client) readSlot(ctx context.Context, sm *slotMap, e *slotEntry) {
 // targets returns where shares 0..n-1 of a new version go: every copy
 // found on a server that answered (with the token read), and, for a share
 // number found nowhere (or only where the read failed), its placement
-// target (place). Copies come first, by share number and ring position,
-// so the lead of two writers that read the same map is the same slot.
+// target (place); in share-number order, each number's copies in ring
+// order (publish writes the lowest number's first, as its lead).
 func (sm *slotMap) targets(n int) []*slotEntry {
 	var out []*slotEntry
 	has := map[int]bool{}
@@ -830,6 +860,13 @@ func (sm *slotMap) targets(n int) []*slotEntry {
 			}
 		}
 	}
+	// By share number, copies before a placement, then in ring order.
+	slices.SortStableFunc(out, func(a, b *slotEntry) int {
+		if a.num != b.num {
+			return a.num - b.num
+		}
+		return 0
+	})
 	return out
 }
 
@@ -970,14 +1007,23 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 			}
 		}
 	}
-	// The lead: the first target whose write gets an answer other than a
-	// failure.
+	// The lead: every copy of the lowest share number, one after another
+	// in ring order (the next share number's if none of them took it).
+	// Clients that know different servers see different copies, but a
+	// client that knows more servers sees every copy one that knows fewer
+	// does, and both write them in the same order: the first copy both
+	// know goes to one of them, and the other stops there, having written
+	// at most copies of this one share number, which no reader can take
+	// for a version.
 	for len(todo) > 0 && len(servers) == 0 {
-		e := todo[0]
-		todo = todo[1:]
-		write(e)
-		if conflicted > 0 {
-			return fmt.Errorf("version %d share %d: %w", h.Seq, e.num, errConflict)
+		lead := todo[0].num
+		for len(todo) > 0 && todo[0].num == lead {
+			e := todo[0]
+			todo = todo[1:]
+			write(e)
+			if conflicted > 0 {
+				return fmt.Errorf("version %d share %d: %w", h.Seq, e.num, errConflict)
+			}
 		}
 	}
 	for round := 0; len(todo) > 0; round++ {
