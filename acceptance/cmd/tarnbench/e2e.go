@@ -34,6 +34,7 @@ type endpoints struct {
 		Dir  string `json:"dir"`
 		Pid  int    `json:"pid"`
 	} `json:"nodes"`
+	RootCap string `json:"root_cap"` // the directory the frontends serve
 }
 
 // devGrid is a running `tarn dev` and how to reach its client.
@@ -188,7 +189,12 @@ func runs(pid int, bin string) bool {
 // cli runs one tarn command against the client node and returns its
 // standard output, trimmed.
 func (g *devGrid) cli(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (string, error) {
-	args = append(args, "--node", g.ep.Client.NodeDir, "--quiet")
+	return g.run(ctx, stdin, stdout, append(args, "--quiet")...)
+}
+
+// run is cli for commands without a --quiet flag (deep-check).
+func (g *devGrid) run(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) (string, error) {
+	args = append(args, "--node", g.ep.Client.NodeDir)
 	cmd := exec.CommandContext(ctx, g.bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdin = stdin
@@ -233,6 +239,9 @@ type e2eOptions struct {
 	smallFiles int   // how many 4 KiB files
 	apiWorkers int   // concurrent uploads for the API's small-file figure
 	giant      int64 // bytes of the RSS transfer (1 GiB), 0 to skip
+	// frontLimit stops each rclone small-file upload after this long (0:
+	// never); the rates are then over the files that arrived.
+	frontLimit time.Duration
 }
 
 // measureE2E starts a fresh dev grid in tmp, measures on it, and stops it.
@@ -264,6 +273,7 @@ func measureE2Ehook(ctx context.Context, r *Report, bin, tmp string, o e2eOption
 			Note: fmt.Sprintf("%d plugin processes beside it", len(st.Plugins))})
 	}
 
+	addTahoeRefs(r)
 	if err := bigFile(ctx, r, g, tmp, o.bigFile); err != nil {
 		return err
 	}
@@ -279,12 +289,14 @@ func measureE2Ehook(ctx context.Context, r *Report, bin, tmp string, o e2eOption
 	if err := smallFilesAPI(ctx, r, g, o.smallFiles, o.apiWorkers); err != nil {
 		return err
 	}
+	// Before the frontends' small files: their directories and caches
+	// would count in the client's peak RSS.
 	if o.giant > 0 {
 		if err := giantRSS(ctx, r, g, o.giant); err != nil {
 			return err
 		}
 	}
-	return nil
+	return smallFilesFrontends(ctx, r, g, tmp, o.smallFiles, o.frontLimit)
 }
 
 // addRSCeiling measures Reed-Solomon k-of-n when the grid uses parameters
@@ -351,7 +363,7 @@ func bigFile(ctx context.Context, r *Report, g *devGrid, tmp string, size int64)
 	out := filepath.Join(tmp, "big.out")
 	defer os.Remove(in)
 	defer os.Remove(out)
-	sum, err := writeRandomFile(in, size, 2)
+	sum, err := writeRandomFile(in, size, seedCLIBig)
 	if err != nil {
 		return err
 	}
@@ -437,8 +449,8 @@ func smallFilesCLI(ctx context.Context, r *Report, g *devGrid, tmp string, n int
 		}
 	}
 	note := "one tarn process per file, one after another"
-	r.add(Figure{Key: "e2e.cli.put.small", Name: fmt.Sprintf("tarn put, %d files of 4 KiB", n), Value: float64(n) / put.Seconds(), Unit: "files/s", Note: note})
-	r.add(Figure{Key: "e2e.cli.get.small", Name: fmt.Sprintf("tarn get, %d files of 4 KiB", n), Value: float64(n) / get.Seconds(), Unit: "files/s", Note: note})
+	r.add(r.compare(Figure{Key: "e2e.cli.put.small", Name: fmt.Sprintf("tarn put, %d files of 4 KiB", n), Value: float64(n) / put.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.cli.put.small"))
+	r.add(r.compare(Figure{Key: "e2e.cli.get.small", Name: fmt.Sprintf("tarn get, %d files of 4 KiB", n), Value: float64(n) / get.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.get.small"))
 	return nil
 }
 

@@ -29,11 +29,21 @@ type frontendEndpoints struct {
 	} `json:"sftp"`
 }
 
-// bigSource is the same deterministic stream the CLI's big-file figure
-// writes (writeRandomFile with seed 2), so all three paths move equal bytes.
-func bigSource(size int64) io.Reader {
-	return io.LimitReader(rand.NewChaCha8([32]byte{2, 'b'}), size)
+// bigSource is a deterministic stream of the same kind the CLI's big-file
+// figure writes (writeRandomFile), under its own seed. Each path gets other
+// bytes: the grid keys files convergently, so a second upload of the CLI's
+// file would find its shares in place and store nothing (a WebDAV PUT of
+// the same bytes once read 220 MB/s beside the CLI's 90 for that reason).
+func bigSource(size int64, seed byte) io.Reader {
+	return io.LimitReader(rand.NewChaCha8([32]byte{seed, 'b'}), size)
 }
+
+// Seeds of the big files: each path uploads other bytes (see bigSource).
+const (
+	seedCLIBig    = 2
+	seedWebDAVBig = 6
+	seedSFTPBig   = 7
+)
 
 // webdavBig PUTs size bytes to the client's WebDAV frontend, GETs them
 // back, and fails when the hash of what came back differs.
@@ -46,7 +56,7 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	name := sizeName(size)
 	url := ep.URL + "tarnbench-" + name + ".bin"
 	h := sha256.New()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(bigSource(size), h))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(bigSource(size, seedWebDAVBig), h))
 	if err != nil {
 		return fmt.Errorf("webdav put %s: %w", url, err)
 	}
@@ -131,7 +141,7 @@ func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	if err != nil {
 		return fmt.Errorf("sftp create %s: %w", path, err)
 	}
-	if _, err := f.ReadFrom(io.TeeReader(bigSource(size), h)); err != nil {
+	if _, err := f.ReadFrom(io.TeeReader(bigSource(size, seedSFTPBig), h)); err != nil {
 		f.Close()
 		return fmt.Errorf("sftp write %s: %w", path, err)
 	}

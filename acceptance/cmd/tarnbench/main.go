@@ -33,6 +33,7 @@ type options struct {
 	workers int
 	skip    string // comma-separated parts to skip: ceilings, codec, e2e
 	base    string // an earlier results file to compare with
+	front   time.Duration
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&o.files, "files", 1000, "how many 4 KiB files to put and get")
 	flag.IntVar(&o.workers, "api-workers", 8, "requests in flight for the API small-file figure")
 	flag.StringVar(&o.base, "baseline", "", "an earlier results JSON: show its values and the change beside this run's")
+	flag.DurationVar(&o.front, "front-time", 60*time.Second, "stop each WebDAV and SFTP small-file upload after this long (0: never) and rate the files that arrived")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated parts not to run: ceilings, codec, e2e")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: tarnbench [flags]\n\nMeasures this machine's ceilings and tarn against them; see docs/benchmarks.md.\n\n")
@@ -159,7 +161,7 @@ func run(ctx context.Context, o options, log *os.File) (*Report, error) {
 		return r, err
 	}
 	defer os.RemoveAll(tmp)
-	eo := e2eOptions{bigFile: 256 << 20, smallFiles: o.files, apiWorkers: max(1, o.workers)}
+	eo := e2eOptions{bigFile: 256 << 20, smallFiles: o.files, apiWorkers: max(1, o.workers), frontLimit: o.front}
 	if o.big {
 		eo.giant = 1 << 30
 	} else {

@@ -322,7 +322,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("grid process %d still runs", pid)
 		}
 	}
-	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB", "e2e.cpu.put.8MiB", "e2e.cpu.client.get.8MiB", "e2e.webdav.put.8MiB", "e2e.webdav.get.8MiB", "e2e.sftp.put.8MiB", "e2e.sftp.get.8MiB"} {
+	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB", "e2e.cpu.put.8MiB", "e2e.cpu.client.get.8MiB", "e2e.webdav.put.8MiB", "e2e.webdav.get.8MiB", "e2e.sftp.put.8MiB", "e2e.sftp.get.8MiB",
+		"e2e.cp.put.small", "e2e.cp.get.small", "e2e.webdav.put.small", "e2e.webdav.get.small", "e2e.sftp.put.small", "e2e.sftp.get.small", "e2e.verify.small"} {
 		f, ok := r.find(k)
 		if !ok || !(f.Value > 0) {
 			t.Errorf("%s = %+v, want a positive figure", k, f)
@@ -330,6 +331,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if f, _ := r.find("e2e.cli.put.8MiB"); !(f.Ratio > 0) {
 		t.Errorf("put has no ratio to the pipeline ceiling: %+v", f)
+	}
+	for k, ref := range map[string]string{"e2e.sftp.put.small": "ref.tahoe.sftp.put.small", "e2e.webdav.get.small": "ref.tahoe.get.small", "e2e.verify.small": "ref.tahoe.verify"} {
+		if f, _ := r.find(k); f.Ceiling != ref || !(f.Ratio > 0) {
+			t.Errorf("%s is not compared with %s: %+v", k, ref, f)
+		}
 	}
 }
 
@@ -532,6 +538,36 @@ func TestMedian(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := median(tc.ds); got != tc.want {
 				t.Fatalf("median = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckSmallFiles: what comes back must be n of the files put, each
+// with its bytes.
+func TestCheckSmallFiles(t *testing.T) {
+	want := map[string][]byte{"a": []byte("one"), "b": []byte("two"), "c": []byte("three")}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		n     int
+		ok    bool
+	}{
+		{"all back", map[string]string{"a": "one", "b": "two", "c": "three"}, 3, true},
+		{"the ones that arrived", map[string]string{"a": "one", "c": "three"}, 2, true},
+		{"one missing", map[string]string{"a": "one", "c": "three"}, 3, false},
+		{"other bytes", map[string]string{"a": "one", "b": "tw0"}, 2, false},
+		{"never put", map[string]string{"a": "one", "z": "two"}, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, b := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := checkSmallFiles(dir, want, tc.n); (err == nil) != tc.ok {
+				t.Fatalf("checkSmallFiles: %v, want ok=%v", err, tc.ok)
 			}
 		})
 	}
