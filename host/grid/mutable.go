@@ -1026,7 +1026,7 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 			}
 		}
 	}
-	for round := 0; len(todo) > 0; round++ {
+	for round := 0; len(todo) > 0 || len(retry) > 0; round++ {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, c.cfg.Parallel)
 		for _, e := range todo {
