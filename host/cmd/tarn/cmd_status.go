@@ -143,11 +143,11 @@ func printStatus(out io.Writer, st *api.Status) {
 	tw.Flush()
 	fmt.Fprintln(out, "plugins:")
 	for _, p := range st.Plugins {
-		last := ""
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tpid %d\t%s\trestarts %d", p.Kind, p.Name, p.Version, p.Pid, p.Health, p.Restarts)
 		if p.LastErr != "" {
-			last = "last error: " + p.LastErr
+			fmt.Fprintf(tw, "\tlast error: %s", p.LastErr)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\tpid %d\t%s\trestarts %d\t%s\n", p.Kind, p.Name, p.Version, p.Pid, p.Health, p.Restarts, last)
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	if s := st.Storage; s != nil {
@@ -181,11 +181,11 @@ func printStatus(out io.Writer, st *api.Status) {
 	if len(st.Recent) > 0 {
 		fmt.Fprintln(out, "recent operations:")
 		for _, o := range st.Recent {
-			e := ""
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3fs\t%d", o.Time.Local().Format("15:04:05"), o.Op, o.Target, humanBytes(o.Bytes), o.Seconds, o.Status)
 			if o.Error != "" {
-				e = o.Error
+				fmt.Fprintf(tw, "\t%s", o.Error)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.3fs\t%d\t%s\n", o.Time.Local().Format("15:04:05"), o.Op, o.Target, humanBytes(o.Bytes), o.Seconds, o.Status, e)
+			fmt.Fprintln(tw)
 		}
 		tw.Flush()
 	}
