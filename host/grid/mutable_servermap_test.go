@@ -2,6 +2,7 @@ package grid_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/tarnfs/tarn/host/testgrid"
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
 	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
+	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
@@ -266,8 +268,8 @@ func TestMutableRepairLostShare(t *testing.T) {
 
 // TestMutableCostDoesNotGrowWithGrid: a modify lists every server once
 // (a tiny call) and reads only the slots that exist, so at 15 servers it
-// makes no more slot reads than at 5 (the sweep of every share number on
-// every server it replaces made S x N).
+// makes no more slot reads than at 5 (asking every server for every share
+// number, as clients did before ListSlots, made S x N).
 func TestMutableCostDoesNotGrowWithGrid(t *testing.T) {
 	reads := map[int]int64{}
 	for _, servers := range []int{5, 15} {
@@ -293,5 +295,64 @@ func TestMutableCostDoesNotGrowWithGrid(t *testing.T) {
 	}
 	if reads[15] > reads[5] {
 		t.Fatalf("slot reads grew with the grid: %d at 5 servers, %d at 15", reads[5], reads[15])
+	}
+}
+
+// oldBackend is a storage backend plugin built before ListSlots: its
+// server answers UNIMPLEMENTED, as a server that predates the call does.
+type oldBackend struct{ storage.Backend }
+
+func (oldBackend) ListSlots(context.Context, [storage.StorageIndexSize]byte) ([]uint32, error) {
+	return nil, fmt.Errorf("list slots: %w", errors.ErrUnsupported)
+}
+
+// TestMutableServersWithoutListSlots: servers that cannot list slots are
+// asked for slots 0..N-1 instead, so files on a grid of old and new
+// servers are made, changed, read and verified as on any other.
+func TestMutableServersWithoutListSlots(t *testing.T) {
+	g := testgrid.New(t, 5, &testgrid.Options{
+		Backend: func(i int) (storage.Backend, error) {
+			if i < 2 {
+				return oldBackend{storagememory.New()}, nil
+			}
+			return storagememory.New(), nil
+		},
+		Server: func(_ int, cfg *storageserver.Config) { cfg.ValidateSlotWrite = mutable.ValidateSlotWrite },
+	})
+	c := mutClient(t, g)
+	w := create(t, c, nil)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Modify(mctx(t), w, addLine(fmt.Sprintf("line-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := mutClient(t, g)
+	got, seq, err := other.ReadMutable(mctx(t), w.ReadCap())
+	if err != nil || seq != 4 || len(lines(got)) != 3 {
+		t.Fatalf("read: version %d %q, %v", seq, got, err)
+	}
+	chk, err := other.VerifyMutable(mctx(t), w.ReadCap().Verify())
+	if err != nil || !chk.Healthy || chk.Good != 5 || chk.Servers != 5 {
+		t.Fatalf("verify: %+v, %v", chk, err)
+	}
+	if st := other.Stats(); st.SlotReads < 5 || st.SlotLists != 10 {
+		t.Fatalf("stats after a read and a verify: %d lists, %d reads", st.SlotLists, st.SlotReads)
+	}
+}
+
+// TestMutableCreateWithServerDown: a create writes without listing, so a
+// share whose placement target is down is placed again on the next
+// server: the new file has all N shares, on the servers up.
+func TestMutableCreateWithServerDown(t *testing.T) {
+	g := mutGrid(t, 5)
+	g.Servers[2].Stop()
+	c := mutClient(t, g)
+	w := create(t, c, []byte("made with a server down"))
+	chk, err := c.VerifyMutable(mctx(t), w.ReadCap().Verify())
+	if err != nil || !chk.Healthy || chk.Good != 5 || chk.Servers != 4 {
+		t.Fatalf("verify: %+v, %v; want 5 good shares on 4 servers", chk, err)
+	}
+	if at := slotsOf(t, g, w.StorageIndex()); at[2] != nil {
+		t.Fatalf("the stopped server holds shares: %v", at)
 	}
 }

@@ -51,8 +51,8 @@ func mutClient(t testing.TB, g *testgrid.Grid) *grid.Client {
 	return c
 }
 
-// holder returns the server holding slot num of si (each share has one
-// home, in ring order, so at most one holds it).
+// holder returns the first server holding slot num of si (on a grid all
+// of whose servers a file's clients know, each share number has one copy).
 func holder(t testing.TB, g *testgrid.Grid, si cap.StorageIndex, num int) *testgrid.Server {
 	t.Helper()
 	for _, s := range g.Servers {
@@ -474,7 +474,7 @@ func TestMutableServerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("after restart: version %d %q", seq, got)
-	// Repair with only the verify cap brings every home to that version.
+	// Repair with only the verify cap brings every copy to that version.
 	vc := w.ReadCap().Verify()
 	rep, err := mutClient(t, g).RepairMutable(mctx(t), vc)
 	if err != nil {
