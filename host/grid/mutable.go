@@ -467,6 +467,8 @@ func readCapOf(cp cap.Cap) (cap.MutableRead, bool) {
 
 // maxSlotNum bounds the slot numbers a map reads: share numbers are below
 // 256 (N <= 256), so a server listing more is not asked for them.
+// Numbers from this client's N up are read only as far as a version found
+// reaches (readMap).
 const maxSlotNum = 256
 
 // slotEntry is one slot of one server: a copy of share num.
@@ -506,6 +508,7 @@ type slotMap struct {
 	up      []bool       // by ring position: the server answered ListSlots
 	entries []*slotEntry // every slot found, by share number, then ring position
 	held    map[int]int  // by ring position: slots held or given (targets, place)
+	later   []*slotEntry // listed slots past every N found: not read
 	// versions holds the good shares of each version found.
 	versions map[[tagged.Size]byte]*versionSet
 	maxSeq   uint64
@@ -631,6 +634,15 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	}
 }
 
+// maxN is the largest N among the versions found.
+func (sm *slotMap) maxN() int {
+	n := 0
+	for _, v := range sm.versions {
+		n = max(n, v.header.N)
+	}
+	return n
+}
+
 // fingerprint names what the slots hold, to tell a publish in progress
 // (it changes) from an abandoned one (it does not).
 func (sm *slotMap) fingerprint() string {
@@ -725,6 +737,25 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		}()
 	}
 	wg.Wait()
+	// Slots past this client's N are read only when a version found
+	// says its N reaches them, so a server listing every number cannot
+	// make a read fetch 256 slots.
+	n := sm.maxN()
+	later := sm.later
+	sm.later = nil
+	for _, e := range later {
+		if e.num >= n {
+			sm.later = append(sm.later, e)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.readSlot(ctx, sm, e)
+		}()
+	}
+	wg.Wait()
 	slices.SortFunc(sm.entries, func(a, b *slotEntry) int {
 		if a.num != b.num {
 			return a.num - b.num
@@ -766,6 +797,12 @@ func (c *Client) mapServer(ctx context.Context, sm *slotMap, i int) {
 	var wg sync.WaitGroup
 	for _, n := range nums {
 		if n >= maxSlotNum {
+			continue
+		}
+		if int(n) >= c.cfg.N {
+			sm.mu.Lock()
+			sm.later = append(sm.later, &slotEntry{srv: srv, pos: i, num: int(n)})
+			sm.mu.Unlock()
 			continue
 		}
 		wg.Add(1)
@@ -846,6 +883,9 @@ func (sm *slotMap) targets(n int) []*slotEntry {
 	var out []*slotEntry
 	has := map[int]bool{}
 	sm.held = map[int]int{}
+	for _, e := range sm.later {
+		sm.held[e.pos]++
+	}
 	for _, e := range sm.entries {
 		sm.held[e.pos]++
 		if e.num < n && e.err == nil {

@@ -356,3 +356,38 @@ func TestMutableCreateWithServerDown(t *testing.T) {
 		t.Fatalf("the stopped server holds shares: %v", at)
 	}
 }
+
+// TestMutableOtherN: slots past the reader's own N are read when a
+// version found reaches them (a file made at 3-of-7 read and changed by a
+// 3-of-5 client), and not otherwise (a stray slot 200 is never read).
+func TestMutableOtherN(t *testing.T) {
+	g := mutGrid(t, 7)
+	seven, err := grid.New(grid.Config{
+		Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
+		Codec: codecreedsolomon.New(), Servers: g.Source(), K: 3, H: 4, N: 7,
+		TempDir: t.TempDir(), ServerTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seven.Close() })
+	w := create(t, seven, []byte("at 3-of-7"))
+	si := w.StorageIndex()
+	// A stray value in slot 200 of one server (not a share of any version).
+	if _, err := g.Servers[0].Backend.WriteSlot(context.Background(), storage.Ref{Index: si, Num: 200}, "", []byte("stray")); err != nil {
+		t.Fatal(err)
+	}
+	five := mutClient(t, g)
+	before := five.Stats().SlotReads
+	readMut(t, five, w.ReadCap(), []byte("at 3-of-7"), 1)
+	if n := five.Stats().SlotReads - before; n != 7 {
+		t.Fatalf("read of a 3-of-7 file made %d slot reads, want 7 (not the stray slot)", n)
+	}
+	if _, err := five.Overwrite(mctx(t), w, []byte("changed by a 3-of-5 client")); err != nil {
+		t.Fatal(err)
+	}
+	chk, err := five.VerifyMutable(mctx(t), w.ReadCap().Verify())
+	if err != nil || !chk.Healthy || chk.N != 7 || chk.Good != 7 {
+		t.Fatalf("verify: %+v, %v; want 7 good shares of a 3-of-7 version", chk, err)
+	}
+}
