@@ -81,26 +81,30 @@ func TestAccess(t *testing.T) {
 	cases := []struct {
 		via, method, path, token string
 		want                     int
+		host                     string // Host header; "" the URL's
 	}{
-		{"loopback", "GET", "/", "", 200},
-		{"loopback", "GET", "/v1/status", "", 200},
-		{"loopback", "GET", "/metrics", "", 200},
-		{"loopback", "HEAD", "/", "", 200},
-		{"loopback", "POST", "/v1/status", "", 401},
-		{"loopback", "GET", "/v1/file/" + lit, "", 401},
-		{"loopback", "GET", "/v1/file/" + lit, "wrong", 401},
-		{"loopback", "GET", "/v1/file/" + lit, "sekrit", 404}, // past the access check
-		{"loopback", "PUT", "/v1/file", "sekrit", 201},
-		{"network", "GET", "/", "", 401},
-		{"network", "GET", "/metrics", "", 401},
-		{"network", "GET", "/metrics", "sekrit", 200},
-		{"network", "GET", "/v1/status", "sekrit", 200},
-		{"network", "GET", "/v1/file/" + lit, "sekrit", 403},
-		{"network", "PUT", "/v1/file", "sekrit", 403},
-		{"network", "PUT", "/v1/file", "", 401},
+		{"loopback", "GET", "/", "", 200, ""},
+		{"loopback", "GET", "/v1/status", "", 200, ""},
+		{"loopback", "GET", "/metrics", "", 200, ""},
+		{"loopback", "HEAD", "/", "", 200, ""},
+		{"loopback", "POST", "/v1/status", "", 401, ""},
+		{"loopback", "GET", "/v1/file/" + lit, "", 401, ""},
+		{"loopback", "GET", "/v1/file/" + lit, "wrong", 401, ""},
+		{"loopback", "GET", "/v1/file/" + lit, "sekrit", 404, ""}, // past the access check
+		{"loopback", "PUT", "/v1/file", "sekrit", 201, ""},
+		{"network", "GET", "/", "", 401, ""},
+		{"network", "GET", "/metrics", "", 401, ""},
+		{"network", "GET", "/metrics", "sekrit", 200, ""},
+		{"network", "GET", "/v1/status", "sekrit", 200, ""},
+		{"network", "GET", "/v1/file/" + lit, "sekrit", 403, ""},
+		{"network", "PUT", "/v1/file", "sekrit", 403, ""},
+		{"network", "PUT", "/v1/file", "", 401, ""},
+		{"loopback", "GET", "/", "", 200, "localhost"},
+		{"loopback", "GET", "/v1/status", "", 401, "evil.example:80"}, // DNS rebinding
+		{"loopback", "GET", "/v1/status", "sekrit", 200, "evil.example:80"},
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s %s %s token=%q", tc.via, tc.method, tc.path, tc.token), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %s %s token=%q host=%q", tc.via, tc.method, tc.path, tc.token, tc.host), func(t *testing.T) {
 			host, ok := via[tc.via]
 			if !ok {
 				t.Skip("this machine has no network address")
@@ -108,6 +112,9 @@ func TestAccess(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, "http://"+net.JoinHostPort(host, port)+tc.path, strings.NewReader("data"))
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			if tc.host != "" {
+				req.Host = tc.host
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

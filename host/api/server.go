@@ -284,12 +284,24 @@ func overLoopback(r *http.Request) bool {
 	return err1 == nil && err2 == nil && isLoopback(lh) && isLoopback(rh)
 }
 
+// plainHost reports whether a Host header names this machine directly:
+// an IP address or "localhost", with or without a port.
+func plainHost(h string) bool {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return h == "localhost" || net.ParseIP(h) != nil
+}
+
 func (s *Server) auth(next http.Handler) http.Handler {
 	want := []byte("Bearer " + s.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		local := overLoopback(r)
 		readOnly := readOnlyPath(r.URL.Path) && (r.Method == http.MethodGet || r.Method == http.MethodHead)
-		if readOnly && local {
+		// A page fetched by a browser under another host name pointed at
+		// the loopback (DNS rebinding) must not read the status freely.
+		if readOnly && local && plainHost(r.Host) {
 			next.ServeHTTP(w, r)
 			return
 		}
