@@ -770,10 +770,14 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 func (c *Client) mapServer(ctx context.Context, sm *slotMap, i int) {
 	srv := sm.ring[i]
 	var nums []uint32
-	err := c.slotCall(ctx, srv, func(cl *storageclient.Client) (err error) {
-		nums, err = cl.ListSlots(ctx, sm.si)
+	// A list is a few bytes: a server that cannot give one within the
+	// server timeout is taken as not answering.
+	lctx, cancel := c.reqCtx(ctx)
+	err := c.slotCall(lctx, srv, func(cl *storageclient.Client) (err error) {
+		nums, err = cl.ListSlots(lctx, sm.si)
 		return err
 	})
+	cancel()
 	c.stats.slotLists.Add(1)
 	if errors.Is(err, errors.ErrUnsupported) {
 		err, nums = nil, nil

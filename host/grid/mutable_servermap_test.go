@@ -391,3 +391,44 @@ func TestMutableOtherN(t *testing.T) {
 		t.Fatalf("verify: %+v, %v; want 7 good shares of a 3-of-7 version", chk, err)
 	}
 }
+
+// TestMutableFrozenServer: a server that stops answering (frozen, not
+// dead) costs a read or a modify one server timeout for its list, then
+// counts as not answering: the read uses the other shares, and the modify
+// places the frozen server's share on another server.
+func TestMutableFrozenServer(t *testing.T) {
+	g := mutGrid(t, 5)
+	c := mutClient(t, g) // ServerTimeout 3 s
+	w := create(t, c, []byte("v1"))
+	g.Servers[1].Freeze()
+	t.Cleanup(g.Servers[1].Thaw)
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"read", func() error {
+			_, _, err := mutClient(t, g).ReadMutable(mctx(t), w.ReadCap())
+			return err
+		}},
+		{"modify", func() error {
+			_, err := c.Overwrite(mctx(t), w, []byte("v2 with a server frozen"))
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Now()
+			if err := tc.op(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(t0); d > 10*time.Second {
+				t.Fatalf("%s with a frozen server took %v, want about one server timeout (3 s)", tc.name, d)
+			}
+		})
+	}
+	g.Servers[1].Thaw()
+	chk, err := mutClient(t, g).VerifyMutable(mctx(t), w.ReadCap().Verify())
+	if err != nil || chk.Seq != 2 || chk.Good != 5 {
+		t.Fatalf("verify after the thaw: %+v, %v", chk, err)
+	}
+}
