@@ -118,6 +118,7 @@ func TestIntroducerRestart(t *testing.T) {
 	n := g.initNode(t, "storage", "storage-late", func(p string) string {
 		p = setTOML(p, "grid", "name", fmt.Sprintf("%q", g.Name))
 		p = setTOML(p, "storage", "listen", `["tcp:127.0.0.1:0"]`)
+		p = setTOML(p, "node", "api_listen", `"127.0.0.1:0"`)
 		return setTOML(p, "storage", "reserved_space", `"0"`)
 	})
 	g.runNode(t, n)

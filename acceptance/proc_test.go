@@ -77,12 +77,49 @@ func startReaper() (stop func()) {
 	return func() { close(done) }
 }
 
+// zombieSince notes when the reaper first saw each zombie child. A child
+// that an exec.Cmd waits for is a zombie only until its Wait collects it —
+// on a loaded machine that can take a while — so only a zombie left for
+// orphanGrace is taken for an orphan: reaping a child that a test's
+// exec.Cmd is about to wait for makes that Wait fail ("waitid: no child
+// processes"), even for commands the harness does not know of.
+var (
+	zombieMu    sync.Mutex
+	zombieSince = map[procKey]time.Time{}
+)
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+const orphanGrace = 5 * time.Second
+
 func reapOrphans() {
+	zombieMu.Lock()
+	defer zombieMu.Unlock()
 	me := os.Getpid()
+	now := time.Now()
+	seen := map[procKey]bool{}
 	for _, p := range allProcs() {
-		if p.PPid == me && p.State == 'Z' && !isManaged(p.Pid) {
+		if p.PPid != me || p.State != 'Z' || isManaged(p.Pid) {
+			continue
+		}
+		k := procKey{p.Pid, p.Start}
+		seen[k] = true
+		first, ok := zombieSince[k]
+		if !ok {
+			zombieSince[k] = now
+			continue
+		}
+		if now.Sub(first) >= orphanGrace {
 			var ws unix.WaitStatus
 			unix.Wait4(p.Pid, &ws, unix.WNOHANG, nil)
+		}
+	}
+	for k := range zombieSince {
+		if !seen[k] {
+			delete(zombieSince, k)
 		}
 	}
 }
