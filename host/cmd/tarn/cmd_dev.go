@@ -271,7 +271,8 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	}
 	b, _ := json.MarshalIndent(ep, "", "  ")
 	epPath := filepath.Join(dir, EndpointsFile)
-	if err := atomicfile.WriteFile(epPath, append(b, '\n'), 0o644); err != nil {
+	// It holds the dev accounts' passwords: owner only.
+	if err := atomicfile.WriteFile(epPath, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("dev: write %s: %w", epPath, err)
 	}
 	defer os.Remove(epPath)

@@ -74,6 +74,12 @@ func startDev(t *testing.T, bin, dir string, storage int) *devGrid {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// endpoints.json holds the dev passwords.
+	if st, err := os.Stat(filepath.Join(dir, EndpointsFile)); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("endpoints.json: mode %04o, want 0600", st.Mode().Perm())
+	}
 	if err := json.Unmarshal(b, &d.ep); err != nil {
 		t.Fatalf("endpoints.json: %v", err)
 	}
