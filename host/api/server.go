@@ -672,11 +672,37 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // shortCap keeps logs free of whole read caps: a cap in a log is a leak.
+// shortCap names a cap in a log line or on the status page without its
+// secret part: the start of a read or write cap is key material (a literal
+// cap is the file itself), and the page is open to every local user. It
+// keeps the kind and the start of the storage index, which servers see
+// anyway: "…/v1/file/tarn:chk si=abcdefghij…".
 func shortCap(s string) string {
-	if i := strings.Index(s, "tarn:"); i >= 0 && len(s)-i > 24 {
-		return s[:i+24] + "…"
+	i := strings.Index(s, cap.Prefix)
+	if i < 0 {
+		return s
 	}
-	return s
+	token, rest, _ := strings.Cut(s[i:], "/")
+	kind, _, _ := strings.Cut(strings.TrimPrefix(token, cap.Prefix), ":")
+	name := cap.Prefix + kind
+	if c, err := cap.Parse(token); err == nil {
+		var si cap.StorageIndex
+		switch v := c.(type) {
+		case cap.CHKVerify:
+			si = v.StorageIndex
+		case interface{ StorageIndex() cap.StorageIndex }:
+			si = v.StorageIndex()
+		default:
+			return s[:i] + name
+		}
+		name += " si=" + si.String()[:10] + "…"
+	} else {
+		name += ":(bad cap)"
+	}
+	if rest != "" {
+		name += "/" + rest
+	}
+	return s[:i] + name
 }
 
 type countingReader struct {

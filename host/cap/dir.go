@@ -110,3 +110,12 @@ func ReadOnly(c Cap) (Cap, error) {
 
 // ErrNoRead: a cap that cannot be diminished to a read cap (a verify cap).
 var ErrNoRead = errors.New("cap: has no read cap")
+
+// StorageIndex is the storage index of the directory's slot.
+func (c DirWrite) StorageIndex() StorageIndex { return c.Slot.StorageIndex() }
+
+// StorageIndex is the storage index of the directory's slot.
+func (c DirRead) StorageIndex() StorageIndex { return c.Slot.StorageIndex() }
+
+// StorageIndex is the storage index of the directory's slot.
+func (c DirVerify) StorageIndex() StorageIndex { return c.Slot.StorageIndex() }
