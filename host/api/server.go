@@ -553,8 +553,16 @@ type ServerStatus struct {
 	Nickname  string    `json:"nickname,omitempty"`
 	Address   string    `json:"address"`
 	Static    bool      `json:"static"`
-	Connected bool      `json:"connected"`
-	FreeSpace uint64    `json:"free_space"`
+	// Connected: the server is announced (or static) and its last contact
+	// with this client, if any, was an answer, not a fault.
+	Connected bool `json:"connected"`
+	// LastAnswer and LastFailure are this client's last answer from the
+	// server and last fault with it (timeout, refused, link lost), with
+	// the fault's reason; zero when it has not been used yet.
+	LastAnswer  time.Time `json:"last_answer,omitzero"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	FreeSpace   uint64    `json:"free_space"`
 	Version   string    `json:"version,omitempty"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`

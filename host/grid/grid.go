@@ -115,6 +115,10 @@ type conn struct {
 	addr     string
 	cl       *storageclient.Client
 	failedAt time.Time
+	// okAt is the last answer from the server (any answer, "not found"
+	// included) and lastErr the last fault: the status page's health.
+	okAt    time.Time
+	lastErr string
 	// refused is the last refusal of the link to this server for a
 	// reason of security, cleared by the next request it answers.
 	refused   *RefusedError
@@ -342,6 +346,9 @@ func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client
 	}
 	err = fn(cl)
 	if err == nil || ctx.Err() != nil {
+		if err == nil {
+			c.answered(s)
+		}
 		return c.refusal(s, err)
 	}
 	c.fault(s, cl, err)
@@ -353,6 +360,8 @@ func (c *Client) do(ctx context.Context, s Server, fn func(*storageclient.Client
 	}
 	if err = fn(cl); err != nil && ctx.Err() == nil {
 		c.fault(s, cl, err)
+	} else if err == nil {
+		c.answered(s)
 	}
 	return c.refusal(s, err)
 }
@@ -391,7 +400,7 @@ func (c *Client) conn(ctx context.Context, s Server) (*storageclient.Client, boo
 		ChunkSize:   max(64<<10, min(1<<20, c.params.SegmentSize/c.params.K)),
 	})
 	if err != nil {
-		cn.failedAt = time.Now()
+		cn.failedAt, cn.lastErr = time.Now(), err.Error()
 		c.stats.dialFailures.Add(1)
 		c.stats.errorOf(KindUnreachable)
 		if errors.Is(err, nodelink.ErrKeyMismatch) {
@@ -414,7 +423,10 @@ func (c *Client) fault(s Server, cl *storageclient.Client, err error) {
 	kind := errorKind(err)
 	c.stats.errorOf(kind)
 	switch kind {
-	case KindNotFound, KindNoSpace, KindCorrupt, KindCanceled:
+	case KindNotFound, KindNoSpace, KindCorrupt:
+		c.answered(s) // a clear answer: the server is alive
+		return
+	case KindCanceled:
 		return
 	}
 	c.mu.Lock()
@@ -425,11 +437,53 @@ func (c *Client) fault(s Server, cl *storageclient.Client, err error) {
 	}
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	cn.failedAt = time.Now()
+	cn.failedAt, cn.lastErr = time.Now(), err.Error()
 	if cn.cl != nil && (cl == nil || cn.cl == cl) {
 		cn.cl.Close()
 		cn.cl = nil
 	}
+}
+
+// answered records an answer from s.
+func (c *Client) answered(s Server) {
+	c.mu.Lock()
+	cn := c.conns[s.NodeID]
+	c.mu.Unlock()
+	if cn == nil {
+		return
+	}
+	cn.mu.Lock()
+	cn.okAt = time.Now()
+	cn.mu.Unlock()
+}
+
+// Health is how a storage server has fared with this client: its last
+// answer and its last fault (zero times: none yet).
+type Health struct {
+	LastAnswer  time.Time
+	LastFailure time.Time
+	LastError   string
+}
+
+// Failing says whether the server's last contact was a fault.
+func (h Health) Failing() bool { return h.LastFailure.After(h.LastAnswer) }
+
+// ServerHealth returns the health of every server this client has tried,
+// by node id.
+func (c *Client) ServerHealth() map[string]Health {
+	c.mu.Lock()
+	conns := make(map[string]*conn, len(c.conns))
+	for id, cn := range c.conns {
+		conns[id] = cn
+	}
+	c.mu.Unlock()
+	out := make(map[string]Health, len(conns))
+	for id, cn := range conns {
+		cn.mu.Lock()
+		out[id] = Health{LastAnswer: cn.okAt, LastFailure: cn.failedAt, LastError: cn.lastErr}
+		cn.mu.Unlock()
+	}
+	return out
 }
 
 // recentlyFailed reports whether s failed within the last minute.

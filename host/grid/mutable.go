@@ -968,6 +968,9 @@ func (c *Client) slotCall(ctx context.Context, s Server, fn func(*storageclient.
 		return err
 	}
 	if err = fn(cl); answer(err) {
+		if ctx.Err() == nil {
+			c.answered(s)
+		}
 		return err
 	}
 	c.fault(s, cl, err)
@@ -979,6 +982,8 @@ func (c *Client) slotCall(ctx context.Context, s Server, fn func(*storageclient.
 	}
 	if err = fn(cl); !answer(err) {
 		c.fault(s, cl, err)
+	} else if ctx.Err() == nil {
+		c.answered(s)
 	}
 	return err
 }

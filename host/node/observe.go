@@ -32,13 +32,20 @@ func (n *Node) status(ctx context.Context) api.Status {
 	now := time.Now()
 	if n.client != nil {
 		st.Shares = api.Shares{K: p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N}
+		health := n.client.ServerHealth()
 		for _, s := range n.Servers() {
+			h := health[s.NodeID]
 			ss := api.ServerStatus{
 				NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, FreeSpace: s.FreeSpace,
 				Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: n.seen.get(s.NodeID),
 				// An announcement in force (or a static entry) is what the
-				// client dials; the grid client connects on first use.
-				Connected: s.Static || now.Before(s.ExpiresAt),
+				// client dials, unless its last contact was a fault (a
+				// dead host stays announced until its record expires).
+				Connected:  (s.Static || now.Before(s.ExpiresAt)) && !h.Failing(),
+				LastAnswer: h.LastAnswer, LastFailure: h.LastFailure,
+			}
+			if h.Failing() {
+				ss.LastError = h.LastError
 			}
 			if len(s.Addresses) > 0 {
 				ss.Address = s.Addresses[0]
