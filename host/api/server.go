@@ -549,10 +549,10 @@ type Shares struct {
 
 // ServerStatus is one storage server the client knows.
 type ServerStatus struct {
-	NodeID    string    `json:"node_id"`
-	Nickname  string    `json:"nickname,omitempty"`
-	Address   string    `json:"address"`
-	Static    bool      `json:"static"`
+	NodeID   string `json:"node_id"`
+	Nickname string `json:"nickname,omitempty"`
+	Address  string `json:"address"`
+	Static   bool   `json:"static"`
 	// Connected: the server is announced (or static) and its last contact
 	// with this client, if any, was an answer, not a fault.
 	Connected bool `json:"connected"`
@@ -563,9 +563,9 @@ type ServerStatus struct {
 	LastFailure time.Time `json:"last_failure,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	FreeSpace   uint64    `json:"free_space"`
-	Version   string    `json:"version,omitempty"`
-	LastSeen  time.Time `json:"last_seen,omitzero"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Version     string    `json:"version,omitempty"`
+	LastSeen    time.Time `json:"last_seen,omitzero"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 }
 
 // PluginStatus is one plugin process.
