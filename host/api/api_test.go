@@ -16,6 +16,7 @@ import (
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/placement"
 )
 
@@ -134,6 +135,7 @@ func TestErrorStatus(t *testing.T) {
 		{"not happy", fmt.Errorf("upload: %w", placement.ErrNotHappy), 503, api.ErrUnavailable},
 		{"not enough shares", fmt.Errorf("download: %w", chk.ErrNotEnoughShares), 503, api.ErrUnavailable},
 		{"not found", api.ErrNotFound, 404, api.ErrNotFound},
+		{"never stored", fmt.Errorf("download: %w: %w", grid.ErrNoShares, chk.ErrNotEnoughShares), 404, api.ErrNotFound},
 		{"malformed", fmt.Errorf("x: %w", cap.ErrSyntax), 400, api.ErrBadCap},
 		{"other", errors.New("disk on fire"), 500, nil},
 	}

@@ -631,7 +631,7 @@ func StatusCode(err error) int {
 	case errors.Is(err, ErrBadCap), errors.Is(err, cap.ErrSyntax), errors.Is(err, cap.ErrUnknownKind),
 		errors.Is(err, grid.ErrNotReadable), errors.Is(err, grid.ErrSize):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrNotFound), errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, ErrNotFound), errors.Is(err, fs.ErrNotExist), errors.Is(err, grid.ErrNoShares):
 		return http.StatusNotFound
 	case errors.Is(err, ErrUnavailable), errors.Is(err, chk.ErrNotEnoughShares), errors.Is(err, placement.ErrNotHappy):
 		return http.StatusServiceUnavailable

@@ -54,7 +54,7 @@ func (c *Client) Open(ctx context.Context, cp cap.Cap) (*File, error) {
 	if err != nil {
 		c.stats.downloadsFailed.Add(1)
 		c.stats.errorOf(errorKind(err))
-		return nil, err
+		return nil, c.Explain(err)
 	}
 	return f, nil
 }
@@ -403,6 +403,9 @@ func (s *shareSource) waitEnough(ctx context.Context) error {
 			}
 			err := fmt.Errorf("download %s: %w: %d shares found on %d servers (%d of %d answered), %d needed",
 				s.si, ErrNotEnoughShares, found, len(srvs), s.answered, s.asked, s.k)
+			if found == 0 && s.asked > 0 && s.answered == s.asked {
+				err = fmt.Errorf("download %s: %w (%d of %d answered): %w", s.si, ErrNoShares, s.answered, s.asked, ErrNotEnoughShares)
+			}
 			s.mu.Unlock()
 			return err
 		}

@@ -408,7 +408,7 @@ func TestFullServers(t *testing.T) {
 		wantErr []string
 	}{
 		{"one full server is passed over", 1, nil},
-		{"two full servers leave too few", 2, []string{"only 3 usable", "5 known, 2 full"}},
+		{"two full servers leave too few", 2, []string{"only 3 usable", "5 answered, 2 full"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,6 +45,10 @@ var (
 	ErrNotHappy = placement.ErrNotHappy
 	// ErrNotEnoughShares: a download found fewer than K good shares.
 	ErrNotEnoughShares = chk.ErrNotEnoughShares
+	// ErrNoShares: every server asked answered, and none holds a share of
+	// the file: it was never stored on this grid (or is gone from it). It
+	// comes wrapped with ErrNotEnoughShares.
+	ErrNoShares = errors.New("no server holds any share of the file")
 	// ErrNotReadable: the cap does not allow reading (a verify cap).
 	ErrNotReadable = errors.New("cap cannot be read")
 	// ErrSize: the data did not have the size the caller declared.

@@ -1,8 +1,11 @@
 package grid_test
 
 import (
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/testgrid"
 )
 
@@ -43,5 +46,28 @@ func TestServerHealth(t *testing.T) {
 	upload(t, c, random(100_000))
 	if h := c.ServerHealth()[dead.NodeID]; h.Failing() {
 		t.Fatalf("restarted server %s still failing: %+v", dead.NodeID, h)
+	}
+}
+
+// A cap whose file no server holds, with every server answering, is "no
+// shares" (a 404 to the API), not just "not enough shares" (a 503: try
+// again later).
+func TestNeverStoredIsNoShares(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	stored := chkOf(t, upload(t, c, random(100_000)))
+	never := stored
+	never.Key[0] ^= 1 // another key: another storage index
+	_, err := c.Open(ctxFor(t, 30*time.Second), never)
+	if !errors.Is(err, grid.ErrNoShares) || !errors.Is(err, grid.ErrNotEnoughShares) {
+		t.Fatalf("open of a never-stored cap: %v, want ErrNoShares wrapped with ErrNotEnoughShares", err)
+	}
+	t.Log(err)
+
+	// Two servers down: the file may be on them, so it is not "no shares".
+	g.Servers[0].Stop()
+	g.Servers[1].Stop()
+	if _, err := c.Open(ctxFor(t, 30*time.Second), never); errors.Is(err, grid.ErrNoShares) || !errors.Is(err, grid.ErrNotEnoughShares) {
+		t.Fatalf("open with servers down: %v, want ErrNotEnoughShares only", err)
 	}
 }

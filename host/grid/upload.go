@@ -39,7 +39,7 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, progress f
 	if err != nil {
 		c.stats.uploadsFailed.Add(1)
 		c.stats.errorOf(errorKind(err))
-		return nil, err
+		return nil, c.Explain(err)
 	}
 	return cp, nil
 }

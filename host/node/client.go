@@ -75,6 +75,7 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 		K:       p.Client.Shares.K, H: p.Client.Shares.H, N: p.Client.Shares.N,
 		SegmentSize: int(p.Client.SegmentSize), Convergence: convergence, LeaseSecret: leaseSecret,
 		TempDir: tmp, ServerTimeout: p.Client.ServerTimeout.D(), Logger: n.log,
+		GridName: p.Grid.Name, // named when a server refuses this node
 	})
 	if err != nil {
 		return err

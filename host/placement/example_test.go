@@ -34,5 +34,5 @@ func Example() {
 	// Output:
 	// happiness 5 writes 4
 	// moved 1 error <nil>
-	// upload needs shares on 7 distinct servers (happiness), only 4 usable: 5 known, 1 full true
+	// upload needs shares on 7 distinct servers (happiness), only 4 usable: 5 answered, 1 full true
 }

@@ -50,13 +50,13 @@ type Server struct {
 type HappinessError struct {
 	Need   int // H
 	Usable int // the best happiness these servers allow
-	Known  int // servers given to the planner
+	Known  int // servers given to the planner (the grid gives those that answered)
 	Full   int // of them, not writable
 	Failed int // of them, failed during the upload
 }
 
 func (e *HappinessError) Error() string {
-	s := fmt.Sprintf("upload needs shares on %d distinct servers (happiness), only %d usable: %d known, %d full",
+	s := fmt.Sprintf("upload needs shares on %d distinct servers (happiness), only %d usable: %d answered, %d full",
 		e.Need, e.Usable, e.Known, e.Full)
 	if e.Failed > 0 {
 		s += fmt.Sprintf(", %d failed", e.Failed)
