@@ -576,7 +576,9 @@ func (s *Server) writeChunk(ctx context.Context, req *pb.WriteShareRequest) erro
 	}
 	defer u.busy.Add(-1)
 	obj := fmt.Sprintf("write share %d of %x", u.ref.Num, u.ref.Index[:])
-	if req.Offset < 0 || req.Offset+int64(len(req.Data)) > u.size {
+	// Written so that no sum can wrap: an offset near 1<<63 plus the
+	// chunk's length would turn negative and pass (found by FuzzRequests).
+	if req.Offset < 0 || req.Offset > u.size || int64(len(req.Data)) > u.size-req.Offset {
 		return status.Errorf(codes.OutOfRange, "%s: %d bytes at %d pass the share size %d", obj, len(req.Data), req.Offset, u.size)
 	}
 	u.mu.Lock()
