@@ -11,7 +11,6 @@ package acceptance
 // namespace, where the client's API (on that namespace's loopback) is.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -185,37 +184,7 @@ func startNetnsProc(t, owner testing.TB, ns, name, logPath string, args ...strin
 // nsTarn runs one CLI command inside namespace ns, as tarn() does outside.
 func nsTarn(t testing.TB, ns string, o CLI, args ...string) Result {
 	t.Helper()
-	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, tarnBin}, args...)...)
-	cmd.Env = tarnEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out, errb bytes.Buffer
-	cmd.Stdin = o.Stdin
-	cmd.Stdout = &out
-	if o.Stdout != nil {
-		cmd.Stdout = o.Stdout
-	}
-	cmd.Stderr = &errb
-	start := time.Now()
-	err := cmd.Start()
-	if err == nil {
-		manage(cmd.Process.Pid, true)
-		err = cmd.Wait()
-		manage(cmd.Process.Pid, false)
-	}
-	r := Result{Args: args, Stdout: out.String(), Stderr: errb.String(), Err: err, Took: time.Since(start), Code: -1}
-	if cmd.ProcessState != nil {
-		r.Code = cmd.ProcessState.ExitCode()
-	}
-	if ctx.Err() != nil {
-		r.Err = fmt.Errorf("killed after %v: %w", o.Timeout, ctx.Err())
-	}
-	return r
+	return runCLI(o, []string{"ip", "netns", "exec", ns}, args)
 }
 
 // nsStatus is `tarn status --json` of the client, run in its namespace.

@@ -409,12 +409,19 @@ type CLI struct {
 // minutes, when it is killed).
 func tarn(t testing.TB, o CLI, args ...string) Result {
 	t.Helper()
+	return runCLI(o, nil, args)
+}
+
+// runCLI runs tarn ARGS, behind the command prefix (`ip netns exec NS`, say)
+// when one is given, in its own process group that the timeout kills whole.
+func runCLI(o CLI, prefix, args []string) Result {
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tarnBin, args...)
+	argv := append(append(append([]string{}, prefix...), tarnBin), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = tarnEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
