@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,25 +90,7 @@ func TestMutableClientsKnowDifferentServers(t *testing.T) {
 				}
 				w = create(t, clients[tc.creator], nil)
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, 2)
-			for name, c := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < 100; i++ {
-						if _, err := c.Modify(mctx(t), w, addLine(fmt.Sprintf("%s-%03d", name, i))); err != nil {
-							errs <- fmt.Errorf("client %s item %d: %w", name, i, err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
+			modifyConcurrently(t, clients, w, 100)
 			var want []string
 			for _, name := range []string{"a", "b"} {
 				for i := 0; i < 100; i++ {

@@ -195,25 +195,7 @@ func TestMutableConcurrentModifiers(t *testing.T) {
 	g := mutGrid(t, 5)
 	a, b := mutClient(t, g), mutClient(t, g)
 	w := create(t, a, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for name, c := range map[string]*grid.Client{"a": a, "b": b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 100; i++ {
-				if _, err := c.Modify(mctx(t), w, addLine(fmt.Sprintf("%s-%03d", name, i))); err != nil {
-					errs <- fmt.Errorf("client %s item %d: %w", name, i, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	modifyConcurrently(t, map[string]*grid.Client{"a": a, "b": b}, w, 100)
 	got, seq, err := mutClient(t, g).ReadMutable(mctx(t), w.ReadCap())
 	if err != nil {
 		t.Fatal(err)
@@ -635,5 +617,30 @@ func TestMutableServersChange(t *testing.T) {
 	chk, err := five.VerifyMutable(mctx(t), w)
 	if err != nil || !chk.Healthy {
 		t.Fatalf("verify by the client that knows all servers: %+v, %v", chk, err)
+	}
+}
+
+// modifyConcurrently has each client add n lines "NAME-III" to the file at
+// the same time, and fails the test on any error.
+func modifyConcurrently(t *testing.T, clients map[string]*grid.Client, w cap.MutableWrite, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	for name, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				if _, err := c.Modify(mctx(t), w, addLine(fmt.Sprintf("%s-%03d", name, i))); err != nil {
+					errs <- fmt.Errorf("client %s item %d: %w", name, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
