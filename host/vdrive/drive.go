@@ -45,6 +45,7 @@ type Drive struct {
 	limits dirnode.Limits
 	now    func() time.Time
 	roots  rootCache
+	queues dirQueues
 }
 
 // Option adjusts a Drive.

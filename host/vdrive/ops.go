@@ -185,9 +185,24 @@ func (d *Drive) prepareFile(ctx context.Context, op, p string) (dirRef, string, 
 		}
 		return dirRef{}, "", err
 	}
-	if _, e, ok, err := d.lookup(ctx, parent, name, true); err != nil {
+	// A miss in a cached root (WithDirCache) is taken as it is, saving a
+	// slot read per new file: if another client has since made a
+	// directory there, linking the file refuses it (ErrIsDir at Close).
+	// A directory found there is checked again on the current version.
+	dir, cached, err := d.loadCached(ctx, parent, true)
+	if err != nil {
 		return dirRef{}, "", pathErr(op, p, err)
-	} else if ok && e.Meta.Type == TypeDir {
+	}
+	e, ok, err := dir.Lookup(ctx, name)
+	if err == nil && ok && e.Meta.Type == TypeDir && cached {
+		if dir, err = d.loadFresh(ctx, parent); err == nil {
+			e, ok, err = dir.Lookup(ctx, name)
+		}
+	}
+	if err != nil {
+		return dirRef{}, "", pathErr(op, p, err)
+	}
+	if ok && e.Meta.Type == TypeDir {
 		return dirRef{}, "", pathErr(op, p, ErrIsDir)
 	}
 	return parent, name, nil
@@ -239,7 +254,7 @@ func (w *Writer) finish() error {
 // keeping its ctime and extra keys.
 func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) error {
 	now := d.now().UTC()
-	return d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+	return d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
 		m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
 		old, ok, err := tx.Get(name)
 		if err != nil {
@@ -590,7 +605,7 @@ func (d *Drive) SetMetadata(ctx context.Context, p string, fn func(*Metadata) er
 	if err != nil {
 		return err
 	}
-	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+	err = d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
 		e, ok, err := tx.Get(name)
 		if err != nil {
 			return err
@@ -657,7 +672,7 @@ func (d *Drive) Link(ctx context.Context, p, capString string) error {
 	if err != nil {
 		return pathErr("link", p, err)
 	}
-	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
+	err = d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
 		if e, ok, err := tx.Get(name); err != nil {
 			return err
 		} else if ok {
