@@ -153,7 +153,9 @@ func TestBatchedErrorsStayOwn(t *testing.T) {
 			}
 			cases[i] = want{func(context.Context) error { return w.Close() }, vdrive.ErrIsDir}
 		default:
-			cases[i] = want{func(ctx context.Context) error { return d.Link(ctx, fmt.Sprintf("/in/ok%02d", i), litCap(fmt.Sprint("ok ", i))) }, nil}
+			cases[i] = want{func(ctx context.Context) error {
+				return d.Link(ctx, fmt.Sprintf("/in/ok%02d", i), litCap(fmt.Sprint("ok ", i)))
+			}, nil}
 		}
 	}
 	before := c.MutableStats()
