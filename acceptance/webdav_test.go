@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -52,8 +53,18 @@ type devWebDAV struct {
 	} `json:"webdav"`
 }
 
+// freePort finds a free loopback address for a node to bind later. As
+// tarn dev does, it takes the port below the kernel's ephemeral range, so
+// no outgoing connection can take it in between.
 func freePort(t testing.TB) string {
 	t.Helper()
+	for try := 0; try < 64; try++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+mrand.IntN(22000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

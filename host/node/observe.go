@@ -35,16 +35,19 @@ func (n *Node) status(ctx context.Context) api.Status {
 		health := n.client.ServerHealth()
 		for _, s := range n.Servers() {
 			h := health[s.NodeID]
+			seen := n.seen.get(s.NodeID)
+			// An announcement in force (or a static entry) is what the
+			// client dials, unless its last contact was a fault (a dead
+			// host stays announced until its record expires) and the
+			// server has not announced itself since (a restart does).
+			failing := h.Failing() && h.LastFailure.After(seen)
 			ss := api.ServerStatus{
 				NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, FreeSpace: s.FreeSpace,
-				Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: n.seen.get(s.NodeID),
-				// An announcement in force (or a static entry) is what the
-				// client dials, unless its last contact was a fault (a
-				// dead host stays announced until its record expires).
-				Connected:  (s.Static || now.Before(s.ExpiresAt)) && !h.Failing(),
+				Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: seen,
+				Connected:  (s.Static || now.Before(s.ExpiresAt)) && !failing,
 				LastAnswer: h.LastAnswer, LastFailure: h.LastFailure,
 			}
-			if h.Failing() {
+			if failing {
 				ss.LastError = h.LastError
 			}
 			if len(s.Addresses) > 0 {

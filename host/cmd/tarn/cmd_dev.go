@@ -6,14 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tarnfs/tarn/host/atomicfile"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/atomicfile"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/node"
 )
@@ -461,10 +463,24 @@ func listenOf(in conf.Introducer) []string {
 	return in.Listen
 }
 
-// freePort asks the kernel for a free loopback port. It is written into a
-// profile once and kept, so the grid's addresses do not change between
-// runs.
+// freePort finds a free loopback port. It is written into a profile once
+// and kept, so the grid's addresses do not change between runs. The node
+// binds it only later, so the port is taken below the kernel's ephemeral
+// range when it can be: there no outgoing connection of any process can
+// take it meanwhile (a port the kernel hands out for ":0" can be handed to
+// a connect() a moment later, and the node then fails with "address
+// already in use").
 func freePort() (string, error) {
+	lo, _ := ephemeralRange()
+	if lo > 10000 {
+		for try := 0; try < 64; try++ {
+			port := strconv.Itoa(10000 + rand.IntN(lo-10000))
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
+				ln.Close()
+				return port, nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
@@ -472,6 +488,19 @@ func freePort() (string, error) {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port, nil
+}
+
+// ephemeralRange is the kernel's range of ports for outgoing connections
+// (Linux: /proc/sys/net/ipv4/ip_local_port_range); 0, 0 when unknown.
+func ephemeralRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0, 0
+	}
+	return lo, hi
 }
 
 func startDevNode(exe string, n DevNode) (*devProc, error) {
