@@ -5,7 +5,10 @@
 // and changes directories only through the slots' test-and-set Modify, so
 // concurrent clients never lose each other's entries. Errors are
 // *fs.PathError values around the sentinels below, which also match the
-// io/fs and syscall errors a frontend maps to its protocol.
+// io/fs and syscall errors a frontend maps to its protocol. Concurrent
+// Writer closes, Puts, Links and SetMetadatas on one directory in one
+// process are coalesced into one directory change, each caller keeping
+// its own result (batch.go).
 //
 // Use:
 //

@@ -599,7 +599,9 @@ func writeCapOf(k dirnode.Keys, e dirnode.Entry) (string, error) {
 
 // SetMetadata changes the metadata of the entry at p: fn edits a copy
 // (times and Extra; Type and Size are kept as they are). fn may run more
-// than once when other clients change the directory at the same time.
+// than once when other clients change the directory at the same time. It
+// must not call the drive: it may run while other changes of the
+// directory wait for it (see editQueued).
 func (d *Drive) SetMetadata(ctx context.Context, p string, fn func(*Metadata) error) error {
 	parent, name, err := d.writable(ctx, "setmetadata", p)
 	if err != nil {
