@@ -490,6 +490,31 @@ func (c *Client) ServerHealth() map[string]Health {
 	return out
 }
 
+// ProbeFailing asks each known server whose last contact was a fault for
+// its version, so that a server that is back (a resumed process, a mended
+// link) shows so without waiting for the next transfer to try it. It
+// returns once every probe has answered or failed.
+func (c *Client) ProbeFailing(ctx context.Context) {
+	health := c.ServerHealth()
+	var wg sync.WaitGroup
+	for _, s := range c.servers() {
+		if h, ok := health[s.NodeID]; !ok || !h.Failing() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := c.reqCtx(ctx)
+			defer cancel()
+			c.do(rctx, s, func(cl *storageclient.Client) error {
+				_, err := cl.Version(rctx)
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+}
+
 // recentlyFailed reports whether s failed within the last minute.
 func (c *Client) recentlyFailed(s Server) bool {
 	c.mu.Lock()

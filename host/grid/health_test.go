@@ -71,3 +71,26 @@ func TestNeverStoredIsNoShares(t *testing.T) {
 		t.Fatalf("open with servers down: %v, want ErrNotEnoughShares only", err)
 	}
 }
+
+// A server that failed and came back is seen again by ProbeFailing, with
+// no transfer needed.
+func TestProbeFailing(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	upload(t, c, random(100_000))
+	s := g.Servers[1]
+	s.Freeze()
+	upload(t, c, random(100_000)) // times out on the frozen server
+	if h := c.ServerHealth()[s.NodeID]; !h.Failing() {
+		t.Fatalf("frozen server %s not failing: %+v", s.NodeID, h)
+	}
+	c.ProbeFailing(ctxFor(t, 10*time.Second)) // still frozen: still failing
+	if h := c.ServerHealth()[s.NodeID]; !h.Failing() {
+		t.Fatalf("frozen server %s answered a probe: %+v", s.NodeID, h)
+	}
+	s.Thaw()
+	c.ProbeFailing(ctxFor(t, 10*time.Second))
+	if h := c.ServerHealth()[s.NodeID]; h.Failing() {
+		t.Fatalf("thawed server %s still failing after a probe: %+v", s.NodeID, h)
+	}
+}

@@ -89,6 +89,7 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	}
 	n.onStop(func() { seen.Close() })
 	n.client.SetSeenStore(seen)
+	n.goRun("failing server probe", n.probeFailing)
 
 	// Check, verify, repair and lease renewal (/v1/check, /v1/deep-check)
 	// with the grid client's identity and lease secret.
@@ -233,4 +234,21 @@ func loadOrCreateSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("secret %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// probeInterval is how often a client re-tries the servers whose last
+// contact was a fault, for the status page and the servers_connected gauge.
+const probeInterval = 5 * time.Second
+
+func (n *Node) probeFailing(ctx context.Context) error {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n.client.ProbeFailing(ctx)
+		}
+	}
 }
