@@ -285,7 +285,7 @@ func TestAPIErrors(t *testing.T) {
 		{"malformed cap", "GET", "/v1/file/tarn:chk:zzz", g.api.Token, 400, "malformed"},
 		{"not a cap", "GET", "/v1/file/hello", g.api.Token, 400, "tarn:"},
 		{"unknown kind", "GET", "/v1/file/tarn:foo:bar", g.api.Token, 400, "unknown kind"},
-		{"stored nowhere", "GET", "/v1/file/" + missing, g.api.Token, 503, "0 shares found"},
+		{"stored nowhere", "GET", "/v1/file/" + missing, g.api.Token, 404, "no server holds any share"},
 		{"no endpoint", "GET", "/v2/x", g.api.Token, 404, "no such endpoint"},
 		{"wrong method", "DELETE", "/v1/status", g.api.Token, 405, "not allowed"},
 	}
