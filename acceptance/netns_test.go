@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -157,28 +156,7 @@ func (l *netLab) reach(from, to *netHost, port int) error {
 // place, so the pid is tarn's), stopped when owner ends.
 func startNetnsProc(t, owner testing.TB, ns, name, logPath string, args ...string) *Proc {
 	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, tarnBin}, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = tarnEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s in %s: %v", name, ns, err)
-	}
-	f.Close()
-	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	manage(cmd.Process.Pid, true)
-	go func() {
-		p.err = cmd.Wait()
-		manage(cmd.Process.Pid, false)
-		close(p.done)
-	}()
-	owner.Cleanup(func() { p.Stop(owner, 15*time.Second) })
-	return p
+	return launch(t, owner, name, logPath, []string{"ip", "netns", "exec", ns}, args)
 }
 
 // nsTarn runs one CLI command inside namespace ns, as tarn() does outside.

@@ -282,17 +282,27 @@ func startProc(t testing.TB, name, logPath string, args ...string) *Proc {
 // (a grid's test), not t (which may be a subtest).
 func startProcOwned(t, owner testing.TB, name, logPath string, args ...string) *Proc {
 	t.Helper()
+	return launch(t, owner, name, logPath, nil, args)
+}
+
+// launch starts tarn ARGS behind the command prefix (`ip netns exec NS`,
+// which execs tarn in place, so the pid is tarn's) when one is given, in
+// its own process group, with its output appended to logPath; owner's end
+// stops it.
+func launch(t, owner testing.TB, name, logPath string, prefix, args []string) *Proc {
+	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	cmd := exec.Command(tarnBin, args...)
+	argv := append(append(append([]string{}, prefix...), tarnBin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = tarnEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		t.Fatalf("start %s: tarn %s: %v", name, strings.Join(args, " "), err)
+		t.Fatalf("start %s: %s: %v", name, strings.Join(argv, " "), err)
 	}
 	f.Close()
 	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}

@@ -23,21 +23,12 @@ import (
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/node"
 	"github.com/tarnfs/tarn/plugins/builtin"
-	"github.com/tarnfs/tarn/sdk/pluginkit"
 )
 
 // The test binary doubles as the tarn binary for built-in plugins: run as
 // "plugin serve KIND NAME" it serves that plugin, as tarn does.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		kind, name := pluginkit.Kind(os.Args[3]), os.Args[4]
-		if e, ok := builtin.Lookup(kind, name); ok {
-			e.Serve()
-			os.Exit(0)
-		}
-		fmt.Fprintf(os.Stderr, "no built-in plugin %s %s\n", kind, name)
-		os.Exit(2)
-	}
+	builtin.ServeIfAsked(os.Args)
 	os.Exit(m.Run())
 }
 

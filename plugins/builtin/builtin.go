@@ -8,6 +8,9 @@
 package builtin
 
 import (
+	"fmt"
+	"os"
+
 	codecreedsolomon "github.com/tarnfs/tarn/plugins/codec-reedsolomon"
 	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
@@ -38,4 +41,21 @@ func Lookup(kind pluginkit.Kind, name string) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
+}
+
+// ServeIfAsked serves a built-in plugin and exits when args (os.Args) are
+// "BINARY plugin serve KIND NAME" — how a host re-executes its own binary
+// for a built-in plugin — and returns otherwise. A test binary that starts
+// real nodes calls it first in TestMain, so that it can stand in for tarn.
+func ServeIfAsked(args []string) {
+	if len(args) != 5 || args[1] != "plugin" || args[2] != "serve" {
+		return
+	}
+	kind, name := pluginkit.Kind(args[3]), args[4]
+	if e, ok := Lookup(kind, name); ok {
+		e.Serve()
+		os.Exit(0)
+	}
+	fmt.Fprintf(os.Stderr, "no built-in plugin %s %s\n", kind, name)
+	os.Exit(2)
 }
