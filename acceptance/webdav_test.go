@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,15 +54,27 @@ type devWebDAV struct {
 	} `json:"webdav"`
 }
 
+// handedOut is the addresses freePort has chosen in this run.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
 // freePort finds a free loopback address for a node to bind later. As
 // tarn dev does, it takes the port below the kernel's ephemeral range, so
 // no outgoing connection can take it in between.
 func freePort(t testing.TB) string {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for try := 0; try < 64; try++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", 10000+mrand.IntN(22000))
+		if handedOut.addrs[addr] { // nothing holds it until the node binds
+			continue
+		}
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			ln.Close()
+			handedOut.addrs[addr] = true
 			return addr
 		}
 	}

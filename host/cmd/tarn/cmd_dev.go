@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -473,10 +474,18 @@ func listenOf(in conf.Introducer) []string {
 func freePort() (string, error) {
 	lo, _ := ephemeralRange()
 	if lo > 10000 {
+		handedOut.Lock()
+		defer handedOut.Unlock()
 		for try := 0; try < 64; try++ {
 			port := strconv.Itoa(10000 + rand.IntN(lo-10000))
+			// Nothing holds a port between its choice and the node's
+			// bind: never hand the same one out twice.
+			if handedOut.ports[port] {
+				continue
+			}
 			if ln, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
 				ln.Close()
+				handedOut.ports[port] = true
 				return port, nil
 			}
 		}
@@ -489,6 +498,12 @@ func freePort() (string, error) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port, nil
 }
+
+// handedOut is the ports freePort has chosen in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
 
 // ephemeralRange is the kernel's range of ports for outgoing connections
 // (Linux: /proc/sys/net/ipv4/ip_local_port_range); 0, 0 when unknown.
