@@ -2,6 +2,7 @@ package conf
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,6 +27,41 @@ func TestPortZeroTwice(t *testing.T) {
 			_, err := Parse(filepath.Join(t.TempDir(), FileName), []byte(text))
 			if (err == nil) != tc.ok {
 				t.Fatalf("ok=%v, err=%v", tc.ok, err)
+			}
+		})
+	}
+}
+
+// TestUnannouncedWarning: without storage.announce, the warning says what
+// clients are actually told for the listen address given.
+func TestUnannouncedWarning(t *testing.T) {
+	cases := []struct{ name, listen, want string }{
+		{"unspecified v4", "tcp:0.0.0.0:3457", "host name"},
+		{"unspecified v6", "tcp:[::]:3457", "host name"},
+		{"loopback", "tcp:127.0.0.1:3457", "loopback"},
+		{"named host", "tcp:storage1.example.net:3457", "may not be reachable"},
+		{"announce set", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "[storage]\nenabled = true\n"
+			if tc.listen != "" {
+				text += "listen = [\"" + tc.listen + "\"]\n"
+			} else {
+				text += "announce = [\"tcp:storage1.example.net:3457\"]\n"
+			}
+			p, err := Parse(filepath.Join(t.TempDir(), FileName), []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			for _, w := range p.Warnings() {
+				if w.Key == "storage.announce" {
+					got = w.Msg
+				}
+			}
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("warning %q, want one containing %q", got, tc.want)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"time"
@@ -246,9 +247,30 @@ func (p *Profile) Warnings() []*Error {
 		w = append(w, p.Errorf("client.api_listen", "%s", msg))
 	}
 	if p.Storage.Enabled && len(p.Storage.Announce) == 0 {
-		w = append(w, p.Errorf("storage.announce", "no announced address: clients are told the listen address, which may not be reachable"))
+		w = append(w, p.Errorf("storage.announce", "%s", unannounced(p.Storage.Listen)))
 	}
 	return w
+}
+
+// unannounced says what clients are told when storage.announce is empty:
+// the node announces its listen addresses, with an unspecified host
+// (0.0.0.0, ::) replaced by the machine's host name.
+func unannounced(listen []string) string {
+	const lead = "no announced address: "
+	for _, a := range listen {
+		host, _, err := net.SplitHostPort(strings.TrimPrefix(a, "tcp:"))
+		if err != nil {
+			continue
+		}
+		ip := net.ParseIP(host)
+		switch {
+		case host == "" || (ip != nil && ip.IsUnspecified()):
+			return lead + "clients are told this machine's host name with the listen port; set announce if other machines cannot resolve it"
+		case host == "localhost" || (ip != nil && ip.IsLoopback()):
+			return lead + "clients are told the loopback listen address, which other machines cannot reach"
+		}
+	}
+	return lead + "clients are told the listen address, which may not be reachable"
 }
 
 func (v *validator) plugin(key string, pl *Plugin) {
