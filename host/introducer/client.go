@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/introducer/introducerpb"
@@ -306,7 +309,8 @@ type Subscriber struct {
 	mu      sync.Mutex
 	accept  uint64
 	dropped map[string]uint64
-	synced  int // introducers whose current snapshot arrived
+	synced  int           // introducers whose current snapshot arrived
+	refused map[int]error // introducers whose last session was a membership refusal
 }
 
 // NewSubscriber checks cfg and makes a subscriber; Run starts it.
@@ -324,7 +328,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
-	return &Subscriber{cfg: cfg, log: cfg.Logger.Named("subscriber"), dropped: map[string]uint64{}}, nil
+	return &Subscriber{cfg: cfg, log: cfg.Logger.Named("subscriber"), dropped: map[string]uint64{}, refused: map[int]error{}}, nil
 }
 
 // Stats counts records taken into the list and dropped (by Reason), and
@@ -379,6 +383,39 @@ func (s *Subscriber) expire(ctx context.Context) {
 	}
 }
 
+// Refused returns why an introducer refused this node as a member of the
+// grid (its last session ended in a membership refusal), or nil when none
+// did. It wraps nodelink.ErrNotMember. A client that knows servers only
+// through the introducers learns none while refused, and "0 of 0 servers
+// answered" alone would not say why.
+func (s *Subscriber) Refused() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range len(s.cfg.Introducers) {
+		if err := s.refused[i]; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noteSession records whether introducer i's session ended in a
+// membership refusal (the introducer answers PermissionDenied).
+func (s *Subscriber) noteSession(i int, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gs interface{ GRPCStatus() *status.Status }
+	switch {
+	case errors.As(err, &gs) && gs.GRPCStatus().Code() == codes.PermissionDenied:
+		why := strings.TrimPrefix(gs.GRPCStatus().Message(), nodelink.ErrNotMember.Error()+": ")
+		s.refused[i] = fmt.Errorf("introducer %d refused this node: %w: %s", i, nodelink.ErrNotMember, why)
+	case errors.Is(err, nodelink.ErrNotMember):
+		s.refused[i] = fmt.Errorf("introducer %d refused this node: %w", i, err)
+	case ok:
+		delete(s.refused, i)
+	}
+}
+
 func (s *Subscriber) follow(ctx context.Context, i int, dial Dialer) {
 	wait := s.cfg.Backoff.Min
 	for {
@@ -386,6 +423,7 @@ func (s *Subscriber) follow(ctx context.Context, i int, dial Dialer) {
 		if ctx.Err() != nil {
 			return
 		}
+		s.noteSession(i, ok, err)
 		if ok {
 			wait = s.cfg.Backoff.Min
 		}

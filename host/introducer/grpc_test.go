@@ -689,3 +689,51 @@ func TestRestartedNodeIsNewer(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestSubscriberRefused: a subscriber the introducer refuses as a member
+// says so (Refused wraps nodelink.ErrNotMember and names the cause), and
+// a member's subscriber reports no refusal.
+func TestSubscriberRefused(t *testing.T) {
+	secret := make([]byte, nodelink.GridSecretSize)
+	secret[0] = 1
+	intro := startIntroducer(t, ServiceConfig{Grid: "g", GridSecret: secret})
+	for _, tc := range []struct {
+		name   string
+		secret []byte
+		want   string // in Refused's error; "" for none
+	}{
+		{"member", secret, ""},
+		{"wrong secret", make([]byte, nodelink.GridSecretSize), "another grid secret"},
+		{"no secret", nil, "no grid membership proof"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list := NewServerList(nil)
+			sub, err := NewSubscriber(SubscriberConfig{Grid: "g", Introducers: []Dialer{intro.dialer(t, newIdentity(t), tc.secret)}, List: list, Backoff: fast})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, sub.Run)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, _, synced := sub.Stats()
+				err := sub.Refused()
+				if tc.want == "" && synced == 1 {
+					if err != nil {
+						t.Fatalf("member refused: %v", err)
+					}
+					return
+				}
+				if tc.want != "" && err != nil {
+					if !errors.Is(err, nodelink.ErrNotMember) || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "introducer 0 refused this node: ") {
+						t.Fatalf("Refused() = %v, want ErrNotMember naming %q", err, tc.want)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no outcome: synced %d, refused %v", synced, err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
