@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -119,3 +120,29 @@ func CheckNodeURL(s string) error {
 
 // URL is the server's node URL, "tarn://KEYHASH@ADDRESS".
 func (s Server) URL() string { return "tarn://" + s.KeyHash + "@" + s.Address }
+
+// Announced picks the addresses a node announces, which others dial: the
+// profile's announce list when set, else the listen (or bound) addresses
+// with an unspecified host (0.0.0.0, ::) replaced by this machine's host
+// name.
+func Announced(announce, listen []string) []string {
+	if len(announce) > 0 {
+		return announce
+	}
+	out := make([]string, 0, len(listen))
+	for _, a := range listen {
+		if rest, ok := strings.CutPrefix(a, "tcp:"); ok {
+			if host, port, err := net.SplitHostPort(rest); err == nil {
+				if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+					h, _ := os.Hostname()
+					if h == "" {
+						h = "localhost"
+					}
+					a = "tcp:" + net.JoinHostPort(h, port)
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}

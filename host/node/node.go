@@ -19,7 +19,6 @@ import (
 	"github.com/tarnfs/tarn/host/atomicfile"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -293,7 +292,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
-		n.info.IntroducerURL = nodeURL(n.id.KeyHash(), announced(p.Introducer.Announce, addrs))
+		n.info.IntroducerURL = nodeURL(n.id.KeyHash(), conf.Announced(p.Introducer.Announce, addrs))
 		if !containsKey(introducers, n.id.KeyHash()) {
 			introducers = append(introducers, n.info.IntroducerURL)
 		}
@@ -321,7 +320,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 		if err != nil {
 			return err
 		}
-		n.info.StorageURL = nodeURL(n.id.KeyHash(), announced(p.Storage.Announce, addrs))
+		n.info.StorageURL = nodeURL(n.id.KeyHash(), conf.Announced(p.Storage.Announce, addrs))
 		free := func() uint64 {
 			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 			defer cancel()
@@ -384,31 +383,6 @@ func (n *Node) serve(ctx context.Context, name string, g *grpc.Server, tr *plugi
 		n.log.Debug(name+" listening", "address", ln.Addr().String())
 	}
 	return addrs, nil
-}
-
-// announced picks the addresses others dial: the profile's announce list,
-// else the bound addresses, with an unspecified host (0.0.0.0, ::)
-// replaced by this machine's host name.
-func announced(announce, bound []string) []string {
-	if len(announce) > 0 {
-		return announce
-	}
-	out := make([]string, 0, len(bound))
-	for _, a := range bound {
-		if rest, ok := strings.CutPrefix(a, "tcp:"); ok {
-			if host, port, err := net.SplitHostPort(rest); err == nil {
-				if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-					h, _ := os.Hostname()
-					if h == "" {
-						h = "localhost"
-					}
-					a = "tcp:" + net.JoinHostPort(h, port)
-				}
-			}
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 func nodeURL(keyHash string, addrs []string) string {

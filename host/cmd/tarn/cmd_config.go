@@ -14,6 +14,7 @@ import (
 
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/identity"
+	"github.com/tarnfs/tarn/host/nodelink"
 )
 
 // tarn config check: everything a node would refuse at start, without
@@ -86,7 +87,36 @@ func runConfigCheck(out, errOut io.Writer, dir string) error {
 		return fmt.Errorf("config check: %s: %d %s", p.File, len(problems), plural(len(problems), "problem"))
 	}
 	fmt.Fprintf(out, "%s: ok (roles: %s)\n", p.File, strings.Join(p.Roles(), ", "))
+	printNodeURLs(out, p)
 	return nil
+}
+
+// printNodeURLs prints the URLs other nodes' profiles name this node by
+// (grid.introducers, grid.servers), as the node will announce them.
+func printNodeURLs(out io.Writer, p *conf.Profile) {
+	id, err := identity.Load(p.Node.StateDir)
+	if err != nil {
+		return // checkFiles reported it
+	}
+	for _, r := range []struct {
+		on               bool
+		what             string
+		announce, listen []string
+		key              string
+	}{
+		{p.Introducer.Enabled, "introducer url", p.Introducer.Announce, p.Introducer.Listen, "grid.introducers"},
+		{p.Storage.Enabled, "storage url", p.Storage.Announce, p.Storage.Listen, "grid.servers"},
+	} {
+		if !r.on {
+			continue
+		}
+		u := nodelink.Addr{KeyHash: id.KeyHash(), Transports: conf.Announced(r.announce, r.listen)}.String()
+		note := ""
+		if strings.Contains(u, ":0,") || strings.HasSuffix(u, ":0") {
+			note = "; port 0 is chosen at start, see tarn status"
+		}
+		fmt.Fprintf(out, "%s: %s (for other nodes' %s%s)\n", r.what, u, r.key, note)
+	}
 }
 
 // checkFiles opens what the profile names, as the node would at start.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,9 +105,27 @@ func TestInitAndConfigCheck(t *testing.T) {
 				t.Fatalf("only %d comment lines: not a commented profile", n)
 			}
 
+			// config check says ok, then the URLs other profiles name this
+			// node by, with its key hash and announced addresses.
 			c := run(t, bin, nil, "config", "check", dir)
-			if c.code != 0 || c.stdout != filepath.Join(dir, conf.FileName)+": ok (roles: "+want+")\n" {
-				t.Fatalf("config check: exit %d\nstdout %q\nstderr %q", c.code, c.stdout, c.stderr)
+			wantOut := filepath.Join(dir, conf.FileName) + ": ok (roles: " + want + ")\n"
+			for _, u := range []struct {
+				on                  bool
+				what, port, listKey string
+			}{
+				{p.Introducer.Enabled, "introducer url", "3458", "grid.introducers"},
+				{p.Storage.Enabled, "storage url", "3457", "grid.servers"},
+			} {
+				if u.on {
+					addrs := conf.Announced(nil, []string{"tcp:0.0.0.0:" + u.port})
+					if role == "all" {
+						addrs = []string{"tcp:127.0.0.1:" + u.port}
+					}
+					wantOut += fmt.Sprintf("%s: tarn://%s@%s (for other nodes' %s)\n", u.what, id.KeyHash(), addrs[0], u.listKey)
+				}
+			}
+			if c.code != 0 || c.stdout != wantOut {
+				t.Fatalf("config check: exit %d\nstdout %q\nwant   %q\nstderr %q", c.code, c.stdout, wantOut, c.stderr)
 			}
 		})
 	}
