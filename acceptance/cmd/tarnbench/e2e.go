@@ -348,12 +348,16 @@ func sizeName(n int64) string {
 	return fmt.Sprintf("%dMiB", n>>20)
 }
 
-// addVsPipeline adds f twice: against the one-core and the all-core
-// pipeline ceiling.
+// addVsPipeline adds f three times: against the one-core and the
+// all-core pipeline ceiling, and against issue 8's one-core ceiling (with
+// SHA-256 for the hash).
 func addVsPipeline(r *Report, f Figure) {
+	key := f.Key
 	r.add(r.compare(f, "ceiling.pipeline.1core"))
-	f.Key += "/allcores"
+	f.Key = key + "/allcores"
 	r.add(r.compare(f, "ceiling.pipeline.allcores"))
+	f.Key = key + "/sha256"
+	r.add(r.compare(f, "ceiling.pipeline.sha256.1core"))
 }
 
 // bigFile puts and gets one random file through the CLI and checks the
