@@ -203,3 +203,28 @@ func (b *Storage) ListSlots(ctx context.Context, index [storage.StorageIndexSize
 	}
 	return l, nil
 }
+
+var _ storage.Putter = (*Storage)(nil)
+
+// Put stores a whole share with one plugin call. A plugin that predates
+// Put answers with errors.ErrUnsupported, which is an answer, not a sign
+// that the process died; storage.Put then uses Create.
+func (b *Storage) Put(ctx context.Context, ref storage.Ref, data []byte) error {
+	var unsupported error
+	err := b.s.call(ctx, func(raw any) error {
+		p, ok := raw.(storage.Putter)
+		if !ok {
+			unsupported = fmt.Errorf("put share %s: %w", ref, errors.ErrUnsupported)
+			return nil
+		}
+		err := p.Put(ctx, ref, data)
+		if errors.Is(err, errors.ErrUnsupported) {
+			unsupported, err = err, nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return unsupported
+}

@@ -585,3 +585,44 @@ func syncDir(dir string) error {
 func strconvU(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 func indexName(idx [storage.StorageIndexSize]byte) string { return hex.EncodeToString(idx[:]) }
+
+var _ storage.Putter = (*Disk)(nil)
+
+// Put stores a whole share in one call (storage.Putter): the bytes go to a
+// temp file, which is fsynced and renamed into place as Seal does, so a
+// crash leaves the share wholly there or not at all.
+func (d *Disk) Put(ctx context.Context, ref storage.Ref, data []byte) error {
+	if _, err := os.Lstat(d.sharePath(ref)); err == nil {
+		return fmt.Errorf("put share %s: %w", ref, storage.ErrExists)
+	}
+	sp, err := d.Space(ctx)
+	if err != nil {
+		return fmt.Errorf("put share %s: %w", ref, err)
+	}
+	if int64(len(data)) > sp.Free {
+		return fmt.Errorf("put share %s of %d bytes with %d free: %w", ref, len(data), sp.Free, storage.ErrNoSpace)
+	}
+	f, err := os.CreateTemp(d.tmp(), "share-*")
+	if err != nil {
+		return fmt.Errorf("put share %s: %w", ref, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = d.publish(ref, tmp)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, unix.ENOSPC) {
+			err = fmt.Errorf("%w: %w", storage.ErrNoSpace, err)
+		}
+		return fmt.Errorf("put share %s: %w", ref, err)
+	}
+	return nil
+}

@@ -152,12 +152,13 @@ func TestPluginKill9(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		fast bool
-	}{{"fast", true}, {"fallback", false}} {
-		t.Run(tc.name, func(t *testing.T) { testKill9(t, tc.fast) })
+		put  bool // one Put call per share instead of Create, WriteAt, Seal
+	}{{"fast", true, false}, {"fallback", false, false}, {"put fast", true, true}, {"put fallback", false, true}} {
+		t.Run(tc.name, func(t *testing.T) { testKill9(t, tc.fast, tc.put) })
 	}
 }
 
-func testKill9(t *testing.T, fast bool) {
+func testKill9(t *testing.T, fast, put bool) {
 	dir := t.TempDir()
 	c, p := storagetest.StartPlugin(t, pluginCmd(), fast, settings(t, dir))
 	const writers = 4
@@ -177,6 +178,19 @@ func testKill9(t *testing.T, fast bool) {
 			for i := 0; ; i++ {
 				attempts[g] = i + 1
 				r, data := killRef(g, i), killData(g, i)
+				if put {
+					mu.Lock()
+					sealing[[2]int{g, i}] = true
+					mu.Unlock()
+					if err := c.Put(ctx, r, data); err != nil {
+						lastErr[g] = err
+						return
+					}
+					mu.Lock()
+					sealed[[2]int{g, i}] = true
+					mu.Unlock()
+					continue
+				}
 				w, err := c.Create(ctx, r, int64(len(data)))
 				for off := 0; err == nil && off < len(data); off += 32 << 10 {
 					err = w.WriteAt(ctx, data[off:min(off+32<<10, len(data))], int64(off))

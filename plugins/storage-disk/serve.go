@@ -51,6 +51,7 @@ type Served struct {
 var (
 	_ storage.Backend      = (*Served)(nil)
 	_ storage.Indexer      = (*Served)(nil)
+	_ storage.Putter       = (*Served)(nil)
 	_ pluginkit.Configurer = (*Served)(nil)
 )
 
@@ -109,6 +110,15 @@ func (s *Served) Create(ctx context.Context, ref storage.Ref, size int64) (stora
 		return nil, err
 	}
 	return d.Create(ctx, ref, size)
+}
+
+// Put stores a whole share in one call (storage.Putter).
+func (s *Served) Put(ctx context.Context, ref storage.Ref, data []byte) error {
+	d, err := s.get()
+	if err != nil {
+		return err
+	}
+	return d.Put(ctx, ref, data)
 }
 
 func (s *Served) Stat(ctx context.Context, ref storage.Ref) (int64, error) {

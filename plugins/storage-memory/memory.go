@@ -246,3 +246,20 @@ func (w *writer) Abort(context.Context) error {
 	w.buf = nil
 	return nil
 }
+
+var _ storage.Putter = (*Memory)(nil)
+
+// Put stores a whole share in one call (storage.Putter).
+func (m *Memory) Put(_ context.Context, ref storage.Ref, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.shares[ref]; ok {
+		return fmt.Errorf("put share %s: %w", ref, storage.ErrExists)
+	}
+	if int64(len(data)) > m.limit-m.used {
+		return fmt.Errorf("put share %s of %d bytes with %d free: %w", ref, len(data), m.limit-m.used, storage.ErrNoSpace)
+	}
+	m.used += int64(len(data))
+	m.shares[ref] = append(make([]byte, 0, len(data)), data...)
+	return nil
+}

@@ -31,6 +31,7 @@ type Client struct {
 var (
 	_ Backend              = (*Client)(nil)
 	_ Indexer              = (*Client)(nil)
+	_ Putter               = (*Client)(nil)
 	_ pluginkit.Configurer = (*Client)(nil)
 )
 
@@ -105,6 +106,41 @@ func (c *Client) Create(ctx context.Context, ref Ref, size int64) (Writer, error
 		return nil, fromStatus(err)
 	}
 	return &remoteWriter{c: c, h: r.Handle}, nil
+}
+
+// Put stores a whole share with one RPC. A plugin that predates Put (its
+// Info says so) gives an error wrapping errors.ErrUnsupported, and so does
+// a share too large for one call; storage.Put then falls back to Create.
+func (c *Client) Put(ctx context.Context, ref Ref, data []byte) error {
+	if !c.info.Put {
+		return fmt.Errorf("put share %s: plugin predates Put: %w", ref, errors.ErrUnsupported)
+	}
+	req := &storagepb.PutRequest{Ref: pbRef(ref)}
+	if c.arena != nil && len(data) > 0 && len(data) <= fastChunk {
+		if o, ok := c.arena.Offset(data); ok {
+			req.Payload = &storagepb.PutRequest_Region{Region: &storagepb.Region{Off: int64(o), Len: int64(len(data))}}
+			_, err := c.rpc.Put(ctx, req)
+			return fromStatus(err)
+		}
+		if rg, ok := c.alloc(len(data)); ok && len(rg.Bytes) == len(data) {
+			copy(rg.Bytes, data)
+			req.Payload = &storagepb.PutRequest_Region{Region: &storagepb.Region{Off: int64(rg.Off), Len: int64(len(data))}}
+			_, err := c.rpc.Put(ctx, req)
+			c.release(rg, err)
+			return fromStatus(err)
+		} else if ok {
+			c.arena.Free(rg)
+		}
+	}
+	if len(data) > pluginkit.ChunkSize {
+		return fmt.Errorf("put share %s: %d bytes, more than one call carries: %w", ref, len(data), errors.ErrUnsupported)
+	}
+	req.Payload = &storagepb.PutRequest_Data{Data: data}
+	_, err := c.rpc.Put(ctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		return fmt.Errorf("put share %s: plugin predates Put: %w", ref, errors.ErrUnsupported)
+	}
+	return fromStatus(err)
 }
 
 func (c *Client) Stat(ctx context.Context, ref Ref) (int64, error) {

@@ -41,7 +41,7 @@ func (s *server) Info(ctx context.Context, _ *storagepb.InfoRequest) (*storagepb
 	}
 	_, idx := s.b.(Indexer)
 	r := &storagepb.InfoResponse{Name: in.Name, Version: in.Version, Protocol: ProtocolVersion,
-		Arena: s.arena != nil, Indexes: idx}
+		Arena: s.arena != nil, Indexes: idx, Put: true}
 	if s.arenaErr != nil {
 		r.ArenaError = s.arenaErr.Error()
 	}
@@ -190,6 +190,26 @@ func (s *server) Seal(ctx context.Context, req *storagepb.HandleRequest) (*stora
 		return nil, toStatus(err)
 	}
 	return &storagepb.Empty{}, nil
+}
+
+// Put stores a whole share: with the backend's own Put when it has one,
+// else Create, WriteAt and Seal here in the plugin, which still saves the
+// host two round trips.
+func (s *server) Put(ctx context.Context, req *storagepb.PutRequest) (*storagepb.Empty, error) {
+	ref, err := refFrom(req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	var p []byte
+	switch pl := req.Payload.(type) {
+	case *storagepb.PutRequest_Region:
+		if p, err = s.region(pl.Region); err != nil {
+			return nil, err
+		}
+	case *storagepb.PutRequest_Data:
+		p = pl.Data
+	}
+	return &storagepb.Empty{}, toStatus(Put(ctx, s.b, ref, p))
 }
 
 func (s *server) Abort(ctx context.Context, req *storagepb.HandleRequest) (*storagepb.Empty, error) {

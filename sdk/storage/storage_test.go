@@ -171,3 +171,51 @@ func TestListSlotsBounds(t *testing.T) {
 		t.Fatalf("ListSlots of a 1-byte index: %v, want InvalidArgument", err)
 	}
 }
+
+// oldPutPlugin is the RPC client of a plugin that says it serves Put but
+// answers UNIMPLEMENTED (as a plugin built before Put does).
+type oldPutPlugin struct{ storagepb.StorageClient }
+
+func (oldPutPlugin) Put(context.Context, *storagepb.PutRequest, ...grpc.CallOption) (*storagepb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method Put for service tarn.storage.v1.Storage")
+}
+
+// TestPutOldPlugin: a plugin whose Info does not offer Put, or that
+// answers UNIMPLEMENTED, gives errors.ErrUnsupported (storage.Put then
+// falls back to Create); bad requests to the plugin's Put are refused in
+// one line, never a fault.
+func TestPutOldPlugin(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		info *storagepb.InfoResponse
+	}{
+		{"info without put", &storagepb.InfoResponse{}},
+		{"unimplemented", &storagepb.InfoResponse{Put: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{rpc: oldPutPlugin{}, info: tc.info}
+			err := c.Put(ctx, Ref{Num: 1}, []byte("share"))
+			if !errors.Is(err, errors.ErrUnsupported) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("put on an old plugin: %v, want one line wrapping ErrUnsupported", err)
+			}
+		})
+	}
+	s, a := newTestServer(t)
+	for _, tc := range []struct {
+		name string
+		req  *storagepb.PutRequest
+		code codes.Code
+	}{
+		{"no ref", &storagepb.PutRequest{}, codes.InvalidArgument},
+		{"short index", &storagepb.PutRequest{Ref: &storagepb.Ref{Index: []byte{1}}}, codes.InvalidArgument},
+		{"region past the arena", &storagepb.PutRequest{Ref: &storagepb.Ref{Index: make([]byte, StorageIndexSize)},
+			Payload: &storagepb.PutRequest_Region{Region: &storagepb.Region{Off: int64(a.Size()) - 1, Len: 2}}}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Put(ctx, tc.req); status.Code(err) != tc.code {
+				t.Fatalf("put: %v, want %v", err, tc.code)
+			}
+		})
+	}
+}

@@ -212,6 +212,7 @@ type InfoResponse struct {
 	// arena_error says why an offered arena could not be used.
 	ArenaError    string `protobuf:"bytes,5,opt,name=arena_error,json=arenaError,proto3" json:"arena_error,omitempty"`
 	Indexes       bool   `protobuf:"varint,6,opt,name=indexes,proto3" json:"indexes,omitempty"` // the backend implements Indexes
+	Put           bool   `protobuf:"varint,7,opt,name=put,proto3" json:"put,omitempty"`         // the plugin serves Put
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -284,6 +285,13 @@ func (x *InfoResponse) GetArenaError() string {
 func (x *InfoResponse) GetIndexes() bool {
 	if x != nil {
 		return x.Indexes
+	}
+	return false
+}
+
+func (x *InfoResponse) GetPut() bool {
+	if x != nil {
+		return x.Put
 	}
 	return false
 }
@@ -578,6 +586,97 @@ func (*WriteAtRequest_Region) isWriteAtRequest_Payload() {}
 
 func (*WriteAtRequest_Data) isWriteAtRequest_Payload() {}
 
+// PutRequest carries a whole share: its size is the payload's length.
+type PutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Types that are valid to be assigned to Payload:
+	//
+	//	*PutRequest_Region
+	//	*PutRequest_Data
+	Payload       isPutRequest_Payload `protobuf_oneof:"payload"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRequest) Reset() {
+	*x = PutRequest{}
+	mi := &file_storage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRequest) ProtoMessage() {}
+
+func (x *PutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
+func (*PutRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PutRequest) GetRef() *Ref {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *PutRequest) GetPayload() isPutRequest_Payload {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PutRequest) GetRegion() *Region {
+	if x != nil {
+		if x, ok := x.Payload.(*PutRequest_Region); ok {
+			return x.Region
+		}
+	}
+	return nil
+}
+
+func (x *PutRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Payload.(*PutRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+type isPutRequest_Payload interface {
+	isPutRequest_Payload()
+}
+
+type PutRequest_Region struct {
+	Region *Region `protobuf:"bytes,2,opt,name=region,proto3,oneof"`
+}
+
+type PutRequest_Data struct {
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3,oneof"` // at most ChunkSize bytes
+}
+
+func (*PutRequest_Region) isPutRequest_Payload() {}
+
+func (*PutRequest_Data) isPutRequest_Payload() {}
+
 type HandleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
@@ -587,7 +686,7 @@ type HandleRequest struct {
 
 func (x *HandleRequest) Reset() {
 	*x = HandleRequest{}
-	mi := &file_storage_proto_msgTypes[10]
+	mi := &file_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +698,7 @@ func (x *HandleRequest) String() string {
 func (*HandleRequest) ProtoMessage() {}
 
 func (x *HandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[10]
+	mi := &file_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +711,7 @@ func (x *HandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleRequest.ProtoReflect.Descriptor instead.
 func (*HandleRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{10}
+	return file_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandleRequest) GetHandle() uint64 {
@@ -631,7 +730,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +742,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +755,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{11}
+	return file_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatResponse) GetSize() int64 {
@@ -680,7 +779,7 @@ type ReadAtRequest struct {
 
 func (x *ReadAtRequest) Reset() {
 	*x = ReadAtRequest{}
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +791,7 @@ func (x *ReadAtRequest) String() string {
 func (*ReadAtRequest) ProtoMessage() {}
 
 func (x *ReadAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +804,7 @@ func (x *ReadAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAtRequest.ProtoReflect.Descriptor instead.
 func (*ReadAtRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{12}
+	return file_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadAtRequest) GetRef() *Ref {
@@ -747,7 +846,7 @@ type ReadAtResponse struct {
 
 func (x *ReadAtResponse) Reset() {
 	*x = ReadAtResponse{}
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +858,7 @@ func (x *ReadAtResponse) String() string {
 func (*ReadAtResponse) ProtoMessage() {}
 
 func (x *ReadAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +871,7 @@ func (x *ReadAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAtResponse.ProtoReflect.Descriptor instead.
 func (*ReadAtResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{13}
+	return file_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadAtResponse) GetN() int64 {
@@ -805,7 +904,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +916,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +929,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{14}
+	return file_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRequest) GetIndex() []byte {
@@ -849,7 +948,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +960,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +973,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{15}
+	return file_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListResponse) GetNums() []uint32 {
@@ -894,7 +993,7 @@ type SlotChunk struct {
 
 func (x *SlotChunk) Reset() {
 	*x = SlotChunk{}
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1005,7 @@ func (x *SlotChunk) String() string {
 func (*SlotChunk) ProtoMessage() {}
 
 func (x *SlotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1018,7 @@ func (x *SlotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotChunk.ProtoReflect.Descriptor instead.
 func (*SlotChunk) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16}
+	return file_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SlotChunk) GetToken() string {
@@ -947,7 +1046,7 @@ type WriteSlotChunk struct {
 
 func (x *WriteSlotChunk) Reset() {
 	*x = WriteSlotChunk{}
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1058,7 @@ func (x *WriteSlotChunk) String() string {
 func (*WriteSlotChunk) ProtoMessage() {}
 
 func (x *WriteSlotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1071,7 @@ func (x *WriteSlotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteSlotChunk.ProtoReflect.Descriptor instead.
 func (*WriteSlotChunk) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{17}
+	return file_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WriteSlotChunk) GetRef() *Ref {
@@ -1005,7 +1104,7 @@ type WriteSlotResponse struct {
 
 func (x *WriteSlotResponse) Reset() {
 	*x = WriteSlotResponse{}
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1116,7 @@ func (x *WriteSlotResponse) String() string {
 func (*WriteSlotResponse) ProtoMessage() {}
 
 func (x *WriteSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1129,7 @@ func (x *WriteSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteSlotResponse.ProtoReflect.Descriptor instead.
 func (*WriteSlotResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{18}
+	return file_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WriteSlotResponse) GetToken() string {
@@ -1049,7 +1148,7 @@ type IndexesResponse struct {
 
 func (x *IndexesResponse) Reset() {
 	*x = IndexesResponse{}
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1160,7 @@ func (x *IndexesResponse) String() string {
 func (*IndexesResponse) ProtoMessage() {}
 
 func (x *IndexesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1173,7 @@ func (x *IndexesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexesResponse.ProtoReflect.Descriptor instead.
 func (*IndexesResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{19}
+	return file_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IndexesResponse) GetIndexes() [][]byte {
@@ -1095,7 +1194,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1206,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1219,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{20}
+	return file_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ErrorDetail) GetSentinel() string {
@@ -1142,7 +1241,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x06Region\x12\x10\n" +
 	"\x03off\x18\x01 \x01(\x03R\x03off\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\"\r\n" +
-	"\vInfoRequest\"\xa9\x01\n" +
+	"\vInfoRequest\"\xbb\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1150,7 +1249,8 @@ const file_storage_proto_rawDesc = "" +
 	"\x05arena\x18\x04 \x01(\bR\x05arena\x12\x1f\n" +
 	"\varena_error\x18\x05 \x01(\tR\n" +
 	"arenaError\x12\x18\n" +
-	"\aindexes\x18\x06 \x01(\bR\aindexes\"7\n" +
+	"\aindexes\x18\x06 \x01(\bR\aindexes\x12\x10\n" +
+	"\x03put\x18\a \x01(\bR\x03put\"7\n" +
 	"\x10ConfigureRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\"9\n" +
 	"\rSpaceResponse\x12\x14\n" +
@@ -1166,6 +1266,12 @@ const file_storage_proto_rawDesc = "" +
 	"\x03off\x18\x02 \x01(\x03R\x03off\x121\n" +
 	"\x06region\x18\x03 \x01(\v2\x17.tarn.storage.v1.RegionH\x00R\x06region\x12\x14\n" +
 	"\x04data\x18\x04 \x01(\fH\x00R\x04dataB\t\n" +
+	"\apayload\"\x88\x01\n" +
+	"\n" +
+	"PutRequest\x12&\n" +
+	"\x03ref\x18\x01 \x01(\v2\x14.tarn.storage.v1.RefR\x03ref\x121\n" +
+	"\x06region\x18\x02 \x01(\v2\x17.tarn.storage.v1.RegionH\x00R\x06region\x12\x14\n" +
+	"\x04data\x18\x03 \x01(\fH\x00R\x04dataB\t\n" +
 	"\apayload\"'\n" +
 	"\rHandleRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\"\n" +
@@ -1196,7 +1302,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x0fIndexesResponse\x12\x18\n" +
 	"\aindexes\x18\x01 \x03(\fR\aindexes\")\n" +
 	"\vErrorDetail\x12\x1a\n" +
-	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\xcd\b\n" +
+	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\x89\t\n" +
 	"\aStorage\x12C\n" +
 	"\x04Info\x12\x1c.tarn.storage.v1.InfoRequest\x1a\x1d.tarn.storage.v1.InfoResponse\x12F\n" +
 	"\tConfigure\x12!.tarn.storage.v1.ConfigureRequest\x1a\x16.tarn.storage.v1.Empty\x12:\n" +
@@ -1213,7 +1319,8 @@ const file_storage_proto_rawDesc = "" +
 	"\bReadSlot\x12\x14.tarn.storage.v1.Ref\x1a\x1a.tarn.storage.v1.SlotChunk0\x01\x12R\n" +
 	"\tWriteSlot\x12\x1f.tarn.storage.v1.WriteSlotChunk\x1a\".tarn.storage.v1.WriteSlotResponse(\x01\x12H\n" +
 	"\tListSlots\x12\x1c.tarn.storage.v1.ListRequest\x1a\x1d.tarn.storage.v1.ListResponse\x12E\n" +
-	"\aIndexes\x12\x16.tarn.storage.v1.Empty\x1a .tarn.storage.v1.IndexesResponse0\x01B.Z,github.com/tarnfs/tarn/sdk/storage/storagepbb\x06proto3"
+	"\aIndexes\x12\x16.tarn.storage.v1.Empty\x1a .tarn.storage.v1.IndexesResponse0\x01\x12:\n" +
+	"\x03Put\x12\x1b.tarn.storage.v1.PutRequest\x1a\x16.tarn.storage.v1.EmptyB.Z,github.com/tarnfs/tarn/sdk/storage/storagepbb\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -1227,7 +1334,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_storage_proto_goTypes = []any{
 	(*Empty)(nil),             // 0: tarn.storage.v1.Empty
 	(*Ref)(nil),               // 1: tarn.storage.v1.Ref
@@ -1239,61 +1346,66 @@ var file_storage_proto_goTypes = []any{
 	(*CreateRequest)(nil),     // 7: tarn.storage.v1.CreateRequest
 	(*CreateResponse)(nil),    // 8: tarn.storage.v1.CreateResponse
 	(*WriteAtRequest)(nil),    // 9: tarn.storage.v1.WriteAtRequest
-	(*HandleRequest)(nil),     // 10: tarn.storage.v1.HandleRequest
-	(*StatResponse)(nil),      // 11: tarn.storage.v1.StatResponse
-	(*ReadAtRequest)(nil),     // 12: tarn.storage.v1.ReadAtRequest
-	(*ReadAtResponse)(nil),    // 13: tarn.storage.v1.ReadAtResponse
-	(*ListRequest)(nil),       // 14: tarn.storage.v1.ListRequest
-	(*ListResponse)(nil),      // 15: tarn.storage.v1.ListResponse
-	(*SlotChunk)(nil),         // 16: tarn.storage.v1.SlotChunk
-	(*WriteSlotChunk)(nil),    // 17: tarn.storage.v1.WriteSlotChunk
-	(*WriteSlotResponse)(nil), // 18: tarn.storage.v1.WriteSlotResponse
-	(*IndexesResponse)(nil),   // 19: tarn.storage.v1.IndexesResponse
-	(*ErrorDetail)(nil),       // 20: tarn.storage.v1.ErrorDetail
+	(*PutRequest)(nil),        // 10: tarn.storage.v1.PutRequest
+	(*HandleRequest)(nil),     // 11: tarn.storage.v1.HandleRequest
+	(*StatResponse)(nil),      // 12: tarn.storage.v1.StatResponse
+	(*ReadAtRequest)(nil),     // 13: tarn.storage.v1.ReadAtRequest
+	(*ReadAtResponse)(nil),    // 14: tarn.storage.v1.ReadAtResponse
+	(*ListRequest)(nil),       // 15: tarn.storage.v1.ListRequest
+	(*ListResponse)(nil),      // 16: tarn.storage.v1.ListResponse
+	(*SlotChunk)(nil),         // 17: tarn.storage.v1.SlotChunk
+	(*WriteSlotChunk)(nil),    // 18: tarn.storage.v1.WriteSlotChunk
+	(*WriteSlotResponse)(nil), // 19: tarn.storage.v1.WriteSlotResponse
+	(*IndexesResponse)(nil),   // 20: tarn.storage.v1.IndexesResponse
+	(*ErrorDetail)(nil),       // 21: tarn.storage.v1.ErrorDetail
 }
 var file_storage_proto_depIdxs = []int32{
 	1,  // 0: tarn.storage.v1.CreateRequest.ref:type_name -> tarn.storage.v1.Ref
 	2,  // 1: tarn.storage.v1.WriteAtRequest.region:type_name -> tarn.storage.v1.Region
-	1,  // 2: tarn.storage.v1.ReadAtRequest.ref:type_name -> tarn.storage.v1.Ref
-	2,  // 3: tarn.storage.v1.ReadAtRequest.region:type_name -> tarn.storage.v1.Region
-	1,  // 4: tarn.storage.v1.WriteSlotChunk.ref:type_name -> tarn.storage.v1.Ref
-	3,  // 5: tarn.storage.v1.Storage.Info:input_type -> tarn.storage.v1.InfoRequest
-	5,  // 6: tarn.storage.v1.Storage.Configure:input_type -> tarn.storage.v1.ConfigureRequest
-	0,  // 7: tarn.storage.v1.Storage.Attach:input_type -> tarn.storage.v1.Empty
-	0,  // 8: tarn.storage.v1.Storage.Space:input_type -> tarn.storage.v1.Empty
-	7,  // 9: tarn.storage.v1.Storage.Create:input_type -> tarn.storage.v1.CreateRequest
-	9,  // 10: tarn.storage.v1.Storage.WriteAt:input_type -> tarn.storage.v1.WriteAtRequest
-	10, // 11: tarn.storage.v1.Storage.Seal:input_type -> tarn.storage.v1.HandleRequest
-	10, // 12: tarn.storage.v1.Storage.Abort:input_type -> tarn.storage.v1.HandleRequest
-	1,  // 13: tarn.storage.v1.Storage.Stat:input_type -> tarn.storage.v1.Ref
-	12, // 14: tarn.storage.v1.Storage.ReadAt:input_type -> tarn.storage.v1.ReadAtRequest
-	14, // 15: tarn.storage.v1.Storage.List:input_type -> tarn.storage.v1.ListRequest
-	1,  // 16: tarn.storage.v1.Storage.Delete:input_type -> tarn.storage.v1.Ref
-	1,  // 17: tarn.storage.v1.Storage.ReadSlot:input_type -> tarn.storage.v1.Ref
-	17, // 18: tarn.storage.v1.Storage.WriteSlot:input_type -> tarn.storage.v1.WriteSlotChunk
-	14, // 19: tarn.storage.v1.Storage.ListSlots:input_type -> tarn.storage.v1.ListRequest
-	0,  // 20: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
-	4,  // 21: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
-	0,  // 22: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
-	0,  // 23: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
-	6,  // 24: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
-	8,  // 25: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
-	0,  // 26: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
-	0,  // 27: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
-	0,  // 28: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
-	11, // 29: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
-	13, // 30: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
-	15, // 31: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
-	0,  // 32: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
-	16, // 33: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
-	18, // 34: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
-	15, // 35: tarn.storage.v1.Storage.ListSlots:output_type -> tarn.storage.v1.ListResponse
-	19, // 36: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
-	21, // [21:37] is the sub-list for method output_type
-	5,  // [5:21] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 2: tarn.storage.v1.PutRequest.ref:type_name -> tarn.storage.v1.Ref
+	2,  // 3: tarn.storage.v1.PutRequest.region:type_name -> tarn.storage.v1.Region
+	1,  // 4: tarn.storage.v1.ReadAtRequest.ref:type_name -> tarn.storage.v1.Ref
+	2,  // 5: tarn.storage.v1.ReadAtRequest.region:type_name -> tarn.storage.v1.Region
+	1,  // 6: tarn.storage.v1.WriteSlotChunk.ref:type_name -> tarn.storage.v1.Ref
+	3,  // 7: tarn.storage.v1.Storage.Info:input_type -> tarn.storage.v1.InfoRequest
+	5,  // 8: tarn.storage.v1.Storage.Configure:input_type -> tarn.storage.v1.ConfigureRequest
+	0,  // 9: tarn.storage.v1.Storage.Attach:input_type -> tarn.storage.v1.Empty
+	0,  // 10: tarn.storage.v1.Storage.Space:input_type -> tarn.storage.v1.Empty
+	7,  // 11: tarn.storage.v1.Storage.Create:input_type -> tarn.storage.v1.CreateRequest
+	9,  // 12: tarn.storage.v1.Storage.WriteAt:input_type -> tarn.storage.v1.WriteAtRequest
+	11, // 13: tarn.storage.v1.Storage.Seal:input_type -> tarn.storage.v1.HandleRequest
+	11, // 14: tarn.storage.v1.Storage.Abort:input_type -> tarn.storage.v1.HandleRequest
+	1,  // 15: tarn.storage.v1.Storage.Stat:input_type -> tarn.storage.v1.Ref
+	13, // 16: tarn.storage.v1.Storage.ReadAt:input_type -> tarn.storage.v1.ReadAtRequest
+	15, // 17: tarn.storage.v1.Storage.List:input_type -> tarn.storage.v1.ListRequest
+	1,  // 18: tarn.storage.v1.Storage.Delete:input_type -> tarn.storage.v1.Ref
+	1,  // 19: tarn.storage.v1.Storage.ReadSlot:input_type -> tarn.storage.v1.Ref
+	18, // 20: tarn.storage.v1.Storage.WriteSlot:input_type -> tarn.storage.v1.WriteSlotChunk
+	15, // 21: tarn.storage.v1.Storage.ListSlots:input_type -> tarn.storage.v1.ListRequest
+	0,  // 22: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
+	10, // 23: tarn.storage.v1.Storage.Put:input_type -> tarn.storage.v1.PutRequest
+	4,  // 24: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
+	0,  // 25: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
+	0,  // 26: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
+	6,  // 27: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
+	8,  // 28: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
+	0,  // 29: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
+	0,  // 30: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
+	0,  // 31: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
+	12, // 32: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
+	14, // 33: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
+	16, // 34: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
+	0,  // 35: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
+	17, // 36: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
+	19, // 37: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
+	16, // 38: tarn.storage.v1.Storage.ListSlots:output_type -> tarn.storage.v1.ListResponse
+	20, // 39: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
+	0,  // 40: tarn.storage.v1.Storage.Put:output_type -> tarn.storage.v1.Empty
+	24, // [24:41] is the sub-list for method output_type
+	7,  // [7:24] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -1305,13 +1417,17 @@ func file_storage_proto_init() {
 		(*WriteAtRequest_Region)(nil),
 		(*WriteAtRequest_Data)(nil),
 	}
+	file_storage_proto_msgTypes[10].OneofWrappers = []any{
+		(*PutRequest_Region)(nil),
+		(*PutRequest_Data)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	Storage_WriteSlot_FullMethodName = "/tarn.storage.v1.Storage/WriteSlot"
 	Storage_ListSlots_FullMethodName = "/tarn.storage.v1.Storage/ListSlots"
 	Storage_Indexes_FullMethodName   = "/tarn.storage.v1.Storage/Indexes"
+	Storage_Put_FullMethodName       = "/tarn.storage.v1.Storage/Put"
 )
 
 // StorageClient is the client API for Storage service.
@@ -78,6 +79,12 @@ type StorageClient interface {
 	// Indexes streams the storage indexes; UNIMPLEMENTED if the backend
 	// cannot enumerate them.
 	Indexes(ctx context.Context, in *Empty, opts ...grpc.CallOption) (grpc.ServerStreamingClient[IndexesResponse], error)
+	// Put stores a whole share in one call, as Create, one WriteAt covering
+	// it and Seal would: durable and visible when it returns; EXISTS if a
+	// sealed share with that ref is there already, NO_SPACE if it cannot fit.
+	// The plugin says it serves Put in InfoResponse.put; a plugin built
+	// before this call answers UNIMPLEMENTED.
+	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type storageClient struct {
@@ -278,6 +285,16 @@ func (c *storageClient) Indexes(ctx context.Context, in *Empty, opts ...grpc.Cal
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_IndexesClient = grpc.ServerStreamingClient[IndexesResponse]
 
+func (c *storageClient) Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Storage_Put_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -316,6 +333,12 @@ type StorageServer interface {
 	// Indexes streams the storage indexes; UNIMPLEMENTED if the backend
 	// cannot enumerate them.
 	Indexes(*Empty, grpc.ServerStreamingServer[IndexesResponse]) error
+	// Put stores a whole share in one call, as Create, one WriteAt covering
+	// it and Seal would: durable and visible when it returns; EXISTS if a
+	// sealed share with that ref is there already, NO_SPACE if it cannot fit.
+	// The plugin says it serves Put in InfoResponse.put; a plugin built
+	// before this call answers UNIMPLEMENTED.
+	Put(context.Context, *PutRequest) (*Empty, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -373,6 +396,9 @@ func (UnimplementedStorageServer) ListSlots(context.Context, *ListRequest) (*Lis
 }
 func (UnimplementedStorageServer) Indexes(*Empty, grpc.ServerStreamingServer[IndexesResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Indexes not implemented")
+}
+func (UnimplementedStorageServer) Put(context.Context, *PutRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Put not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -651,6 +677,24 @@ func _Storage_Indexes_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_IndexesServer = grpc.ServerStreamingServer[IndexesResponse]
 
+func _Storage_Put_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Put(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Put_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Put(ctx, req.(*PutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -705,6 +749,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSlots",
 			Handler:    _Storage_ListSlots_Handler,
+		},
+		{
+			MethodName: "Put",
+			Handler:    _Storage_Put_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

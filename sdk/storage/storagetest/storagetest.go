@@ -49,6 +49,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"ConcurrentShares", testConcurrentShares},
 		{"Space", testSpace},
 		{"Indexes", testIndexes},
+		{"Put", testPut},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -684,5 +685,88 @@ func testIndexes(t *testing.T, b storage.Backend) {
 	stop := errors.New("stop")
 	if err := ix.Indexes(ctx, func([storage.StorageIndexSize]byte) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("an error from fn is not returned: %v", err)
+	}
+}
+
+// testPut checks storage.Put, the one-call store of a whole share: with
+// the backend's own Put when it is a storage.Putter, else through Create.
+func testPut(t *testing.T, b storage.Backend) {
+	ctx := ctxT(t)
+	_, isPutter := b.(storage.Putter)
+	t.Logf("backend is a storage.Putter: %v", isPutter)
+	cases := []struct {
+		name string
+		ref  storage.Ref
+		size int
+	}{
+		{"small", ref(31, 0), 1500},
+		{"empty", ref(31, 1), 0},
+		{"other index", ref(32, 0), 70 << 10},
+	}
+	for _, tc := range cases {
+		p := data(tc.size, uint64(tc.size)+7)
+		if err := storage.Put(ctx, b, tc.ref, p); err != nil {
+			t.Fatalf("%s: put %s: %v", tc.name, tc.ref, err)
+		}
+		if got := get(t, b, tc.ref); !bytes.Equal(got, p) {
+			t.Fatalf("%s: share %s read back other bytes", tc.name, tc.ref)
+		}
+	}
+	nums, err := b.List(ctx, ref(31, 0).Index)
+	if err != nil || !slices.Equal(nums, []uint32{0, 1}) {
+		t.Fatalf("list after put: %v, %v; want [0 1]", nums, err)
+	}
+	// A second put of a sealed share is refused and leaves it as it was.
+	err = storage.Put(ctx, b, ref(31, 0), data(1500, 99))
+	wantErr(t, "put over a sealed share", err, storage.ErrExists)
+	if got := get(t, b, ref(31, 0)); !bytes.Equal(got, data(1500, 1507)) {
+		t.Fatal("a refused put changed the sealed share")
+	}
+	// A share created by Create and sealed meanwhile wins too.
+	w, err := b.Create(ctx, ref(33, 2), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteAt(ctx, []byte("0123456789"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "put over a share sealed by a writer", storage.Put(ctx, b, ref(33, 2), []byte("abcdefghij")), storage.ErrExists)
+	// More than the free space is refused and leaves nothing behind.
+	sp, err := b.Space(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Free < 64<<20 {
+		err = storage.Put(ctx, b, ref(34, 0), make([]byte, sp.Free+1))
+		wantErr(t, "put bigger than the free space", err, storage.ErrNoSpace)
+		if _, err := b.Stat(ctx, ref(34, 0)); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("a refused put left a share: stat says %v", err)
+		}
+	}
+	// Concurrent puts of one ref: exactly one wins, the rest see ErrExists.
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = storage.Put(ctx, b, ref(35, 4), data(2000, uint64(i)))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, storage.ErrExists):
+			t.Fatalf("concurrent put %d: %v, want nil or ErrExists", i, err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent puts of one share succeeded, want 1", won)
 	}
 }
