@@ -100,11 +100,28 @@ type Decoder struct {
 	pmu      sync.Mutex // guards problems; blocks of one segment are fetched concurrently
 	problems []Problem
 
-	blocks  [][]byte // N block buffers
-	ct      []byte   // decoded ciphertext segment
-	plain   []byte   // cached plaintext segment
-	plainIx int      // which segment plain holds, -1 none
+	// Buffers of one segment: K block slots (a segment needs K good
+	// blocks at a time; a share that fails gives its slot to the next)
+	// and the decoded ciphertext. With a codec that shares memory with
+	// its plugin (alloc), they lie in that memory, so the blocks are
+	// fetched into it and decoded in place with no copy in or out; they
+	// are taken when a call needs a segment decoded and returned when
+	// that call ends, so a Decoder holds no shared memory between calls
+	// and needs no Close. Otherwise they are heap buffers kept for the
+	// Decoder's life, sized to the file's largest segment.
+	alloc     bufferAllocator
+	bufs      *codec.Buffers // the shared buffers held by the current call
+	slots     [][]byte       // K block buffers, in bufs or heapSlots
+	ct        []byte         // decoded ciphertext segment, in bufs or heapCT
+	heapSlots [][]byte
+	heapCT    []byte
+	plain     []byte // cached plaintext segment
+	plainIx   int    // which segment plain holds, -1 none
+	closed    bool
 }
+
+// ErrClosed is returned by reads of a closed Decoder.
+var ErrClosed = errors.New("chk: decoder closed")
 
 // NewDecoder finds a share whose extension block matches the cap and
 // prepares to read. ctx governs reads made through ReadAt (ReadAtContext
@@ -160,7 +177,7 @@ func newDecoder(ctx context.Context, c cap.CHKVerify, aes cipher.Block, cd codec
 		d.ueb, d.uebBytes = u, raw
 		d.l, _ = NewLayout(u.Params(), u.Size)
 		d.cipher, _ = hashtree.NewPartial(tagged.ChkCiphertextNode, u.CiphertextRoot, d.l.Segments)
-		d.blocks = make([][]byte, c.N)
+		d.alloc, _ = cd.(bufferAllocator)
 		return d, nil
 	}
 	return nil, fmt.Errorf("chk decoder: %w: no share of %d tried holds a valid extension block (%s)", ErrNotEnoughShares, len(d.shares), d.summary())
@@ -316,16 +333,14 @@ func (d *Decoder) readNodes(ctx context.Context, sh *shareState, base int64, idx
 	return out, nil
 }
 
-// block fetches and verifies block seg of share sh into d.blocks.
-func (d *Decoder) block(ctx context.Context, sh *shareState, seg int) error {
+// block fetches and verifies block seg of share sh into b (its length).
+func (d *Decoder) block(ctx context.Context, sh *shareState, seg int, b []byte) error {
 	if !sh.ready {
 		if err := d.prepare(ctx, sh); err != nil {
 			return err
 		}
 	}
-	off, n := d.l.Block(seg)
-	d.blocks[sh.num] = grow(d.blocks[sh.num], n, d.l.BlockSize)
-	b := d.blocks[sh.num]
+	off, _ := d.l.Block(seg)
 	if err := d.read(ctx, sh, b, off); err != nil {
 		d.report(sh, seg, "read", err)
 		return err
@@ -357,20 +372,103 @@ func (d *Decoder) segment(ctx context.Context, i int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.plain = grow(d.plain, len(ct), d.l.SegmentSize)
+	d.plain = grow(d.plain, len(ct), d.maxSegment())
 	xorKeyStream(d.aes, int64(i)*int64(d.l.SegmentSize), d.plain, ct)
 	d.plainIx = i
 	return d.plain, nil
 }
 
+// segmentInto decrypts segment i straight into dst (exactly its length),
+// from the cached plaintext when it holds i: a whole-segment read costs no
+// copy of the plaintext.
+func (d *Decoder) segmentInto(ctx context.Context, i int, dst []byte) error {
+	if d.plainIx == i {
+		copy(dst, d.plain)
+		return nil
+	}
+	ct, err := d.cipherSegment(ctx, i)
+	if err != nil {
+		return err
+	}
+	xorKeyStream(d.aes, int64(i)*int64(d.l.SegmentSize), dst, ct)
+	return nil
+}
+
+// maxSegment is the length of the file's largest segment, the first: no
+// buffer of a small file is sized to SegmentSize.
+func (d *Decoder) maxSegment() int { return d.l.SegmentLen(0) }
+
+// acquire makes sure the segment buffers are there: shared ones when the
+// codec has shared memory with room, else the heap ones.
+func (d *Decoder) acquire() {
+	if d.slots != nil {
+		return
+	}
+	segMax := d.maxSegment()
+	if d.alloc != nil {
+		// Params K of K: the block size depends on K alone, and a
+		// segment never holds more than K blocks at once.
+		b, err := d.alloc.AllocBuffers(codec.Params{K: d.l.K, N: d.l.K}, segMax)
+		if err == nil && b != nil && b.Shared() {
+			d.bufs, d.slots, d.ct = b, b.Blocks, b.Segment
+			return
+		}
+		// No shared memory (or no room): heap buffers from now on.
+		d.alloc = nil
+		if err == nil && b != nil {
+			d.heapSlots, d.heapCT = b.Blocks, b.Segment
+		}
+	}
+	if d.heapSlots == nil {
+		bs := codec.BlockSize(d.l.codec(), segMax)
+		d.heapSlots = make([][]byte, d.l.K)
+		for i := range d.heapSlots {
+			d.heapSlots[i] = make([]byte, bs)
+		}
+		d.heapCT = make([]byte, segMax)
+	}
+	d.slots, d.ct = d.heapSlots, d.heapCT
+}
+
+// release returns the shared buffers, if the current call took them. Every
+// entry point that decodes calls it before it returns, on every path.
+func (d *Decoder) release() {
+	if d.bufs != nil {
+		d.bufs.Release()
+		d.bufs, d.slots, d.ct = nil, nil, nil
+	}
+}
+
+// Close drops the decoder's buffers; later reads fail with ErrClosed.
+// Closing is optional (a Decoder holds no shared memory between calls)
+// and idempotent.
+func (d *Decoder) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.release()
+	d.closed = true
+	d.slots, d.ct, d.heapSlots, d.heapCT, d.plain, d.plainIx = nil, nil, nil, nil, nil, -1
+	return nil
+}
+
 // cipherSegment returns the verified ciphertext of segment i (valid until
-// the next call).
+// the next call, and until release). The caller calls release when done.
 func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
+	if d.closed {
+		return nil, ErrClosed
+	}
 	d.plainIx = -1
 	segLen := d.l.SegmentLen(i)
+	_, bs := d.l.Block(i)
+	d.acquire()
+	free := make([][]byte, len(d.slots))
+	for j, b := range d.slots {
+		free[len(free)-1-j] = b[:bs]
+	}
 	// Fetch K blocks at once (one per share, each share on its own
 	// goroutine: over a network they are K servers); replace every share
-	// that fails by the next untried one, in the preferred order.
+	// that fails by the next untried one, in the preferred order, giving
+	// it the failed share's slot.
 	var used []*shareState
 	in := make([][]byte, d.l.N)
 	next := 0
@@ -385,6 +483,11 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 			break
 		}
 		errs := make([]error, len(cand))
+		bufs := make([][]byte, len(cand))
+		for j := range cand {
+			bufs[j] = free[len(free)-1]
+			free = free[:len(free)-1]
+		}
 		fetch := func(j int) {
 			bctx := ctx
 			if d.opt.ReadTimeout > 0 {
@@ -392,7 +495,7 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 				bctx, cancel = context.WithTimeout(ctx, d.opt.ReadTimeout)
 				defer cancel()
 			}
-			errs[j] = d.block(bctx, cand[j], i)
+			errs[j] = d.block(bctx, cand[j], i, bufs[j])
 		}
 		if len(cand) == 1 {
 			fetch(0)
@@ -410,15 +513,16 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 		for j, sh := range cand {
 			if errs[j] == nil {
 				used = append(used, sh)
-				in[sh.num] = d.blocks[sh.num]
+				in[sh.num] = bufs[j]
+			} else {
+				free = append(free, bufs[j])
 			}
 		}
 	}
 	if len(used) < d.l.K {
 		return nil, d.notEnough(i, len(used))
 	}
-	d.ct = grow(d.ct, segLen, d.l.SegmentSize)
-	ct := d.ct
+	ct := d.ct[:segLen]
 	if err := d.codec.Decode(ctx, d.l.codec(), in, ct); err != nil {
 		return nil, fmt.Errorf("segment %d: decode: %w", i, err)
 	}
@@ -487,6 +591,7 @@ func (d *Decoder) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	if off < 0 {
 		return 0, fmt.Errorf("chk read at %d: negative offset", off)
 	}
+	defer d.release()
 	n := 0
 	seg := int64(d.l.SegmentSize)
 	for n < len(p) {
@@ -495,11 +600,20 @@ func (d *Decoder) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 			return n, io.EOF
 		}
 		i := int(pos / seg)
+		start := int64(i) * seg
+		if l := d.l.SegmentLen(i); pos == start && len(p)-n >= l {
+			// A whole segment: decrypt it straight into p.
+			if err := d.segmentInto(ctx, i, p[n:n+l]); err != nil {
+				return n, fmt.Errorf("chk read %s: %w", d.vc.StorageIndex, err)
+			}
+			n += l
+			continue
+		}
 		plain, err := d.segment(ctx, i)
 		if err != nil {
 			return n, fmt.Errorf("chk read %s: %w", d.vc.StorageIndex, err)
 		}
-		n += copy(p[n:], plain[pos-int64(i)*seg:])
+		n += copy(p[n:], plain[pos-start:])
 	}
 	return n, nil
 }
@@ -521,12 +635,12 @@ func (d *Decoder) WriteTo(w io.Writer) (int64, error) {
 		go func() {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			plain, err := d.segment(d.ctx, i)
-			if err != nil {
+			defer d.release()
+			b := grow(bufs[i%2], d.l.SegmentLen(i), d.maxSegment())
+			if err := d.segmentInto(d.ctx, i, b); err != nil {
 				ch <- result{err: err}
 				return
 			}
-			b := append(bufs[i%2][:0], plain...)
 			bufs[i%2] = b
 			ch <- result{buf: b}
 		}()

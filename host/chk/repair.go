@@ -67,6 +67,7 @@ func (r *Repairer) Run(ctx context.Context, sink ShareSink) error {
 	v, cd, d, rebuild := r.v, r.cd, r.d, r.rebuild
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.release()
 	var err error
 	l := d.l
 	leaves := make([][]hashtree.Hash, l.N)

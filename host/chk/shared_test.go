@@ -40,6 +40,14 @@ func sharedCodec(t *testing.T, arenaSize int) (*codec.Client, *dataplane.Arena, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
+	rpc, cs := serveCodec(t, a)
+	return codec.NewClient(rpc, a), a, cs
+}
+
+// serveCodec serves the Reed-Solomon codec on a unix socket, with arena a
+// (nil: none) mapped on the plugin's side.
+func serveCodec(t *testing.T, a *dataplane.Arena) (codecpb.CodecClient, *countShared) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "codec.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -55,7 +63,7 @@ func sharedCodec(t *testing.T, arenaSize int) (*codec.Client, *dataplane.Arena, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return codec.NewClient(codecpb.NewCodecClient(conn), a), a, cs
+	return codecpb.NewCodecClient(conn), cs
 }
 
 // arenaEmpty reports whether the whole arena can be allocated at once,
@@ -241,5 +249,202 @@ func TestEncoderReadFrom(t *testing.T) {
 				t.Fatal("Close left regions in the arena")
 			}
 		})
+	}
+}
+
+// arenaSource is a ShareSource over MemShares that records whether each
+// block read lands in the arena (the decoder's zero-copy path) and can
+// fail every read from some point.
+type arenaSource struct {
+	m       *MemShares
+	a       *dataplane.Arena
+	blocks  int64 // offset of the first block in every share
+	inArena atomic.Int64
+	onHeap  atomic.Int64
+	failAll atomic.Bool
+}
+
+func (s *arenaSource) ReadAt(ctx context.Context, sh int, p []byte, off int64) (int, error) {
+	if s.failAll.Load() {
+		return 0, errors.New("server gone")
+	}
+	if off >= s.blocks {
+		if _, ok := s.a.Offset(p); ok {
+			s.inArena.Add(1)
+		} else {
+			s.onHeap.Add(1)
+		}
+	}
+	return s.m.ReadAt(ctx, sh, p, off)
+}
+
+// TestDecoderSharedBuffers decodes through a codec client with shared
+// memory: block reads must land in the arena, the bytes must be the
+// file's (a corrupt block is still caught and replaced), and every path,
+// the failing ones too, must leave the arena empty when the call returns.
+func TestDecoderSharedBuffers(t *testing.T) {
+	p := Params{K: 3, N: 5, SegmentSize: 1 << 16}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		size    int
+		corrupt bool // flip a byte of share 0's block 1
+		missing []int
+		run     func(t *testing.T, d *Decoder, src *arenaSource, data []byte)
+	}{
+		{"whole file, one short segment", 1000, false, nil, readWhole},
+		{"whole file, many segments", 9*(1<<16) + 77, false, nil, readWhole},
+		{"exactly K shares", 3*(1<<16) + 1, false, []int{0, 3}, readWhole},
+		{"corrupt block", 4 * (1 << 16), true, nil, func(t *testing.T, d *Decoder, src *arenaSource, data []byte) {
+			readWhole(t, d, src, data)
+			pr := d.Problems()
+			if len(pr) != 1 || pr[0].Share != 0 || pr[0].Segment != 1 {
+				t.Fatalf("problems %v, want share 0 segment 1", pr)
+			}
+		}},
+		{"ranges across segments", 5*(1<<16) + 3, false, nil, func(t *testing.T, d *Decoder, src *arenaSource, data []byte) {
+			for _, r := range [][2]int{{0, 10}, {(1 << 16) - 5, 10}, {1 << 16, 2 << 16}, {100, 3 << 16}, {len(data) - 7, 7}} {
+				buf := make([]byte, r[1])
+				if _, err := d.ReadAt(buf, int64(r[0])); err != nil {
+					t.Fatalf("read %d+%d: %v", r[0], r[1], err)
+				}
+				if !bytes.Equal(buf, data[r[0]:r[0]+r[1]]) {
+					t.Fatalf("read %d+%d: wrong bytes", r[0], r[1])
+				}
+			}
+		}},
+		{"servers fail mid-file", 6 * (1 << 16), false, nil, func(t *testing.T, d *Decoder, src *arenaSource, data []byte) {
+			buf := make([]byte, 1<<16)
+			if _, err := d.ReadAt(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			src.failAll.Store(true)
+			if _, err := d.ReadAt(buf, 3<<16); !errors.Is(err, ErrNotEnoughShares) {
+				t.Fatalf("read with every server gone: %v", err)
+			}
+			var out bytes.Buffer
+			if _, err := d.WriteTo(&out); err == nil {
+				t.Fatal("WriteTo with every server gone succeeded")
+			}
+		}},
+		{"cancelled", 4 * (1 << 16), false, nil, func(t *testing.T, d *Decoder, src *arenaSource, data []byte) {
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := d.ReadAtContext(cctx, make([]byte, 10), 2<<16); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled read: %v", err)
+			}
+		}},
+		{"closed", 1 << 16, false, nil, func(t *testing.T, d *Decoder, src *arenaSource, data []byte) {
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			d.Close() // twice is harmless
+			if _, err := d.ReadAt(make([]byte, 10), 0); !errors.Is(err, ErrClosed) {
+				t.Fatalf("read after Close: %v", err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, a, _ := sharedCodec(t, 8<<20)
+			data := content(tc.size, uint64(tc.size)+7)
+			c, m := encode(t, p, testKey(8), data)
+			l := mustLayout(t, p, int64(len(data)))
+			if tc.corrupt {
+				off, _ := l.Block(1)
+				m.Shares[0][off+17] ^= 0x10
+			}
+			for _, s := range tc.missing {
+				m.Shares[s] = nil
+			}
+			src := &arenaSource{m: m, a: a, blocks: l.BlocksOffset}
+			d, err := NewDecoder(ctx, c, client, src, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.run(t, d, src, data)
+			if !arenaEmpty(a) {
+				t.Fatal("the decoder left regions in the arena")
+			}
+			if src.inArena.Load() == 0 || src.onHeap.Load() != 0 {
+				if tc.name != "closed" && tc.name != "cancelled" {
+					t.Fatalf("block reads: %d into the arena, %d onto the heap", src.inArena.Load(), src.onHeap.Load())
+				}
+			}
+		})
+	}
+}
+
+func readWhole(t *testing.T, d *Decoder, _ *arenaSource, data []byte) {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := d.WriteTo(&out); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("WriteTo: %v (%d bytes of %d, equal %v)", err, out.Len(), len(data), bytes.Equal(out.Bytes(), data))
+	}
+	buf := make([]byte, len(data))
+	if _, err := d.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data) {
+		t.Fatalf("ReadAt of the whole file: %v", err)
+	}
+}
+
+// TestDecoderNoArena decodes with heap buffers: a codec client whose
+// plugin has no shared memory (AllocBuffers gives heap memory), and an
+// arena too small for one segment, with the right bytes either way and a
+// corrupt block still caught.
+func TestDecoderNoArena(t *testing.T) {
+	p := Params{K: 3, N: 5, SegmentSize: 1 << 16}
+	ctx := context.Background()
+	data := content(5*(1<<16)+9, 11)
+	c, m := encode(t, p, testKey(2), data)
+	l := mustLayout(t, p, int64(len(data)))
+	off, _ := l.Block(2)
+	m.Shares[1][off+5] ^= 1
+	noArena, _ := serveCodec(t, nil)
+	tiny, ta, _ := sharedCodec(t, 4096)
+	for _, tc := range []struct {
+		name  string
+		codec codec.Codec
+	}{
+		{"client without arena", codec.NewClient(noArena, nil)},
+		{"arena too small", tiny},
+		{"in-process codec", rs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := NewDecoder(ctx, c, tc.codec, m, &Options{Shares: []int{1, 2, 3, 4, 0}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if _, err := d.WriteTo(&out); err != nil || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("WriteTo: %v", err)
+			}
+			if pr := d.Problems(); len(pr) != 1 || pr[0].Share != 1 || pr[0].Segment != 2 {
+				t.Fatalf("problems %v, want share 1 segment 2", pr)
+			}
+			if d.bufs != nil {
+				t.Fatal("shared buffers held after the call")
+			}
+		})
+	}
+	if !arenaEmpty(ta) {
+		t.Fatal("the tiny arena is not empty")
+	}
+}
+
+// TestDecoderSmallFileBuffers: the heap buffers of a small file are sized
+// to the file, not to the 1 MiB segment size.
+func TestDecoderSmallFileBuffers(t *testing.T) {
+	p := DefaultParams
+	data := content(4096, 3)
+	c, m := encode(t, p, testKey(1), data)
+	d, err := NewDecoder(context.Background(), c, rs, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if _, err := d.ReadAt(buf, 50); err != nil || !bytes.Equal(buf, data[50:150]) {
+		t.Fatalf("read: %v", err)
+	}
+	if cap(d.heapCT) > 4096 || cap(d.plain) > 4096 || cap(d.heapSlots[0]) > 4096/p.K+1 {
+		t.Fatalf("buffers of %d, %d and %d bytes for a 4 KiB file", cap(d.heapCT), cap(d.plain), cap(d.heapSlots[0]))
 	}
 }
