@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 	"time"
@@ -151,6 +152,66 @@ func BenchmarkSegmentSize(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkEncrypt is AES-256-CTR over one 1 MiB segment as the encoder and
+// decoder run it (xorKeyStream at a segment's file offset), in place.
+//
+//	go test -run '^$' -bench 'Encrypt|Decode' -benchmem ./host/chk
+func BenchmarkEncrypt(b *testing.B) {
+	seg := content(DefaultSegmentSize, 4)
+	blk := newCipher(testKey(1))
+	b.SetBytes(int64(len(seg)))
+	for b.Loop() {
+		xorKeyStream(blk, 5*DefaultSegmentSize, seg, seg)
+	}
+}
+
+// BenchmarkDecode reads a 16 MiB file (3-of-5, 1 MiB segments, from
+// memory) through a Decoder, as a whole-file WriteTo and as whole-segment
+// ReadAts (the download path of host/grid), with the in-process codec and
+// with the codec over a socket with shared memory (a plugin's path: blocks
+// and the segment in the arena). Allocations per op show the buffers a
+// decoder takes.
+func BenchmarkDecode(b *testing.B) {
+	p := Params{K: 3, N: 5, SegmentSize: DefaultSegmentSize}
+	data := content(16<<20, 6)
+	key := testKey(2)
+	c, shares := encode(b, p, key, data)
+	ctx := context.Background()
+	shared, _, _ := sharedCodec(b, 64<<20)
+	for _, cd := range []struct {
+		name string
+		c    codec.Codec
+	}{{"in-process", rs}, {"shared-memory", shared}} {
+		b.Run("writeto/"+cd.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				d, err := NewDecoder(ctx, c, cd.c, shares, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := d.WriteTo(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("segments/"+cd.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			buf := make([]byte, p.SegmentSize)
+			for b.Loop() {
+				d, err := NewDecoder(ctx, c, cd.c, shares, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+					if _, err := d.ReadAt(buf, off); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
 		})
 	}
 }

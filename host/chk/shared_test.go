@@ -33,7 +33,7 @@ func (c *countShared) EncodeShared(ctx context.Context, r *codecpb.EncodeSharedR
 
 // sharedCodec serves the real Reed-Solomon codec over tarn.codec.v1 on a
 // unix socket with an arena shared by both ends, as a plugin process does.
-func sharedCodec(t *testing.T, arenaSize int) (*codec.Client, *dataplane.Arena, *countShared) {
+func sharedCodec(t testing.TB, arenaSize int) (*codec.Client, *dataplane.Arena, *countShared) {
 	t.Helper()
 	a, err := dataplane.NewArena("chk-test", arenaSize)
 	if err != nil {
@@ -46,7 +46,7 @@ func sharedCodec(t *testing.T, arenaSize int) (*codec.Client, *dataplane.Arena, 
 
 // serveCodec serves the Reed-Solomon codec on a unix socket, with arena a
 // (nil: none) mapped on the plugin's side.
-func serveCodec(t *testing.T, a *dataplane.Arena) (codecpb.CodecClient, *countShared) {
+func serveCodec(t testing.TB, a *dataplane.Arena) (codecpb.CodecClient, *countShared) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "codec.sock")
 	l, err := net.Listen("unix", sock)
