@@ -56,7 +56,7 @@ func FuzzRequests(f *testing.F) {
 const fuzzMaxShare = 4096
 
 // fuzzOps are the request types, indexed by the op byte (mod len).
-var fuzzOps = []string{"version", "allocate", "write", "seal", "abort", "read", "list", "readslot", "writeslot", "renew", "advise"}
+var fuzzOps = []string{"version", "allocate", "write", "seal", "abort", "read", "list", "readslot", "writeslot", "renew", "advise", "put"}
 
 const (
 	opVersion = iota
@@ -70,6 +70,7 @@ const (
 	opWriteSlot
 	opRenew
 	opAdvise
+	opPut
 )
 
 var fuzzID struct {
@@ -151,6 +152,18 @@ func fuzzSeeds() [][]byte {
 			record(opRead, &pb.ReadShareRequest{StorageIndex: idx, ShareNum: 5, Ranges: []*pb.ByteRange{{Offset: 1<<62 - 1, Length: 1}}}),
 			record(opSeal, &pb.SealRequest{Handle: []byte{0}}),
 			record(opSeal, &pb.SealRequest{Handle: []byte{0}}),
+		),
+		join(
+			record(opPut, &pb.PutSharesRequest{StorageIndex: idx, ShareSize: 100, LeaseSecret: lease,
+				Shares: []*pb.ShareData{{ShareNum: 2, Data: data}, {ShareNum: 4, Data: data}}}),
+			record(opPut, &pb.PutSharesRequest{StorageIndex: idx, ShareSize: 100, LeaseSecret: lease,
+				Shares: []*pb.ShareData{{ShareNum: 2, Data: data}}}),
+			record(opAllocate, &pb.AllocateRequest{StorageIndex: idx, ShareNums: []uint32{6}, ShareSize: 100, LeaseSecret: lease}),
+			record(opPut, &pb.PutSharesRequest{StorageIndex: idx, ShareSize: 100, LeaseSecret: lease,
+				Shares: []*pb.ShareData{{ShareNum: 6, Data: data}, {ShareNum: 7, Data: data[:99]}}}),
+			record(opPut, &pb.PutSharesRequest{StorageIndex: idx, ShareSize: 1 << 40, LeaseSecret: lease,
+				Shares: []*pb.ShareData{{ShareNum: 1, Data: data}}}),
+			record(opRead, &pb.ReadShareRequest{StorageIndex: idx, ShareNum: 2, Ranges: []*pb.ByteRange{{Offset: 0, Length: 100}}}),
 		),
 	}
 }
@@ -268,6 +281,16 @@ func runRequests(t *testing.T, cert *x509.Certificate, in []byte) {
 				continue
 			}
 			_, err = srv.AdviseCorruption(ctx, &req)
+		case opPut:
+			var req pb.PutSharesRequest
+			if proto.Unmarshal(body, &req) != nil {
+				continue
+			}
+			var resp *pb.PutSharesResponse
+			resp, err = srv.PutShares(ctx, &req)
+			if err == nil && (req.ShareSize > fuzzMaxShare || len(resp.Stored)+len(resp.AlreadyHave)+len(resp.InProgress) != len(req.Shares)) {
+				t.Fatalf("%s: put of %d shares of %d bytes answered %v", name, len(req.Shares), req.ShareSize, resp)
+			}
 		}
 		if err != nil {
 			st, ok := status.FromError(err)

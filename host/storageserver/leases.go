@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +35,27 @@ type leaseStore interface {
 
 var leaseBucket = []byte("leases")
 
-type boltLeases struct{ db *bolt.DB }
+// boltLeases commits puts in groups: a put that finds a commit running
+// queues its record and waits; when the commit ends, the next one takes
+// every record queued meanwhile. Each put returns only once a commit that
+// holds its record is on disk (bbolt fdatasyncs before Update returns),
+// so concurrent seals share one fdatasync and none is acknowledged early.
+// A lone put commits at once: no timer, no added latency.
+type boltLeases struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	queue   []*leasePut
+	running bool
+	commits atomic.Int64 // for tests: how many commits carried puts
+}
+
+// leasePut is one queued record and where its outcome goes.
+type leasePut struct {
+	key  []byte
+	val  [8]byte
+	done chan error
+}
 
 func openLeases(path string) (leaseStore, error) {
 	if path == "" {
@@ -55,12 +76,50 @@ func openLeases(path string) (leaseStore, error) {
 }
 
 func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
-	key := append(index[:], owner[:]...)
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(expires.Unix()))
-	return b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(leaseBucket).Put(key, v[:])
+	p := &leasePut{key: append(index[:], owner[:]...), done: make(chan error, 1)}
+	binary.BigEndian.PutUint64(p.val[:], uint64(expires.Unix()))
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	if b.running {
+		b.mu.Unlock()
+		return <-p.done // the running committer takes it next
+	}
+	b.running = true
+	for len(b.queue) > 0 {
+		batch := b.queue
+		b.queue = nil
+		b.mu.Unlock()
+		b.commit(batch)
+		b.mu.Lock()
+	}
+	b.running = false
+	b.mu.Unlock()
+	return <-p.done
+}
+
+// commit writes a group of records in one transaction and tells each its
+// outcome. Should the group fail, each record is tried alone, so that one
+// bad record cannot fail the others.
+func (b *boltLeases) commit(batch []*leasePut) {
+	b.commits.Add(1)
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(leaseBucket)
+		for _, p := range batch {
+			if err := bk.Put(p.key, p.val[:]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+	if err != nil && len(batch) > 1 {
+		for _, p := range batch {
+			b.commit([]*leasePut{p})
+		}
+		return
+	}
+	for _, p := range batch {
+		p.done <- err
+	}
 }
 
 func (b *boltLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) {

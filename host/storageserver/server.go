@@ -141,6 +141,8 @@ type Server struct {
 	claiming  int64
 	openBytes int64 // sizes of open uploads, for Stats
 
+	space spaceCache // PutShares' view of the free space
+
 	sealed, aborted, idleAborted, advice, removed atomic.Int64
 	verifying                                     chan struct{} // one advised share checked at a time
 

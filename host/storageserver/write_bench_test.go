@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		storagedisk.Serve()
 		os.Exit(0)
 	}
+	if p := os.Getenv(envLeaseWriter); p != "" {
+		leaseWriter(p)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -1456,6 +1456,186 @@ func (x *AdviseCorruptionResponse) GetRemoved() bool {
 	return false
 }
 
+type ShareData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ShareNum      uint32                 `protobuf:"varint,1,opt,name=share_num,json=shareNum,proto3" json:"share_num,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"` // exactly share_size bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareData) Reset() {
+	*x = ShareData{}
+	mi := &file_storageserver_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareData) ProtoMessage() {}
+
+func (x *ShareData) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareData.ProtoReflect.Descriptor instead.
+func (*ShareData) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ShareData) GetShareNum() uint32 {
+	if x != nil {
+		return x.ShareNum
+	}
+	return 0
+}
+
+func (x *ShareData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PutSharesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorageIndex  []byte                 `protobuf:"bytes,1,opt,name=storage_index,json=storageIndex,proto3" json:"storage_index,omitempty"` // 16 bytes
+	ShareSize     int64                  `protobuf:"varint,2,opt,name=share_size,json=shareSize,proto3" json:"share_size,omitempty"`         // size of every share, >= 0
+	LeaseSecret   []byte                 `protobuf:"bytes,3,opt,name=lease_secret,json=leaseSecret,proto3" json:"lease_secret,omitempty"`    // 32 bytes
+	Shares        []*ShareData           `protobuf:"bytes,4,rep,name=shares,proto3" json:"shares,omitempty"`                                 // distinct share numbers < 256; data in all at most max_chunk bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharesRequest) Reset() {
+	*x = PutSharesRequest{}
+	mi := &file_storageserver_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharesRequest) ProtoMessage() {}
+
+func (x *PutSharesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharesRequest.ProtoReflect.Descriptor instead.
+func (*PutSharesRequest) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutSharesRequest) GetStorageIndex() []byte {
+	if x != nil {
+		return x.StorageIndex
+	}
+	return nil
+}
+
+func (x *PutSharesRequest) GetShareSize() int64 {
+	if x != nil {
+		return x.ShareSize
+	}
+	return 0
+}
+
+func (x *PutSharesRequest) GetLeaseSecret() []byte {
+	if x != nil {
+		return x.LeaseSecret
+	}
+	return nil
+}
+
+func (x *PutSharesRequest) GetShares() []*ShareData {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+type PutSharesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stored        []uint32               `protobuf:"varint,1,rep,packed,name=stored,proto3" json:"stored,omitempty"`                              // sealed by this call, durable
+	AlreadyHave   []uint32               `protobuf:"varint,2,rep,packed,name=already_have,json=alreadyHave,proto3" json:"already_have,omitempty"` // sealed here already (lease added)
+	InProgress    []uint32               `protobuf:"varint,3,rep,packed,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`    // being uploaded by another upload right now: not stored
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharesResponse) Reset() {
+	*x = PutSharesResponse{}
+	mi := &file_storageserver_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharesResponse) ProtoMessage() {}
+
+func (x *PutSharesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharesResponse.ProtoReflect.Descriptor instead.
+func (*PutSharesResponse) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutSharesResponse) GetStored() []uint32 {
+	if x != nil {
+		return x.Stored
+	}
+	return nil
+}
+
+func (x *PutSharesResponse) GetAlreadyHave() []uint32 {
+	if x != nil {
+		return x.AlreadyHave
+	}
+	return nil
+}
+
+func (x *PutSharesResponse) GetInProgress() []uint32 {
+	if x != nil {
+		return x.InProgress
+	}
+	return nil
+}
+
 var File_storageserver_proto protoreflect.FileDescriptor
 
 const file_storageserver_proto_rawDesc = "" +
@@ -1550,7 +1730,21 @@ const file_storageserver_proto_rawDesc = "" +
 	"\n" +
 	"verify_cap\x18\x05 \x01(\tR\tverifyCap\"4\n" +
 	"\x18AdviseCorruptionResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\bR\aremoved2\x93\t\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\"<\n" +
+	"\tShareData\x12\x1b\n" +
+	"\tshare_num\x18\x01 \x01(\rR\bshareNum\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xb3\x01\n" +
+	"\x10PutSharesRequest\x12#\n" +
+	"\rstorage_index\x18\x01 \x01(\fR\fstorageIndex\x12\x1d\n" +
+	"\n" +
+	"share_size\x18\x02 \x01(\x03R\tshareSize\x12!\n" +
+	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\x128\n" +
+	"\x06shares\x18\x04 \x03(\v2 .tarn.storageserver.v1.ShareDataR\x06shares\"o\n" +
+	"\x11PutSharesResponse\x12\x16\n" +
+	"\x06stored\x18\x01 \x03(\rR\x06stored\x12!\n" +
+	"\falready_have\x18\x02 \x03(\rR\valreadyHave\x12\x1f\n" +
+	"\vin_progress\x18\x03 \x03(\rR\n" +
+	"inProgress2\xf3\t\n" +
 	"\rStorageServer\x12a\n" +
 	"\n" +
 	"GetVersion\x12(.tarn.storageserver.v1.GetVersionRequest\x1a).tarn.storageserver.v1.GetVersionResponse\x12[\n" +
@@ -1567,7 +1761,8 @@ const file_storageserver_proto_rawDesc = "" +
 	"\tListSlots\x12'.tarn.storageserver.v1.ListSlotsRequest\x1a(.tarn.storageserver.v1.ListSlotsResponse\x12a\n" +
 	"\n" +
 	"RenewLease\x12(.tarn.storageserver.v1.RenewLeaseRequest\x1a).tarn.storageserver.v1.RenewLeaseResponse\x12s\n" +
-	"\x10AdviseCorruption\x12..tarn.storageserver.v1.AdviseCorruptionRequest\x1a/.tarn.storageserver.v1.AdviseCorruptionResponseB;Z9github.com/tarnfs/tarn/host/storageserver/storageserverpbb\x06proto3"
+	"\x10AdviseCorruption\x12..tarn.storageserver.v1.AdviseCorruptionRequest\x1a/.tarn.storageserver.v1.AdviseCorruptionResponse\x12^\n" +
+	"\tPutShares\x12'.tarn.storageserver.v1.PutSharesRequest\x1a(.tarn.storageserver.v1.PutSharesResponseB;Z9github.com/tarnfs/tarn/host/storageserver/storageserverpbb\x06proto3"
 
 var (
 	file_storageserver_proto_rawDescOnce sync.Once
@@ -1581,7 +1776,7 @@ func file_storageserver_proto_rawDescGZIP() []byte {
 	return file_storageserver_proto_rawDescData
 }
 
-var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_storageserver_proto_goTypes = []any{
 	(*GetVersionRequest)(nil),        // 0: tarn.storageserver.v1.GetVersionRequest
 	(*GetVersionResponse)(nil),       // 1: tarn.storageserver.v1.GetVersionResponse
@@ -1610,40 +1805,46 @@ var file_storageserver_proto_goTypes = []any{
 	(*RenewLeaseResponse)(nil),       // 24: tarn.storageserver.v1.RenewLeaseResponse
 	(*AdviseCorruptionRequest)(nil),  // 25: tarn.storageserver.v1.AdviseCorruptionRequest
 	(*AdviseCorruptionResponse)(nil), // 26: tarn.storageserver.v1.AdviseCorruptionResponse
+	(*ShareData)(nil),                // 27: tarn.storageserver.v1.ShareData
+	(*PutSharesRequest)(nil),         // 28: tarn.storageserver.v1.PutSharesRequest
+	(*PutSharesResponse)(nil),        // 29: tarn.storageserver.v1.PutSharesResponse
 }
 var file_storageserver_proto_depIdxs = []int32{
 	3,  // 0: tarn.storageserver.v1.AllocateResponse.allocated:type_name -> tarn.storageserver.v1.Allocated
 	11, // 1: tarn.storageserver.v1.ReadShareRequest.ranges:type_name -> tarn.storageserver.v1.ByteRange
 	15, // 2: tarn.storageserver.v1.ListSharesResponse.shares:type_name -> tarn.storageserver.v1.ShareInfo
-	0,  // 3: tarn.storageserver.v1.StorageServer.GetVersion:input_type -> tarn.storageserver.v1.GetVersionRequest
-	2,  // 4: tarn.storageserver.v1.StorageServer.Allocate:input_type -> tarn.storageserver.v1.AllocateRequest
-	5,  // 5: tarn.storageserver.v1.StorageServer.WriteShare:input_type -> tarn.storageserver.v1.WriteShareRequest
-	7,  // 6: tarn.storageserver.v1.StorageServer.Seal:input_type -> tarn.storageserver.v1.SealRequest
-	9,  // 7: tarn.storageserver.v1.StorageServer.Abort:input_type -> tarn.storageserver.v1.AbortRequest
-	12, // 8: tarn.storageserver.v1.StorageServer.ReadShare:input_type -> tarn.storageserver.v1.ReadShareRequest
-	14, // 9: tarn.storageserver.v1.StorageServer.ListShares:input_type -> tarn.storageserver.v1.ListSharesRequest
-	17, // 10: tarn.storageserver.v1.StorageServer.ReadSlot:input_type -> tarn.storageserver.v1.ReadSlotRequest
-	19, // 11: tarn.storageserver.v1.StorageServer.WriteSlot:input_type -> tarn.storageserver.v1.WriteSlotRequest
-	21, // 12: tarn.storageserver.v1.StorageServer.ListSlots:input_type -> tarn.storageserver.v1.ListSlotsRequest
-	23, // 13: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
-	25, // 14: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
-	1,  // 15: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
-	4,  // 16: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
-	6,  // 17: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
-	8,  // 18: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
-	10, // 19: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
-	13, // 20: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
-	16, // 21: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
-	18, // 22: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
-	20, // 23: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
-	22, // 24: tarn.storageserver.v1.StorageServer.ListSlots:output_type -> tarn.storageserver.v1.ListSlotsResponse
-	24, // 25: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
-	26, // 26: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	27, // 3: tarn.storageserver.v1.PutSharesRequest.shares:type_name -> tarn.storageserver.v1.ShareData
+	0,  // 4: tarn.storageserver.v1.StorageServer.GetVersion:input_type -> tarn.storageserver.v1.GetVersionRequest
+	2,  // 5: tarn.storageserver.v1.StorageServer.Allocate:input_type -> tarn.storageserver.v1.AllocateRequest
+	5,  // 6: tarn.storageserver.v1.StorageServer.WriteShare:input_type -> tarn.storageserver.v1.WriteShareRequest
+	7,  // 7: tarn.storageserver.v1.StorageServer.Seal:input_type -> tarn.storageserver.v1.SealRequest
+	9,  // 8: tarn.storageserver.v1.StorageServer.Abort:input_type -> tarn.storageserver.v1.AbortRequest
+	12, // 9: tarn.storageserver.v1.StorageServer.ReadShare:input_type -> tarn.storageserver.v1.ReadShareRequest
+	14, // 10: tarn.storageserver.v1.StorageServer.ListShares:input_type -> tarn.storageserver.v1.ListSharesRequest
+	17, // 11: tarn.storageserver.v1.StorageServer.ReadSlot:input_type -> tarn.storageserver.v1.ReadSlotRequest
+	19, // 12: tarn.storageserver.v1.StorageServer.WriteSlot:input_type -> tarn.storageserver.v1.WriteSlotRequest
+	21, // 13: tarn.storageserver.v1.StorageServer.ListSlots:input_type -> tarn.storageserver.v1.ListSlotsRequest
+	23, // 14: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
+	25, // 15: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
+	28, // 16: tarn.storageserver.v1.StorageServer.PutShares:input_type -> tarn.storageserver.v1.PutSharesRequest
+	1,  // 17: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
+	4,  // 18: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
+	6,  // 19: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
+	8,  // 20: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
+	10, // 21: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
+	13, // 22: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
+	16, // 23: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
+	18, // 24: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
+	20, // 25: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
+	22, // 26: tarn.storageserver.v1.StorageServer.ListSlots:output_type -> tarn.storageserver.v1.ListSlotsResponse
+	24, // 27: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
+	26, // 28: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
+	29, // 29: tarn.storageserver.v1.StorageServer.PutShares:output_type -> tarn.storageserver.v1.PutSharesResponse
+	17, // [17:30] is the sub-list for method output_type
+	4,  // [4:17] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_storageserver_proto_init() }
@@ -1657,7 +1858,7 @@ func file_storageserver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storageserver_proto_rawDesc), len(file_storageserver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

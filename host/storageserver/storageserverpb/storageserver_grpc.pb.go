@@ -34,6 +34,7 @@ const (
 	StorageServer_ListSlots_FullMethodName        = "/tarn.storageserver.v1.StorageServer/ListSlots"
 	StorageServer_RenewLease_FullMethodName       = "/tarn.storageserver.v1.StorageServer/RenewLease"
 	StorageServer_AdviseCorruption_FullMethodName = "/tarn.storageserver.v1.StorageServer/AdviseCorruption"
+	StorageServer_PutShares_FullMethodName        = "/tarn.storageserver.v1.StorageServer/PutShares"
 )
 
 // StorageServerClient is the client API for StorageServer service.
@@ -65,6 +66,12 @@ type StorageServerClient interface {
 	RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error)
 	// Tell the server one of its shares failed a hash check.
 	AdviseCorruption(ctx context.Context, in *AdviseCorruptionRequest, opts ...grpc.CallOption) (*AdviseCorruptionResponse, error)
+	// Store whole immutable shares of one storage index in one call:
+	// Allocate, WriteShare and Seal at once, for shares small enough to fit
+	// one message. Shares held already count as stored (lease added), as
+	// with Allocate. A server that predates it answers UNIMPLEMENTED; the
+	// client then uses Allocate.
+	PutShares(ctx context.Context, in *PutSharesRequest, opts ...grpc.CallOption) (*PutSharesResponse, error)
 }
 
 type storageServerClient struct {
@@ -207,6 +214,16 @@ func (c *storageServerClient) AdviseCorruption(ctx context.Context, in *AdviseCo
 	return out, nil
 }
 
+func (c *storageServerClient) PutShares(ctx context.Context, in *PutSharesRequest, opts ...grpc.CallOption) (*PutSharesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutSharesResponse)
+	err := c.cc.Invoke(ctx, StorageServer_PutShares_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServerServer is the server API for StorageServer service.
 // All implementations must embed UnimplementedStorageServerServer
 // for forward compatibility.
@@ -236,6 +253,12 @@ type StorageServerServer interface {
 	RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error)
 	// Tell the server one of its shares failed a hash check.
 	AdviseCorruption(context.Context, *AdviseCorruptionRequest) (*AdviseCorruptionResponse, error)
+	// Store whole immutable shares of one storage index in one call:
+	// Allocate, WriteShare and Seal at once, for shares small enough to fit
+	// one message. Shares held already count as stored (lease added), as
+	// with Allocate. A server that predates it answers UNIMPLEMENTED; the
+	// client then uses Allocate.
+	PutShares(context.Context, *PutSharesRequest) (*PutSharesResponse, error)
 	mustEmbedUnimplementedStorageServerServer()
 }
 
@@ -281,6 +304,9 @@ func (UnimplementedStorageServerServer) RenewLease(context.Context, *RenewLeaseR
 }
 func (UnimplementedStorageServerServer) AdviseCorruption(context.Context, *AdviseCorruptionRequest) (*AdviseCorruptionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AdviseCorruption not implemented")
+}
+func (UnimplementedStorageServerServer) PutShares(context.Context, *PutSharesRequest) (*PutSharesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutShares not implemented")
 }
 func (UnimplementedStorageServerServer) mustEmbedUnimplementedStorageServerServer() {}
 func (UnimplementedStorageServerServer) testEmbeddedByValue()                       {}
@@ -501,6 +527,24 @@ func _StorageServer_AdviseCorruption_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageServer_PutShares_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutSharesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServerServer).PutShares(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageServer_PutShares_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServerServer).PutShares(ctx, req.(*PutSharesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageServer_ServiceDesc is the grpc.ServiceDesc for StorageServer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -547,6 +591,10 @@ var StorageServer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AdviseCorruption",
 			Handler:    _StorageServer_AdviseCorruption_Handler,
+		},
+		{
+			MethodName: "PutShares",
+			Handler:    _StorageServer_PutShares_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
