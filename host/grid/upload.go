@@ -73,7 +73,29 @@ func (c *Client) upload(ctx context.Context, r io.Reader, size int64, progress f
 	var key cap.Key
 	var reopen func() (io.Reader, error) // a fresh reader of the whole file, if re-readable
 	var first io.Reader
-	if c.cfg.Convergence != nil || size < 0 {
+	if size >= 0 && size <= smallUploadMax {
+		// A small file of known size is read into memory (hashed there for
+		// its convergent key): no spool file to create, write and remove.
+		plain, err := io.ReadAll(&exactReader{r: r, left: size, size: size})
+		if err != nil {
+			if errors.Is(err, ErrSize) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("upload: read: %w", err)
+		}
+		if c.cfg.Convergence != nil {
+			conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
+			if err != nil {
+				return nil, fmt.Errorf("upload: %w", err)
+			}
+			conv.Write(plain)
+			key = conv.Key()
+		} else if key, err = chk.RandomKey(); err != nil {
+			return nil, err
+		}
+		first = bytes.NewReader(plain)
+		reopen = func() (io.Reader, error) { return bytes.NewReader(plain), nil }
+	} else if c.cfg.Convergence != nil || size < 0 {
 		f, n, k, err := c.spool(r)
 		if err != nil {
 			return nil, err
@@ -202,6 +224,9 @@ type uploader struct {
 	found    map[int][]string        // shares the survey found in place
 	failed   map[string]context.CancelFunc
 	srvCtx   map[string]context.Context
+	// skip are servers the one-call path of a small file found dead or
+	// stuck: the survey does not ask them again.
+	skip map[string]bool
 }
 
 func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first io.Reader, reopen func() (io.Reader, error)) (cap.Cap, error) {
@@ -210,7 +235,8 @@ func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first i
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	u := &uploader{c: c, ctx: ctx, si: cap.StorageIndexOf(key), layout: l, key: key, byID: map[string]Server{},
-		sealedAt: map[int]map[string]bool{}, failed: map[string]context.CancelFunc{}, srvCtx: map[string]context.Context{}}
+		sealedAt: map[int]map[string]bool{}, failed: map[string]context.CancelFunc{}, srvCtx: map[string]context.Context{},
+		skip: map[string]bool{}}
 	defer func() {
 		for _, cancel := range u.failed {
 			if cancel != nil {
@@ -218,6 +244,26 @@ func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first i
 			}
 		}
 	}()
+	if size <= smallUploadMax {
+		// A small file is read whole: the one-call path encodes it into
+		// memory, and the general path, if it must follow, reads it again.
+		plain, err := io.ReadAll(first)
+		if err != nil {
+			if errors.Is(err, ErrSize) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("upload %s: read: %w", u.si, err)
+		}
+		if int64(len(plain)) != size {
+			return nil, fmt.Errorf("upload: got %d bytes, declared %d: %w", len(plain), size, ErrSize)
+		}
+		if out, ok := u.putSmall(plain); ok {
+			c.log.Debug("uploaded", "index", u.si.String(), "size", size, "happiness", u.pl.Happiness, "path", "one call")
+			return out, nil
+		}
+		first = bytes.NewReader(plain)
+		reopen = func() (io.Reader, error) { return bytes.NewReader(plain), nil }
+	}
 	if err := u.survey(); err != nil {
 		return nil, err
 	}
@@ -276,6 +322,9 @@ func (u *uploader) survey() error {
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		u.byID[s.NodeID] = s
+		if u.skip[s.NodeID] {
+			continue // found dead or stuck a moment ago: counts as not answering
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
