@@ -164,4 +164,3 @@ func TestSmallUploadOldServers(t *testing.T) {
 		t.Fatal("an upload to old servers claims the one-call path")
 	}
 }
-
