@@ -311,7 +311,7 @@ func (f *file) open() error {
 	if f.info == nil || f.info.IsDir() {
 		return &fs.PathError{Op: "read", Path: f.name, Err: vdrive.ErrIsDir}
 	}
-	rd, err := f.fsys.d.Open(f.ctx, f.name)
+	rd, err := f.fsys.d.OpenInfo(f.ctx, f.info)
 	if err != nil {
 		return err
 	}
@@ -554,6 +554,14 @@ func (f *file) Close() error {
 		if _, err := f.applyPatch(w.props); err != nil {
 			w.err = err
 			return err
+		}
+	}
+	// A new file's entry is what its link made, unless a copy linked it
+	// or dead properties changed it since.
+	if w.vw != nil && len(w.props) == 0 {
+		if l := w.vw.Linked(); l.Info != nil {
+			f.info = l.Info
+			return nil
 		}
 	}
 	in, err := f.fsys.d.Stat(f.ctx, f.name)

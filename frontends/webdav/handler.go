@@ -336,7 +336,10 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "GET", "HEAD":
-		in, err := s.fs.d.Stat(ctx, name)
+		// The look-up here is kept for x/net/webdav's own (OpenFile,
+		// Stat) and the read's open: one walk of the path per request.
+		ctx = withStatCache(ctx)
+		in, err := s.fs.stat(ctx, name)
 		if err == nil && in.IsDir() {
 			s.serveIndex(w, r, name)
 			return
@@ -507,7 +510,16 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 		s.fail(w, r, status, err)
 		return
 	}
-	old, err := s.fs.d.Stat(ctx, name)
+	// Without conditions, what is at name matters only to refuse a
+	// collection and to answer 201 or 204, and the link that ends the PUT
+	// reads the folder's current version and tells both: a miss in the
+	// cached folder is taken as it is, so a new file costs no folder read.
+	conditional := r.Header.Get("If-Match") != "" || r.Header.Get("If-None-Match") != ""
+	stat := s.fs.d.StatCached
+	if conditional {
+		stat = s.fs.d.Stat
+	}
+	old, err := stat(ctx, name)
 	exists := err == nil
 	switch {
 	case err != nil && !isNotExist(err):
@@ -540,6 +552,39 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 		s.failErr(w, r, err)
 		return
 	}
+	var linked vdrive.Linked
+	if r.ContentLength >= 0 && r.ContentLength <= smallPut {
+		// A small body is read whole first (no more memory than the
+		// copy buffer of a streamed one), then stored with its size
+		// known, with no pipe or spooling goroutine in between.
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("PUT %s: body: %w", name, err))
+			return
+		}
+		if linked, err = s.fs.d.PutLinked(ctx, name, bytes.NewReader(buf), int64(len(buf)), nil); err != nil {
+			s.failErr(w, r, fmt.Errorf("PUT %s: %w", name, err))
+			return
+		}
+	} else if linked, err = s.putStream(w, r, name); err != nil {
+		return
+	}
+	w.Header().Set("ETag", etagOf(linked.Info))
+	if linked.Replaced {
+		w.WriteHeader(http.StatusNoContent)
+	} else {
+		w.WriteHeader(http.StatusCreated)
+	}
+}
+
+// smallPut is the largest PUT body held in memory whole (with a
+// Content-Length); larger or unsized bodies stream to the grid.
+const smallPut = putBuffer
+
+// putStream stores a large or unsized body as it arrives; on failure it
+// has answered the request.
+func (s *session) putStream(w http.ResponseWriter, r *http.Request, name string) (vdrive.Linked, error) {
+	ctx := r.Context()
 	// Checked above: a new file (not OpenFile, which would look again).
 	// The upload starts before the body is read, so a grid failure is
 	// told apart from a body that broke off.
@@ -547,7 +592,7 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 	vw, err := s.fs.d.Create(ctx, name)
 	if err != nil {
 		s.failErr(w, r, fmt.Errorf("PUT %s: %w", name, err))
-		return
+		return vdrive.Linked{}, err
 	}
 	nf.w.vw = vw
 	body := &bodyReader{r: r.Body}
@@ -559,18 +604,13 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 			status = http.StatusBadRequest // the body broke off
 		}
 		s.fail(w, r, status, fmt.Errorf("PUT %s: %w", name, err))
-		return
+		return vdrive.Linked{}, err
 	}
 	if err := nf.Close(); err != nil {
 		s.failErr(w, r, fmt.Errorf("PUT %s: %w", name, err))
-		return
+		return vdrive.Linked{}, err
 	}
-	w.Header().Set("ETag", etagOf(nf.info))
-	if exists {
-		w.WriteHeader(http.StatusNoContent)
-	} else {
-		w.WriteHeader(http.StatusCreated)
-	}
+	return vw.Linked(), nil
 }
 
 // bodyReader remembers a request body's read error.

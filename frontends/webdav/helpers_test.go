@@ -27,13 +27,14 @@ import (
 // servers) with three accounts: alice (writable), reader (read-only, the
 // same root) and bob (another root).
 type env struct {
-	srv   *httptest.Server
-	url   string
-	store vdrive.Store
-	root  string
-	h     *Handler
-	grid  *testgrid.Grid
-	cfg   HandlerConfig
+	srv    *httptest.Server
+	url    string
+	store  vdrive.Store
+	root   string
+	h      *Handler
+	grid   *testgrid.Grid
+	client *grid.Client
+	cfg    HandlerConfig
 }
 
 // reads is the number of share reads the grid's servers have served.
@@ -56,6 +57,9 @@ type envOpts struct {
 	prefix string
 	quota  QuotaFunc
 	disk   bool // servers keep shares on disk, out of the test's heap
+	// wrap, when set, wraps the store the accounts' drives use (a test's
+	// counting or failing store).
+	wrap func(vdrive.Store) vdrive.Store
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -79,6 +83,9 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	t.Cleanup(func() { c.Close() })
 	st := vdrive.GridStore(c)
+	if o.wrap != nil {
+		st = o.wrap(st)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	root, err := vdrive.NewRoot(ctx, st)
@@ -129,7 +136,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if p == "" {
 		p = "/"
 	}
-	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h, grid: g, cfg: cfg}
+	return &env{srv: srv, url: srv.URL + p, store: st, root: root.String(), h: h, grid: g, client: c, cfg: cfg}
 }
 
 type testWriter struct{ t testing.TB }

@@ -70,3 +70,11 @@ func (d *drive) Open(ctx context.Context, p string) (vdrive.File, error) {
 func (d *drive) Create(ctx context.Context, p string) (*vdrive.Writer, error) {
 	return retry(ctx, func() (*vdrive.Writer, error) { return d.Drive.Create(ctx, p) })
 }
+
+func (d *drive) StatCached(ctx context.Context, p string) (*vdrive.Info, error) {
+	return retry(ctx, func() (*vdrive.Info, error) { return d.Drive.StatCached(ctx, p) })
+}
+
+func (d *drive) OpenInfo(ctx context.Context, in *vdrive.Info) (vdrive.File, error) {
+	return retry(ctx, func() (vdrive.File, error) { return d.Drive.OpenInfo(ctx, in) })
+}

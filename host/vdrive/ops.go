@@ -52,6 +52,34 @@ func (d *Drive) Stat(ctx context.Context, p string) (*Info, error) {
 	return d.info(parent, dir.Keys(), e), nil
 }
 
+// StatCached is Stat where a miss in a cached directory root (WithDirCache)
+// is taken as it is, not read again: for a caller about to change p, whose
+// change reads the directory's current version anyway (a file upload that
+// links over whatever is there), so that a new file costs no directory
+// read. A hit is what Stat would answer. Without WithDirCache it is Stat.
+func (d *Drive) StatCached(ctx context.Context, p string) (*Info, error) {
+	parentParts, name, ok, err := locate(p)
+	if err != nil || !ok {
+		return d.Stat(ctx, p)
+	}
+	parent, err := d.walk(ctx, parentParts)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	dir, err := d.load(ctx, parent)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	e, found, err := dir.Lookup(ctx, name)
+	if err != nil {
+		return nil, pathErr("stat", p, err)
+	}
+	if !found {
+		return nil, pathErr("stat", p, ErrNotExist)
+	}
+	return d.info(parent, dir.Keys(), e), nil
+}
+
 // ReadDir lists the directory at p, sorted by name.
 func (d *Drive) ReadDir(ctx context.Context, p string) ([]*Info, error) {
 	parts, err := SplitPath(p)
@@ -89,24 +117,43 @@ func (d *Drive) Open(ctx context.Context, p string) (File, error) {
 	if info.IsDir() {
 		return nil, pathErr("open", p, ErrIsDir)
 	}
-	c, err := cap.Parse(info.ReadCap())
+	f, err := d.openCap(ctx, info.ReadCap())
 	if err != nil {
 		return nil, pathErr("open", p, err)
 	}
-	var f File
-	switch v := c.(type) {
-	case cap.MutableRead:
-		b, err := d.store.ReadMutable(ctx, v)
-		if err != nil {
-			return nil, pathErr("open", p, err)
-		}
-		f = bytes.NewReader(b)
-	default:
-		if f, err = d.store.Open(ctx, c); err != nil {
-			return nil, pathErr("open", p, err)
-		}
+	return f, nil
+}
+
+// OpenInfo opens the file in describes (an Info from Stat, ReadDir or a
+// Linked) without looking its path up again. ctx governs later reads as
+// for Open.
+func (d *Drive) OpenInfo(ctx context.Context, in *Info) (File, error) {
+	if in == nil {
+		return nil, fmt.Errorf("open: no entry: %w", ErrInvalid)
+	}
+	if in.IsDir() {
+		return nil, pathErr("open", in.Name(), ErrIsDir)
+	}
+	f, err := d.openCap(ctx, in.ReadCap())
+	if err != nil {
+		return nil, pathErr("open", in.Name(), err)
 	}
 	return f, nil
+}
+
+func (d *Drive) openCap(ctx context.Context, s string) (File, error) {
+	c, err := cap.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := c.(cap.MutableRead); ok {
+		b, err := d.store.ReadMutable(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		return bytes.NewReader(b), nil
+	}
+	return d.store.Open(ctx, c)
 }
 
 // writable resolves the parent of p for a change, refusing a read-only
@@ -145,6 +192,16 @@ type Writer struct {
 	done   chan upResult
 	once   sync.Once
 	err    error
+	linked Linked
+}
+
+// Linked is what Put or a Writer's Close linked.
+type Linked struct {
+	// Info is the entry as linked.
+	Info *Info
+	// Replaced reports whether a file was at the path (and was replaced,
+	// keeping its ctime and extra metadata); false for a new name.
+	Replaced bool
 }
 
 type upResult struct {
@@ -238,23 +295,35 @@ func (w *Writer) Close() error {
 	return w.err
 }
 
+// Linked is what a successful Close linked (zero before, or after a
+// failure).
+func (w *Writer) Linked() Linked {
+	if w.err != nil {
+		return Linked{}
+	}
+	return w.linked
+}
+
 func (w *Writer) finish() error {
 	w.pw.Close()
 	res := <-w.done
 	if res.err != nil {
 		return pathErr("close", w.path, fmt.Errorf("upload: %w", res.err))
 	}
-	if err := w.d.linkFile(w.ctx, w.parent, w.name, res.c, w.n); err != nil {
+	l, err := w.d.linkFile(w.ctx, w.parent, w.name, res.c, w.n)
+	if err != nil {
 		return pathErr("close", w.path, err)
 	}
+	w.linked = l
 	return nil
 }
 
 // linkFile links an uploaded file at name, replacing a file there and
 // keeping its ctime and extra keys.
-func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) error {
+func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
 	now := d.now().UTC()
-	return d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
+	var l Linked
+	err := d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
 		m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
 		old, ok, err := tx.Get(name)
 		if err != nil {
@@ -269,8 +338,19 @@ func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.
 				m.Ctime = old.Meta.Ctime
 			}
 		}
-		return tx.Set(name, c.String(), "", m)
+		if err := tx.Set(name, c.String(), "", m); err != nil {
+			return err
+		}
+		// This may run again on a newer version; the last run is what
+		// the directory holds.
+		e := dirnode.Entry{Name: name, ReadCap: c.String(), Meta: m}
+		l = Linked{Info: d.info(parent, tx.Keys(), e), Replaced: ok}
+		return nil
 	})
+	if err != nil {
+		return Linked{}, err
+	}
+	return l, nil
 }
 
 // Put stores the size bytes of r (-1: unknown, read to EOF) as the file at
@@ -279,24 +359,45 @@ func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.
 // progress, if set, gets the bytes uploaded so far. Nothing is linked on
 // error.
 func (d *Drive) Put(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) error {
+	_, err := d.PutLinked(ctx, p, r, size, progress)
+	return err
+}
+
+// PutLinked is Put, and says what it linked: a caller that answers with
+// the new entry (its cap, whether the name was new) needs no look-up
+// after. A small body held in memory (a bytes.Reader with its size) goes
+// to the grid as it is, with no pipe or goroutine.
+func (d *Drive) PutLinked(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) (Linked, error) {
 	// No look-up first (a slot read saved): a directory at p is found when
 	// linking, and the upload is then left unlinked.
 	parent, name, err := d.writable(ctx, "put", p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
-			return pathErr("put", p, ErrIsDir)
+			return Linked{}, pathErr("put", p, ErrIsDir)
 		}
-		return err
+		return Linked{}, err
 	}
-	cr := &countingReader{r: r}
-	c, err := d.store.Upload(ctx, cr, size, progress)
+	// A known size is exact (Store.Upload fails on other than size
+	// bytes), and r goes to the store as it is, so the store can see a
+	// body held in memory.
+	n, src := size, r
+	var cr *countingReader
+	if size < 0 {
+		cr = &countingReader{r: r}
+		src = cr
+	}
+	c, err := d.store.Upload(ctx, src, size, progress)
 	if err != nil {
-		return pathErr("put", p, fmt.Errorf("upload: %w", err))
+		return Linked{}, pathErr("put", p, fmt.Errorf("upload: %w", err))
 	}
-	if err := d.linkFile(ctx, parent, name, c, cr.n); err != nil {
-		return pathErr("put", p, err)
+	if cr != nil {
+		n = cr.n
 	}
-	return nil
+	l, err := d.linkFile(ctx, parent, name, c, n)
+	if err != nil {
+		return Linked{}, pathErr("put", p, err)
+	}
+	return l, nil
 }
 
 type countingReader struct {

@@ -21,7 +21,8 @@ type File interface {
 // slots. GridStore adapts a host/grid client.
 type Store interface {
 	// Upload stores r (size -1: unknown) as an immutable file and returns
-	// its read cap (cap.CHK or cap.Literal).
+	// its read cap (cap.CHK or cap.Literal). A known size is exact: Upload
+	// fails when r holds fewer or more bytes.
 	Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error)
 	// Open opens an immutable file for range reads.
 	Open(ctx context.Context, c cap.Cap) (File, error)
