@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,4 +213,44 @@ func FuzzParseNames(f *testing.F) {
 			t.Fatalf("parseIndex(%q) accepted a non-canonical name", name)
 		}
 	})
+}
+
+// TestPutByRename runs the conformance suite with Put on its fallback for
+// systems without O_TMPFILE: a temp file in tmp/ renamed into place.
+func TestPutByRename(t *testing.T) {
+	useTmpfile = false
+	t.Cleanup(func() { useTmpfile = true })
+	storagetest.Run(t, func(t *testing.T) storage.Backend { return newDisk(t, t.TempDir()) })
+}
+
+// TestPutLeavesNoTemp: a share put, a put refused as existing and one
+// refused for space leave no file in tmp/ and nothing but the share in
+// its folder.
+func TestPutLeavesNoTemp(t *testing.T) {
+	for _, tmpfile := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tmpfile=%v", tmpfile), func(t *testing.T) {
+			useTmpfile = tmpfile
+			t.Cleanup(func() { useTmpfile = true })
+			d := newDisk(t, t.TempDir())
+			ctx := context.Background()
+			ref := storage.Ref{Index: [16]byte{9, 9}, Num: 3}
+			if err := d.Put(ctx, ref, []byte("share bytes")); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Put(ctx, ref, []byte("other bytes")); !errors.Is(err, storage.ErrExists) {
+				t.Fatalf("second put: %v, want ErrExists", err)
+			}
+			if err := d.Put(ctx, storage.Ref{Index: [16]byte{9, 9}, Num: 4}, nil); err != nil {
+				t.Fatalf("empty put: %v", err)
+			}
+			tmp, _ := os.ReadDir(filepath.Join(d.Dir(), "tmp"))
+			if len(tmp) != 0 {
+				t.Fatalf("%d files left in tmp/", len(tmp))
+			}
+			ents, _ := os.ReadDir(filepath.Dir(d.sharePath(ref)))
+			if len(ents) != 2 {
+				t.Fatalf("share folder holds %d entries, want 2", len(ents))
+			}
+		})
+	}
 }
