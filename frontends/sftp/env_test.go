@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/accounts"
+	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/mutable"
 	"github.com/tarnfs/tarn/host/storageserver"
@@ -40,6 +42,7 @@ type env struct {
 	t       testing.TB
 	grid    *testgrid.Grid
 	store   vdrive.Store
+	counts  *countingStore    // store, counting directory reads
 	roots   map[string]string // account -> root cap
 	srv     *Server
 	key     ed25519.PrivateKey // alice's and carol's client key
@@ -52,6 +55,9 @@ type env struct {
 type envOptions struct {
 	idle        time.Duration
 	maxSessions int
+	// dirCache is the drives' vdrive.WithDirCache (the node uses 1 s);
+	// 0: none, every look-up reads the directory.
+	dirCache time.Duration
 }
 
 var hashCache = map[string]string{}
@@ -84,7 +90,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	e := &env{t: t, grid: g, store: vdrive.GridStore(c), roots: map[string]string{}, logBuf: &logBuffer{}}
+	e := &env{t: t, grid: g, counts: &countingStore{Store: vdrive.GridStore(c)}, roots: map[string]string{}, logBuf: &logBuffer{}}
+	e.store = e.counts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -125,6 +132,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 			IdleTimeout: conf.Duration(o.idle), MaxSessions: o.maxSessions},
 		Accounts: set,
 		Drive: func(a *accounts.Account) (*vdrive.Drive, error) {
+			if o.dirCache > 0 {
+				return vdrive.New(e.store, a.RootCap, vdrive.WithDirCache(o.dirCache))
+			}
 			return vdrive.New(e.store, a.RootCap)
 		},
 		Space:   func(context.Context) (Space, error) { return Space{Total: 10 << 30, Free: 4 << 30}, nil },
@@ -142,6 +152,17 @@ func newEnv(t testing.TB, o envOptions) *env {
 		}
 	})
 	return e
+}
+
+// countingStore counts the directory (slot) reads the drives make.
+type countingStore struct {
+	vdrive.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) ReadMutable(ctx context.Context, k cap.MutableRead) ([]byte, error) {
+	c.reads.Add(1)
+	return c.Store.ReadMutable(ctx, k)
 }
 
 // drive opens an account's root directly (to check what SFTP did).

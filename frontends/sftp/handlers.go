@@ -287,7 +287,19 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return nil, err
 	}
 	ctx := r.Context()
-	info, err := s.d.Stat(ctx, p)
+	stat := s.d.Stat
+	if fl.Creat && fl.Trunc && !fl.Excl {
+		// What sftp put, scp and rclone open with. A miss in the drive's
+		// cached directory (a new file, the usual case) is taken as it is,
+		// saving a directory read per new file: whatever is at p when the
+		// close links the upload is replaced, and a truncating open
+		// copies nothing in, so a file made meanwhile by another client
+		// changes nothing here but the shown mode. Without TRUNC a stale
+		// miss would start an existing file's rewrite from nothing, and
+		// EXCL must see the current version: those read it.
+		stat = s.d.StatCached
+	}
+	info, err := stat(ctx, p)
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -524,18 +536,10 @@ func (h *writeHandle) upload() error {
 		return h.setMeta(ctx, mode, mtime)
 	}
 	start := time.Now()
-	err := func() error {
-		w, err := h.s.d.Create(ctx, h.path)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(w, io.NewSectionReader(h.f, 0, size)); err != nil {
-			w.Abort()
-			return fmt.Errorf("upload: %w", err)
-		}
-		return w.Close()
-	}()
-	if err != nil {
+	// Put with the spool's size: the grid then knows it up front (a
+	// small file can go in one call per server, no spool of its own),
+	// and nothing is linked unless the whole upload succeeds.
+	if err := h.s.d.Put(ctx, h.path, io.NewSectionReader(h.f, 0, size), size, nil); err != nil {
 		h.s.log.Warn("upload failed", "path", h.path, "error", err)
 		return toStatus("close", h.path, err)
 	}

@@ -141,7 +141,12 @@ func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	if err != nil {
 		return fmt.Errorf("sftp create %s: %w", path, err)
 	}
-	if _, err := f.ReadFrom(io.TeeReader(bigSource(size, seedSFTPBig), h)); err != nil {
+	// pkg/sftp's ReadFrom pipelines its writes (64 in flight, as OpenSSH's
+	// sftp and rclone do) only when it can tell the reader's size, from an
+	// *io.LimitedReader among others; a bare TeeReader made it send one
+	// 32 KiB write per round trip, a client no real tool is.
+	src := &io.LimitedReader{R: io.TeeReader(bigSource(size, seedSFTPBig), h), N: size}
+	if _, err := f.ReadFrom(src); err != nil {
 		f.Close()
 		return fmt.Errorf("sftp write %s: %w", path, err)
 	}
