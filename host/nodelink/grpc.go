@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/peer"
 
 	"github.com/tarnfs/tarn/sdk/transport"
 )
@@ -69,7 +68,7 @@ func (c *linkCreds) ClientHandshake(ctx context.Context, _ string, raw net.Conn)
 		c.mu.Unlock()
 		return nil, nil, err
 	}
-	return tc, tlsInfo(tc), nil
+	return tc, newLinkInfo(tc), nil
 }
 
 func (c *linkCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -85,7 +84,7 @@ func (c *linkCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInf
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, nil, err
 	}
-	return tc, tlsInfo(tc), nil
+	return tc, newLinkInfo(tc), nil
 }
 
 func tlsInfo(tc *tls.Conn) credentials.TLSInfo {
@@ -205,22 +204,19 @@ func DialGRPC(ctx context.Context, tr transport.Transport, addr string, cert tls
 
 // PeerTLS returns the TLS state of the link an RPC arrived on.
 func PeerTLS(ctx context.Context) (tls.ConnectionState, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return tls.ConnectionState{}, errors.New("no peer in context")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return tls.ConnectionState{}, errors.New("rpc did not arrive over a nodelink")
-	}
-	return info.State, nil
+	_, cs, err := peerLink(ctx)
+	return cs, err
 }
 
-// PeerKeyHashFromContext returns the key hash of the node that sent an RPC.
+// PeerKeyHashFromContext returns the key hash of the node that sent an RPC
+// (computed once per link).
 func PeerKeyHashFromContext(ctx context.Context) (string, error) {
-	cs, err := PeerTLS(ctx)
+	l, cs, err := peerLink(ctx)
 	if err != nil {
 		return "", err
+	}
+	if l != nil {
+		return l.peerKeyHash()
 	}
 	return PeerKeyHash(cs)
 }

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -334,4 +335,42 @@ func FuzzParseGridSecret(f *testing.F) {
 			t.Fatalf("accepted a %d-byte secret", len(s))
 		}
 	})
+}
+
+// TestProofCachedPerLink: the proof each end computes once per link is
+// still checked on every RPC: on one link, calls proving the right
+// secret pass, and a call in between proving another secret (per-call
+// credentials) is refused, before and after the cache is filled.
+func TestProofCachedPerLink(t *testing.T) {
+	secret := make([]byte, GridSecretSize)
+	other := make([]byte, GridSecretSize)
+	rand.Read(secret)
+	rand.Read(other)
+	server, client := newCert(t), newCert(t)
+	addr := grpcServer(t, server, secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	good, err := GridProof(secret, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := GridProof(other, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := DialGRPC(ctx, tcp, addr, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := healthpb.NewHealthClient(cc)
+	for i, tc := range []struct {
+		creds credentials.PerRPCCredentials
+		code  codes.Code
+	}{{bad, codes.PermissionDenied}, {good, codes.OK}, {good, codes.OK}, {bad, codes.PermissionDenied}, {good, codes.OK}} {
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.PerRPCCredentials(tc.creds))
+		if status.Code(err) != tc.code {
+			t.Fatalf("call %d: %v, want %v", i, err, tc.code)
+		}
+	}
 }

@@ -115,11 +115,16 @@ func (g *gridProof) GetRequestMetadata(ctx context.Context, _ ...string) (map[st
 	if !ok {
 		return nil, errors.New("grid proof: no request info")
 	}
-	info, ok := ri.AuthInfo.(credentials.TLSInfo)
-	if !ok {
+	l, cs, err := authLink(ri.AuthInfo)
+	if err != nil {
 		return nil, errors.New("grid proof: link is not tls")
 	}
-	p, err := Proof(g.secret, info.State, g.keyHash)
+	var p []byte
+	if l != nil {
+		p, err = l.proofFor(g.secret, g.keyHash) // once per link
+	} else {
+		p, err = Proof(g.secret, cs, g.keyHash)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("grid proof: %w", err)
 	}
@@ -131,11 +136,16 @@ func (g *gridProof) RequireTransportSecurity() bool { return true }
 // CheckMembership verifies the proof carried by an incoming RPC. It returns
 // nil or a gRPC PermissionDenied status that wraps nothing but says why.
 func CheckMembership(ctx context.Context, secret []byte) error {
-	cs, err := PeerTLS(ctx)
+	l, cs, err := peerLink(ctx)
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "%v: %v", ErrNotMember, err)
 	}
-	kh, err := PeerKeyHash(cs)
+	var kh string
+	if l != nil {
+		kh, err = l.peerKeyHash()
+	} else {
+		kh, err = PeerKeyHash(cs)
+	}
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "%v: %v", ErrNotMember, err)
 	}
@@ -148,7 +158,12 @@ func CheckMembership(ctx context.Context, secret []byte) error {
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "%v: node %s sent a malformed grid membership proof", ErrNotMember, kh)
 	}
-	want, err := Proof(secret, cs, kh)
+	var want []byte
+	if l != nil {
+		want, err = l.proofFor(secret, kh) // once per link
+	} else {
+		want, err = Proof(secret, cs, kh)
+	}
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "%v: %v", ErrNotMember, err)
 	}
