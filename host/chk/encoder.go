@@ -26,6 +26,19 @@ type ShareSink interface {
 	WriteAt(ctx context.Context, shnum int, p []byte, off int64) error
 }
 
+// BlockSink is a ShareSink that takes a segment's blocks by reference
+// instead of copying them: WriteBlock may keep p (queue it, send it later)
+// until it calls release, which it must call exactly once for every call,
+// on every path, from any goroutine, before or after returning. The
+// Encoder calls WriteBlock for the shares one after another (it must not
+// wait for a round trip: queue and return), and reuses a segment's
+// buffers only once every block of it was released. Headers and trees
+// still go through WriteAt.
+type BlockSink interface {
+	ShareSink
+	WriteBlock(ctx context.Context, shnum int, p []byte, off int64, release func()) error
+}
+
 // Encoder turns a file's plaintext into N shares. Memory stays at about
 // (1 + N/K) segments per core plus 32 bytes per segment per share for the
 // trees (352 KiB per GiB of file at 3-of-10 with 1 MiB segments). With
@@ -50,6 +63,10 @@ type Encoder struct {
 	done     bool
 	alloc    bufferAllocator // the codec's, when it has one
 	jobs     []*job          // every job made, to release their buffers
+	bsink    BlockSink       // sink, when it takes blocks by reference
+
+	mu   sync.Mutex // guards lent, job.refs and job.orphan
+	lent []*job     // jobs whose blocks a BlockSink released: free again
 }
 
 // bufferAllocator is implemented by codecs that can hand out a segment's
@@ -72,6 +89,8 @@ type job struct {
 	segSum hashtree.Hash
 	err    error
 	done   chan struct{}
+	refs   int  // blocks lent to a BlockSink and not released yet
+	orphan bool // the encoder is done with it: release bufs at refs 0
 }
 
 // NewEncoder starts encoding a file of exactly size bytes (>= 1; an empty
@@ -99,11 +118,23 @@ func NewEncoder(ctx context.Context, p Params, key cap.Key, size int64, c codec.
 		e.leaves[i] = make([]hashtree.Hash, 0, l.Segments)
 	}
 	e.alloc, _ = c.(bufferAllocator)
+	e.bsink, _ = sink.(BlockSink)
 	e.cur = e.newJob()
 	return e, nil
 }
 
 func (e *Encoder) newJob() *job {
+	if e.bsink != nil {
+		e.mu.Lock()
+		if n := len(e.lent); n > 0 {
+			j := e.lent[n-1]
+			e.lent = e.lent[:n-1]
+			e.mu.Unlock()
+			j.fill, j.err = 0, nil
+			return j
+		}
+		e.mu.Unlock()
+	}
 	if n := len(e.free); n > 0 {
 		j := e.free[n-1]
 		e.free = e.free[:n-1]
@@ -130,15 +161,40 @@ func (e *Encoder) newJob() *job {
 	return j
 }
 
-// release returns every job's codec buffers once no goroutine uses them.
+// release returns every job's codec buffers once no goroutine uses them:
+// at once, or, for blocks a BlockSink still holds, when it releases the
+// last of them.
 func (e *Encoder) release() {
+	e.mu.Lock()
 	for _, j := range e.jobs {
+		if j.refs > 0 {
+			j.orphan = true
+			continue
+		}
 		if j.bufs != nil {
 			j.bufs.Release()
 			j.bufs = nil
 		}
 	}
-	e.jobs, e.free, e.cur = nil, nil, nil
+	e.jobs, e.free, e.cur, e.lent = nil, nil, nil, nil
+	e.mu.Unlock()
+}
+
+// unref is the release function of a lent block of j.
+func (e *Encoder) unref(j *job) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if j.refs--; j.refs > 0 {
+		return
+	}
+	if j.orphan {
+		if j.bufs != nil {
+			j.bufs.Release()
+			j.bufs = nil
+		}
+		return
+	}
+	e.lent = append(e.lent, j)
 }
 
 // Abort stops an encoder that will not be closed (its input failed):
@@ -315,6 +371,9 @@ func (e *Encoder) finish() error {
 	for s := range j.blocks {
 		e.leaves[s] = append(e.leaves[s], j.hashes[s])
 	}
+	if e.bsink != nil {
+		return e.lend(j, boff, n)
+	}
 	err := e.writeAll(func(s int) error {
 		if err := e.sink.WriteAt(e.ctx, s, j.blocks[s][:n], boff); err != nil {
 			return fmt.Errorf("chk encoder: write block %d of share %d: %w", j.index, s, err)
@@ -323,6 +382,26 @@ func (e *Encoder) finish() error {
 	})
 	e.free = append(e.free, j)
 	return err
+}
+
+// lend hands j's blocks to the BlockSink; j becomes free again when the
+// sink has released all of them.
+func (e *Encoder) lend(j *job, boff int64, n int) error {
+	e.mu.Lock()
+	j.refs = e.l.N
+	e.mu.Unlock()
+	release := func() { e.unref(j) }
+	var first error
+	for s := range j.blocks {
+		if first != nil {
+			release() // not handed over
+			continue
+		}
+		if err := e.bsink.WriteBlock(e.ctx, s, j.blocks[s][:n], boff, release); err != nil {
+			first = fmt.Errorf("chk encoder: write block %d of share %d: %w", j.index, s, err)
+		}
+	}
+	return first
 }
 
 // writeAll runs write for every share number at once and returns the error

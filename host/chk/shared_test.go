@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
@@ -446,5 +447,128 @@ func TestDecoderSmallFileBuffers(t *testing.T) {
 	}
 	if cap(d.heapCT) > 4096 || cap(d.plain) > 4096 || cap(d.heapSlots[0]) > 4096/p.K+1 {
 		t.Fatalf("buffers of %d, %d and %d bytes for a 4 KiB file", cap(d.heapCT), cap(d.plain), cap(d.heapSlots[0]))
+	}
+}
+
+// lendingSink is a BlockSink that keeps the blocks it is lent and copies
+// them into MemShares only when the test lets it (release after), so the
+// encoder must not reuse a segment's buffers before then.
+type lendingSink struct {
+	*MemShares
+	mu      sync.Mutex
+	held    []lent
+	failAt  int // WriteBlock call that fails (0: none)
+	calls   int
+	maxHeld int
+}
+
+type lent struct {
+	sh      int
+	p, copy []byte
+	off     int64
+	release func()
+}
+
+func (s *lendingSink) WriteBlock(ctx context.Context, sh int, p []byte, off int64, release func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls == s.failAt {
+		release()
+		return errors.New("server gone")
+	}
+	s.held = append(s.held, lent{sh, p, append([]byte(nil), p...), off, release})
+	s.maxHeld = max(s.maxHeld, len(s.held))
+	return nil
+}
+
+// flush writes and releases what is held, checking that nobody changed a
+// lent block meanwhile; keep holds back the newest keep blocks.
+func (s *lendingSink) flush(t *testing.T, keep int) {
+	s.mu.Lock()
+	n := max(0, len(s.held)-keep)
+	out := s.held[:n]
+	s.held = append([]lent(nil), s.held[n:]...)
+	s.mu.Unlock()
+	for _, l := range out {
+		if !bytes.Equal(l.p, l.copy) {
+			t.Errorf("block of share %d at %d changed while lent", l.sh, l.off)
+		}
+		s.MemShares.WriteAt(context.Background(), l.sh, l.p, l.off)
+		l.release()
+	}
+}
+
+// TestEncoderBlockSink: a sink that takes blocks by reference gets the
+// encoder's own buffers, which the encoder does not touch until they are
+// released; the shares equal the copying path's; buffers still lent at
+// Close or at a failure are returned to the arena when the sink releases
+// them, and only then.
+func TestEncoderBlockSink(t *testing.T) {
+	p := Params{K: 3, N: 5, SegmentSize: 1 << 14}
+	data := content(12*(1<<14)+99, 21)
+	key := testKey(7)
+	want, wm := encode(t, p, key, data)
+	size, _ := ShareSize(p, int64(len(data)))
+	for _, tc := range []struct {
+		name   string
+		keep   int // blocks the sink holds on to as it goes
+		failAt int
+	}{
+		{"released at once", 0, 0},
+		{"sink holds two segments", 2 * p.N, 0},
+		{"sink holds everything until Close", 1 << 30, 0},
+		{"a block fails", 3, 23},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, a, _ := sharedCodec(t, 32<<20)
+			s := &lendingSink{MemShares: NewMemShares(p.N, size), failAt: tc.failAt}
+			e, err := NewEncoder(context.Background(), p, key, int64(len(data)), client, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off < len(data); off += 5000 {
+				if _, err = e.Write(data[off:min(len(data), off+5000)]); err != nil {
+					break
+				}
+				s.flush(t, tc.keep)
+			}
+			if tc.failAt != 0 {
+				if err == nil {
+					_, err = e.Close()
+				}
+				if err == nil || !strings.Contains(err.Error(), "server gone") {
+					t.Fatalf("encode with a failing block: %v", err)
+				}
+				e.Abort()
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := e.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.mu.Lock()
+				held := len(s.held)
+				s.mu.Unlock()
+				if held > 0 && arenaEmpty(a) {
+					t.Fatal("buffers of lent blocks returned to the arena before their release")
+				}
+				s.flush(t, 0)
+				if got != want {
+					t.Fatalf("cap %v, copying path gave %v", got, want)
+				}
+				for sh := range wm.Shares {
+					if !bytes.Equal(s.Shares[sh], wm.Shares[sh]) {
+						t.Fatalf("share %d differs from the copying path's", sh)
+					}
+				}
+			}
+			s.flush(t, 0)
+			if !arenaEmpty(a) {
+				t.Fatal("regions left in the arena after every block was released")
+			}
+		})
 	}
 }
