@@ -60,7 +60,10 @@ func (w *ShareWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 	chunk := w.c.opts.ChunkSize
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = make([]byte, 0, chunk)
+			// Sized to what is left of the share, not a whole chunk: a
+			// small share must not cost a 1 MiB allocation (and its
+			// zeroing) per write.
+			w.buf = make([]byte, 0, min(int64(chunk), w.size-w.bufOff))
 		}
 		n := min(len(p), chunk-len(w.buf))
 		w.buf = append(w.buf, p[:n]...)
