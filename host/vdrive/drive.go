@@ -46,6 +46,7 @@ type Drive struct {
 	now    func() time.Time
 	roots  rootCache
 	queues dirQueues
+	reads  slotReads
 }
 
 // Option adjusts a Drive.
@@ -154,10 +155,11 @@ func (d *Drive) loadCached(ctx context.Context, ref dirRef, useCache bool) (*dir
 	}
 	if !cached {
 		var err error
-		if b, err = d.store.ReadMutable(ctx, ref.r.Slot); err != nil {
+		var started time.Time
+		if b, started, err = d.readRoot(ctx, ref.r.Slot); err != nil {
 			return nil, false, fmt.Errorf("read directory %s: %w", shortCap(ref.r.String()), err)
 		}
-		d.roots.put(ref.r.Slot, b)
+		d.roots.putRead(ref.r.Slot, b, started)
 	}
 	dir, err := dirnode.Open(b, ref.keys(), d.chunks, d.cache)
 	if err != nil {
@@ -304,6 +306,26 @@ func (c *rootCache) put(k cap.MutableRead, b []byte) {
 		c.m = map[cap.MutableRead]cachedRoot{}
 	}
 	c.m[k] = cachedRoot{b: b, at: time.Now()}
+}
+
+// putRead keeps b, read from the slot by a read that began at started,
+// unless the cache holds a root put since then (a change this drive made
+// while the read was under way, or a later read): a read may return the
+// version from before a change that completed before it did, and must
+// not hide the drive's own change.
+func (c *rootCache) putRead(k cap.MutableRead, b []byte, started time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && e.at.After(started) {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedRoots {
+		c.m = map[cap.MutableRead]cachedRoot{}
+	}
+	c.m[k] = cachedRoot{b: b, at: started}
 }
 
 func (c *rootCache) drop(k cap.MutableRead) {

@@ -10,3 +10,17 @@ func Queued(d *Drive) int {
 	}
 	return n
 }
+
+// ReadWaiters is how many callers wait for a directory read that starts
+// after the one under way (tests).
+func ReadWaiters(d *Drive) int {
+	d.reads.mu.Lock()
+	defer d.reads.mu.Unlock()
+	n := 0
+	for _, q := range d.reads.m {
+		if q.next != nil {
+			n += q.next.callers
+		}
+	}
+	return n
+}
