@@ -47,6 +47,11 @@ type Drive struct {
 	roots  rootCache
 	queues dirQueues
 	reads  slotReads
+	// derived holds read caps derived from write caps (readCapOf).
+	derived struct {
+		mu sync.Mutex
+		m  map[cap.DirWrite]cap.DirRead
+	}
 }
 
 // Option adjusts a Drive.
@@ -198,7 +203,7 @@ func shortCap(s string) string {
 // child is the directory an entry of parent names (ErrNotDir for other
 // children). It is writable when parent is and the entry holds a write
 // cap.
-func child(parent dirRef, keys dirnode.Keys, e dirnode.Entry) (dirRef, error) {
+func (d *Drive) child(parent dirRef, keys dirnode.Keys, e dirnode.Entry) (dirRef, error) {
 	if e.Meta.Type != TypeDir {
 		return dirRef{}, ErrNotDir
 	}
@@ -221,12 +226,33 @@ func child(parent dirRef, keys dirnode.Keys, e dirnode.Entry) (dirRef, error) {
 			return dirRef{}, fmt.Errorf("entry %q write cap: %w", e.Name, err)
 		}
 		wc, ok := c.(cap.DirWrite)
-		if !ok || wc.ReadCap() != rc {
+		if !ok || d.readCapOf(wc) != rc {
 			return dirRef{}, fmt.Errorf("entry %q: write cap does not match its read cap: %w", e.Name, dirnode.ErrFormat)
 		}
 		ref.w = &wc
 	}
 	return ref, nil
+}
+
+// readCapOf is w's read cap. Deriving it takes a signing key's public
+// half (an elliptic-curve multiplication), and every path walked through
+// a writable folder checks its entry's write cap against it, so derived
+// caps are kept (a write cap's read cap never changes).
+func (d *Drive) readCapOf(w cap.DirWrite) cap.DirRead {
+	d.derived.mu.Lock()
+	r, ok := d.derived.m[w]
+	d.derived.mu.Unlock()
+	if ok {
+		return r
+	}
+	r = w.ReadCap()
+	d.derived.mu.Lock()
+	if d.derived.m == nil || len(d.derived.m) >= maxCachedRoots {
+		d.derived.m = map[cap.DirWrite]cap.DirRead{}
+	}
+	d.derived.m[w] = r
+	d.derived.mu.Unlock()
+	return r
 }
 
 // walk resolves parts, each a directory, from the root.
@@ -240,7 +266,7 @@ func (d *Drive) walk(ctx context.Context, parts []string) (dirRef, error) {
 		if !ok {
 			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotExist)
 		}
-		if ref, err = child(ref, dir.Keys(), e); err != nil {
+		if ref, err = d.child(ref, dir.Keys(), e); err != nil {
 			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), err)
 		}
 	}

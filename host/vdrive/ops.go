@@ -476,7 +476,7 @@ func (d *Drive) MkdirAll(ctx context.Context, p string) error {
 
 // isEmptyDir reports whether the directory of entry e has no entries.
 func (d *Drive) isEmptyDir(ctx context.Context, parent dirRef, keys dirnode.Keys, e dirnode.Entry) (bool, error) {
-	ref, err := child(parent, keys, e)
+	ref, err := d.child(parent, keys, e)
 	if err != nil {
 		return false, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/dirnode"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -176,5 +177,49 @@ func TestReadDoesNotHideOwnChange(t *testing.T) {
 	}
 	if got := names(t, d, "/"); len(got) != 1 || got[0] != "mine" {
 		t.Fatalf("after a stale read returned, the drive lists %v, want its own change", got)
+	}
+}
+
+// TestMismatchedWriteCap: an entry whose write cap is not its read cap's
+// (a forged or damaged folder entry) is refused on every walk through it,
+// also after the drive has walked the folder that write cap belongs to
+// (read caps derived from write caps are kept).
+func TestMismatchedWriteCap(t *testing.T) {
+	g := newGrid(t)
+	st := vdrive.GridStore(newClient(t, g))
+	ctx := ctxFor(t, time.Minute)
+	root, err := vdrive.NewRoot(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := vdrive.New(st, root.String(), vdrive.WithDirCache(time.Hour))
+	for _, p := range []string{"/a", "/b"} {
+		if err := d.Mkdir(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := d.Stat(ctx, "/a")
+	b, _ := d.Stat(ctx, "/b")
+	put(t, d, "/b/in-b", []byte("b")) // walks /b: its read cap is kept
+	rk, wk := root.ReadCap().Slot.ReadKey, root.Slot.WriteKey()
+	keys := dirnode.NewKeys(rk[:], wk[:])
+	err = st.Modify(ctx, root.Slot, func(old []byte) ([]byte, error) {
+		return dirnode.Edit(ctx, old, keys, chunkStore{st}, nil, dirnode.Limits{}, func(tx *dirnode.Tx) error {
+			return tx.Set("forged", a.ReadCap(), b.WriteCap(), dirnode.Metadata{Type: vdrive.TypeDir})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dd := range []*vdrive.Drive{d, open(t, g, root.String())} {
+		if _, err := dd.Stat(ctx, "/forged/x"); !errors.Is(err, vdrive.ErrCorrupt) {
+			t.Fatalf("walk through a forged entry: %v, want ErrCorrupt", err)
+		}
+		if err := dd.Mkdir(ctx, "/forged/x"); !errors.Is(err, vdrive.ErrCorrupt) {
+			t.Fatalf("mkdir through a forged entry: %v, want ErrCorrupt", err)
+		}
+	}
+	if got := names(t, d, "/b"); len(got) != 1 {
+		t.Fatalf("/b lists %v", got)
 	}
 }
