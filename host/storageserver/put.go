@@ -131,6 +131,15 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	}
 	s.mu.Unlock()
 
+	// The lease commit (an fdatasync) runs while the backend stores the
+	// shares (its own fsyncs), so a put waits for the slower of the two,
+	// not their sum. Should every share fail, the index keeps a lease and
+	// nothing else, as after an Allocate whose uploads are aborted.
+	var leaseDone chan error
+	if len(claimed) > 0 {
+		leaseDone = make(chan error, 1)
+		go func() { leaseDone <- s.addLease(index, req.LeaseSecret) }()
+	}
 	var failed error
 	var stored int64
 	for _, c := range claimed {
@@ -159,8 +168,8 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	s.mu.Unlock()
 	s.putStored(stored)
 	s.sealed.Add(int64(len(resp.Stored)))
-	if len(resp.Stored) > 0 || len(resp.AlreadyHave) > 0 {
-		if err := s.addLease(index, req.LeaseSecret); err != nil {
+	if leaseDone != nil {
+		if err := <-leaseDone; err != nil {
 			s.log.Error("add lease", "index", fmt.Sprintf("%x", index[:]), "error", err)
 		}
 	}
