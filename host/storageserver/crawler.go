@@ -153,6 +153,7 @@ func (s *Server) collect(ctx context.Context, index [storage.StorageIndexSize]by
 		}
 		removed++
 	}
+	s.fresh.forget(index)
 	if err := s.leases.remove(index); err != nil {
 		return fmt.Errorf("remove leases: %w", err)
 	}

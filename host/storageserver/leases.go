@@ -187,3 +187,56 @@ func (m *memLeases) remove(index [storage.StorageIndexSize]byte) error {
 }
 
 func (m *memLeases) close() error { return nil }
+
+// leaseRefreshDiv: an implied lease (addLease) is rewritten only when the
+// one this server last wrote for the same owner would expire more than
+// LeaseDuration/leaseRefreshDiv (a day of the default 31) sooner than a
+// new one. Leases are about garbage collection weeks away; a day's
+// difference in expiry does not matter, a commit per write does.
+const leaseRefreshDiv = 31
+
+// leaseCacheMax bounds leaseCache; when full it starts over.
+const leaseCacheMax = 1 << 16
+
+// leaseCache remembers the expiry of leases this process wrote (only after
+// the write was durable), so addLease can skip writes that change
+// next to nothing.
+type leaseCache struct {
+	mu sync.Mutex
+	m  map[[storage.StorageIndexSize + sha256.Size]byte]time.Time
+}
+
+func leaseKey(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte) (k [storage.StorageIndexSize + sha256.Size]byte) {
+	copy(k[:], index[:])
+	copy(k[storage.StorageIndexSize:], owner[:])
+	return k
+}
+
+// has reports whether a lease of owner on index is known to expire at or
+// after notBefore.
+func (c *leaseCache) has(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, notBefore time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.m[leaseKey(index, owner)]
+	return ok && !exp.Before(notBefore)
+}
+
+func (c *leaseCache) add(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, exp time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= leaseCacheMax {
+		c.m = map[[storage.StorageIndexSize + sha256.Size]byte]time.Time{}
+	}
+	c.m[leaseKey(index, owner)] = exp
+}
+
+// forget drops every lease of index (the crawler removed them).
+func (c *leaseCache) forget(index [storage.StorageIndexSize]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if [storage.StorageIndexSize]byte(k[:storage.StorageIndexSize]) == index {
+			delete(c.m, k)
+		}
+	}
+}

@@ -258,3 +258,44 @@ func TestLeaseKill9(t *testing.T) {
 		}
 	}
 }
+
+// TestImpliedLeaseNotRewritten: slot writes and puts of one index by one
+// owner write its lease once; a day later the next write extends it.
+func TestImpliedLeaseNotRewritten(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_900_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cl, srv := rawClient(t, Config{LeasePath: filepath.Join(t.TempDir(), "leases.db"), Now: clock})
+	ctx := context.Background()
+	idx := bytes.Repeat([]byte{8}, storage.StorageIndexSize)
+	secret := bytes.Repeat([]byte{3}, LeaseSecretSize)
+	commits := func() int64 { return srv.leases.(*boltLeases).commits.Load() }
+	tok := ""
+	write := func() {
+		t.Helper()
+		r, err := cl.WriteSlot(ctx, &pb.WriteSlotRequest{StorageIndex: idx, SlotNum: 1, ExpectToken: tok, Value: []byte("v"), LeaseSecret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok = r.Token
+	}
+	write()
+	if _, err := cl.PutShares(ctx, putReq(idx, 10, 0)); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	if c := commits(); c != 1 {
+		t.Fatalf("%d lease commits for three writes by one owner, want 1", c)
+	}
+	mu.Lock()
+	now = now.Add(25 * time.Hour)
+	mu.Unlock()
+	write()
+	if c := commits(); c != 2 {
+		t.Fatalf("%d lease commits after a day, want 2", c)
+	}
+	ls, err := srv.Leases([16]byte(idx))
+	if err != nil || len(ls) != 1 || !ls[0].Expires.Equal(clock().Add(DefaultLeaseDuration)) {
+		t.Fatalf("lease after a day: %v %v, want one expiring %v", ls, err, clock().Add(DefaultLeaseDuration))
+	}
+}

@@ -142,6 +142,7 @@ type Server struct {
 	openBytes int64 // sizes of open uploads, for Stats
 
 	space spaceCache // PutShares' view of the free space
+	fresh leaseCache // leases written lately, not rewritten by addLease
 
 	sealed, aborted, idleAborted, advice, removed atomic.Int64
 	verifying                                     chan struct{} // one advised share checked at a time
@@ -843,11 +844,25 @@ func (s *Server) RenewLease(ctx context.Context, req *pb.RenewLeaseRequest) (*pb
 	if err := s.leases.put(index, sha256.Sum256(req.LeaseSecret), exp); err != nil {
 		return nil, status.Errorf(codes.Internal, "%s: %v", obj, err)
 	}
+	s.fresh.add(index, sha256.Sum256(req.LeaseSecret), exp)
 	return &pb.RenewLeaseResponse{ExpiresUnix: exp.Unix()}, nil
 }
 
+// addLease adds or extends the lease an upload or slot write implies. A
+// lease this server wrote recently enough (see leaseCache) is left as it
+// is: a directory written many times a minute costs one lease commit a
+// day, not one fdatasync per write.
 func (s *Server) addLease(index [storage.StorageIndexSize]byte, secret []byte) error {
-	return s.leases.put(index, sha256.Sum256(secret), s.cfg.Now().Add(s.cfg.LeaseDuration))
+	owner := sha256.Sum256(secret)
+	exp := s.cfg.Now().Add(s.cfg.LeaseDuration)
+	if s.fresh.has(index, owner, exp.Add(-s.cfg.LeaseDuration/leaseRefreshDiv)) {
+		return nil
+	}
+	if err := s.leases.put(index, owner, exp); err != nil {
+		return err
+	}
+	s.fresh.add(index, owner, exp)
+	return nil
 }
 
 func (s *Server) AdviseCorruption(ctx context.Context, req *pb.AdviseCorruptionRequest) (*pb.AdviseCorruptionResponse, error) {
