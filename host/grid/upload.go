@@ -70,6 +70,22 @@ func (c *Client) upload(ctx context.Context, r io.Reader, size int64, progress f
 		r = io.MultiReader(bytes.NewReader(head), r)
 	}
 
+	if size < 0 {
+		// Unknown size (a frontend's writer): read ahead up to the small-
+		// file limit, so that a small file is handled in memory like one
+		// of known size rather than spooled to a temp file.
+		var ahead bytes.Buffer
+		n, err := ahead.ReadFrom(io.LimitReader(r, smallUploadMax+1))
+		if err != nil {
+			return nil, fmt.Errorf("upload: read: %w", err)
+		}
+		if n <= smallUploadMax {
+			size, r = n, bytes.NewReader(ahead.Bytes())
+		} else {
+			r = io.MultiReader(bytes.NewReader(ahead.Bytes()), r)
+		}
+	}
+
 	var key cap.Key
 	var reopen func() (io.Reader, error) // a fresh reader of the whole file, if re-readable
 	var first io.Reader

@@ -1,7 +1,9 @@
 package grid_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +164,35 @@ func TestSmallUploadOldServers(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), oneCall) {
 		t.Fatal("an upload to old servers claims the one-call path")
+	}
+}
+
+// TestSmallUploadUnknownSize: a file of unknown size (a frontend's
+// writer) that turns out small takes the one-call path too; one past the
+// limit still goes up whole by the general path.
+func TestSmallUploadUnknownSize(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, logs := newClient(t, g, nil)
+	upload(t, c, random(5000)) // dials every server
+	for _, tc := range []struct {
+		name    string
+		size    int
+		oneCall bool
+	}{
+		{"small", 7000, true},
+		{"just past the limit", 1<<20 + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := strings.Count(logs.String(), oneCall)
+			data := random(tc.size)
+			cp, err := c.Upload(ctxFor(t, time.Minute), struct{ io.Reader }{bytes.NewReader(data)}, -1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			download(t, c, cp, data)
+			if got := strings.Count(logs.String(), oneCall) - before; (got == 1) != tc.oneCall {
+				t.Fatalf("%d one-call uploads, want one: %v", got, tc.oneCall)
+			}
+		})
 	}
 }
