@@ -8,7 +8,8 @@
 // io/fs and syscall errors a frontend maps to its protocol. Concurrent
 // Writer closes, Puts, Links and SetMetadatas on one directory in one
 // process are coalesced into one directory change, each caller keeping
-// its own result (batch.go).
+// its own result (batch.go); reads of one directory's current version
+// asked for while one is under way share the next read (reads.go).
 //
 // Use:
 //
@@ -17,9 +18,12 @@
 //	d, err := vdrive.New(st, root.String())     // tarn:dir: (or tarn:dir-ro: read-only)
 //	err = d.MkdirAll(ctx, "/docs/2026")
 //	err = d.Put(ctx, "/docs/2026/report.pdf", r, size, nil)
+//	l, err := d.PutLinked(ctx, "/a.txt", bytes.NewReader(b), int64(len(b)), nil) // l.Info, l.Replaced
 //	w, err := d.Create(ctx, "/docs/notes.txt")  // stream; w.Close links, w.Abort does not
 //	infos, err := d.ReadDir(ctx, "/docs")       // []*Info (fs.FileInfo + caps, metadata)
 //	f, err := d.Open(ctx, "/docs/notes.txt")    // ReadAt + Size
+//	f, err = d.OpenInfo(ctx, info)              // the same from an Info, no look-up
+//	info, err := d.StatCached(ctx, "/a.txt")    // a cached miss is final (WithDirCache)
 //	err = d.Rename(ctx, "/docs/notes.txt", "/notes.txt")
 //
 // docs/formats.md ("Directories") has the format and the exact semantics.
