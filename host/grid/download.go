@@ -95,7 +95,14 @@ func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File
 	if err != nil {
 		return nil, err
 	}
-	src.setMetaEnd(dec.Layout().BlocksOffset)
+	// The window cache serves header and trees; a share that fits one
+	// window is read whole, once, with its blocks.
+	l := dec.Layout()
+	end := l.BlocksOffset
+	if l.ShareSize <= metaWindow {
+		end = l.ShareSize
+	}
+	src.setMetaEnd(end)
 	f.dec = dec
 	return f, nil
 }
@@ -306,15 +313,18 @@ type shareSource struct {
 	answered int
 	done     bool // every server answered or gave up
 	metaEnd  int64
-	cache    map[int]map[int64][]byte
+	cache    map[int]map[int64]*window
 }
 
 var _ chk.ShareSource = (*shareSource)(nil)
 
 func newShareSource(c *Client, v cap.CHK) *shareSource {
+	// Until the layout is known (the decoder's first read, of header and
+	// extension block), reads in the first window go through the cache,
+	// so that the share's first window is fetched once, not twice.
 	return &shareSource{c: c, si: v.StorageIndex(), k: v.K, n: v.N, changed: make(chan struct{}),
 		holders: map[int][]holder{}, bad: map[string]bool{}, servedBy: map[int]Server{},
-		cache: map[int]map[int64][]byte{}}
+		cache: map[int]map[int64]*window{}, metaEnd: metaWindow}
 }
 
 func (s *shareSource) notifyLocked() {
@@ -518,33 +528,45 @@ func (s *shareSource) ReadAt(ctx context.Context, sh int, p []byte, off int64) (
 		if err != nil {
 			return n, err
 		}
-		c := copy(p[n:], win[pos-w:])
-		n += c
-		if c == 0 {
-			return n, io.EOF
+		if pos-w >= int64(len(win)) {
+			return n, io.EOF // the share ends before the window does
 		}
+		n += copy(p[n:], win[pos-w:])
 	}
 	return n, nil
 }
 
+// window is one cached window of a share, fetched once however many
+// decoders ask for it at the same time.
+type window struct {
+	done chan struct{} // closed once buf or err is set
+	buf  []byte
+	err  error
+}
+
 func (s *shareSource) window(ctx context.Context, sh int, start, end int64) ([]byte, error) {
-	s.mu.Lock()
-	win, ok := s.cache[sh][start]
-	s.mu.Unlock()
-	if ok {
-		return win, nil
+	for {
+		s.mu.Lock()
+		w, ok := s.cache[sh][start]
+		if !ok {
+			break // s.mu held: this call fetches it
+		}
+		s.mu.Unlock()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if w.err == nil {
+			return w.buf, nil
+		}
+		// The fetch failed (perhaps only its caller's context ended), and
+		// it is out of the cache: try again.
 	}
-	buf := make([]byte, end-start)
-	n, err := s.fetch(ctx, sh, buf, start)
-	if err != nil {
-		return nil, err
-	}
-	buf = buf[:n]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	w := &window{done: make(chan struct{})}
 	m := s.cache[sh]
 	if m == nil {
-		m = map[int64][]byte{}
+		m = map[int64]*window{}
 		s.cache[sh] = m
 	}
 	if len(m) >= metaWindowsMax {
@@ -553,8 +575,23 @@ func (s *shareSource) window(ctx context.Context, sh int, start, end int64) ([]b
 			break
 		}
 	}
-	m[start] = buf
-	return buf, nil
+	m[start] = w
+	s.mu.Unlock()
+	buf := make([]byte, end-start)
+	n, err := s.fetch(ctx, sh, buf, start)
+	if err == io.EOF && n > 0 {
+		err = nil // a share shorter than the window: keep what there is
+	}
+	w.buf, w.err = buf[:n], err
+	if err != nil {
+		s.mu.Lock()
+		if s.cache[sh][start] == w {
+			delete(s.cache[sh], start)
+		}
+		s.mu.Unlock()
+	}
+	close(w.done)
+	return w.buf, w.err
 }
 
 // next returns the first holder of sh not failed and not tried yet; if
