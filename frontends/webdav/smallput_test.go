@@ -309,3 +309,66 @@ func TestSmallFileGridCalls(t *testing.T) {
 		})
 	}
 }
+
+// gatedStore holds folder changes while armed, then makes or fails them.
+type gatedStore struct {
+	vdrive.Store
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan error // nil: make the change; else fail it with this
+}
+
+func (s *gatedStore) Modify(ctx context.Context, c cap.MutableWrite, fn func(old []byte) ([]byte, error)) error {
+	if s.armed.Load() {
+		s.entered <- struct{}{}
+		if err := <-s.release; err != nil {
+			return err
+		}
+	}
+	return s.Store.Modify(ctx, c, fn)
+}
+
+// TestPutVisibleOnlyOnceLinked: while a PUT's folder change is under way
+// the PUT has not answered and a PROPFIND of the folder does not list the
+// file; a change that fails answers an error and lists nothing; one that
+// is made answers 201 and lists the file.
+func TestPutVisibleOnlyOnceLinked(t *testing.T) {
+	gs := &gatedStore{entered: make(chan struct{}, 1), release: make(chan error)}
+	e := newEnv(t, envOpts{wrap: func(s vdrive.Store) vdrive.Store { gs.Store = s; return gs }})
+	e.must(t, http.StatusCreated, "MKCOL", "/h", nil, "")
+	list := func() []string {
+		r := e.must(t, http.StatusMultiStatus, "PROPFIND", "/h/", map[string]string{"Depth": "1"}, "")
+		return hrefs(t, r.body)[1:]
+	}
+	gs.armed.Store(true)
+	for _, tc := range []struct {
+		name   string
+		fail   error
+		status int
+		listed int
+	}{
+		{"fails", errors.New("test: folder change refused"), http.StatusInternalServerError, 0},
+		{"made", nil, http.StatusCreated, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan resp, 1)
+			go func() { done <- e.put(t, "/h/f", pseudo(4096), false) }()
+			<-gs.entered
+			if got := list(); len(got) != 0 {
+				t.Fatalf("during the folder change the folder lists %v", got)
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("PUT answered %d before its folder change", r.status)
+			default:
+			}
+			gs.release <- tc.fail
+			if r := <-done; r.status != tc.status {
+				t.Fatalf("PUT: %d %s, want %d", r.status, r.body, tc.status)
+			}
+			if got := list(); len(got) != tc.listed {
+				t.Fatalf("after the change the folder lists %v, want %d", got, tc.listed)
+			}
+		})
+	}
+}
