@@ -491,7 +491,10 @@ func (ss *session) serveSFTP() {
 	// copies into the spool, ReadAt into the page), which the reuse needs.
 	// Pages in use are bounded by the requests pkg/sftp holds at once
 	// (~25: its queues and 8 workers), a few MiB per session.
-	rs := xsftp.NewRequestServer(chanRW{ss.ch, ss.act}, fs.handlers(), xsftp.WithRSMaxTxPacket(256<<10), xsftp.WithRSAllocator())
+	// limitsConn (limits.go) lets OpenSSH's clients send and ask for
+	// 255 KiB at a time.
+	rs := xsftp.NewRequestServer(newLimitsConn(chanRW{ss.ch, ss.act}), fs.handlers(),
+		xsftp.WithRSMaxTxPacket(maxData), xsftp.WithRSAllocator())
 	ss.log.Debug("sftp session")
 	// Serve ends at the client's EOF; the channel stays open for the exit
 	// status (rs.Close would close it first, and OpenSSH's scp treats a
