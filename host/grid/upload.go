@@ -498,8 +498,17 @@ type task struct {
 }
 
 type job struct {
-	buf *[]byte
-	off int64
+	buf     *[]byte
+	off     int64
+	release func() // set for a block lent by the encoder (buf is then not pooled)
+}
+
+func (j job) done() {
+	if j.release != nil {
+		j.release()
+		return
+	}
+	bufPool.Put(j.buf)
 }
 
 // allocate gets a writer for every share in want at its planned server,
@@ -646,7 +655,7 @@ func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
 	b := getBuf(len(p))
 	copy(*b, p)
 	select {
-	case t.ch <- job{b, off}:
+	case t.ch <- job{buf: b, off: off}:
 		return nil
 	case <-t.dead:
 		bufPool.Put(b)
@@ -656,6 +665,29 @@ func (s *sink) WriteAt(ctx context.Context, sh int, p []byte, off int64) error {
 		return nil
 	case <-ctx.Done():
 		bufPool.Put(b)
+		return ctx.Err()
+	}
+}
+
+// WriteBlock queues the encoder's block itself (no copy); it is released
+// once written, or dropped.
+func (s *sink) WriteBlock(ctx context.Context, sh int, p []byte, off int64, release func()) error {
+	t := s.tasks[sh]
+	if t == nil {
+		release()
+		return nil
+	}
+	select {
+	case t.ch <- job{buf: &p, off: off, release: release}:
+		return nil
+	case <-t.dead:
+		release()
+		return nil
+	case <-t.ctx.Done():
+		release()
+		return nil
+	case <-ctx.Done():
+		release()
 		return ctx.Err()
 	}
 }
@@ -687,8 +719,15 @@ func (t *task) run(u *uploader, commit *atomic.Bool) {
 				u.c.stats.bytesUp.Add(int64(len(*j.buf)))
 			}
 		}
-		bufPool.Put(j.buf)
+		j.done()
 		if t.err != nil {
+			// Release what is still queued, and what comes until the
+			// channel closes.
+			go func() {
+				for j := range t.ch {
+					j.done()
+				}
+			}()
 			return
 		}
 	}
