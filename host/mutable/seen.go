@@ -60,6 +60,12 @@ func (s *MemorySeen) Record(si cap.StorageIndex, seq uint64) error {
 // 8-byte sequence number), so that protection survives a client restart.
 type FileSeen struct {
 	db *bolt.DB
+
+	// mu guards done: numbers known to be on disk already, so that
+	// recording a number not higher costs no write transaction (each
+	// commit is an fdatasync, and every slot read and write records).
+	mu   sync.Mutex
+	done map[cap.StorageIndex]uint64
 }
 
 var _ SeenStore = (*FileSeen)(nil)
@@ -79,7 +85,7 @@ func OpenFileSeen(path string) (*FileSeen, error) {
 		db.Close()
 		return nil, fmt.Errorf("open seen-versions store %s: %w", path, err)
 	}
-	return &FileSeen{db: db}, nil
+	return &FileSeen{db: db, done: map[cap.StorageIndex]uint64{}}, nil
 }
 
 // Close closes the file.
@@ -102,13 +108,40 @@ func (s *FileSeen) Seen(si cap.StorageIndex) (uint64, error) {
 	return seq, err
 }
 
-// Record implements SeenStore.
+// seenMemo bounds FileSeen's memo of numbers on disk; when full it starts
+// over (a miss costs a read transaction, not a write).
+const seenMemo = 1 << 16
+
+// Record implements SeenStore. A number not higher than the one on disk
+// costs no write (and no fdatasync).
 func (s *FileSeen) Record(si cap.StorageIndex, seq uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(seenBucket)
-		if v := b.Get(si[:]); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
-			return nil
+	s.mu.Lock()
+	known, ok := s.done[si]
+	s.mu.Unlock()
+	if ok && known >= seq {
+		return nil
+	}
+	// A malformed record on disk is overwritten, as the write below does.
+	cur, err := s.Seen(si)
+	if err != nil || cur < seq {
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(seenBucket)
+			if v := b.Get(si[:]); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
+				return nil
+			}
+			return b.Put(si[:], binary.BigEndian.AppendUint64(nil, seq))
+		}); err != nil {
+			return err
 		}
-		return b.Put(si[:], binary.BigEndian.AppendUint64(nil, seq))
-	})
+		cur = seq
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.done) >= seenMemo {
+		s.done = map[cap.StorageIndex]uint64{}
+	}
+	if cur > s.done[si] {
+		s.done[si] = cur
+	}
+	return nil
 }
