@@ -274,6 +274,27 @@ func TestSecurityOtherGrid(t *testing.T) {
 	if !strings.Contains(strings.ToLower(line), "refused this node") {
 		t.Errorf("the put error does not say the membership was refused: %s", line)
 	}
+
+	// A client of another grid that knows servers only through the
+	// introducer learns none, and its put says the introducer refused it
+	// (not only "0 of 0 servers answered").
+	lone := g.outsiderNode(t, "outsider-intro-only", []string{"--introducer", g.Introducer}, func(p string) string { return p })
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, r = g.put(t, lone, bytes.NewReader(genBytes(1301, 10_000)))
+		line = lastLine(r.Stderr)
+		if r.Code == 0 {
+			t.Fatalf("a client of another grid stored a file through the introducer's list: %v", r)
+		}
+		if strings.Contains(line, "introducer 0 refused this node: not a member of this grid") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("introducer-only outsider's put: %s", line)
+	if !strings.Contains(line, "introducer 0 refused this node: not a member of this grid") {
+		t.Errorf("the introducer-only outsider's put does not say the introducer refused it: %s", line)
+	}
 }
 
 // TestSecurityManInTheMiddle: a client whose grid.servers entry has a

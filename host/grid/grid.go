@@ -94,6 +94,11 @@ type Config struct {
 	// Parallel bounds how many servers are asked at once when looking for
 	// shares or space (default DefaultParallel).
 	Parallel int
+	// Unlisted, when set, says why the server list may lack servers, as
+	// an error wrapping nodelink.ErrNotMember (an introducer refused this
+	// node: introducer.Subscriber.Refused), or nil. Explain names it when
+	// an operation lacked servers and the list is empty.
+	Unlisted func() error
 	Logger   hclog.Logger
 }
 
@@ -216,10 +221,22 @@ func (c *Client) Explain(err error) error {
 	}
 	refused := c.Refusals()
 	if len(refused) == 0 {
+		if c.cfg.Unlisted != nil && len(c.servers()) == 0 {
+			if why := c.cfg.Unlisted(); why != nil {
+				return &unlisted{why: why, err: err}
+			}
+		}
 		return err
 	}
 	return &explained{refused: refused, err: err}
 }
+
+// unlisted is an error that lacked servers because the server list is
+// empty, with the reason (an introducer's refusal).
+type unlisted struct{ why, err error }
+
+func (e *unlisted) Error() string   { return e.why.Error() + ": " + e.err.Error() }
+func (e *unlisted) Unwrap() []error { return []error{e.err, e.why} }
 
 // explained is an error with the membership refusals that caused it.
 type explained struct {

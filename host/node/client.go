@@ -76,6 +76,7 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 		SegmentSize: int(p.Client.SegmentSize), Convergence: convergence, LeaseSecret: leaseSecret,
 		TempDir: tmp, ServerTimeout: p.Client.ServerTimeout.D(), Logger: n.log,
 		GridName: p.Grid.Name, // named when a server refuses this node
+		Unlisted: sub.Refused, // named when the introducers refuse it
 	})
 	if err != nil {
 		return err
