@@ -635,8 +635,10 @@ func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (i
 		err := s.c.do(ctx, srv, func(cl *storageclient.Client) error {
 			rctx, cancel := s.c.reqCtx(ctx)
 			defer cancel()
-			data, err := cl.Read(rctx, s.si, uint32(sh), off, int64(len(p)))
-			n = copy(p, data)
+			// Straight into p (the decoder's block slot): the one copy
+			// of the data on this side.
+			var err error
+			n, err = cl.ReadInto(rctx, s.si, uint32(sh), p, off)
 			s.c.stats.bytesDown.Add(int64(n))
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil // a short share: the decoder finds it corrupt

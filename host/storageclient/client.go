@@ -53,10 +53,11 @@ type Options struct {
 
 // Client talks to one storage server.
 type Client struct {
-	cc   *grpc.ClientConn
-	rpc  pb.StorageServerClient
-	opts Options
-	addr string
+	cc     *grpc.ClientConn
+	rpc    pb.StorageServerClient
+	opts   Options
+	addr   string
+	chunks *chunkPool // ShareWriters' chunk buffers
 }
 
 // Dial connects to the storage server at a node address.
@@ -84,7 +85,8 @@ func Dial(ctx context.Context, tr transport.Transport, addr string, cert tls.Cer
 // New wraps an existing connection (made with nodelink.DialGRPC and, for
 // writes, nodelink.GridProof credentials). Close closes cc.
 func New(cc *grpc.ClientConn, opts Options) *Client {
-	return &Client{cc: cc, rpc: pb.NewStorageServerClient(cc), opts: opts.withDefaults()}
+	opts = opts.withDefaults()
+	return &Client{cc: cc, rpc: pb.NewStorageServerClient(cc), opts: opts, chunks: &chunkPool{size: opts.ChunkSize}}
 }
 
 func (o Options) withDefaults() Options {
@@ -173,55 +175,124 @@ func (c *Client) Read(ctx context.Context, index [storage.StorageIndexSize]byte,
 	return bs[0], nil
 }
 
+// ReadInto reads len(p) bytes at off of a sealed share straight into p
+// (the only copy of the data on this side is from the received frames
+// into p). A share that ends sooner fills n < len(p) bytes and gives
+// io.ErrUnexpectedEOF.
+func (c *Client) ReadInto(ctx context.Context, index [storage.StorageIndexSize]byte, shnum uint32, p []byte, off int64) (int, error) {
+	bs, err := c.readShare(ctx, index, shnum, []Range{{off, int64(len(p))}}, [][]byte{p})
+	if err != nil {
+		return 0, err
+	}
+	if n := len(bs[0]); n < len(p) {
+		return n, fmt.Errorf("read share %d of %x: %d of %d bytes at %d: %w", shnum, index[:], n, len(p), off, io.ErrUnexpectedEOF)
+	}
+	return len(p), nil
+}
+
 // ReadRanges reads several ranges of one sealed share in one call. Each
 // result holds the bytes of its range, short where the share ends.
 func (c *Client) ReadRanges(ctx context.Context, index [storage.StorageIndexSize]byte, shnum uint32, ranges []Range) ([][]byte, error) {
+	return c.readShare(ctx, index, shnum, ranges, nil)
+}
+
+var readShareDesc = streamDesc("ReadShare")
+
+func streamDesc(name string) *grpc.StreamDesc {
+	for i := range pb.StorageServer_ServiceDesc.Streams {
+		if d := &pb.StorageServer_ServiceDesc.Streams[i]; d.StreamName == name {
+			return d
+		}
+	}
+	panic("storageclient: no stream " + name + " in the storage service")
+}
+
+// readShare reads ranges of a share. dst, when not nil, gives for each
+// range the buffer its bytes go to (as long as the range); otherwise a
+// range's buffer is allocated once its first message tells the share
+// size. Each result is its buffer cut to the bytes received.
+func (c *Client) readShare(ctx context.Context, index [storage.StorageIndexSize]byte, shnum uint32, ranges []Range, dst [][]byte) ([][]byte, error) {
 	obj := fmt.Sprintf("read share %d of %x", shnum, index[:])
 	req := &pb.ReadShareRequest{StorageIndex: index[:], ShareNum: shnum}
-	out := make([][]byte, len(ranges))
 	for i, r := range ranges {
 		if r.Offset < 0 || r.Length < 0 {
 			return nil, fmt.Errorf("%s: range %d (%d+%d): %w", obj, i, r.Offset, r.Length, storage.ErrRange)
 		}
 		req.Ranges = append(req.Ranges, &pb.ByteRange{Offset: r.Offset, Length: r.Length})
 	}
+	bufs := make([][]byte, len(ranges))
+	if dst != nil {
+		copy(bufs, dst)
+	}
+	got := make([]int64, len(ranges))
+	// place is where a message's data goes: the next bytes of its range's
+	// buffer, or nil when the message does not continue its range.
+	place := func(rng uint32, off int64, n int, shareSize int64) []byte {
+		i := int(rng)
+		if i >= len(ranges) {
+			return nil
+		}
+		r := ranges[i]
+		if off != r.Offset+got[i] || got[i]+int64(n) > r.Length {
+			return nil
+		}
+		if bufs[i] == nil {
+			expect := max(min(r.Length, shareSize-r.Offset), int64(n))
+			bufs[i] = make([]byte, expect)
+		}
+		if need := got[i] + int64(n); need > int64(len(bufs[i])) {
+			// More than the share size said: grow, within the range.
+			nb := make([]byte, max(need, min(r.Length, 2*int64(len(bufs[i])))))
+			copy(nb, bufs[i][:got[i]])
+			bufs[i] = nb
+		}
+		b := bufs[i][got[i] : got[i]+int64(n)]
+		got[i] += int64(n)
+		return b
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dog := newWatchdog(c.opts.CallTimeout, cancel)
 	defer dog.stop()
-	stream, err := c.rpc.ReadShare(ctx, req)
+	stream, err := c.cc.NewStream(ctx, readShareDesc, pb.StorageServer_ReadShare_FullMethodName, useCodec)
+	if err == nil {
+		err = stream.SendMsg(req)
+	}
+	if err == nil {
+		err = stream.CloseSend()
+	}
 	if err != nil {
 		return nil, wrap(obj, dog.explain(err))
 	}
+	m := &readChunk{place: place}
 	for {
-		m, err := stream.Recv()
+		err := stream.RecvMsg(m)
 		if err == io.EOF {
+			out := make([][]byte, len(ranges))
+			for i := range out {
+				if bufs[i] != nil {
+					out[i] = bufs[i][:got[i]]
+				}
+			}
 			return out, nil
 		}
 		if err != nil {
 			return nil, wrap(obj, dog.explain(err))
 		}
 		dog.kick()
-		if len(m.Data) == 0 {
+		if m.placed || len(m.msg.Data) == 0 {
 			continue
 		}
-		i := int(m.Range)
+		// Decoded by the standard codec, or not where place expected it.
+		i := int(m.msg.Range)
 		if i >= len(ranges) {
 			return nil, fmt.Errorf("%s: server answered range %d of %d", obj, i, len(ranges))
 		}
-		want := ranges[i].Offset + int64(len(out[i]))
-		if m.Offset != want || int64(len(out[i])+len(m.Data)) > ranges[i].Length {
-			return nil, fmt.Errorf("%s: server sent %d bytes at %d for range %d, expected offset %d", obj, len(m.Data), m.Offset, i, want)
+		b := place(m.msg.Range, m.msg.Offset, len(m.msg.Data), m.msg.ShareSize)
+		if b == nil {
+			return nil, fmt.Errorf("%s: server sent %d bytes at %d for range %d, expected offset %d", obj, len(m.msg.Data), m.msg.Offset, i, ranges[i].Offset+got[i])
 		}
-		if out[i] == nil {
-			expect := min(ranges[i].Length, max(m.ShareSize-ranges[i].Offset, 0))
-			if int64(len(m.Data)) >= expect {
-				out[i] = m.Data // the whole range in one message: no copy
-				continue
-			}
-			out[i] = make([]byte, 0, expect)
-		}
-		out[i] = append(out[i], m.Data...)
+		copy(b, m.msg.Data)
 	}
 }
 

@@ -22,10 +22,13 @@ type ShareWriter struct {
 	handle []byte
 	size   int64
 
-	buf    []byte
+	// buf is the chunk being filled (nil: none), lent to gRPC at each
+	// send; pooled says it came from c.chunks.
+	buf    *[]byte
+	pooled bool
 	bufOff int64
 
-	stream grpc.ClientStreamingClient[pb.WriteShareRequest, pb.WriteShareResponse]
+	stream grpc.ClientStreamingClient[writeChunk, pb.WriteShareResponse]
 	cancel context.CancelFunc
 	dog    *watchdog
 	done   bool
@@ -49,26 +52,26 @@ func (w *ShareWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if off < 0 || off+int64(len(p)) > w.size {
 		return fmt.Errorf("write %s: %d bytes at %d pass size %d: %w", w.obj(), len(p), off, w.size, storage.ErrRange)
 	}
-	if len(w.buf) > 0 && off != w.bufOff+int64(len(w.buf)) {
+	if w.buffered() > 0 && off != w.bufOff+int64(w.buffered()) {
 		if err := w.flush(ctx); err != nil {
 			return err
 		}
 	}
-	if len(w.buf) == 0 {
+	if w.buffered() == 0 {
 		w.bufOff = off
 	}
 	chunk := w.c.opts.ChunkSize
 	for len(p) > 0 {
 		if w.buf == nil {
-			// Sized to what is left of the share, not a whole chunk: a
-			// small share must not cost a 1 MiB allocation (and its
+			// A pooled chunk, or one sized to what is left of the share:
+			// a small share must not cost a 1 MiB allocation (and its
 			// zeroing) per write.
-			w.buf = make([]byte, 0, min(int64(chunk), w.size-w.bufOff))
+			w.buf, w.pooled = w.c.chunks.take(int(min(int64(chunk), w.size-w.bufOff)))
 		}
-		n := min(len(p), chunk-len(w.buf))
-		w.buf = append(w.buf, p[:n]...)
+		n := min(len(p), chunk-len(*w.buf))
+		*w.buf = append(*w.buf, p[:n]...)
 		p = p[n:]
-		if len(w.buf) == chunk {
+		if len(*w.buf) == chunk {
 			if err := w.flush(ctx); err != nil {
 				return err
 			}
@@ -78,10 +81,17 @@ func (w *ShareWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
+func (w *ShareWriter) buffered() int {
+	if w.buf == nil {
+		return 0
+	}
+	return len(*w.buf)
+}
+
 // flush sends the buffer, opening the stream on first use. A send that
 // makes no progress for CallTimeout (a stalled server) fails.
 func (w *ShareWriter) flush(ctx context.Context) error {
-	if len(w.buf) == 0 {
+	if w.buffered() == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -91,20 +101,28 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(context.Background())
 		w.cancel = cancel
 		w.dog = newWatchdog(w.c.opts.CallTimeout, cancel)
-		st, err := w.c.rpc.WriteShare(sctx)
+		st, err := w.c.cc.NewStream(sctx, writeShareDesc, pb.StorageServer_WriteShare_FullMethodName, useCodec)
 		w.dog.stop()
 		if err != nil {
 			w.closeStream()
 			return wrap("write "+w.obj(), err)
 		}
-		w.stream = st
+		w.stream = &grpc.GenericClientStream[writeChunk, pb.WriteShareResponse]{ClientStream: st}
 	}
 	// The caller's ctx ends the stream too while we wait on it; the
 	// watchdog runs only while we wait, so a caller that pauses between
 	// writes is not taken for a stalled server.
 	stopAfter := context.AfterFunc(ctx, w.cancel)
 	w.dog.kick()
-	err := w.stream.Send(&pb.WriteShareRequest{Handle: w.handle, Offset: w.bufOff, Data: w.buf})
+	// The chunk is gRPC's from here on (even if the send fails): the
+	// codec sends it without a copy and puts it back in the pool once it
+	// is on the wire.
+	m := &writeChunk{handle: w.handle, offset: w.bufOff, data: w.buf}
+	if w.pooled {
+		m.pool = w.c.chunks
+	}
+	w.buf = nil
+	err := w.stream.Send(m)
 	w.dog.stop()
 	stopAfter()
 	if err != nil {
@@ -117,9 +135,6 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 		w.closeStream()
 		return wrap("write "+w.obj(), dog.explain(rerr))
 	}
-	// gRPC may keep a reference to the sent message until it is on the
-	// wire, so never reuse the buffer.
-	w.buf = nil
 	return nil
 }
 
@@ -170,6 +185,9 @@ func (w *ShareWriter) Abort(ctx context.Context) error {
 		return nil
 	}
 	w.done = true
+	if w.buf != nil && w.pooled {
+		w.c.chunks.Put(w.buf) // never sent: still ours
+	}
 	w.buf = nil
 	w.closeStream()
 	cctx, cancel := w.c.call(ctx)
@@ -179,6 +197,8 @@ func (w *ShareWriter) Abort(ctx context.Context) error {
 	}
 	return nil
 }
+
+var writeShareDesc = streamDesc("WriteShare")
 
 // watchdog cancels a stream that makes no progress for a while and
 // remembers that it did, so the error can say so.
