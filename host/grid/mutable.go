@@ -97,6 +97,11 @@ type MutableStats struct {
 	Refused int64
 	// Corrupt counts shares that failed a check.
 	Corrupt int64
+	// MemoHits counts Modifies published from the slot memo (this
+	// client's last write or read of the slot, without reading it again);
+	// MemoMisses counts memos taken but not used (the slot changed, a
+	// write failed, the servers changed...: the Modify read the slot).
+	MemoHits, MemoMisses int64
 }
 
 // mutState is a Client's mutable-file state, kept beside the Client (it is
@@ -107,6 +112,9 @@ type mutState struct {
 
 	creates, modifies, reads, published      atomic.Int64
 	conflicts, retries, refused, corruptSeen atomic.Int64
+
+	memos                memos
+	memoHits, memoMisses atomic.Int64
 }
 
 var mutStates sync.Map // weak.Pointer[Client] -> *mutState
@@ -147,6 +155,7 @@ func (c *Client) MutableStats() MutableStats {
 		Creates: m.creates.Load(), Modifies: m.modifies.Load(), Reads: m.reads.Load(),
 		Published: m.published.Load(), Conflicts: m.conflicts.Load(), Retries: m.retries.Load(),
 		Refused: m.refused.Load(), Corrupt: m.corruptSeen.Load(),
+		MemoHits: m.memoHits.Load(), MemoMisses: m.memoMisses.Load(),
 	}
 }
 
@@ -198,7 +207,7 @@ func (c *Client) ReadMutable(ctx context.Context, cp cap.Cap) ([]byte, uint64, e
 		return nil, 0, fmt.Errorf("read mutable file: %s cap: %w", cp.Kind(), ErrNotReadable)
 	}
 	si := rc.StorageIndex()
-	_, best, err := c.settled(ctx, si, rc.PublicKeyHash, false)
+	sm, best, err := c.settled(ctx, si, rc.PublicKeyHash, false)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -207,6 +216,7 @@ func (c *Client) ReadMutable(ctx context.Context, cp cap.Cap) ([]byte, uint64, e
 		return nil, 0, err
 	}
 	c.record(si, best.header.Seq)
+	c.mut().memos.put(si, memoOfRead(sm, best))
 	return data, best.header.Seq, nil
 }
 
@@ -226,6 +236,9 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 	m.modifies.Add(1)
 	si := w.StorageIndex()
 	rc := w.ReadCap()
+	if seq, ok := c.modifyFromMemo(ctx, w, modify); ok {
+		return seq, nil
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt >= MutableMaxAttempts {
 			return 0, fmt.Errorf("modify mutable file %s: %d attempts: %w", si, attempt, ErrContention)
@@ -249,6 +262,7 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 		// version settles which one is.
 		if bytes.Equal(next, orig) && sm.maxSeq == best.header.Seq && !sm.torn(best) {
 			c.record(si, best.header.Seq)
+			m.memos.put(si, memoOfRead(sm, best))
 			return best.header.Seq, nil
 		}
 		seen, _ := c.mut().store().Seen(si)
@@ -260,6 +274,7 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 		err = c.publish(ctx, sm, v)
 		if err == nil {
 			c.record(si, seq)
+			m.memos.put(si, memoOfPublish(sm, v, next))
 			return seq, nil
 		}
 		if !errors.Is(err, errConflict) {
@@ -377,6 +392,7 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 		return nil, fmt.Errorf("repair mutable file: %w", err)
 	}
 	si := cap.MutableStorageIndexOf(pkh)
+	c.mut().memos.drop(si) // it rewrites slots
 	sm, err := c.readMap(ctx, si, pkh)
 	if err != nil {
 		return nil, err
@@ -515,7 +531,14 @@ type slotMap struct {
 	answered int   // servers that answered
 	firstErr error // of the calls that failed
 	problems []string
-	mu       sync.Mutex
+	// Set by publish: the slots written (with their new tokens), and how
+	// many targets failed or could not be written.
+	wrote  []*slotEntry
+	failed int
+	// bounded: each write gets the server timeout (a map from the slot
+	// memo: its servers were not asked just now whether they answer).
+	bounded bool
+	mu      sync.Mutex
 }
 
 func newSlotMap(si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, servers []Server) *slotMap {
@@ -1032,13 +1055,20 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 	}
 	write := func(e *slotEntry) {
 		placed := e.token == "" && e.share == nil
-		tok, err := c.writeSlot(ctx, sm.si, e, v.Shares[e.num])
+		wctx := ctx
+		if sm.bounded {
+			var cancel context.CancelFunc
+			wctx, cancel = c.reqCtx(ctx)
+			defer cancel()
+		}
+		tok, err := c.writeSlot(wctx, sm.si, e, v.Shares[e.num])
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case err == nil:
 			e.token = tok
 			servers[e.srv.NodeID] = true
+			sm.wrote = append(sm.wrote, e)
 		case errors.Is(err, storage.ErrConflict):
 			m.conflicts.Add(1)
 			conflicted++
@@ -1103,6 +1133,7 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 		}
 		retry = nil
 	}
+	sm.failed = failed
 	if conflicted > 0 {
 		return fmt.Errorf("version %d: %d share writes lost a race: %w", h.Seq, conflicted, errConflict)
 	}
