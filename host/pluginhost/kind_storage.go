@@ -162,6 +162,10 @@ func (w *writer) do(f func() error) error {
 	}
 	defer w.s.release(w.p)
 	err := f()
+	if errors.Is(err, storage.ErrPluginGone) {
+		// A handed file noticed the process end before the supervisor.
+		return w.gone()
+	}
 	if err != nil && !isKindSentinel(err) {
 		if derr := w.s.died(w.p, err); errors.Is(derr, ErrPluginDied) {
 			return fmt.Errorf("%w: %w", w.gone(), err)

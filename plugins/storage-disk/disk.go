@@ -452,6 +452,27 @@ func (w *writer) WriteAt(_ context.Context, p []byte, off int64) error {
 	return nil
 }
 
+// File is the share's temporary file, sized to the share: a host handed
+// it pwrites the bytes itself; Seal's fsync makes them durable with the
+// rest, and its rename publishes them.
+func (w *writer) File() (*os.File, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil, fmt.Errorf("share %s: %w", w.ref, storage.ErrClosed)
+	}
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("share %s: %w", w.ref, err)
+	}
+	fd := -1
+	cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil || err != nil {
+		return nil, fmt.Errorf("share %s: duplicate its file: %w", w.ref, errors.Join(cerr, err))
+	}
+	return os.NewFile(uintptr(fd), w.f.Name()), nil
+}
+
 // end takes the writer's file and gives its space reservation back.
 func (w *writer) end() *os.File {
 	f := w.f
@@ -586,7 +607,10 @@ func strconvU(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 func indexName(idx [storage.StorageIndexSize]byte) string { return hex.EncodeToString(idx[:]) }
 
-var _ storage.Putter = (*Disk)(nil)
+var (
+	_ storage.Putter     = (*Disk)(nil)
+	_ storage.FileWriter = (*writer)(nil)
+)
 
 // Put stores a whole share in one call (storage.Putter), crash-safe like
 // Seal: the bytes go to an unnamed file (O_TMPFILE) in the share's own

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tarnfs/tarn/sdk/pluginkit"
 	"github.com/tarnfs/tarn/sdk/storage"
 	"github.com/tarnfs/tarn/sdk/storage/storagetest"
 )
@@ -46,14 +47,32 @@ func settings(t testing.TB, dir string) []byte {
 	return b
 }
 
+// path is how share bytes travel from host to plugin.
+type path struct {
+	name  string
+	fast  bool // shared-memory arena and fd channel offered
+	files bool // the host pwrites the share files the plugin hands it
+}
+
+var paths = []path{{"files", true, true}, {"arena", true, false}, {"fallback", false, false}}
+
+// startPath starts the plugin on dir with the data path p, and checks it
+// is the one in use.
+func startPath(t *testing.T, p path, dir string) (*storage.Client, *pluginkit.Process) {
+	t.Helper()
+	c, proc := storagetest.StartPlugin(t, pluginCmd(), p.fast, settings(t, dir))
+	if c.Files() != p.fast {
+		t.Fatalf("plugin hands files = %v, want %v (fast path %v)", c.Files(), p.fast, p.fast)
+	}
+	c.UseFiles(p.files)
+	return c, proc
+}
+
 func TestPluginConformance(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fast bool
-	}{{"fast", true}, {"fallback", false}} {
+	for _, tc := range paths {
 		t.Run(tc.name, func(t *testing.T) {
 			storagetest.Run(t, func(t *testing.T) storage.Backend {
-				c, _ := storagetest.StartPlugin(t, pluginCmd(), tc.fast, settings(t, t.TempDir()))
+				c, _ := startPath(t, tc, t.TempDir())
 				return c
 			})
 		})
@@ -149,18 +168,17 @@ func killData(g, i int) []byte {
 // same folder must show every share whose Seal returned, intact, and no
 // share whose Seal was never called.
 func TestPluginKill9(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		fast bool
-		put  bool // one Put call per share instead of Create, WriteAt, Seal
-	}{{"fast", true, false}, {"fallback", false, false}, {"put fast", true, true}, {"put fallback", false, true}} {
-		t.Run(tc.name, func(t *testing.T) { testKill9(t, tc.fast, tc.put) })
+	for _, tc := range paths {
+		t.Run(tc.name, func(t *testing.T) { testKill9(t, tc, false) })
+	}
+	for _, tc := range paths[1:] {
+		t.Run("put "+tc.name, func(t *testing.T) { testKill9(t, tc, true) })
 	}
 }
 
-func testKill9(t *testing.T, fast, put bool) {
+func testKill9(t *testing.T, path path, put bool) {
 	dir := t.TempDir()
-	c, p := storagetest.StartPlugin(t, pluginCmd(), fast, settings(t, dir))
+	c, p := startPath(t, path, dir)
 	const writers = 4
 	var (
 		mu       sync.Mutex
@@ -240,7 +258,7 @@ func testKill9(t *testing.T, fast, put bool) {
 	}
 	t.Logf("sealed %d shares before the kill; last error: %v", len(sealed), lastErr[0])
 
-	c2, _ := storagetest.StartPlugin(t, pluginCmd(), fast, settings(t, dir))
+	c2, _ := startPath(t, path, dir)
 	if n := countTmp(t, dir); n != 0 {
 		t.Errorf("%d temp files left after a restart", n)
 	}
@@ -275,5 +293,130 @@ func testKill9(t *testing.T, fast, put bool) {
 	}
 	if t.Failed() {
 		t.Log(fmt.Sprintf("folder %s", dir))
+	}
+}
+
+// openFds returns how many descriptors the process pid has open, and how
+// many of them name a file under dir (deleted ones too).
+func openFds(t *testing.T, pid int, dir string) (all, under int) {
+	t.Helper()
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		all++
+		if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && strings.HasPrefix(l, dir) {
+			under++
+		}
+	}
+	return all, under
+}
+
+// TestPluginFilesNoLeak: on the handed-files path, every share file the
+// plugin hands over is closed again by Seal or Abort, in the host and in
+// the plugin, and a sealed writer's file is never written again.
+func TestPluginFilesNoLeak(t *testing.T) {
+	dir := t.TempDir()
+	c, p := startPath(t, paths[0], dir)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("tarn"), 100<<10)
+	cycle := func(i int, seal bool) {
+		r := storage.Ref{Num: uint32(i)}
+		r.Index[0], r.Index[1] = 0xfd, byte(i)
+		w, err := c.Create(ctx, r, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, under := openFds(t, os.Getpid(), dir); under != 1 {
+			t.Fatalf("host holds %d files of the folder with one writer open, want 1 (handed file)", under)
+		}
+		if err := w.WriteAt(ctx, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if seal {
+			err = w.Seal(ctx)
+		} else {
+			err = w.Abort(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteAt(ctx, data[:1], 0); !errors.Is(err, storage.ErrClosed) {
+			t.Fatalf("write after the end: %v, want ErrClosed", err)
+		}
+	}
+	cycle(0, true) // the first one opens the share folders' caches etc.
+	hostBefore, _ := openFds(t, os.Getpid(), dir)
+	plugBefore, _ := openFds(t, p.Pid, dir)
+	for i := 1; i <= 20; i++ {
+		cycle(i, i%3 != 0)
+	}
+	hostAfter, hostUnder := openFds(t, os.Getpid(), dir)
+	plugAfter, _ := openFds(t, p.Pid, dir)
+	if hostAfter != hostBefore || hostUnder != 0 {
+		t.Errorf("host fds %d before, %d after 20 writers (%d in the folder)", hostBefore, hostAfter, hostUnder)
+	}
+	if plugAfter != plugBefore {
+		t.Errorf("plugin fds %d before, %d after 20 writers", plugBefore, plugAfter)
+	}
+	for i := 1; i <= 20; i++ {
+		r := storage.Ref{Num: uint32(i)}
+		r.Index[0], r.Index[1] = 0xfd, byte(i)
+		got := make([]byte, len(data))
+		n, err := c.ReadAt(ctx, r, got, 0)
+		switch {
+		case i%3 == 0 && !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("aborted share %d: read %d bytes, %v", i, n, err)
+		case i%3 != 0 && (err != nil || !bytes.Equal(got, data)):
+			t.Errorf("sealed share %d: read %d bytes, %v", i, n, err)
+		}
+	}
+}
+
+// TestPluginFilesKilled: when the plugin dies with writers open on handed
+// files, the host's writes fail with one line saying so (ErrClosed), not
+// into a file nobody will seal, and Abort closes the files.
+func TestPluginFilesKilled(t *testing.T) {
+	dir := t.TempDir()
+	c, p := startPath(t, paths[0], dir)
+	ctx := context.Background()
+	var ws []storage.Writer
+	for i := range 3 {
+		r := storage.Ref{Num: uint32(i)}
+		r.Index[0] = 0xdd
+		w, err := c.Create(ctx, r, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteAt(ctx, []byte("before"), 0); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	if _, under := openFds(t, os.Getpid(), dir); under != 3 {
+		t.Fatalf("host holds %d files of the folder, want 3", under)
+	}
+	if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = ws[0].WriteAt(ctx, []byte("after"), 0); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, storage.ErrClosed) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "plugin process went away") {
+		t.Fatalf("write after the plugin died: %v, want one line wrapping ErrClosed", err)
+	}
+	t.Logf("write after the kill: %v", err)
+	for _, w := range ws {
+		if err := w.Seal(ctx); err == nil {
+			t.Error("seal after the plugin died succeeded")
+		}
+	}
+	if _, under := openFds(t, os.Getpid(), dir); under != 0 {
+		t.Errorf("host still holds %d files of the folder after Seal failed", under)
 	}
 }

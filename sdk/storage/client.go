@@ -5,7 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,6 +32,17 @@ type Client struct {
 	info     *storagepb.InfoResponse
 	detach   context.CancelFunc
 	indexing bool
+
+	mailbox  *dataplane.Mailbox // nil unless the plugin can hand over files
+	useFiles atomic.Bool        // ask for share files at Create
+	fdSeq    atomic.Uint64
+	// attachLost is set once the Attach stream ends: the plugin has then
+	// aborted (or lost) every writer, and files it handed over write
+	// nowhere, so they refuse.
+	attachLost atomic.Bool
+	// live is the read end of a pipe whose write end only the plugin
+	// process holds: it hangs up when the process ends.
+	live *os.File
 }
 
 var (
@@ -37,13 +54,30 @@ var (
 
 // NewClient asks the plugin what it is and whether it mapped the arena,
 // and holds an Attach stream open for as long as the connection lives.
-// arena is the host's arena, or nil for the gRPC-only path.
-func NewClient(ctx context.Context, rpc storagepb.StorageClient, arena *dataplane.Arena) (*Client, error) {
-	info, err := rpc.Info(ctx, &storagepb.InfoRequest{})
+// arena is the host's arena, or nil for the gRPC-only path; mailbox the
+// host's end of the fd channel, or nil (no handed files).
+func NewClient(ctx context.Context, rpc storagepb.StorageClient, arena *dataplane.Arena, mailbox *dataplane.Mailbox) (*Client, error) {
+	req := &storagepb.InfoRequest{}
+	if mailbox != nil {
+		req.LivenessFdId = 1 << 63 // never one of fdSeq's
+	}
+	info, err := rpc.Info(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("storage plugin info: %w", fromStatus(err))
 	}
+	var live *os.File
+	if info.LivenessFdId != 0 && info.LivenessFdId == req.LivenessFdId {
+		tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		live, err = mailbox.Take(tctx, info.LivenessFdId)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("storage plugin info: take its liveness pipe: %w", err)
+		}
+	}
 	if info.Protocol != ProtocolVersion {
+		if live != nil {
+			live.Close()
+		}
 		return nil, fmt.Errorf("storage plugin speaks protocol v%d, this tarn speaks v%d", info.Protocol, ProtocolVersion)
 	}
 	c := &Client{rpc: rpc, info: info, indexing: info.Indexes}
@@ -52,17 +86,37 @@ func NewClient(ctx context.Context, rpc storagepb.StorageClient, arena *dataplan
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	c.detach = cancel
-	if st, err := rpc.Attach(actx, &storagepb.Empty{}); err == nil {
+	st, err := rpc.Attach(actx, &storagepb.Empty{})
+	if err == nil {
 		go func() {
 			for {
 				if _, err := st.Recv(); err != nil {
+					c.attachLost.Store(true)
 					return
 				}
 			}
 		}()
 	}
+	// Without an Attach stream a plugin death could not be noticed before
+	// Seal, so files are handed only with one.
+	if mailbox != nil && info.Files && live != nil && err == nil {
+		c.mailbox = mailbox
+		c.live = live
+		c.useFiles.Store(true)
+	} else if live != nil {
+		live.Close()
+	}
 	return c, nil
 }
+
+// Files reports whether writers take the share's file from the plugin
+// (and write it with pwrite) when the backend has one.
+func (c *Client) Files() bool { return c.mailbox != nil && c.useFiles.Load() }
+
+// UseFiles turns handed files off (or back on, if the plugin offers
+// them) for writers created from now on; tests use it to run the arena
+// path against a plugin that could hand files.
+func (c *Client) UseFiles(on bool) { c.useFiles.Store(on && c.mailbox != nil) }
 
 // FastPath reports whether payloads go through shared memory.
 func (c *Client) FastPath() bool { return c.arena != nil }
@@ -71,7 +125,32 @@ func (c *Client) FastPath() bool { return c.arena != nil }
 func (c *Client) ArenaError() string { return c.info.ArenaError }
 
 // Close ends the Attach stream: the plugin aborts writers left open.
+// (The liveness pipe stays open: writers may still poll it, and it is one
+// descriptor per plugin process.)
 func (c *Client) Close() error { c.detach(); return nil }
+
+// pluginGone reports whether the plugin process has ended (or detached),
+// without an RPC: its end of the liveness pipe is closed, or the Attach
+// stream broke.
+func (c *Client) pluginGone() bool {
+	if c.attachLost.Load() {
+		return true
+	}
+	rc, err := c.live.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := true
+	rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 0)
+		for err == unix.EINTR {
+			n, err = unix.Poll(pfd, 0)
+		}
+		gone = err != nil || (n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0)
+	})
+	return gone
+}
 
 func pbRef(r Ref) *storagepb.Ref { return &storagepb.Ref{Index: r.Index[:], Num: r.Num} }
 
@@ -101,11 +180,47 @@ func (c *Client) Space(ctx context.Context) (Space, error) {
 }
 
 func (c *Client) Create(ctx context.Context, ref Ref, size int64) (Writer, error) {
-	r, err := c.rpc.Create(ctx, &storagepb.CreateRequest{Ref: pbRef(ref), Size: size})
+	req := &storagepb.CreateRequest{Ref: pbRef(ref), Size: size}
+	if c.Files() {
+		req.FdId = c.fdSeq.Add(1)
+	}
+	r, err := c.rpc.Create(ctx, req)
 	if err != nil {
+		if req.FdId != 0 && ambiguous(err) {
+			c.drop(req.FdId)
+		}
 		return nil, fromStatus(err)
 	}
-	return &remoteWriter{c: c, h: r.Handle}, nil
+	w := &remoteWriter{c: c, h: r.Handle, ref: ref, size: size}
+	if r.FdId != 0 {
+		if r.FdId != req.FdId || c.mailbox == nil {
+			w.Abort(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("create share %s: plugin handed file %d, asked for %d", ref, r.FdId, req.FdId)
+		}
+		// The file was sent before the answer: wait for it even if ctx
+		// ended meanwhile, or it would be left in the mailbox.
+		tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		f, err := c.mailbox.Take(tctx, r.FdId)
+		cancel()
+		if err != nil {
+			w.Abort(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("create share %s: take its file from the plugin: %w", ref, err)
+		}
+		w.f = f
+	}
+	return w, nil
+}
+
+// drop closes a file the plugin may have sent for a Create whose answer
+// was lost (cancelled, timed out), so it does not stay in the mailbox.
+func (c *Client) drop(id uint64) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if f, err := c.mailbox.Take(ctx, id); err == nil {
+			f.Close()
+		}
+	}()
 }
 
 // Put stores a whole share with one RPC. A plugin that predates Put (its
@@ -351,12 +466,27 @@ func indexesErr(err error) error {
 }
 
 // remoteWriter is a Writer whose share lives in the plugin, by handle.
+// With f (the share's file, handed over by the plugin) WriteAt is a
+// pwrite here; Seal and Abort close f first, so no write of this process
+// can land in a share once it is sealed.
 type remoteWriter struct {
-	c *Client
-	h uint64
+	c    *Client
+	h    uint64
+	ref  Ref
+	size int64
+
+	mu     sync.RWMutex // WriteAt holds it shared, Seal and Abort alone
+	f      *os.File
+	closed bool
 }
 
 func (w *remoteWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
+	w.mu.RLock()
+	if w.f != nil || w.closed {
+		defer w.mu.RUnlock()
+		return w.writeFile(p, off)
+	}
+	w.mu.RUnlock()
 	c := w.c
 	if c.arena != nil {
 		if o, ok := c.arena.Offset(p); ok {
@@ -394,12 +524,46 @@ func (w *remoteWriter) writeOnce(ctx context.Context, p []byte, off int64) (int,
 	return n, fromStatus(err)
 }
 
+// writeFile writes p at off straight to the share's file, bounded by the
+// share's size (the file must never grow).
+func (w *remoteWriter) writeFile(p []byte, off int64) error {
+	if w.closed {
+		return fmt.Errorf("write share %s: %w", w.ref, ErrClosed)
+	}
+	if off < 0 || off > w.size || int64(len(p)) > w.size-off {
+		return fmt.Errorf("write share %s: %d bytes at %d of %d: %w", w.ref, len(p), off, w.size, ErrRange)
+	}
+	if w.c.pluginGone() {
+		return fmt.Errorf("write share %s: %w, its handed file writes nowhere (write the share again): %w", w.ref, ErrPluginGone, ErrClosed)
+	}
+	if _, err := w.f.WriteAt(p, off); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+		}
+		return fmt.Errorf("write share %s at %d: %w", w.ref, off, err)
+	}
+	return nil
+}
+
+// end closes the handed file, once every WriteAt on it has returned.
+func (w *remoteWriter) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+		w.closed = true
+	}
+}
+
 func (w *remoteWriter) Seal(ctx context.Context) error {
+	w.end()
 	_, err := w.c.rpc.Seal(ctx, &storagepb.HandleRequest{Handle: w.h})
 	return fromStatus(err)
 }
 
 func (w *remoteWriter) Abort(ctx context.Context) error {
+	w.end()
 	_, err := w.c.rpc.Abort(ctx, &storagepb.HandleRequest{Handle: w.h})
 	return fromStatus(err)
 }

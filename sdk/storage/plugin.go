@@ -44,7 +44,7 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 func (p *GRPCPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (interface{}, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return NewClient(ctx, storagepb.NewStorageClient(cc), p.DataPlane.Arena)
+	return NewClient(ctx, storagepb.NewStorageClient(cc), p.DataPlane.Arena, p.DataPlane.Mailbox)
 }
 
 // Serve runs a storage plugin's main until the host goes away; writers

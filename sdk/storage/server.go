@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -21,31 +22,53 @@ import (
 type server struct {
 	storagepb.UnimplementedStorageServer
 	b        Backend
-	arena    *dataplane.Arena // nil when the host offered none or it failed
+	arena    *dataplane.Arena  // nil when the host offered none or it failed
+	fds      *dataplane.FdConn // nil when the host offered no fd channel
 	arenaErr error
 
 	mu       sync.Mutex
+	liveR    *os.File // the pipe of InfoRequest.liveness_fd_id: the
+	liveW    *os.File // write end is held, never written, until exit
 	next     uint64
 	writers  map[uint64]Writer
 	attached int
 }
 
 func newServer(b Backend, dp pluginkit.DataPlane, dpErr error) *server {
-	return &server{b: b, arena: dp.Arena, arenaErr: dpErr, writers: map[uint64]Writer{}}
+	return &server{b: b, arena: dp.Arena, fds: dp.Fds, arenaErr: dpErr, writers: map[uint64]Writer{}}
 }
 
-func (s *server) Info(ctx context.Context, _ *storagepb.InfoRequest) (*storagepb.InfoResponse, error) {
+func (s *server) Info(ctx context.Context, req *storagepb.InfoRequest) (*storagepb.InfoResponse, error) {
 	in, err := s.b.Info(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	_, idx := s.b.(Indexer)
 	r := &storagepb.InfoResponse{Name: in.Name, Version: in.Version, Protocol: ProtocolVersion,
-		Arena: s.arena != nil, Indexes: idx, Put: true}
+		Arena: s.arena != nil, Indexes: idx, Put: true, Files: s.fds != nil}
 	if s.arenaErr != nil {
 		r.ArenaError = s.arenaErr.Error()
 	}
+	if req.LivenessFdId != 0 && s.fds != nil && s.sendLiveness(req.LivenessFdId) == nil {
+		r.LivenessFdId = req.LivenessFdId
+	}
 	return r, nil
+}
+
+// sendLiveness sends the read end of a pipe whose write end this process
+// keeps open until it exits: the host sees it hang up the moment the
+// process is gone, with no RPC.
+func (s *server) sendLiveness(id uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.liveR == nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		s.liveR, s.liveW = r, w
+	}
+	return s.fds.Send(id, s.liveR)
 }
 
 func (s *server) Configure(ctx context.Context, req *storagepb.ConfigureRequest) (*storagepb.Empty, error) {
@@ -121,7 +144,30 @@ func (s *server) Create(ctx context.Context, req *storagepb.CreateRequest) (*sto
 	h := s.next
 	s.writers[h] = w
 	s.mu.Unlock()
-	return &storagepb.CreateResponse{Handle: h}, nil
+	return &storagepb.CreateResponse{Handle: h, FdId: s.handFile(w, req.FdId)}, nil
+}
+
+// handFile sends w's file to the host when it asked (fdID != 0) and w has
+// one, and returns the id it was sent with, or 0: the host then writes by
+// WriteAt as usual. The file goes before the answer, so the host's
+// mailbox has it, or soon will, once the answer names it.
+func (s *server) handFile(w Writer, fdID uint64) uint64 {
+	if fdID == 0 || s.fds == nil {
+		return 0
+	}
+	fw, ok := w.(FileWriter)
+	if !ok {
+		return 0
+	}
+	f, err := fw.File()
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if err := s.fds.Send(fdID, f); err != nil {
+		return 0
+	}
+	return fdID
 }
 
 func (s *server) writer(h uint64) (Writer, error) {

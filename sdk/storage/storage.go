@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // ProtocolVersion is the major version of the storage contract.
@@ -30,6 +31,9 @@ var (
 	ErrConflict = errors.New("storage: slot changed since it was read")
 	ErrRange    = errors.New("storage: offset or length out of range")
 	ErrClosed   = errors.New("storage: writer already sealed or aborted")
+	// ErrPluginGone: the plugin process that handed a writer its file has
+	// ended (or detached); errors with it wrap ErrClosed too.
+	ErrPluginGone = errors.New("storage: the plugin process went away")
 )
 
 // StorageIndexSize is the length of a storage index in bytes.
@@ -143,4 +147,20 @@ func putByWriter(ctx context.Context, b Backend, ref Ref, data []byte) error {
 		}
 	}
 	return w.Seal(ctx)
+}
+
+// FileWriter is an optional extra of a Writer whose bytes go, at their
+// share offsets, to one open regular file already sized to the share
+// (holes read as zeros, so writes never grow it). A plugin process hands
+// that file to a host that asks (docs/plugins-storage.md, "Handed
+// files"): the host then pwrites the share's bytes itself, with no copy
+// into shared memory and no RPC per chunk, and still calls Seal or Abort
+// on the Writer, which must make durable whatever was written through
+// the file (an fsync of it does).
+type FileWriter interface {
+	Writer
+	// File returns a new descriptor of the share's file (a dup), which
+	// the caller closes. An error means "not this time": the host writes
+	// through WriteAt instead.
+	File() (*os.File, error)
 }

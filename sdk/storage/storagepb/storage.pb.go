@@ -166,7 +166,12 @@ func (x *Region) GetLen() int64 {
 }
 
 type InfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// liveness_fd_id, when not 0 and the plugin can hand files, asks it to
+	// send, with this id, the read end of a pipe whose write end it keeps
+	// until it exits: the host polls it before writing a handed file, so a
+	// dead plugin is seen at once.
+	LivenessFdId  uint64 `protobuf:"varint,1,opt,name=liveness_fd_id,json=livenessFdId,proto3" json:"liveness_fd_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +206,13 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 	return file_storage_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *InfoRequest) GetLivenessFdId() uint64 {
+	if x != nil {
+		return x.LivenessFdId
+	}
+	return 0
+}
+
 type InfoResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -210,9 +222,14 @@ type InfoResponse struct {
 	// Region payloads are understood.
 	Arena bool `protobuf:"varint,4,opt,name=arena,proto3" json:"arena,omitempty"`
 	// arena_error says why an offered arena could not be used.
-	ArenaError    string `protobuf:"bytes,5,opt,name=arena_error,json=arenaError,proto3" json:"arena_error,omitempty"`
-	Indexes       bool   `protobuf:"varint,6,opt,name=indexes,proto3" json:"indexes,omitempty"` // the backend implements Indexes
-	Put           bool   `protobuf:"varint,7,opt,name=put,proto3" json:"put,omitempty"`         // the plugin serves Put
+	ArenaError string `protobuf:"bytes,5,opt,name=arena_error,json=arenaError,proto3" json:"arena_error,omitempty"`
+	Indexes    bool   `protobuf:"varint,6,opt,name=indexes,proto3" json:"indexes,omitempty"` // the backend implements Indexes
+	Put        bool   `protobuf:"varint,7,opt,name=put,proto3" json:"put,omitempty"`         // the plugin serves Put
+	// files is true when the plugin can hand the host the open file of a
+	// share being written (CreateRequest.fd_id) over the fd channel.
+	Files bool `protobuf:"varint,8,opt,name=files,proto3" json:"files,omitempty"`
+	// liveness_fd_id is the request's when the pipe was sent, else 0.
+	LivenessFdId  uint64 `protobuf:"varint,9,opt,name=liveness_fd_id,json=livenessFdId,proto3" json:"liveness_fd_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -294,6 +311,20 @@ func (x *InfoResponse) GetPut() bool {
 		return x.Put
 	}
 	return false
+}
+
+func (x *InfoResponse) GetFiles() bool {
+	if x != nil {
+		return x.Files
+	}
+	return false
+}
+
+func (x *InfoResponse) GetLivenessFdId() uint64 {
+	if x != nil {
+		return x.LivenessFdId
+	}
+	return 0
 }
 
 type ConfigureRequest struct {
@@ -393,9 +424,12 @@ func (x *SpaceResponse) GetFree() int64 {
 }
 
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Size  int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// fd_id, when not 0, asks for the share's open file: a plugin that can
+	// sends it over the fd channel with this id before it answers.
+	FdId          uint64 `protobuf:"varint,3,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -444,9 +478,20 @@ func (x *CreateRequest) GetSize() int64 {
 	return 0
 }
 
+func (x *CreateRequest) GetFdId() uint64 {
+	if x != nil {
+		return x.FdId
+	}
+	return 0
+}
+
 type CreateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Handle uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// fd_id is the request's fd_id when the file was sent, else 0: the host
+	// may then pwrite bytes [0, size) itself; Seal and Abort still go by
+	// handle.
+	FdId          uint64 `protobuf:"varint,2,opt,name=fd_id,json=fdId,proto3" json:"fd_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -484,6 +529,13 @@ func (*CreateResponse) Descriptor() ([]byte, []int) {
 func (x *CreateResponse) GetHandle() uint64 {
 	if x != nil {
 		return x.Handle
+	}
+	return 0
+}
+
+func (x *CreateResponse) GetFdId() uint64 {
+	if x != nil {
+		return x.FdId
 	}
 	return 0
 }
@@ -1240,8 +1292,9 @@ const file_storage_proto_rawDesc = "" +
 	"\x03num\x18\x02 \x01(\rR\x03num\",\n" +
 	"\x06Region\x12\x10\n" +
 	"\x03off\x18\x01 \x01(\x03R\x03off\x12\x10\n" +
-	"\x03len\x18\x02 \x01(\x03R\x03len\"\r\n" +
-	"\vInfoRequest\"\xbb\x01\n" +
+	"\x03len\x18\x02 \x01(\x03R\x03len\"3\n" +
+	"\vInfoRequest\x12$\n" +
+	"\x0eliveness_fd_id\x18\x01 \x01(\x04R\flivenessFdId\"\xf7\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1250,17 +1303,21 @@ const file_storage_proto_rawDesc = "" +
 	"\varena_error\x18\x05 \x01(\tR\n" +
 	"arenaError\x12\x18\n" +
 	"\aindexes\x18\x06 \x01(\bR\aindexes\x12\x10\n" +
-	"\x03put\x18\a \x01(\bR\x03put\"7\n" +
+	"\x03put\x18\a \x01(\bR\x03put\x12\x14\n" +
+	"\x05files\x18\b \x01(\bR\x05files\x12$\n" +
+	"\x0eliveness_fd_id\x18\t \x01(\x04R\flivenessFdId\"7\n" +
 	"\x10ConfigureRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\"9\n" +
 	"\rSpaceResponse\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12\x12\n" +
-	"\x04free\x18\x02 \x01(\x03R\x04free\"K\n" +
+	"\x04free\x18\x02 \x01(\x03R\x04free\"`\n" +
 	"\rCreateRequest\x12&\n" +
 	"\x03ref\x18\x01 \x01(\v2\x14.tarn.storage.v1.RefR\x03ref\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"(\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x13\n" +
+	"\x05fd_id\x18\x03 \x01(\x04R\x04fdId\"=\n" +
 	"\x0eCreateResponse\x12\x16\n" +
-	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x8e\x01\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x13\n" +
+	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"\x8e\x01\n" +
 	"\x0eWriteAtRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x10\n" +
 	"\x03off\x18\x02 \x01(\x03R\x03off\x121\n" +
