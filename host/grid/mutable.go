@@ -239,6 +239,9 @@ func (c *Client) Modify(ctx context.Context, w cap.MutableWrite, modify func(old
 	if seq, ok := c.modifyFromMemo(ctx, w, modify); ok {
 		return seq, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("modify mutable file %s: %w", si, err)
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt >= MutableMaxAttempts {
 			return 0, fmt.Errorf("modify mutable file %s: %d attempts: %w", si, attempt, ErrContention)
