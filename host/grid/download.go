@@ -103,6 +103,9 @@ func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File
 		end = l.ShareSize
 	}
 	src.setMetaEnd(end)
+	if l.Segments > 1 && end < l.ShareSize {
+		src.setBlocks(blockSpan{off: l.BlocksOffset, end: l.ShareSize, span: aheadSegs * int64(l.BlockSize)})
+	}
 	f.dec = dec
 	return f, nil
 }
@@ -238,7 +241,9 @@ func (f *File) writeTo(w io.Writer) (int64, error) {
 		return f.dec.WriteTo(w)
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
-	defer cancel()
+	// Block reads of these decoders go through the read-ahead, whose
+	// background fetches end with ctx.
+	actx := context.WithValue(ctx, aheadKey{}, ctx)
 	type result struct {
 		buf *[]byte
 		err error
@@ -253,7 +258,7 @@ func (f *File) writeTo(w io.Writer) (int64, error) {
 			defer close(outs[j])
 			for i := j; i < l.Segments; i += len(decs) {
 				b := getBuf(l.SegmentLen(i))
-				_, err := d.ReadAtContext(ctx, *b, int64(i)*int64(l.SegmentSize))
+				_, err := d.ReadAtContext(actx, *b, int64(i)*int64(l.SegmentSize))
 				if err == io.EOF {
 					err = nil
 				}
@@ -268,7 +273,12 @@ func (f *File) writeTo(w io.Writer) (int64, error) {
 			}
 		}()
 	}
-	defer wg.Wait()
+	defer func() {
+		// Cancel first: a worker may be waiting to hand over a segment.
+		cancel()
+		wg.Wait()
+		f.src.endAhead()
+	}()
 	var total int64
 	for i := 0; i < l.Segments; i++ {
 		r, ok := <-outs[i%len(decs)]
@@ -314,6 +324,12 @@ type shareSource struct {
 	done     bool // every server answered or gave up
 	metaEnd  int64
 	cache    map[int]map[int64]*window
+
+	// The read-ahead of WriteTo (download_ahead.go).
+	blocks  blockSpan
+	ahead   map[int]map[int64]*blockWin
+	free    [][]byte // window buffers to reuse
+	aheadWG sync.WaitGroup
 }
 
 var _ chk.ShareSource = (*shareSource)(nil)
@@ -324,7 +340,7 @@ func newShareSource(c *Client, v cap.CHK) *shareSource {
 	// so that the share's first window is fetched once, not twice.
 	return &shareSource{c: c, si: v.StorageIndex(), k: v.K, n: v.N, changed: make(chan struct{}),
 		holders: map[int][]holder{}, bad: map[string]bool{}, servedBy: map[int]Server{},
-		cache: map[int]map[int64]*window{}, metaEnd: metaWindow}
+		cache: map[int]map[int64]*window{}, metaEnd: metaWindow, ahead: map[int]map[int64]*blockWin{}}
 }
 
 func (s *shareSource) notifyLocked() {
@@ -518,6 +534,9 @@ func (s *shareSource) ReadAt(ctx context.Context, sh int, p []byte, off int64) (
 	end := s.metaEnd
 	s.mu.Unlock()
 	if end == 0 || off+int64(len(p)) > end {
+		if n, ok, err := s.readAhead(ctx, sh, p, off); ok {
+			return n, err
+		}
 		return s.fetch(ctx, sh, p, off)
 	}
 	n := 0
