@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -40,7 +41,10 @@ func init() {
 // storage.ErrClosed (and ErrPluginDied) and its share must be written again.
 type Storage struct{ s *supervisor }
 
-var _ storage.Indexer = (*Storage)(nil)
+var (
+	_ storage.Indexer = (*Storage)(nil)
+	_ storage.Opener  = (*Storage)(nil)
+)
 
 func backend(raw any) storage.Backend { return raw.(storage.Backend) }
 
@@ -92,6 +96,36 @@ func (b *Storage) ReadAt(ctx context.Context, ref storage.Ref, p []byte, off int
 		return n, err
 	}
 	return n, eof
+}
+
+// Open hands over a sealed share's file when the plugin can (the disk
+// backend on the fast path), else an error wrapping
+// errors.ErrUnsupported: an answer, not a sign that the process died. A
+// file handed by a process that has since died still reads the sealed
+// share.
+func (b *Storage) Open(ctx context.Context, ref storage.Ref) (*os.File, int64, error) {
+	var f *os.File
+	var size int64
+	var unsupported error
+	err := b.s.call(ctx, func(raw any) (err error) {
+		o, ok := raw.(storage.Opener)
+		if !ok {
+			unsupported = fmt.Errorf("open share %s: %w", ref, errors.ErrUnsupported)
+			return nil
+		}
+		f, size, err = o.Open(ctx, ref)
+		if errors.Is(err, errors.ErrUnsupported) {
+			unsupported, err = err, nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if unsupported != nil {
+		return nil, 0, unsupported
+	}
+	return f, size, nil
 }
 
 func (b *Storage) List(ctx context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {

@@ -193,5 +193,30 @@ func TestWriteSharesDisk(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("share %d came back with other bytes", n)
 		}
+		// And through the server, which preads the file the plugin hands
+		// it: two ranges, the second running past the end.
+		st, err := c.ReadShare(context.Background(), &pb.ReadShareRequest{StorageIndex: index[:], ShareNum: n,
+			Ranges: []*pb.ByteRange{{Offset: 0, Length: 3 << 20}, {Offset: size - 100, Length: 1000}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r0, r1 []byte
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				break
+			}
+			if m.ShareSize != size {
+				t.Fatalf("share %d: size %d, want %d", n, m.ShareSize, size)
+			}
+			if m.Range == 0 {
+				r0 = append(r0, m.Data...)
+			} else {
+				r1 = append(r1, m.Data...)
+			}
+		}
+		if !bytes.Equal(r0, want) || !bytes.Equal(r1, want[size-100:]) {
+			t.Fatalf("share %d read through the server: %d and %d bytes, or other bytes", n, len(r0), len(r1))
+		}
 	}
 }

@@ -204,6 +204,26 @@ func (d *Disk) Stat(_ context.Context, ref storage.Ref) (int64, error) {
 	return st.Size(), nil
 }
 
+// Open opens a sealed share read-only (for a host that reads it itself).
+func (d *Disk) Open(_ context.Context, ref storage.Ref) (*os.File, int64, error) {
+	f, err := os.OpenFile(d.sharePath(ref), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, fmt.Errorf("open share %s: %w", ref, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open share %s: %w", ref, err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("open share %s: %w", ref, err)
+	}
+	return f, st.Size(), nil
+}
+
 func (d *Disk) ReadAt(_ context.Context, ref storage.Ref, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read share %s at %d: %w", ref, off, storage.ErrRange)
@@ -610,6 +630,7 @@ func indexName(idx [storage.StorageIndexSize]byte) string { return hex.EncodeToS
 var (
 	_ storage.Putter     = (*Disk)(nil)
 	_ storage.FileWriter = (*writer)(nil)
+	_ storage.Opener     = (*Disk)(nil)
 )
 
 // Put stores a whole share in one call (storage.Putter), crash-safe like

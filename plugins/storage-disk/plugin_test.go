@@ -353,10 +353,31 @@ func TestPluginFilesNoLeak(t *testing.T) {
 	for i := 1; i <= 20; i++ {
 		cycle(i, i%3 != 0)
 	}
+	// Reads of sealed shares through handed files (Open), and refused
+	// opens of aborted ones, leave nothing open either.
+	for i := 1; i <= 20; i++ {
+		r := storage.Ref{Num: uint32(i)}
+		r.Index[0], r.Index[1] = 0xfd, byte(i)
+		f, size, err := c.Open(ctx, r)
+		if i%3 == 0 {
+			if !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("open of aborted share %d: %v, want ErrNotFound", i, err)
+			}
+			continue
+		}
+		if err != nil || size != int64(len(data)) {
+			t.Fatalf("open of sealed share %d: size %d, %v", i, size, err)
+		}
+		got := make([]byte, len(data))
+		if n, err := f.ReadAt(got, 0); n != len(data) || !bytes.Equal(got, data) {
+			t.Fatalf("read of sealed share %d through its file: %d bytes, %v", i, n, err)
+		}
+		f.Close()
+	}
 	hostAfter, hostUnder := openFds(t, os.Getpid(), dir)
 	plugAfter, _ := openFds(t, p.Pid, dir)
 	if hostAfter != hostBefore || hostUnder != 0 {
-		t.Errorf("host fds %d before, %d after 20 writers (%d in the folder)", hostBefore, hostAfter, hostUnder)
+		t.Errorf("host fds %d before, %d after 20 writers and reads (%d in the folder)", hostBefore, hostAfter, hostUnder)
 	}
 	if plugAfter != plugBefore {
 		t.Errorf("plugin fds %d before, %d after 20 writers", plugBefore, plugAfter)
@@ -372,6 +393,27 @@ func TestPluginFilesNoLeak(t *testing.T) {
 		case i%3 != 0 && (err != nil || !bytes.Equal(got, data)):
 			t.Errorf("sealed share %d: read %d bytes, %v", i, n, err)
 		}
+	}
+}
+
+// TestPluginFilesClosed: once the host closes its client (detaches), a
+// writer on a handed file refuses to write (the plugin aborts it), and
+// Abort still closes the file.
+func TestPluginFilesClosed(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := startPath(t, paths[0], dir)
+	ctx := context.Background()
+	w, err := c.Create(ctx, storage.Ref{Num: 7}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := w.WriteAt(ctx, []byte("late"), 0); !errors.Is(err, storage.ErrPluginGone) || !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("write after Close: %v, want ErrPluginGone and ErrClosed", err)
+	}
+	w.Abort(ctx)
+	if _, under := openFds(t, os.Getpid(), dir); under != 0 {
+		t.Errorf("host still holds %d files of the folder", under)
 	}
 }
 

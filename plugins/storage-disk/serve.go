@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -52,6 +53,7 @@ var (
 	_ storage.Backend      = (*Served)(nil)
 	_ storage.Indexer      = (*Served)(nil)
 	_ storage.Putter       = (*Served)(nil)
+	_ storage.Opener       = (*Served)(nil)
 	_ pluginkit.Configurer = (*Served)(nil)
 )
 
@@ -127,6 +129,15 @@ func (s *Served) Stat(ctx context.Context, ref storage.Ref) (int64, error) {
 		return 0, err
 	}
 	return d.Stat(ctx, ref)
+}
+
+// Open hands a sealed share's file to a host that reads it itself.
+func (s *Served) Open(ctx context.Context, ref storage.Ref) (*os.File, int64, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, 0, err
+	}
+	return d.Open(ctx, ref)
 }
 
 func (s *Served) ReadAt(ctx context.Context, ref storage.Ref, p []byte, off int64) (int, error) {

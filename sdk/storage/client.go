@@ -49,6 +49,7 @@ var (
 	_ Backend              = (*Client)(nil)
 	_ Indexer              = (*Client)(nil)
 	_ Putter               = (*Client)(nil)
+	_ Opener               = (*Client)(nil)
 	_ pluginkit.Configurer = (*Client)(nil)
 )
 
@@ -124,10 +125,16 @@ func (c *Client) FastPath() bool { return c.arena != nil }
 // ArenaError is why the plugin could not map an offered arena, if it could not.
 func (c *Client) ArenaError() string { return c.info.ArenaError }
 
-// Close ends the Attach stream: the plugin aborts writers left open.
-// (The liveness pipe stays open: writers may still poll it, and it is one
-// descriptor per plugin process.)
-func (c *Client) Close() error { c.detach(); return nil }
+// Close ends the Attach stream: the plugin aborts writers left open, and
+// writers on handed files refuse from now on (the liveness pipe is
+// closed, which reads as "gone").
+func (c *Client) Close() error {
+	c.detach()
+	if c.live != nil {
+		c.live.Close()
+	}
+	return nil
+}
 
 // pluginGone reports whether the plugin process has ended (or detached),
 // without an RPC: its end of the liveness pipe is closed, or the Attach
@@ -209,6 +216,36 @@ func (c *Client) Create(ctx context.Context, ref Ref, size int64) (Writer, error
 		w.f = f
 	}
 	return w, nil
+}
+
+// Open takes a sealed share's file from the plugin, read-only, and its
+// size: the host then reads it with pread, no RPC or copy per read. An
+// error wrapping errors.ErrUnsupported when the plugin cannot hand files.
+func (c *Client) Open(ctx context.Context, ref Ref) (*os.File, int64, error) {
+	if !c.Files() || !c.info.OpenFiles {
+		return nil, 0, fmt.Errorf("open share %s: plugin hands no files: %w", ref, errors.ErrUnsupported)
+	}
+	id := c.fdSeq.Add(1)
+	r, err := c.rpc.Open(ctx, &storagepb.OpenRequest{Ref: pbRef(ref), FdId: id})
+	if err != nil {
+		if ambiguous(err) {
+			c.drop(id)
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return nil, 0, fmt.Errorf("open share %s: %w", ref, errors.ErrUnsupported)
+		}
+		return nil, 0, fromStatus(err)
+	}
+	if r.FdId != id {
+		return nil, 0, fmt.Errorf("open share %s: plugin answered file %d, asked for %d", ref, r.FdId, id)
+	}
+	tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := c.mailbox.Take(tctx, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open share %s: take its file from the plugin: %w", ref, err)
+	}
+	return f, r.Size, nil
 }
 
 // drop closes a file the plugin may have sent for a Create whose answer

@@ -46,6 +46,9 @@ func (s *server) Info(ctx context.Context, req *storagepb.InfoRequest) (*storage
 	_, idx := s.b.(Indexer)
 	r := &storagepb.InfoResponse{Name: in.Name, Version: in.Version, Protocol: ProtocolVersion,
 		Arena: s.arena != nil, Indexes: idx, Put: true, Files: s.fds != nil}
+	if _, ok := s.b.(Opener); ok && s.fds != nil {
+		r.OpenFiles = true
+	}
 	if s.arenaErr != nil {
 		r.ArenaError = s.arenaErr.Error()
 	}
@@ -256,6 +259,27 @@ func (s *server) Put(ctx context.Context, req *storagepb.PutRequest) (*storagepb
 		p = pl.Data
 	}
 	return &storagepb.Empty{}, toStatus(Put(ctx, s.b, ref, p))
+}
+
+// Open sends a sealed share's file to the host, which reads it itself.
+func (s *server) Open(ctx context.Context, req *storagepb.OpenRequest) (*storagepb.OpenResponse, error) {
+	ref, err := refFrom(req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := s.b.(Opener)
+	if !ok || s.fds == nil || req.FdId == 0 {
+		return nil, status.Error(codes.Unimplemented, "storage plugin cannot hand over share files")
+	}
+	f, size, err := o.Open(ctx, ref)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer f.Close()
+	if err := s.fds.Send(req.FdId, f); err != nil {
+		return nil, status.Errorf(codes.Internal, "hand over share %s: %v", ref, err)
+	}
+	return &storagepb.OpenResponse{Size: size, FdId: req.FdId}, nil
 }
 
 func (s *server) Abort(ctx context.Context, req *storagepb.HandleRequest) (*storagepb.Empty, error) {

@@ -164,3 +164,14 @@ type FileWriter interface {
 	// through WriteAt instead.
 	File() (*os.File, error)
 }
+
+// Opener is an optional extra of a Backend: Open returns a sealed share's
+// file, opened read-only, and its size; the caller reads it with ReadAt
+// and closes it. ErrNotFound if there is no sealed share. A sealed share
+// never changes, so the file's bytes are the share's (a Delete meanwhile
+// leaves an open file readable). A backend that cannot (a plugin client
+// without handed files) returns an error wrapping errors.ErrUnsupported;
+// the caller then uses Stat and ReadAt.
+type Opener interface {
+	Open(ctx context.Context, ref Ref) (*os.File, int64, error)
+}

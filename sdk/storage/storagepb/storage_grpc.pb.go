@@ -39,6 +39,7 @@ const (
 	Storage_ListSlots_FullMethodName = "/tarn.storage.v1.Storage/ListSlots"
 	Storage_Indexes_FullMethodName   = "/tarn.storage.v1.Storage/Indexes"
 	Storage_Put_FullMethodName       = "/tarn.storage.v1.Storage/Put"
+	Storage_Open_FullMethodName      = "/tarn.storage.v1.Storage/Open"
 )
 
 // StorageClient is the client API for Storage service.
@@ -85,6 +86,9 @@ type StorageClient interface {
 	// The plugin says it serves Put in InfoResponse.put; a plugin built
 	// before this call answers UNIMPLEMENTED.
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Open hands the host a sealed share's file, read-only, over the fd
+	// channel (fd_id), with its size; only when Info said open_files.
+	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
 }
 
 type storageClient struct {
@@ -295,6 +299,16 @@ func (c *storageClient) Put(ctx context.Context, in *PutRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *storageClient) Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenResponse)
+	err := c.cc.Invoke(ctx, Storage_Open_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -339,6 +353,9 @@ type StorageServer interface {
 	// The plugin says it serves Put in InfoResponse.put; a plugin built
 	// before this call answers UNIMPLEMENTED.
 	Put(context.Context, *PutRequest) (*Empty, error)
+	// Open hands the host a sealed share's file, read-only, over the fd
+	// channel (fd_id), with its size; only when Info said open_files.
+	Open(context.Context, *OpenRequest) (*OpenResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -399,6 +416,9 @@ func (UnimplementedStorageServer) Indexes(*Empty, grpc.ServerStreamingServer[Ind
 }
 func (UnimplementedStorageServer) Put(context.Context, *PutRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Put not implemented")
+}
+func (UnimplementedStorageServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Open not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -695,6 +715,24 @@ func _Storage_Put_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_Open_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).Open(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_Open_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).Open(ctx, req.(*OpenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -753,6 +791,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Put",
 			Handler:    _Storage_Put_Handler,
+		},
+		{
+			MethodName: "Open",
+			Handler:    _Storage_Open_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

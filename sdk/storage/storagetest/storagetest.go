@@ -50,6 +50,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"Space", testSpace},
 		{"Indexes", testIndexes},
 		{"Put", testPut},
+		{"Open", testOpen},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -768,5 +769,73 @@ func testPut(t *testing.T, b storage.Backend) {
 	}
 	if won != 1 {
 		t.Fatalf("%d concurrent puts of one share succeeded, want 1", won)
+	}
+}
+
+// testOpen: a backend that hands out sealed shares' files (storage.Opener)
+// gives the sealed bytes and size, ErrNotFound for a missing or unsealed
+// share, and a file that still reads after the share is deleted. A
+// backend without it, or one that answers ErrUnsupported, skips.
+func testOpen(t *testing.T, b storage.Backend) {
+	ctx := ctxT(t)
+	o, ok := b.(storage.Opener)
+	if !ok {
+		t.Skip("backend is not a storage.Opener")
+	}
+	p := data(300<<10, 41)
+	r := ref(41, 3)
+	put(t, b, r, p, 64<<10)
+	f, size, err := o.Open(ctx, r)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skipf("backend cannot open files here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("open %s: %v", r, err)
+	}
+	defer f.Close()
+	if size != int64(len(p)) {
+		t.Fatalf("open %s: size %d, want %d", r, size, len(p))
+	}
+	for _, tc := range []struct {
+		name    string
+		off, n  int
+		want    int
+		wantEOF bool
+	}{
+		{"whole", 0, len(p), len(p), false},
+		{"middle", 1000, 5000, 5000, false},
+		{"over end", len(p) - 10, 20, 10, true},
+	} {
+		got := make([]byte, tc.n)
+		n, err := f.ReadAt(got, int64(tc.off))
+		if n != tc.want || (err == io.EOF) != tc.wantEOF || (err != nil && err != io.EOF) {
+			t.Fatalf("%s: read %d bytes, %v; want %d, eof %v", tc.name, n, err, tc.want, tc.wantEOF)
+		}
+		if !bytes.Equal(got[:n], p[tc.off:tc.off+n]) {
+			t.Fatalf("%s: other bytes than were sealed", tc.name)
+		}
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); err == nil {
+		t.Fatal("an opened share file is writable")
+	}
+	w, err := b.Create(ctx, ref(41, 4), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort(ctx)
+	for _, missing := range []storage.Ref{ref(41, 4), ref(42, 0)} {
+		if f, _, err := o.Open(ctx, missing); !errors.Is(err, storage.ErrNotFound) {
+			if f != nil {
+				f.Close()
+			}
+			t.Fatalf("open of unsealed or missing %s: %v, want ErrNotFound", missing, err)
+		}
+	}
+	if err := b.Delete(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(p))
+	if n, err := f.ReadAt(got, 0); n != len(p) || !bytes.Equal(got, p) {
+		t.Fatalf("read of an open file after Delete: %d bytes, %v", n, err)
 	}
 }
