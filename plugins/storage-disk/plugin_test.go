@@ -1,6 +1,7 @@
 package storagedisk
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -28,6 +29,10 @@ const envServe = "TARN_TEST_SERVE_STORAGE_DISK"
 func TestMain(m *testing.M) {
 	if os.Getenv(envServe) == "1" {
 		Serve()
+		os.Exit(0)
+	}
+	if dir := os.Getenv(envHost); dir != "" {
+		hostMain(dir)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -461,4 +466,123 @@ func TestPluginFilesKilled(t *testing.T) {
 	if _, under := openFds(t, os.Getpid(), dir); under != 0 {
 		t.Errorf("host still holds %d files of the folder after Seal failed", under)
 	}
+}
+
+// envHost makes the test binary act as a storage node for the host kill
+// test: it starts the disk plugin on the folder with handed files and
+// writes shares until it is killed.
+const envHost = "TARN_TEST_STORAGE_DISK_HOST"
+
+// hostMain writes killData(0, i) as killRef(0, i) for i = 0, 1, ... with
+// the host pwriting the plugin's handed files, and prints "sealed i" once
+// each Seal has returned.
+func hostMain(dir string) {
+	p, err := pluginkit.Start(pluginkit.StartOptions{Kind: pluginkit.KindStorage, Version: storage.ProtocolVersion,
+		Name: "disk", Cmd: pluginCmd(), FastPath: true, NewPlugin: storage.NewHostPlugin})
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	c := p.Raw.(*storage.Client)
+	ctx := context.Background()
+	if err := c.Configure(ctx, []byte(`{"path":"`+dir+`"}`)); err != nil || !c.Files() {
+		fmt.Println("error", err, c.Files())
+		return
+	}
+	fmt.Println("plugin", p.Pid)
+	for i := 0; ; i++ {
+		data := killData(0, i)
+		w, err := c.Create(ctx, killRef(0, i), int64(len(data)))
+		for off := 0; err == nil && off < len(data); off += 32 << 10 {
+			err = w.WriteAt(ctx, data[off:min(off+32<<10, len(data))], int64(off))
+		}
+		if err == nil {
+			err = w.Seal(ctx)
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			return
+		}
+		fmt.Println("sealed", i)
+	}
+}
+
+// TestHostKill9 kills the storage node (the host process) with SIGKILL
+// while it writes shares through handed files: its plugin dies with it; a
+// new plugin on the folder has every share whose Seal returned, byte for
+// byte, no partial share, and an empty tmp/.
+func TestHostKill9(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envHost+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	plugin, sealed := 0, -1
+	timeout := time.After(60 * time.Second)
+	for sealed < 20 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("host exited early")
+			}
+			if strings.HasPrefix(l, "error") {
+				t.Fatalf("host: %s", l)
+			}
+			fmt.Sscanf(l, "plugin %d", &plugin)
+			fmt.Sscanf(l, "sealed %d", &sealed)
+		case <-timeout:
+			t.Fatalf("only %d shares sealed in 60s", sealed+1)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for l := range lines {
+		fmt.Sscanf(l, "sealed %d", &sealed) // printed before the kill landed
+	}
+	cmd.Wait()
+	// The plugin dies with its host (Pdeathsig); wait until it has.
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(plugin, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %d outlived its killed host", plugin)
+		}
+	}
+	c, _ := startPath(t, paths[0], dir)
+	if n := countTmp(t, dir); n != 0 {
+		t.Errorf("%d temp files left after a restart", n)
+	}
+	ctx := context.Background()
+	for i := 0; i <= sealed+1; i++ {
+		r := killRef(0, i)
+		nums, err := c.List(ctx, r.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nums) == 0 {
+			if i <= sealed {
+				t.Errorf("share %d sealed before the kill is gone", i)
+			}
+			continue
+		}
+		want := killData(0, i)
+		got := make([]byte, len(want)+1)
+		if n, err := c.ReadAt(ctx, r, got, 0); n != len(want) || !bytes.Equal(got[:n], want) || err == nil {
+			t.Errorf("share %d reads back %d bytes (want %d), equal=%v, err=%v", i, n, len(want), bytes.Equal(got[:n], want), err)
+		}
+	}
+	t.Logf("killed the host after %d sealed shares", sealed+1)
 }
