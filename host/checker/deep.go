@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // Summary counts the outcomes of a deep check.
@@ -112,14 +113,28 @@ func (c *Checker) DeepCheck(ctx context.Context, root, p string, opt Options, pr
 			return nil
 		}
 		for _, in := range infos {
-			if err := walk(strings.TrimSuffix(p, "/")+"/"+in.Name(), in.ReadCap(), in.IsDir()); err != nil {
+			if err := walk(strings.TrimSuffix(p, "/")+"/"+in.Name(), capFor(in, opt), in.IsDir()); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(out.Root, info.ReadCap(), info.IsDir()); err != nil {
+	if err := walk(out.Root, capFor(info, opt), info.IsDir()); err != nil {
 		return out, fmt.Errorf("deep-check: %w", err)
 	}
 	return out, nil
+}
+
+// capFor is the cap an entry is checked with: its read cap, the least
+// that checks it, or with Repair its write cap when the walk has one,
+// since repairing a mutable file or directory whose copies hold an
+// unfinished newer version means publishing it again (see
+// grid.Client.RepairMutable).
+func capFor(in *vdrive.Info, opt Options) string {
+	if opt.Repair {
+		if w := in.WriteCap(); w != "" {
+			return w
+		}
+	}
+	return in.ReadCap()
 }

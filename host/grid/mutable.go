@@ -381,6 +381,10 @@ type MutableRepair struct {
 	// Failed describes copies that could not take their share
 	// (unreachable, or holding a newer version).
 	Failed []string
+	// Republished is the version number the current content was published
+	// again under, when copies held an unfinished newer version and the
+	// cap could write (0 otherwise); Written then lists every share.
+	Republished uint64
 }
 
 // RepairMutable checks a mutable file like VerifyMutable and writes the
@@ -421,12 +425,14 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.cfg.Parallel)
+	newer := false
 	for _, e := range sm.targets(best.header.N) {
 		switch {
 		case e.share != nil && e.share.Header.ID() == best.id:
 			continue
 		case e.share != nil && e.share.Header.Seq > best.header.Seq:
 			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s holds newer version %d", e.num, e.srv.NodeID, e.share.Header.Seq))
+			newer = true
 			continue
 		}
 		wg.Add(1)
@@ -444,6 +450,27 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 		}()
 	}
 	wg.Wait()
+	if newer {
+		// A newer version that never reached K shares (its writer died
+		// mid-publish) holds some slots, and servers refuse to put an
+		// older version back there. With the write cap, publish the
+		// current content again as a newer version everywhere: Modify
+		// first waits out the unfinished version as any writer does, so
+		// a live writer is not trampled.
+		if w, err := MutableWriteCap(cp); err == nil {
+			seq, err := c.Modify(ctx, w, func(old []byte) ([]byte, error) { return old, nil })
+			if err != nil {
+				out.Failed = append(out.Failed, fmt.Sprintf("publish the current version again: %v", err))
+			} else {
+				out.Republished = seq
+				out.Failed = slices.DeleteFunc(out.Failed, func(f string) bool { return strings.Contains(f, " holds newer version ") })
+				out.Written = out.Written[:0]
+				for n := range best.header.N {
+					out.Written = append(out.Written, n)
+				}
+			}
+		}
+	}
 	slices.Sort(out.Written)
 	out.Written = slices.Compact(out.Written)
 	slices.Sort(out.Failed)
