@@ -243,7 +243,8 @@ func (f *File) writeTo(w io.Writer) (int64, error) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	// Block reads of these decoders go through the read-ahead, whose
 	// background fetches end with ctx.
-	actx := context.WithValue(ctx, aheadKey{}, ctx)
+	run := &aheadRun{ctx: ctx}
+	actx := context.WithValue(ctx, aheadKey{}, run)
 	type result struct {
 		buf *[]byte
 		err error
@@ -277,7 +278,7 @@ func (f *File) writeTo(w io.Writer) (int64, error) {
 		// Cancel first: a worker may be waiting to hand over a segment.
 		cancel()
 		wg.Wait()
-		f.src.endAhead()
+		f.src.endAhead(run)
 	}()
 	var total int64
 	for i := 0; i < l.Segments; i++ {
@@ -326,10 +327,9 @@ type shareSource struct {
 	cache    map[int]map[int64]*window
 
 	// The read-ahead of WriteTo (download_ahead.go).
-	blocks  blockSpan
-	ahead   map[int]map[int64]*blockWin
-	free    [][]byte // window buffers to reuse
-	aheadWG sync.WaitGroup
+	blocks blockSpan
+	ahead  map[int]map[int64]*blockWin
+	free   [][]byte // window buffers to reuse
 }
 
 var _ chk.ShareSource = (*shareSource)(nil)

@@ -3,6 +3,7 @@ package grid
 import (
 	"context"
 	"io"
+	"sync"
 )
 
 // Read-ahead of blocks during a whole-file read (File.WriteTo). Reading
@@ -20,9 +21,15 @@ const (
 )
 
 // aheadKey marks a context whose block reads go through the read-ahead;
-// its value is the context the background fetches run under (WriteTo's,
-// cancelled when it returns).
+// its value is the *aheadRun of the WriteTo.
 type aheadKey struct{}
+
+// aheadRun is one WriteTo's read-ahead: its background fetches run under
+// ctx (cancelled when WriteTo returns) and are counted in wg.
+type aheadRun struct {
+	ctx context.Context
+	wg  sync.WaitGroup
+}
 
 // blockSpan is where a share's blocks lie: from off, span bytes per
 // window, up to end.
@@ -55,7 +62,7 @@ func (s *shareSource) setBlocks(b blockSpan) {
 // asks for read-ahead and [off, off+len(p)) lies in one window; ok false
 // means the caller reads directly.
 func (s *shareSource) readAhead(ctx context.Context, sh int, p []byte, off int64) (n int, ok bool, err error) {
-	bg, _ := ctx.Value(aheadKey{}).(context.Context)
+	bg, _ := ctx.Value(aheadKey{}).(*aheadRun)
 	s.mu.Lock()
 	b := s.blocks
 	s.mu.Unlock()
@@ -85,7 +92,7 @@ func (s *shareSource) readAhead(ctx context.Context, sh int, p []byte, off int64
 // Windows are fetched in the background under bg (so that a reader that
 // gives up does not fail the others waiting on the same window); when
 // ahead, the next window is started too.
-func (s *shareSource) blockWindow(ctx, bg context.Context, sh int, start int64, b blockSpan, ahead bool) (*blockWin, error) {
+func (s *shareSource) blockWindow(ctx context.Context, bg *aheadRun, sh int, start int64, b blockSpan, ahead bool) (*blockWin, error) {
 	s.mu.Lock()
 	w, ok := s.ahead[sh][start]
 	if !ok {
@@ -114,23 +121,23 @@ func (s *shareSource) blockWindow(ctx, bg context.Context, sh int, start int64, 
 // startLocked starts fetching the window at start, unless it is past the
 // blocks or cached already (then it returns the cached one), or the
 // read-ahead is over (then a window failed with bg's error).
-func (s *shareSource) startLocked(bg context.Context, sh int, start int64, b blockSpan) *blockWin {
+func (s *shareSource) startLocked(bg *aheadRun, sh int, start int64, b blockSpan) *blockWin {
 	if w, ok := s.ahead[sh][start]; ok {
 		return w
 	}
 	if start >= b.end {
 		return nil
 	}
-	if err := bg.Err(); err != nil {
+	if err := bg.ctx.Err(); err != nil {
 		w := &blockWin{done: make(chan struct{}), err: err}
 		close(w.done)
 		return w
 	}
 	w := s.newWinLocked(sh, start)
-	s.aheadWG.Add(1)
+	bg.wg.Add(1)
 	go func() {
-		defer s.aheadWG.Done()
-		s.fetchWin(bg, sh, start, b, w)
+		defer bg.wg.Done()
+		s.fetchWin(bg.ctx, sh, start, b, w)
 	}()
 	return w
 }
@@ -226,10 +233,10 @@ func (s *shareSource) winBuf(n int) []byte {
 	return make([]byte, n)
 }
 
-// endAhead stops the read-ahead: it waits for background fetches (whose
+// endAhead ends a read-ahead: it waits for its background fetches (whose
 // context the caller has cancelled) and drops every cached window.
-func (s *shareSource) endAhead() {
-	s.aheadWG.Wait()
+func (s *shareSource) endAhead(run *aheadRun) {
+	run.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for sh, m := range s.ahead {

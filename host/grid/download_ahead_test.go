@@ -124,3 +124,34 @@ func TestReadAheadCancel(t *testing.T) {
 		t.Fatalf("%d goroutines after the cancelled download, %d before", n, base)
 	}
 }
+
+// TestReadAheadConcurrent: two WriteTo of one File at once share the
+// windows and both give the file's bytes; nothing is held after.
+func TestReadAheadConcurrent(t *testing.T) {
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	data := random(30*seg + 123)
+	f, err := c.Open(ctxFor(t, time.Minute), upload(t, c, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			var out bytes.Buffer
+			_, err := f.WriteTo(&out)
+			if err == nil && !bytes.Equal(out.Bytes(), data) {
+				err = errors.New("bytes differ")
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if wins, free := grid.AheadCached(f); wins != 0 || free != 0 {
+		t.Fatalf("%d windows and %d buffers held after WriteTo", wins, free)
+	}
+}
