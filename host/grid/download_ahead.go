@@ -16,8 +16,9 @@ import (
 const (
 	aheadSegs = 4
 	// aheadWins bounds the windows cached per share: the one being read,
-	// the next, and one a slow decoder may still be on.
-	aheadWins = 3
+	// the next, and those a slow decoder may still be on (a window is
+	// dropped as soon as all its blocks were read).
+	aheadWins = 4
 )
 
 // aheadKey marks a context whose block reads go through the read-ahead;
@@ -49,6 +50,7 @@ type blockWin struct {
 	read     int64
 	fetching bool
 	freed    bool
+	run      *aheadRun // whose read-ahead fetches it
 }
 
 // setBlocks turns the read-ahead on for this source's blocks.
@@ -93,12 +95,26 @@ func (s *shareSource) readAhead(ctx context.Context, sh int, p []byte, off int64
 // gives up does not fail the others waiting on the same window); when
 // ahead, the next window is started too.
 func (s *shareSource) blockWindow(ctx context.Context, bg *aheadRun, sh int, start int64, b blockSpan, ahead bool) (*blockWin, error) {
+	for {
+		w, err := s.tryWindow(ctx, bg, sh, start, b, ahead)
+		if err != nil && w != nil && w.run != bg && w.run.ctx.Err() != nil && bg.ctx.Err() == nil {
+			continue // fetched for another WriteTo, which ended: fetch again
+		}
+		return w, err
+	}
+}
+
+// tryWindow is one attempt of blockWindow; on an error it may return the
+// failed window too, to say whose fetch it was.
+func (s *shareSource) tryWindow(ctx context.Context, bg *aheadRun, sh int, start int64, b blockSpan, ahead bool) (*blockWin, error) {
 	s.mu.Lock()
 	w, ok := s.ahead[sh][start]
 	if !ok {
 		w = s.startLocked(bg, sh, start, b)
 	}
-	if ahead {
+	if ahead && len(s.ahead[sh]) < aheadWins {
+		// (Never evict for a prefetch: a window being read may still be
+		// needed by a decoder behind the others.)
 		s.startLocked(bg, sh, start+b.span, b)
 	}
 	w.refs++
@@ -113,7 +129,7 @@ func (s *shareSource) blockWindow(ctx context.Context, bg *aheadRun, sh int, sta
 		// Every holder failed (or the read-ahead is over); the window
 		// left the cache, so a later read tries again.
 		s.doneWith(sh, start, w, 0)
-		return nil, w.err
+		return w, w.err
 	}
 	return w, nil
 }
@@ -129,11 +145,12 @@ func (s *shareSource) startLocked(bg *aheadRun, sh int, start int64, b blockSpan
 		return nil
 	}
 	if err := bg.ctx.Err(); err != nil {
-		w := &blockWin{done: make(chan struct{}), err: err}
+		w := &blockWin{done: make(chan struct{}), err: err, run: bg}
 		close(w.done)
 		return w
 	}
 	w := s.newWinLocked(sh, start)
+	w.run = bg
 	bg.wg.Add(1)
 	go func() {
 		defer bg.wg.Done()
