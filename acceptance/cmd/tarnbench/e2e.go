@@ -277,10 +277,10 @@ func measureE2Ehook(ctx context.Context, r *Report, bin, tmp string, o e2eOption
 	if err := bigFile(ctx, r, g, tmp, o.bigFile); err != nil {
 		return err
 	}
-	if err := webdavBig(ctx, r, g, o.bigFile); err != nil {
+	if err := webdavBig(ctx, r, g, tmp, o.bigFile); err != nil {
 		return err
 	}
-	if err := sftpBig(ctx, r, g, o.bigFile); err != nil {
+	if err := sftpBig(ctx, r, g, tmp, o.bigFile); err != nil {
 		return err
 	}
 	if err := smallFilesCLI(ctx, r, g, tmp, o.smallFiles); err != nil {

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -29,16 +28,41 @@ type frontendEndpoints struct {
 	} `json:"sftp"`
 }
 
-// bigSource is a deterministic stream of the same kind the CLI's big-file
-// figure writes (writeRandomFile), under its own seed. Each path gets other
-// bytes: the grid keys files convergently, so a second upload of the CLI's
-// file would find its shares in place and store nothing (a WebDAV PUT of
-// the same bytes once read 220 MB/s beside the CLI's 90 for that reason).
-func bigSource(size int64, seed byte) io.Reader {
-	return io.LimitReader(rand.NewChaCha8([32]byte{seed, 'b'}), size)
+// frontFile writes the file a frontend's big figure uploads, under its own
+// seed, and opens it. Each path gets other bytes: the grid keys files
+// convergently, so a second upload of the CLI's file would find its shares
+// in place and store nothing (a WebDAV PUT of the same bytes once read 220
+// MB/s beside the CLI's 90 for that reason). As for the CLI's figure, the
+// bytes come from a local file and what comes back is written to one and
+// compared after the clock stops: generating or hashing them inside the
+// timed transfer would spend the grid's 2 cores on the harness.
+func frontFile(tmp, name string, size int64, seed byte) (*os.File, [32]byte, error) {
+	path := filepath.Join(tmp, name)
+	sum, err := writeRandomFile(path, size, seed)
+	if err != nil {
+		return nil, sum, err
+	}
+	f, err := os.Open(path)
+	return f, sum, err
 }
 
-// Seeds of the big files: each path uploads other bytes (see bigSource).
+// checkBack compares the file a frontend's get wrote with what was put.
+func checkBack(path string, size int64, want [32]byte, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	got, err := fileSum(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if st.Size() != size || got != want {
+		return fmt.Errorf("%s returned other bytes than were put (%d bytes)", what, st.Size())
+	}
+	return nil
+}
+
+// Seeds of the big files: each path uploads other bytes (see frontFile).
 const (
 	seedCLIBig    = 2
 	seedWebDAVBig = 6
@@ -47,7 +71,7 @@ const (
 
 // webdavBig PUTs size bytes to the client's WebDAV frontend, GETs them
 // back, and fails when the hash of what came back differs.
-func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
+func webdavBig(ctx context.Context, r *Report, g *devGrid, tmp string, size int64) error {
 	ep := g.front.WebDAV
 	if ep == nil {
 		r.Notes = append(r.Notes, "webdav: endpoints.json names no webdav frontend; figures skipped")
@@ -55,8 +79,12 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	}
 	name := sizeName(size)
 	url := ep.URL + "tarnbench-" + name + ".bin"
-	h := sha256.New()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(bigSource(size, seedWebDAVBig), h))
+	src, want, err := frontFile(tmp, "webdav.in", size, seedWebDAVBig)
+	if err != nil {
+		return fmt.Errorf("webdav put: %w", err)
+	}
+	defer src.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, src)
 	if err != nil {
 		return fmt.Errorf("webdav put %s: %w", url, err)
 	}
@@ -73,8 +101,13 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("webdav put %s: %s", url, resp.Status)
 	}
-	want := h.Sum(nil)
 
+	outPath := filepath.Join(tmp, "webdav.out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
 	req, err = http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("webdav get %s: %w", url, err)
@@ -85,8 +118,7 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	if err != nil {
 		return fmt.Errorf("webdav get %s: %w", url, err)
 	}
-	got := sha256.New()
-	n, err := io.Copy(got, resp.Body)
+	_, err = io.Copy(out, resp.Body)
 	resp.Body.Close()
 	get := time.Since(t1)
 	if err != nil {
@@ -95,9 +127,14 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("webdav get %s: %s", url, resp.Status)
 	}
-	if n != size || !bytes.Equal(got.Sum(nil), want) {
-		return fmt.Errorf("webdav get of the %s file returned other bytes than were put (%d bytes)", name, n)
+	if err := out.Close(); err != nil {
+		return err
 	}
+	if err := checkBack(outPath, size, want, "webdav get of the "+name+" file"); err != nil {
+		return err
+	}
+	os.Remove(outPath)
+	os.Remove(src.Name())
 	addVsPipeline(r, Figure{Key: "e2e.webdav.put." + name, Name: "WebDAV PUT " + name, Value: mbps(size, put), Unit: "MB/s"})
 	addVsPipeline(r, Figure{Key: "e2e.webdav.get." + name, Name: "WebDAV GET " + name, Value: mbps(size, get), Unit: "MB/s"})
 	return nil
@@ -105,7 +142,7 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 
 // sftpBig puts size bytes through the client's SFTP frontend and gets them
 // back, checking the hash.
-func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
+func sftpBig(ctx context.Context, r *Report, g *devGrid, tmp string, size int64) error {
 	ep := g.front.SFTP
 	if ep == nil {
 		r.Notes = append(r.Notes, "sftp: endpoints.json names no sftp frontend; figures skipped")
@@ -135,7 +172,11 @@ func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	defer c.Close()
 	path := "/tarnbench-sftp-" + name + ".bin"
 
-	h := sha256.New()
+	in, want, err := frontFile(tmp, "sftp.in", size, seedSFTPBig)
+	if err != nil {
+		return fmt.Errorf("sftp put: %w", err)
+	}
+	defer in.Close()
 	t0 := time.Now()
 	f, err := c.Create(path)
 	if err != nil {
@@ -145,7 +186,7 @@ func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 	// sftp and rclone do) only when it can tell the reader's size, from an
 	// *io.LimitedReader among others; a bare TeeReader made it send one
 	// 32 KiB write per round trip, a client no real tool is.
-	src := &io.LimitedReader{R: io.TeeReader(bigSource(size, seedSFTPBig), h), N: size}
+	src := &io.LimitedReader{R: in, N: size}
 	if _, err := f.ReadFrom(src); err != nil {
 		f.Close()
 		return fmt.Errorf("sftp write %s: %w", path, err)
@@ -154,23 +195,32 @@ func sftpBig(ctx context.Context, r *Report, g *devGrid, size int64) error {
 		return fmt.Errorf("sftp close %s: %w", path, err)
 	}
 	put := time.Since(t0)
-	want := h.Sum(nil)
 
-	got := sha256.New()
+	outPath := filepath.Join(tmp, "sftp.out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
 	t1 := time.Now()
 	f, err = c.Open(path)
 	if err != nil {
 		return fmt.Errorf("sftp open %s: %w", path, err)
 	}
-	n, err := f.WriteTo(got)
+	_, err = f.WriteTo(out)
 	f.Close()
 	get := time.Since(t1)
 	if err != nil {
 		return fmt.Errorf("sftp read %s: %w", path, err)
 	}
-	if n != size || !bytes.Equal(got.Sum(nil), want) {
-		return fmt.Errorf("sftp get of the %s file returned other bytes than were put (%d bytes)", name, n)
+	if err := out.Close(); err != nil {
+		return err
 	}
+	if err := checkBack(outPath, size, want, "sftp get of the "+name+" file"); err != nil {
+		return err
+	}
+	os.Remove(outPath)
+	os.Remove(in.Name())
 	addVsPipeline(r, Figure{Key: "e2e.sftp.put." + name, Name: "SFTP put " + name, Value: mbps(size, put), Unit: "MB/s"})
 	addVsPipeline(r, Figure{Key: "e2e.sftp.get." + name, Name: "SFTP get " + name, Value: mbps(size, get), Unit: "MB/s"})
 	return nil
