@@ -11,6 +11,7 @@ import (
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/dirnode"
+	"github.com/tarnfs/tarn/host/testgrid"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -43,6 +44,24 @@ func (s *heldStore) ReadMutable(ctx context.Context, c cap.MutableRead) ([]byte,
 	return b, err
 }
 
+// newHeldDrive is a grid, a heldStore on it (unarmed), a new root folder
+// and a drive on it that caches folders for the test's length.
+func newHeldDrive(t *testing.T) (*testgrid.Grid, *heldStore, context.Context, string, *vdrive.Drive) {
+	t.Helper()
+	g := newGrid(t)
+	hs := newHeldStore(vdrive.GridStore(newClient(t, g)))
+	ctx := ctxFor(t, time.Minute)
+	root, err := vdrive.NewRoot(ctx, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := vdrive.New(hs, root.String(), vdrive.WithDirCache(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, hs, ctx, root.String(), d
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -59,15 +78,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // of them, and each sees a change made after the earlier read began (it
 // is never handed that read's older answer).
 func TestSharedDirectoryReads(t *testing.T) {
-	g := newGrid(t)
-	hs := newHeldStore(vdrive.GridStore(newClient(t, g)))
-	ctx := ctxFor(t, time.Minute)
-	root, err := vdrive.NewRoot(ctx, hs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := vdrive.New(hs, root.String(), vdrive.WithDirCache(time.Hour))
-	other := open(t, g, root.String())
+	g, hs, ctx, root, d := newHeldDrive(t)
+	other := open(t, g, root)
 	if _, err := d.Stat(ctx, "/"); err != nil { // caches the root
 		t.Fatal(err)
 	}
@@ -116,14 +128,7 @@ func TestSharedDirectoryReads(t *testing.T) {
 // gives up (its context ends) while it waits; the others still get an
 // answer, reading for themselves.
 func TestSharedReadCallerGivesUp(t *testing.T) {
-	g := newGrid(t)
-	hs := newHeldStore(vdrive.GridStore(newClient(t, g)))
-	ctx := ctxFor(t, time.Minute)
-	root, err := vdrive.NewRoot(ctx, hs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := vdrive.New(hs, root.String(), vdrive.WithDirCache(time.Hour))
+	g, hs, ctx, root, d := newHeldDrive(t)
 	if _, err := d.Stat(ctx, "/"); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +137,7 @@ func TestSharedReadCallerGivesUp(t *testing.T) {
 	go func() { _, err := d.Stat(ctx, "/y"); first <- err }()
 	<-hs.held
 	hs.armed.Store(false)
-	put(t, open(t, g, root.String()), "/y", []byte("y"))
+	put(t, open(t, g, root), "/y", []byte("y"))
 	lctx, cancel := context.WithCancel(ctx)
 	lead := make(chan error, 1)
 	go func() { _, err := d.Stat(lctx, "/y"); lead <- err }()
@@ -155,14 +160,7 @@ func TestSharedReadCallerGivesUp(t *testing.T) {
 // drive's own change and returns after it does not replace the changed
 // folder in the cache: the drive still lists its new file.
 func TestReadDoesNotHideOwnChange(t *testing.T) {
-	g := newGrid(t)
-	hs := newHeldStore(vdrive.GridStore(newClient(t, g)))
-	ctx := ctxFor(t, time.Minute)
-	root, err := vdrive.NewRoot(ctx, hs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := vdrive.New(hs, root.String(), vdrive.WithDirCache(time.Hour))
+	_, hs, ctx, _, d := newHeldDrive(t)
 	hs.armed.Store(true)
 	listed := make(chan []string, 1)
 	go func() { listed <- names(t, d, "/") }() // reads the empty root, held
