@@ -272,14 +272,14 @@ func (c *Client) Put(ctx context.Context, ref Ref, data []byte) error {
 		if o, ok := c.arena.Offset(data); ok {
 			req.Payload = &storagepb.PutRequest_Region{Region: &storagepb.Region{Off: int64(o), Len: int64(len(data))}}
 			_, err := c.rpc.Put(ctx, req)
-			return fromStatus(err)
+			return putErr(ref, err)
 		}
 		if rg, ok := c.alloc(len(data)); ok && len(rg.Bytes) == len(data) {
 			copy(rg.Bytes, data)
 			req.Payload = &storagepb.PutRequest_Region{Region: &storagepb.Region{Off: int64(rg.Off), Len: int64(len(data))}}
 			_, err := c.rpc.Put(ctx, req)
 			c.release(rg, err)
-			return fromStatus(err)
+			return putErr(ref, err)
 		} else if ok {
 			c.arena.Free(rg)
 		}
@@ -289,6 +289,13 @@ func (c *Client) Put(ctx context.Context, ref Ref, data []byte) error {
 	}
 	req.Payload = &storagepb.PutRequest_Data{Data: data}
 	_, err := c.rpc.Put(ctx, req)
+	return putErr(ref, err)
+}
+
+// putErr is the error of a Put RPC; UNIMPLEMENTED (a plugin that
+// predates Put) wraps errors.ErrUnsupported on every path, so storage.Put
+// falls back to Create.
+func putErr(ref Ref, err error) error {
 	if status.Code(err) == codes.Unimplemented {
 		return fmt.Errorf("put share %s: plugin predates Put: %w", ref, errors.ErrUnsupported)
 	}
