@@ -425,14 +425,13 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.cfg.Parallel)
-	newer := false
+	var newer []string // copies holding a newer version (none took ours)
 	for _, e := range sm.targets(best.header.N) {
 		switch {
 		case e.share != nil && e.share.Header.ID() == best.id:
 			continue
 		case e.share != nil && e.share.Header.Seq > best.header.Seq:
-			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s holds newer version %d", e.num, e.srv.NodeID, e.share.Header.Seq))
-			newer = true
+			newer = append(newer, fmt.Sprintf("share %d: server %s holds newer version %d", e.num, e.srv.NodeID, e.share.Header.Seq))
 			continue
 		}
 		wg.Add(1)
@@ -450,26 +449,28 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 		}()
 	}
 	wg.Wait()
-	if newer {
+	if len(newer) > 0 {
 		// A newer version that never reached K shares (its writer died
 		// mid-publish) holds some slots, and servers refuse to put an
 		// older version back there. With the write cap, publish the
 		// current content again as a newer version everywhere: Modify
 		// first waits out the unfinished version as any writer does, so
-		// a live writer is not trampled.
+		// a live writer is not trampled (and if that writer finishes
+		// meanwhile, Modify writes nothing and its version stands).
 		if w, err := MutableWriteCap(cp); err == nil {
 			seq, err := c.Modify(ctx, w, func(old []byte) ([]byte, error) { return old, nil })
-			if err != nil {
-				out.Failed = append(out.Failed, fmt.Sprintf("publish the current version again: %v", err))
-			} else {
-				out.Republished = seq
-				out.Failed = slices.DeleteFunc(out.Failed, func(f string) bool { return strings.Contains(f, " holds newer version ") })
+			switch {
+			case err != nil:
+				newer = append(newer, fmt.Sprintf("publish the current version again: %v", err))
+			case seq > sm.maxSeq: // above the unfinished one: all slots moved on
+				out.Republished, newer = seq, nil
 				out.Written = out.Written[:0]
 				for n := range best.header.N {
 					out.Written = append(out.Written, n)
 				}
 			}
 		}
+		out.Failed = append(out.Failed, newer...)
 	}
 	slices.Sort(out.Written)
 	out.Written = slices.Compact(out.Written)
