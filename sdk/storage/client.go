@@ -201,6 +201,9 @@ func (c *Client) Create(ctx context.Context, ref Ref, size int64) (Writer, error
 	w := &remoteWriter{c: c, h: r.Handle, ref: ref, size: size}
 	if r.FdId != 0 {
 		if r.FdId != req.FdId || c.mailbox == nil {
+			if req.FdId != 0 {
+				c.drop(req.FdId) // what it sent, if anything, is under our id
+			}
 			w.Abort(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("create share %s: plugin handed file %d, asked for %d", ref, r.FdId, req.FdId)
 		}
@@ -237,6 +240,7 @@ func (c *Client) Open(ctx context.Context, ref Ref) (*os.File, int64, error) {
 		return nil, 0, fromStatus(err)
 	}
 	if r.FdId != id {
+		c.drop(id)
 		return nil, 0, fmt.Errorf("open share %s: plugin answered file %d, asked for %d", ref, r.FdId, id)
 	}
 	tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -248,8 +252,9 @@ func (c *Client) Open(ctx context.Context, ref Ref) (*os.File, int64, error) {
 	return f, r.Size, nil
 }
 
-// drop closes a file the plugin may have sent for a Create whose answer
-// was lost (cancelled, timed out), so it does not stay in the mailbox.
+// drop closes a file the plugin may have sent for a Create or Open whose
+// answer was lost (cancelled, timed out) or wrong, so it does not stay in
+// the mailbox until the connection ends.
 func (c *Client) drop(id uint64) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
