@@ -98,14 +98,18 @@ var _ mem.BufferPool = (*chunkPool)(nil)
 
 // take returns an empty buffer for up to n bytes: a pooled chunk when n is
 // a good part of one, else a buffer of exactly n (a small share must not
-// hold a whole chunk). pooled says which.
-func (cp *chunkPool) take(n int) (b *[]byte, pooled bool) {
+// hold a whole chunk). owns tells which.
+func (cp *chunkPool) take(n int) *[]byte {
 	if n < cp.size/4 {
 		s := make([]byte, 0, n)
-		return &s, false
+		return &s
 	}
-	return cp.Get(0), true
+	return cp.Get(0)
 }
+
+// owns reports whether b is one of the pool's chunks (take gives others a
+// smaller capacity).
+func (cp *chunkPool) owns(b *[]byte) bool { return cap(*b) == cp.size }
 
 // Get returns a pooled chunk of length n (n ≤ size).
 func (cp *chunkPool) Get(n int) *[]byte {
@@ -120,7 +124,7 @@ func (cp *chunkPool) Get(n int) *[]byte {
 
 // Put takes a chunk back; a buffer of another capacity is dropped.
 func (cp *chunkPool) Put(b *[]byte) {
-	if cap(*b) != cp.size {
+	if !cp.owns(b) {
 		return
 	}
 	*b = (*b)[:0]

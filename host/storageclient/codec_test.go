@@ -197,12 +197,12 @@ func (p *recordPool) Put(b *[]byte)     { p.put = append(p.put, b) }
 // another capacity is never taken; a small share gets a buffer its size.
 func TestChunkPool(t *testing.T) {
 	cp := &chunkPool{size: 1 << 16}
-	if b, pooled := cp.take(100); pooled || cap(*b) != 100 || len(*b) != 0 {
-		t.Fatalf("take(100): pooled %v, cap %d", pooled, cap(*b))
+	if b := cp.take(100); cp.owns(b) || cap(*b) != 100 || len(*b) != 0 {
+		t.Fatalf("take(100): owned %v, cap %d", cp.owns(b), cap(*b))
 	}
-	b, pooled := cp.take(1 << 15)
-	if !pooled || cap(*b) != 1<<16 || len(*b) != 0 {
-		t.Fatalf("take(32 KiB): pooled %v, cap %d", pooled, cap(*b))
+	b := cp.take(1 << 15)
+	if !cp.owns(b) || cap(*b) != 1<<16 || len(*b) != 0 {
+		t.Fatalf("take(32 KiB): owned %v, cap %d", cp.owns(b), cap(*b))
 	}
 	*b = append(*b, 1, 2, 3)
 	cp.Put(b)

@@ -23,9 +23,8 @@ type ShareWriter struct {
 	size   int64
 
 	// buf is the chunk being filled (nil: none), lent to gRPC at each
-	// send; pooled says it came from c.chunks.
+	// send; one of capacity c.chunks.size came from c.chunks.
 	buf    *[]byte
-	pooled bool
 	bufOff int64
 
 	stream grpc.ClientStreamingClient[writeChunk, pb.WriteShareResponse]
@@ -66,7 +65,7 @@ func (w *ShareWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 			// A pooled chunk, or one sized to what is left of the share:
 			// a small share must not cost a 1 MiB allocation (and its
 			// zeroing) per write.
-			w.buf, w.pooled = w.c.chunks.take(int(min(int64(chunk), w.size-w.bufOff)))
+			w.buf = w.c.chunks.take(int(min(int64(chunk), w.size-w.bufOff)))
 		}
 		n := min(len(p), chunk-len(*w.buf))
 		*w.buf = append(*w.buf, p[:n]...)
@@ -118,7 +117,7 @@ func (w *ShareWriter) flush(ctx context.Context) error {
 	// codec sends it without a copy and puts it back in the pool once it
 	// is on the wire.
 	m := &writeChunk{handle: w.handle, offset: w.bufOff, data: w.buf}
-	if w.pooled {
+	if w.c.chunks.owns(w.buf) {
 		m.pool = w.c.chunks
 	}
 	w.buf = nil
@@ -185,8 +184,8 @@ func (w *ShareWriter) Abort(ctx context.Context) error {
 		return nil
 	}
 	w.done = true
-	if w.buf != nil && w.pooled {
-		w.c.chunks.Put(w.buf) // never sent: still ours
+	if w.buf != nil {
+		w.c.chunks.Put(w.buf) // never sent: still ours (Put drops one not pooled)
 	}
 	w.buf = nil
 	w.closeStream()
