@@ -26,6 +26,20 @@ func locate(p string) (parent []string, name string, ok bool, err error) {
 // Stat describes the entry at p. The root is a directory named "/" whose
 // Size is its entry count.
 func (d *Drive) Stat(ctx context.Context, p string) (*Info, error) {
+	return d.stat(ctx, p, true)
+}
+
+// StatCached is Stat where a miss in a cached directory root (WithDirCache)
+// is taken as it is, not read again: for a caller about to change p, whose
+// change reads the directory's current version anyway (a file upload that
+// links over whatever is there), so that a new file costs no directory
+// read. A hit is what Stat would answer. Without WithDirCache it is Stat.
+func (d *Drive) StatCached(ctx context.Context, p string) (*Info, error) {
+	return d.stat(ctx, p, false)
+}
+
+// stat is Stat; recheckMiss false is StatCached.
+func (d *Drive) stat(ctx context.Context, p string, recheckMiss bool) (*Info, error) {
 	parentParts, name, ok, err := locate(p)
 	if err != nil {
 		return nil, pathErr("stat", p, err)
@@ -42,35 +56,14 @@ func (d *Drive) Stat(ctx context.Context, p string) (*Info, error) {
 	if err != nil {
 		return nil, pathErr("stat", p, err)
 	}
-	dir, e, found, err := d.lookup(ctx, parent, name, false)
-	if err != nil {
-		return nil, pathErr("stat", p, err)
+	var dir *dirnode.Dir
+	var e dirnode.Entry
+	found := false
+	if recheckMiss {
+		dir, e, found, err = d.lookup(ctx, parent, name, false)
+	} else if dir, err = d.load(ctx, parent); err == nil {
+		e, found, err = dir.Lookup(ctx, name)
 	}
-	if !found {
-		return nil, pathErr("stat", p, ErrNotExist)
-	}
-	return d.info(parent, dir.Keys(), e), nil
-}
-
-// StatCached is Stat where a miss in a cached directory root (WithDirCache)
-// is taken as it is, not read again: for a caller about to change p, whose
-// change reads the directory's current version anyway (a file upload that
-// links over whatever is there), so that a new file costs no directory
-// read. A hit is what Stat would answer. Without WithDirCache it is Stat.
-func (d *Drive) StatCached(ctx context.Context, p string) (*Info, error) {
-	parentParts, name, ok, err := locate(p)
-	if err != nil || !ok {
-		return d.Stat(ctx, p)
-	}
-	parent, err := d.walk(ctx, parentParts)
-	if err != nil {
-		return nil, pathErr("stat", p, err)
-	}
-	dir, err := d.load(ctx, parent)
-	if err != nil {
-		return nil, pathErr("stat", p, err)
-	}
-	e, found, err := dir.Lookup(ctx, name)
 	if err != nil {
 		return nil, pathErr("stat", p, err)
 	}
