@@ -213,6 +213,7 @@ func (c *Client) Create(ctx context.Context, ref Ref, size int64) (Writer, error
 		f, err := c.mailbox.Take(tctx, r.FdId)
 		cancel()
 		if err != nil {
+			c.drop(r.FdId) // should it still come
 			w.Abort(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("create share %s: take its file from the plugin: %w", ref, err)
 		}
@@ -247,6 +248,7 @@ func (c *Client) Open(ctx context.Context, ref Ref) (*os.File, int64, error) {
 	defer cancel()
 	f, err := c.mailbox.Take(tctx, id)
 	if err != nil {
+		c.drop(id) // should it still come
 		return nil, 0, fmt.Errorf("open share %s: take its file from the plugin: %w", ref, err)
 	}
 	return f, r.Size, nil
