@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -461,6 +462,35 @@ func TestPluginLogsTagged(t *testing.T) {
 			if !strings.Contains(line, "[DEBUG] tarn.codec.reedsolomon:") {
 				t.Errorf("plugin line not tagged with its kind and name at its level: %q", line)
 			}
+		}
+	}
+	if !found {
+		t.Fatalf("no plugin line reached the host log:\n%s", buf.String())
+	}
+}
+
+// In a JSON log a plugin's line is one object with one "@module" key, the
+// host's name for the plugin (the plugin's own module name is dropped).
+func TestPluginLogsJSONOneModule(t *testing.T) {
+	var buf syncBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Name: "tarn", Level: hclog.Trace, Output: &buf, JSONFormat: true})
+	h := newHost(t, pluginhost.Options{Logger: logger}, pluginhost.Spec{Kind: pluginkit.KindCodec, Name: "reedsolomon"})
+	h.Close()
+	var found bool
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if !strings.Contains(line, "plugin address") {
+			continue
+		}
+		found = true
+		if n := strings.Count(line, `"@module"`); n != 1 {
+			t.Errorf("plugin line has %d @module keys, want 1: %s", n, line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("plugin line is not JSON: %v: %s", err, line)
+		}
+		if m["@module"] != "tarn.codec.reedsolomon" {
+			t.Errorf("@module = %v, want tarn.codec.reedsolomon", m["@module"])
 		}
 	}
 	if !found {

@@ -126,11 +126,34 @@ func (s *supervisor) startThread() {
 }
 
 // fixedName keeps plugin log lines under "KIND.NAME": go-plugin would add
-// the binary's base name (every built-in plugin is "tarn").
+// the binary's base name (every built-in plugin is "tarn"), and it passes
+// on the plugin's own "@module" field as a plain field, which in a JSON
+// log would be a second "@module" key beside the node's.
 type fixedName struct{ hclog.Logger }
 
 func (l fixedName) Named(string) hclog.Logger      { return l }
 func (l fixedName) ResetNamed(string) hclog.Logger { return l }
+
+func (l fixedName) Log(level hclog.Level, msg string, args ...any) {
+	l.Logger.Log(level, msg, withoutModule(args)...)
+}
+func (l fixedName) Trace(msg string, args ...any) { l.Logger.Trace(msg, withoutModule(args)...) }
+func (l fixedName) Debug(msg string, args ...any) { l.Logger.Debug(msg, withoutModule(args)...) }
+func (l fixedName) Info(msg string, args ...any)  { l.Logger.Info(msg, withoutModule(args)...) }
+func (l fixedName) Warn(msg string, args ...any)  { l.Logger.Warn(msg, withoutModule(args)...) }
+func (l fixedName) Error(msg string, args ...any) { l.Logger.Error(msg, withoutModule(args)...) }
+
+// withoutModule drops an "@module" key and its value from hclog's
+// key/value arguments.
+func withoutModule(args []any) []any {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "@module" {
+			out := append(append(make([]any, 0, len(args)-2), args[:i]...), args[i+2:]...)
+			return withoutModule(out)
+		}
+	}
+	return args
+}
 
 // backoff is the wait before the next start after n consecutive failures.
 func (s *supervisor) backoff(n int) time.Duration {
