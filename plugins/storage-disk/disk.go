@@ -4,10 +4,11 @@
 //
 // Layout under the folder (see docs/plugins-storage.md):
 //
-//	FORMAT                         "tarn-storage-disk 1"
+//	FORMAT                         "tarn-storage-disk 1", or 2 once packs/ exists
 //	LOCK                           flock'd by the one process using the folder
 //	tmp/                           files being written; emptied at start
 //	shares/<ii>/<index>/<num>      sealed shares
+//	packs/NNNNNNNN.pack            small shares given to Put, packed (pack.go)
 //	slots/<ii>/<index>/<num>       slot values (header + value)
 //
 // <index> is the storage index in lower-case hex (32 digits), <ii> its
@@ -35,7 +36,13 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
-const formatLine = "tarn-storage-disk 1\n"
+// formatLine is the FORMAT of a folder without packs; formatPacked that
+// of one with packs/, which a tarn that cannot read packs must refuse
+// rather than lose the packed shares from sight.
+const (
+	formatLine   = "tarn-storage-disk 1\n"
+	formatPacked = "tarn-storage-disk 2\n"
+)
 
 // Disk is a storage.Backend over a folder. It must be the only user of its
 // folder; New takes an exclusive lock to make sure.
@@ -50,6 +57,18 @@ type Disk struct {
 
 	mu       sync.Mutex
 	reserved int64 // sizes of open writers, not yet on disk
+
+	opts Options
+	// pack holds the packed shares; nil when the folder has no packs/
+	// (packing off and never on).
+	pack *packStore
+}
+
+// Options tune a Disk; the zero value is the default.
+type Options struct {
+	// NoPack keeps every new share in a file of its own; packed shares
+	// already in the folder are still read, listed and deleted.
+	NoPack bool
 }
 
 var (
@@ -57,9 +76,13 @@ var (
 	_ storage.Indexer = (*Disk)(nil)
 )
 
-// New opens (creating if needed) the backend folder dir, locks it, and
-// removes files a crash left in tmp/.
-func New(dir string) (*Disk, error) {
+// New opens (creating if needed) the backend folder dir with the default
+// options (small shares packed), locks it, and removes files a crash left
+// in tmp/.
+func New(dir string) (*Disk, error) { return NewOptions(dir, Options{}) }
+
+// NewOptions is New with options.
+func NewOptions(dir string, opts Options) (*Disk, error) {
 	if dir == "" {
 		return nil, errors.New("storage disk: empty folder path")
 	}
@@ -78,7 +101,7 @@ func New(dir string) (*Disk, error) {
 		lock.Close()
 		return nil, fmt.Errorf("storage disk folder %s is in use by another process: %w", abs, err)
 	}
-	d := &Disk{dir: abs, lock: lock, seed: maphash.MakeSeed()}
+	d := &Disk{dir: abs, lock: lock, seed: maphash.MakeSeed(), opts: opts}
 	if err := d.init(); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("storage disk folder %s: %w", abs, err)
@@ -95,8 +118,8 @@ func (d *Disk) init() error {
 		}
 	case err != nil:
 		return err
-	case string(b) != formatLine:
-		return fmt.Errorf("FORMAT says %q, this tarn reads %q", b, formatLine)
+	case string(b) != formatLine && string(b) != formatPacked:
+		return fmt.Errorf("FORMAT says %q, this tarn reads %q or %q", b, formatLine, formatPacked)
 	}
 	for _, sub := range []string{"tmp", "shares", "slots"} {
 		if err := mkdirDurable(filepath.Join(d.dir, sub)); err != nil {
@@ -114,11 +137,31 @@ func (d *Disk) init() error {
 			return fmt.Errorf("remove leftover temp file: %w", err)
 		}
 	}
+	// FORMAT says 2 before the first pack exists, so that no older tarn
+	// ever opens a folder whose packed shares it cannot see.
+	if !d.opts.NoPack {
+		if b, _ := os.ReadFile(fp); string(b) != formatPacked {
+			if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatPacked)); err != nil {
+				return err
+			}
+		}
+	}
+	p, err := openPacks(filepath.Join(d.dir, "packs"), !d.opts.NoPack)
+	if err != nil {
+		return err
+	}
+	d.pack = p
 	return nil
 }
 
-// Close releases the folder lock. Open writers must be ended first.
-func (d *Disk) Close() error { return d.lock.Close() }
+// Close closes the packs and releases the folder lock. Open writers must
+// be ended first.
+func (d *Disk) Close() error {
+	if d.pack != nil {
+		d.pack.close()
+	}
+	return d.lock.Close()
+}
 
 // Dir is the backend folder.
 func (d *Disk) Dir() string { return d.dir }
@@ -163,7 +206,7 @@ func (d *Disk) Create(ctx context.Context, ref storage.Ref, size int64) (storage
 	if size < 0 {
 		return nil, fmt.Errorf("create share %s of %d bytes: %w", ref, size, storage.ErrRange)
 	}
-	if _, err := os.Lstat(d.sharePath(ref)); err == nil {
+	if _, err := os.Lstat(d.sharePath(ref)); err == nil || d.packed(ref) {
 		return nil, fmt.Errorf("create share %s: %w", ref, storage.ErrExists)
 	}
 	sp, err := d.Space(ctx)
@@ -191,6 +234,11 @@ func (d *Disk) Create(ctx context.Context, ref storage.Ref, size int64) (storage
 }
 
 func (d *Disk) Stat(_ context.Context, ref storage.Ref) (int64, error) {
+	if d.pack != nil {
+		if loc, _, ok := d.pack.find(ref); ok {
+			return int64(loc.n), nil
+		}
+	}
 	st, err := os.Lstat(d.sharePath(ref))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("stat share %s: %w", ref, storage.ErrNotFound)
@@ -206,6 +254,15 @@ func (d *Disk) Stat(_ context.Context, ref storage.Ref) (int64, error) {
 
 // Open opens a sealed share read-only (for a host that reads it itself).
 func (d *Disk) Open(_ context.Context, ref storage.Ref) (*os.File, int64, error) {
+	if d.pack != nil {
+		if loc, pf, ok := d.pack.find(ref); ok {
+			f, err := packedFile(pf, loc)
+			if err != nil {
+				return nil, 0, fmt.Errorf("open share %s: %w", ref, err)
+			}
+			return f, int64(loc.n), nil
+		}
+	}
 	f, err := os.OpenFile(d.sharePath(ref), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, fmt.Errorf("open share %s: %w", ref, storage.ErrNotFound)
@@ -227,6 +284,15 @@ func (d *Disk) Open(_ context.Context, ref storage.Ref) (*os.File, int64, error)
 func (d *Disk) ReadAt(_ context.Context, ref storage.Ref, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read share %s at %d: %w", ref, off, storage.ErrRange)
+	}
+	if d.pack != nil {
+		if loc, pf, ok := d.pack.find(ref); ok {
+			n, err := readPacked(pf, loc, p, off)
+			if err != nil && err != io.EOF {
+				return n, fmt.Errorf("read share %s at %d: %w", ref, off, err)
+			}
+			return n, err
+		}
 	}
 	f, err := os.Open(d.sharePath(ref))
 	if errors.Is(err, os.ErrNotExist) {
@@ -266,7 +332,16 @@ func parseIndex(name string) ([storage.StorageIndexSize]byte, bool) {
 }
 
 func (d *Disk) List(_ context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
-	return listNums(indexDir(filepath.Join(d.dir, "shares"), index), "shares", index)
+	nums, err := listNums(indexDir(filepath.Join(d.dir, "shares"), index), "shares", index)
+	if err != nil || d.pack == nil {
+		return nums, err
+	}
+	if pn := d.pack.nums(index); len(pn) > 0 {
+		nums = append(nums, pn...)
+		slices.Sort(nums)
+		nums = slices.Compact(nums)
+	}
+	return nums, nil
 }
 
 // ListSlots lists the slot files of an index (values are written to tmp/
@@ -298,6 +373,11 @@ func (d *Disk) Delete(_ context.Context, ref storage.Ref) error {
 	mu := d.stripe(ref.Index)
 	mu.Lock()
 	defer mu.Unlock()
+	if d.pack != nil {
+		if _, _, ok := d.pack.find(ref); ok {
+			return d.deletePacked(ref)
+		}
+	}
 	p := d.sharePath(ref)
 	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete share %s: %w", ref, storage.ErrNotFound)
@@ -401,9 +481,17 @@ func (d *Disk) WriteSlot(_ context.Context, ref storage.Ref, expect string, valu
 // Indexes lists, prefix folder by prefix folder, every storage index with
 // a sealed share or a slot.
 func (d *Disk) Indexes(ctx context.Context, fn func(index [storage.StorageIndexSize]byte) error) error {
+	var packed [][storage.StorageIndexSize]byte
+	if d.pack != nil {
+		packed = d.pack.indexes() // sorted
+	}
 	for i := range 256 {
 		prefix := fmt.Sprintf("%02x", i)
 		var found [][storage.StorageIndexSize]byte
+		for len(packed) > 0 && int(packed[0][0]) == i {
+			found = append(found, packed[0])
+			packed = packed[1:]
+		}
 		for _, kind := range []string{"shares", "slots"} {
 			ents, err := os.ReadDir(filepath.Join(d.dir, kind, prefix))
 			if errors.Is(err, os.ErrNotExist) {
@@ -540,7 +628,7 @@ func (d *Disk) publish(ref storage.Ref, tmp string) error {
 	if err := mkdirDurable(filepath.Dir(p)); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(p); err == nil {
+	if _, err := os.Lstat(p); err == nil || d.packed(ref) {
 		return storage.ErrExists
 	}
 	if err := os.Rename(tmp, p); err != nil {
@@ -645,7 +733,7 @@ var (
 // renames it, as Seal does.
 func (d *Disk) Put(ctx context.Context, ref storage.Ref, data []byte) error {
 	p := d.sharePath(ref)
-	if _, err := os.Lstat(p); err == nil {
+	if _, err := os.Lstat(p); err == nil || d.packed(ref) {
 		return fmt.Errorf("put share %s: %w", ref, storage.ErrExists)
 	}
 	sp, err := d.Space(ctx)
@@ -654,6 +742,9 @@ func (d *Disk) Put(ctx context.Context, ref storage.Ref, data []byte) error {
 	}
 	if int64(len(data)) > sp.Free {
 		return fmt.Errorf("put share %s of %d bytes with %d free: %w", ref, len(data), sp.Free, storage.ErrNoSpace)
+	}
+	if !d.opts.NoPack && d.pack != nil && len(data) <= maxPackShare {
+		return d.putPacked(ref, p, data)
 	}
 	err = errNoTmpfile
 	if useTmpfile {
@@ -702,6 +793,9 @@ func (d *Disk) putUnnamed(ref storage.Ref, p string, data []byte) error {
 	defer mu.Unlock()
 	if err := mkdirDurable(dir); err != nil { // a Delete may have removed it
 		return err
+	}
+	if d.packed(ref) {
+		return storage.ErrExists
 	}
 	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, p, unix.AT_SYMLINK_FOLLOW)
 	switch {

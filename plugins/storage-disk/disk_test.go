@@ -14,9 +14,11 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage/storagetest"
 )
 
-func newDisk(t *testing.T, dir string) *Disk {
+func newDisk(t *testing.T, dir string) *Disk { return newDiskOpts(t, dir, Options{}) }
+
+func newDiskOpts(t *testing.T, dir string, opts Options) *Disk {
 	t.Helper()
-	d, err := New(dir)
+	d, err := NewOptions(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,8 +26,16 @@ func newDisk(t *testing.T, dir string) *Disk {
 	return d
 }
 
+// TestConformance runs the backend suite with small shares packed (the
+// default) and with every share in a file of its own.
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Backend { return newDisk(t, t.TempDir()) })
+}
+
+func TestConformanceNoPack(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		return newDiskOpts(t, t.TempDir(), Options{NoPack: true})
+	})
 }
 
 // TestReopen: shares, slots and slot tokens survive closing and reopening
@@ -158,6 +168,9 @@ func TestParseSettings(t *testing.T) {
 		{"wrong type", `{"path":3}`, "error: cannot unmarshal"},
 		{"trailing", `{"path":"/x"} {}`, "error: trailing data"},
 		{"empty", ``, "error: EOF"},
+		{"pack on", `{"path":"/x","pack":true}`, "/x"},
+		{"pack off", `{"path":"/x","pack":false}`, "/x nopack"},
+		{"pack not bool", `{"path":"/x","pack":"no"}`, "error: cannot unmarshal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := ParseSettings([]byte(tc.in))
@@ -167,8 +180,9 @@ func TestParseSettings(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || s.Path != tc.want {
-				t.Fatalf("got %+v, %v; want path %q", s, err, tc.want)
+			path, nopack := strings.CutSuffix(tc.want, " nopack")
+			if err != nil || s.Path != path || s.Options().NoPack != nopack {
+				t.Fatalf("got %+v (options %+v), %v; want path %q, no pack %v", s, s.Options(), err, path, nopack)
 			}
 		})
 	}
@@ -220,7 +234,9 @@ func FuzzParseNames(f *testing.F) {
 func TestPutByRename(t *testing.T) {
 	useTmpfile = false
 	t.Cleanup(func() { useTmpfile = true })
-	storagetest.Run(t, func(t *testing.T) storage.Backend { return newDisk(t, t.TempDir()) })
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		return newDiskOpts(t, t.TempDir(), Options{NoPack: true})
+	})
 }
 
 // TestPutLeavesNoTemp: a share put, a put refused as existing and one
@@ -231,7 +247,7 @@ func TestPutLeavesNoTemp(t *testing.T) {
 		t.Run(fmt.Sprintf("tmpfile=%v", tmpfile), func(t *testing.T) {
 			useTmpfile = tmpfile
 			t.Cleanup(func() { useTmpfile = true })
-			d := newDisk(t, t.TempDir())
+			d := newDiskOpts(t, t.TempDir(), Options{NoPack: true})
 			ctx := context.Background()
 			ref := storage.Ref{Index: [16]byte{9, 9}, Num: 3}
 			if err := d.Put(ctx, ref, []byte("share bytes")); err != nil {

@@ -15,11 +15,18 @@ import (
 )
 
 // Settings are the plugin's settings, given by the host through Configure
-// as a JSON object: {"path": "/var/lib/tarn/storage"}.
+// as a JSON object: {"path": "/var/lib/tarn/storage", "pack": true}.
 type Settings struct {
 	// Path is the backend folder; created if missing.
 	Path string `json:"path"`
+	// Pack (default true) packs small shares given to Put into shared,
+	// group-committed pack files; false gives every new share a file of
+	// its own (packed shares already there stay readable).
+	Pack *bool `json:"pack,omitempty"`
 }
+
+// Options are the Disk options the settings ask for.
+func (s Settings) Options() Options { return Options{NoPack: s.Pack != nil && !*s.Pack} }
 
 // ErrNotConfigured is returned by every call of a served disk backend that
 // has not yet been given its folder.
@@ -77,7 +84,7 @@ func (s *Served) Configure(_ context.Context, settingsJSON []byte) error {
 		}
 		return fmt.Errorf("storage disk: already configured with %s", s.disk.Dir())
 	}
-	d, err := New(set.Path)
+	d, err := NewOptions(set.Path, set.Options())
 	if err != nil {
 		return err
 	}

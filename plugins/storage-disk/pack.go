@@ -1,0 +1,518 @@
+package storagedisk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// The packed store (docs/plugins-storage.md, "Packed small shares"): small
+// shares given to Put are appended, as checksummed records, to a pack
+// file; many Puts share one fdatasync (group commit). The packs are the
+// only truth: the index (which record holds which share) lives in memory
+// and is rebuilt by scanning them at start.
+const (
+	// maxPackShare: Put sends shares up to this size to the pack; larger
+	// ones get files of their own (their write costs more than a file's
+	// creation and fsyncs).
+	maxPackShare = 256 << 10
+	// packRollSize: a pack that reached this size is closed for appends.
+	packRollSize = 64 << 20
+)
+
+// packLogf logs damage found in packs (tests catch it).
+var packLogf = log.Printf
+
+// packLoc is where a share's record lies.
+type packLoc struct {
+	pack uint32
+	off  int64 // of the record header
+	n    uint32
+}
+
+// packShare is one share of a storage index in the index.
+type packShare struct {
+	num       uint32
+	loc       packLoc
+	committed bool // durable and visible; false while its Put waits for the sync
+}
+
+type packStore struct {
+	dir     string
+	rollAt  int64
+	logf    func(format string, args ...any)
+	bufPool sync.Pool
+
+	// amu orders appends: the current pack, its size and the count of
+	// records written. Taken before mu when both are needed.
+	amu     sync.Mutex
+	cur     *os.File // nil until the first append
+	curNum  uint32
+	curSize int64
+	written uint64 // records appended so far (sequence numbers)
+	broken  bool   // the current pack saw a write or sync error: roll
+
+	// mu guards the index and the open packs.
+	mu    sync.Mutex
+	index map[[storage.StorageIndexSize]byte][]packShare
+	files map[uint32]*os.File
+	refs  map[uint32]int // records in each pack that are live or pending
+
+	// group commit state, under smu.
+	smu        sync.Mutex
+	cond       *sync.Cond
+	synced     uint64 // every record up to this sequence number is durable
+	failedUpTo uint64 // records up to this one were in a failed sync
+	failErr    error
+	syncing    bool
+	syncs      atomic.Uint64 // group syncs run (tests)
+}
+
+func packName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
+
+// parsePackName accepts only names packName makes.
+func parsePackName(name string) (uint32, bool) {
+	s, ok := strings.CutSuffix(name, ".pack")
+	if !ok || len(s) != 8 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || packName(uint32(n)) != name || n == 0 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// openPacks opens (creating if asked) the packs folder, scans every pack,
+// truncates torn tails, and builds the index.
+func openPacks(dir string, create bool) (*packStore, error) {
+	p := &packStore{
+		dir:    dir,
+		rollAt: packRollSize,
+		logf:   packLogf,
+		index:  map[[storage.StorageIndexSize]byte][]packShare{},
+		files:  map[uint32]*os.File{},
+		refs:   map[uint32]int{},
+	}
+	p.cond = sync.NewCond(&p.smu)
+	if create {
+		if err := mkdirDurable(dir); err != nil {
+			return nil, err
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	var nums []uint32
+	for _, e := range ents {
+		if n, ok := parsePackName(e.Name()); ok && e.Type().IsRegular() {
+			nums = append(nums, n)
+		}
+	}
+	slices.Sort(nums)
+	for _, n := range nums {
+		if err := p.load(n); err != nil {
+			p.closeFiles()
+			return nil, err
+		}
+	}
+	if len(nums) > 0 {
+		last := nums[len(nums)-1]
+		st, err := p.files[last].Stat()
+		if err != nil {
+			p.closeFiles()
+			return nil, fmt.Errorf("pack %s: %w", packName(last), err)
+		}
+		p.cur, p.curNum, p.curSize = p.files[last], last, st.Size()
+	}
+	p.reclaim()
+	return p, nil
+}
+
+// load scans pack n into the index; a torn tail is cut off (and the cut
+// made durable) so later appends follow the last sound record.
+func (p *packStore) load(n uint32) error {
+	name := filepath.Join(p.dir, packName(n))
+	f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open pack %s: %w", name, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("pack %s: %w", name, err)
+	}
+	p.files[n] = f
+	p.refs[n] += 0
+	size := st.Size()
+	if size == 0 {
+		return nil
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map pack %s: %w", name, err)
+	}
+	keep := scanRecords(b, func(ev scanEvent) {
+		if ev.skip > 0 {
+			p.logf("storage disk: pack %s: %d damaged bytes at %d skipped; shares there are lost", name, ev.skip, ev.off)
+			return
+		}
+		p.apply(ev.rec, packLoc{pack: n, off: ev.off, n: uint32(len(ev.rec.data))})
+	})
+	unix.Munmap(b)
+	if keep < size {
+		p.logf("storage disk: pack %s: torn tail of %d bytes at %d cut off", name, size-keep, keep)
+		if err := f.Truncate(keep); err != nil {
+			return fmt.Errorf("truncate pack %s: %w", name, err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("truncate pack %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// apply puts a scanned record into the index: a share record makes the
+// share live (replacing an older record of it), a tombstone removes it.
+func (p *packStore) apply(rec record, loc packLoc) {
+	list := p.index[rec.ref.Index]
+	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == rec.ref.Num })
+	if i >= 0 {
+		p.refs[list[i].loc.pack]--
+		list = slices.Delete(list, i, i+1)
+	}
+	if rec.kind == recKindShare {
+		list = append(list, packShare{num: rec.ref.Num, loc: loc, committed: true})
+		p.refs[loc.pack]++
+	}
+	if len(list) == 0 {
+		delete(p.index, rec.ref.Index)
+	} else {
+		p.index[rec.ref.Index] = list
+	}
+}
+
+func (p *packStore) closeFiles() {
+	for _, f := range p.files {
+		f.Close()
+	}
+}
+
+// close closes every pack.
+func (p *packStore) close() error {
+	p.amu.Lock()
+	defer p.amu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeFiles()
+	p.files = map[uint32]*os.File{}
+	p.cur = nil
+	return nil
+}
+
+// find returns the location of a visible (committed) share.
+func (p *packStore) find(ref storage.Ref) (packLoc, *os.File, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.index[ref.Index] {
+		if s.num == ref.Num && s.committed {
+			return s.loc, p.files[s.loc.pack], true
+		}
+	}
+	return packLoc{}, nil, false
+}
+
+// has reports whether the share is in the index, visible or still being
+// put.
+func (p *packStore) has(ref storage.Ref) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.ContainsFunc(p.index[ref.Index], func(s packShare) bool { return s.num == ref.Num })
+}
+
+// claim adds the share as pending; false if it is there already.
+func (p *packStore) claim(ref storage.Ref) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.index[ref.Index]
+	if slices.ContainsFunc(list, func(s packShare) bool { return s.num == ref.Num }) {
+		return false
+	}
+	p.index[ref.Index] = append(list, packShare{num: ref.Num})
+	return true
+}
+
+// settle ends a claim: with loc set the share becomes visible, without
+// (the put failed) the claim goes.
+func (p *packStore) settle(ref storage.Ref, loc *packLoc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.index[ref.Index]
+	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == ref.Num })
+	if i < 0 {
+		return
+	}
+	if loc != nil {
+		list[i].loc, list[i].committed = *loc, true
+		return
+	}
+	list = slices.Delete(list, i, i+1)
+	if len(list) == 0 {
+		delete(p.index, ref.Index)
+	} else {
+		p.index[ref.Index] = list
+	}
+}
+
+// nums lists the visible share numbers of an index, sorted.
+func (p *packStore) nums(index [storage.StorageIndexSize]byte) []uint32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []uint32
+	for _, s := range p.index[index] {
+		if s.committed {
+			out = append(out, s.num)
+		}
+	}
+	return out
+}
+
+// indexes returns the storage indexes with a visible packed share, sorted.
+func (p *packStore) indexes() [][storage.StorageIndexSize]byte {
+	p.mu.Lock()
+	out := make([][storage.StorageIndexSize]byte, 0, len(p.index))
+	for idx, list := range p.index {
+		if slices.ContainsFunc(list, func(s packShare) bool { return s.committed }) {
+			out = append(out, idx)
+		}
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b [storage.StorageIndexSize]byte) int { return slices.Compare(a[:], b[:]) })
+	return out
+}
+
+// readAt reads the packed share at loc like a file of its own.
+func readPacked(f *os.File, loc packLoc, b []byte, off int64) (int, error) {
+	if off >= int64(loc.n) {
+		return 0, io.EOF
+	}
+	want := len(b)
+	if rest := int64(loc.n) - off; int64(want) > rest {
+		want = int(rest)
+	}
+	n, err := f.ReadAt(b[:want], loc.off+recHeaderLen+off)
+	if err == nil && n < len(b) {
+		err = io.EOF
+	}
+	if errors.Is(err, io.EOF) && n < want {
+		err = io.ErrUnexpectedEOF // the pack is shorter than its index says
+	}
+	return n, err
+}
+
+// append writes one record and returns once it is durable (group commit:
+// one fdatasync covers every record appended before it started). A share
+// record counts towards its pack's references from here on; the caller
+// settles its claim.
+func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, error) {
+	rl := int64(recHeaderLen + len(data))
+	p.amu.Lock()
+	if p.cur == nil || p.broken || (p.curSize > 0 && p.curSize+rl > p.rollAt) {
+		if err := p.roll(); err != nil {
+			p.amu.Unlock()
+			return packLoc{}, err
+		}
+	}
+	var hdr [recHeaderLen]byte
+	encodeHeader(hdr[:], kind, ref, data)
+	loc := packLoc{pack: p.curNum, off: p.curSize, n: uint32(len(data))}
+	n, err := unix.Pwritev(int(p.cur.Fd()), [][]byte{hdr[:], data}, p.curSize)
+	if err == nil && int64(n) != rl {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		// Cut the partial record off; should that fail too, the next
+		// append rolls to a new pack and the scan at start drops it.
+		if p.cur.Truncate(p.curSize) != nil {
+			p.broken = true
+		}
+		p.amu.Unlock()
+		return packLoc{}, fmt.Errorf("append to pack %s: %w", packName(loc.pack), err)
+	}
+	p.curSize += rl
+	if kind == recKindShare {
+		p.mu.Lock()
+		p.refs[loc.pack]++
+		p.mu.Unlock()
+	}
+	p.smu.Lock()
+	p.written++
+	seq := p.written
+	p.smu.Unlock()
+	p.amu.Unlock()
+
+	if err := p.waitDurable(seq); err != nil {
+		if kind == recKindShare {
+			p.mu.Lock()
+			p.refs[loc.pack]--
+			p.mu.Unlock()
+		}
+		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)
+	}
+	return loc, nil
+}
+
+// waitDurable returns once record seq is durable. The first waiter to
+// find no sync running leads: it fdatasyncs the current pack, which
+// covers every record written before (older packs were synced when they
+// were rolled); the others wait for it and, if it did not cover them,
+// lead the next one.
+func (p *packStore) waitDurable(seq uint64) error {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	for {
+		if seq <= p.failedUpTo {
+			return p.failErr
+		}
+		if seq <= p.synced {
+			return nil
+		}
+		if p.syncing {
+			p.cond.Wait()
+			continue
+		}
+		p.syncing = true
+		p.smu.Unlock()
+		p.amu.Lock()
+		f := p.cur
+		p.smu.Lock()
+		target := p.written
+		p.smu.Unlock()
+		p.amu.Unlock()
+		err := unix.Fdatasync(int(f.Fd()))
+		p.syncs.Add(1)
+		if err != nil {
+			// The kernel may have dropped the pages it could not write:
+			// a later sync saying yes would not cover them. Every record
+			// so far fails, and appends go to a new pack.
+			p.amu.Lock()
+			p.broken = true
+			p.amu.Unlock()
+		}
+		p.smu.Lock()
+		p.syncing = false
+		if err != nil {
+			p.failedUpTo, p.failErr = target, err
+		} else if target > p.synced {
+			p.synced = target
+		}
+		p.cond.Broadcast()
+	}
+}
+
+// roll makes a new pack the current one, after syncing the old one (so
+// that the group commit need only sync the current pack). Called with amu.
+func (p *packStore) roll() error {
+	if p.cur != nil {
+		// Every record in the old pack is settled here: synced, or failed
+		// (the new pack's syncs will not cover it).
+		err := unix.Fdatasync(int(p.cur.Fd()))
+		p.smu.Lock()
+		if err != nil {
+			p.failedUpTo, p.failErr = p.written, err
+		} else if p.written > p.synced {
+			p.synced = p.written
+		}
+		p.cond.Broadcast()
+		p.smu.Unlock()
+	}
+	next := p.curNum + 1
+	name := filepath.Join(p.dir, packName(next))
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("new pack: %w", err)
+	}
+	if err := syncDir(p.dir); err != nil {
+		f.Close()
+		os.Remove(name)
+		return fmt.Errorf("new pack: %w", err)
+	}
+	p.mu.Lock()
+	p.files[next] = f
+	p.refs[next] += 0
+	p.mu.Unlock()
+	p.cur, p.curNum, p.curSize, p.broken = f, next, 0, false
+	return nil
+}
+
+// remove forgets a visible share after its tombstone is durable.
+func (p *packStore) remove(ref storage.Ref) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.index[ref.Index]
+	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == ref.Num && s.committed })
+	if i < 0 {
+		return
+	}
+	p.refs[list[i].loc.pack]--
+	list = slices.Delete(list, i, i+1)
+	if len(list) == 0 {
+		delete(p.index, ref.Index)
+	} else {
+		p.index[ref.Index] = list
+	}
+}
+
+// reclaim removes packs that hold no live share, oldest first, and stops
+// at the first that does (or at the current pack). Only the oldest pack
+// may go: a tombstone in it can only concern records in it, while one in
+// a later pack may still be needed to keep a share in an earlier pack
+// deleted. Space behind a live share in an older pack is not reclaimed
+// (no compaction yet).
+func (p *packStore) reclaim() {
+	p.amu.Lock()
+	defer p.amu.Unlock()
+	for {
+		p.mu.Lock()
+		oldest := uint32(0)
+		for n := range p.files {
+			if oldest == 0 || n < oldest {
+				oldest = n
+			}
+		}
+		if oldest == 0 || (p.cur != nil && oldest == p.curNum) || p.refs[oldest] > 0 {
+			p.mu.Unlock()
+			return
+		}
+		f := p.files[oldest]
+		delete(p.files, oldest)
+		delete(p.refs, oldest)
+		p.mu.Unlock()
+		f.Close()
+		name := filepath.Join(p.dir, packName(oldest))
+		if err := os.Remove(name); err != nil {
+			p.logf("storage disk: remove dead pack %s: %v", name, err)
+			return
+		}
+		if err := syncDir(p.dir); err != nil {
+			p.logf("storage disk: remove dead pack %s: %v", name, err)
+			return
+		}
+	}
+}
