@@ -30,12 +30,27 @@ const queueDepth = 4
 // cap.LiteralMax bytes (no server is asked), else a cap.CHK. With a
 // convergence secret the file is spooled to TempDir while its key is
 // hashed, then encoded from the spool; with random keys a file of known
-// size streams straight from r. progress, if set, is called with the
-// plaintext bytes encoded so far. The cap is returned only once every
-// share placed is sealed and the shares sit on at least H servers.
+// size streams straight from r. With a convergence secret, a reader of
+// known size (above 1 MiB) that is also an io.ReaderAt and an io.Seeker
+// (an *os.File, an io.SectionReader) is not spooled: it is read in place
+// from its current offset, as UploadAt does, and left at the end of the
+// bytes uploaded.
+// progress, if set, is called with the plaintext bytes encoded so far.
+// The cap is returned only once every share placed is sealed and the
+// shares sit on at least H servers.
 func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
 	c.stats.uploads.Add(1)
-	cp, err := c.upload(ctx, r, size, progress)
+	var cp cap.Cap
+	var err error
+	if ra, base, ok := inPlace(r, size); ok && c.cfg.Convergence != nil {
+		if cp, err = c.uploadAt(ctx, ra, base, size, progress); err == nil {
+			if _, serr := r.(io.Seeker).Seek(base+size, io.SeekStart); serr != nil {
+				cp, err = nil, fmt.Errorf("upload: move the source past the bytes uploaded: %w", serr)
+			}
+		}
+	} else {
+		cp, err = c.upload(ctx, r, size, progress)
+	}
 	if err != nil {
 		c.stats.uploadsFailed.Add(1)
 		c.stats.errorOf(errorKind(err))

@@ -1,0 +1,151 @@
+package grid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/chk"
+)
+
+// Uploads from a source that can be read twice. A convergent key needs
+// the whole plaintext before the first segment is encrypted, so a plain
+// io.Reader is copied into a spool file while it is hashed and encoded
+// from there. A source that is already a file (an SFTP frontend's spool,
+// a local file) need not be copied: it is read once for the key and
+// again for the encode, in place. That saves writing every byte to the
+// page cache a second time (and the disk space of the copy).
+
+// hashChunk is how much of the source the key's pass reads at a time.
+const hashChunk = 1 << 20
+
+// UploadAt stores the size bytes of r, read in place from offset 0 (no
+// spool file), as an immutable file and returns its cap: the same cap
+// Upload gives for the same bytes. With a convergence secret r is read
+// twice, once for the key and once to encode; a later round (shares
+// replanned after a server failed) reads it again. r must hold exactly
+// size bytes (fewer or more: ErrSize) and must not change until
+// UploadAt returns. progress is as for Upload.
+func (c *Client) UploadAt(ctx context.Context, r io.ReaderAt, size int64, progress func(int64)) (cap.Cap, error) {
+	c.stats.uploads.Add(1)
+	cp, err := c.uploadAt(ctx, r, 0, size, progress)
+	if err != nil {
+		c.stats.uploadsFailed.Add(1)
+		c.stats.errorOf(errorKind(err))
+		return nil, c.Explain(err)
+	}
+	return cp, nil
+}
+
+// inPlace reports whether Upload can read r in place: a source of known
+// size larger than a small file's that can be read at any offset and
+// tells where it stands (an *os.File, an io.SectionReader, a
+// bytes.Reader). It returns r's current offset, where the upload starts.
+func inPlace(r io.Reader, size int64) (io.ReaderAt, int64, bool) {
+	if size <= smallUploadMax {
+		return nil, 0, false // read into memory anyway
+	}
+	ra, ok := r.(io.ReaderAt)
+	if !ok {
+		return nil, 0, false
+	}
+	sk, ok := r.(io.Seeker)
+	if !ok {
+		return nil, 0, false
+	}
+	base, err := sk.Seek(0, io.SeekCurrent)
+	if err != nil || base < 0 {
+		return nil, 0, false
+	}
+	return ra, base, true
+}
+
+// uploadAt uploads the size bytes of r from base.
+func (c *Client) uploadAt(ctx context.Context, r io.ReaderAt, base, size int64, progress func(int64)) (cap.Cap, error) {
+	if size < 0 || size > cap.MaxFileSize {
+		return nil, fmt.Errorf("upload: bad size %d", size)
+	}
+	open := func() io.Reader { return &sourceReader{r: r, base: base, size: size} }
+	if size <= smallUploadMax {
+		// Literal and small files are read into memory: the reader path.
+		return c.upload(ctx, open(), size, progress)
+	}
+	var key cap.Key
+	if c.cfg.Convergence != nil {
+		k, err := c.hashAt(ctx, open())
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	} else {
+		k, err := chk.RandomKey()
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	}
+	first := open()
+	if progress != nil {
+		first = &progressReader{r: first, fn: progress}
+	}
+	return c.uploadCHK(ctx, key, size, first, func() (io.Reader, error) { return open(), nil })
+}
+
+// hashAt is the key's pass: the convergent key of what src gives.
+func (c *Client) hashAt(ctx context.Context, src io.Reader) (cap.Key, error) {
+	conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
+	if err != nil {
+		return cap.Key{}, fmt.Errorf("upload: %w", err)
+	}
+	bp := getBuf(hashChunk)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		if err := ctx.Err(); err != nil {
+			return cap.Key{}, fmt.Errorf("upload: %w", err)
+		}
+		n, err := src.Read(buf)
+		conv.Write(buf[:n])
+		if err == io.EOF {
+			return conv.Key(), nil
+		}
+		if errors.Is(err, ErrSize) {
+			return cap.Key{}, err
+		}
+		if err != nil {
+			return cap.Key{}, fmt.Errorf("upload: convergent key: %w", err)
+		}
+	}
+}
+
+// sourceReader reads exactly size bytes of r from base, in order: fewer
+// or more fail with ErrSize, and a read error names the offset.
+type sourceReader struct {
+	r               io.ReaderAt
+	base, off, size int64
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if s.off >= s.size {
+		var one [1]byte
+		if n, _ := s.r.ReadAt(one[:], s.base+s.size); n > 0 {
+			return 0, fmt.Errorf("upload: more than the declared %d bytes: %w", s.size, ErrSize)
+		}
+		return 0, io.EOF
+	}
+	if rest := s.size - s.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := s.r.ReadAt(p, s.base+s.off)
+	s.off += int64(n)
+	switch {
+	case n == len(p):
+		return n, nil // a full read may come with io.EOF at the end
+	case err == nil || errors.Is(err, io.EOF):
+		return n, fmt.Errorf("upload: got %d bytes, declared %d: %w", s.off, s.size, ErrSize)
+	default:
+		return n, fmt.Errorf("read source at offset %d: %w", s.off, err)
+	}
+}
