@@ -82,6 +82,13 @@ const (
 	// publish in flight, or servers that missed versions: the next
 	// publish repairs them).
 	MutableLagWait = 250 * time.Millisecond
+	// MutableGraceMin and MutableGraceFactor make the grace a slot map
+	// gives servers that have not answered once the others prove it
+	// current enough (readMap): MutableGraceFactor times the slowest
+	// answer so far, at least MutableGraceMin (or a quarter of the server
+	// timeout, if shorter).
+	MutableGraceMin    = time.Second
+	MutableGraceFactor = 4
 )
 
 // MutableStats are counters of a Client's mutable-file work.
@@ -102,6 +109,11 @@ type MutableStats struct {
 	// MemoMisses counts memos taken but not used (the slot changed, a
 	// write failed, the servers changed...: the Modify read the slot).
 	MemoHits, MemoMisses int64
+	// EarlyMaps counts slot maps used without waiting for every server
+	// (some hung, and those that answered proved the map current enough:
+	// docs/formats.md, "Reading while a server hangs"); NotWaited counts
+	// the servers such maps left out or did not ask.
+	EarlyMaps, NotWaited int64
 }
 
 // mutState is a Client's mutable-file state, kept beside the Client (it is
@@ -115,6 +127,9 @@ type mutState struct {
 
 	memos                memos
 	memoHits, memoMisses atomic.Int64
+
+	hung                 hungServers
+	earlyMaps, hungSkips atomic.Int64
 }
 
 var mutStates sync.Map // weak.Pointer[Client] -> *mutState
@@ -156,6 +171,7 @@ func (c *Client) MutableStats() MutableStats {
 		Published: m.published.Load(), Conflicts: m.conflicts.Load(), Retries: m.retries.Load(),
 		Refused: m.refused.Load(), Corrupt: m.corruptSeen.Load(),
 		MemoHits: m.memoHits.Load(), MemoMisses: m.memoMisses.Load(),
+		EarlyMaps: m.earlyMaps.Load(), NotWaited: m.hungSkips.Load(),
 	}
 }
 
@@ -327,7 +343,7 @@ func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, 
 	if err != nil {
 		return nil, fmt.Errorf("verify mutable file: %w", err)
 	}
-	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh)
+	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh, false)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +416,7 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	}
 	si := cap.MutableStorageIndexOf(pkh)
 	c.mut().memos.drop(si) // it rewrites slots
-	sm, err := c.readMap(ctx, si, pkh)
+	sm, err := c.readMap(ctx, si, pkh, false)
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +585,13 @@ type slotMap struct {
 	// bounded: each write gets the server timeout (a map from the slot
 	// memo: its servers were not asked just now whether they answer).
 	bounded bool
-	mu      sync.Mutex
+	// complete counts the servers that answered in full: listed, and
+	// every slot listed read and verified (readMap's quorum).
+	complete int
+	// sealed: readMap is done with the map; answers that come later are
+	// left out.
+	sealed bool
+	mu     sync.Mutex
 }
 
 func newSlotMap(si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, servers []Server) *slotMap {
@@ -646,7 +668,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		if err != nil {
 			return nil, nil, fmt.Errorf("mutable file %s: seen versions: %w", si, err)
 		}
-		sm, err := c.readMap(ctx, si, pkh)
+		sm, err := c.readMap(ctx, si, pkh, forWrite)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -771,45 +793,151 @@ func (c *Client) decodeVersion(ctx context.Context, rc cap.MutableRead, v *versi
 	return data, nil
 }
 
-// readMap builds the slot map: it lists the slots of every known server
-// in parallel and reads the slots that exist. A server that fails to list
+// readMap builds the slot map: it lists the slots of the known servers in
+// parallel and reads the slots that exist. A server that fails to list
 // counts as not answered; one that predates ListSlots is asked for slots
 // 0..N-1 of this client's N instead.
-func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte) (*slotMap, error) {
+//
+// It does not always wait for every server. Once the servers that have
+// answered in full prove the map current enough (mayStop: a quorum of
+// them, the newest version they hold readable and not torn) and the
+// others have had a grace (mutableGrace: four times the slowest answer so
+// far, at least min(1 s, ServerTimeout/4)), it stops: the requests still
+// out are cancelled and what they would have added is left out, as if
+// those servers had not answered. Servers left out so are remembered as
+// hung for a server timeout, and later maps do not ask them while the
+// others can still make a quorum. Without a quorum every server is asked
+// and waited for, up to the server timeout, as before.
+// docs/formats.md ("Reading while a server hangs") has the rule and why
+// it is safe.
+func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, write bool) (*slotMap, error) {
 	sm := newSlotMap(si, pkh, ring(si[:], c.servers()))
-	if len(sm.ring) == 0 {
+	S := len(sm.ring)
+	if S == 0 {
 		return nil, fmt.Errorf("mutable file %s: no storage servers known", si)
 	}
+	m := c.mut()
+	start := time.Now()
+	// Servers that hung in a recent map are not asked while the others
+	// can still make a quorum (of this client's K and N: a version of
+	// other parameters may need more, and is then waited for as usual).
+	skip := m.hung.skip(sm.ring, start)
+	if S-len(skip) < quorum(write, S, c.cfg.K, c.cfg.H, c.cfg.N) {
+		skip = nil
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the requests of servers not waited for
+	done := make(chan int, S)
 	sem := make(chan struct{}, c.cfg.Parallel)
-	var wg sync.WaitGroup
-	for i := range sm.ring {
-		wg.Add(1)
-		sem <- struct{}{}
+	pending := 0
+	ask := func(i int) {
+		pending++
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c.mapServer(ctx, sm, i)
+			select {
+			case sem <- struct{}{}:
+				c.mapServer(mctx, sm, i)
+				<-sem
+			case <-mctx.Done():
+			}
+			done <- i
 		}()
 	}
-	wg.Wait()
-	// Slots past this client's N are read only when a version found
-	// says its N reaches them, so a server listing every number cannot
-	// make a read fetch 256 slots.
-	n := sm.maxN()
-	later := sm.later
-	sm.later = nil
-	for _, e := range later {
-		if e.num >= n {
-			sm.later = append(sm.later, e)
+	for i := range sm.ring {
+		if !skip[i] {
+			ask(i)
+		}
+	}
+	var (
+		last   time.Duration // when the latest server was done
+		timer  *time.Timer
+		timerC <-chan time.Time
+		early  bool
+	)
+	finished := make([]bool, S)
+	for pending > 0 && !early {
+		select {
+		case i := <-done:
+			pending--
+			finished[i] = true
+			last = time.Since(start)
+		case <-timerC:
+		case <-ctx.Done():
+			sm.seal()
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil, fmt.Errorf("mutable file %s: %w", si, ctx.Err())
+		}
+		ok := sm.mayStop(write, c.cfg.K, c.cfg.H, c.cfg.N)
+		if pending == 0 && !ok && len(skip) > 0 {
+			// What the others answered proves nothing without the servers
+			// left out as hung: ask them too, and wait as usual.
+			for i := range skip {
+				ask(i)
+			}
+			skip = nil
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c.readSlot(ctx, sm, e)
-		}()
+		if pending == 0 || !ok {
+			continue
+		}
+		wait := c.mutableGrace(last) - time.Since(start)
+		if wait <= 0 {
+			early = sm.seal()
+			continue
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		timer = time.NewTimer(wait)
+		timerC = timer.C
 	}
-	wg.Wait()
+	if len(skip) > 0 {
+		m.hungSkips.Add(int64(len(skip)))
+		c.log.Debug("mutable read skipped servers that hung lately", "slot", si.String(), "skipped", len(skip), "servers", S)
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	if early {
+		var gave []string
+		for i, s := range sm.ring {
+			if !skip[i] && !finished[i] && !sm.up[i] {
+				gave = append(gave, s.NodeID)
+			}
+		}
+		m.hung.mark(gave, time.Now().Add(c.cfg.ServerTimeout))
+		m.earlyMaps.Add(1)
+		m.hungSkips.Add(int64(len(gave)))
+		c.log.Info("mutable read did not wait for servers that hang", "slot", si.String(), "waiting", gave,
+			"answered", sm.answered, "servers", S, "after", time.Since(start).Round(time.Millisecond))
+	} else {
+		// Slots past this client's N are read only when a version found
+		// says its N reaches them, so a server listing every number cannot
+		// make a read fetch 256 slots. (A map that stopped early has none:
+		// mayStop waits for every server when one lists such slots.)
+		n := sm.maxN()
+		later := sm.later
+		sm.later = nil
+		var wg sync.WaitGroup
+		for _, e := range later {
+			if e.num >= n {
+				sm.later = append(sm.later, e)
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				problem := c.readSlot(ctx, sm, e)
+				sm.mu.Lock()
+				sm.addLocked(e, problem)
+				sm.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		sm.seal()
+	}
 	slices.SortFunc(sm.entries, func(a, b *slotEntry) int {
 		if a.num != b.num {
 			return a.num - b.num
@@ -819,8 +947,73 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	return sm, nil
 }
 
-// mapServer lists the slots of the server at ring position i and reads
-// them into the map.
+// mutableGrace is how long a map waits, from its start, for servers still
+// out once the others prove it current enough: four times the time the
+// slowest answer so far took (last), at least min(1 s, ServerTimeout/4).
+// A healthy server answers within a few times its peers' time, so it is
+// waited for and its copies are read and written; a hung one costs one
+// grace, and then nothing while it is remembered as hung.
+func (c *Client) mutableGrace(last time.Duration) time.Duration {
+	return max(min(MutableGraceMin, c.cfg.ServerTimeout/4), MutableGraceFactor*last)
+}
+
+// quorum is how many servers must have answered in full before a map may
+// leave out the others (docs/formats.md, "Reading while a server hangs").
+// A publish succeeds only when shares of its version are on at least
+// W = min(max(K, H), N, S) distinct servers, and a server's slot never goes
+// back to an older version; so among any S-W+1 servers at least one holds
+// each acknowledged version or a newer one. A writer (a Modify's read)
+// needs more: two writers whose maps both have ceil((2S-W+1)/2) servers
+// share at least one server holding the current version, whose copy both
+// then write with test-and-set, so that at most one of them succeeds.
+func quorum(write bool, S, K, H, N int) int {
+	w := min(max(K, H), N, S)
+	q := S - w + 1
+	if write {
+		q = max(q, (2*S-w+2)/2)
+	}
+	return q
+}
+
+// mayStop reports whether the map, as it is now, may be used without the
+// servers that have not answered yet: no slot past this client's N is
+// listed; the servers that answered in full (each listed slot read and
+// verified; a server with a failed read or a bad share does not count)
+// are a quorum for
+// the K and N of the newest version found (this client's when none); and
+// that newest version is readable (K good shares) and the only one of its
+// sequence number, or nothing at all was found. Call with sm not sealed.
+func (sm *slotMap) mayStop(write bool, K, H, N int) bool {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.sealed || len(sm.later) > 0 {
+		return false
+	}
+	best := sm.best()
+	switch {
+	case best == nil && (len(sm.versions) > 0 || len(sm.problems) > 0):
+		return false // shares that no K shares of their version make readable
+	case best != nil && (best.header.Seq != sm.maxSeq || sm.torn(best)):
+		return false // a newer version, or a race, may need the others' shares
+	case best != nil:
+		K, N = best.header.K, best.header.N
+	}
+	return sm.complete >= quorum(write, len(sm.ring), K, H, N)
+}
+
+// seal ends the map: answers that come after it are left out. It reports
+// whether servers were still out.
+func (sm *slotMap) seal() bool {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	sm.sealed = true
+	return sm.answered < len(sm.ring)
+}
+
+// mapServer lists the slots of the server at ring position i, reads them,
+// and adds what it found to the map all at once, unless the map was
+// sealed meanwhile (then the server counts as not answered: a map holds
+// every slot of a server or none).
 func (c *Client) mapServer(ctx context.Context, sm *slotMap, i int) {
 	srv := sm.ring[i]
 	var nums []uint32
@@ -839,43 +1032,71 @@ func (c *Client) mapServer(ctx context.Context, sm *slotMap, i int) {
 			nums = append(nums, uint32(s))
 		}
 	}
-	sm.mu.Lock()
 	if err != nil {
-		if sm.firstErr == nil {
+		sm.mu.Lock()
+		if !sm.sealed && sm.firstErr == nil {
 			sm.firstErr = err
 		}
-	} else {
-		sm.up[i] = true
-		sm.answered++
-	}
-	sm.mu.Unlock()
-	if err != nil {
+		sm.mu.Unlock()
 		return
 	}
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		read     []*slotEntry
+		problems []string
+		later    []*slotEntry
+	)
 	for _, n := range nums {
 		if n >= maxSlotNum {
 			continue
 		}
+		e := &slotEntry{srv: srv, pos: i, num: int(n)}
 		if int(n) >= c.cfg.N {
-			sm.mu.Lock()
-			sm.later = append(sm.later, &slotEntry{srv: srv, pos: i, num: int(n)})
-			sm.mu.Unlock()
+			later = append(later, e)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.readSlot(ctx, sm, &slotEntry{srv: srv, pos: i, num: int(n)})
+			p := c.readSlot(ctx, sm, e)
+			mu.Lock()
+			defer mu.Unlock()
+			if p != "" {
+				problems = append(problems, p)
+			}
+			if e.err != nil || e.share != nil || p != "" {
+				read = append(read, e)
+			}
 		}()
 	}
 	wg.Wait()
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if sm.sealed {
+		return
+	}
+	sm.up[i] = true
+	sm.answered++
+	full := len(problems) == 0
+	for _, e := range read {
+		full = full && e.err == nil
+		sm.addLocked(e, "")
+	}
+	sm.problems = append(sm.problems, problems...)
+	sm.later = append(sm.later, later...)
+	if full && len(later) == 0 {
+		sm.complete++
+		c.mut().hung.clear(srv.NodeID)
+	}
 }
 
-// readSlot reads one listed slot and adds it to the map, with its share
-// if that verifies. A slot gone since it was listed (or not there, when
-// probing a server that cannot list) is left out.
-func (c *Client) readSlot(ctx context.Context, sm *slotMap, e *slotEntry) {
+// readSlot reads one listed slot into e: its token and, if it verifies,
+// its share; a read that fails sets e.err. It returns a description of a
+// bad share ("" if none). A slot gone since it was listed (or not there,
+// when probing a server that cannot list) leaves e without token, share
+// or error.
+func (c *Client) readSlot(ctx context.Context, sm *slotMap, e *slotEntry) (problem string) {
 	m := c.mut()
 	ref := storage.Ref{Index: sm.si, Num: uint32(e.num)}
 	var val []byte
@@ -884,30 +1105,36 @@ func (c *Client) readSlot(ctx context.Context, sm *slotMap, e *slotEntry) {
 		return err
 	})
 	c.stats.slotReads.Add(1)
-	var problem string
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return
+		e.token = ""
+		return ""
 	case err != nil:
 		e.err, e.token = err, ""
-	default:
-		c.stats.bytesDown.Add(int64(len(val)))
-		s, verr := mutable.VerifyShare(sm.pkh, val)
-		if verr == nil && s.Num != e.num {
-			verr = fmt.Errorf("share %d stored in slot %d", s.Num, e.num)
-		}
-		if verr != nil {
-			m.corruptSeen.Add(1)
-			c.stats.corrupt.Add(1)
-			problem = fmt.Sprintf("share %d on server %s: %v", e.num, e.srv.NodeID, verr)
-			c.log.Warn("bad mutable share", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", verr)
-			c.advise(e.srv, ref, verr.Error())
-		} else {
-			e.share = s
-		}
+		return ""
 	}
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
+	c.stats.bytesDown.Add(int64(len(val)))
+	s, verr := mutable.VerifyShare(sm.pkh, val)
+	if verr == nil && s.Num != e.num {
+		verr = fmt.Errorf("share %d stored in slot %d", s.Num, e.num)
+	}
+	if verr != nil {
+		m.corruptSeen.Add(1)
+		c.stats.corrupt.Add(1)
+		c.log.Warn("bad mutable share", "slot", sm.si.String(), "share", e.num, "server", e.srv.NodeID, "error", verr)
+		c.advise(e.srv, ref, verr.Error())
+		return fmt.Sprintf("share %d on server %s: %v", e.num, e.srv.NodeID, verr)
+	}
+	e.share = s
+	return ""
+}
+
+// addLocked adds a slot read by readSlot to the map (sm.mu held), with
+// the problem it had, if any.
+func (sm *slotMap) addLocked(e *slotEntry, problem string) {
+	if e.err == nil && e.share == nil && problem == "" && e.token == "" {
+		return // gone since it was listed
+	}
 	sm.entries = append(sm.entries, e)
 	if e.err != nil && sm.firstErr == nil {
 		sm.firstErr = e.err
@@ -1195,4 +1422,55 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// hungServers remembers the servers a slot map stopped waiting for, until
+// a server timeout later or until they answer a map in full, so that
+// later maps do not wait a grace for them again.
+type hungServers struct {
+	mu    sync.Mutex
+	until map[string]time.Time // by node id
+}
+
+// mark remembers ids as hung until the given time.
+func (h *hungServers) mark(ids []string, until time.Time) {
+	if len(ids) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.until == nil {
+		h.until = map[string]time.Time{}
+	}
+	for _, id := range ids {
+		h.until[id] = until
+	}
+}
+
+// clear forgets that id hung (it answered).
+func (h *hungServers) clear(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.until, id)
+}
+
+// skip returns the ring positions of servers remembered as hung at now.
+func (h *hungServers) skip(r []Server, now time.Time) map[int]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out map[int]bool
+	for i, s := range r {
+		t, ok := h.until[s.NodeID]
+		switch {
+		case !ok:
+		case now.After(t):
+			delete(h.until, s.NodeID)
+		default:
+			if out == nil {
+				out = map[int]bool{}
+			}
+			out[i] = true
+		}
+	}
+	return out
 }

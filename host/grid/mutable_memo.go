@@ -246,6 +246,11 @@ func (c *Client) modifyFromMemo(ctx context.Context, w cap.MutableWrite, modify 
 	if !slices.Equal(ringIDs(r), mm.ring) {
 		return miss("servers changed")
 	}
+	if len(m.hung.skip(r, time.Now())) > 0 {
+		// Its writes would wait for the hung server up to the server
+		// timeout; a read leaves it out (readMap).
+		return miss("a server hung lately")
+	}
 	if seen, err := m.store().Seen(si); err != nil || seen != mm.header.Seq {
 		return miss("another version seen")
 	}
