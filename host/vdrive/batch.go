@@ -43,7 +43,8 @@ type dirQueue struct {
 
 // queuedEdit is one caller's change. apply must leave the Tx untouched
 // when it fails (check first, change last), since the other changes of
-// the batch are still made.
+// the batch are still made. A nil apply only makes the folder's
+// write-behind links (Behind.flush).
 type queuedEdit struct {
 	ctx   context.Context
 	apply func(*dirnode.Tx) error
@@ -121,15 +122,26 @@ func (d *Drive) runQueued(ref dirRef, k cap.MutableRead, q *dirQueue) {
 
 	// A caller whose context has ended is not waited for.
 	live := make([]*queuedEdit, 0, len(batch))
+	work := false
 	for _, e := range batch {
 		if err := e.ctx.Err(); err != nil {
 			e.err = err
 		} else {
 			live = append(live, e)
+			work = work || e.apply != nil
 		}
 	}
 	if len(live) == 0 {
 		return
+	}
+	// The folder's write-behind links come first, as they were
+	// acknowledged before any change queued now (behind.go).
+	var links []*plink
+	if d.behind != nil {
+		links = d.behind.take(k)
+	}
+	if !work && len(links) == 0 {
+		return // flushes only, with nothing to make
 	}
 	ctx := live[0].ctx
 	if len(live) > 1 {
@@ -137,9 +149,24 @@ func (d *Drive) runQueued(ref dirRef, k cap.MutableRead, q *dirQueue) {
 		ctx, stop = batchContext(live)
 		defer stop()
 	}
-	err := d.edit(ctx, ref, func(tx *dirnode.Tx) error {
+	var err error
+	if len(links) > 0 {
+		defer func() {
+			if p := recover(); p != nil {
+				d.behind.settle(k, links, fmt.Errorf("directory change panicked: %v", p))
+				panic(p)
+			}
+			d.behind.settle(k, links, err)
+		}()
+	}
+	err = d.edit(ctx, ref, func(tx *dirnode.Tx) error {
+		for _, l := range links {
+			l.err = l.apply(tx)
+		}
 		for _, e := range live {
-			e.err = e.apply(tx)
+			if e.apply != nil {
+				e.err = e.apply(tx)
+			}
 		}
 		return nil
 	})

@@ -45,8 +45,12 @@ type Drive struct {
 	limits dirnode.Limits
 	now    func() time.Time
 	roots  rootCache
-	queues dirQueues
-	reads  slotReads
+	queues *dirQueues
+	reads  *slotReads
+	// behind is the node's write-behind when the drive was opened over
+	// one (behind.go); deferLinks: WithWriteBehind.
+	behind     *Behind
+	deferLinks bool
 	// derived holds read caps derived from write caps (readCapOf).
 	derived struct {
 		mu sync.Mutex
@@ -73,6 +77,13 @@ func WithLimits(l dirnode.Limits) Option { return func(d *Drive) { d.limits = l 
 // slot's current version. Frontends whose clients stat many paths in a
 // row (WebDAV PROPFIND) use a second or so.
 func WithDirCache(ttl time.Duration) Option { return func(d *Drive) { d.roots.ttl = ttl } }
+
+// WithWriteBehind makes the drive answer a new file's Close or PutLinked
+// once its link is in the write-behind journal, and link it later (see
+// behind.go), when the drive is opened over a *Behind with a delay;
+// otherwise it links before answering, as without the option. For
+// frontends whose clients upload many files at once.
+func WithWriteBehind() Option { return func(d *Drive) { d.deferLinks = true } }
 
 // WithClock sets the clock of ctime and mtime.
 func WithClock(now func() time.Time) Option { return func(d *Drive) { d.now = now } }
@@ -103,7 +114,14 @@ func New(store Store, rootCap string, opts ...Option) (*Drive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vdrive root cap: %w", err)
 	}
-	d := &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(DefaultCacheEntries), now: time.Now}
+	d := &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(DefaultCacheEntries), now: time.Now,
+		queues: &dirQueues{}, reads: &slotReads{}, roots: rootCache{m: &rootMap{}}}
+	if b, ok := store.(*Behind); ok {
+		// The drive reaches the grid directly and shares the write-behind's
+		// state with the node's other drives.
+		d.store, d.chunks = b.inner, chunks{b.inner}
+		b.attach(d)
+	}
 	switch v := c.(type) {
 	case cap.DirWrite:
 		d.root = dirRef{r: v.ReadCap(), w: &v}
@@ -264,6 +282,9 @@ func (d *Drive) walk(ctx context.Context, parts []string) (dirRef, error) {
 			return dirRef{}, err
 		}
 		if !ok {
+			if _, ok := d.pendingLink(ref, name); ok {
+				return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotDir)
+			}
 			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotExist)
 		}
 		if ref, err = d.child(ref, dir.Keys(), e); err != nil {
@@ -294,11 +315,19 @@ func (d *Drive) edit(ctx context.Context, ref dirRef, fn func(*dirnode.Tx) error
 	return nil
 }
 
-// rootCache keeps recently read directory roots (WithDirCache).
+// rootCache keeps recently read directory roots (WithDirCache). Drives
+// of one write-behind share the roots (shared), each reading them with
+// its own ttl; the roots a shared drive writes are kept whatever its ttl.
 type rootCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[cap.MutableRead]cachedRoot
+	ttl    time.Duration
+	shared bool
+	m      *rootMap
+}
+
+// rootMap is the roots kept.
+type rootMap struct {
+	mu sync.Mutex
+	m  map[cap.MutableRead]cachedRoot
 }
 
 type cachedRoot struct {
@@ -309,13 +338,15 @@ type cachedRoot struct {
 // maxCachedRoots bounds the cache; past it, it starts afresh.
 const maxCachedRoots = 10_000
 
+func (c *rootCache) keeps() bool { return c.ttl > 0 || c.shared }
+
 func (c *rootCache) get(k cap.MutableRead) ([]byte, bool) {
 	if c.ttl <= 0 {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	e, ok := c.m.m[k]
 	if !ok || time.Since(e.at) > c.ttl {
 		return nil, false
 	}
@@ -323,15 +354,15 @@ func (c *rootCache) get(k cap.MutableRead) ([]byte, bool) {
 }
 
 func (c *rootCache) put(k cap.MutableRead, b []byte) {
-	if c.ttl <= 0 {
+	if !c.keeps() {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedRoots {
-		c.m = map[cap.MutableRead]cachedRoot{}
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if c.m.m == nil || len(c.m.m) >= maxCachedRoots {
+		c.m.m = map[cap.MutableRead]cachedRoot{}
 	}
-	c.m[k] = cachedRoot{b: b, at: time.Now()}
+	c.m.m[k] = cachedRoot{b: b, at: time.Now()}
 }
 
 // putRead keeps b, read from the slot by a read that began at started,
@@ -340,24 +371,24 @@ func (c *rootCache) put(k cap.MutableRead, b []byte) {
 // version from before a change that completed before it did, and must
 // not hide the drive's own change.
 func (c *rootCache) putRead(k cap.MutableRead, b []byte, started time.Time) {
-	if c.ttl <= 0 {
+	if !c.keeps() {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok && e.at.After(started) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if e, ok := c.m.m[k]; ok && e.at.After(started) {
 		return
 	}
-	if c.m == nil || len(c.m) >= maxCachedRoots {
-		c.m = map[cap.MutableRead]cachedRoot{}
+	if c.m.m == nil || len(c.m.m) >= maxCachedRoots {
+		c.m.m = map[cap.MutableRead]cachedRoot{}
 	}
-	c.m[k] = cachedRoot{b: b, at: started}
+	c.m.m[k] = cachedRoot{b: b, at: started}
 }
 
 func (c *rootCache) drop(k cap.MutableRead) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, k)
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	delete(c.m.m, k)
 }
 
 // Info describes an entry; it is an fs.FileInfo.
@@ -444,4 +475,22 @@ func cloneMeta(m Metadata) Metadata {
 func (d *Drive) info(parent dirRef, keys dirnode.Keys, e dirnode.Entry) *Info {
 	ro := parent.w == nil || (e.Meta.Type == TypeDir && !e.HasWriteCap())
 	return &Info{name: e.Name, e: e, keys: keys, write: parent.w != nil, ro: ro}
+}
+
+// pendingLink is the write-behind link of name in the directory ref, if
+// one waits to be made (behind.go).
+func (d *Drive) pendingLink(ref dirRef, name string) (*plink, bool) {
+	if d.behind == nil {
+		return nil, false
+	}
+	return d.behind.lookup(ref.r.Slot, name)
+}
+
+// flushDir makes the write-behind links waiting for the directory ref,
+// for an operation that needs its real state.
+func (d *Drive) flushDir(ctx context.Context, ref dirRef) error {
+	if d.behind == nil || !d.behind.has(ref.r.Slot) {
+		return nil
+	}
+	return d.behind.flush(ctx, ref.r.Slot)
 }

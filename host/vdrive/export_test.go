@@ -1,5 +1,7 @@
 package vdrive
 
+import "github.com/tarnfs/tarn/host/cap"
+
 // Queued is how many changes wait in d's directory queues (tests).
 func Queued(d *Drive) int {
 	d.queues.mu.Lock()
@@ -23,4 +25,23 @@ func ReadWaiters(d *Drive) int {
 		}
 	}
 	return n
+}
+
+// Abandon drops b as a kill -9 would: its journal is closed as it is,
+// nothing pending is made (tests of replay).
+func Abandon(b *Behind) {
+	b.mu.Lock()
+	b.closed = true
+	for _, bd := range b.dirs {
+		if bd.timer != nil {
+			bd.timer.Stop()
+		}
+	}
+	b.dirs = map[cap.MutableRead]*behindDir{}
+	b.mu.Unlock()
+	b.stop()
+	b.wg.Wait()
+	if b.j != nil {
+		b.j.close()
+	}
 }

@@ -45,6 +45,9 @@ func (d *Drive) stat(ctx context.Context, p string, recheckMiss bool) (*Info, er
 		return nil, pathErr("stat", p, err)
 	}
 	if !ok {
+		if err := d.flushDir(ctx, d.root); err != nil {
+			return nil, pathErr("stat", p, err)
+		}
 		dir, err := d.load(ctx, d.root)
 		if err != nil {
 			return nil, pathErr("stat", p, err)
@@ -55,6 +58,9 @@ func (d *Drive) stat(ctx context.Context, p string, recheckMiss bool) (*Info, er
 	parent, err := d.walk(ctx, parentParts)
 	if err != nil {
 		return nil, pathErr("stat", p, err)
+	}
+	if l, ok := d.pendingLink(parent, name); ok {
+		return d.info(parent, parent.keys(), l.entry()), nil
 	}
 	var dir *dirnode.Dir
 	var e dirnode.Entry
@@ -81,6 +87,9 @@ func (d *Drive) ReadDir(ctx context.Context, p string) ([]*Info, error) {
 	}
 	ref, err := d.walk(ctx, parts)
 	if err != nil {
+		return nil, pathErr("readdir", p, err)
+	}
+	if err := d.flushDir(ctx, ref); err != nil {
 		return nil, pathErr("readdir", p, err)
 	}
 	dir, err := d.load(ctx, ref)
@@ -235,6 +244,9 @@ func (d *Drive) prepareFile(ctx context.Context, op, p string) (dirRef, string, 
 		}
 		return dirRef{}, "", err
 	}
+	if _, ok := d.pendingLink(parent, name); ok {
+		return parent, name, nil // a file, linked behind
+	}
 	// A miss in a cached root (WithDirCache) is taken as it is, saving a
 	// slot read per new file: if another client has since made a
 	// directory there, linking the file refuses it (ErrIsDir at Close).
@@ -312,38 +324,104 @@ func (w *Writer) finish() error {
 }
 
 // linkFile links an uploaded file at name, replacing a file there and
-// keeping its ctime and extra keys.
+// keeping its ctime and extra keys. A drive WithWriteBehind journals the
+// link instead (linkBehind).
 func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
+	if d.deferLinks && d.behind != nil && d.behind.deferring() {
+		return d.linkBehind(ctx, parent, name, c, size)
+	}
 	now := d.now().UTC()
 	var l Linked
 	err := d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
-		m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
-		old, ok, err := tx.Get(name)
+		m, replaced, err := setFile(tx, name, c.String(), size, now)
 		if err != nil {
-			return err
-		}
-		if ok {
-			if old.Meta.Type == TypeDir {
-				return ErrIsDir
-			}
-			m.Extra = old.Meta.Extra
-			if !old.Meta.Ctime.IsZero() {
-				m.Ctime = old.Meta.Ctime
-			}
-		}
-		if err := tx.Set(name, c.String(), "", m); err != nil {
 			return err
 		}
 		// This may run again on a newer version; the last run is what
 		// the directory holds.
 		e := dirnode.Entry{Name: name, ReadCap: c.String(), Meta: m}
-		l = Linked{Info: d.info(parent, tx.Keys(), e), Replaced: ok}
+		l = Linked{Info: d.info(parent, tx.Keys(), e), Replaced: replaced}
 		return nil
 	})
 	if err != nil {
 		return Linked{}, err
 	}
 	return l, nil
+}
+
+// setFile sets name to the file c of size bytes written at now, keeping
+// the ctime and extra keys of a file it replaces; a directory there is
+// ErrIsDir. tx is untouched on error.
+func setFile(tx *dirnode.Tx, name, c string, size int64, now time.Time) (Metadata, bool, error) {
+	m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
+	old, ok, err := tx.Get(name)
+	if err != nil {
+		return m, false, err
+	}
+	if ok {
+		if old.Meta.Type == TypeDir {
+			return m, false, ErrIsDir
+		}
+		m.Extra = old.Meta.Extra
+		if !old.Meta.Ctime.IsZero() {
+			m.Ctime = old.Meta.Ctime
+		}
+	}
+	if err := tx.Set(name, c, "", m); err != nil {
+		return m, false, err
+	}
+	return m, ok, nil
+}
+
+// linkBehind journals the link of a file uploaded as c at name and answers
+// as linkFile would (see behind.go): a directory at name refuses it, a
+// file there (linked or pending) is replaced, keeping its ctime and extra
+// keys.
+func (d *Drive) linkBehind(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
+	now := d.now().UTC()
+	m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
+	replaced := false
+	if l, ok := d.behind.lookup(parent.r.Slot, name); ok {
+		replaced = true
+		m.Ctime, m.Extra = l.rec.Ctime, l.rec.Extra
+	} else {
+		// As prepareFile: a cached miss is taken as it is (if another
+		// client has made a directory there since, the link fails later
+		// and is kept in the failed links), a directory found is checked
+		// on the current version.
+		dir, cached, err := d.loadCached(ctx, parent, true)
+		if err != nil {
+			return Linked{}, err
+		}
+		e, ok, err := dir.Lookup(ctx, name)
+		if err == nil && ok && e.Meta.Type == TypeDir && cached {
+			if dir, err = d.loadFresh(ctx, parent); err == nil {
+				e, ok, err = dir.Lookup(ctx, name)
+			}
+		}
+		if err != nil {
+			return Linked{}, err
+		}
+		if ok {
+			if e.Meta.Type == TypeDir {
+				return Linked{}, ErrIsDir
+			}
+			replaced = true
+			m.Extra = cloneMeta(e.Meta).Extra
+			if !e.Meta.Ctime.IsZero() {
+				m.Ctime = e.Meta.Ctime
+			}
+		}
+	}
+	if err := m.Check(); err != nil {
+		return Linked{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	rec := linkRecord{Name: name, Cap: c.String(), Size: size, Ctime: m.Ctime, Mtime: m.Mtime, Extra: m.Extra}
+	if err := d.behind.add(parent, rec); err != nil {
+		return Linked{}, err
+	}
+	e := dirnode.Entry{Name: name, ReadCap: c.String(), Meta: m}
+	return Linked{Info: d.info(parent, parent.keys(), e), Replaced: replaced}, nil
 }
 
 // Put stores the size bytes of r (-1: unknown, read to EOF) as the file at
@@ -413,6 +491,9 @@ func (d *Drive) Mkdir(ctx context.Context, p string) error {
 		}
 		return err
 	}
+	if _, ok := d.pendingLink(parent, name); ok {
+		return pathErr("mkdir", p, ErrExist)
+	}
 	if _, _, ok, err := d.lookup(ctx, parent, name, true); err != nil {
 		return pathErr("mkdir", p, err)
 	} else if ok {
@@ -473,6 +554,9 @@ func (d *Drive) isEmptyDir(ctx context.Context, parent dirRef, keys dirnode.Keys
 	if err != nil {
 		return false, err
 	}
+	if d.behind != nil && d.behind.has(ref.r.Slot) {
+		return false, nil // links written behind are entries
+	}
 	dir, err := d.loadFresh(ctx, ref)
 	if err != nil {
 		return false, err
@@ -487,6 +571,9 @@ func (d *Drive) Remove(ctx context.Context, p string) error {
 	parent, name, err := d.writable(ctx, "remove", p)
 	if err != nil {
 		return err
+	}
+	if err := d.flushDir(ctx, parent); err != nil {
+		return pathErr("remove", p, err)
 	}
 	ran := false // an earlier attempt removed it: gone is done
 	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
@@ -529,6 +616,9 @@ func (d *Drive) RemoveAll(ctx context.Context, p string) error {
 			return nil
 		}
 		return err
+	}
+	if err := d.flushDir(ctx, parent); err != nil {
+		return pathErr("remove", p, err)
 	}
 	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
 		_, _, err := tx.Delete(name)
@@ -600,6 +690,12 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 	dst, newName, err := d.writable(ctx, "rename", newp)
 	if err != nil {
 		return err
+	}
+	if err := d.flushDir(ctx, src); err != nil {
+		return pathErr("rename", oldp, err)
+	}
+	if err := d.flushDir(ctx, dst); err != nil {
+		return pathErr("rename", newp, err)
 	}
 	if src.r == dst.r {
 		var moved string // read cap moved by an earlier attempt
@@ -814,6 +910,9 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 	}
 	ref, err := d.walk(ctx, parts)
 	if err != nil {
+		return pathErr("link", dir, err)
+	}
+	if err := d.flushDir(ctx, ref); err != nil {
 		return pathErr("link", dir, err)
 	}
 	err = d.edit(ctx, ref, func(tx *dirnode.Tx) error {

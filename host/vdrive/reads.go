@@ -43,7 +43,7 @@ type sharedRead struct {
 // callers that ask at the same time (see above). It also returns when the
 // read began, for the root cache.
 func (d *Drive) readRoot(ctx context.Context, k cap.MutableRead) ([]byte, time.Time, error) {
-	rs := &d.reads
+	rs := d.reads
 	rs.mu.Lock()
 	if rs.m == nil {
 		rs.m = map[cap.MutableRead]*slotReadQueue{}
@@ -117,7 +117,7 @@ func (d *Drive) readRoot(ctx context.Context, k cap.MutableRead) ([]byte, time.T
 // runRead makes r, q's running read, and then clears it.
 func (d *Drive) runRead(ctx context.Context, k cap.MutableRead, q *slotReadQueue, r *sharedRead) {
 	defer func() {
-		rs := &d.reads
+		rs := d.reads
 		rs.mu.Lock()
 		if q.running == r {
 			q.running = nil

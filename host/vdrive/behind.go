@@ -1,0 +1,638 @@
+package vdrive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/dirnode"
+)
+
+// Write-behind of directory links. A frontend's new file (Writer.Close,
+// PutLinked of a drive opened WithWriteBehind) is on the grid before it is
+// linked; instead of changing its folder before answering, the drive
+// writes the link (folder, name, child cap, metadata) to a journal on the
+// node's disk, fsynced (concurrent links share one fsync), and answers. A
+// folder's pending links are made later together, in one directory
+// change: after Delay, at once when FlushAt of them wait, or as soon as
+// another operation needs the folder's real state. A journal record is
+// deleted only once the change holding its link succeeded; at start the
+// journal is replayed. So an acknowledged file is never lost, and a burst
+// of new files in one folder costs one directory change per Delay instead
+// of one per file.
+//
+// Every Drive opened over the same *Behind (vdrive.New with it as the
+// store) sees the pending links at once: Stat, StatCached, Open and
+// Create answer a pending name from its link; every other operation on a
+// folder with pending links (ReadDir, Remove, Rename, Mkdir, LinkMany, a
+// directory's emptiness, Stat of the root) first makes them, and queued
+// changes (SetMetadata, Link, linking without write-behind) make them in
+// the same directory change, before their own. Those drives also share
+// their directory-change queues and cached directory roots, so a change
+// made through one is seen through the others at once.
+//
+// A link that cannot be made (a directory was put at its name meanwhile,
+// the folder is damaged) is logged at ERROR with its name and read cap,
+// and appended to FailedLinksFile; it is never dropped silently.
+
+// JournalFile and FailedLinksFile are the write-behind's files in its
+// folder (the node's state folder).
+const (
+	JournalFile     = "links-journal.db"
+	FailedLinksFile = "failed-links.jsonl"
+)
+
+// DefaultFlushAt is how many pending links of one folder make it change
+// at once.
+const DefaultFlushAt = 128
+
+// maxLinksPerChange bounds the pending links one directory change makes.
+const maxLinksPerChange = 1024
+
+// maxRetryDelay bounds the wait before a failed directory change of
+// pending links is tried again.
+const maxRetryDelay = 30 * time.Second
+
+// BehindConfig configures a node's write-behind.
+type BehindConfig struct {
+	// Dir holds JournalFile and FailedLinksFile.
+	Dir string
+	// Delay is how long a link waits for others of its folder. 0: drives
+	// link before answering, as without write-behind (a journal left by
+	// an earlier run is still replayed).
+	Delay time.Duration
+	// FlushAt pending links of one folder make it change at once (0:
+	// DefaultFlushAt).
+	FlushAt int
+	// Logger gets replays, retries and failed links (nil: none).
+	Logger hclog.Logger
+}
+
+// Behind is the write-behind of one node: its journal, its pending links
+// and their flusher. It is a Store: drives opened over it (vdrive.New)
+// share it, and a reader of a folder's slot through it (ReadMutable,
+// Modify) gets the pending links made first.
+type Behind struct {
+	inner Store
+	cfg   BehindConfig
+	log   hclog.Logger
+	j     *journal // nil: none (Delay 0 and no journal left)
+	sh    *shared
+	d     *Drive // makes the flushes
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	dirs   map[cap.MutableRead]*behindDir
+	dead   []uint64 // records of links replaced before they were made
+	closed bool
+
+	failMu sync.Mutex
+}
+
+var _ Store = (*Behind)(nil)
+
+// shared is what the drives of one Behind share.
+type shared struct {
+	queues dirQueues
+	reads  slotReads
+	roots  rootMap
+}
+
+// behindDir is one folder's links: pending (not yet taken by a change,
+// the latest per name) and in flight (taken by the change under way).
+type behindDir struct {
+	ref      dirRef
+	pending  map[string]*plink
+	inflight map[string]*plink
+	timer    *time.Timer
+	retries  int
+}
+
+// plink is one pending link.
+type plink struct {
+	id  uint64
+	rec linkRecord
+	err error // of its last apply
+}
+
+func (l *plink) entry() dirnode.Entry {
+	return dirnode.Entry{Name: l.rec.Name, ReadCap: l.rec.Cap,
+		Meta: Metadata{Type: TypeFile, Size: l.rec.Size, Ctime: l.rec.Ctime, Mtime: l.rec.Mtime, Extra: l.rec.Extra}}
+}
+
+// apply makes the link in tx as linkFile does (keeping an older file's
+// ctime and extra keys), leaving tx untouched on error.
+func (l *plink) apply(tx *dirnode.Tx) error {
+	_, _, err := setFile(tx, l.rec.Name, l.rec.Cap, l.rec.Size, l.rec.Mtime)
+	return err
+}
+
+// OpenBehind opens the write-behind over store in cfg.Dir and replays the
+// links its journal holds: they are visible at once through drives
+// opened over it, and made in the background as soon as the grid takes
+// them. Close it before the store's grid client.
+func OpenBehind(store Store, cfg BehindConfig) (*Behind, error) {
+	if store == nil {
+		return nil, errors.New("vdrive write-behind: no store")
+	}
+	if _, ok := store.(*Behind); ok {
+		return nil, errors.New("vdrive write-behind: the store is a write-behind already")
+	}
+	if cfg.Delay < 0 {
+		return nil, fmt.Errorf("vdrive write-behind: negative delay %s", cfg.Delay)
+	}
+	if cfg.FlushAt <= 0 {
+		cfg.FlushAt = DefaultFlushAt
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	b := &Behind{inner: store, cfg: cfg, log: log, sh: &shared{}, dirs: map[cap.MutableRead]*behindDir{}}
+	b.ctx, b.stop = context.WithCancel(context.Background())
+	b.d = &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(10_000), now: time.Now}
+	b.attach(b.d)
+	path := filepath.Join(cfg.Dir, JournalFile)
+	if cfg.Delay == 0 {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return b, nil
+		}
+	}
+	j, keys, recs, err := openJournal(path)
+	if err != nil {
+		return nil, err
+	}
+	b.j = j
+	if err := b.replay(keys, recs); err != nil {
+		j.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// attach makes d share b's state.
+func (b *Behind) attach(d *Drive) {
+	d.behind = b
+	d.queues = &b.sh.queues
+	d.reads = &b.sh.reads
+	d.roots.m = &b.sh.roots
+	d.roots.shared = true
+}
+
+// replay takes the journal's records as pending links and starts making
+// them. A record that cannot be read is kept in the failed links.
+func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
+	var bad []uint64
+	for _, id := range keys {
+		rec, err := decodeRecord(recs[id])
+		var ref dirRef
+		if err == nil {
+			ref, err = recordRef(rec)
+		}
+		if err != nil {
+			if ferr := b.writeFailed(failedLink{Time: time.Now().UTC(), Record: string(recs[id]), Error: err.Error()}); ferr != nil {
+				return fmt.Errorf("replay link journal: %w (and keeping the record failed: %v)", err, ferr)
+			}
+			b.log.Error("a journaled link cannot be read; its record is kept in the failed links", "record", string(recs[id]), "error", err,
+				"failed_links", filepath.Join(b.cfg.Dir, FailedLinksFile))
+			bad = append(bad, id)
+			continue
+		}
+		b.insert(ref, &plink{id: id, rec: rec})
+	}
+	if len(bad) > 0 {
+		if err := b.j.commit(nil, bad); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for k, bd := range b.dirs {
+		n += len(bd.pending)
+		b.armLocked(k, bd, 0)
+	}
+	if n > 0 {
+		b.log.Info("replaying links journaled before the last stop", "links", n, "folders", len(b.dirs))
+	}
+	return nil
+}
+
+// recordRef checks a record and returns its folder.
+func recordRef(rec linkRecord) (dirRef, error) {
+	c, err := cap.Parse(rec.Dir)
+	if err != nil {
+		return dirRef{}, fmt.Errorf("folder cap: %w", err)
+	}
+	w, ok := c.(cap.DirWrite)
+	if !ok {
+		return dirRef{}, fmt.Errorf("folder cap is a %s cap, want tarn:dir:", c.Kind())
+	}
+	if n, err := dirnode.CleanName(rec.Name); err != nil || n != rec.Name {
+		return dirRef{}, fmt.Errorf("name %q is not clean", rec.Name)
+	}
+	if _, err := cap.Parse(rec.Cap); err != nil {
+		return dirRef{}, fmt.Errorf("child cap: %w", err)
+	}
+	return dirRef{r: w.ReadCap(), w: &w}, nil
+}
+
+// deferring reports whether drives opened WithWriteBehind defer links.
+func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
+
+// add journals rec, a link in ref, and makes it pending.
+func (b *Behind) add(ref dirRef, rec linkRecord) error {
+	rec.Dir = ref.w.String()
+	v, err := encodeRecord(rec)
+	if err != nil {
+		return fmt.Errorf("journal link: %w", err)
+	}
+	id := b.j.next()
+	b.mu.Lock()
+	dead := b.dead
+	b.dead = nil
+	b.mu.Unlock()
+	if err := b.j.commit(map[uint64][]byte{id: v}, dead); err != nil {
+		b.mu.Lock()
+		b.dead = append(b.dead, dead...)
+		b.mu.Unlock()
+		return err
+	}
+	b.insert(ref, &plink{id: id, rec: rec})
+	return nil
+}
+
+// insert makes l pending in ref, replacing an older pending link of its
+// name (later keys win, as replay applies them) and arming the flush.
+func (b *Behind) insert(ref dirRef, l *plink) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := ref.r.Slot
+	bd := b.dirs[k]
+	if bd == nil {
+		bd = &behindDir{ref: ref, pending: map[string]*plink{}, inflight: map[string]*plink{}}
+		b.dirs[k] = bd
+	}
+	name := l.rec.Name
+	if f := bd.inflight[name]; f != nil && f.id > l.id {
+		b.dead = append(b.dead, l.id)
+		return
+	}
+	if old := bd.pending[name]; old != nil {
+		if old.id > l.id {
+			b.dead = append(b.dead, l.id)
+			return
+		}
+		b.dead = append(b.dead, old.id)
+	}
+	bd.pending[name] = l
+	if len(bd.pending) >= b.cfg.FlushAt {
+		b.armLocked(k, bd, 0)
+	} else {
+		b.armLocked(k, bd, b.cfg.Delay)
+	}
+}
+
+// armLocked makes sure a flush of k runs within after.
+func (b *Behind) armLocked(k cap.MutableRead, bd *behindDir, after time.Duration) {
+	if b.closed {
+		return
+	}
+	if bd.timer != nil {
+		if after > 0 {
+			return
+		}
+		if !bd.timer.Stop() {
+			return // firing now
+		}
+	}
+	bd.timer = time.AfterFunc(after, func() { b.flushLater(k) })
+}
+
+// flushLater is a timer's flush of k.
+func (b *Behind) flushLater(k cap.MutableRead) {
+	b.mu.Lock()
+	bd := b.dirs[k]
+	if bd == nil || b.closed {
+		b.mu.Unlock()
+		return
+	}
+	bd.timer = nil
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+	defer cancel()
+	// A failure is logged and retried by settle.
+	_ = b.flush(ctx, k)
+}
+
+// lookup is the pending (or in-flight) link of name in folder k.
+func (b *Behind) lookup(k cap.MutableRead, name string) (*plink, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd := b.dirs[k]
+	if bd == nil {
+		return nil, false
+	}
+	if l := bd.pending[name]; l != nil {
+		return l, true
+	}
+	l := bd.inflight[name]
+	return l, l != nil
+}
+
+// has reports whether folder k has links not yet made.
+func (b *Behind) has(k cap.MutableRead) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd := b.dirs[k]
+	return bd != nil && len(bd.pending)+len(bd.inflight) > 0
+}
+
+// flush makes folder k's pending links now, or waits for the change that
+// is making them; it returns that change's error.
+func (b *Behind) flush(ctx context.Context, k cap.MutableRead) error {
+	b.mu.Lock()
+	bd := b.dirs[k]
+	if bd == nil {
+		b.mu.Unlock()
+		return nil
+	}
+	ref := bd.ref
+	b.mu.Unlock()
+	return b.d.editQueued(ctx, ref, nil)
+}
+
+// take moves k's pending links in flight, for the change about to run.
+func (b *Behind) take(k cap.MutableRead) []*plink {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd := b.dirs[k]
+	if bd == nil || len(bd.pending) == 0 {
+		return nil
+	}
+	ls := make([]*plink, 0, min(len(bd.pending), maxLinksPerChange))
+	for name, l := range bd.pending {
+		if len(ls) == maxLinksPerChange {
+			break
+		}
+		ls = append(ls, l)
+		delete(bd.pending, name)
+		bd.inflight[name] = l
+	}
+	return ls
+}
+
+// permanentLinkErr reports whether a link failed for good: trying again
+// cannot make it.
+func permanentLinkErr(err error) bool {
+	for _, e := range []error{ErrIsDir, ErrNotDir, ErrReadOnly, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// settle takes the result of the change that held ls (err: the change's
+// own): links made leave the journal, links that failed for good go to
+// the failed links, the others are pending again and retried later.
+func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
+	var done []uint64
+	var failed []*plink
+	var again []*plink
+	for _, l := range ls {
+		lerr := l.err
+		if err != nil {
+			lerr = err
+		}
+		switch {
+		case lerr == nil:
+			done = append(done, l.id)
+		case permanentLinkErr(lerr):
+			l.err = lerr
+			failed = append(failed, l)
+		default:
+			again = append(again, l)
+		}
+	}
+	b.mu.Lock()
+	bd := b.dirs[k]
+	ref := bd.ref
+	b.mu.Unlock()
+	for _, l := range failed {
+		if ferr := b.writeFailed(failedLink{Time: time.Now().UTC(), Folder: ref.r.String(), Name: l.rec.Name, Cap: l.rec.Cap,
+			Size: l.rec.Size, Error: l.err.Error()}); ferr != nil {
+			// Kept in the journal, so the next start tries it again.
+			b.log.Error("a write-behind link could not be made nor kept in the failed links; it stays in the journal",
+				"folder", ref.r.String(), "name", l.rec.Name, "cap", l.rec.Cap, "error", l.err, "record_error", ferr)
+			continue
+		}
+		b.log.Error("a write-behind link could not be made; kept in the failed links (docs/operations.md)",
+			"folder", ref.r.String(), "name", l.rec.Name, "cap", l.rec.Cap, "size", l.rec.Size, "error", l.err,
+			"failed_links", filepath.Join(b.cfg.Dir, FailedLinksFile))
+		done = append(done, l.id)
+	}
+	b.mu.Lock()
+	dead := b.dead
+	b.dead = nil
+	b.mu.Unlock()
+	if len(done)+len(dead) > 0 {
+		if jerr := b.j.commit(nil, append(done, dead...)); jerr != nil {
+			// Made already: replaying them later links the same caps again.
+			b.log.Warn("remove made links from the journal", "error", jerr)
+			b.mu.Lock()
+			b.dead = append(b.dead, done...)
+			b.dead = append(b.dead, dead...)
+			b.mu.Unlock()
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range ls {
+		if bd.inflight[l.rec.Name] == l {
+			delete(bd.inflight, l.rec.Name)
+		}
+	}
+	for _, l := range again {
+		if cur := bd.pending[l.rec.Name]; cur != nil && cur.id > l.id {
+			b.dead = append(b.dead, l.id)
+			continue
+		}
+		bd.pending[l.rec.Name] = l
+	}
+	if len(again) > 0 {
+		bd.retries++
+		wait := min(max(b.cfg.Delay, 250*time.Millisecond)<<min(bd.retries-1, 8), maxRetryDelay)
+		cause := err
+		if cause == nil {
+			cause = again[0].err
+		}
+		b.log.Warn("making write-behind links failed; trying again", "folder", ref.r.String(), "links", len(again),
+			"attempt", bd.retries, "retry_in", wait, "error", cause)
+		if bd.timer == nil {
+			b.armLocked(k, bd, wait)
+		}
+		return
+	}
+	bd.retries = 0
+	switch {
+	case len(bd.pending) >= b.cfg.FlushAt:
+		b.armLocked(k, bd, 0)
+	case len(bd.pending) > 0:
+		b.armLocked(k, bd, b.cfg.Delay)
+	case len(bd.inflight) == 0 && bd.timer == nil:
+		delete(b.dirs, k)
+	}
+}
+
+// failedLink is one line of FailedLinksFile.
+type failedLink struct {
+	Time   time.Time `json:"time"`
+	Folder string    `json:"folder,omitempty"` // the folder's read cap
+	Name   string    `json:"name,omitempty"`
+	Cap    string    `json:"cap,omitempty"` // the file's read cap
+	Size   int64     `json:"size,omitempty"`
+	Error  string    `json:"error"`
+	Record string    `json:"record,omitempty"` // a journal record that could not be read
+}
+
+// writeFailed appends f to FailedLinksFile, fsynced.
+func (b *Behind) writeFailed(f failedLink) error {
+	line, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	b.failMu.Lock()
+	defer b.failMu.Unlock()
+	p := filepath.Join(b.cfg.Dir, FailedLinksFile)
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(append(line, '\n')); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// Pending is how many links wait to be made.
+func (b *Behind) Pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, bd := range b.dirs {
+		n += len(bd.pending) + len(bd.inflight)
+	}
+	return n
+}
+
+// Flush makes every pending link now; it returns the first error.
+func (b *Behind) Flush(ctx context.Context) error {
+	b.mu.Lock()
+	ks := make([]cap.MutableRead, 0, len(b.dirs))
+	for k := range b.dirs {
+		ks = append(ks, k)
+	}
+	b.mu.Unlock()
+	var first error
+	for _, k := range ks {
+		if err := b.flush(ctx, k); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Close makes the pending links (waiting up to 10 s for the grid) and
+// closes the journal; links it could not make stay there for the next
+// start. It may be called more than once.
+func (b *Behind) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	for _, bd := range b.dirs {
+		if bd.timer != nil {
+			bd.timer.Stop()
+			bd.timer = nil
+		}
+	}
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := b.Flush(ctx)
+	cancel()
+	b.mu.Lock()
+	b.closed = true
+	for _, bd := range b.dirs {
+		if bd.timer != nil {
+			bd.timer.Stop()
+			bd.timer = nil
+		}
+	}
+	b.mu.Unlock()
+	b.stop()
+	b.wg.Wait()
+	if err != nil {
+		b.log.Warn("links not made at stop stay in the journal for the next start", "links", b.Pending(), "error", err)
+	}
+	if b.j != nil {
+		return b.j.close()
+	}
+	return nil
+}
+
+// Store methods: the grid's, except that a folder with pending links is
+// made current first.
+
+// Upload is the store's.
+func (b *Behind) Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
+	return b.inner.Upload(ctx, r, size, progress)
+}
+
+// Open is the store's.
+func (b *Behind) Open(ctx context.Context, c cap.Cap) (File, error) { return b.inner.Open(ctx, c) }
+
+// CreateMutable is the store's.
+func (b *Behind) CreateMutable(ctx context.Context, initial []byte) (cap.MutableWrite, error) {
+	return b.inner.CreateMutable(ctx, initial)
+}
+
+// ReadMutable makes the slot's pending links (if it is a folder with
+// some), then reads it.
+func (b *Behind) ReadMutable(ctx context.Context, c cap.MutableRead) ([]byte, error) {
+	if b.has(c) {
+		if err := b.flush(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	return b.inner.ReadMutable(ctx, c)
+}
+
+// Modify makes the slot's pending links first, then modifies it.
+func (b *Behind) Modify(ctx context.Context, c cap.MutableWrite, fn func(old []byte) ([]byte, error)) error {
+	if k := c.ReadCap(); b.has(k) {
+		if err := b.flush(ctx, k); err != nil {
+			return err
+		}
+	}
+	return b.inner.Modify(ctx, c, fn)
+}

@@ -1,0 +1,169 @@
+package vdrive
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The journal of links not yet made (write-behind, behind.go) is a bbolt
+// file in the node's state folder: one record per link, keyed by a
+// sequence number, so replay applies them in the order they were
+// acknowledged. Every commit is fsynced before its callers return;
+// concurrent commits are grouped: callers that arrive while one is
+// under way are written together by the next one (one fsync for all).
+
+// journalBucket holds the pending links.
+var journalBucket = []byte("links")
+
+// linkRecord is one journaled link: the folder's write cap, the entry's
+// name, the child's read cap, and the metadata the answer promised.
+type linkRecord struct {
+	Dir   string            `json:"dir"`
+	Name  string            `json:"name"`
+	Cap   string            `json:"cap"`
+	Size  int64             `json:"size"`
+	Ctime time.Time         `json:"ctime"`
+	Mtime time.Time         `json:"mtime"`
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// journal is the link journal and its group commit.
+type journal struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	seq     uint64
+	waiting []*journalOp
+	busy    bool
+}
+
+// journalOp is one caller's writes: records to put and keys to delete.
+type journalOp struct {
+	puts map[uint64][]byte
+	dels []uint64
+	err  error
+	// done gets false when err is final, true when this caller is to
+	// commit for the others waiting.
+	done chan bool
+}
+
+// openJournal opens (making it if needed) the journal at path and returns
+// its records by key, in key order.
+func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open link journal %s: %w", path, err)
+	}
+	j := &journal{db: db}
+	var keys []uint64
+	recs := map[uint64][]byte{}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(journalBucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("key of %d bytes, want 8", len(k))
+			}
+			id := binary.BigEndian.Uint64(k)
+			keys = append(keys, id)
+			recs[id] = append([]byte(nil), v...)
+			j.seq = max(j.seq, id)
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, fmt.Errorf("read link journal %s: %w", path, err)
+	}
+	return j, keys, recs, nil
+}
+
+// next reserves a record key; keys grow in the order they are reserved.
+func (j *journal) next() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	return j.seq
+}
+
+func journalKey(id uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	return k[:]
+}
+
+// commit writes puts and deletes dels durably (together with other
+// callers' commits under way), returning once they are on disk.
+func (j *journal) commit(puts map[uint64][]byte, dels []uint64) error {
+	op := &journalOp{puts: puts, dels: dels, done: make(chan bool, 1)}
+	j.mu.Lock()
+	j.waiting = append(j.waiting, op)
+	lead := !j.busy
+	j.busy = true
+	j.mu.Unlock()
+	if !lead && !<-op.done {
+		return op.err
+	}
+	// Lead: commit everything waiting (this caller's own op among it),
+	// then hand the lead to the first caller that came meanwhile.
+	j.mu.Lock()
+	batch := j.waiting
+	j.waiting = nil
+	j.mu.Unlock()
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(journalBucket)
+		for _, o := range batch {
+			for id, v := range o.puts {
+				if err := b.Put(journalKey(id), v); err != nil {
+					return err
+				}
+			}
+			for _, id := range o.dels {
+				if err := b.Delete(journalKey(id)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("write link journal: %w", err)
+	}
+	for _, o := range batch {
+		o.err = err
+		if o != op {
+			o.done <- false
+		}
+	}
+	j.mu.Lock()
+	if len(j.waiting) == 0 {
+		j.busy = false
+		j.mu.Unlock()
+	} else {
+		next := j.waiting[0]
+		j.mu.Unlock()
+		next.done <- true
+	}
+	return op.err
+}
+
+func (j *journal) close() error { return j.db.Close() }
+
+// encodeRecord is r as the journal stores it.
+func encodeRecord(r linkRecord) ([]byte, error) { return json.Marshal(r) }
+
+// decodeRecord reads a journal record.
+func decodeRecord(b []byte) (linkRecord, error) {
+	var r linkRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return linkRecord{}, fmt.Errorf("link record: %w", err)
+	}
+	return r, nil
+}
