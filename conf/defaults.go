@@ -25,6 +25,10 @@ const (
 	DefaultGridName            = "default"
 	DefaultSegmentSize         = Size(1 << 20)
 	DefaultReservedSpace       = Size(1 << 30)
+	// DefaultLinkWriteBehind is client.link_write_behind's default, and
+	// MaxLinkWriteBehind its largest value.
+	DefaultLinkWriteBehind = Duration(100 * time.Millisecond)
+	MaxLinkWriteBehind     = 10 * time.Second
 )
 
 func defaultProfile() *Profile {
@@ -41,10 +45,11 @@ func defaultProfile() *Profile {
 			GCInterval:    Duration(time.Hour),
 		},
 		Client: Client{
-			Shares:        Shares{K: 3, H: 7, N: 10},
-			SegmentSize:   DefaultSegmentSize,
-			Convergence:   "secret",
-			ServerTimeout: Duration(30 * time.Second),
+			Shares:          Shares{K: 3, H: 7, N: 10},
+			SegmentSize:     DefaultSegmentSize,
+			Convergence:     "secret",
+			ServerTimeout:   Duration(30 * time.Second),
+			LinkWriteBehind: DefaultLinkWriteBehind,
 		},
 		Plugins: Plugins{
 			Codec:     Plugin{FastPath: true},

@@ -98,6 +98,11 @@ type Client struct {
 	APIListen     string   `toml:"api_listen"`
 	APITokenFile  string   `toml:"api_token_file"`
 	ServerTimeout Duration `toml:"server_timeout"` // give up on a server that does not answer within this
+	// LinkWriteBehind is how long the WebDAV and SFTP frontends may wait
+	// before linking a new file into its folder (its link journaled on
+	// disk meanwhile), so that a burst of files shares one directory
+	// change; 0 links before answering.
+	LinkWriteBehind Duration `toml:"link_write_behind"`
 }
 
 // Shares is [client.shares]: the erasure-coding parameters of new uploads.

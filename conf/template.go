@@ -145,6 +145,10 @@ convergence_secret_file = "private/convergence.secret"
 api_token_file = "private/api.token"
 # Give up on a storage server that does not answer within this.
 server_timeout = "30s"
+# WebDAV and SFTP answer a new file once its link is journaled on this
+# node's disk, and link it into its folder within this (one directory
+# change for a burst of files); "0s" links before answering.
+link_write_behind = "100ms"
 
 [client.shares]
 # Each file is coded into n shares of which any k rebuild it; an upload

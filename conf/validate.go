@@ -223,6 +223,9 @@ func (v *validator) client() {
 		}
 	}
 	v.positive("client.server_timeout", c.ServerTimeout)
+	if c.LinkWriteBehind < 0 || c.LinkWriteBehind.D() > MaxLinkWriteBehind {
+		v.errorf("client.link_write_behind", "%s is out of range 0s-%s", c.LinkWriteBehind, Duration(MaxLinkWriteBehind))
+	}
 }
 
 // Warnings lists what is valid but probably not meant: the node starts,
