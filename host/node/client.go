@@ -104,7 +104,18 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	}
 	n.onStop(func() { ck.Close() })
 	n.files = files{n.client}
-	n.store = vdrive.GridStore(n.client) // /v1/fs and /v1/dir for the CLI
+	// /v1/fs and /v1/dir for the CLI, and the frontends' drives: all
+	// over one write-behind of new files' links (its journal replayed
+	// now), so each sees the others' pending files. Closed before the
+	// grid client (stops run in reverse).
+	behind, err := vdrive.OpenBehind(vdrive.GridStore(n.client), vdrive.BehindConfig{
+		Dir: p.Node.StateDir, Delay: p.Client.LinkWriteBehind.D(), Logger: n.log.Named("vdrive"),
+	})
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	n.onStop(func() { behind.Close() })
+	n.store = behind
 	n.checker = ck
 	return nil
 }

@@ -37,7 +37,7 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 	if n.client == nil {
 		return nil, errors.New("sftp: needs client.enabled (the frontends reach the grid through the client)")
 	}
-	store := vdrive.GridStore(n.client)
+	store := n.store // the node's write-behind (startClient)
 	// The same accounts as WebDAV's: root_alias through the node's alias
 	// file, a missing root_cap_file made into a new empty root.
 	set, err := n.frontendAccounts(ctx, store)
@@ -55,7 +55,7 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 		if d, ok := drives[key]; ok {
 			return d, nil
 		}
-		d, err := vdrive.New(store, a.RootCap, vdrive.WithDirCache(sftpDirCache))
+		d, err := vdrive.New(store, a.RootCap, vdrive.WithDirCache(sftpDirCache), vdrive.WithWriteBehind())
 		if err != nil {
 			return nil, err
 		}

@@ -37,7 +37,7 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 	if n.client == nil {
 		return nil, errors.New("webdav: needs client.enabled (the frontends reach the grid through the client)")
 	}
-	store := vdrive.GridStore(n.client)
+	store := n.store // the node's write-behind (startClient)
 	set, err := n.frontendAccounts(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("webdav: accounts: %w", err)
@@ -45,7 +45,7 @@ func StartWebDAV(ctx context.Context, n *Node) ([]string, error) {
 	// Clients stat many paths in a row (PROPFIND, rclone): keep directory
 	// roots a second; a drive sees its own changes at once.
 	driveFor := func(a *accounts.Account) (*vdrive.Drive, error) {
-		return vdrive.New(store, a.RootCap, vdrive.WithDirCache(time.Second))
+		return vdrive.New(store, a.RootCap, vdrive.WithDirCache(time.Second), vdrive.WithWriteBehind())
 	}
 	var urls []string
 	locks := webdav.NewLocks() // one lock table for all frontends
