@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -76,4 +79,59 @@ func packedFile(pack *os.File, loc packLoc) (*os.File, error) {
 		return nil, fmt.Errorf("memfd seals: %w", err)
 	}
 	return f, nil
+}
+
+// PackedShare says where a packed share's bytes lie in a backend folder.
+type PackedShare struct {
+	Ref    storage.Ref
+	Pack   string // the pack file's path
+	Offset int64  // of the share's first byte in Pack
+	Length int64
+}
+
+// PackedShares lists the packed shares of the backend folder dir, as the
+// scan at open would find them, sorted by pack and offset. It only reads
+// (no lock, no cut of a torn tail), so tools and tests may run it beside
+// the process using the folder; a record being appended meanwhile may be
+// missed. A folder without packs gives none.
+func PackedShares(dir string) ([]PackedShare, error) {
+	pdir := filepath.Join(dir, "packs")
+	ents, err := os.ReadDir(pdir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list packs of %s: %w", dir, err)
+	}
+	live := map[storage.Ref]PackedShare{}
+	for _, e := range ents { // ReadDir sorts by name: pack order
+		if _, ok := parsePackName(e.Name()); !ok || !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(pdir, e.Name())
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read pack %s: %w", name, err)
+		}
+		scanRecords(b, func(ev scanEvent) {
+			switch {
+			case ev.skip > 0:
+			case ev.rec.kind == recKindShare:
+				live[ev.rec.ref] = PackedShare{Ref: ev.rec.ref, Pack: name, Offset: ev.off + recHeaderLen, Length: int64(len(ev.rec.data))}
+			default:
+				delete(live, ev.rec.ref)
+			}
+		})
+	}
+	out := make([]PackedShare, 0, len(live))
+	for _, s := range live {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b PackedShare) int {
+		if c := strings.Compare(a.Pack, b.Pack); c != 0 {
+			return c
+		}
+		return int(a.Offset - b.Offset)
+	})
+	return out, nil
 }

@@ -174,6 +174,31 @@ func TestPackedShares(t *testing.T) {
 	}
 	deleted := map[int]bool{1: true}
 	check(d, deleted)
+
+	t.Run("PackedShares", func(t *testing.T) {
+		ps, err := PackedShares(dir) // beside the open backend
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != len(sizes)-1 {
+			t.Fatalf("%d packed shares listed, want %d: %+v", len(ps), len(sizes)-1, ps)
+		}
+		for _, p := range ps {
+			i := -1
+			for j := range sizes {
+				if packRef(j) == p.Ref {
+					i = j
+				}
+			}
+			if i < 0 || deleted[i] {
+				t.Fatalf("listed %s, not a live packed share", p.Ref)
+			}
+			b, _ := os.ReadFile(p.Pack)
+			if p.Offset+p.Length > int64(len(b)) || !bytes.Equal(b[p.Offset:p.Offset+p.Length], packData(i, sizes[i])) {
+				t.Errorf("share %s at %d+%d of %s: bytes differ", p.Ref, p.Offset, p.Length, p.Pack)
+			}
+		}
+	})
 	d.Close()
 
 	d2 := newDisk(t, dir)
