@@ -869,22 +869,24 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			return nil, fmt.Errorf("mutable file %s: %w", si, ctx.Err())
 		}
 		ok := sm.mayStop(write, c.cfg.K, c.cfg.H, c.cfg.N)
-		if pending == 0 && !ok && len(skip) > 0 {
-			// What the others answered proves nothing without the servers
-			// left out as hung: ask them too, and wait as usual.
+		wait := c.mutableGrace(last) - time.Since(start)
+		switch {
+		case pending == 0 && (ok || len(skip) == 0):
+			continue // every server asked has answered
+		case ok && wait <= 0:
+			early = sm.seal()
+			continue
+		case !ok && len(skip) > 0 && (pending == 0 || wait <= 0):
+			// What the others answered proves nothing without the
+			// servers left out as hung (or not yet): ask them too, and
+			// wait as usual.
 			for i := range skip {
 				ask(i)
 			}
 			skip = nil
 			continue
-		}
-		if pending == 0 || !ok {
-			continue
-		}
-		wait := c.mutableGrace(last) - time.Since(start)
-		if wait <= 0 {
-			early = sm.seal()
-			continue
+		case !ok && len(skip) == 0:
+			continue // wait for more answers
 		}
 		if timer != nil {
 			timer.Stop()
