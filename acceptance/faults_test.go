@@ -190,7 +190,7 @@ func TestCorruptShares(t *testing.T) {
 			return rchar(a)-before[a] > rchar(b)-before[b]
 		})
 		for _, s := range shares[:2] {
-			offs := flipBytes(t, s.Path, 8, rng)
+			offs := s.flip(t, 8, rng)
 			t.Logf("flipped 8 bytes of share %s on %s at %v", s.Num, s.Node.Name, offs)
 		}
 		for i := range 2 {
@@ -224,7 +224,7 @@ func TestCorruptShares(t *testing.T) {
 	})
 
 	t.Run("more than N-K damaged: get fails, no wrong byte", func(t *testing.T) {
-		flipBytes(t, shares[2].Path, 8, rng)
+		shares[2].flip(t, 8, rng)
 		out := filepath.Join(t.TempDir(), "out.bin")
 		r := tarn(t, CLI{Timeout: 3 * time.Minute}, "get", "--node", g.Client.Dir, c, out)
 		if r.Code == 0 {
@@ -469,14 +469,14 @@ func TestKillDuringTransfer(t *testing.T) {
 		}
 		sizes := map[string]map[int64]int{}
 		for _, s := range g.allShares("") {
-			st, err := os.Stat(s.Path)
-			if err != nil {
-				t.Fatal(err)
+			size, ok := s.size()
+			if !ok {
+				t.Fatalf("share %s/%s on %s vanished", s.Index, s.Num, s.Node.Name)
 			}
 			if sizes[s.Index] == nil {
 				sizes[s.Index] = map[int64]int{}
 			}
-			sizes[s.Index][st.Size()]++
+			sizes[s.Index][size]++
 		}
 		for si, m := range sizes {
 			if len(m) != 1 {

@@ -8,6 +8,7 @@ package acceptance
 // logs, and the figures the suite measures.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +27,8 @@ import (
 	"time"
 
 	"github.com/tarnfs/tarn/conf"
+	storagedisk "github.com/tarnfs/tarn/plugins/storage-disk"
+	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // tarnBin is the binary under test.
@@ -652,22 +655,48 @@ func (g *Grid) getHash(t testing.TB, n *Node, capStr string) (string, int64, Res
 // shares/<ii>/<storage index hex>/<share number>.
 var shareRe = regexp.MustCompile(`(^|/)shares/([0-9a-f]{2})/([0-9a-f]{32})/(0|[1-9][0-9]*)$`)
 
-// Share is one sealed share file on a storage node.
+// packRe matches a pack file of the disk backend (small shares packed:
+// docs/plugins-storage.md); the backend folder is the one above packs/.
+var packRe = regexp.MustCompile(`(^|/)packs/[0-9]{8}\.pack$`)
+
+// Share is one sealed share on a storage node: a file of its own, or
+// (Packed) Length bytes at Offset in the pack file Path.
 type Share struct {
-	Node  *Node
-	Path  string
-	Index string // storage index, hex
-	Num   string
+	Node   *Node
+	Path   string
+	Index  string // storage index, hex
+	Num    string
+	Packed bool
+	Offset int64 // of the share's bytes in Path; 0 for a share file
+	Length int64 // of a packed share
+	grid   *Grid
 }
 
-// shares lists the sealed share files on n, of one storage index (hex)
-// or of all when index is "".
+// shares lists the sealed shares on n, in files and in packs, of one
+// storage index (hex) or of all when index is "".
 func (g *Grid) shares(n *Node, index string) []Share {
 	var out []Share
 	for _, p := range findFiles(n.Dir, func(rel string) bool { return shareRe.MatchString(filepath.ToSlash(rel)) }) {
 		m := shareRe.FindStringSubmatch(filepath.ToSlash(p))
 		if index == "" || m[3] == index {
-			out = append(out, Share{Node: n, Path: p, Index: m[3], Num: m[4]})
+			out = append(out, Share{Node: n, Path: p, Index: m[3], Num: m[4], grid: g})
+		}
+	}
+	backends := map[string]bool{}
+	for _, p := range findFiles(n.Dir, func(rel string) bool { return packRe.MatchString(filepath.ToSlash(rel)) }) {
+		backends[filepath.Dir(filepath.Dir(p))] = true
+	}
+	for dir := range backends {
+		packed, err := storagedisk.PackedShares(dir)
+		if err != nil {
+			continue // a pack removed meanwhile; the caller looks again
+		}
+		for _, ps := range packed {
+			si := hex.EncodeToString(ps.Ref.Index[:])
+			if index == "" || si == index {
+				out = append(out, Share{Node: n, Path: ps.Pack, Index: si, Num: fmt.Sprint(ps.Ref.Num),
+					Packed: true, Offset: ps.Offset, Length: ps.Length, grid: g})
+			}
 		}
 	}
 	return out
@@ -680,6 +709,160 @@ func (g *Grid) allShares(index string) []Share {
 		out = append(out, g.shares(n, index)...)
 	}
 	return out
+}
+
+// key names the share uniquely (a pack holds many shares).
+func (s Share) key() string {
+	if !s.Packed {
+		return s.Path
+	}
+	return fmt.Sprintf("%s@%d", s.Path, s.Offset)
+}
+
+// size is the share's length (ok false when its file is gone; a packed
+// share's length is the one its listing found).
+func (s Share) size() (int64, bool) {
+	if s.Packed {
+		return s.Length, true
+	}
+	st, err := os.Stat(s.Path)
+	if err != nil {
+		return 0, false
+	}
+	return st.Size(), true
+}
+
+// bytes reads the share.
+func (s Share) bytes(t testing.TB) []byte {
+	t.Helper()
+	if !s.Packed {
+		b, err := os.ReadFile(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	f, err := os.Open(s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, s.Length)
+	if _, err := f.ReadAt(b, s.Offset); err != nil {
+		t.Fatalf("read packed share %s/%s: %v", s.Index, s.Num, err)
+	}
+	return b
+}
+
+// gone reports whether the share is no longer on its node.
+func (s Share) gone() bool {
+	if !s.Packed {
+		_, err := os.Stat(s.Path)
+		return err != nil
+	}
+	for _, o := range s.grid.shares(s.Node, s.Index) {
+		if o.Packed && o.Num == s.Num && o.Path == s.Path && o.Offset == s.Offset {
+			return false
+		}
+	}
+	return true
+}
+
+// flip inverts count bytes of the share, spread over its middle half (the
+// blocks), and returns their offsets in the share; the running backend
+// serves them as they now are, as it does a damaged share file.
+func (s Share) flip(t testing.TB, count int, rng *rand.Rand) []int64 {
+	t.Helper()
+	if !s.Packed {
+		return flipBytes(t, s.Path, count, rng)
+	}
+	f, err := os.OpenFile(s.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("open pack: %v", err)
+	}
+	defer f.Close()
+	var offs []int64
+	for range count {
+		off := s.Length/4 + rng.Int64N(max(s.Length/2, 1))
+		b := []byte{0}
+		if _, err := f.ReadAt(b, s.Offset+off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0xff
+		if _, err := f.WriteAt(b, s.Offset+off); err != nil {
+			t.Fatal(err)
+		}
+		offs = append(offs, off)
+	}
+	return offs
+}
+
+// truncate cuts the share to half its length. A packed share cannot
+// change its length under a running backend, so its second half is
+// zeroed instead: both read as a torn share.
+func (s Share) truncate(t testing.TB) {
+	t.Helper()
+	if !s.Packed {
+		st, err := os.Stat(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(s.Path, st.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	f, err := os.OpenFile(s.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("open pack: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, s.Length-s.Length/2), s.Offset+s.Length/2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// remove deletes the share from its node. A packed share lives in the
+// running backend's index, so its node is killed, the share deleted
+// through the backend (storagedisk.New and Delete, as its plugin would),
+// and the node run again; remove waits until the client sees every
+// server again.
+func (s Share) remove(t testing.TB) {
+	t.Helper()
+	if !s.Packed {
+		if err := os.Remove(s.Path); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	g := s.grid
+	g.kill(t, s.Node)
+	var ref storage.Ref
+	if _, err := hex.Decode(ref.Index[:], []byte(s.Index)); err != nil {
+		t.Fatal(err)
+	}
+	var num uint32
+	fmt.Sscan(s.Num, &num)
+	ref.Num = num
+	var d *storagedisk.Disk
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// The killed node's plugin may hold the folder's lock a moment
+		// longer.
+		if d, err = storagedisk.NewOptions(filepath.Dir(filepath.Dir(s.Path)), storagedisk.Options{NoPack: true}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("open the backend of %s: %v", s.Node.Name, err)
+	}
+	err = d.Delete(context.Background(), ref)
+	d.Close()
+	if err != nil {
+		t.Fatalf("delete packed share %s/%s on %s: %v", s.Index, s.Num, s.Node.Name, err)
+	}
+	g.restart(t, s.Node)
+	g.waitServers(t, g.Client, len(g.Storage()), 60*time.Second)
 }
 
 // indexes is the set of storage indexes (hex) held anywhere in the grid.

@@ -181,19 +181,11 @@ func (d damage) apply(t testing.TB, rng *rand.Rand) {
 	t.Helper()
 	switch d.How {
 	case "flip":
-		flipBytes(t, d.Share.Path, 8, rng)
+		d.Share.flip(t, 8, rng)
 	case "truncate":
-		st, err := os.Stat(d.Share.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(d.Share.Path, st.Size()/2); err != nil {
-			t.Fatal(err)
-		}
+		d.Share.truncate(t)
 	case "delete":
-		if err := os.Remove(d.Share.Path); err != nil {
-			t.Fatal(err)
-		}
+		d.Share.remove(t)
 	default:
 		t.Fatalf("unknown damage %q", d.How)
 	}
@@ -308,7 +300,7 @@ func TestVerifyRepair(t *testing.T) {
 		// The server told of a corrupt share logs the advisory, checks
 		// the share itself and removes it.
 		for _, d := range dmg[:2] {
-			if _, err := os.Stat(d.Share.Path); err == nil {
+			if !d.Share.gone() {
 				t.Errorf("%s share %s on %s is still on disk after the corruption advisory", d.How, d.Share.Num, d.Share.Node.Name)
 			}
 			log := g.logText(d.Share.Node)
@@ -371,11 +363,11 @@ func TestVerifyRepair(t *testing.T) {
 		sizes := map[int64]int{}
 		nums := map[string]bool{}
 		for _, s := range g.allShares(si) {
-			st, err := os.Stat(s.Path)
-			if err != nil {
-				t.Fatal(err)
+			size, ok := s.size()
+			if !ok {
+				t.Fatalf("share %s/%s on %s vanished", s.Index, s.Num, s.Node.Name)
 			}
-			sizes[st.Size()]++
+			sizes[size]++
 			nums[s.Num] = true
 		}
 		if len(sizes) != 1 || len(nums) != 6 {
