@@ -65,13 +65,27 @@ func BenchmarkSmallFilesOneDir(b *testing.B) {
 	for _, disk := range []bool{false, true} {
 		for _, writers := range []int{1, 4, 16} {
 			b.Run(fmt.Sprintf("disk=%v/writers=%d", disk, writers), func(b *testing.B) {
-				benchSmallFiles(b, disk, writers)
+				benchSmallFiles(b, disk, writers, 0)
 			})
 		}
 	}
 }
 
-func benchSmallFiles(b *testing.B, disk bool, writers int) {
+// BenchmarkSmallFilesWriteBehind is BenchmarkSmallFilesOneDir through a
+// write-behind (behind.go) with the default delay of the node
+// (client.link_write_behind = 100ms), the drive opened as the frontends
+// open it. The time includes making the last links.
+func BenchmarkSmallFilesWriteBehind(b *testing.B) {
+	for _, disk := range []bool{false, true} {
+		for _, writers := range []int{1, 4, 16} {
+			b.Run(fmt.Sprintf("disk=%v/writers=%d", disk, writers), func(b *testing.B) {
+				benchSmallFiles(b, disk, writers, 100*time.Millisecond)
+			})
+		}
+	}
+}
+
+func benchSmallFiles(b *testing.B, disk bool, writers int, behind time.Duration) {
 	{
 		{
 			opts := &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
@@ -88,7 +102,17 @@ func benchSmallFiles(b *testing.B, disk bool, writers int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			d, _ := vdrive.New(ts, root.String(), vdrive.WithDirCache(time.Second))
+			var bh *vdrive.Behind
+			var d *vdrive.Drive
+			if behind > 0 {
+				if bh, err = vdrive.OpenBehind(ts, vdrive.BehindConfig{Dir: b.TempDir(), Delay: behind}); err != nil {
+					b.Fatal(err)
+				}
+				defer bh.Close()
+				d, _ = vdrive.New(bh, root.String(), vdrive.WithDirCache(time.Second), vdrive.WithWriteBehind())
+			} else {
+				d, _ = vdrive.New(ts, root.String(), vdrive.WithDirCache(time.Second))
+			}
 			if err := d.Mkdir(ctx, "/up"); err != nil {
 				b.Fatal(err)
 			}
@@ -130,6 +154,11 @@ func benchSmallFiles(b *testing.B, disk bool, writers int) {
 				}()
 			}
 			wg.Wait()
+			if bh != nil {
+				if err := bh.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
 			b.StopTimer()
 			close(errs)
 			for err := range errs {
