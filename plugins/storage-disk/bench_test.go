@@ -2,7 +2,13 @@ package storagedisk
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tarnfs/tarn/sdk/storage"
 	"github.com/tarnfs/tarn/sdk/storage/storagetest"
@@ -51,5 +57,50 @@ func BenchmarkWriteSeal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPut measures Put of whole shares of several sizes, 8 at once
+// (as 5 servers' worth of PutShares arrive), packed and in files of their
+// own: ns and CPU per share, and syncs per share for the pack. It is the
+// figure that set maxPackShare.
+func BenchmarkPut(b *testing.B) {
+	for _, size := range []int{4 << 10, 64 << 10, 256 << 10, 1 << 20} {
+		for _, pack := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%dKiB/pack=%v", size>>10, pack), func(b *testing.B) {
+				d, err := NewOptions(b.TempDir(), Options{NoPack: !pack})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { d.Close() })
+				d.packMax = maxRecordData // measure over the threshold too
+				buf := make([]byte, size)
+				var seq atomic.Uint64
+				var ru0, ru1 unix.Rusage
+				unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+				b.SetBytes(int64(size))
+				b.SetParallelism(4) // 4 x GOMAXPROCS(2) = 8 at once
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					for pb.Next() {
+						n := seq.Add(1)
+						var r storage.Ref
+						binary.BigEndian.PutUint64(r.Index[:], n)
+						if err := d.Put(ctx, r, buf); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+				cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+				if d.pack != nil && pack {
+					b.ReportMetric(float64(d.pack.syncs.Load())/float64(b.N), "syncs/op")
+				}
+			})
+		}
 	}
 }

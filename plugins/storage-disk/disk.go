@@ -58,7 +58,8 @@ type Disk struct {
 	mu       sync.Mutex
 	reserved int64 // sizes of open writers, not yet on disk
 
-	opts Options
+	opts    Options
+	packMax int // Put packs shares of up to this many bytes
 	// pack holds the packed shares; nil when the folder has no packs/
 	// (packing off and never on).
 	pack *packStore
@@ -101,7 +102,7 @@ func NewOptions(dir string, opts Options) (*Disk, error) {
 		lock.Close()
 		return nil, fmt.Errorf("storage disk folder %s is in use by another process: %w", abs, err)
 	}
-	d := &Disk{dir: abs, lock: lock, seed: maphash.MakeSeed(), opts: opts}
+	d := &Disk{dir: abs, lock: lock, seed: maphash.MakeSeed(), opts: opts, packMax: maxPackShare}
 	if err := d.init(); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("storage disk folder %s: %w", abs, err)
@@ -743,7 +744,7 @@ func (d *Disk) Put(ctx context.Context, ref storage.Ref, data []byte) error {
 	if int64(len(data)) > sp.Free {
 		return fmt.Errorf("put share %s of %d bytes with %d free: %w", ref, len(data), sp.Free, storage.ErrNoSpace)
 	}
-	if !d.opts.NoPack && d.pack != nil && len(data) <= maxPackShare {
+	if !d.opts.NoPack && d.pack != nil && len(data) <= d.packMax {
 		return d.putPacked(ref, p, data)
 	}
 	err = errNoTmpfile
