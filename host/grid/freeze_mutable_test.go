@@ -182,6 +182,28 @@ func TestMutableOpsRouteAroundFrozenServer(t *testing.T) {
 			}
 			return nil
 		}},
+		{"create", func(t *testing.T) error {
+			nw, err := fresh(t).CreateMutable(ctx, []byte("made while frozen"))
+			if err != nil {
+				return err
+			}
+			got, seq, err := fresh(t).ReadMutable(ctx, nw.ReadCap())
+			if err == nil && (string(got) != "made while frozen" || seq != 1) {
+				err = fmt.Errorf("the new file reads version %d %q", seq, got)
+			}
+			return err
+		}},
+		{"directory mkdir", func(t *testing.T) error {
+			dd, err := vdrive.New(vdrive.GridStore(fresh(t)), root.String())
+			if err != nil {
+				return err
+			}
+			if err := dd.Mkdir(ctx, "docs/new"); err != nil {
+				return err
+			}
+			_, err = dd.ReadDir(ctx, "docs/new")
+			return err
+		}},
 		{"download", func(t *testing.T) error {
 			download(t, fresh(t), fileCap, data)
 			return nil

@@ -203,9 +203,16 @@ func (c *Client) CreateMutable(ctx context.Context, initial []byte) (cap.Mutable
 	if len(sm.ring) == 0 {
 		return w, fmt.Errorf("create mutable file %s: no storage servers known", si)
 	}
-	for i := range sm.up {
-		sm.up[i] = true
+	// Servers remembered as hung (readMap) are left out, unless too few
+	// would be left to reach happiness.
+	skip := c.mut().hung.skip(sm.ring, time.Now())
+	if len(sm.ring)-len(skip) < min(max(c.cfg.K, c.cfg.H), c.cfg.N, len(sm.ring)) {
+		skip = nil
 	}
+	for i := range sm.up {
+		sm.up[i] = !skip[i]
+	}
+	sm.fresh, sm.bounded = true, true
 	if err := c.publish(ctx, sm, v); err != nil {
 		return w, fmt.Errorf("create mutable file %s: %w", si, err)
 	}
@@ -585,6 +592,9 @@ type slotMap struct {
 	// bounded: each write gets the server timeout (a map from the slot
 	// memo: its servers were not asked just now whether they answer).
 	bounded bool
+	// fresh: the map of a new slot (CreateMutable): no one else can
+	// write it, so writes need no lead and hung ones are not waited for.
+	fresh bool
 	// complete counts the servers that answered in full: listed, and
 	// every slot listed read and verified (readMap's quorum).
 	complete int
@@ -1305,6 +1315,24 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 		retry              []*slotEntry
 	)
 	servers := map[string]bool{} // that took a share
+	abandoned, recorded := map[*slotEntry]bool{}, map[*slotEntry]bool{}
+	// giveUp counts a write writeRound stopped waiting for as failed,
+	// and has a placement target placed again.
+	giveUp := func(e *slotEntry) {
+		mu.Lock()
+		defer mu.Unlock()
+		if recorded[e] {
+			return // it ended just now
+		}
+		abandoned[e] = true
+		failed++
+		if firstErr == nil {
+			firstErr = fmt.Errorf("share %d: server %s did not answer a slot write while others did", e.num, e.srv.NodeID)
+		}
+		if e.token == "" && e.share == nil && ctx.Err() == nil {
+			retry = append(retry, e)
+		}
+	}
 	for _, e := range sm.entries {
 		if e.err != nil && e.num < h.N {
 			failed++
@@ -1313,17 +1341,20 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 			}
 		}
 	}
-	write := func(e *slotEntry) {
+	write := func(wctx context.Context, e *slotEntry) {
 		placed := e.token == "" && e.share == nil
-		wctx := ctx
 		if sm.bounded {
 			var cancel context.CancelFunc
-			wctx, cancel = c.reqCtx(ctx)
+			wctx, cancel = c.reqCtx(wctx)
 			defer cancel()
 		}
 		tok, err := c.writeSlot(wctx, sm.si, e, v.Shares[e.num])
 		mu.Lock()
 		defer mu.Unlock()
+		if abandoned[e] {
+			return // given up by writeRound, and counted as failed
+		}
+		recorded[e] = true
 		switch {
 		case err == nil:
 			e.token = tok
@@ -1354,29 +1385,19 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 	// know goes to one of them, and the other stops there, having written
 	// at most copies of this one share number, which no reader can take
 	// for a version.
-	for len(todo) > 0 && len(servers) == 0 {
+	for !sm.fresh && len(todo) > 0 && len(servers) == 0 {
 		lead := todo[0].num
 		for len(todo) > 0 && todo[0].num == lead {
 			e := todo[0]
 			todo = todo[1:]
-			write(e)
+			write(ctx, e)
 			if conflicted > 0 {
 				return fmt.Errorf("version %d share %d: %w", h.Seq, e.num, errConflict)
 			}
 		}
 	}
 	for round := 0; len(todo) > 0 || len(retry) > 0; round++ {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, c.cfg.Parallel)
-		for _, e := range todo {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				write(e)
-			}()
-		}
-		wg.Wait()
+		c.writeRound(ctx, sm, todo, write, giveUp)
 		if conflicted > 0 || round >= len(sm.ring) {
 			break
 		}
@@ -1405,6 +1426,75 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 	}
 	m.published.Add(1)
 	return nil
+}
+
+// writeRound runs write on every target of todo in parallel (Parallel at
+// a time) and returns when all are done. For a new slot (sm.fresh) it
+// does not wait for writes that hang: once the others are done and the
+// late ones had mutableGrace since the round began, they are cancelled
+// (so they fail, and publish places their shares on the next servers),
+// and their servers are remembered as hung, as readMap does. No other
+// writer can know a new slot's key before CreateMutable returns, so a
+// write given up cannot race with anyone; whether it lands later does
+// not matter (it holds a share of the same version).
+func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry, write func(context.Context, *slotEntry), giveUp func(*slotEntry)) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	done := make(chan int, len(todo))
+	sem := make(chan struct{}, c.cfg.Parallel)
+	for i, e := range todo {
+		go func() {
+			select {
+			case sem <- struct{}{}:
+				write(rctx, e)
+				<-sem
+			case <-rctx.Done():
+				write(rctx, e) // fails at once: counted, and placed again
+			}
+			done <- i
+		}()
+	}
+	finished := make([]bool, len(todo))
+	var last time.Duration
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for pending := len(todo); pending > 0; {
+		select {
+		case i := <-done:
+			pending--
+			finished[i] = true
+			last = time.Since(start)
+			if !sm.fresh || pending == 0 {
+				continue
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = time.NewTimer(c.mutableGrace(last) - time.Since(start))
+			timerC = timer.C
+			continue
+		case <-timerC:
+		}
+		// The late writes are cancelled and left to end on their own
+		// (one may wait for a dial to its server): their results are
+		// ignored from now on.
+		var late []string
+		for i, e := range todo {
+			if !finished[i] {
+				late = append(late, e.srv.NodeID)
+				giveUp(e)
+			}
+		}
+		c.mut().hung.mark(late, time.Now().Add(c.cfg.ServerTimeout))
+		c.log.Info("new mutable file: not waiting for servers that hang", "slot", sm.si.String(), "waiting", late)
+		return
+	}
 }
 
 // backoff is the pause before attempt+1: exponential from 5 ms to 500 ms,
