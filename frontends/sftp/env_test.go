@@ -79,18 +79,19 @@ func newEnv(t testing.TB, o envOptions) *env {
 	g := testgrid.New(t, 5, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
 		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
 	}})
+	gridTemp := t.TempDir()
 	c, err := grid.New(grid.Config{
 		Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
 		Codec: codecreedsolomon.New(), Servers: g.Source(), K: 3, H: 4, N: 5,
 		Convergence: []byte("sftp test convergence"),
-		TempDir:     t.TempDir(), ServerTimeout: 10 * time.Second,
+		TempDir:     gridTemp, ServerTimeout: 10 * time.Second,
 		Logger: hclog.NewNullLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	e := &env{t: t, grid: g, counts: &countingStore{Store: vdrive.GridStore(c)}, roots: map[string]string{}, logBuf: &logBuffer{}}
+	e := &env{t: t, grid: g, counts: &countingStore{Store: vdrive.GridStore(c), gridTemp: gridTemp}, roots: map[string]string{}, logBuf: &logBuffer{}}
 	e.store = e.counts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -154,10 +155,41 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
-// countingStore counts the directory (slot) reads the drives make.
+// countingStore counts the directory (slot) reads and changes the drives
+// make, and the file uploads: how many read their source in place (an
+// io.ReaderAt and io.Seeker of known size, which host/grid does not
+// spool), and the most files seen in the grid client's TempDir (its
+// spool) while an upload ran.
 type countingStore struct {
 	vdrive.Store
-	reads atomic.Int64
+	reads, modifies  atomic.Int64
+	uploads, inPlace atomic.Int64
+	gridTemp         string
+	gridSpools       atomic.Int64
+}
+
+func (c *countingStore) Modify(ctx context.Context, k cap.MutableWrite, fn func([]byte) ([]byte, error)) error {
+	c.modifies.Add(1)
+	return c.Store.Modify(ctx, k, fn)
+}
+
+func (c *countingStore) Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
+	c.uploads.Add(1)
+	_, at := r.(io.ReaderAt)
+	_, sk := r.(io.Seeker)
+	if at && sk && size >= 0 {
+		c.inPlace.Add(1)
+	}
+	sample := func(int64) {
+		if ents, err := os.ReadDir(c.gridTemp); err == nil && int64(len(ents)) > c.gridSpools.Load() {
+			c.gridSpools.Store(int64(len(ents)))
+		}
+	}
+	wrapped := sample
+	if progress != nil {
+		wrapped = func(n int64) { sample(n); progress(n) }
+	}
+	return c.Store.Upload(ctx, r, size, wrapped)
 }
 
 func (c *countingStore) ReadMutable(ctx context.Context, k cap.MutableRead) ([]byte, error) {

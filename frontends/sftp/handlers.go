@@ -536,9 +536,11 @@ func (h *writeHandle) upload() error {
 		return h.setMeta(ctx, mode, mtime)
 	}
 	start := time.Now()
-	// Put with the spool's size: the grid then knows it up front (a
-	// small file can go in one call per server, no spool of its own),
-	// and nothing is linked unless the whole upload succeeds.
+	// The spool goes to the grid as it is, with its size: a small file
+	// goes in one call per server, a big one is read in place (hashed
+	// for its convergent key, then encoded: host/grid's Upload of an
+	// io.ReaderAt), never copied into a spool of the grid's own. Nothing
+	// is linked unless the whole upload succeeds.
 	if err := h.s.d.Put(ctx, h.path, io.NewSectionReader(h.f, 0, size), size, nil); err != nil {
 		h.s.log.Warn("upload failed", "path", h.path, "error", err)
 		return toStatus("close", h.path, err)

@@ -2,7 +2,8 @@
 // that lets an account reach its drive with sftp, scp (both its SFTP mode
 // and the legacy `scp -t`/`scp -f` protocol), rclone, sshfs and the like.
 // It adapts pkg/sftp's request server to the vdrive API, which is the only
-// way it touches the grid. Logins are checked by host/accounts (password
+// way it touches the grid (grid.WithSpool only tells an upload's context
+// which spool file the grid may read in place). Logins are checked by host/accounts (password
 // or public key); each account sees its own root, and a read-only account
 // is refused every write with "permission denied".
 //
@@ -10,6 +11,7 @@
 // workers, out of order and with holes, so an open-for-write file is
 // built in an unlinked temporary file and uploaded when the client closes
 // it; the close is answered only once the file is on the grid and linked.
+// The grid reads that file in place: it is the upload's only copy.
 // The answers follow OpenSSH's sftp-server on a local disk; docs/sftp.md
 // lists every difference and why.
 package sftp

@@ -6,25 +6,27 @@ import (
 	"io"
 	"time"
 
-	"github.com/tarnfs/tarn/host/vdrive"
+	"github.com/tarnfs/tarn/host/grid"
 )
 
-// Streaming an upload while the client writes. A file written from
+// Hashing while the client writes. A convergent key needs the whole file
+// before the first segment is encrypted, so a big upload is the transfer,
+// then the key's pass over the file, then the encode. A file written from
 // scratch (created or truncated at open) arrives mostly in order, so once
-// its contiguous prefix passes streamMin the prefix is fed, from the
-// spool, into a vdrive upload that runs while the rest arrives; the close
-// then only finishes it. Anything that changes bytes already fed (a
-// rewrite, a truncate) or too scattered a write pattern drops the stream,
-// and the close uploads the spool as usual. Nothing is linked before the
-// close either way.
+// its contiguous prefix passes streamMin an upload starts that reads the
+// prefix, in order, from the spool as it grows: the grid hashes the key
+// while the rest arrives. At the close the upload reads the rest and then
+// encodes from the spool itself, in place (grid.WithSpool): the close is
+// the encode alone, and no byte is copied into a spool of the grid's.
+// Anything that changes bytes already read (a rewrite, a truncate) or too
+// scattered a write pattern drops the stream, and the close uploads the
+// spool as usual (hashing it then). Nothing is linked before the close
+// either way.
 
 const (
 	// streamMin is the prefix that starts a stream (small files never
-	// stream: the stream's own directory read would cost more than it
-	// saves).
+	// stream: they go to the grid in memory at the close).
 	streamMin = 1 << 20
-	// streamChunk is what the stream reads from the spool at a time.
-	streamChunk = 1 << 20
 	// maxPending bounds the writes tracked beyond the contiguous prefix.
 	maxPending = 4096
 )
@@ -36,13 +38,12 @@ var errRewrite = errors.New("streamed bytes rewritten")
 // Its fields are guarded by the handle's mu.
 type stream struct {
 	h       *writeHandle
-	w       *vdrive.Writer
-	fed     int64 // bytes handed to w
+	fed     int64 // bytes the upload has read
 	err     error // the stream is dropped (errRewrite or a failure)
 	closing bool
 	final   int64
 	wake    chan struct{}
-	done    chan error
+	done    chan error // Put's result: nil once the file is stored and linked
 }
 
 // fail drops the stream (h.mu held).
@@ -106,62 +107,51 @@ func (h *writeHandle) track(off, end int64) bool {
 	return false
 }
 
-// startStream opens the upload and feeds it until the close.
+// startStream runs the upload: a vdrive Put of unknown size reading the
+// stream, which stores the file and links it once the stream ends at the
+// close. The spool file is the grid's to encode from (grid.WithSpool).
 func (h *writeHandle) startStream() {
 	h.mu.Lock()
 	st := h.st
 	h.mu.Unlock()
-	w, err := h.s.d.Create(h.s.ctx, h.path)
-	if err != nil {
-		h.mu.Lock()
-		st.fail(err)
-		h.mu.Unlock()
-		st.done <- err
-		return
-	}
-	st.w = w
-	err = st.feed()
-	if err != nil {
-		w.Abort()
-	}
-	st.done <- err
+	ctx := grid.WithSpool(h.s.ctx, h.f)
+	st.done <- h.s.d.Put(ctx, h.path, st, -1, nil)
 }
 
-// feed copies the prefix from the spool into the upload as it grows, and
-// the rest (holes read as zeros) once the handle closes.
-func (st *stream) feed() error {
+// Read gives the upload the next bytes of the prefix, waiting for them,
+// and the rest (holes read as zeros) once the handle closes.
+func (st *stream) Read(p []byte) (int, error) {
 	h := st.h
-	buf := make([]byte, streamChunk)
 	for {
 		h.mu.Lock()
 		if st.err != nil {
 			err := st.err
 			h.mu.Unlock()
-			return err
+			return 0, err
 		}
 		end := h.cont
 		if st.closing {
 			end = st.final
 		}
 		if end <= st.fed {
-			if st.closing {
-				h.mu.Unlock()
-				return nil
-			}
+			closing := st.closing
 			h.mu.Unlock()
+			if closing {
+				return 0, io.EOF
+			}
 			<-st.wake
 			continue
 		}
 		from := st.fed
-		to := min(end, from+streamChunk)
+		to := min(end, from+int64(len(p)))
 		h.mu.Unlock()
 
 		// No write is in the middle of changing the spool while it is
 		// read; once fed moves, a write below it drops the stream.
 		h.rw.Lock()
-		n, err := h.f.ReadAt(buf[:to-from], from)
+		n, err := h.f.ReadAt(p[:to-from], from)
 		if err == io.EOF && int64(n) < to-from {
-			clear(buf[n : to-from]) // a hole at the end
+			clear(p[n : to-from]) // a hole at the end
 			n, err = int(to-from), nil
 		}
 		h.mu.Lock()
@@ -171,11 +161,9 @@ func (st *stream) feed() error {
 		h.mu.Unlock()
 		h.rw.Unlock()
 		if err != nil {
-			return fmt.Errorf("read spool: %w", err)
+			return 0, fmt.Errorf("read spool: %w", err)
 		}
-		if _, err := st.w.Write(buf[:n]); err != nil {
-			return err
-		}
+		return n, nil
 	}
 }
 
@@ -195,23 +183,21 @@ func (h *writeHandle) closeStream(failed error) *stream {
 	st.poke()
 	h.mu.Unlock()
 	if failed != nil {
-		<-st.done // the upload is aborted before the handle goes
+		<-st.done // the upload is abandoned before the handle goes
 		return nil
 	}
 	return st
 }
 
-// finishStream waits for the stream to feed the whole file and links it,
-// then sets the metadata asked for. linked false (with the reason) means
-// the spool must be uploaded instead; err is then the close's answer.
+// finishStream waits for the upload to read the rest, store and link the
+// file, then sets the metadata asked for. linked false (with the reason)
+// means the spool must be uploaded instead; err is then the close's
+// answer.
 func (h *writeHandle) finishStream(st *stream) (linked bool, why, err error) {
 	done := h.s.busy()
 	defer done()
 	start := time.Now()
 	if why := <-st.done; why != nil {
-		return false, why, nil
-	}
-	if why := st.w.Close(); why != nil {
 		return false, why, nil
 	}
 	size, mode, mtime := h.stat()

@@ -34,7 +34,8 @@ const queueDepth = 4
 // known size (above 1 MiB) that is also an io.ReaderAt and an io.Seeker
 // (an *os.File, an io.SectionReader) is not spooled: it is read in place
 // from its current offset, as UploadAt does, and left at the end of the
-// bytes uploaded.
+// bytes uploaded. Under WithSpool, an upload of unknown size reads r
+// once for the key and encodes from the caller's file.
 // progress, if set, is called with the plaintext bytes encoded so far.
 // The cap is returned only once every share placed is sealed and the
 // shares sit on at least H servers.
@@ -42,12 +43,18 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, size int64, progress f
 	c.stats.uploads.Add(1)
 	var cp cap.Cap
 	var err error
+	var spool io.ReaderAt
+	if size < 0 {
+		spool, _ = claimSpool(ctx)
+	}
 	if ra, base, ok := inPlace(r, size); ok && c.cfg.Convergence != nil {
 		if cp, err = c.uploadAt(ctx, ra, base, size, progress); err == nil {
 			if _, serr := r.(io.Seeker).Seek(base+size, io.SeekStart); serr != nil {
 				cp, err = nil, fmt.Errorf("upload: move the source past the bytes uploaded: %w", serr)
 			}
 		}
+	} else if spool != nil {
+		cp, err = c.uploadSpooled(ctx, r, spool, progress)
 	} else {
 		cp, err = c.upload(ctx, r, size, progress)
 	}
