@@ -147,6 +147,13 @@ func TestMutableOpsRouteAroundFrozenServer(t *testing.T) {
 			_, err := later.Modify(ctx, w, addLine("v3 line"))
 			return err
 		}},
+		{"verify (the checker's survey)", func(t *testing.T) error {
+			chk, err := fresh(t).VerifyMutable(ctx, w.ReadCap().Verify())
+			if err == nil && (chk.Seq != 3 || chk.Good != 5) {
+				err = fmt.Errorf("verify: %+v, want version 3 with 5 good shares (share 0 placed again)", chk)
+			}
+			return err
+		}},
 		{"directory listing", func(t *testing.T) error {
 			dd, err := vdrive.New(vdrive.GridStore(fresh(t)), root.String())
 			if err != nil {
