@@ -94,16 +94,31 @@ func TestMkcolFromCache(t *testing.T) {
 	e.must(t, http.StatusCreated, "MKCOL", "/m", nil, "")
 	e.must(t, http.StatusCreated, "PUT", "/m/a", nil, "a")
 
-	// Removed through another node: seen once the cache's second is over,
-	// then made again, and a PUT lands in the new, empty folder.
+	// Removed through another node: within the cache's second a MKCOL
+	// still answers 405 and a PUT is linked into the removed folder (not
+	// reachable from the root); after it the PUT fails 409, and the
+	// folder is made again, and a PUT lands in the new, empty folder.
 	other, err := vdrive.New(e.store, e.root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.must(t, http.StatusMultiStatus, "PROPFIND", "/", map[string]string{"Depth": "0"}, "") // the root is cached from here
+	t0 := time.Now()
 	if err := other.RemoveAll(ctx, "/m"); err != nil {
 		t.Fatal(err)
 	}
+	early := e.alice(t, "MKCOL", "/m", nil, "")
+	put := e.alice(t, "PUT", "/m/early", nil, "e")
+	if time.Since(t0) < 800*time.Millisecond { // else the cache may have expired on a slow machine
+		if early.status != http.StatusMethodNotAllowed || put.status != http.StatusCreated {
+			t.Fatalf("within the cache's second: MKCOL %d, PUT %d; want 405, 201", early.status, put.status)
+		}
+		if _, err := other.Stat(ctx, "/m/early"); err == nil {
+			t.Fatal("a PUT into the removed folder is reachable from the root")
+		}
+	}
 	time.Sleep(1100 * time.Millisecond)
+	e.must(t, http.StatusConflict, "PUT", "/m/late", nil, "l")
 	e.must(t, http.StatusCreated, "MKCOL", "/m", nil, "")
 	e.must(t, http.StatusCreated, "PUT", "/m/b", nil, "b")
 	r := e.must(t, http.StatusMultiStatus, "PROPFIND", "/m/", map[string]string{"Depth": "1"}, "")
