@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -585,4 +586,80 @@ func TestHostKill9(t *testing.T) {
 		}
 	}
 	t.Logf("killed the host after %d sealed shares", sealed+1)
+}
+
+// TestPluginPacked: through a real plugin process, small shares put in one
+// call are packed (no share file), read back by ReadAt and by the file
+// Open hands over (a sealed memfd, on the paths that pass descriptors),
+// listed, stat'ed and deleted; a plugin started with "pack": false gives
+// new shares files of their own and still serves the packed ones.
+func TestPluginPacked(t *testing.T) {
+	for _, tc := range paths {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			c, p := startPath(t, tc, dir)
+			refs := []storage.Ref{killRef(7, 0), killRef(7, 1), killRef(7, 2)}
+			for i, r := range refs {
+				if err := c.Put(ctx, r, killData(7, i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := shareFiles(t, dir); n != 0 {
+				t.Fatalf("%d share files after small puts, want 0 (packed)", n)
+			}
+			for i, r := range refs {
+				want := killData(7, i)
+				got := make([]byte, len(want))
+				if n, err := c.ReadAt(ctx, r, got, 0); n != len(want) || (err != nil && err != io.EOF) || !bytes.Equal(got, want) {
+					t.Fatalf("read %s: %d bytes, %v", r, n, err)
+				}
+				if size, err := c.Stat(ctx, r); err != nil || size != int64(len(want)) {
+					t.Fatalf("stat %s: %d, %v", r, size, err)
+				}
+				f, size, err := c.Open(ctx, r)
+				if errors.Is(err, errors.ErrUnsupported) && !tc.files {
+					continue // no descriptors on this path
+				}
+				if err != nil || size != int64(len(want)) {
+					t.Fatalf("open %s: %d, %v", r, size, err)
+				}
+				all := make([]byte, size)
+				n, err := f.ReadAt(all, 0)
+				f.Close()
+				if n != len(want) || !bytes.Equal(all, want) {
+					t.Fatalf("handed file of %s: %d bytes, %v", r, n, err)
+				}
+			}
+			if err := c.Delete(ctx, refs[1]); err != nil {
+				t.Fatal(err)
+			}
+			if nums, err := c.List(ctx, refs[1].Index); err != nil || len(nums) != 0 {
+				t.Fatalf("list after delete: %v, %v", nums, err)
+			}
+			p.Kill()
+
+			off := false
+			set, _ := json.Marshal(Settings{Path: dir, Pack: &off})
+			c2, _ := storagetest.StartPlugin(t, pluginCmd(), tc.fast, set)
+			c2.UseFiles(tc.files)
+			extra := killRef(7, 3)
+			if err := c2.Put(ctx, extra, []byte("own file")); err != nil {
+				t.Fatal(err)
+			}
+			if n := shareFiles(t, dir); n != 1 {
+				t.Fatalf("%d share files with pack off, want 1", n)
+			}
+			for _, i := range []int{0, 2} {
+				want := killData(7, i)
+				got := make([]byte, len(want))
+				if n, err := c2.ReadAt(ctx, refs[i], got, 0); n != len(want) || !bytes.Equal(got, want) {
+					t.Fatalf("packed share %d with pack off: %d bytes, %v", i, n, err)
+				}
+			}
+			if nums, _ := c2.List(ctx, refs[1].Index); len(nums) != 0 {
+				t.Fatalf("deleted share back after restart: %v", nums)
+			}
+		})
+	}
 }
