@@ -863,6 +863,7 @@ func (s Share) remove(t testing.TB) {
 	}
 	g.restart(t, s.Node)
 	g.waitServers(t, g.Client, len(g.Storage()), 60*time.Second)
+	t.Logf("deleted packed share %s/%s on %s (node stopped and run again)", s.Index, s.Num, s.Node.Name)
 }
 
 // indexes is the set of storage indexes (hex) held anywhere in the grid.
