@@ -9,7 +9,11 @@
 // Writer closes, Puts, Links and SetMetadatas on one directory in one
 // process are coalesced into one directory change, each caller keeping
 // its own result (batch.go); reads of one directory's current version
-// asked for while one is under way share the next read (reads.go).
+// asked for while one is under way share the next read (reads.go). A
+// node's drives may share a write-behind (OpenBehind, behind.go): drives
+// opened WithWriteBehind answer a new file once its link is journaled on
+// disk and link a folder's new files together shortly after; every drive
+// over it sees the pending files at once.
 //
 // Use:
 //
@@ -25,6 +29,10 @@
 //	f, err = d.OpenInfo(ctx, info)              // the same from an Info, no look-up
 //	info, err := d.StatCached(ctx, "/a.txt")    // a cached miss is final (WithDirCache)
 //	err = d.Rename(ctx, "/docs/notes.txt", "/notes.txt")
+//
+//	b, err := vdrive.OpenBehind(st, vdrive.BehindConfig{Dir: stateDir, Delay: 100 * time.Millisecond})
+//	d, err = vdrive.New(b, rootCap, vdrive.WithDirCache(time.Second), vdrive.WithWriteBehind())
+//	defer b.Close()                             // makes what is pending; the rest is replayed next open
 //
 // docs/formats.md ("Directories") has the format and the exact semantics.
 package vdrive
