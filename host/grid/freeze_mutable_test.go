@@ -418,3 +418,51 @@ func TestMutableFrozenTooMany(t *testing.T) {
 		t.Errorf("%d maps stopped early, want 2 (the reads)", s.EarlyMaps)
 	}
 }
+
+// TestMutableSlowServerWaitedFor: a server that answers late, but within
+// the grace (here it is frozen for 300 ms; the grace is at least 1 s), is
+// waited for: a read and a modify leave nothing out, and the modify
+// writes the slow server's copy too.
+func TestMutableSlowServerWaitedFor(t *testing.T) {
+	g := mutGrid(t, 5)
+	c, _ := frozenClient(t, g)
+	w := create(t, c, []byte("v1\n"))
+	slow := holder(t, g, w.StorageIndex(), 2)
+	reader := mustFresh(t, g)
+	const lag = 300 * time.Millisecond
+	steps := []struct {
+		name string
+		op   func() error
+	}{
+		{"read", func() error {
+			_, _, err := reader.ReadMutable(mctx(t), w.ReadCap())
+			return err
+		}},
+		{"modify", func() error { // c has no memo of the slot: it reads
+			_, err := c.Modify(mctx(t), w, addLine("v2"))
+			return err
+		}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			slow.Freeze()
+			timer := time.AfterFunc(lag, slow.Thaw)
+			t.Cleanup(func() { timer.Stop(); slow.Thaw() })
+			start := time.Now()
+			if err := s.op(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < lag {
+				t.Fatalf("%s returned after %v, before the slow server answered (%v)", s.name, d, lag)
+			}
+		})
+	}
+	for _, cl := range []*grid.Client{reader, c} {
+		if st := cl.MutableStats(); st.EarlyMaps != 0 || st.NotWaited != 0 || st.MemoHits != 0 {
+			t.Fatalf("a server within the grace was left out (or not asked): %+v", st)
+		}
+	}
+	if seq := slotSeq(t, slow, w.StorageIndex(), 2); seq != 2 {
+		t.Fatalf("the slow server's share 2 is at version %d, want 2", seq)
+	}
+}
