@@ -3,6 +3,7 @@ package sftp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
@@ -142,4 +143,81 @@ func TestBigPutOneSpool(t *testing.T) {
 			t.Fatalf("stat after the client left: %v", err)
 		}
 	})
+}
+
+// TestPerFileDirectoryChanges pins what each client's per-file request
+// sequence costs the drive, with the node's cached directories: no
+// directory read, and one directory change (the link of the upload) for
+// a plain open, write, close (rclone, scp, OpenSSH's put of a 0644 file).
+// A mode or mtime asked for at open or on the open handle (OpenSSH's put
+// of a file whose mode is not 0644, put -p's fsetstat), or a setstat of
+// the path after the close (rclone keeping mtimes), is a second change:
+// vdrive's Put links with default metadata, and SetMetadata follows. A
+// Put that took the entry's metadata would make the first two one change.
+func TestPerFileDirectoryChanges(t *testing.T) {
+	e := newEnv(t, envOptions{dirCache: time.Minute})
+	c := tarnClient(t, e, "alice", alicePW)
+	if r, err := c.path1(pStat, "/"); err != nil || r.result() != 0 {
+		t.Fatalf("stat /: %v %+v", err, r)
+	}
+	const (
+		attrPerm  = 0x4
+		attrTimes = 0x8
+	)
+	mt := uint32(time.Date(2020, 5, 17, 10, 0, 0, 0, time.UTC).Unix())
+	data := pseudo(4, 4096)
+	ok := func(what string, r reply, err error) {
+		t.Helper()
+		if err != nil || r.result() != 0 {
+			t.Fatalf("%s: %v %d %q", what, err, r.result(), r.msg)
+		}
+	}
+	for i, tc := range []struct {
+		name       string
+		openAttrs  pkt
+		fsetstat   pkt // on the handle before the close
+		setstat    pkt // of the path after the close
+		wantChange int64
+		wantMode   uint32
+	}{
+		{"open, write, close", nil, nil, nil, 1, 0o644},
+		{"open with mode 0600", pkt{}.u32(attrPerm).u32(0o600), nil, nil, 2, 0o600},
+		{"put -p: fsetstat before the close", nil, pkt{}.u32(attrPerm | attrTimes).u32(0o640).u32(mt).u32(mt), nil, 2, 0o640},
+		{"setstat of the times after the close", nil, nil, pkt{}.u32(attrTimes).u32(mt).u32(mt), 2, 0o644},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fmt.Sprintf("/file%d", i)
+			reads, changes := e.counts.reads.Load(), e.counts.modifies.Load()
+			r, err := c.open(p, fWrite|fCreat|fTrunc, tc.openAttrs)
+			if err != nil || r.typ != pHandle {
+				t.Fatalf("open %s: %v %+v", p, err, r)
+			}
+			h := r.handle()
+			r, err = c.call(pWrite, pkt{}.str(h).u64(0).str(string(data)))
+			ok("write", r, err)
+			if tc.fsetstat != nil {
+				r, err = c.call(pFsetstat, pkt{}.str(h).append(tc.fsetstat))
+				ok("fsetstat", r, err)
+			}
+			r, err = c.closeHandle(h)
+			ok("close", r, err)
+			if tc.setstat != nil {
+				r, err = c.call(pSetstat, pkt{}.str(p).append(tc.setstat))
+				ok("setstat", r, err)
+			}
+			if n := e.counts.reads.Load() - reads; n != 0 {
+				t.Errorf("%d directory reads, want 0", n)
+			}
+			if n := e.counts.modifies.Load() - changes; n != tc.wantChange {
+				t.Errorf("%d directory changes, want %d", n, tc.wantChange)
+			}
+			info, err := e.drive("alice").Stat(ctxT(t), p)
+			if err != nil || info.Size() != int64(len(data)) || uint32(info.Mode().Perm()) != tc.wantMode {
+				t.Fatalf("stat: %v, size %d, mode %o; want %d bytes, mode %o", err, info.Size(), info.Mode().Perm(), len(data), tc.wantMode)
+			}
+			if (tc.fsetstat != nil || tc.setstat != nil) && info.ModTime().Unix() != int64(mt) {
+				t.Errorf("mtime %v, want %v", info.ModTime(), time.Unix(int64(mt), 0))
+			}
+		})
+	}
 }
