@@ -371,14 +371,17 @@ func listNums(dir, what string, index [storage.StorageIndexSize]byte) ([]uint32,
 }
 
 func (d *Disk) Delete(_ context.Context, ref storage.Ref) error {
+	if d.pack != nil {
+		if pack, packed, err := d.deletePacked(ref); packed {
+			if err == nil {
+				d.maybeCompact(pack)
+			}
+			return err
+		}
+	}
 	mu := d.stripe(ref.Index)
 	mu.Lock()
 	defer mu.Unlock()
-	if d.pack != nil {
-		if _, _, ok := d.pack.find(ref); ok {
-			return d.deletePacked(ref)
-		}
-	}
 	p := d.sharePath(ref)
 	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete share %s: %w", ref, storage.ErrNotFound)

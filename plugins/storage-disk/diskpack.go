@@ -42,17 +42,25 @@ func (d *Disk) putPacked(ref storage.Ref, path string, data []byte) error {
 	return nil
 }
 
-// deletePacked appends a tombstone for a packed share and, once it is
+// deletePacked deletes ref if it is a packed share (packed true): under
+// the index's stripe lock it appends a tombstone and, once that is
 // durable, drops the share from the index; a pack left with no live
-// share is removed when every older pack is gone. Called with the
-// index's stripe lock.
-func (d *Disk) deletePacked(ref storage.Ref) error {
+// share is removed when every older pack is gone. It returns the pack
+// that held the share, for the caller to compact.
+func (d *Disk) deletePacked(ref storage.Ref) (pack uint32, packed bool, err error) {
+	mu := d.stripe(ref.Index)
+	mu.Lock()
+	defer mu.Unlock()
+	loc, _, ok := d.pack.find(ref)
+	if !ok {
+		return 0, false, nil
+	}
 	if _, err := d.pack.append(recKindDelete, ref, nil); err != nil {
-		return fmt.Errorf("delete share %s: %w", ref, err)
+		return 0, true, fmt.Errorf("delete share %s: %w", ref, err)
 	}
 	d.pack.remove(ref)
 	d.pack.reclaim()
-	return nil
+	return loc.pack, true, nil
 }
 
 // packedFile hands a packed share as a file of its own: a sealed memfd

@@ -42,6 +42,9 @@ type packLoc struct {
 	n    uint32
 }
 
+// recLen is the length of the record at loc.
+func (l packLoc) recLen() int64 { return recHeaderLen + int64(l.n) }
+
 // packShare is one share of a storage index in the index.
 type packShare struct {
 	num       uint32
@@ -68,7 +71,10 @@ type packStore struct {
 	mu    sync.Mutex
 	index map[[storage.StorageIndexSize]byte][]packShare
 	files map[uint32]*os.File
-	refs  map[uint32]int // records in each pack that are live or pending
+	// live is the bytes of each pack's share records that are live or
+	// pending (header included): a pack at 0 can go, one mostly dead
+	// is compacted.
+	live map[uint32]int64
 
 	// group commit state, under smu.
 	smu        sync.Mutex
@@ -104,7 +110,7 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		logf:   packLogf,
 		index:  map[[storage.StorageIndexSize]byte][]packShare{},
 		files:  map[uint32]*os.File{},
-		refs:   map[uint32]int{},
+		live:   map[uint32]int64{},
 	}
 	p.cond = sync.NewCond(&p.smu)
 	if create {
@@ -159,7 +165,7 @@ func (p *packStore) load(n uint32) error {
 		return fmt.Errorf("pack %s: %w", name, err)
 	}
 	p.files[n] = f
-	p.refs[n] += 0
+	p.live[n] += 0
 	size := st.Size()
 	if size == 0 {
 		return nil
@@ -194,12 +200,12 @@ func (p *packStore) apply(rec record, loc packLoc) {
 	list := p.index[rec.ref.Index]
 	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == rec.ref.Num })
 	if i >= 0 {
-		p.refs[list[i].loc.pack]--
+		p.live[list[i].loc.pack] -= list[i].loc.recLen()
 		list = slices.Delete(list, i, i+1)
 	}
 	if rec.kind == recKindShare {
 		list = append(list, packShare{num: rec.ref.Num, loc: loc, committed: true})
-		p.refs[loc.pack]++
+		p.live[loc.pack] += loc.recLen()
 	}
 	if len(list) == 0 {
 		delete(p.index, rec.ref.Index)
@@ -236,6 +242,18 @@ func (p *packStore) find(ref storage.Ref) (packLoc, *os.File, bool) {
 		}
 	}
 	return packLoc{}, nil, false
+}
+
+// entryLocked returns the index entry of ref (visible or pending), or
+// nil; p.mu must be held.
+func (p *packStore) entryLocked(ref storage.Ref) *packShare {
+	list := p.index[ref.Index]
+	for i := range list {
+		if list[i].num == ref.Num {
+			return &list[i]
+		}
+	}
+	return nil
 }
 
 // has reports whether the share is in the index, visible or still being
@@ -358,7 +376,7 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	p.curSize += rl
 	if kind == recKindShare {
 		p.mu.Lock()
-		p.refs[loc.pack]++
+		p.live[loc.pack] += rl
 		p.mu.Unlock()
 	}
 	p.smu.Lock()
@@ -370,7 +388,7 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	if err := p.waitDurable(seq); err != nil {
 		if kind == recKindShare {
 			p.mu.Lock()
-			p.refs[loc.pack]--
+			p.live[loc.pack] -= rl
 			p.mu.Unlock()
 		}
 		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)
@@ -455,7 +473,7 @@ func (p *packStore) roll() error {
 	}
 	p.mu.Lock()
 	p.files[next] = f
-	p.refs[next] += 0
+	p.live[next] += 0
 	p.mu.Unlock()
 	p.cur, p.curNum, p.curSize, p.broken = f, next, 0, false
 	return nil
@@ -465,12 +483,16 @@ func (p *packStore) roll() error {
 func (p *packStore) remove(ref storage.Ref) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.removeLocked(ref)
+}
+
+func (p *packStore) removeLocked(ref storage.Ref) {
 	list := p.index[ref.Index]
 	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == ref.Num && s.committed })
 	if i < 0 {
 		return
 	}
-	p.refs[list[i].loc.pack]--
+	p.live[list[i].loc.pack] -= list[i].loc.recLen()
 	list = slices.Delete(list, i, i+1)
 	if len(list) == 0 {
 		delete(p.index, ref.Index)
@@ -481,10 +503,9 @@ func (p *packStore) remove(ref storage.Ref) {
 
 // reclaim removes packs that hold no live share, oldest first, and stops
 // at the first that does (or at the current pack). Only the oldest pack
-// may go: a tombstone in it can only concern records in it, while one in
-// a later pack may still be needed to keep a share in an earlier pack
-// deleted. Space behind a live share in an older pack is not reclaimed
-// (no compaction yet).
+// may go this way: a tombstone in it can only concern records in it,
+// while one in a later pack may still be needed to keep a share in an
+// earlier pack deleted (compact carries those forward).
 func (p *packStore) reclaim() {
 	p.amu.Lock()
 	defer p.amu.Unlock()
@@ -496,13 +517,13 @@ func (p *packStore) reclaim() {
 				oldest = n
 			}
 		}
-		if oldest == 0 || (p.cur != nil && oldest == p.curNum) || p.refs[oldest] > 0 {
+		if oldest == 0 || (p.cur != nil && oldest == p.curNum) || p.live[oldest] > 0 {
 			p.mu.Unlock()
 			return
 		}
 		f := p.files[oldest]
 		delete(p.files, oldest)
-		delete(p.refs, oldest)
+		delete(p.live, oldest)
 		p.mu.Unlock()
 		f.Close()
 		name := filepath.Join(p.dir, packName(oldest))

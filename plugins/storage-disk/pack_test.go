@@ -386,9 +386,9 @@ func TestPackConcurrentPuts(t *testing.T) {
 	}
 }
 
-// TestPackRollAndReclaim: packs roll at their size; a pack whose shares
-// are all deleted is removed once no older pack remains, and the
-// deletions (tombstones in later packs) hold across a reopen.
+// TestPackRollAndReclaim: packs roll at their size; an emptied pack goes
+// (the oldest at once, a later one by compaction, which copies nothing);
+// the deletions (tombstones in later packs) hold across a reopen.
 func TestPackRollAndReclaim(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -402,24 +402,29 @@ func TestPackRollAndReclaim(t *testing.T) {
 	if p := packFiles(t, dir); len(p) != 3 {
 		t.Fatalf("%d packs, want 3: %v", len(p), p)
 	}
-	// Empty the second pack: it stays (the first is live).
+	names := func() (out []string) {
+		for _, p := range packFiles(t, dir) {
+			out = append(out, filepath.Base(p))
+		}
+		return out
+	}
+	// Empty the second pack: compacted away (the first is live).
 	for i := 3; i < 6; i++ {
 		if err := d.Delete(ctx, packRef(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if p := packFiles(t, dir); len(p) != 4 || filepath.Base(p[0]) != packName(1) {
-		t.Fatalf("packs after emptying the second: %v", p)
+	if got, want := names(), []string{packName(1), packName(3), packName(4)}; !slices.Equal(got, want) {
+		t.Fatalf("packs after emptying the second: %v, want %v", got, want)
 	}
-	// Empty the first: both it and the second go.
+	// Empty the first: it goes as the oldest.
 	for i := range 3 {
 		if err := d.Delete(ctx, packRef(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := packFiles(t, dir)
-	if len(p) != 2 || filepath.Base(p[0]) != packName(3) {
-		t.Fatalf("packs after emptying the first two: %v", p)
+	if got, want := names(), []string{packName(3), packName(4)}; !slices.Equal(got, want) {
+		t.Fatalf("packs after emptying the first: %v, want %v", got, want)
 	}
 	d.Close()
 	d2 := newDisk(t, dir)
@@ -429,6 +434,66 @@ func TestPackRollAndReclaim(t *testing.T) {
 			t.Errorf("share %d after reopen: list %v", i, nums)
 		}
 	}
+}
+
+// TestPackCompaction: a pack whose live shares fill under a quarter of it
+// is compacted: its live share moves to the current pack (same bytes, the
+// index follows), and a tombstone in it that still keeps a share of an
+// older pack deleted is carried along, so that the share stays deleted
+// after a reopen although its record is still in the older pack.
+func TestPackCompaction(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	d.pack.rollAt = 2500
+	put := func(i, n int) {
+		t.Helper()
+		if err := d.Put(ctx, packRef(i), packData(i, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func(i int) {
+		t.Helper()
+		if err := d.Delete(ctx, packRef(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 1000) // pack 1
+	put(1, 1000) // pack 1
+	put(2, 1000) // pack 2
+	del(0)       // tombstone in pack 2; share 0's record stays in pack 1 (1 is live)
+	put(5, 10)   // pack 2
+	put(4, 1000) // pack 2
+	put(6, 1000) // pack 3
+	del(2)
+	if len(packFiles(t, dir)) != 3 {
+		t.Fatalf("packs before compaction: %v", packFiles(t, dir))
+	}
+	del(4) // pack 2: 50 live bytes of 2170: compacted
+	ps := packFiles(t, dir)
+	if len(ps) != 2 || filepath.Base(ps[0]) != packName(1) || filepath.Base(ps[1]) != packName(3) {
+		t.Fatalf("packs after compaction: %v, want packs 1 and 3", ps)
+	}
+	mustRead(t, d, packRef(5), packData(5, 10))
+	if loc, _, _ := d.pack.find(packRef(5)); loc.pack != 3 {
+		t.Fatalf("moved share is in pack %d, want 3", loc.pack)
+	}
+	live := map[int]bool{1: true, 5: true, 6: true}
+	check := func(d *Disk) {
+		t.Helper()
+		for _, i := range []int{0, 1, 2, 4, 5, 6} {
+			nums, _ := d.List(ctx, packRef(i).Index)
+			if live[i] != (len(nums) == 1) {
+				t.Errorf("share %d: list %v, want live %v", i, nums, live[i])
+			}
+		}
+	}
+	check(d)
+	d.Close()
+	d2 := newDisk(t, dir)
+	check(d2)
+	mustRead(t, d2, packRef(5), packData(5, 10))
+	mustRead(t, d2, packRef(1), packData(1, 1000))
 }
 
 // TestOldLayoutStillServed: a folder written with packing off (one file
@@ -530,4 +595,58 @@ func FuzzScanRecords(f *testing.F) {
 			t.Fatalf("keeps %d of %d bytes, last event ends at %d", keep, len(b), end)
 		}
 	})
+}
+
+// TestPackConcurrentDeletes: Puts, reads and Deletes at once over small
+// packs (so packs roll, empty out and are compacted meanwhile): every
+// share ends as it should, also after a reopen.
+func TestPackConcurrentDeletes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	d.pack.rollAt = 8 << 10
+	const writers, each = 4, 60
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for g := range writers {
+		wg.Go(func() {
+			for i := range each {
+				k := g*each + i
+				if err := d.Put(ctx, packRef(k), packData(k, 300+k)); err != nil {
+					errs[g] = err
+					return
+				}
+				if i > 0 && (i-1)%3 != 0 { // keep every third
+					if err := d.Delete(ctx, packRef(k-1)); err != nil {
+						errs[g] = fmt.Errorf("delete %d: %w", k-1, err)
+						return
+					}
+				}
+				buf := make([]byte, 300+k)
+				if _, err := d.ReadAt(ctx, packRef(k), buf, 0); err != nil && err != io.EOF {
+					errs[g] = fmt.Errorf("read %d: %w", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	want := func(k int) bool { i := k % each; return i == each-1 || i%3 == 0 }
+	check := func(d *Disk) {
+		t.Helper()
+		for k := range writers * each {
+			if want(k) {
+				mustRead(t, d, packRef(k), packData(k, 300+k))
+			} else if _, err := d.Stat(ctx, packRef(k)); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("deleted share %d: %v", k, err)
+			}
+		}
+	}
+	check(d)
+	t.Logf("%d packs left", len(packFiles(t, dir)))
+	d.Close()
+	check(newDisk(t, dir))
 }

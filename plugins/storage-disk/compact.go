@@ -1,0 +1,207 @@
+package storagedisk
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// compactDivisor: a pack other than the current one is compacted once
+// its live share records fill less than 1/compactDivisor of it.
+const compactDivisor = 4
+
+// maybeCompact compacts pack n when most of it is dead (deleted shares,
+// tombstones). Called after a Delete, with no stripe lock held. A failure
+// leaves the pack as it was, and is logged: the next Delete tries again.
+func (d *Disk) maybeCompact(n uint32) {
+	if !d.pack.wantsCompaction(n) {
+		return
+	}
+	// Every stripe: no share may be claimed, sealed or deleted while its
+	// record moves (a Delete's tombstone must land after the copy).
+	for i := range d.stripes {
+		d.stripes[i].Lock()
+	}
+	err := d.pack.compact(n)
+	for i := range d.stripes {
+		d.stripes[i].Unlock()
+	}
+	if err != nil {
+		d.pack.logf("storage disk: compact pack %s: %v", packName(n), err)
+	}
+}
+
+// wantsCompaction reports whether pack n is not the current one and its
+// live records fill less than 1/compactDivisor of it.
+func (p *packStore) wantsCompaction(n uint32) bool {
+	p.amu.Lock()
+	cur := p.cur != nil && p.curNum == n
+	p.amu.Unlock()
+	p.mu.Lock()
+	f, live := p.files[n], p.live[n]
+	p.mu.Unlock()
+	if cur || f == nil {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && live*compactDivisor < st.Size()
+}
+
+// compact copies the live share records of pack n to the current pack,
+// and the tombstones that may still be needed (those of shares with no
+// record now, when an older pack exists that may hold one), waits until
+// the copies are durable, points the index at them, and removes pack n.
+// A crash at any point leaves either pack n or the copies (or both: the
+// later record of a share wins, with the same bytes). The caller holds
+// every stripe lock.
+func (p *packStore) compact(n uint32) error {
+	p.mu.Lock()
+	f := p.files[n]
+	oldest := true
+	for m := range p.files {
+		if m < n {
+			oldest = false
+		}
+	}
+	p.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+		return err
+	}
+	type move struct {
+		ref  storage.Ref
+		from packLoc
+		at   int // in recs
+	}
+	var moves []move
+	var recs [][]byte
+	tombs := map[storage.Ref]bool{}
+	p.mu.Lock()
+	scanRecords(b, func(ev scanEvent) {
+		if ev.skip > 0 {
+			return
+		}
+		ref := ev.rec.ref
+		switch ev.rec.kind {
+		case recKindShare:
+			loc := packLoc{pack: n, off: ev.off, n: uint32(len(ev.rec.data))}
+			if e := p.entryLocked(ref); e != nil && e.committed && e.loc == loc {
+				moves = append(moves, move{ref, loc, len(recs)})
+				recs = append(recs, b[ev.off:ev.off+loc.recLen()])
+			}
+		case recKindDelete:
+			if !oldest && p.entryLocked(ref) == nil && !tombs[ref] {
+				tombs[ref] = true
+				recs = append(recs, b[ev.off:ev.off+recHeaderLen])
+			}
+		}
+	})
+	p.mu.Unlock()
+
+	locs, err := p.appendRaw(recs)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	for _, m := range moves {
+		if e := p.entryLocked(m.ref); e != nil && e.committed && e.loc == m.from {
+			e.loc = locs[m.at]
+			p.live[n] -= m.from.recLen()
+		} else {
+			p.live[locs[m.at].pack] -= locs[m.at].recLen() // the copy is dead already
+		}
+	}
+	// Shares still pointing here lie in records damaged since the pack
+	// was scanned (the next scan would drop them too).
+	for idx, list := range p.index {
+		for _, s := range list {
+			if s.committed && s.loc.pack == n {
+				p.logf("storage disk: compact pack %s: share %x/%d at %d is damaged; dropped", packName(n), idx[:], s.num, s.loc.off)
+				p.removeLocked(storage.Ref{Index: idx, Num: s.num})
+			}
+		}
+	}
+	delete(p.files, n)
+	delete(p.live, n)
+	p.mu.Unlock()
+	f.Close()
+	name := filepath.Join(p.dir, packName(n))
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("remove compacted pack: %w", err)
+	}
+	return syncDir(p.dir)
+}
+
+// appendRaw appends whole records (share records count as live in their
+// new pack) and returns their locations once they are all durable.
+func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	locs := make([]packLoc, len(recs))
+	var live []int64 // per record, what it added to its pack's live bytes
+	p.amu.Lock()
+	for i, rec := range recs {
+		rl := int64(len(rec))
+		if p.cur == nil || p.broken || (p.curSize > 0 && p.curSize+rl > p.rollAt) {
+			if err := p.roll(); err != nil {
+				p.amu.Unlock()
+				p.unlive(locs[:i], live)
+				return nil, err
+			}
+		}
+		n, err := unix.Pwrite(int(p.cur.Fd()), rec, p.curSize)
+		if err == nil && n != len(rec) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			if p.cur.Truncate(p.curSize) != nil {
+				p.broken = true
+			}
+			p.amu.Unlock()
+			p.unlive(locs[:i], live)
+			return nil, fmt.Errorf("append to pack %s: %w", packName(p.curNum), err)
+		}
+		locs[i] = packLoc{pack: p.curNum, off: p.curSize, n: uint32(rl - recHeaderLen)}
+		add := int64(0)
+		if rec[4] == recKindShare {
+			add = rl
+		}
+		live = append(live, add)
+		p.mu.Lock()
+		p.live[p.curNum] += add
+		p.mu.Unlock()
+		p.curSize += rl
+	}
+	p.smu.Lock()
+	p.written++
+	seq := p.written
+	p.smu.Unlock()
+	p.amu.Unlock()
+	if err := p.waitDurable(seq); err != nil {
+		p.unlive(locs, live)
+		return nil, fmt.Errorf("sync pack: %w", err)
+	}
+	return locs, nil
+}
+
+// unlive takes back what appendRaw added to the live bytes.
+func (p *packStore) unlive(locs []packLoc, live []int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, l := range locs {
+		p.live[l.pack] -= live[i]
+	}
+}
