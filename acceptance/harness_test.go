@@ -702,6 +702,18 @@ func (g *Grid) shares(n *Node, index string) []Share {
 	return out
 }
 
+// packedIn counts the live shares in the pack file at path.
+func packedIn(path string) int {
+	packed, _ := storagedisk.PackedShares(filepath.Dir(filepath.Dir(path)))
+	n := 0
+	for _, ps := range packed {
+		if ps.Pack == path {
+			n++
+		}
+	}
+	return n
+}
+
 // allShares lists the sealed shares of every storage node.
 func (g *Grid) allShares(index string) []Share {
 	var out []Share

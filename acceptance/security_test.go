@@ -130,6 +130,8 @@ func TestSecurityStoredBytesHoldNoSecrets(t *testing.T) {
 			switch {
 			case shareRe.MatchString(slash):
 				shares++
+			case packRe.MatchString(slash):
+				shares += packedIn(p)
 			case strings.Contains("/"+slash, "/slots/"):
 				slots++
 			}
