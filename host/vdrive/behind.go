@@ -396,9 +396,11 @@ func (b *Behind) take(k cap.MutableRead) []*plink {
 }
 
 // permanentLinkErr reports whether a link failed for good: trying again
-// cannot make it.
+// cannot make it. Anything else (servers down or refusing for now, a
+// context ended) is tried again; a journaled folder always has its write
+// cap, so a refusal that looks like a permission one is a grid's, for now.
 func permanentLinkErr(err error) bool {
-	for _, e := range []error{ErrIsDir, ErrNotDir, ErrReadOnly, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey} {
+	for _, e := range []error{ErrIsDir, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey} {
 		if errors.Is(err, e) {
 			return true
 		}
