@@ -28,11 +28,13 @@ func cpuTime() time.Duration {
 func BenchmarkGrid(b *testing.B) {
 	const size = 64 << 20
 	for _, bc := range []struct {
-		name string
-		conv []byte
+		name    string
+		conv    []byte
+		inPlace bool // the source is an io.ReaderAt (read in place), not a bare reader (spooled)
 	}{
-		{"random key streamed", nil},
-		{"convergent spooled", []byte("bench")},
+		{"random key streamed", nil, false},
+		{"convergent spooled", []byte("bench"), false},
+		{"convergent in place", []byte("bench"), true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			g := testgrid.New(b, 5, &testgrid.Options{Limit: 4 << 30})
@@ -46,7 +48,11 @@ func BenchmarkGrid(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				data := pseudo(uint64(i)+uint64(len(bc.name)), size)
 				t0, c0 := time.Now(), cpuTime()
-				cp, err := c.Upload(ctx, bytes.NewReader(data), size, nil)
+				var src io.Reader = readerOnly{bytes.NewReader(data)}
+				if bc.inPlace {
+					src = bytes.NewReader(data)
+				}
+				cp, err := c.Upload(ctx, src, size, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
