@@ -76,10 +76,16 @@ func (p *packStore) compact(n uint32) error {
 	if err != nil {
 		return err
 	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
-		return err
+	if st.Size() == 0 {
+		return p.dropPack(n, f)
 	}
+	// Mapped, not read: a pack is up to 64 MiB, and the plugin's heap
+	// need not grow by that.
+	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map pack: %w", err)
+	}
+	defer unix.Munmap(b)
 	type move struct {
 		ref  storage.Ref
 		from packLoc
@@ -133,6 +139,13 @@ func (p *packStore) compact(n uint32) error {
 			}
 		}
 	}
+	p.mu.Unlock()
+	return p.dropPack(n, f)
+}
+
+// dropPack forgets pack n and removes its file.
+func (p *packStore) dropPack(n uint32, f *os.File) error {
+	p.mu.Lock()
 	delete(p.files, n)
 	delete(p.live, n)
 	p.mu.Unlock()
