@@ -466,3 +466,45 @@ func TestMutableSlowServerWaitedFor(t *testing.T) {
 		t.Fatalf("the slow server's share 2 is at version %d, want 2", seq)
 	}
 }
+
+// TestMutableMemoServerFreezes: a server that freezes in the second after
+// a client's write of a slot, while the client's next Modify starts from
+// its slot memo (no read): that Modify's write to the frozen server is
+// given up after the grace, not the server timeout, once the others took
+// theirs (the frozen server holds share 2, not the lead, share 0).
+func TestMutableMemoServerFreezes(t *testing.T) {
+	defer grid.SetMemoTTL(time.Minute)()
+	g := mutGrid(t, 5)
+	c, _ := frozenClient(t, g)
+	w := create(t, c, []byte("v1\n"))
+	if _, err := c.Modify(mctx(t), w, addLine("v2")); err != nil {
+		t.Fatal(err)
+	}
+	frozen := holder(t, g, w.StorageIndex(), 2)
+	frozen.Freeze()
+	t.Cleanup(frozen.Thaw)
+	start := time.Now()
+	seq, err := c.Modify(mctx(t), w, addLine("v3"))
+	took := time.Since(start)
+	if err != nil || seq != 3 {
+		t.Fatalf("modify from the memo with a server frozen: version %d, %v", seq, err)
+	}
+	if st := c.MutableStats(); st.MemoHits != 1 {
+		t.Fatalf("the modify did not start from the memo: %+v", st)
+	}
+	if took > frozenTimeout/2 {
+		t.Fatalf("modify from the memo took %v with a server frozen, want under %v", took, frozenTimeout/2)
+	}
+	t.Logf("modify from the memo with a server frozen: %v", took.Round(time.Millisecond))
+	// The next one reads (no memo after a failed write) and leaves the
+	// server out at once (remembered as hung).
+	start = time.Now()
+	if _, err := c.Modify(mctx(t), w, addLine("v4")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the next modify took %v", d)
+	}
+	frozen.Thaw()
+	readMut(t, mustFresh(t, g), w.ReadCap(), []byte("v1\nv2\nv3\nv4\n"), 4)
+}

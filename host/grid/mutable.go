@@ -593,7 +593,7 @@ type slotMap struct {
 	// memo: its servers were not asked just now whether they answer).
 	bounded bool
 	// fresh: the map of a new slot (CreateMutable): no one else can
-	// write it, so writes need no lead and hung ones are not waited for.
+	// write it, so writes need no lead.
 	fresh bool
 	// complete counts the servers that answered in full: listed, and
 	// every slot listed read and verified (readMap's quorum).
@@ -1301,7 +1301,8 @@ func (c *Client) advise(srv Server, ref storage.Ref, reason string) {
 // exist". The lead goes first, so that of two writers that read the same
 // version one loses before writing anything, then the others in parallel.
 // A placement target that fails is given up for the next server on the
-// ring. It fails with errConflict if any write lost a race, and with
+// ring; a write that hangs while the others of its round are done is given
+// up after a grace (writeRound). It fails with errConflict if any write lost a race, and with
 // ErrNotHappy if fewer than min(max(K, H), N, S) distinct servers took a
 // share (S: the servers known).
 func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) error {
@@ -1429,14 +1430,18 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 }
 
 // writeRound runs write on every target of todo in parallel (Parallel at
-// a time) and returns when all are done. For a new slot (sm.fresh) it
-// does not wait for writes that hang: once the others are done and the
-// late ones had mutableGrace since the round began, they are cancelled
-// (so they fail, and publish places their shares on the next servers),
-// and their servers are remembered as hung, as readMap does. No other
-// writer can know a new slot's key before CreateMutable returns, so a
-// write given up cannot race with anyone; whether it lands later does
-// not matter (it holds a share of the same version).
+// a time) and returns when all are done, except writes that hang: once
+// the others are done and the late ones had mutableGrace since the round
+// began, they are cancelled and counted as failed (giveUp: a placement
+// target is placed again on the next server), and their servers are
+// remembered as hung, as readMap does. A write given up is one whose
+// outcome is unknown, as one that timed out; giving up sooner changes
+// nothing that decides between writers: a round runs after the lead (the
+// first copy two writers that read the same version both write) was
+// written, or for a new slot, whose key no one else can know before
+// CreateMutable returns. If it lands later it is a copy of this version
+// (its test-and-set token is the one read), which the next publish
+// updates like any lagging copy.
 func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry, write func(context.Context, *slotEntry), giveUp func(*slotEntry)) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -1470,7 +1475,7 @@ func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry,
 			pending--
 			finished[i] = true
 			last = time.Since(start)
-			if !sm.fresh || pending == 0 {
+			if pending == 0 {
 				continue
 			}
 			if timer != nil {
@@ -1492,7 +1497,7 @@ func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry,
 			}
 		}
 		c.mut().hung.mark(late, time.Now().Add(c.cfg.ServerTimeout))
-		c.log.Info("new mutable file: not waiting for servers that hang", "slot", sm.si.String(), "waiting", late)
+		c.log.Info("mutable write did not wait for servers that hang", "slot", sm.si.String(), "waiting", late)
 		return
 	}
 }
