@@ -35,6 +35,9 @@ const (
 // packLogf logs damage found in packs (tests catch it).
 var packLogf = log.Printf
 
+// packSync makes a pack's appended records durable (tests make it fail).
+var packSync = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
 // packLoc is where a share's record lies.
 type packLoc struct {
 	pack uint32
@@ -423,7 +426,7 @@ func (p *packStore) waitDurable(seq uint64) error {
 		target := p.written
 		p.smu.Unlock()
 		p.amu.Unlock()
-		err := unix.Fdatasync(int(f.Fd()))
+		err := packSync(f)
 		p.syncs.Add(1)
 		if err != nil {
 			// The kernel may have dropped the pages it could not write:
@@ -450,7 +453,7 @@ func (p *packStore) roll() error {
 	if p.cur != nil {
 		// Every record in the old pack is settled here: synced, or failed
 		// (the new pack's syncs will not cover it).
-		err := unix.Fdatasync(int(p.cur.Fd()))
+		err := packSync(p.cur)
 		p.smu.Lock()
 		if err != nil {
 			p.failedUpTo, p.failErr = p.written, err

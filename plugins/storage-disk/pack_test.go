@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -649,4 +651,56 @@ func TestPackConcurrentDeletes(t *testing.T) {
 	t.Logf("%d packs left", len(packFiles(t, dir)))
 	d.Close()
 	check(newDisk(t, dir))
+}
+
+// TestPackSyncFails: when a group sync fails, every Put it was to cover
+// fails and none of them becomes visible; the next Puts go to a new pack
+// and succeed, and after a reopen every acknowledged share is there (a
+// failed one may be there too: its record may have reached the disk).
+func TestPackSyncFails(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	if err := d.Put(ctx, packRef(0), packData(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	fail.Store(true)
+	real := packSync
+	packSync = func(f *os.File) error {
+		if fail.Load() {
+			return syscall.EIO
+		}
+		return real(f)
+	}
+	t.Cleanup(func() { packSync = real })
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = d.Put(ctx, packRef(1+i), packData(1+i, 100)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, syscall.EIO) {
+			t.Errorf("put %d during a failing sync: %v, want EIO", 1+i, err)
+		}
+		if _, err := d.Stat(ctx, packRef(1+i)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("share %d of a failed put is visible: %v", 1+i, err)
+		}
+	}
+	fail.Store(false)
+	if err := d.Put(ctx, packRef(9), packData(9, 100)); err != nil {
+		t.Fatalf("put after the failure: %v", err)
+	}
+	if loc, _, _ := d.pack.find(packRef(9)); loc.pack < 2 {
+		t.Errorf("put after a failed sync went to pack %d, want a new pack", loc.pack)
+	}
+	if err := d.Put(ctx, packRef(1), packData(1, 100)); err != nil {
+		t.Fatalf("put again of a share whose put failed: %v", err)
+	}
+	d.Close()
+	d2 := newDisk(t, dir)
+	for _, i := range []int{0, 1, 9} {
+		mustRead(t, d2, packRef(i), packData(i, 100))
+	}
 }
