@@ -34,6 +34,8 @@ const (
 // errRewrite: bytes already streamed were changed; the spool is uploaded.
 var errRewrite = errors.New("streamed bytes rewritten")
 
+var _ io.Reader = (*stream)(nil)
+
 // stream is an upload following a write handle's contiguous prefix.
 // Its fields are guarded by the handle's mu.
 type stream struct {
