@@ -56,6 +56,7 @@ func TestExampleValues(t *testing.T) {
 		{"shares", p.Client.Shares, Shares{K: 3, H: 7, N: 10}},
 		{"segment", p.Client.SegmentSize, Size(1 << 20)},
 		{"timeout", p.Client.ServerTimeout.D(), 30 * time.Second},
+		{"link write-behind", p.Client.LinkWriteBehind.D(), 250 * time.Millisecond},
 		{"convergence file", p.Client.ConvergenceSecretFile, filepath.Join(dir, "private", "convergence.secret")},
 		{"codec default", p.Plugins.Codec.Name, "reedsolomon"},
 		{"storage default", p.Plugins.Storage.Name, "disk"},
@@ -85,6 +86,9 @@ func TestExampleValues(t *testing.T) {
 	}
 	if got := all.Storage.Listen; !reflect.DeepEqual(got, []string{"tcp:127.0.0.1:3457"}) {
 		t.Fatalf("single-string listen: got %q", got)
+	}
+	if got := all.Client.LinkWriteBehind.D(); got != 100*time.Millisecond {
+		t.Fatalf("link_write_behind default %v, want 100ms", got)
 	}
 	if got := all.Node.StateDir; got != filepath.Join(dir, "state") {
 		t.Fatalf("state dir %q", got)
