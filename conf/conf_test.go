@@ -69,8 +69,8 @@ func TestExampleValues(t *testing.T) {
 		{"account root file", p.Accounts[1].RootCapFile, filepath.Join(dir, "private", "backup.root")},
 		{"read only", p.Accounts[1].ReadOnly, true},
 		{"roles", p.Roles(), []string{"client", "webdav", "sftp"}},
-		{"line of shares.k", p.Line("client.shares.k"), 18},
-		{"line of second account name", p.Line("accounts[1].name"), 41},
+		{"line of shares.k", p.Line("client.shares.k"), 19},
+		{"line of second account name", p.Line("accounts[1].name"), 42},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
