@@ -323,7 +323,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"e2e.cli.put.8MiB", "e2e.cli.get.8MiB", "e2e.cli.put.small", "e2e.api.get.small", "e2e.rss.client.put.32MiB", "e2e.rss.client.get.32MiB", "e2e.cpu.put.8MiB", "e2e.cpu.client.get.8MiB", "e2e.webdav.put.8MiB", "e2e.webdav.get.8MiB", "e2e.sftp.put.8MiB", "e2e.sftp.get.8MiB",
-		"e2e.cp.put.small", "e2e.cp.get.small", "e2e.webdav.put.small", "e2e.webdav.get.small", "e2e.sftp.put.small", "e2e.sftp.get.small", "e2e.verify.small"} {
+		"e2e.cp.put.small", "e2e.cp.get.small", "e2e.webdav.put.small", "e2e.webdav.get.small", "e2e.sftp.put.small", "e2e.sftp.get.small", "e2e.webdav.put.small.replay", "e2e.webdav.get.small.replay", "e2e.verify.small"} {
 		f, ok := r.find(k)
 		if !ok || !(f.Value > 0) {
 			t.Errorf("%s = %+v, want a positive figure", k, f)

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tarnfs/tarn/frontends/webdav/davreplay"
 )
 
 // The small-file figures through WebDAV and SFTP use rclone, a real
@@ -186,7 +188,8 @@ func checkSmallFiles(dir string, want map[string][]byte, n int) error {
 
 // smallFilesFrontends measures n 4 KiB files through `tarn cp -r`, then
 // through WebDAV and SFTP with rclone (each upload stopped after limit,
-// when it is > 0), and deep-checks with --verify the folder cp filled.
+// when it is > 0), then with rclone's WebDAV requests unpaced, and
+// deep-checks with --verify the folder cp filled.
 // Frontends endpoints.json does not name are skipped with a note; so are
 // both when rclone is not installed.
 func smallFilesFrontends(ctx context.Context, r *Report, g *devGrid, tmp string, n int, limit time.Duration) error {
@@ -203,6 +206,9 @@ func smallFilesFrontends(ctx context.Context, r *Report, g *devGrid, tmp string,
 				return err
 			}
 		}
+	}
+	if err := smallFilesReplay(ctx, r, g, n); err != nil {
+		return err
 	}
 	return deepVerify(ctx, r, g, smallCpDir, n)
 }
@@ -323,6 +329,48 @@ func smallFilesVia(ctx context.Context, r *Report, g *devGrid, rc *rclone, tmp s
 	r.add(r.compare(Figure{Key: "e2e." + via + ".put.small", Name: fmt.Sprintf("%s put, %d files of 4 KiB", label, got), Value: float64(got) / put.Seconds(), Unit: "files/s", Note: note}, upRef))
 	r.add(r.compare(Figure{Key: "e2e." + via + ".get.small", Name: fmt.Sprintf("%s get, %d files of 4 KiB", label, got), Value: float64(got) / get.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.get.small"))
 	return nil
+}
+
+// smallReplayDir is the grid folder the WebDAV replay fills.
+const smallReplayDir = "tarnbench-small-davreplay"
+
+// smallFilesReplay sends the WebDAV requests rclone 1.60 sends per file
+// (package davreplay), 4 files in flight as rclone's transfers, without
+// rclone's pacer: rclone's webdav backend starts one request per 10 ms at
+// most, so its own figures cannot pass 100 requests/s (≈ 33 files/s up,
+// 3 requests a file; 100 down) against any server. This one measures what
+// the server does with the same requests.
+func smallFilesReplay(ctx context.Context, r *Report, g *devGrid, n int) error {
+	ep := g.front.WebDAV
+	if ep == nil {
+		return nil // noted by smallFilesVia
+	}
+	want := smallFileSet(n, 6)
+	cfg := davreplay.Config{URL: ep.URL, User: ep.User, Password: ep.Password, Folder: smallReplayDir, Workers: rcloneTransfers}
+	put, err := davreplay.Up(ctx, cfg, want)
+	if err != nil {
+		return fmt.Errorf("WebDAV replay of small files up: %w", err)
+	}
+	get, err := davreplay.Down(ctx, cfg, want)
+	if err != nil {
+		return fmt.Errorf("WebDAV replay of small files down: %w", err)
+	}
+	note := fmt.Sprintf("rclone 1.60's WebDAV requests per file (up: MKCOL of the folder, PUT, PROPFIND; down: GET, bytes checked), %d in flight, without rclone's 10 ms pacer (package davreplay), to /%s", rcloneTransfers, smallReplayDir)
+	r.add(r.compare(Figure{Key: "e2e.webdav.put.small.replay", Name: fmt.Sprintf("WebDAV put, rclone's requests unpaced, %d files of 4 KiB", n), Value: float64(n) / put.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.cli.put.small"))
+	r.add(r.compare(Figure{Key: "e2e.webdav.get.small.replay", Name: fmt.Sprintf("WebDAV get, rclone's requests unpaced, %d files of 4 KiB", n), Value: float64(n) / get.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.get.small"))
+	return nil
+}
+
+// smallFileSet is n distinct 4 KiB files (seeded by seed) in memory.
+func smallFileSet(n int, seed byte) []davreplay.File {
+	rnd := rand.NewChaCha8([32]byte{seed, 's'})
+	out := make([]davreplay.File, n)
+	for i := range out {
+		b := make([]byte, 4096)
+		rnd.Read(b)
+		out[i] = davreplay.File{Name: fmt.Sprintf("f%04d", i), Data: b}
+	}
+	return out
 }
 
 // deepVerify runs `tarn deep-check --verify --json` over the grid folder
