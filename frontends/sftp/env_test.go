@@ -58,6 +58,9 @@ type envOptions struct {
 	// dirCache is the drives' vdrive.WithDirCache (the node uses 1 s);
 	// 0: none, every look-up reads the directory.
 	dirCache time.Duration
+	// writeBehind, when set, opens the drives over a vdrive write-behind
+	// with this delay, WithWriteBehind, as the node does.
+	writeBehind time.Duration
 }
 
 var hashCache = map[string]string{}
@@ -93,6 +96,19 @@ func newEnv(t testing.TB, o envOptions) *env {
 	t.Cleanup(func() { c.Close() })
 	e := &env{t: t, grid: g, counts: &countingStore{Store: vdrive.GridStore(c), gridTemp: gridTemp}, roots: map[string]string{}, logBuf: &logBuffer{}}
 	e.store = e.counts
+	var driveOpts []vdrive.Option
+	if o.writeBehind > 0 {
+		b, err := vdrive.OpenBehind(e.counts, vdrive.BehindConfig{Dir: t.TempDir(), Delay: o.writeBehind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() }) // before the grid client's Close
+		e.store = b
+		driveOpts = append(driveOpts, vdrive.WithWriteBehind())
+	}
+	if o.dirCache > 0 {
+		driveOpts = append(driveOpts, vdrive.WithDirCache(o.dirCache))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -133,10 +149,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 			IdleTimeout: conf.Duration(o.idle), MaxSessions: o.maxSessions},
 		Accounts: set,
 		Drive: func(a *accounts.Account) (*vdrive.Drive, error) {
-			if o.dirCache > 0 {
-				return vdrive.New(e.store, a.RootCap, vdrive.WithDirCache(o.dirCache))
-			}
-			return vdrive.New(e.store, a.RootCap)
+			return vdrive.New(e.store, a.RootCap, driveOpts...)
 		},
 		Space:   func(context.Context) (Space, error) { return Space{Total: 10 << 30, Free: 4 << 30}, nil },
 		TempDir: e.spool,

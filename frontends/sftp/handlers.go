@@ -310,8 +310,11 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return nil, toStatus("open", p, fs.ErrExist)
 	case !exists && !fl.Creat:
 		return nil, toStatus("open", p, fs.ErrNotExist)
-	case !exists:
+	case !exists && path.Dir(p) != "/":
 		// The parent must be a directory that exists, as for open(2).
+		// The root always is one, and is not asked: a Stat of the root
+		// makes its pending write-behind links first (its size is its
+		// entry count), a directory change per file put in the root.
 		if pi, err := s.d.Stat(ctx, path.Dir(p)); err != nil {
 			return nil, toStatus("open", p, err)
 		} else if !pi.IsDir() {
