@@ -508,3 +508,52 @@ func TestMutableMemoServerFreezes(t *testing.T) {
 	frozen.Thaw()
 	readMut(t, mustFresh(t, g), w.ReadCap(), []byte("v1\nv2\nv3\nv4\n"), 4)
 }
+
+// TestMutableFrozenServerHeldWhatClientSaw: a client read version 2, all
+// of whose shares are on one server (a writer that died after writing
+// K shares there); that server freezes. The others show version 1 alone,
+// which would do for another client, but this one saw version 2: its read
+// waits for the frozen server instead of failing with ErrRollback at once,
+// and gets version 2 when it thaws.
+func TestMutableFrozenServerHeldWhatClientSaw(t *testing.T) {
+	g := mutGrid(t, 5)
+	c, _ := frozenClient(t, g)
+	w := create(t, c, []byte("v1\n"))
+	si := w.StorageIndex()
+	x0 := holder(t, g, si, 0)
+	ctx := context.Background()
+	v2, err := mutable.Encode(ctx, codecreedsolomon.New(), w, 2, codec.Params{K: 3, N: 5}, []byte("v2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, num := range []int{0, 3, 4} {
+		ref := storage.Ref{Index: si, Num: uint32(num)}
+		_, tok, err := x0.Backend.ReadSlot(ctx, ref)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if _, err := x0.Backend.WriteSlot(ctx, ref, tok, v2.Shares[num]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := mustFresh(t, g)
+	readMut(t, reader, w.ReadCap(), []byte("v2\n"), 2)
+	readMut(t, mustFresh(t, g), w.ReadCap(), []byte("v2\n"), 2)
+
+	x0.Freeze()
+	t.Cleanup(x0.Thaw)
+	// Another client, which never saw version 2, reads version 1 at once.
+	start := time.Now()
+	readMut(t, mustFresh(t, g), w.ReadCap(), []byte("v1\n"), 1)
+	if d := time.Since(start); d > frozenTimeout/2 {
+		t.Fatalf("a client that never saw version 2 took %v", d)
+	}
+	const thawAfter = 2 * time.Second
+	timer := time.AfterFunc(thawAfter, x0.Thaw)
+	t.Cleanup(func() { timer.Stop() })
+	start = time.Now()
+	readMut(t, reader, w.ReadCap(), []byte("v2\n"), 2)
+	if d := time.Since(start); d < thawAfter {
+		t.Fatalf("the read returned after %v, before the server holding the version this client saw thawed", d)
+	}
+}

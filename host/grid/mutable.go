@@ -350,7 +350,7 @@ func (c *Client) VerifyMutable(ctx context.Context, cp cap.Cap) (*MutableCheck, 
 	if err != nil {
 		return nil, fmt.Errorf("verify mutable file: %w", err)
 	}
-	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh, false)
+	sm, err := c.readMap(ctx, cap.MutableStorageIndexOf(pkh), pkh, false, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +423,7 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 	}
 	si := cap.MutableStorageIndexOf(pkh)
 	c.mut().memos.drop(si) // it rewrites slots
-	sm, err := c.readMap(ctx, si, pkh, false)
+	sm, err := c.readMap(ctx, si, pkh, false, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -678,7 +678,7 @@ func (c *Client) settled(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 		if err != nil {
 			return nil, nil, fmt.Errorf("mutable file %s: seen versions: %w", si, err)
 		}
-		sm, err := c.readMap(ctx, si, pkh, forWrite)
+		sm, err := c.readMap(ctx, si, pkh, forWrite, seen)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -820,7 +820,12 @@ func (c *Client) decodeVersion(ctx context.Context, rc cap.MutableRead, v *versi
 // and waited for, up to the server timeout, as before.
 // docs/formats.md ("Reading while a server hangs") has the rule and why
 // it is safe.
-func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, write bool) (*slotMap, error) {
+//
+// seen is the newest version this client has seen of the slot (0 for
+// none): a map whose newest readable version is older does not stop
+// early, since the servers still out may hold it (rather than report a
+// rollback while they might answer).
+func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, write bool, seen uint64) (*slotMap, error) {
 	sm := newSlotMap(si, pkh, ring(si[:], c.servers()))
 	S := len(sm.ring)
 	if S == 0 {
@@ -878,7 +883,7 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			}
 			return nil, fmt.Errorf("mutable file %s: %w", si, ctx.Err())
 		}
-		ok := sm.mayStop(write, c.cfg.K, c.cfg.H, c.cfg.N)
+		ok := sm.mayStop(write, c.cfg.K, c.cfg.H, c.cfg.N, seen)
 		wait := c.mutableGrace(last) - time.Since(start)
 		switch {
 		case pending == 0 && (ok || len(skip) == 0):
@@ -991,11 +996,11 @@ func quorum(write bool, S, K, H, N int) int {
 // servers that have not answered yet: no slot past this client's N is
 // listed; the servers that answered in full (each listed slot read and
 // verified; a server with a failed read or a bad share does not count)
-// are a quorum for
-// the K and N of the newest version found (this client's when none); and
-// that newest version is readable (K good shares) and the only one of its
-// sequence number, or nothing at all was found. Call with sm not sealed.
-func (sm *slotMap) mayStop(write bool, K, H, N int) bool {
+// are a quorum for the K and N of the newest version found (this
+// client's when none); that newest version is readable (K good shares),
+// the only one of its sequence number and not older than seen, or nothing
+// at all was found and nothing seen. Call with sm not sealed.
+func (sm *slotMap) mayStop(write bool, K, H, N int, seen uint64) bool {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	if sm.sealed || len(sm.later) > 0 {
@@ -1005,6 +1010,8 @@ func (sm *slotMap) mayStop(write bool, K, H, N int) bool {
 	switch {
 	case best == nil && (len(sm.versions) > 0 || len(sm.problems) > 0):
 		return false // shares that no K shares of their version make readable
+	case best == nil && seen > 0, best != nil && best.header.Seq < seen:
+		return false // the servers still out may hold what this client saw
 	case best != nil && (best.header.Seq != sm.maxSeq || sm.torn(best)):
 		return false // a newer version, or a race, may need the others' shares
 	case best != nil:
