@@ -19,7 +19,10 @@ import (
 //   - every lease expired: the shares are removed, then the lease records;
 //   - no lease at all (a lease database lost or made before leases): a
 //     grace lease of LeaseDuration is recorded instead, so nothing is
-//     removed before its owners have had a full lease period to renew.
+//     removed before its owners have had a full lease period to renew;
+//   - nothing at all is removed before the lease floor, which a start
+//     after an unclean stop sets past every lease the crashed run could
+//     have acknowledged and lost (leasestate.go).
 //
 // Mutable slots are never removed (the backend contract has no slot
 // delete); their leases are kept and renewed like any other.
@@ -46,13 +49,19 @@ type CrawlStats struct {
 	Collected     int64     // storage indexes whose shares were removed, all passes
 	SharesRemoved int64     // shares removed, all passes
 	GraceLeases   int64     // grace leases given to unleased indexes, all passes
+	// HeldByFloor counts storage indexes whose leases had all expired but
+	// which were kept because the lease floor had not passed, all passes.
+	HeldByFloor int64
+	Floor       time.Time // the lease floor (zero: none)
 }
 
 // CrawlStats returns the crawler's counters.
 func (s *Server) CrawlStats() CrawlStats {
 	s.crawlMu.Lock()
 	defer s.crawlMu.Unlock()
-	return s.crawl
+	st := s.crawl
+	st.Floor = s.leases.floor()
+	return st
 }
 
 // crawler runs passes until the server closes.
@@ -144,6 +153,14 @@ func (s *Server) collect(ctx context.Context, index [storage.StorageIndexSize]by
 		if l.Expires.After(now) {
 			return nil
 		}
+	}
+	if now.Before(s.leases.floor()) {
+		// After an unclean stop a lease acknowledged may have been lost
+		// (leasestate.go); every such lease expires by the floor.
+		s.crawlMu.Lock()
+		s.crawl.HeldByFloor++
+		s.crawlMu.Unlock()
+		return nil
 	}
 	var removed int64
 	for _, n := range nums {

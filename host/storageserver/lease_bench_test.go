@@ -12,7 +12,7 @@ import (
 // concurrent seals do), each on its own storage index, into a bbolt store
 // on disk; commits/op shows how many puts share one commit.
 func BenchmarkLeasePut(b *testing.B) {
-	ls, err := openLeases(filepath.Join(b.TempDir(), "leases.db"))
+	ls, _, err := openLeases(filepath.Join(b.TempDir(), "leases.db"), DefaultLeaseDuration, time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,9 @@ type leaseStore interface {
 	put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error
 	list(index [storage.StorageIndexSize]byte) ([]Lease, error)
 	remove(index [storage.StorageIndexSize]byte) error // every lease of index
+	// floor is the time before which the crawler removes nothing (zero:
+	// none): after a crash, when leases acknowledged may have been lost.
+	floor() time.Time
 	close() error
 }
 
@@ -37,17 +42,29 @@ var leaseBucket = []byte("leases")
 
 // boltLeases commits puts in groups: a put that finds a commit running
 // queues its record and waits; when the commit ends, the next one takes
-// every record queued meanwhile. Each put returns only once a commit that
-// holds its record is on disk (bbolt fdatasyncs before Update returns),
-// so concurrent seals share one fdatasync and none is acknowledged early.
-// A lone put commits at once: no timer, no added latency.
+// every record queued meanwhile. A lone put commits at once: no timer, no
+// added latency. Commits are not fsynced (bbolt NoSync): a put returns
+// once its record is in a committed transaction in the page cache, which
+// survives a crash of the process but not of the machine. The state file
+// (leasestate.go) makes that safe: before a put is acknowledged the state
+// durably says the db is open and bounds the expiry of every lease this
+// run acknowledges (the ceiling), and after a crash the crawler removes
+// nothing before that bound. Close makes the db durable and marks it
+// closed.
 type boltLeases struct {
-	db *bolt.DB
+	db        *bolt.DB
+	statePath string
+	step      time.Duration // how far past a new expiry the ceiling is raised
 
 	mu      sync.Mutex
+	idle    *sync.Cond // signalled when running goes false
 	queue   []*leasePut
 	running bool
+	closed  bool
+	state   leaseState   // as last written; the committer and close only
+	floorAt time.Time    // set at open, never changed
 	commits atomic.Int64 // for tests: how many commits carried puts
+	raises  atomic.Int64 // for tests: how many commits raised the ceiling
 }
 
 // leasePut is one queued record and where its outcome goes.
@@ -57,28 +74,93 @@ type leasePut struct {
 	done chan error
 }
 
-func openLeases(path string) (leaseStore, error) {
+// leaseKeySize is the size of a lease record's key.
+const leaseKeySize = storage.StorageIndexSize + sha256.Size
+
+// errLeasesClosed answers puts after close.
+var errLeasesClosed = errors.New("lease db closed")
+
+// openLeases opens the lease store at path ("" keeps leases in memory).
+// leaseDuration bounds how long a lease can last; now is the clock. A
+// db the last run did not close is rebuilt and a floor set (leasestate.go);
+// info says so.
+func openLeases(path string, leaseDuration time.Duration, now func() time.Time) (leaseStore, leaseOpen, error) {
+	var info leaseOpen
 	if path == "" {
-		return &memLeases{m: map[[storage.StorageIndexSize]byte]map[[sha256.Size]byte]time.Time{}}, nil
+		return &memLeases{m: map[[storage.StorageIndexSize]byte]map[[sha256.Size]byte]time.Time{}}, info, nil
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	statePath := path + ".state"
+	var st leaseState
+	b, err := os.ReadFile(statePath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A new db, or one an older version fsynced at every commit.
+	case err == nil:
+		st, err = parseLeaseState(b)
+		if err == nil && st.open {
+			info.unclean = true
+			st.floor = max(st.floor, st.ceiling)
+		}
+	}
+	noCeiling := err != nil && !errors.Is(err, fs.ErrNotExist)
+	if noCeiling {
+		// The ceiling is unknown: an acknowledged lease lasts at most
+		// leaseDuration from when it was given, before now, or is one
+		// of the records read below.
+		info.unclean = true
+		info.readErr = err
+		st = leaseState{floor: now().Add(leaseDuration).Unix() + 1}
+	}
+	if info.unclean {
+		if _, serr := os.Stat(path); serr == nil {
+			kept, latest, rerr, err := rebuildLeases(path)
+			if err != nil {
+				return nil, info, fmt.Errorf("open lease db %s: %w", path, err)
+			}
+			if noCeiling {
+				st.floor = max(st.floor, latest+1)
+			}
+			info.readErr = errors.Join(info.readErr, rerr)
+			info.kept = kept
+		}
+	}
+	if st.floor > now().Unix() {
+		info.floor = time.Unix(st.floor, 0)
+	} else {
+		st.floor = 0
+	}
+	step := max(leaseDuration/leaseRefreshDiv, time.Second)
+	st.open = true
+	st.ceiling = now().Add(leaseDuration + step).Unix()
+	if err := writeLeaseState(statePath, st); err != nil {
+		return nil, info, fmt.Errorf("open lease db %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
 	if err != nil {
-		return nil, fmt.Errorf("open lease db %s: %w", path, err)
+		return nil, info, fmt.Errorf("open lease db %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(leaseBucket)
 		return err
 	}); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("init lease db %s: %w", path, err)
+		return nil, info, fmt.Errorf("init lease db %s: %w", path, err)
 	}
-	return &boltLeases{db: db}, nil
+	bl := &boltLeases{db: db, statePath: statePath, step: step, state: st, floorAt: info.floor}
+	bl.idle = sync.NewCond(&bl.mu)
+	return bl, info, nil
 }
+
+func (b *boltLeases) floor() time.Time { return b.floorAt }
 
 func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
 	p := &leasePut{key: append(index[:], owner[:]...), done: make(chan error, 1)}
 	binary.BigEndian.PutUint64(p.val[:], uint64(expires.Unix()))
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errLeasesClosed
+	}
 	b.queue = append(b.queue, p)
 	if b.running {
 		b.mu.Unlock()
@@ -93,14 +175,33 @@ func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Siz
 		b.mu.Lock()
 	}
 	b.running = false
+	b.idle.Broadcast()
 	b.mu.Unlock()
 	return <-p.done
 }
 
 // commit writes a group of records in one transaction and tells each its
 // outcome. Should the group fail, each record is tried alone, so that one
-// bad record cannot fail the others.
+// bad record cannot fail the others. A record expiring past the ceiling
+// first raises it durably: nothing is acknowledged beyond the ceiling the
+// state file shows.
 func (b *boltLeases) commit(batch []*leasePut) {
+	var latest int64
+	for _, p := range batch {
+		latest = max(latest, int64(binary.BigEndian.Uint64(p.val[:])))
+	}
+	if latest > b.state.ceiling {
+		next := b.state
+		next.ceiling = latest + int64(b.step/time.Second)
+		if err := writeLeaseState(b.statePath, next); err != nil {
+			for _, p := range batch {
+				p.done <- fmt.Errorf("raise the lease ceiling: %w", err)
+			}
+			return
+		}
+		b.state = next
+		b.raises.Add(1)
+	}
 	b.commits.Add(1)
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(leaseBucket)
@@ -152,7 +253,30 @@ func (b *boltLeases) remove(index [storage.StorageIndexSize]byte) error {
 	})
 }
 
-func (b *boltLeases) close() error { return b.db.Close() }
+// close stops taking puts, waits for the commit running, makes the db
+// durable and only then marks it closed. If the sync fails the state stays
+// open, so the next start treats this run as a crash.
+func (b *boltLeases) close() error {
+	b.mu.Lock()
+	b.closed = true
+	for b.running {
+		b.idle.Wait()
+	}
+	b.mu.Unlock()
+	err := b.db.Sync()
+	if err == nil {
+		next := b.state
+		next.open = false
+		err = writeLeaseState(b.statePath, next)
+	}
+	if cerr := b.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close lease db: %w", err)
+	}
+	return nil
+}
 
 type memLeases struct {
 	mu sync.Mutex
@@ -185,6 +309,8 @@ func (m *memLeases) remove(index [storage.StorageIndexSize]byte) error {
 	delete(m.m, index)
 	return nil
 }
+
+func (m *memLeases) floor() time.Time { return time.Time{} }
 
 func (m *memLeases) close() error { return nil }
 

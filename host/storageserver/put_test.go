@@ -141,7 +141,7 @@ func TestPutSharesRefused(t *testing.T) {
 // than puts, and survive closing and reopening the store.
 func TestLeaseGroupCommit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "leases.db")
-	ls, err := openLeases(path)
+	ls, _, err := openLeases(path, DefaultLeaseDuration, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestLeaseGroupCommit(t *testing.T) {
 	if err := ls.close(); err != nil {
 		t.Fatal(err)
 	}
-	ls, err = openLeases(path)
+	ls, _, err = openLeases(path, DefaultLeaseDuration, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestLeaseGroupCommit(t *testing.T) {
 const envLeaseWriter = "TARN_TEST_LEASE_WRITER"
 
 func leaseWriter(path string) {
-	ls, err := openLeases(path)
+	ls, _, err := openLeases(path, DefaultLeaseDuration, time.Now)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)
@@ -216,7 +216,9 @@ func leaseWriter(path string) {
 }
 
 // TestLeaseKill9: every lease put acknowledged before a kill -9 of the
-// process that made it is in the store afterwards.
+// process that made it is in the store afterwards (commits are not
+// fsynced, but the page cache outlives the process), and the reopen knows
+// the stop was unclean and sets a floor.
 func TestLeaseKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "leases.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -246,11 +248,14 @@ func TestLeaseKill9(t *testing.T) {
 	if len(acked) < 300 {
 		t.Fatalf("writer acknowledged only %d puts", len(acked))
 	}
-	ls, err := openLeases(path)
+	ls, info, err := openLeases(path, DefaultLeaseDuration, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ls.close()
+	if !info.unclean || info.floor.Before(time.Now().Add(DefaultLeaseDuration)) {
+		t.Fatalf("reopen after kill -9: unclean %v, floor %v: want unclean and a floor past now + the lease duration", info.unclean, info.floor)
+	}
 	for _, i := range acked {
 		l, err := ls.list([16]byte{byte(i >> 8), byte(i)})
 		if err != nil || len(l) != 1 || l[0].Expires.Unix() != int64(i) {

@@ -212,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ls, err := openLeases(cfg.LeasePath)
+	ls, lo, err := openLeases(cfg.LeasePath, cfg.LeaseDuration, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("storage server: %w", err)
 	}
@@ -228,6 +228,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.GridSecret == nil {
 		s.log.Warn("no grid secret: any node may write to this server")
+	}
+	if lo.unclean {
+		s.log.Warn("the lease db was not closed cleanly: rebuilt from the records it held; the lease crawler removes nothing before the floor",
+			"floor", lo.floor, "records", lo.kept, "read_error", lo.readErr)
+	} else if !lo.floor.IsZero() {
+		s.log.Info("the lease crawler removes nothing before the floor of an earlier unclean stop", "floor", lo.floor)
 	}
 	s.wg.Add(1)
 	go s.reap()

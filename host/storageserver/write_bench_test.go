@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		leaseWriter(p)
 		os.Exit(0)
 	}
+	if p := os.Getenv(envLeaseSyncs); p != "" {
+		leaseSyncer(p)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
