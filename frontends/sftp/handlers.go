@@ -287,6 +287,9 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return nil, err
 	}
 	ctx := r.Context()
+	if prev := s.openWriter(p); prev != nil {
+		return s.openAfter(p, fl, prev)
+	}
 	stat := s.d.Stat
 	if fl.Creat && fl.Trunc && !fl.Excl {
 		// What sftp put, scp and rclone open with. A miss in the drive's
@@ -326,7 +329,8 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return nil, toStatus("open", p, fmt.Errorf("spool file: %w", err))
 	}
 	os.Remove(f.Name()) // unlinked: gone with the handle, even on a crash
-	h := &writeHandle{s: s, path: p, f: f, create: !exists, streamable: !exists || fl.Trunc}
+	h := newWriteHandle(s, p, f, !exists)
+	h.streamable = !exists || fl.Trunc
 	if exists && !fl.Trunc {
 		if err := h.fill(ctx); err != nil {
 			f.Close()
@@ -341,12 +345,48 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 			}
 		}
 	}
+	s.track(h)
+	return h, nil
+}
+
+// track adds h to the session's open write handles.
+func (s *fsys) track(h *writeHandle) {
 	s.mu.Lock()
 	if s.writing == nil {
 		s.writing = make(map[string][]*writeHandle)
 	}
-	s.writing[p] = append(s.writing[p], h)
+	s.writing[h.path] = append(s.writing[h.path], h)
 	s.mu.Unlock()
+}
+
+// openAfter opens p for writing while this session still has it open for
+// writing (prev): the file is what prev holds so far, not what the drive
+// has. sshfs answers a close(2) at once and sends the SFTP close later, so
+// an append right after a write may open the file before the close that
+// makes it has been handled. The new handle starts from prev's spool, and
+// its close waits for prev's close when that has begun, so the later
+// content is linked last.
+func (s *fsys) openAfter(p string, fl xsftp.FileOpenFlags, prev *writeHandle) (*writeHandle, error) {
+	if fl.Creat && fl.Excl {
+		return nil, toStatus("open", p, fs.ErrExist)
+	}
+	f, err := os.CreateTemp(s.spool, "sftp-*.spool")
+	if err != nil {
+		return nil, toStatus("open", p, fmt.Errorf("spool file: %w", err))
+	}
+	os.Remove(f.Name())
+	h := newWriteHandle(s, p, f, prev.create)
+	h.prev = prev
+	if !fl.Trunc {
+		size, _, _ := prev.stat()
+		n, err := io.Copy(f, io.NewSectionReader(prev, 0, size))
+		if err != nil {
+			f.Close()
+			return nil, toStatus("open", p, fmt.Errorf("copy the content being written: %w", err))
+		}
+		h.size, h.dirty = n, true
+	}
+	s.track(h)
 	return h, nil
 }
 
@@ -369,6 +409,11 @@ type writeHandle struct {
 	f      *os.File
 	create bool // the file did not exist at open
 
+	// prev is the session's handle writing the same path when this one
+	// was opened (openAfter); done is closed when this one's Close ends.
+	prev *writeHandle
+	done chan struct{}
+
 	mu      sync.Mutex
 	size    int64
 	mode    *fs.FileMode
@@ -385,6 +430,10 @@ type writeHandle struct {
 	cont       int64
 	pending    map[int64]int64
 	st         *stream
+}
+
+func newWriteHandle(s *fsys, p string, f *os.File, create bool) *writeHandle {
+	return &writeHandle{s: s, path: p, f: f, create: create, done: make(chan struct{})}
 }
 
 var (
@@ -505,8 +554,20 @@ func (h *writeHandle) Close() error {
 	h.closed = true
 	failed := h.failed
 	h.mu.Unlock()
+	defer close(h.done)
 	defer h.s.forget(h)
 	defer h.f.Close()
+	if prev := h.prev; prev != nil {
+		prev.mu.Lock()
+		closing := prev.closed
+		prev.mu.Unlock()
+		if closing {
+			select {
+			case <-prev.done:
+			case <-h.s.ctx.Done():
+			}
+		}
+	}
 	st := h.closeStream(failed)
 	if failed != nil {
 		h.s.log.Info("upload abandoned: the client left before closing", "path", h.path, "reason", failed)
@@ -785,7 +846,7 @@ func (s *fsys) resize(ctx context.Context, p string, size int64, info *vdrive.In
 		return fmt.Errorf("spool file: %w", err)
 	}
 	os.Remove(f.Name())
-	h := &writeHandle{s: s, path: p, f: f}
+	h := newWriteHandle(s, p, f, false)
 	defer f.Close()
 	if size > 0 {
 		if err := h.fill(ctx); err != nil {

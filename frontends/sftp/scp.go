@@ -530,7 +530,7 @@ func (sc *scp) receiveFile(ctx context.Context, p string, l scpLine, times *scpL
 		} else {
 			os.Remove(f.Name())
 			defer f.Close()
-			h = &writeHandle{s: sc.fs, path: p, f: f, create: true}
+			h = newWriteHandle(sc.fs, p, f, true)
 			dst = f
 		}
 	}

@@ -383,6 +383,42 @@ func TestAppendAndResume(t *testing.T) {
 	}
 }
 
+// TestAppendBeforeClose: sshfs answers close(2) at once and sends the SFTP
+// close later, so an append right after writing a new file may open it
+// while the handle that makes it is still open. The append starts from
+// what that handle holds (the file is not on the drive yet), and its
+// close, after the first one's, links both lines.
+func TestAppendBeforeClose(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client("alice", alicePW)
+	first, err := c.OpenFile("/notes.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Write([]byte("line 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.OpenFile("/notes.txt", os.O_WRONLY|os.O_APPEND)
+	if err != nil {
+		t.Fatalf("append while the file's first handle is open: %v", err)
+	}
+	if _, err := app.WriteAt([]byte("line 2\n"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenFile("/notes.txt", os.O_WRONLY|os.O_CREATE|os.O_EXCL); err == nil {
+		t.Error("an exclusive create of a file this session is writing succeeded")
+	}
+	for _, f := range []*xsftp.File{first, app} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.get(e.drive("alice"), "/notes.txt")
+	if want := "line 1\nline 2\n"; err != nil || string(got) != want {
+		t.Fatalf("content %q (%v), want %q", got, err, want)
+	}
+}
+
 // TestDisconnectMidUpload: a client gone before its close leaves nothing
 // linked and no spool file.
 func TestDisconnectMidUpload(t *testing.T) {
