@@ -1,8 +1,8 @@
 package storagedisk
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -11,9 +11,15 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
-// compactDivisor: a pack other than the current one is compacted once
-// its live share records fill less than 1/compactDivisor of it.
+// compactDivisor: a pack is compacted once its live share records fill
+// less than 1/compactDivisor of it.
 const compactDivisor = 4
+
+// compactCurrentMin: the current pack is compacted (after a roll) only
+// once its dead bytes reach this much, so that deletes among the newest
+// shares do not roll tiny packs; without it a node whose small shares all
+// fit in one pack (under 64 MiB) would never get space back from deletes.
+var compactCurrentMin int64 = 1 << 20
 
 // maybeCompact compacts pack n when most of it is dead (deleted shares,
 // tombstones). Called after a Delete, with no stripe lock held. A failure
@@ -31,13 +37,17 @@ func (d *Disk) maybeCompact(n uint32) {
 	for i := range d.stripes {
 		d.stripes[i].Unlock()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errCompactNoRoom) {
 		d.pack.logf("storage disk: compact pack %s: %v", packName(n), err)
 	}
 }
 
-// wantsCompaction reports whether pack n is not the current one and its
-// live records fill less than 1/compactDivisor of it.
+// errCompactNoRoom: the disk lacks the room a compaction's copies need.
+var errCompactNoRoom = errors.New("no room for the copies")
+
+// wantsCompaction reports whether pack n's live records fill less than
+// 1/compactDivisor of it (and, for the current pack, whether its dead
+// bytes reach compactCurrentMin).
 func (p *packStore) wantsCompaction(n uint32) bool {
 	p.amu.Lock()
 	cur := p.cur != nil && p.curNum == n
@@ -45,14 +55,18 @@ func (p *packStore) wantsCompaction(n uint32) bool {
 	p.mu.Lock()
 	f, live := p.files[n], p.live[n]
 	p.mu.Unlock()
-	if cur || f == nil {
+	if f == nil {
 		return false
 	}
 	st, err := f.Stat()
-	return err == nil && live*compactDivisor < st.Size()
+	if err != nil || live*compactDivisor >= st.Size() {
+		return false
+	}
+	return !cur || st.Size()-live >= compactCurrentMin
 }
 
-// compact copies the live share records of pack n to the current pack,
+// compact copies the live share records of pack n to the current pack
+// (rolling to a new one first when n is the current one),
 // and the tombstones that may still be needed (those of shares with no
 // record now, when an older pack exists that may hold one), waits until
 // the copies are durable, points the index at them, and removes pack n.
@@ -60,6 +74,16 @@ func (p *packStore) wantsCompaction(n uint32) bool {
 // later record of a share wins, with the same bytes). The caller holds
 // every stripe lock.
 func (p *packStore) compact(n uint32) error {
+	// The current pack first stops taking appends: its copies go to a
+	// new one.
+	p.amu.Lock()
+	if p.cur != nil && p.curNum == n {
+		if err := p.roll(); err != nil {
+			p.amu.Unlock()
+			return err
+		}
+	}
+	p.amu.Unlock()
 	p.mu.Lock()
 	f := p.files[n]
 	oldest := true
@@ -78,6 +102,16 @@ func (p *packStore) compact(n uint32) error {
 	}
 	if st.Size() == 0 {
 		return p.dropPack(n, f)
+	}
+	// The copies need room; on a full disk, wait until enough of the
+	// pack is deleted (each Delete tries again) rather than write and
+	// cut up to a quarter of a pack each time.
+	p.mu.Lock()
+	need := p.live[n]
+	p.mu.Unlock()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && int64(fs.Bavail)*fs.Bsize < need+packDeleteRoom/2 {
+		return errCompactNoRoom
 	}
 	// Mapped, not read: a pack is up to 64 MiB, and the plugin's heap
 	// need not grow by that.
@@ -166,6 +200,7 @@ func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
 	locs := make([]packLoc, len(recs))
 	var live []int64 // per record, what it added to its pack's live bytes
 	p.amu.Lock()
+	start := p.curSize // where this batch began in the current pack
 	for i, rec := range recs {
 		rl := int64(len(rec))
 		if p.cur == nil || p.broken || (p.curSize > 0 && p.curSize+rl > p.rollAt) {
@@ -174,14 +209,16 @@ func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
 				p.unlive(locs[:i], live)
 				return nil, err
 			}
+			start = 0
 		}
-		n, err := unix.Pwrite(int(p.cur.Fd()), rec, p.curSize)
-		if err == nil && n != len(rec) {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			if p.cur.Truncate(p.curSize) != nil {
+		if err := pwriteAll(p.cur, [][]byte{rec}, p.curSize); err != nil {
+			// Cut the whole batch off the current pack, not only this
+			// record: copies left behind by a compaction that failed for
+			// want of room would take the room a later try needs.
+			if p.cur.Truncate(start) != nil {
 				p.broken = true
+			} else {
+				p.curSize = start
 			}
 			p.amu.Unlock()
 			p.unlive(locs[:i], live)

@@ -748,6 +748,9 @@ func (d *Disk) Put(ctx context.Context, ref storage.Ref, data []byte) error {
 		return fmt.Errorf("put share %s of %d bytes with %d free: %w", ref, len(data), sp.Free, storage.ErrNoSpace)
 	}
 	if !d.opts.NoPack && d.pack != nil && len(data) <= d.packMax {
+		if int64(len(data))+packDeleteRoom > sp.Free {
+			return fmt.Errorf("put share %s of %d bytes with %d free, %d kept for deletes: %w", ref, len(data), sp.Free, packDeleteRoom, storage.ErrNoSpace)
+		}
 		return d.putPacked(ref, p, data)
 	}
 	err = errNoTmpfile

@@ -56,6 +56,9 @@ func (d *Disk) deletePacked(ref storage.Ref) (pack uint32, packed bool, err erro
 		return 0, false, nil
 	}
 	if _, err := d.pack.append(recKindDelete, ref, nil); err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			err = fmt.Errorf("%w: %w", storage.ErrNoSpace, err)
+		}
 		return 0, true, fmt.Errorf("delete share %s: %w", ref, err)
 	}
 	d.pack.remove(ref)

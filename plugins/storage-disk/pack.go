@@ -32,6 +32,12 @@ const (
 	packRollSize = 64 << 20
 )
 
+// packDeleteRoom is the free space a Put to the pack leaves: deleting a
+// packed share appends a tombstone, and giving space back copies the live
+// records of a mostly dead pack, so a disk filled by packs to the last
+// byte could never delete anything again.
+var packDeleteRoom int64 = 256 << 10
+
 // packLogf logs damage found in packs (tests catch it).
 var packLogf = log.Printf
 
@@ -363,11 +369,7 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	var hdr [recHeaderLen]byte
 	encodeHeader(hdr[:], kind, ref, data)
 	loc := packLoc{pack: p.curNum, off: p.curSize, n: uint32(len(data))}
-	n, err := unix.Pwritev(int(p.cur.Fd()), [][]byte{hdr[:], data}, p.curSize)
-	if err == nil && int64(n) != rl {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
+	if err := pwriteAll(p.cur, [][]byte{hdr[:], data}, p.curSize); err != nil {
 		// Cut the partial record off; should that fail too, the next
 		// append rolls to a new pack and the scan at start drops it.
 		if p.cur.Truncate(p.curSize) != nil {
@@ -397,6 +399,36 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)
 	}
 	return loc, nil
+}
+
+// pwriteAll writes bufs at off, going on after a short write: a file
+// system that runs out of room mid-record writes what fits and says so
+// only on the next call (ENOSPC), which callers map to ErrNoSpace.
+func pwriteAll(f *os.File, bufs [][]byte, off int64) error {
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return nil
+		}
+		n, err := unix.Pwritev(int(f.Fd()), bufs, off)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite // no progress and no error: do not spin
+		}
+		off += int64(n)
+		for n > 0 {
+			k := min(n, len(bufs[0]))
+			bufs[0] = bufs[0][k:]
+			n -= k
+			if len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+		}
+	}
 }
 
 // waitDurable returns once record seq is durable. The first waiter to

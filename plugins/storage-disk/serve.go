@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -66,7 +69,19 @@ var (
 
 // Serve runs the disk backend as a plugin process (tarn plugin serve
 // storage disk); the host gives the folder with Configure.
-func Serve() { storage.Serve(&Served{}) }
+func Serve() {
+	packLogf = warnLogf(os.Stderr)
+	storage.Serve(&Served{})
+}
+
+// warnLogf logs to w as hclog JSON lines at warn level. A plugin's stderr
+// lines are re-logged by its host at their own level when they are hclog
+// JSON, and only at debug level (hidden by default) when they are not: the
+// damage a pack scan finds at open must reach the node's log.
+func warnLogf(w io.Writer) func(format string, args ...any) {
+	l := hclog.New(&hclog.LoggerOptions{Name: "disk", Level: hclog.Trace, Output: w, JSONFormat: true})
+	return func(format string, args ...any) { l.Warn(fmt.Sprintf(format, args...)) }
+}
 
 // Configure opens the folder named by settings. Configuring again with the
 // same folder (as a host does after every restart) is a no-op; another
