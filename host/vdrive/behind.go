@@ -117,6 +117,10 @@ type behindDir struct {
 	inflight map[string]*plink
 	timer    *time.Timer
 	retries  int
+	// busy names are being journaled (add, setMeta), one at a time per
+	// name, so that the journal's order of a name's records is the order
+	// they are made pending in.
+	busy map[string]chan struct{}
 }
 
 // plink is one pending link.
@@ -134,8 +138,16 @@ func (l *plink) entry() dirnode.Entry {
 // apply makes the link in tx as linkFile does (keeping an older file's
 // ctime and extra keys), leaving tx untouched on error.
 func (l *plink) apply(tx *dirnode.Tx) error {
-	_, _, err := setFile(tx, l.rec.Name, l.rec.Cap, l.rec.Size, l.rec.Mtime)
-	return err
+	if !l.rec.Meta {
+		_, _, err := setFile(tx, l.rec.Name, l.rec.Cap, l.rec.Size, l.rec.Mtime)
+		return err
+	}
+	if old, ok, err := tx.Get(l.rec.Name); err != nil {
+		return err
+	} else if ok && old.Meta.Type == TypeDir {
+		return ErrIsDir
+	}
+	return tx.Set(l.rec.Name, l.rec.Cap, "", l.entry().Meta)
 }
 
 // OpenBehind opens the write-behind over store in cfg.Dir and replays the
@@ -258,6 +270,7 @@ func (b *Behind) add(ref dirRef, rec linkRecord) error {
 	if err != nil {
 		return fmt.Errorf("journal link: %w", err)
 	}
+	defer b.lockName(ref, rec.Name)()
 	id := b.j.next()
 	b.mu.Lock()
 	dead := b.dead
@@ -273,17 +286,88 @@ func (b *Behind) add(ref dirRef, rec linkRecord) error {
 	return nil
 }
 
+// lockName waits until no other add or setMeta journals name in ref and
+// keeps it so until the returned func is called.
+func (b *Behind) lockName(ref dirRef, name string) func() {
+	for {
+		b.mu.Lock()
+		bd := b.dirLocked(ref)
+		ch := bd.busy[name]
+		if ch == nil {
+			ch = make(chan struct{})
+			bd.busy[name] = ch
+			b.mu.Unlock()
+			return func() {
+				b.mu.Lock()
+				delete(bd.busy, name)
+				if len(bd.pending)+len(bd.inflight)+len(bd.busy) == 0 && bd.timer == nil && b.dirs[ref.r.Slot] == bd {
+					delete(b.dirs, ref.r.Slot)
+				}
+				b.mu.Unlock()
+				close(ch)
+			}
+		}
+		b.mu.Unlock()
+		<-ch
+	}
+}
+
+// dirLocked is ref's links, made when missing.
+func (b *Behind) dirLocked(ref dirRef) *behindDir {
+	k := ref.r.Slot
+	bd := b.dirs[k]
+	if bd == nil {
+		bd = &behindDir{ref: ref, pending: map[string]*plink{}, inflight: map[string]*plink{}, busy: map[string]chan struct{}{}}
+		b.dirs[k] = bd
+	}
+	return bd
+}
+
+// setMeta is SetMetadata of name in ref when a link of it is pending (not
+// yet taken by a change): fn edits the pending link's metadata, and the
+// link with its new metadata replaces it in the journal, so that a client
+// setting each new file's mtime (rclone over SFTP, sftp put -p) does not
+// change the folder once per file. done is false when no link is pending
+// there (the caller changes the folder).
+func (b *Behind) setMeta(ref dirRef, name string, fn func(*Metadata) error) (done bool, err error) {
+	defer b.lockName(ref, name)()
+	b.mu.Lock()
+	l := b.dirLocked(ref).pending[name]
+	b.mu.Unlock()
+	if l == nil {
+		return false, nil
+	}
+	m := cloneMeta(l.entry().Meta)
+	if err := fn(&m); err != nil {
+		return true, err
+	}
+	m.Type, m.Size = TypeFile, l.rec.Size
+	if err := m.Check(); err != nil {
+		return true, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	rec := l.rec
+	rec.Ctime, rec.Mtime, rec.Extra, rec.Meta = m.Ctime, m.Mtime, m.Extra, true
+	v, err := encodeRecord(rec)
+	if err != nil {
+		return true, fmt.Errorf("journal link: %w", err)
+	}
+	id := b.j.next()
+	// The old record goes in the same commit: if l is being made now,
+	// this one makes it again with its metadata.
+	if err := b.j.commit(map[uint64][]byte{id: v}, []uint64{l.id}); err != nil {
+		return true, err
+	}
+	b.insert(ref, &plink{id: id, rec: rec})
+	return true, nil
+}
+
 // insert makes l pending in ref, replacing an older pending link of its
 // name (later keys win, as replay applies them) and arming the flush.
 func (b *Behind) insert(ref dirRef, l *plink) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := ref.r.Slot
-	bd := b.dirs[k]
-	if bd == nil {
-		bd = &behindDir{ref: ref, pending: map[string]*plink{}, inflight: map[string]*plink{}}
-		b.dirs[k] = bd
-	}
+	bd := b.dirLocked(ref)
 	name := l.rec.Name
 	if f := bd.inflight[name]; f != nil && f.id > l.id {
 		b.dead = append(b.dead, l.id)
@@ -495,7 +579,7 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		b.armLocked(k, bd, 0)
 	case len(bd.pending) > 0:
 		b.armLocked(k, bd, b.cfg.Delay)
-	case len(bd.inflight) == 0 && bd.timer == nil:
+	case len(bd.inflight) == 0 && bd.timer == nil && len(bd.busy) == 0:
 		delete(b.dirs, k)
 	}
 }

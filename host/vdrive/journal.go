@@ -30,6 +30,9 @@ type linkRecord struct {
 	Ctime time.Time         `json:"ctime"`
 	Mtime time.Time         `json:"mtime"`
 	Extra map[string]string `json:"extra,omitempty"`
+	// Meta: the metadata was set (SetMetadata of the pending file) and is
+	// linked as it is, not derived from a file the link replaces.
+	Meta bool `json:"meta,omitempty"`
 }
 
 // journal is the link journal and its group commit.

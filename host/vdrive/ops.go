@@ -797,6 +797,15 @@ func (d *Drive) SetMetadata(ctx context.Context, p string, fn func(*Metadata) er
 	if err != nil {
 		return err
 	}
+	if d.deferLinks && d.behind != nil && d.behind.deferring() {
+		// A file linked behind takes its metadata in its journaled link.
+		if done, err := d.behind.setMeta(parent, name, fn); done {
+			if err != nil {
+				return pathErr("setmetadata", p, err)
+			}
+			return nil
+		}
+	}
 	err = d.editQueued(ctx, parent, func(tx *dirnode.Tx) error {
 		e, ok, err := tx.Get(name)
 		if err != nil {
