@@ -63,8 +63,9 @@ type boltLeases struct {
 	closed  bool
 	state   leaseState   // as last written; the committer and close only
 	floorAt time.Time    // set at open, never changed
-	commits atomic.Int64 // for tests: how many commits carried puts
-	raises  atomic.Int64 // for tests: how many commits raised the ceiling
+	puts    atomic.Int64 // records put
+	commits atomic.Int64 // commits that carried them
+	raises  atomic.Int64 // commits that raised the ceiling first
 }
 
 // leasePut is one queued record and where its outcome goes.
@@ -156,6 +157,7 @@ func (b *boltLeases) floor() time.Time { return b.floorAt }
 func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
 	p := &leasePut{key: append(index[:], owner[:]...), done: make(chan error, 1)}
 	binary.BigEndian.PutUint64(p.val[:], uint64(expires.Unix()))
+	b.puts.Add(1)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

@@ -257,6 +257,9 @@ func (s *Server) Close() error {
 	for _, u := range ups {
 		s.finish(context.Background(), u, false)
 	}
+	if b, ok := s.leases.(*boltLeases); ok {
+		s.log.Info("lease db closing", "puts", b.puts.Load(), "commits", b.commits.Load(), "ceiling_raises", b.raises.Load())
+	}
 	return s.leases.close()
 }
 
