@@ -838,12 +838,13 @@ func fill(t testing.TB, path string) int64 {
 	}
 }
 
-// TestDiskFull gives one storage node a 20 MiB tmpfs for its shares: a
-// share that does not fit is refused and the upload lands on the others;
-// when the disk fills while a share is being written, that share is
-// abandoned (nothing half written stays), the upload goes elsewhere, the
-// full node refuses new shares in a clear error, and it still serves the
-// shares it holds.
+// TestDiskFull gives one storage node a 20 MiB tmpfs for its shares (in
+// share files, and packed for small files): a share that does not fit is
+// refused and the upload lands on the others; when the disk fills while a
+// share is being written, that share is abandoned (nothing half written
+// stays), the upload goes elsewhere, the full node refuses new shares in a
+// clear error, and it still serves the shares it holds, packed or not.
+// Packed shares on a filling disk: TestPackedDiskFull.
 func TestDiskFull(t *testing.T) {
 	mnt := filepath.Join(t.TempDir(), "full")
 	mountTmpfs(t, mnt, "20m")
@@ -855,17 +856,27 @@ func TestDiskFull(t *testing.T) {
 		return p
 	}})
 	full := g.Storage()[0] // its shares live on the tmpfs
+	// Its shares on the tmpfs, in share files or packed.
+	fullStore := &Node{Name: full.Name, Dir: store}
 	onFull := func(index string) []string {
-		return findFiles(store, func(rel string) bool {
-			m := shareRe.FindStringSubmatch(filepath.ToSlash(rel))
-			return m != nil && (index == "" || m[3] == index)
-		})
+		var out []string
+		for _, s := range g.shares(fullStore, index) {
+			out = append(out, s.key())
+		}
+		return out
 	}
 	var acked ledger
 	small := stored{g.mustPut(t, g.Client, newGen(3100, 300000)), 3100, 300000}
 	acked.add(small)
 	if len(onFull(storageIndex(t, small.Cap))) != 1 {
 		t.Fatalf("the node on the small disk took no share of the first file: %v", onFull(""))
+	}
+	// The first upload dialed the servers; a second small file's shares
+	// go in one call per server, and the disk backend packs them.
+	small2 := stored{g.mustPut(t, g.Client, newGen(3104, 300000)), 3104, 300000}
+	acked.add(small2)
+	if s := g.shares(fullStore, storageIndex(t, small2.Cap)); len(s) != 1 || !s[0].Packed {
+		t.Fatalf("the node on the small disk holds %+v of the second small file, want one packed share", s)
 	}
 
 	t.Run("a share bigger than the disk is refused, the upload lands elsewhere", func(t *testing.T) {
@@ -944,11 +955,13 @@ func TestDiskFull(t *testing.T) {
 		}
 		// Three servers left, one of them full: the file needs the full
 		// node's share to be read.
-		sum, size, r := g.getHash(t, g.Client, small.Cap)
-		if r.Code != 0 || sum != genHash(small.Seed, small.Size) || size != small.Size {
-			t.Errorf("get through the full node: %d bytes: %v", size, r)
+		for _, f := range []stored{small, small2} {
+			sum, size, r := g.getHash(t, g.Client, f.Cap)
+			if r.Code != 0 || sum != genHash(f.Seed, f.Size) || size != f.Size {
+				t.Errorf("get through the full node: %d bytes: %v", size, r)
+			}
 		}
-		_, r = g.put(t, g.Client, newGen(3103, 2<<20))
+		_, r := g.put(t, g.Client, newGen(3103, 2<<20))
 		if r.Code == 0 {
 			t.Fatalf("put with 3 servers left, one full, and H=4 succeeded")
 		}
