@@ -53,6 +53,7 @@ var leaseBucket = []byte("leases")
 // closed.
 type boltLeases struct {
 	db        *bolt.DB
+	lock      *os.File // flocked while open (lockLeases)
 	statePath string
 	step      time.Duration // how far past a new expiry the ceiling is raised
 
@@ -90,6 +91,16 @@ func openLeases(path string, leaseDuration time.Duration, now func() time.Time) 
 	if path == "" {
 		return &memLeases{m: map[[storage.StorageIndexSize]byte]map[[sha256.Size]byte]time.Time{}}, info, nil
 	}
+	lock, err := lockLeases(path)
+	if err != nil {
+		return nil, info, fmt.Errorf("open lease db %s: %w", path, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	statePath := path + ".state"
 	var st leaseState
 	b, err := os.ReadFile(statePath)
@@ -147,8 +158,9 @@ func openLeases(path string, leaseDuration time.Duration, now func() time.Time) 
 		db.Close()
 		return nil, info, fmt.Errorf("init lease db %s: %w", path, err)
 	}
-	bl := &boltLeases{db: db, statePath: statePath, step: step, state: st, floorAt: info.floor}
+	bl := &boltLeases{db: db, lock: lock, statePath: statePath, step: step, state: st, floorAt: info.floor}
 	bl.idle = sync.NewCond(&bl.mu)
+	ok = true
 	return bl, info, nil
 }
 
@@ -274,6 +286,7 @@ func (b *boltLeases) close() error {
 	if cerr := b.db.Close(); err == nil {
 		err = cerr
 	}
+	b.lock.Close()
 	if err != nil {
 		return fmt.Errorf("close lease db: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -150,6 +151,30 @@ func writeLeaseState(path string, s leaseState) error {
 		return fmt.Errorf("write lease state %s: %w", path, err)
 	}
 	return nil
+}
+
+// lockLeases takes the lease files for this process: an exclusive flock
+// on path + ".lock", held until the store closes, tried for up to two
+// seconds (as bbolt waits for its own lock). Taken before the state file
+// is read or written, so that a second process on the same files can
+// neither rewrite the running one's ceiling nor rebuild its db.
+func lockLeases(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock lease db %s: %w", path, err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock lease db %s: in use by another process: %w", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func syncDir(dir string) error {

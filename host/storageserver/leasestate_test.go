@@ -37,6 +37,7 @@ func crashLeases(t *testing.T, ls leaseStore) {
 	if err := b.db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	b.lock.Close()
 }
 
 // crashServer stops a server's goroutines and crashes its lease store.
@@ -354,4 +355,29 @@ func FuzzParseLeaseState(f *testing.F) {
 			t.Fatalf("%q parsed to %+v, marshals to %q", b, s, got)
 		}
 	})
+}
+
+// TestLeaseSecondOpen: a second store on the same files, while the first
+// is open, fails in one line and leaves the first one's state file as it
+// was (its ceiling is what a crash of the first would be judged by).
+func TestLeaseSecondOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "leases.db")
+	ls, _, err := openLeases(path, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	if err := ls.put([16]byte{1}, sha256.Sum256(nil), time.Now().Add(30*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path + ".state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openLeases(path, time.Hour, time.Now); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v, want in use", err)
+	}
+	if after, _ := os.ReadFile(path + ".state"); !bytes.Equal(after, before) {
+		t.Fatalf("second open changed the state file:\n%s\nto\n%s", before, after)
+	}
 }
