@@ -335,3 +335,47 @@ func packBytes(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// TestPackForgedRecordInDamagedShare: a share's bytes come from a client
+// and may hold a whole, sound record naming another share. When the
+// share's own record is damaged in its data (its header still sound), the
+// scan at open steps over the record by its length and never takes the
+// forged record inside it: the other share keeps its bytes.
+func TestPackForgedRecordInDamagedShare(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	victim, attacker := packRef(1), packRef(2)
+	if err := d.Put(ctx, victim, packData(1, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 1000)
+	forged := make([]byte, recHeaderLen, recHeaderLen+len(junk))
+	encodeHeader(forged, recKindShare, victim, junk)
+	forged = append(forged, junk...)
+	data := append(append(make([]byte, 500), forged...), make([]byte, 500)...)
+	if err := d.Put(ctx, attacker, data); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	// Damage the attacker's record in its first 500 bytes of data.
+	pack := packFiles(t, dir)[0]
+	f, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(recHeaderLen+1000) + recHeaderLen + 100
+	if _, err := f.WriteAt([]byte{0xff, 0xee}, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	logged := catchPackLogs(t)
+	d2 := newDisk(t, dir)
+	mustRead(t, d2, victim, packData(1, 1000))
+	if _, err := d2.Stat(ctx, attacker); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the damaged share: %v, want ErrNotFound", err)
+	}
+	if l := logged(); len(l) != 1 || !strings.Contains(l[0], "torn tail") {
+		t.Errorf("logged %q, want the damaged last record cut as a torn tail", l)
+	}
+}

@@ -120,7 +120,9 @@ type scanEvent struct {
 // checksums fail is never reported as a record: it may be a torn append
 // that was never acknowledged. After damage the scan looks for the next
 // sound record (its magic and both checksums), so that damage in the
-// middle of a pack costs only the records it hit.
+// middle of a pack costs only the records it hit; from the end of a
+// record whose header is sound (only its data is damaged), else from the
+// next byte.
 func scanRecords(b []byte, fn func(scanEvent)) int64 {
 	off := 0
 	for off < len(b) {
@@ -130,7 +132,14 @@ func scanRecords(b []byte, fn func(scanEvent)) int64 {
 			off += n
 			continue
 		}
-		next := resync(b, off+1)
+		// A record whose header is sound but whose data is not is stepped
+		// over by its length: its data came from a client and may hold
+		// a forged record, which must not be taken for one.
+		from := off + 1
+		if errors.Is(err, errRecData) {
+			from = off + n
+		}
+		next := resync(b, from)
 		if next < 0 {
 			return int64(off) // torn tail: nothing sound follows
 		}
