@@ -1503,7 +1503,7 @@ func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry,
 				giveUp(e)
 			}
 		}
-		c.mut().hung.mark(late, time.Now().Add(c.cfg.ServerTimeout))
+		c.markHung(late)
 		c.log.Info("mutable write did not wait for servers that hang", "slot", sm.si.String(), "waiting", late)
 		return
 	}
@@ -1526,55 +1526,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// hungServers remembers the servers a slot map stopped waiting for, until
-// a server timeout later or until they answer a map in full, so that
-// later maps do not wait a grace for them again.
-type hungServers struct {
-	mu    sync.Mutex
-	until map[string]time.Time // by node id
-}
-
-// mark remembers ids as hung until the given time.
-func (h *hungServers) mark(ids []string, until time.Time) {
-	if len(ids) == 0 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.until == nil {
-		h.until = map[string]time.Time{}
-	}
-	for _, id := range ids {
-		h.until[id] = until
-	}
-}
-
-// clear forgets that id hung (it answered).
-func (h *hungServers) clear(id string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.until, id)
-}
-
-// skip returns the ring positions of servers remembered as hung at now.
-func (h *hungServers) skip(r []Server, now time.Time) map[int]bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out map[int]bool
-	for i, s := range r {
-		t, ok := h.until[s.NodeID]
-		switch {
-		case !ok:
-		case now.After(t):
-			delete(h.until, s.NodeID)
-		default:
-			if out == nil {
-				out = map[int]bool{}
-			}
-			out[i] = true
-		}
-	}
-	return out
 }

@@ -347,70 +347,175 @@ func (c *Client) uploadCHK(ctx context.Context, key cap.Key, size int64, first i
 
 // survey asks every server, in ring order, whether it has room (and, for
 // convergent keys, which shares it holds already) and plans the upload.
+//
+// It does not wait for a server that hangs. Servers the client remembers
+// as hung are not asked while the others number at least H. Once the
+// servers that answered can be planned to happiness and the others have
+// had a grace (mutableGrace: four times the slowest answer so far, at
+// least min(1 s, ServerTimeout/4)), the survey stops: the requests still
+// out are cancelled and their servers remembered as hung for a server
+// timeout. A convergent file's shares such a server holds are then not
+// found, and written again elsewhere: a harmless extra copy. When the
+// answers cannot make H, the servers left out are asked too and every
+// server is waited for up to ServerTimeout, as before.
 func (u *uploader) survey() error {
 	c := u.c
 	servers := ring(u.si[:], c.servers())
 	type answer struct {
+		i        int
 		ok       bool
 		writable bool
 		have     []storageclient.ShareInfo
+		err      error
 	}
-	answers := make([]answer, len(servers))
-	sem := make(chan struct{}, c.cfg.Parallel)
-	var wg sync.WaitGroup
-	for i, s := range servers {
+	for _, s := range servers {
 		u.byID[s.NodeID] = s
-		if u.skip[s.NodeID] {
-			continue // found dead or stuck a moment ago: counts as not answering
+	}
+	start := time.Now()
+	held := c.hung().skip(servers, start)
+	others := 0
+	for i, s := range servers {
+		if !u.skip[s.NodeID] && !held[i] {
+			others++
 		}
-		wg.Add(1)
+	}
+	if others < c.place.H {
+		held = nil // too few without them: ask them and wait, as before
+	}
+	sctx, cancel := context.WithCancel(u.ctx)
+	defer cancel() // ends the requests of servers not waited for
+	answers := make([]answer, len(servers))
+	done := make(chan answer, len(servers))
+	sem := make(chan struct{}, c.cfg.Parallel)
+	pending := 0
+	ask := func(i int) {
+		pending++
+		s := servers[i]
 		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			var a answer
-			err := c.do(u.ctx, s, func(cl *storageclient.Client) error {
-				rctx, cancel := c.reqCtx(u.ctx)
-				defer cancel()
-				v, err := cl.Version(rctx)
-				if err != nil {
+			a := answer{i: i}
+			select {
+			case sem <- struct{}{}:
+				a.err = c.do(sctx, s, func(cl *storageclient.Client) error {
+					rctx, cancel := c.reqCtx(sctx)
+					defer cancel()
+					v, err := cl.Version(rctx)
+					if err != nil {
+						return err
+					}
+					a.ok, a.writable = true, v.Available >= u.layout.ShareSize &&
+						(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)
+					if c.cfg.Convergence != nil {
+						a.have, err = cl.List(rctx, u.si)
+					}
 					return err
-				}
-				a = answer{ok: true, writable: v.Available >= u.layout.ShareSize &&
-					(v.MaxShareSize == 0 || v.MaxShareSize >= u.layout.ShareSize)}
-				if c.cfg.Convergence != nil {
-					a.have, err = cl.List(rctx, u.si)
-				}
-				return err
-			})
-			if err != nil {
-				c.log.Info("server did not answer", "index", u.si.String(), "node", s.NodeID, "error", err)
-				return
+				})
+				<-sem
+			case <-sctx.Done():
+				a.err = sctx.Err()
 			}
-			answers[i] = a
+			a.ok = a.ok && a.err == nil
+			done <- a
 		}()
 	}
-	wg.Wait()
+	for i, s := range servers {
+		if !u.skip[s.NodeID] && !held[i] { // skip: found dead or stuck a moment ago
+			ask(i)
+		}
+	}
+	// plan plans over the servers that answered so far.
+	plan := func() (*placement.Placement, int, error) {
+		var live []placement.Server
+		existing := map[int][]string{}
+		for i, s := range servers {
+			a := answers[i]
+			if !a.ok {
+				continue
+			}
+			live = append(live, placement.Server{ID: s.NodeID, Writable: a.writable})
+			for _, sh := range a.have {
+				if sh.Size == u.layout.ShareSize {
+					existing[int(sh.Num)] = append(existing[int(sh.Num)], s.NodeID)
+				}
+			}
+		}
+		pl, err := placement.Plan(c.place, live, existing)
+		return pl, len(live), err
+	}
+	var (
+		last   time.Duration // when the latest answer came
+		timer  *time.Timer
+		timerC <-chan time.Time
+		early  *placement.Placement
+	)
+	finished := make([]bool, len(servers))
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for pending > 0 && early == nil {
+		select {
+		case a := <-done:
+			pending--
+			answers[a.i], finished[a.i] = a, true
+			last = time.Since(start)
+			if a.ok {
+				c.hung().clear(servers[a.i].NodeID)
+			} else if a.err != nil && u.ctx.Err() == nil {
+				c.log.Info("server did not answer", "index", u.si.String(), "node", servers[a.i].NodeID, "error", a.err)
+				if errorKind(a.err) == KindTimeout {
+					c.markHung([]string{servers[a.i].NodeID})
+				}
+			}
+		case <-timerC:
+			timerC = nil
+		case <-u.ctx.Done():
+			return fmt.Errorf("upload %s: %w", u.si, u.ctx.Err())
+		}
+		wait := c.mutableGrace(last) - time.Since(start)
+		if pending > 0 && wait > 0 {
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = time.NewTimer(wait)
+			timerC = timer.C
+			continue
+		}
+		if pl, _, err := plan(); err == nil {
+			if pending > 0 {
+				early = pl
+			}
+			continue
+		}
+		// Too few answers to be happy: ask the servers left out as hung
+		// too, and wait for everyone up to the server timeout.
+		for i := range held {
+			if !u.skip[servers[i].NodeID] {
+				ask(i)
+			}
+		}
+		held = nil
+	}
 	if err := u.ctx.Err(); err != nil {
 		return fmt.Errorf("upload %s: %w", u.si, err)
 	}
-	var live []placement.Server
-	existing := map[int][]string{}
-	for i, s := range servers {
-		a := answers[i]
-		if !a.ok {
-			continue
-		}
-		live = append(live, placement.Server{ID: s.NodeID, Writable: a.writable})
-		for _, sh := range a.have {
-			if sh.Size == u.layout.ShareSize {
-				existing[int(sh.Num)] = append(existing[int(sh.Num)], s.NodeID)
+	if len(held) > 0 {
+		c.log.Debug("upload survey skipped servers that hung lately", "index", u.si.String(), "skipped", len(held), "servers", len(servers))
+	}
+	if early != nil {
+		var gave []string
+		for i, s := range servers {
+			if !finished[i] && !held[i] && !u.skip[s.NodeID] {
+				gave = append(gave, s.NodeID)
 			}
 		}
+		c.gaveUp(gave, time.Since(start))
+		c.log.Info("upload did not wait for servers that hang", "index", u.si.String(), "waiting", gave,
+			"servers", len(servers), "after", time.Since(start).Round(time.Millisecond))
 	}
-	pl, err := placement.Plan(c.place, live, existing)
+	pl, live, err := plan()
 	if err != nil {
-		return fmt.Errorf("upload %s: %d of %d servers answered: %w", u.si, len(live), len(servers), err)
+		return fmt.Errorf("upload %s: %d of %d servers answered: %w", u.si, live, len(servers), err)
 	}
 	u.pl = pl
 	u.found = map[int][]string{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
@@ -64,10 +65,29 @@ func (c *Client) linkHealthy(s Server) bool {
 // with the rest as it always did. Servers that timed out or could not be
 // reached are put in u.skip so that the general path does not wait on
 // them again.
+//
+// A server that hangs is not waited for: servers the client remembers as
+// hung are left out of the plan while the others can still be happy, and
+// a PutShares that has not answered a grace after the round began, once
+// the others are done (putRound), is given up: its server is remembered
+// as hung and its shares placed on the next servers of the ring
+// (placement.Fail), in another round, as the general path does with a
+// server that fails. When the others alone cannot be happy, the late
+// calls are waited for up to ServerTimeout, as before.
 func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	c := u.c
 	l := u.layout
 	servers := ring(u.si[:], c.servers())
+	if held := c.hung().skip(servers, time.Now()); len(held) > 0 && len(servers)-len(held) >= c.place.H {
+		rest := servers[:0:0]
+		for i, s := range servers {
+			if !held[i] {
+				rest = append(rest, s)
+			}
+		}
+		servers = rest
+		c.log.Debug("upload skipped servers that hung lately", "index", u.si.String(), "skipped", len(held), "path", "one call")
+	}
 	ringSrv := make([]placement.Server, 0, len(servers))
 	for _, s := range servers {
 		if _, old := noPutShares.Load(s.NodeID); old || !c.linkHealthy(s) {
@@ -80,20 +100,29 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	if err != nil || len(pl.Homeless) > 0 {
 		return cap.CHK{}, false // the general path explains
 	}
-	byServer := map[string]map[uint32][]byte{}
 	slab := make([]byte, int64(l.N)*l.ShareSize)
 	sink := &memSink{shares: make([][]byte, l.N)}
 	for sh := range sink.shares {
 		sink.shares[sh] = slab[int64(sh)*l.ShareSize : int64(sh+1)*l.ShareSize : int64(sh+1)*l.ShareSize]
 	}
-	for sh, id := range pl.Writes {
-		if byServer[id] == nil {
-			byServer[id] = map[uint32][]byte{}
+	// group gives each server of writes its shares, or nil when one
+	// server would get more than a call carries.
+	group := func(writes map[int]string) map[string]map[uint32][]byte {
+		byServer := map[string]map[uint32][]byte{}
+		for sh, id := range writes {
+			if byServer[id] == nil {
+				byServer[id] = map[uint32][]byte{}
+			}
+			byServer[id][uint32(sh)] = sink.shares[sh]
+			if int64(len(byServer[id]))*l.ShareSize > storageclient.MaxPutBytes {
+				return nil
+			}
 		}
-		byServer[id][uint32(sh)] = sink.shares[sh]
-		if int64(len(byServer[id]))*l.ShareSize > storageclient.MaxPutBytes {
-			return cap.CHK{}, false
-		}
+		return byServer
+	}
+	byServer := group(pl.Writes)
+	if byServer == nil {
+		return cap.CHK{}, false
 	}
 	enc, err := chk.NewEncoder(u.ctx, c.params, u.key, l.Size, c.cfg.Codec, sink)
 	if err != nil {
@@ -109,33 +138,6 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 		return cap.CHK{}, false
 	}
 
-	type result struct {
-		id  string
-		r   *storageclient.PutResult
-		err error
-	}
-	results := make(chan result, len(byServer))
-	for id, shares := range byServer {
-		go func() {
-			var r *storageclient.PutResult
-			var unsupported error
-			err := c.do(u.ctx, u.byID[id], func(cl *storageclient.Client) error {
-				rctx, cancel := c.reqCtx(u.ctx)
-				defer cancel()
-				var err error
-				r, err = cl.PutShares(rctx, u.si, l.ShareSize, shares, c.leaseSecret(u.si[:], id))
-				if errors.Is(err, errors.ErrUnsupported) {
-					// An old server: an answer, not a fault of the link.
-					unsupported, err = err, nil
-				}
-				return err
-			})
-			if unsupported != nil {
-				err = unsupported
-			}
-			results <- result{id, r, err}
-		}()
-	}
 	ok := true
 	type held struct {
 		sh int
@@ -143,24 +145,59 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	}
 	var have []held
 	var stored int64
-	for range byServer {
-		r := <-results
-		switch {
-		case r.err != nil:
+	for round := 0; len(byServer) > 0 && ok; round++ {
+		if round > len(servers) {
 			ok = false
-			if errors.Is(r.err, errors.ErrUnsupported) {
-				noPutShares.Store(r.id, struct{}{})
-			} else if k := errorKind(r.err); k == KindTimeout || k == KindUnreachable {
-				u.skip[r.id] = true
+			break
+		}
+		begin := time.Now()
+		results, late := u.putRound(byServer, pl)
+		for _, r := range results {
+			switch {
+			case r.err != nil:
+				ok = false
+				if errors.Is(r.err, errors.ErrUnsupported) {
+					noPutShares.Store(r.id, struct{}{})
+				} else if k := errorKind(r.err); k == KindTimeout || k == KindUnreachable {
+					u.skip[r.id] = true
+					if k == KindTimeout {
+						c.markHung([]string{r.id})
+					}
+				}
+				c.log.Debug("one-call upload refused; taking the general path", "index", u.si.String(), "node", r.id, "error", r.err)
+			case len(r.r.InProgress) > 0:
+				ok = false
+			default:
+				c.hung().clear(r.id)
+				stored += int64(len(r.r.Stored))
+				for _, sh := range r.r.AlreadyHave {
+					have = append(have, held{int(sh), r.id})
+				}
 			}
-			c.log.Debug("one-call upload refused; taking the general path", "index", u.si.String(), "node", r.id, "error", r.err)
-		case len(r.r.InProgress) > 0:
+		}
+		if len(late) == 0 {
+			break
+		}
+		// Given up: their shares go to the next servers on the ring.
+		c.gaveUp(late, time.Since(begin))
+		c.log.Info("upload did not wait for servers that hang", "index", u.si.String(), "waiting", late, "path", "one call")
+		moved := map[int]string{}
+		for _, id := range late {
+			m, err := pl.Fail(id)
+			if err != nil {
+				ok = false
+			}
+			for sh, to := range m {
+				moved[sh] = to
+			}
+		}
+		for sh, to := range moved {
+			if pl.Failed(to) {
+				delete(moved, sh) // moved on again by a later Fail
+			}
+		}
+		if byServer = group(moved); byServer == nil {
 			ok = false
-		default:
-			stored += int64(len(r.r.Stored))
-			for _, sh := range r.r.AlreadyHave {
-				have = append(have, held{int(sh), r.id})
-			}
 		}
 	}
 	c.stats.sealed.Add(stored)
@@ -189,4 +226,92 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	u.pl = pl
 	u.mu.Unlock()
 	return out, true
+}
+
+// putResult is one server's answer to PutShares.
+type putResult struct {
+	id  string
+	r   *storageclient.PutResult
+	err error
+}
+
+// putRound sends each server its shares in one PutShares call and returns
+// the answers. It does not wait for every call: once the others are done
+// and the late ones have had mutableGrace since the round began, they are
+// cancelled and returned as late, if the plan can still be happy without
+// their servers (and the servers pl has failed); else they are waited for
+// up to ServerTimeout. A call given up may still land: its shares are
+// then extra copies, harmless.
+func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement.Placement) ([]putResult, []string) {
+	c := u.c
+	rctx, cancel := context.WithCancel(u.ctx)
+	defer cancel()
+	start := time.Now()
+	results := make(chan putResult, len(byServer))
+	for id, shares := range byServer {
+		go func() {
+			var r *storageclient.PutResult
+			var unsupported error
+			err := c.do(rctx, u.byID[id], func(cl *storageclient.Client) error {
+				rctx, cancel := c.reqCtx(rctx)
+				defer cancel()
+				var err error
+				r, err = cl.PutShares(rctx, u.si, u.layout.ShareSize, shares, c.leaseSecret(u.si[:], id))
+				if errors.Is(err, errors.ErrUnsupported) {
+					// An old server: an answer, not a fault of the link.
+					unsupported, err = err, nil
+				}
+				return err
+			})
+			if unsupported != nil {
+				err = unsupported
+			}
+			results <- putResult{id, r, err}
+		}()
+	}
+	var out []putResult
+	var last time.Duration
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for pending := len(byServer); pending > 0; {
+		select {
+		case r := <-results:
+			pending--
+			out = append(out, r)
+			last = time.Since(start)
+			if pending > 0 {
+				if timer != nil {
+					timer.Stop()
+				}
+				timer = time.NewTimer(c.mutableGrace(last) - time.Since(start))
+				timerC = timer.C
+			}
+			continue
+		case <-timerC:
+			timerC = nil
+		}
+		answered := map[string]bool{}
+		for _, r := range out {
+			answered[r.id] = true
+		}
+		var late []string
+		var rest []placement.Server
+		for _, s := range pl.Ring {
+			if _, asked := byServer[s.ID]; asked && !answered[s.ID] {
+				late = append(late, s.ID)
+			} else if !pl.Failed(s.ID) {
+				rest = append(rest, s)
+			}
+		}
+		if _, err := placement.Plan(pl.Params, rest, nil); err != nil {
+			continue // too few without them: wait up to the server timeout
+		}
+		return out, late
+	}
+	return out, nil
 }
