@@ -88,6 +88,17 @@ type Checker struct {
 	mu     sync.Mutex
 	conns  map[string]*storageclient.Client
 	closed bool
+
+	// hung remembers servers that did not answer within ServerTimeout,
+	// until a server timeout later (hung.go): later files do not wait for
+	// them again.
+	hmu      sync.Mutex
+	hung     map[string]time.Time // node id -> until
+	probing  map[string]bool      // a probe is out to it
+	bgCtx    context.Context      // of the probes; canceled by Close
+	bgCancel context.CancelFunc
+	bgDone   bool // Close ran: no more probes
+	bg       sync.WaitGroup
 }
 
 // New checks cfg and returns a Checker; it dials nothing yet.
@@ -116,18 +127,25 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Checker{cfg: cfg, log: cfg.Logger.Named("checker"), conns: map[string]*storageclient.Client{}}, nil
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	return &Checker{cfg: cfg, log: cfg.Logger.Named("checker"), conns: map[string]*storageclient.Client{},
+		hung: map[string]time.Time{}, probing: map[string]bool{}, bgCtx: bgCtx, bgCancel: bgCancel}, nil
 }
 
-// Close drops every connection.
+// Close ends the probes of hung servers and drops every connection.
 func (c *Checker) Close() error {
+	c.hmu.Lock()
+	c.bgDone = true
+	c.hmu.Unlock()
+	c.bgCancel()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
 	for id, cl := range c.conns {
 		cl.Close()
 		delete(c.conns, id)
 	}
+	c.mu.Unlock()
+	c.bg.Wait()
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
@@ -62,15 +63,26 @@ func (c *Checker) checkCHK(ctx context.Context, v cap.CHKVerify, opt Options) (*
 	lists := make([]listing, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
+		lists[i].s = s
+		if c.hungNow(s.ID) {
+			// It hung lately (in this check or the grid client's work):
+			// not waited for again; a probe sees when it is back.
+			lists[i].err = errHung
+			c.probe(s)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lists[i].s = s
+			begin := time.Now()
 			lists[i].err = c.do(ctx, s, func(ctx context.Context, cl *storageclient.Client) error {
 				var err error
 				lists[i].shares, err = cl.List(ctx, si)
 				return err
 			})
+			if ctx.Err() == nil {
+				c.noteAnswer(s.ID, begin, lists[i].err)
+			}
 		}()
 	}
 	wg.Wait()
