@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -84,6 +85,17 @@ func (p *packStore) compact(n uint32) error {
 		}
 	}
 	p.amu.Unlock()
+	// No record goes to pack n any more; wait for those Puts put there
+	// that are not in the index yet.
+	for {
+		p.mu.Lock()
+		k := p.inflight[n]
+		p.mu.Unlock()
+		if k == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	p.mu.Lock()
 	f := p.files[n]
 	oldest := true

@@ -38,9 +38,14 @@ func (d *Disk) putPacked(ref storage.Ref, path string, data []byte) error {
 		}
 		return fmt.Errorf("put share %s: %w", ref, err)
 	}
+	packAppended(ref)
 	d.pack.settle(ref, &loc)
 	return nil
 }
+
+// packAppended runs between a packed Put's durable append and its
+// settling in the index (tests widen that window).
+var packAppended = func(storage.Ref) {}
 
 // deletePacked deletes ref if it is a packed share (packed true): under
 // the index's stripe lock it appends a tombstone and, once that is

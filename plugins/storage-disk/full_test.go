@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tarnfs/tarn/sdk/storage"
 )
@@ -377,5 +378,62 @@ func TestPackForgedRecordInDamagedShare(t *testing.T) {
 	}
 	if l := logged(); len(l) != 1 || !strings.Contains(l[0], "torn tail") {
 		t.Errorf("logged %q, want the damaged last record cut as a torn tail", l)
+	}
+}
+
+// TestCompactWaitsForPendingPut: a Put whose record is durable in the
+// current pack but not yet settled in the index when a Delete compacts
+// that pack: the compaction waits for it, so the share is not left
+// pointing at the removed pack; it reads back, also after a reopen.
+func TestCompactWaitsForPendingPut(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	oldMin := compactCurrentMin
+	compactCurrentMin = 1
+	t.Cleanup(func() { compactCurrentMin = oldMin })
+	for i := range 8 {
+		if err := d.Put(ctx, packRef(i), packData(i, 10000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 { // 3 of 8 live: not yet under a quarter
+		if err := d.Delete(ctx, packRef(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := packFiles(t, dir)
+	release, entered := make(chan struct{}), make(chan struct{})
+	packAppended = func(ref storage.Ref) {
+		if ref == packRef(20) {
+			close(entered)
+			<-release
+		}
+	}
+	t.Cleanup(func() { packAppended = func(storage.Ref) {} })
+	putErr := make(chan error, 1)
+	go func() { putErr <- d.Put(ctx, packRef(20), packData(20, 10000)) }()
+	<-entered
+	released := time.AfterFunc(200*time.Millisecond, func() { close(release) })
+	defer released.Stop()
+	// Under a quarter live after these: the current pack is rolled and
+	// compacted while the Put above is not settled.
+	for _, i := range []int{5, 6} {
+		if err := d.Delete(ctx, packRef(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-putErr; err != nil {
+		t.Fatalf("put during the compaction: %v", err)
+	}
+	if got := packFiles(t, dir); slices.Contains(got, first[0]) {
+		t.Errorf("packs %v: the first was not compacted", got)
+	}
+	mustRead(t, d, packRef(20), packData(20, 10000))
+	mustRead(t, d, packRef(7), packData(7, 10000))
+	d.Close()
+	d2 := newDisk(t, dir)
+	for _, i := range []int{7, 20} {
+		mustRead(t, d2, packRef(i), packData(i, 10000))
 	}
 }

@@ -84,6 +84,11 @@ type packStore struct {
 	// pending (header included): a pack at 0 can go, one mostly dead
 	// is compacted.
 	live map[uint32]int64
+	// inflight counts each pack's share records appended by a Put that
+	// has not settled yet (waiting for its sync, or just past it): a
+	// compaction of the pack waits for them, since they are not in the
+	// index yet and would be left pointing at a removed pack.
+	inflight map[uint32]int
 
 	// group commit state, under smu.
 	smu        sync.Mutex
@@ -120,6 +125,8 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		index:  map[[storage.StorageIndexSize]byte][]packShare{},
 		files:  map[uint32]*os.File{},
 		live:   map[uint32]int64{},
+
+		inflight: map[uint32]int{},
 	}
 	p.cond = sync.NewCond(&p.smu)
 	if create {
@@ -285,11 +292,14 @@ func (p *packStore) claim(ref storage.Ref) bool {
 	return true
 }
 
-// settle ends a claim: with loc set the share becomes visible, without
-// (the put failed) the claim goes.
+// settle ends a claim: with loc set (the record append returned) the
+// share becomes visible, without (the put failed) the claim goes.
 func (p *packStore) settle(ref storage.Ref, loc *packLoc) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if loc != nil {
+		p.inflight[loc.pack]--
+	}
 	list := p.index[ref.Index]
 	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == ref.Num })
 	if i < 0 {
@@ -382,6 +392,7 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	if kind == recKindShare {
 		p.mu.Lock()
 		p.live[loc.pack] += rl
+		p.inflight[loc.pack]++
 		p.mu.Unlock()
 	}
 	p.smu.Lock()
@@ -394,6 +405,7 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 		if kind == recKindShare {
 			p.mu.Lock()
 			p.live[loc.pack] -= rl
+			p.inflight[loc.pack]--
 			p.mu.Unlock()
 		}
 		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)
