@@ -67,6 +67,9 @@ import (
 
 const leaseStateMagic = "tarn leases v1"
 
+// rebuildBatch is how many records rebuildLeases copies per transaction.
+const rebuildBatch = 8192
+
 // leaseState is the parsed state file.
 type leaseState struct {
 	open    bool
@@ -199,8 +202,35 @@ type leaseOpen struct {
 // bbolt's checks and a fault in its mapping turned into panics, which are
 // recovered: what was read before one is kept.
 func rebuildLeases(path string) (kept int, latest int64, readErr, err error) {
-	type rec struct{ k, v []byte }
-	var recs []rec
+	tmp := path + ".rebuild"
+	os.Remove(tmp)
+	ndb, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true}) // synced once, below
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("rebuild lease db %s: %w", path, err)
+	}
+	// Records go over in batches, so a large db is never held in memory.
+	var batch [][2][]byte
+	flush := func() error {
+		err := ndb.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists(leaseBucket)
+			if err != nil {
+				return err
+			}
+			bk.FillPercent = 1 // the records come in key order
+			for _, r := range batch {
+				if err := bk.Put(r[0], r[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			kept += len(batch)
+		}
+		batch = batch[:0]
+		return err
+	}
+	var writeErr error
 	readErr = func() (err error) {
 		old := debug.SetPanicOnFault(true)
 		defer debug.SetPanicOnFault(old)
@@ -220,45 +250,40 @@ func rebuildLeases(path string) (kept int, latest int64, readErr, err error) {
 				return nil
 			}
 			return bk.ForEach(func(k, v []byte) error {
-				if len(k) == leaseKeySize && len(v) == 8 {
-					recs = append(recs, rec{bytes.Clone(k), bytes.Clone(v)})
-					latest = max(latest, int64(min(binary.BigEndian.Uint64(v), 1<<62)))
+				if len(k) != leaseKeySize || len(v) != 8 {
+					return nil
+				}
+				batch = append(batch, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+				latest = max(latest, int64(min(binary.BigEndian.Uint64(v), 1<<62)))
+				if len(batch) == rebuildBatch {
+					if writeErr = flush(); writeErr != nil {
+						return writeErr
+					}
 				}
 				return nil
 			})
 		})
 	}()
-	tmp := path + ".rebuild"
-	os.Remove(tmp)
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return 0, 0, readErr, fmt.Errorf("rebuild lease db %s: %w", path, err)
+	if writeErr != nil {
+		readErr = nil // not the old db's fault
+	} else {
+		writeErr = flush() // the rest, and the bucket even when empty
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(leaseBucket)
-		if err != nil {
-			return err
-		}
-		bk.FillPercent = 1 // the records come in key order
-		for _, r := range recs {
-			if err := bk.Put(r.k, r.v); err != nil {
-				return err
-			}
-		}
-		return nil
-	}) // synced: this db is not NoSync
-	if cerr := db.Close(); err == nil {
-		err = cerr
+	if writeErr == nil {
+		writeErr = ndb.Sync()
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
+	if cerr := ndb.Close(); writeErr == nil {
+		writeErr = cerr
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
+	if writeErr == nil {
+		writeErr = os.Rename(tmp, path)
 	}
-	if err != nil {
+	if writeErr == nil {
+		writeErr = syncDir(filepath.Dir(path))
+	}
+	if writeErr != nil {
 		os.Remove(tmp)
-		return 0, 0, readErr, fmt.Errorf("rebuild lease db %s: %w", path, err)
+		return 0, 0, readErr, fmt.Errorf("rebuild lease db %s: %w", path, writeErr)
 	}
-	return len(recs), latest, readErr, nil
+	return kept, latest, readErr, nil
 }

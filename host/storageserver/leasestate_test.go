@@ -381,3 +381,47 @@ func TestLeaseSecondOpen(t *testing.T) {
 		t.Fatalf("second open changed the state file:\n%s\nto\n%s", before, after)
 	}
 }
+
+// TestLeaseRebuildLarge: a rebuild after a crash copies every record of a
+// db larger than one rebuild batch.
+func TestLeaseRebuildLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "leases.db")
+	ls, _, err := openLeases(path, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashLeases(t, ls)
+	const n = 2*rebuildBatch + 17
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for i := range n {
+			var k [leaseKeySize]byte
+			binary.BigEndian.PutUint32(k[:], uint32(i))
+			if err := tx.Bucket(leaseBucket).Put(k[:], binary.BigEndian.AppendUint64(nil, uint64(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ls, info, err := openLeases(path, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	if !info.unclean || info.kept != n || info.readErr != nil {
+		t.Fatalf("rebuild: unclean %v, kept %d, read error %v; want %d kept", info.unclean, info.kept, info.readErr, n)
+	}
+	for _, i := range []int{0, rebuildBatch, n - 1} {
+		var idx [16]byte
+		binary.BigEndian.PutUint32(idx[:], uint32(i))
+		if l, err := ls.list(idx); err != nil || len(l) != 1 || l[0].Expires.Unix() != int64(i) {
+			t.Fatalf("record %d after the rebuild: %v %v", i, l, err)
+		}
+	}
+}
