@@ -40,6 +40,11 @@ type leaseStore interface {
 
 var leaseBucket = []byte("leases")
 
+var (
+	_ leaseStore = (*boltLeases)(nil)
+	_ leaseStore = (*memLeases)(nil)
+)
+
 // boltLeases commits puts in groups: a put that finds a commit running
 // queues its record and waits; when the commit ends, the next one takes
 // every record queued meanwhile. A lone put commits at once: no timer, no
