@@ -38,9 +38,13 @@ type File struct {
 	dec  *chk.Decoder
 	src  *shareSource
 
-	mu      sync.Mutex
-	extra   []*chk.Decoder // more decoders for WriteTo's read-ahead
-	advised map[int]bool   // shares reported corrupt already
+	mu       sync.Mutex
+	extra    []*chk.Decoder // more decoders for WriteTo's read-ahead
+	advised  map[int]bool   // shares reported corrupt already
+	reported []chk.Problem  // every problem reported (not errNotHeld)
+	// prior are the problems of a predicted read that did not succeed
+	// (download_predict.go), before this file's locate.
+	prior []chk.Problem
 }
 
 // Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
@@ -64,8 +68,11 @@ func (c *Client) open(ctx context.Context, cp cap.Cap) (*File, error) {
 	case cap.Literal:
 		return &File{c: c, cp: cp, ctx: ctx, size: int64(len(v.Data)), lit: bytes.NewReader(v.Data)}, nil
 	case cap.CHK:
+		if p := c.predict(v); p != nil {
+			return c.openPredicted(ctx, v, p)
+		}
 		src := c.locate(ctx, v)
-		if err := src.waitEnough(ctx); err != nil {
+		if err := src.waitEnough(ctx, c.grace()); err != nil {
 			return nil, err
 		}
 		return c.decode(ctx, v, src)
@@ -90,10 +97,24 @@ func (c *Client) openKnown(ctx context.Context, v cap.CHK, holders map[int][]Ser
 }
 
 func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File, error) {
-	f := &File{c: c, cp: v, ctx: ctx, size: v.Size, src: src, advised: map[int]bool{}}
+	f := c.newFile(ctx, v, src)
+	if err := f.start(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (c *Client) newFile(ctx context.Context, v cap.CHK, src *shareSource) *File {
+	return &File{c: c, cp: v, ctx: ctx, size: v.Size, src: src, advised: map[int]bool{}}
+}
+
+// start makes the file's first decoder (reading an extension block) and
+// sets up the source's caches for the file's layout.
+func (f *File) start(ctx context.Context) error {
+	src := f.src
 	dec, err := f.newDecoder(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The window cache serves header and trees; a share that fits one
 	// window is read whole, once, with its blocks.
@@ -107,7 +128,7 @@ func (c *Client) decode(ctx context.Context, v cap.CHK, src *shareSource) (*File
 		src.setBlocks(blockSpan{off: l.BlocksOffset, end: l.ShareSize, span: aheadSegs * int64(l.BlockSize)})
 	}
 	f.dec = dec
-	return f, nil
+	return nil
 }
 
 // newDecoder makes a decoder of the file over its share source, trying
@@ -126,6 +147,9 @@ func (f *File) problem(p chk.Problem) {
 		return
 	}
 	si := f.src.si
+	f.mu.Lock()
+	f.reported = append(f.reported, p)
+	f.mu.Unlock()
 	if !errors.Is(p.Err, chk.ErrCorrupt) {
 		f.c.log.Info("share unreadable", "index", si.String(), "share", p.Share, "error", p.Error())
 		return
@@ -173,7 +197,7 @@ func (f *File) Problems() []chk.Problem {
 	f.mu.Lock()
 	decs := append([]*chk.Decoder{f.dec}, f.extra...)
 	f.mu.Unlock()
-	var out []chk.Problem
+	out := append([]chk.Problem(nil), f.prior...)
 	seen := map[string]bool{}
 	for _, d := range decs {
 		for _, p := range d.Problems() {
@@ -323,8 +347,16 @@ type shareSource struct {
 	asked    int
 	answered int
 	done     bool // every server answered or gave up
-	metaEnd  int64
-	cache    map[int]map[int64]*window
+	// waiting counts the servers not answered yet that waitEnough waits
+	// for: all but the suspects (servers whose predicted read was still out
+	// when the locate began, download_predict.go).
+	waiting  int
+	suspects map[string]bool
+	// skip: a share's holder known to hold it corrupt (found by a
+	// predicted read): not added when the locate finds it there.
+	skip    map[int]string
+	metaEnd int64
+	cache   map[int]map[int64]*window
 
 	// The read-ahead of WriteTo (download_ahead.go).
 	blocks blockSpan
@@ -351,7 +383,7 @@ func (s *shareSource) notifyLocked() {
 // add records a holder, keeping ring order; s.mu need not be held by the
 // caller when the source is not shared yet.
 func (s *shareSource) add(sh int, h holder) {
-	if sh < 0 || sh >= s.n {
+	if sh < 0 || sh >= s.n || s.skip[sh] == h.s.NodeID {
 		return
 	}
 	hs := append(s.holders[sh], h)
@@ -362,11 +394,23 @@ func (s *shareSource) add(sh int, h holder) {
 // locate starts asking every server for its shares of v.
 func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 	s := newShareSource(c, v)
+	c.locateInto(ctx, s)
+	return s
+}
+
+// locateInto starts asking every server for its shares of s's file; s is
+// not shared yet.
+func (c *Client) locateInto(ctx context.Context, s *shareSource) {
 	servers := ring(s.si[:], c.servers())
 	s.asked = len(servers)
+	for _, srv := range servers {
+		if !s.suspects[srv.NodeID] {
+			s.waiting++
+		}
+	}
 	if len(servers) == 0 {
 		s.done = true
-		return s
+		return
 	}
 	sem := make(chan struct{}, c.cfg.Parallel)
 	left := len(servers)
@@ -404,22 +448,33 @@ func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 			if left--; left == 0 {
 				s.done = true
 			}
+			if !s.suspects[srv.NodeID] {
+				s.waiting--
+			}
 			s.notifyLocked()
 		}()
 	}
-	return s
+}
+
+// grace is how long a download waits for the other servers once K shares
+// are located.
+func (c *Client) grace() time.Duration {
+	return min(250*time.Millisecond, c.cfg.ServerTimeout/4)
 }
 
 // waitEnough waits until every server answered, or K distinct shares are
 // located and the others had a short grace to answer too (so that shares
 // are tried in ring order when all servers are well, yet a hung server
-// costs little).
-func (s *shareSource) waitEnough(ctx context.Context) error {
-	grace := min(250*time.Millisecond, s.c.cfg.ServerTimeout/4)
+// costs little). Suspects are not waited for once K shares are located.
+func (s *shareSource) waitEnough(ctx context.Context, grace time.Duration) error {
 	var timer <-chan time.Time
 	for {
 		s.mu.Lock()
 		found, done, ch := len(s.holders), s.done, s.changed
+		if found >= s.k && s.waiting <= 0 {
+			s.mu.Unlock()
+			return nil // every server but the suspects answered
+		}
 		if done && found < s.k {
 			srvs := map[string]bool{}
 			for _, hs := range s.holders {
@@ -440,6 +495,9 @@ func (s *shareSource) waitEnough(ctx context.Context) error {
 			return nil
 		}
 		if found >= s.k && timer == nil {
+			if grace <= 0 {
+				return nil
+			}
 			timer = time.After(grace)
 		}
 		select {

@@ -1,0 +1,198 @@
+package grid_test
+
+import (
+	"bytes"
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/chk"
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/testgrid"
+	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// callCounter counts the storage calls a server makes of its backend
+// that a download causes: one List per list_shares, one ReadAt per
+// read_share (of a share that fits one call).
+type callCounter struct {
+	storage.Backend
+	lists, reads atomic.Int64
+}
+
+func (b *callCounter) List(ctx context.Context, index [storage.StorageIndexSize]byte) ([]uint32, error) {
+	b.lists.Add(1)
+	return b.Backend.List(ctx, index)
+}
+
+func (b *callCounter) ReadAt(ctx context.Context, ref storage.Ref, p []byte, off int64) (int, error) {
+	b.reads.Add(1)
+	return b.Backend.ReadAt(ctx, ref, p, off)
+}
+
+// countedGrid is a test grid whose servers count list and read calls.
+type countedGrid struct {
+	*testgrid.Grid
+	counters []*callCounter
+}
+
+func newCountedGrid(t *testing.T, n int) *countedGrid {
+	cg := &countedGrid{}
+	cg.Grid = testgrid.New(t, n, &testgrid.Options{Backend: func(i int) (storage.Backend, error) {
+		b := &callCounter{Backend: storagememory.New()}
+		cg.counters = append(cg.counters, b)
+		return b, nil
+	}})
+	return cg
+}
+
+// calls returns the list and read calls of every server so far.
+func (cg *countedGrid) calls() (lists, reads int64) {
+	for _, b := range cg.counters {
+		lists += b.lists.Load()
+		reads += b.reads.Load()
+	}
+	return lists, reads
+}
+
+// TestSmallDownloadWithoutLocate: a small file uploaded under the
+// client's server list is read with K read_share calls and no
+// list_shares; when a predicted holder lost its share, holds it corrupt,
+// is stopped or frozen, the download still returns the file's bytes,
+// with at most the calls of a locate plus the predicted reads, and
+// without waiting for a server timeout.
+func TestSmallDownloadWithoutLocate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		damage func(t *testing.T, g *countedGrid, si cap.StorageIndex, l chk.Layout, ring []int)
+		lists  int64 // list_shares calls, at most (and at least, when 0)
+		reads  int64 // read_share calls that reached a backend, at most
+		probs  bool  // File.Problems must name a share
+	}{
+		{name: "nothing changed", size: 4096, lists: 0, reads: 3},
+		{name: "share of 20 KiB", size: 3 * 20 << 10, lists: 0, reads: 3},
+		{name: "two segments in one window locate", size: 3 * 30 << 10, lists: 5, reads: 3},
+		{name: "multi-segment file locates", size: 3 * seg, lists: 5, reads: 3 * 4},
+		{name: "predicted share deleted", size: 4096, lists: 5, reads: 3 + 1,
+			damage: func(t *testing.T, g *countedGrid, si cap.StorageIndex, _ chk.Layout, ring []int) {
+				if err := g.Servers[ring[1]].Backend.DeleteShare(storage.Ref{Index: si, Num: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "predicted share corrupt", size: 4096, lists: 5, reads: 3 + 1, probs: true,
+			damage: func(t *testing.T, g *countedGrid, si cap.StorageIndex, l chk.Layout, ring []int) {
+				if err := g.Servers[ring[0]].Backend.Corrupt(storage.Ref{Index: si, Num: 0}, l.BlocksOffset+9, 4); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "predicted holder stopped", size: 4096, lists: 4, reads: 2 + 1,
+			damage: func(t *testing.T, g *countedGrid, _ cap.StorageIndex, _ chk.Layout, ring []int) {
+				g.Servers[ring[2]].Stop()
+			}},
+		{name: "predicted holder frozen", size: 4096, lists: 4, reads: 2 + 1,
+			damage: func(t *testing.T, g *countedGrid, _ cap.StorageIndex, _ chk.Layout, ring []int) {
+				s := g.Servers[ring[0]]
+				s.Freeze()
+				t.Cleanup(s.Thaw)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newCountedGrid(t, 5)
+			c, _ := newClient(t, g.Grid, nil)
+			data := random(tc.size)
+			cp := chkOf(t, upload(t, c, data))
+			si := cp.StorageIndex()
+			ring := ringOrder(g.Grid, si)
+			// Shares sit on the ring in order: what the client predicts.
+			for sh, srvs := range g.Holders(si) {
+				if len(srvs) != 1 || srvs[0] != ring[sh] {
+					t.Fatalf("share %d on servers %v, ring order %v", sh, srvs, ring)
+				}
+			}
+			l, err := chk.NewLayout(chk.Params{K: 3, N: 5, SegmentSize: seg}, int64(tc.size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.damage != nil {
+				tc.damage(t, g, si, l, ring)
+			}
+			lists0, reads0 := g.calls()
+			start := time.Now()
+			f, err := c.Open(ctxFor(t, time.Minute), cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if _, err := f.WriteTo(&out); err != nil || !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("download: %v (%d bytes, equal %v)", err, out.Len(), bytes.Equal(out.Bytes(), data))
+			}
+			took := time.Since(start)
+			lists, reads := g.calls()
+			lists, reads = lists-lists0, reads-reads0
+			if lists > tc.lists || (tc.lists == 0 && lists != 0) || reads > tc.reads {
+				t.Fatalf("%d list_shares and %d read_share calls, want at most %d and %d", lists, reads, tc.lists, tc.reads)
+			}
+			// No fault may cost a server timeout (2 s here): a hung holder
+			// costs the hedge delay and the locate.
+			if took > time.Second {
+				t.Fatalf("download took %v", took)
+			}
+			if tc.probs != (len(f.Problems()) > 0) {
+				t.Fatalf("problems %v, want some: %v", f.Problems(), tc.probs)
+			}
+		})
+	}
+}
+
+// TestSmallDownloadAfterServersJoin: files uploaded under five servers
+// stay readable once two more join (the ring changes: predictions miss
+// and the locate finds the shares), and files uploaded under the seven are
+// read without a locate by a client that knows the seven.
+func TestSmallDownloadAfterServersJoin(t *testing.T) {
+	g := newCountedGrid(t, 7)
+	var n atomic.Int32
+	n.Store(5)
+	src := grid.ServerFunc(func() []grid.Server { return g.Source()[:n.Load()] })
+	c, _ := newClient(t, g.Grid, func(cfg *grid.Config) { cfg.Servers = src })
+	type file struct {
+		cp   cap.Cap
+		data []byte
+	}
+	var old []file
+	for i := 0; i < 12; i++ {
+		d := random(4096 + i)
+		old = append(old, file{upload(t, c, d), d})
+	}
+	n.Store(7)
+	// Connect to the new servers (an upload surveys them all).
+	upload(t, c, random(5000))
+	for _, f := range old {
+		download(t, c, f.cp, f.data)
+	}
+
+	// A client that has only known the seven.
+	c2, _ := newClient(t, g.Grid, nil)
+	var fresh []file
+	for i := 0; i < 5; i++ {
+		d := random(4096 + i)
+		fresh = append(fresh, file{upload(t, c2, d), d})
+	}
+	lists0, reads0 := g.calls()
+	for _, f := range fresh {
+		download(t, c2, f.cp, f.data)
+	}
+	lists, reads := g.calls()
+	if lists != lists0 || reads-reads0 != 3*int64(len(fresh)) {
+		t.Fatalf("%d downloads made %d list_shares and %d read_share calls, want 0 and %d",
+			len(fresh), lists-lists0, reads-reads0, 3*len(fresh))
+	}
+	// And the first client, whose server list is the seven now, reads
+	// them right too.
+	for _, f := range fresh {
+		download(t, c, f.cp, f.data)
+	}
+}
