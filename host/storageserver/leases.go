@@ -148,7 +148,11 @@ func openLeases(path string, leaseDuration time.Duration, now func() time.Time) 
 	}
 	step := max(leaseDuration/leaseRefreshDiv, time.Second)
 	st.open = true
-	st.ceiling = now().Add(leaseDuration + step).Unix()
+	// The ceiling must bound every record in the db, not only those this
+	// run writes: a power loss can damage pages holding records of earlier
+	// runs too. Those are bounded by the last ceiling (and the floor), which
+	// now + leaseDuration does not cover if LeaseDuration was shortened.
+	st.ceiling = max(now().Add(leaseDuration+step).Unix(), st.ceiling, st.floor)
 	if err := writeLeaseState(statePath, st); err != nil {
 		return nil, info, fmt.Errorf("open lease db %s: %w", path, err)
 	}

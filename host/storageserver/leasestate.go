@@ -35,7 +35,11 @@ import (
 //     expire later first raises the ceiling durably (to the latest expiry
 //     plus LeaseDuration/leaseRefreshDiv, a day at 31 days, so about one
 //     state write a day). Every lease acknowledged in a run that crashed
-//     therefore expires by its ceiling, whatever the clock did since;
+//     therefore expires by its ceiling, whatever the clock did since. A
+//     start never lowers the ceiling (it is the later of the last one and
+//     now + LeaseDuration + a step): a power loss can damage pages holding
+//     records of earlier runs as well, and a LeaseDuration shortened
+//     between runs must not drop the bound on those;
 //   - a floor: the crawler removes nothing before it. A start after a
 //     crash sets the floor to at least the crashed run's ceiling, and the
 //     floor is kept in every later state until it has passed, so clean

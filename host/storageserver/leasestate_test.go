@@ -425,3 +425,42 @@ func TestLeaseRebuildLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseCeilingLeaseDurationShortened: a lease acknowledged under a
+// long LeaseDuration and made durable by a clean close is still covered
+// after the next run, started with a shorter LeaseDuration, crashes with
+// its db lost (a power loss can damage pages of earlier runs' records):
+// the floor of the start after is past that lease's expiry.
+func TestLeaseCeilingLeaseDurationShortened(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "leases.db")
+	t0 := time.Unix(1_900_000_000, 0)
+	clock := func() time.Time { return t0 }
+	ls, _, err := openLeases(path, 60*24*time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := t0.Add(60 * 24 * time.Hour)
+	if err := ls.put([16]byte{1}, sha256.Sum256(nil), exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.close(); err != nil {
+		t.Fatal(err)
+	}
+	// Run 2: a shorter LeaseDuration, then a crash that loses the db.
+	ls, _, err = openLeases(path, 31*24*time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashLeases(t, ls)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	ls, info, err := openLeases(path, 31*24*time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.close()
+	if !info.unclean || info.floor.Before(exp) {
+		t.Fatalf("after the crash: unclean %v, floor %v; want a floor at or after %v (the lost lease's expiry)", info.unclean, info.floor, exp)
+	}
+}
