@@ -134,10 +134,14 @@ func scanRecords(b []byte, fn func(scanEvent)) int64 {
 		}
 		// A record whose header is sound but whose data is not is stepped
 		// over by its length: its data came from a client and may hold
-		// a forged record, which must not be taken for one.
+		// a forged record, which must not be taken for one. For the same
+		// reason a sound header whose record runs past the end is a torn
+		// append: what follows it is its own data, not records.
 		from := off + 1
 		if errors.Is(err, errRecData) {
 			from = off + n
+		} else if _, _, _, herr := parseHeader(b[off:]); herr == nil {
+			return int64(off) // torn tail: a sound header, cut short
 		}
 		next := resync(b, from)
 		if next < 0 {
