@@ -216,7 +216,9 @@ func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
 			if ferr := b.writeFailed(failedLink{Time: time.Now().UTC(), Record: string(recs[id]), Error: err.Error()}); ferr != nil {
 				return fmt.Errorf("replay link journal: %w (and keeping the record failed: %v)", err, ferr)
 			}
-			b.log.Error("a journaled link cannot be read; its record is kept in the failed links", "record", string(recs[id]), "error", err,
+			// Not the record itself: it holds the folder's write cap, and
+			// logs are not secret (the failed links are, 0600).
+			b.log.Error("a journaled link cannot be read; its record is kept in the failed links", "key", id, "error", err,
 				"failed_links", filepath.Join(b.cfg.Dir, FailedLinksFile))
 			bad = append(bad, id)
 			continue
@@ -263,14 +265,21 @@ func recordRef(rec linkRecord) (dirRef, error) {
 // deferring reports whether drives opened WithWriteBehind defer links.
 func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
 
-// add journals rec, a link in ref, and makes it pending.
+// add journals rec, a link in ref, and makes it pending. A link of the
+// name not yet made whose metadata was set (setMeta) passes its ctime and
+// extra keys on as its own record: the older record is dropped, and
+// rec's apply would otherwise take them from the folder, which never
+// held them.
 func (b *Behind) add(ref dirRef, rec linkRecord) error {
 	rec.Dir = ref.w.String()
+	defer b.lockName(ref, rec.Name)()
+	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
+		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
+	}
 	v, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("journal link: %w", err)
 	}
-	defer b.lockName(ref, rec.Name)()
 	id := b.j.next()
 	b.mu.Lock()
 	dead := b.dead
@@ -606,6 +615,12 @@ func (b *Behind) writeFailed(f failedLink) error {
 	p := filepath.Join(b.cfg.Dir, FailedLinksFile)
 	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
+		return err
+	}
+	// Its caps (a bad record's folder write cap too) are the node
+	// user's alone, even in a file an older run made open to others.
+	if err := fh.Chmod(0o600); err != nil {
+		fh.Close()
 		return err
 	}
 	if _, err := fh.Write(append(line, '\n')); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tarnfs/tarn/host/testgrid"
 	"github.com/tarnfs/tarn/host/vdrive"
@@ -607,4 +609,156 @@ func TestWriteBehindSameName(t *testing.T) {
 	if err != nil || got.ReadCap() != want {
 		t.Fatalf("after replay /x is %v (%v), the node showed %s", got, err, want)
 	}
+}
+
+// TestWriteBehindPutOverSetMetadata: a file put again while its earlier
+// link, with metadata set on it, is still pending keeps that metadata
+// (ctime, extra keys) as a put over a linked file does: what the node
+// shows before the link is made is what the folder holds after, whether
+// the links are made by this run or by a replay of its journal.
+func TestWriteBehindPutOverSetMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		replay bool
+	}{{"flush", false}, {"replay", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGrid(t)
+			root := newRootCap(t, g)
+			dir := t.TempDir()
+			b, _ := behindOn(t, g, dir, never)
+			d := frontDrive(t, b, root)
+			ctx := ctxFor(t, time.Minute)
+			putBytes(t, d, "/x", []byte("one"))
+			ctime := time.Date(2019, 5, 6, 7, 8, 9, 0, time.UTC)
+			err := d.SetMetadata(ctx, "/x", func(m *vdrive.Metadata) error {
+				m.Ctime = ctime
+				m.Extra = map[string]string{vdrive.ModeKey: "0640"}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putBytes(t, d, "/x", []byte("two"))
+			shown, err := d.Stat(ctx, "/x")
+			if err != nil || shown.Mode().Perm() != 0o640 {
+				t.Fatalf("pending /x: %v %v, want mode 0640", shown, err)
+			}
+			if tc.replay {
+				vdrive.Abandon(b)
+				b, _ = behindOn(t, g, dir, never)
+			}
+			if err := b.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			in, err := open(t, g, root).Stat(ctx, "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.ReadCap() != shown.ReadCap() || in.Mode().Perm() != shown.Mode().Perm() || !in.Metadata().Ctime.Equal(shown.Metadata().Ctime) {
+				t.Fatalf("linked /x: cap %s mode %o ctime %s; the node showed cap %s mode %o ctime %s",
+					in.ReadCap(), in.Mode().Perm(), in.Metadata().Ctime, shown.ReadCap(), shown.Mode().Perm(), shown.Metadata().Ctime)
+			}
+		})
+	}
+}
+
+// TestJournalPrivate: the journal holds folder write caps, so it is
+// readable by the node's user alone, as the node's other secrets are,
+// even when a copy or an older run left it open to others.
+func TestJournalPrivate(t *testing.T) {
+	g := newGrid(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, vdrive.JournalFile)
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode // the file's mode before the open (0: none yet)
+	}{{"new", 0}, {"left open to others", 0o644}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.mode != 0 {
+				if err := os.Chmod(path, tc.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, _ := behindOn(t, g, dir, never)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Fatalf("journal mode %o, want 600", fi.Mode().Perm())
+			}
+			b.Close()
+		})
+	}
+}
+
+// TestJournalBadRecordLog: a journal record that cannot be replayed is
+// kept in the failed links (readable by the node's user alone), and the
+// log, which is not a secret, does not get the folder write cap it holds.
+func TestJournalBadRecordLog(t *testing.T) {
+	g := newGrid(t)
+	root := newRootCap(t, g)
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, vdrive.JournalFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := fmt.Sprintf(`{"dir":%q,"name":"a/b","cap":%q,"size":1}`, root, root)
+	err = db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists([]byte("links"))
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte{0, 0, 0, 0, 0, 0, 0, 1}, []byte(rec))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An older failed-links file open to others is made private.
+	if err := os.WriteFile(filepath.Join(dir, vdrive.FailedLinksFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: lockedWriter{&mu, &logged}})
+	b, err := vdrive.OpenBehind(vdrive.GridStore(newClient(t, g)), vdrive.BehindConfig{Dir: dir, Delay: never, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Pending() != 0 {
+		t.Fatalf("a bad record is pending")
+	}
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	if !strings.Contains(out, "cannot be read") {
+		t.Fatalf("bad record not logged: %q", out)
+	}
+	if strings.Contains(out, root) {
+		t.Fatalf("the log holds the folder write cap: %q", out)
+	}
+	failed, err := os.ReadFile(filepath.Join(dir, vdrive.FailedLinksFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(failed), "a/b") {
+		t.Fatalf("failed links %q do not keep the record", failed)
+	}
+	fi, err := os.Stat(filepath.Join(dir, vdrive.FailedLinksFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("failed links mode %v (%v), want 600", fi.Mode(), err)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

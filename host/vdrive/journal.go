@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -61,6 +62,13 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open link journal %s: %w", path, err)
+	}
+	// It holds folder write caps: the node's user alone may read it, even
+	// when an older run or a copy left it open to others (bolt's mode
+	// applies only to a new file).
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, nil, nil, fmt.Errorf("link journal %s: %w", path, err)
 	}
 	j := &journal{db: db}
 	var keys []uint64
