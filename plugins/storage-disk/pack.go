@@ -475,15 +475,21 @@ func (p *packStore) waitDurable(seq uint64) error {
 		if err != nil {
 			// The kernel may have dropped the pages it could not write:
 			// a later sync saying yes would not cover them. Every record
-			// so far fails, and appends go to a new pack.
+			// in the pack so far fails, not only those up to target: one
+			// appended while the sync ran may share their pages, and the
+			// kernel reports a writeback error to one sync only. Appends
+			// go to a new pack.
 			p.amu.Lock()
 			p.broken = true
+			p.smu.Lock()
+			target = p.written
+			p.smu.Unlock()
 			p.amu.Unlock()
 		}
 		p.smu.Lock()
 		p.syncing = false
 		if err != nil {
-			p.failedUpTo, p.failErr = target, err
+			p.failedUpTo, p.failErr = max(p.failedUpTo, target), err
 		} else if target > p.synced {
 			p.synced = target
 		}
@@ -583,4 +589,11 @@ func (p *packStore) reclaim() {
 			return
 		}
 	}
+}
+
+// appended is the count of records appended so far (tests).
+func (p *packStore) appended() uint64 {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	return p.written
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tarnfs/tarn/sdk/storage"
 )
@@ -50,4 +53,55 @@ func TestPackTornRecordHidesForgedTombstone(t *testing.T) {
 	if l := logged(); len(l) != 1 || !strings.Contains(l[0], "torn tail") {
 		t.Errorf("logged %q, want one torn tail line", l)
 	}
+}
+
+// TestPackSyncFailsLaterAppends: a Put whose record is appended to the
+// pack while a group sync of it is running, and that sync then fails,
+// fails too: the failed writeback may have dropped its pages (they may
+// share one with the records the sync covered), and the kernel reports
+// the error to one sync only, so the next sync of the pack saying yes
+// proves nothing.
+func TestPackSyncFailsLaterAppends(t *testing.T) {
+	ctx := context.Background()
+	d := newDisk(t, t.TempDir())
+	if err := d.Put(ctx, packRef(0), packData(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	real := packSync
+	var calls atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	packSync = func(f *os.File) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+			return syscall.EIO
+		}
+		return real(f) // the kernel has reported the error: this says yes
+	}
+	t.Cleanup(func() { packSync = real })
+	first := make(chan error, 1)
+	go func() { first <- d.Put(ctx, packRef(1), packData(1, 100)) }()
+	<-entered
+	before := d.pack.appended()
+	second := make(chan error, 1)
+	go func() { second <- d.Put(ctx, packRef(2), packData(2, 100)) }()
+	for d.pack.appended() == before { // the second record is in the pack
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-first; !errors.Is(err, syscall.EIO) {
+		t.Errorf("put covered by the failed sync: %v, want EIO", err)
+	}
+	if err := <-second; !errors.Is(err, syscall.EIO) {
+		t.Errorf("put appended during the failed sync: %v, want EIO", err)
+	}
+	for _, i := range []int{1, 2} {
+		if _, err := d.Stat(ctx, packRef(i)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("share %d of a failed put is visible: %v", i, err)
+		}
+	}
+	if err := d.Put(ctx, packRef(3), packData(3, 100)); err != nil {
+		t.Fatalf("put after the failure: %v", err)
+	}
+	mustRead(t, d, packRef(3), packData(3, 100))
 }
