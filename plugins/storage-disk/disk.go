@@ -256,12 +256,17 @@ func (d *Disk) Stat(_ context.Context, ref storage.Ref) (int64, error) {
 // Open opens a sealed share read-only (for a host that reads it itself).
 func (d *Disk) Open(_ context.Context, ref storage.Ref) (*os.File, int64, error) {
 	if d.pack != nil {
-		if loc, pf, ok := d.pack.find(ref); ok {
-			f, err := packedFile(pf, loc)
+		var f *os.File
+		var size int64
+		if ok, err := d.withPacked(ref, func(pf *os.File, loc packLoc) (err error) {
+			size = int64(loc.n)
+			f, err = packedFile(pf, loc)
+			return err
+		}); ok {
 			if err != nil {
 				return nil, 0, fmt.Errorf("open share %s: %w", ref, err)
 			}
-			return f, int64(loc.n), nil
+			return f, size, nil
 		}
 	}
 	f, err := os.OpenFile(d.sharePath(ref), os.O_RDONLY|unix.O_NOFOLLOW, 0)
@@ -287,8 +292,11 @@ func (d *Disk) ReadAt(_ context.Context, ref storage.Ref, p []byte, off int64) (
 		return 0, fmt.Errorf("read share %s at %d: %w", ref, off, storage.ErrRange)
 	}
 	if d.pack != nil {
-		if loc, pf, ok := d.pack.find(ref); ok {
-			n, err := readPacked(pf, loc, p, off)
+		var n int
+		if ok, err := d.withPacked(ref, func(pf *os.File, loc packLoc) (err error) {
+			n, err = readPacked(pf, loc, p, off)
+			return err
+		}); ok {
 			if err != nil && err != io.EOF {
 				return n, fmt.Errorf("read share %s at %d: %w", ref, off, err)
 			}

@@ -43,6 +43,29 @@ func (d *Disk) putPacked(ref storage.Ref, path string, data []byte) error {
 	return nil
 }
 
+// withPacked runs fn on the pack and location of ref if it is a visible
+// packed share (ok true; err is fn's). A compaction or reclaim may close
+// the pack between the look-up and fn's read: the share has then moved to
+// another pack (or was deleted), so the look-up is made again. ok is
+// false when the share is not (or no longer) packed.
+func (d *Disk) withPacked(ref storage.Ref, fn func(pf *os.File, loc packLoc) error) (ok bool, err error) {
+	for try := 0; ; try++ {
+		loc, pf, found := d.pack.find(ref)
+		if !found {
+			return false, nil // not packed, or deleted meanwhile
+		}
+		packFound(ref)
+		err = fn(pf, loc)
+		if !errors.Is(err, os.ErrClosed) || try == 3 {
+			return true, err
+		}
+	}
+}
+
+// packFound runs between a read's look-up of a packed share and its read
+// (tests move the share meanwhile).
+var packFound = func(storage.Ref) {}
+
 // packAppended runs between a packed Put's durable append and its
 // settling in the index (tests widen that window).
 var packAppended = func(storage.Ref) {}

@@ -1,10 +1,14 @@
 package storagedisk
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -104,4 +108,69 @@ func TestPackSyncFailsLaterAppends(t *testing.T) {
 		t.Fatalf("put after the failure: %v", err)
 	}
 	mustRead(t, d, packRef(3), packData(3, 100))
+}
+
+// TestReadDuringCompaction: a read that found a packed share just before
+// a compaction moved it and closed its pack reads it from its new place
+// (ReadAt and Open), not failing with "file already closed".
+func TestReadDuringCompaction(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		read func(d *Disk, ref storage.Ref) ([]byte, error)
+	}{
+		{"ReadAt", func(d *Disk, ref storage.Ref) ([]byte, error) {
+			b := make([]byte, 10000)
+			n, err := d.ReadAt(ctx, ref, b, 0)
+			if err == io.EOF {
+				err = nil
+			}
+			return b[:n], err
+		}},
+		{"Open", func(d *Disk, ref storage.Ref) ([]byte, error) {
+			f, _, err := d.Open(ctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			return io.ReadAll(f)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			d := newDisk(t, dir)
+			oldMin := compactCurrentMin
+			compactCurrentMin = 1
+			t.Cleanup(func() { compactCurrentMin = oldMin })
+			for i := range 8 {
+				if err := d.Put(ctx, packRef(i), packData(i, 10000)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 5 { // 3 of 8 live: not yet under a quarter
+				if err := d.Delete(ctx, packRef(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first := packFiles(t, dir)[0]
+			var once sync.Once
+			packFound = func(ref storage.Ref) {
+				once.Do(func() {
+					for _, i := range []int{5, 6} { // the pack is compacted
+						if err := d.Delete(ctx, packRef(i)); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+			t.Cleanup(func() { packFound = func(storage.Ref) {} })
+			got, err := tc.read(d, packRef(7))
+			if err != nil || !bytes.Equal(got, packData(7, 10000)) {
+				t.Fatalf("read of a share moved meanwhile: %d bytes, %v", len(got), err)
+			}
+			if slices.Contains(packFiles(t, dir), first) {
+				t.Fatalf("pack %s was not compacted during the read", first)
+			}
+		})
+	}
 }
