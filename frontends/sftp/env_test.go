@@ -61,6 +61,10 @@ type envOptions struct {
 	// writeBehind, when set, opens the drives over a vdrive write-behind
 	// with this delay, WithWriteBehind, as the node does.
 	writeBehind time.Duration
+	// behind opens the drives over a write-behind even with writeBehind
+	// 0 (links made before answering), as the node does with
+	// link_write_behind "0s".
+	behind bool
 }
 
 var hashCache = map[string]string{}
@@ -97,7 +101,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e := &env{t: t, grid: g, counts: &countingStore{Store: vdrive.GridStore(c), gridTemp: gridTemp}, roots: map[string]string{}, logBuf: &logBuffer{}}
 	e.store = e.counts
 	var driveOpts []vdrive.Option
-	if o.writeBehind > 0 {
+	if o.writeBehind > 0 || o.behind {
 		b, err := vdrive.OpenBehind(e.counts, vdrive.BehindConfig{Dir: t.TempDir(), Delay: o.writeBehind})
 		if err != nil {
 			t.Fatal(err)
@@ -177,6 +181,8 @@ type countingStore struct {
 	vdrive.Store
 	reads, modifies  atomic.Int64
 	uploads, inPlace atomic.Int64
+	opens            atomic.Int64     // immutable files opened: file and directory chunk reads
+	onUpload         func(size int64) // if set (before any upload), called with each upload's size
 	gridTemp         string
 	gridSpools       atomic.Int64
 }
@@ -188,6 +194,9 @@ func (c *countingStore) Modify(ctx context.Context, k cap.MutableWrite, fn func(
 
 func (c *countingStore) Upload(ctx context.Context, r io.Reader, size int64, progress func(int64)) (cap.Cap, error) {
 	c.uploads.Add(1)
+	if c.onUpload != nil {
+		c.onUpload(size)
+	}
 	_, at := r.(io.ReaderAt)
 	_, sk := r.(io.Seeker)
 	if at && sk && size >= 0 {
@@ -203,6 +212,11 @@ func (c *countingStore) Upload(ctx context.Context, r io.Reader, size int64, pro
 		wrapped = func(n int64) { sample(n); progress(n) }
 	}
 	return c.Store.Upload(ctx, r, size, wrapped)
+}
+
+func (c *countingStore) Open(ctx context.Context, k cap.Cap) (vdrive.File, error) {
+	c.opens.Add(1)
+	return c.Store.Open(ctx, k)
 }
 
 func (c *countingStore) ReadMutable(ctx context.Context, k cap.MutableRead) ([]byte, error) {

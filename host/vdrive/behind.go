@@ -37,8 +37,9 @@ import (
 // directory's emptiness, Stat of the root) first makes them, and queued
 // changes (SetMetadata, Link, linking without write-behind) make them in
 // the same directory change, before their own. Those drives also share
-// their directory-change queues and cached directory roots, so a change
-// made through one is seen through the others at once.
+// their directory-change queues, cached directory roots and decoded
+// directory chunks, so a change made through one is seen through the
+// others at once, without reading back the chunks it wrote.
 //
 // A link that cannot be made (a directory was put at its name meanwhile,
 // the folder is damaged) is logged at ERROR with its name and read cap,
@@ -102,11 +103,16 @@ type Behind struct {
 
 var _ Store = (*Behind)(nil)
 
-// shared is what the drives of one Behind share.
+// shared is what the drives of one Behind share. chunks is their one
+// cache of decoded directory chunks: a chunk one drive wrote (the
+// flusher's change, another frontend's) is not read back from the grid
+// by another drive's next look-up in that bucket (chunks are immutable
+// and named by their cap, so any drive may use any cached one).
 type shared struct {
 	queues dirQueues
 	reads  slotReads
 	roots  rootMap
+	chunks *dirnode.Cache
 }
 
 // behindDir is one folder's links: pending (not yet taken by a change,
@@ -171,9 +177,9 @@ func OpenBehind(store Store, cfg BehindConfig) (*Behind, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	b := &Behind{inner: store, cfg: cfg, log: log, sh: &shared{}, dirs: map[cap.MutableRead]*behindDir{}}
+	b := &Behind{inner: store, cfg: cfg, log: log, sh: &shared{chunks: dirnode.NewCache(DefaultCacheEntries)}, dirs: map[cap.MutableRead]*behindDir{}}
 	b.ctx, b.stop = context.WithCancel(context.Background())
-	b.d = &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(10_000), now: time.Now}
+	b.d = &Drive{store: store, chunks: chunks{store}, now: time.Now}
 	b.attach(b.d)
 	path := filepath.Join(cfg.Dir, JournalFile)
 	if cfg.Delay == 0 {
@@ -200,6 +206,7 @@ func (b *Behind) attach(d *Drive) {
 	d.reads = &b.sh.reads
 	d.roots.m = &b.sh.roots
 	d.roots.shared = true
+	d.cache = b.sh.chunks
 }
 
 // replay takes the journal's records as pending links and starts making
@@ -390,7 +397,9 @@ func (b *Behind) insert(ref dirRef, l *plink) {
 		b.dead = append(b.dead, old.id)
 	}
 	bd.pending[name] = l
-	if len(bd.pending) >= b.cfg.FlushAt {
+	// While the folder's changes fail (retries), it waits for its
+	// backoff, however many links come: not one failing change per file.
+	if len(bd.pending) >= b.cfg.FlushAt && bd.retries == 0 {
 		b.armLocked(k, bd, 0)
 	} else {
 		b.armLocked(k, bd, b.cfg.Delay)
@@ -577,6 +586,10 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		}
 		b.log.Warn("making write-behind links failed; trying again", "folder", ref.r.String(), "links", len(again),
 			"attempt", bd.retries, "retry_in", wait, "error", cause)
+		// A flush armed meanwhile (a new link's Delay) waits too.
+		if bd.timer != nil && bd.timer.Stop() {
+			bd.timer = nil
+		}
 		if bd.timer == nil {
 			b.armLocked(k, bd, wait)
 		}
