@@ -352,6 +352,7 @@ type shareSource struct {
 	// when the locate began, download_predict.go).
 	waiting  int
 	suspects map[string]bool
+	out      map[string]bool // servers of the locate that have not answered yet
 	// skip: a share's holder known to hold it corrupt (found by a
 	// predicted read): not added when the locate finds it there.
 	skip    map[int]string
@@ -403,7 +404,17 @@ func (c *Client) locate(ctx context.Context, v cap.CHK) *shareSource {
 func (c *Client) locateInto(ctx context.Context, s *shareSource) {
 	servers := ring(s.si[:], c.servers())
 	s.asked = len(servers)
+	// Servers remembered as hung are asked but not waited for, like
+	// suspects.
+	for i := range c.hung().skip(servers, time.Now()) {
+		if s.suspects == nil {
+			s.suspects = map[string]bool{}
+		}
+		s.suspects[servers[i].NodeID] = true
+	}
+	s.out = make(map[string]bool, len(servers))
 	for _, srv := range servers {
+		s.out[srv.NodeID] = true
 		if !s.suspects[srv.NodeID] {
 			s.waiting++
 		}
@@ -437,8 +448,12 @@ func (c *Client) locateInto(ctx context.Context, s *shareSource) {
 				answered = err == nil
 			case <-ctx.Done():
 			}
+			if answered {
+				c.hung().clear(srv.NodeID)
+			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			delete(s.out, srv.NodeID)
 			if answered {
 				s.answered++
 			}
@@ -503,6 +518,15 @@ func (s *shareSource) waitEnough(ctx context.Context, grace time.Duration) error
 		select {
 		case <-ch:
 		case <-timer:
+			// Those still silent are remembered as hung: the next
+			// downloads do not wait for them.
+			s.mu.Lock()
+			var late []string
+			for id := range s.out {
+				late = append(late, id)
+			}
+			s.mu.Unlock()
+			s.c.gaveUp(late, grace)
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("download %s: looking for shares: %w", s.si, ctx.Err())

@@ -59,7 +59,7 @@ func (c *Client) predictReady(s Server) bool {
 	c.mu.Lock()
 	cn := c.conns[s.NodeID]
 	c.mu.Unlock()
-	if cn == nil {
+	if cn == nil || c.hung().has(s.NodeID, time.Now()) {
 		return false
 	}
 	// cn.mu is held while dialing (then the link is not ready) and for a
@@ -276,6 +276,15 @@ func (c *Client) openPredicted(ctx context.Context, v cap.CHK, p *prediction) (*
 			return a.f, nil
 		}
 		werr = <-waited
+	}
+	if werr == nil {
+		// Predicted reads still out once the locate found enough shares
+		// elsewhere: their servers hang, and are remembered so.
+		var late []string
+		for id := range a.suspects() {
+			late = append(late, id)
+		}
+		c.gaveUp(late, time.Since(start))
 	}
 	a.cancel()
 	<-a.done

@@ -216,3 +216,35 @@ func TestSmallDownloadAfterServersJoin(t *testing.T) {
 		download(t, c, f.cp, f.data)
 	}
 }
+
+// TestSmallDownloadSkipsHungHolder: once a predicted holder did not
+// answer while the locate found the shares elsewhere, it is remembered as
+// hung, and the next downloads read K shares from other predicted
+// holders, with no locate and no wait.
+func TestSmallDownloadSkipsHungHolder(t *testing.T) {
+	g := newCountedGrid(t, 5)
+	c, _ := newClient(t, g.Grid, nil)
+	var files [][]byte
+	var caps []cap.Cap
+	for i := 0; i < 4; i++ {
+		d := random(4000 + i)
+		files, caps = append(files, d), append(caps, upload(t, c, d))
+	}
+	frozen := g.Servers[ringOrder(g.Grid, chkOf(t, caps[0]).StorageIndex())[0]]
+	frozen.Freeze()
+	t.Cleanup(frozen.Thaw)
+	download(t, c, caps[0], files[0])
+	if !c.Hung(frozen.NodeID) {
+		t.Fatalf("frozen server %s not remembered as hung", frozen.NodeID)
+	}
+	for i := 1; i < len(caps); i++ {
+		lists0, reads0 := g.calls()
+		start := time.Now()
+		download(t, c, caps[i], files[i])
+		lists, reads := g.calls()
+		if lists != lists0 || reads-reads0 != 3 {
+			t.Fatalf("file %d: %d list_shares and %d read_share calls, want 0 and 3", i, lists-lists0, reads-reads0)
+		}
+		t.Logf("file %d: %v", i, time.Since(start))
+	}
+}
