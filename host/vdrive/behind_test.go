@@ -3,6 +3,7 @@ package vdrive_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +13,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/testgrid"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
@@ -761,4 +764,68 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// refusingStore refuses every directory change while refuse is set, as
+// servers refusing for a while do.
+type refusingStore struct {
+	slotCounter
+	refuse atomic.Bool
+}
+
+var errRefused = errors.New("test: servers refuse changes for now")
+
+func (s *refusingStore) Modify(ctx context.Context, c cap.MutableWrite, fn func(old []byte) ([]byte, error)) error {
+	if s.refuse.Load() {
+		s.modifies.Add(1)
+		return errRefused
+	}
+	return s.slotCounter.Modify(ctx, c, fn)
+}
+
+// TestWriteBehindBackoffUnderLoad: while a folder's changes fail, new
+// files past FlushAt do not each start a change at once: the folder is
+// tried again after its backoff, and its links are all made once the
+// grid takes them.
+func TestWriteBehindBackoffUnderLoad(t *testing.T) {
+	g := newGrid(t)
+	root := newRootCap(t, g)
+	rs := &refusingStore{slotCounter: slotCounter{Store: vdrive.GridStore(newClient(t, g))}}
+	b, err := vdrive.OpenBehind(rs, vdrive.BehindConfig{Dir: t.TempDir(), Delay: never, FlushAt: 4, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	d := frontDrive(t, b, root)
+	ctx := ctxFor(t, time.Minute)
+	rs.refuse.Store(true)
+	for i := range 4 {
+		putBytes(t, d, fmt.Sprintf("/f%d", i), []byte("x"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rs.modifies.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	first := rs.modifies.Load()
+	if first == 0 {
+		t.Fatal("no change tried at FlushAt")
+	}
+	time.Sleep(200 * time.Millisecond) // the failed change settled
+	for i := 4; i < 40; i++ {
+		putBytes(t, d, fmt.Sprintf("/f%d", i), []byte("x"))
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	// 1 or 2 on a loaded machine (a change under way when the first
+	// puts came); 36 when each file past FlushAt starts one.
+	if n := rs.modifies.Load() - first; n > 3 {
+		t.Fatalf("%d changes tried for 36 new files while the folder backs off, want at most 3", n)
+	}
+	rs.refuse.Store(false)
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, open(t, g, root), "/"); len(got) != 40 {
+		t.Fatalf("%d files linked, want 40", len(got))
+	}
 }
