@@ -95,6 +95,7 @@ type Checker struct {
 	hmu      sync.Mutex
 	hung     map[string]time.Time // node id -> until
 	probing  map[string]bool      // a probe is out to it
+	thawed   map[string]time.Time // when its probe last answered
 	bgCtx    context.Context      // of the probes; canceled by Close
 	bgCancel context.CancelFunc
 	bgDone   bool // Close ran: no more probes
@@ -129,7 +130,7 @@ func New(cfg Config) (*Checker, error) {
 	}
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	return &Checker{cfg: cfg, log: cfg.Logger.Named("checker"), conns: map[string]*storageclient.Client{},
-		hung: map[string]time.Time{}, probing: map[string]bool{}, bgCtx: bgCtx, bgCancel: bgCancel}, nil
+		hung: map[string]time.Time{}, probing: map[string]bool{}, thawed: map[string]time.Time{}, bgCtx: bgCtx, bgCancel: bgCancel}, nil
 }
 
 // Close ends the probes of hung servers and drops every connection.

@@ -18,7 +18,8 @@ import (
 // stopped waiting for it). Checks made meanwhile do not ask it: their
 // reports list it in Unreachable, as a server that did not answer. A
 // probe (GetVersion), at most one at a time per server, keeps asking it
-// in the background: when it answers the server is asked again, and
+// in the background: when it answers the server is asked again (for a
+// server timeout even while the grid client still remembers it), and
 // while it hangs the memory is renewed, so a check of a big tree waits
 // for a hung server about once in all, not once per file.
 
@@ -27,20 +28,27 @@ var errHung = errors.New("not asked: did not answer within the server timeout la
 
 // hungNow reports whether server id is remembered as hung now.
 func (c *Checker) hungNow(id string) bool {
-	if c.cfg.Grid != nil && c.cfg.Grid.Hung(id) {
-		return true
-	}
+	gridHung := c.cfg.Grid != nil && c.cfg.Grid.Hung(id)
+	now := time.Now()
 	c.hmu.Lock()
 	defer c.hmu.Unlock()
 	if c.probing[id] {
 		return true // its probe has not answered yet
 	}
-	t, ok := c.hung[id]
-	if ok && time.Now().After(t) {
+	if t, ok := c.hung[id]; ok {
+		if !now.After(t) {
+			return true
+		}
 		delete(c.hung, id)
+	}
+	if !gridHung {
 		return false
 	}
-	return ok
+	// The grid client remembers it for a server timeout from when it
+	// hung; a probe that answered since (one is sent only once the grid's
+	// memory was seen) shows it back: it is asked again.
+	t, ok := c.thawed[id]
+	return !ok || now.Sub(t) >= c.cfg.ServerTimeout
 }
 
 // noteAnswer records how a request to id begun at begin went: an answer
@@ -54,6 +62,7 @@ func (c *Checker) noteAnswer(id string, begin time.Time, err error) {
 		delete(c.hung, id)
 	case timedOut(err) || time.Since(begin) >= c.cfg.ServerTimeout:
 		c.hung[id] = time.Now().Add(c.cfg.ServerTimeout)
+		delete(c.thawed, id)
 	}
 }
 
@@ -85,6 +94,9 @@ func (c *Checker) probe(s server) {
 		}
 		c.hmu.Lock()
 		delete(c.probing, s.ID)
+		if err == nil {
+			c.thawed[s.ID] = time.Now()
+		}
 		c.hmu.Unlock()
 		if err == nil {
 			c.log.Info("server that hung answers again", "server", s.ID)
