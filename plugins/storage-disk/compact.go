@@ -85,11 +85,13 @@ func (p *packStore) compact(n uint32) error {
 		}
 	}
 	p.amu.Unlock()
-	// No record goes to pack n any more; wait for those Puts put there
-	// that are not in the index yet.
+	// No record goes to pack n any more, and no share is claimed (every
+	// stripe is held); wait for the Puts claimed before to settle: a
+	// record of one in pack n is not in the index yet, and a tombstone in
+	// pack n must be carried forward if its share's Put fails.
 	for {
 		p.mu.Lock()
-		k := p.inflight[n]
+		k := p.pending
 		p.mu.Unlock()
 		if k == 0 {
 			break

@@ -30,6 +30,7 @@ func (d *Disk) putPacked(ref storage.Ref, path string, data []byte) error {
 		return fmt.Errorf("put share %s: %w", ref, storage.ErrExists)
 	}
 	mu.Unlock()
+	packClaimed(ref)
 	loc, err := d.pack.append(recKindShare, ref, data)
 	if err != nil {
 		d.pack.settle(ref, nil)
@@ -65,6 +66,10 @@ func (d *Disk) withPacked(ref storage.Ref, fn func(pf *os.File, loc packLoc) err
 // packFound runs between a read's look-up of a packed share and its read
 // (tests move the share meanwhile).
 var packFound = func(storage.Ref) {}
+
+// packClaimed runs between a packed Put's claim and its append (tests
+// hold a Put there).
+var packClaimed = func(storage.Ref) {}
 
 // packAppended runs between a packed Put's durable append and its
 // settling in the index (tests widen that window).

@@ -84,11 +84,13 @@ type packStore struct {
 	// pending (header included): a pack at 0 can go, one mostly dead
 	// is compacted.
 	live map[uint32]int64
-	// inflight counts each pack's share records appended by a Put that
-	// has not settled yet (waiting for its sync, or just past it): a
-	// compaction of the pack waits for them, since they are not in the
-	// index yet and would be left pointing at a removed pack.
-	inflight map[uint32]int
+	// pending counts the claims of Puts not settled yet (before their
+	// append, waiting for its sync, or just past it). A compaction waits
+	// until there are none: a record of one in the pack it compacts is
+	// not in the index yet and would be left pointing at a removed pack,
+	// and whether a tombstone must be carried forward depends on whether
+	// the Put of its share succeeds.
+	pending int
 
 	// group commit state, under smu.
 	smu        sync.Mutex
@@ -125,8 +127,6 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		index:  map[[storage.StorageIndexSize]byte][]packShare{},
 		files:  map[uint32]*os.File{},
 		live:   map[uint32]int64{},
-
-		inflight: map[uint32]int{},
 	}
 	p.cond = sync.NewCond(&p.smu)
 	if create {
@@ -289,6 +289,7 @@ func (p *packStore) claim(ref storage.Ref) bool {
 		return false
 	}
 	p.index[ref.Index] = append(list, packShare{num: ref.Num})
+	p.pending++
 	return true
 }
 
@@ -297,9 +298,7 @@ func (p *packStore) claim(ref storage.Ref) bool {
 func (p *packStore) settle(ref storage.Ref, loc *packLoc) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if loc != nil {
-		p.inflight[loc.pack]--
-	}
+	p.pending--
 	list := p.index[ref.Index]
 	i := slices.IndexFunc(list, func(s packShare) bool { return s.num == ref.Num })
 	if i < 0 {
@@ -392,7 +391,6 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	if kind == recKindShare {
 		p.mu.Lock()
 		p.live[loc.pack] += rl
-		p.inflight[loc.pack]++
 		p.mu.Unlock()
 	}
 	p.smu.Lock()
@@ -405,7 +403,6 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 		if kind == recKindShare {
 			p.mu.Lock()
 			p.live[loc.pack] -= rl
-			p.inflight[loc.pack]--
 			p.mu.Unlock()
 		}
 		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -173,4 +174,89 @@ func TestReadDuringCompaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompactKeepsTombstoneOfFailingPut: a compaction of a pack holding
+// the tombstone of a share whose record lies in an older pack, while a
+// Put of that share again is claimed but not yet appended, waits for the
+// Put; the Put fails; the tombstone is carried forward, so the deleted
+// share does not come back at the next open.
+func TestCompactKeepsTombstoneOfFailingPut(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	roll := func() {
+		t.Helper()
+		d.pack.amu.Lock()
+		defer d.pack.amu.Unlock()
+		if err := d.pack.roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, a := packRef(1), packRef(2)
+	for _, r := range []storage.Ref{s, a} { // pack 1
+		if err := d.Put(ctx, r, packData(int(r.Index[2]), 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roll()
+	if err := d.Delete(ctx, s); err != nil { // its tombstone: pack 2
+		t.Fatal(err)
+	}
+	for i := 10; i < 14; i++ {
+		if err := d.Put(ctx, packRef(i), packData(i, 5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roll() // pack 3 is the current one
+	entered, release := make(chan struct{}), make(chan struct{})
+	packClaimed = func(ref storage.Ref) {
+		if ref == s {
+			close(entered)
+			<-release
+		}
+	}
+	t.Cleanup(func() { packClaimed = func(storage.Ref) {} })
+	real := packSync
+	var failOnce atomic.Bool
+	packSync = func(f *os.File) error {
+		if failOnce.CompareAndSwap(true, false) {
+			return syscall.EIO
+		}
+		return real(f)
+	}
+	t.Cleanup(func() { packSync = real })
+	putErr := make(chan error, 1)
+	go func() { putErr <- d.Put(ctx, s, packData(1, 1000)) }()
+	<-entered
+	deleted := make(chan error, 1)
+	go func() { // pack 2 empties and is compacted
+		var err error
+		for i := 10; i < 14; i++ {
+			err = errors.Join(err, d.Delete(ctx, packRef(i)))
+		}
+		deleted <- err
+	}()
+	select {
+	case err := <-deleted:
+		deleted <- err
+	case <-time.After(300 * time.Millisecond): // waits for the Put
+	}
+	failOnce.Store(true)
+	close(release)
+	if err := <-putErr; !errors.Is(err, syscall.EIO) {
+		t.Fatalf("put of the share again: %v, want EIO", err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if got := packFiles(t, dir); slices.Contains(got, filepath.Join(dir, "packs", packName(2))) {
+		t.Fatalf("packs %v: pack 2 was not compacted", got)
+	}
+	d.Close()
+	d2 := newDisk(t, dir)
+	if _, err := d2.Stat(ctx, s); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("deleted share after a reopen: %v, want ErrNotFound", err)
+	}
+	mustRead(t, d2, a, packData(2, 1000))
 }
