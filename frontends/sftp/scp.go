@@ -329,9 +329,14 @@ func (sc *scp) sinkMain() error {
 	if sc.fs.ro {
 		return sc.fatal(target + ": permission denied (read-only account)")
 	}
-	isDir := false
-	if info, err := sc.fs.d.Stat(ctx, target); err == nil {
-		isDir = info.IsDir()
+	// The root is always a directory, and is not asked: a Stat of the
+	// root makes its pending write-behind links first (its size is its
+	// entry count), a directory change per scp into the root.
+	isDir := target == "/"
+	if !isDir {
+		if info, err := sc.fs.d.Stat(ctx, target); err == nil {
+			isDir = info.IsDir()
+		}
 	}
 	if sc.cmd.dirTarget && !isDir {
 		return sc.fatal(target + ": not a directory")
@@ -515,8 +520,13 @@ func (sc *scp) receiveFile(ctx context.Context, p string, l scpLine, times *scpL
 	if err := sc.ack(); err != nil {
 		return errProtocol
 	}
+	// A received file replaces whatever file is at p (as SFTP's
+	// WRITE|CREAT|TRUNC open): a miss in the drive's cached directory (a
+	// new name, the usual case) is taken as it is, saving a directory
+	// read per file; a directory made there meanwhile by another client
+	// refuses the link, as for SFTP.
 	var refused error
-	if info, err := sc.fs.d.Stat(ctx, p); err == nil && info.IsDir() {
+	if info, err := sc.fs.d.StatCached(ctx, p); err == nil && info.IsDir() {
 		refused = toStatus("open", p, vdrive.ErrIsDir)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		refused = toStatus("open", p, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,5 +158,74 @@ func smallUploadReadsNoShares(t *testing.T, o envOptions) {
 		if err != nil || !bytes.Equal(got, pseudo(byte(i), size)) {
 			t.Fatalf("file %d reads back wrong: %v", i, err)
 		}
+	}
+}
+
+// TestSCPUploadCost pins what scp's uploads of new small files cost the
+// drive once its directories are cached (a node's SFTP drive keeps them a
+// second): legacy scp (-O) reads no directory and no share, and changes
+// none with write-behind, into a folder or into the root. OpenSSH's scp in
+// SFTP mode opens each file WRITE|CREAT without TRUNC (it truncates with
+// fsetstat after the writes), and such an open must see whether the file
+// exists on the folder's current version, to start from its content: one
+// directory read per file.
+func TestSCPUploadCost(t *testing.T) {
+	needTools(t, "scp")
+	e := newEnv(t, envOptions{dirCache: time.Minute, writeBehind: time.Hour})
+	fillFolder(t, e, "/dir", 400)
+	key := e.keyFile(t)
+	tmp := t.TempDir()
+	for i, tc := range []struct {
+		name      string
+		flags     []string
+		target    string
+		wantReads int64 // directory (slot) reads per file
+	}{
+		{"legacy, into a folder", []string{"-O"}, "/dir/", 0},
+		{"legacy, into the root", []string{"-O"}, "/", 0},
+		{"sftp mode, into a folder", nil, "/dir/", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{"-i", key, "-P", e.port()}, sshOpts...), tc.flags...)
+			local := func(j int) string {
+				return filepath.Join(tmp, fmt.Sprintf("s%d-%d", i, j))
+			}
+			for j := range 4 {
+				if err := os.WriteFile(local(j), pseudo(byte(10*i+j+1), 3000), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The first command warms the drive's cached directories.
+			if out, err := run(t, "scp", append(args, local(0), "alice@127.0.0.1:"+tc.target)...); err != nil {
+				t.Fatalf("scp: %v\n%s", err, out)
+			}
+			reads, opens, srv, mods := e.counts.reads.Load(), e.counts.opens.Load(), e.grid.Counts().Reads, e.counts.modifies.Load()
+			uploads := e.counts.uploads.Load()
+			if out, err := run(t, "scp", append(args, local(1), local(2), local(3), "alice@127.0.0.1:"+tc.target)...); err != nil {
+				t.Fatalf("scp: %v\n%s", err, out)
+			}
+			if got := e.counts.reads.Load() - reads; got != 3*tc.wantReads {
+				t.Errorf("%d directory reads for 3 files, want %d", got, 3*tc.wantReads)
+			}
+			if got := e.counts.opens.Load() - opens; got != 0 {
+				t.Errorf("%d immutable files read, want 0", got)
+			}
+			if got := e.grid.Counts().Reads - srv; got != 0 {
+				t.Errorf("the servers read shares %d times, want 0", got)
+			}
+			if got := e.counts.modifies.Load() - mods; got != 0 {
+				t.Errorf("%d directory changes, want 0 (the links wait in the journal)", got)
+			}
+			if got := e.counts.uploads.Load() - uploads; got != 3 {
+				t.Errorf("%d uploads, want 3", got)
+			}
+			d := e.drive("alice")
+			for j := range 4 {
+				got, err := e.get(d, tc.target+filepath.Base(local(j)))
+				if err != nil || !bytes.Equal(got, pseudo(byte(10*i+j+1), 3000)) {
+					t.Fatalf("file %d reads back wrong: %v", j, err)
+				}
+			}
+		})
 	}
 }
