@@ -44,6 +44,7 @@ type stream struct {
 	err     error // the stream is dropped (errRewrite or a failure)
 	closing bool
 	final   int64
+	eof     bool // the upload has read to the end: its outcome is the close's
 	wake    chan struct{}
 	done    chan error // Put's result: nil once the file is stored and linked
 }
@@ -137,6 +138,7 @@ func (st *stream) Read(p []byte) (int, error) {
 		}
 		if end <= st.fed {
 			closing := st.closing
+			st.eof = st.eof || closing
 			h.mu.Unlock()
 			if closing {
 				return 0, io.EOF
@@ -193,14 +195,25 @@ func (h *writeHandle) closeStream(failed error) *stream {
 
 // finishStream waits for the upload to read the rest, store and link the
 // file, then sets the metadata asked for. linked false (with the reason)
-// means the spool must be uploaded instead; err is then the close's
-// answer.
+// means the stream was dropped, or its upload failed before the close
+// (its error is stale: the grid may be fine by now), so the spool must be
+// uploaded instead. Otherwise err is the close's answer: an upload or link
+// that failed after reading to the end failed at the close, as the spool's
+// upload would have, and is not made again (that would double the time
+// the close takes to fail).
 func (h *writeHandle) finishStream(st *stream) (linked bool, why, err error) {
 	done := h.s.busy()
 	defer done()
 	start := time.Now()
 	if why := <-st.done; why != nil {
-		return false, why, nil
+		h.mu.Lock()
+		dropped, eof := st.err, st.eof
+		h.mu.Unlock()
+		if dropped != nil || !eof {
+			return false, why, nil
+		}
+		h.s.log.Warn("upload failed", "path", h.path, "error", why)
+		return true, nil, toStatus("close", h.path, why)
 	}
 	size, mode, mtime := h.stat()
 	if err := h.setMeta(h.s.ctx, mode, mtime); err != nil {
