@@ -160,7 +160,7 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 					noPutShares.Store(r.id, struct{}{})
 				} else if k := errorKind(r.err); k == KindTimeout || k == KindUnreachable {
 					u.skip[r.id] = true
-					if k == KindTimeout {
+					if k == KindTimeout && u.ctx.Err() == nil { // not the caller's deadline
 						c.markHung([]string{r.id})
 					}
 				}
