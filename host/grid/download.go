@@ -348,8 +348,9 @@ type shareSource struct {
 	answered int
 	done     bool // every server answered or gave up
 	// waiting counts the servers not answered yet that waitEnough waits
-	// for: all but the suspects (servers whose predicted read was still out
-	// when the locate began, download_predict.go).
+	// for: all but the suspects (servers remembered as hung, and those
+	// whose predicted read was still out when the locate began,
+	// download_predict.go).
 	waiting  int
 	suspects map[string]bool
 	out      map[string]bool // servers of the locate that have not answered yet
