@@ -438,6 +438,13 @@ func (b *Behind) flushLater(k cap.MutableRead) {
 	defer cancel()
 	// A failure is logged and retried by settle.
 	_ = b.flush(ctx, k)
+	// A folder whose links an operation made while this timer waited
+	// was kept for it (settle keeps an armed folder): forget it now.
+	b.mu.Lock()
+	if bd := b.dirs[k]; bd != nil && bd.timer == nil && len(bd.pending)+len(bd.inflight)+len(bd.busy) == 0 {
+		delete(b.dirs, k)
+	}
+	b.mu.Unlock()
 }
 
 // lookup is the pending (or in-flight) link of name in folder k.
