@@ -291,6 +291,16 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		return s.openAfter(p, fl, prev)
 	}
 	stat := s.d.Stat
+	maybeOld := false
+	if fl.Creat && !fl.Trunc && !fl.Excl {
+		// What OpenSSH's scp opens with (it truncates by fsetstat after
+		// the writes). A cached miss is taken as it is here too, but the
+		// handle may hide an existing file's content: it finds out
+		// (settleOld) before anything could show that content, so that
+		// the usual open, writes covering the file, truncate and close
+		// read no directory.
+		stat, maybeOld = s.d.StatCached, true
+	}
 	if fl.Creat && fl.Trunc && !fl.Excl {
 		// What sftp put, scp and rclone open with. A miss in the drive's
 		// cached directory (a new file, the usual case) is taken as it is,
@@ -331,6 +341,10 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 	os.Remove(f.Name()) // unlinked: gone with the handle, even on a crash
 	h := newWriteHandle(s, p, f, !exists)
 	h.streamable = !exists || fl.Trunc
+	h.maybeOld = maybeOld && !exists
+	// A truncating open of an existing file empties it even if nothing is
+	// written (sftp put of an empty file, `: > f` through sshfs).
+	h.dirty = exists && fl.Trunc
 	if exists && !fl.Trunc {
 		if err := h.fill(ctx); err != nil {
 			f.Close()
@@ -341,7 +355,7 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 		if perm, ok := openPerm(r.Attrs); ok {
 			m := perm &^ umask
 			if m != defaultFileMode {
-				h.mode = &m
+				h.mode, h.openMode = &m, true
 			}
 		}
 	}
@@ -370,6 +384,9 @@ func (s *fsys) openAfter(p string, fl xsftp.FileOpenFlags, prev *writeHandle) (*
 	if fl.Creat && fl.Excl {
 		return nil, toStatus("open", p, fs.ErrExist)
 	}
+	if err := prev.settleOld(); err != nil {
+		return nil, toStatus("open", p, err)
+	}
 	f, err := os.CreateTemp(s.spool, "sftp-*.spool")
 	if err != nil {
 		return nil, toStatus("open", p, fmt.Errorf("spool file: %w", err))
@@ -377,6 +394,7 @@ func (s *fsys) openAfter(p string, fl xsftp.FileOpenFlags, prev *writeHandle) (*
 	os.Remove(f.Name())
 	h := newWriteHandle(s, p, f, prev.create)
 	h.prev = prev
+	h.dirty = fl.Trunc
 	if !fl.Trunc {
 		size, _, _ := prev.stat()
 		n, err := io.Copy(f, io.NewSectionReader(prev, 0, size))
@@ -419,6 +437,12 @@ type writeHandle struct {
 	mode    *fs.FileMode
 	mtime   *time.Time
 	dirty   bool  // written to or truncated since open
+	// maybeOld: opened WRITE|CREAT without TRUNC on a miss in the cached
+	// directory, so a file may be there after all (settleOld); openMode:
+	// mode was asked for by that open, which open(2) ignores for an
+	// existing file.
+	maybeOld bool
+	openMode bool
 	failed  error // a transfer error: the client is gone, nothing is linked
 	closed  bool
 	closeEr error
@@ -441,6 +465,68 @@ var (
 	_ xsftp.TransferError    = (*writeHandle)(nil)
 	_ io.Closer              = (*writeHandle)(nil)
 )
+
+// settleOld finds out, for a handle opened WRITE|CREAT without TRUNC on a
+// miss in the cached directory (maybeOld), whether the file exists on the
+// directory's current version, before anything shows what the handle
+// holds or leaves bytes the client did not write: a write past the
+// written prefix, a read, a stat, a truncate beyond the prefix, another
+// open of the path, the close. If it does, its content from the end of
+// the prefix on goes into the spool (the prefix is the client's), and the
+// handle continues as an open of an existing file. Writes wait meanwhile.
+func (h *writeHandle) settleOld() error {
+	h.mu.Lock()
+	maybe := h.maybeOld
+	h.mu.Unlock()
+	if !maybe {
+		return nil
+	}
+	h.rw.Lock()
+	defer h.rw.Unlock()
+	h.mu.Lock()
+	if !h.maybeOld {
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+	ctx := h.s.ctx
+	info, err := h.s.d.Stat(ctx, h.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		h.mu.Lock()
+		h.maybeOld = false // a new file after all
+		h.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if info.IsDir() {
+		return vdrive.ErrIsDir
+	}
+	f, err := h.s.d.OpenInfo(ctx, info)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	from := h.cont
+	h.mu.Unlock()
+	if n := f.Size() - from; n > 0 {
+		if _, err := io.Copy(io.NewOffsetWriter(h.f, from), io.NewSectionReader(f, from, n)); err != nil {
+			return fmt.Errorf("read the current content: %w", err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.maybeOld, h.create, h.streamable = false, false, false
+	h.pending = nil
+	if f.Size() > h.size {
+		h.size = f.Size()
+	}
+	if h.openMode {
+		h.mode, h.openMode = nil, false
+	}
+	return nil
+}
 
 // fill copies the file's current content into the spool.
 func (h *writeHandle) fill(ctx context.Context) error {
@@ -465,21 +551,42 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
 	}
+	h.mu.Lock()
+	hole := h.maybeOld && off > h.cont
+	h.mu.Unlock()
+	if hole {
+		// What the client leaves between the written prefix and this
+		// write is an existing file's content, if there is one.
+		if err := h.settleOld(); err != nil {
+			return 0, toStatus("write", h.path, err)
+		}
+	}
 	h.rw.RLock()
 	defer h.rw.RUnlock()
 	h.mu.Lock()
+	if h.closed {
+		// pkg/sftp may run a write sent after the close while the close
+		// uploads: it must not change bytes already hashed for the key.
+		h.mu.Unlock()
+		return 0, toStatus("write", h.path, fs.ErrClosed)
+	}
 	if h.st != nil && off < h.st.fed {
 		h.st.fail(errRewrite) // bytes already sent to the grid change
 	}
 	h.mu.Unlock()
 	n, err := h.f.WriteAt(p, off)
-	h.mu.Lock()
-	if end := off + int64(n); end > h.size {
-		h.size = end
+	start := false
+	if n > 0 {
+		// An empty write past the end does not grow a file (os.File's
+		// WriteAt writes nothing), so it must not grow the size either.
+		h.mu.Lock()
+		if end := off + int64(n); end > h.size {
+			h.size = end
+		}
+		h.dirty = true
+		start = h.track(off, off+int64(n))
+		h.mu.Unlock()
 	}
-	h.dirty = true
-	start := h.track(off, off+int64(n))
-	h.mu.Unlock()
 	if start {
 		go h.startStream()
 	}
@@ -490,6 +597,9 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
+	if err := h.settleOld(); err != nil {
+		return 0, toStatus("read", h.path, err)
+	}
 	h.mu.Lock()
 	size := h.size
 	h.mu.Unlock()
@@ -513,6 +623,19 @@ func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
 
 // truncate sets the spooled file's size.
 func (h *writeHandle) truncate(size int64) error {
+	h.mu.Lock()
+	if h.maybeOld && size <= h.cont {
+		// Every byte left was written by the client: what was there
+		// before no longer shows (OpenSSH's scp ends every file so).
+		h.maybeOld = false
+	}
+	old := h.maybeOld
+	h.mu.Unlock()
+	if old {
+		if err := h.settleOld(); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.st != nil {
@@ -554,6 +677,10 @@ func (h *writeHandle) Close() error {
 	h.closed = true
 	failed := h.failed
 	h.mu.Unlock()
+	// Writes already under way finish before the upload reads the spool;
+	// later ones are refused (WriteAt).
+	h.rw.Lock()
+	h.rw.Unlock() //nolint:staticcheck // an empty critical section: a barrier
 	defer close(h.done)
 	defer h.s.forget(h)
 	defer h.f.Close()
@@ -569,6 +696,12 @@ func (h *writeHandle) Close() error {
 		}
 	}
 	st := h.closeStream(failed)
+	if failed == nil {
+		if err := h.settleOld(); err != nil {
+			h.closeEr = toStatus("close", h.path, err)
+			return h.closeEr
+		}
+	}
 	if failed != nil {
 		h.s.log.Info("upload abandoned: the client left before closing", "path", h.path, "reason", failed)
 		h.closeEr = toStatus("close", h.path, fmt.Errorf("transfer ended: %w", failed))
@@ -938,6 +1071,9 @@ func (s *fsys) Lstat(r *xsftp.Request) (xsftp.ListerAt, error) { return s.Fileli
 // and pending mode and mtime, as a local file being written would.
 func (s *fsys) stat(ctx context.Context, p string) (os.FileInfo, error) {
 	if h := s.openWriter(p); h != nil {
+		if err := h.settleOld(); err != nil {
+			return nil, toStatus("stat", p, err)
+		}
 		size, mode, mtime := h.stat()
 		fi := &fileInfo{name: path.Base(p), size: size, mode: defaultFileMode, mtime: time.Now(), uid: s.uid, gid: s.gid}
 		if info, err := s.d.Stat(ctx, p); err == nil && !h.create {

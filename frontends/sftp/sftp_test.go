@@ -706,3 +706,49 @@ func ed25519GenerateSigner() (ed25519.PublicKey, ssh.Signer, error) {
 	s, err := ssh.NewSignerFromKey(priv)
 	return pub, s, err
 }
+
+// TestTruncateAndEmptyWrites: a truncating open of an existing file empties
+// it even when nothing is written (sftp put of an empty file), an empty
+// write past the end does not grow the file (the close would find fewer
+// spooled bytes than the size), and a write after the close is refused.
+func TestTruncateAndEmptyWrites(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d := e.drive("alice")
+	e.put(d, "/old", []byte("old content"))
+	c := tarnClient(t, e, "alice", alicePW)
+	must := func(r reply, err error) reply {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	h := must(c.open("/old", fWrite|fCreat|fTrunc, pkt{}.u32(0))).handle()
+	if r := must(c.closeHandle(h)); r.result() != 0 {
+		t.Fatalf("close of a truncated file: status %d", r.result())
+	}
+	if got, err := e.get(d, "/old"); err != nil || len(got) != 0 {
+		t.Fatalf("after a truncating open and close: %q (%v), want empty", got, err)
+	}
+
+	h = must(c.open("/new", fWrite|fCreat|fTrunc, pkt{}.u32(0))).handle()
+	if r := must(c.call(pWrite, pkt{}.str(h).u64(0).str("abc"))); r.result() != 0 {
+		t.Fatalf("write: status %d", r.result())
+	}
+	if r := must(c.call(pWrite, pkt{}.str(h).u64(100).str(""))); r.result() != 0 {
+		t.Fatalf("empty write past the end: status %d", r.result())
+	}
+	if r := must(c.closeHandle(h)); r.result() != 0 {
+		t.Fatalf("close after an empty write past the end: status %d", r.result())
+	}
+	if got, err := e.get(d, "/new"); err != nil || string(got) != "abc" {
+		t.Fatalf("after an empty write past the end: %q (%v), want abc", got, err)
+	}
+	if r := must(c.call(pWrite, pkt{}.str(h).u64(0).str("late"))); r.result() == 0 {
+		t.Error("a write on a closed handle succeeded")
+	}
+	if got, _ := e.get(d, "/new"); string(got) != "abc" {
+		t.Fatalf("a write after the close changed the file: %q", got)
+	}
+}
