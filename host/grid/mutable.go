@@ -837,7 +837,7 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 	// can still make a quorum (of this client's K and N: a version of
 	// other parameters may need more, and is then waited for as usual).
 	skip := m.hung.skip(sm.ring, start)
-	if S-len(skip) < quorum(write, S, c.cfg.K, c.cfg.H, c.cfg.N) {
+	if S-len(skip) < quorum(write, S, c.cfg.K, c.cfg.N) {
 		skip = nil
 	}
 	mctx, cancel := context.WithCancel(ctx)
@@ -883,7 +883,7 @@ func (c *Client) readMap(ctx context.Context, si cap.StorageIndex, pkh [cap.Publ
 			}
 			return nil, fmt.Errorf("mutable file %s: %w", si, ctx.Err())
 		}
-		ok := sm.mayStop(write, c.cfg.K, c.cfg.H, c.cfg.N, seen)
+		ok := sm.mayStop(write, c.cfg.K, c.cfg.N, seen)
 		wait := c.mutableGrace(last) - time.Since(start)
 		switch {
 		case pending == 0 && (ok || len(skip) == 0):
@@ -977,14 +977,16 @@ func (c *Client) mutableGrace(last time.Duration) time.Duration {
 // quorum is how many servers must have answered in full before a map may
 // leave out the others (docs/formats.md, "Reading while a server hangs").
 // A publish succeeds only when shares of its version are on at least
-// W = min(max(K, H), N, S) distinct servers, and a server's slot never goes
-// back to an older version; so among any S-W+1 servers at least one holds
-// each acknowledged version or a newer one. A writer (a Modify's read)
-// needs more: two writers whose maps both have ceil((2S-W+1)/2) servers
-// share at least one server holding the current version, whose copy both
-// then write with test-and-set, so that at most one of them succeeds.
-func quorum(write bool, S, K, H, N int) int {
-	w := min(max(K, H), N, S)
+// min(max(K, H), N, S) distinct servers; W = min(K, N, S) is the least of
+// that over every writer's H (a client's H is never below K), so other
+// clients' settings cannot break it. A server's slot never goes back to an
+// older version; so among any S-W+1 servers at least one holds each
+// acknowledged version or a newer one. A writer (a Modify's read) needs
+// more: two writers whose maps both have ceil((2S-W+1)/2) servers share at
+// least one server holding the current version, whose copy both then
+// write with test-and-set, so that at most one of them succeeds.
+func quorum(write bool, S, K, N int) int {
+	w := min(K, N, S)
 	q := S - w + 1
 	if write {
 		q = max(q, (2*S-w+2)/2)
@@ -1000,7 +1002,7 @@ func quorum(write bool, S, K, H, N int) int {
 // client's when none); that newest version is readable (K good shares),
 // the only one of its sequence number and not older than seen, or nothing
 // at all was found and nothing seen. Call with sm not sealed.
-func (sm *slotMap) mayStop(write bool, K, H, N int, seen uint64) bool {
+func (sm *slotMap) mayStop(write bool, K, N int, seen uint64) bool {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	if sm.sealed || len(sm.later) > 0 {
@@ -1017,7 +1019,7 @@ func (sm *slotMap) mayStop(write bool, K, H, N int, seen uint64) bool {
 	case best != nil:
 		K, N = best.header.K, best.header.N
 	}
-	return sm.complete >= quorum(write, len(sm.ring), K, H, N)
+	return sm.complete >= quorum(write, len(sm.ring), K, N)
 }
 
 // seal ends the map: answers that come after it are left out. It reports
