@@ -432,20 +432,20 @@ type writeHandle struct {
 	prev *writeHandle
 	done chan struct{}
 
-	mu      sync.Mutex
-	size    int64
-	mode    *fs.FileMode
-	mtime   *time.Time
-	dirty   bool  // written to or truncated since open
+	mu    sync.Mutex
+	size  int64
+	mode  *fs.FileMode
+	mtime *time.Time
+	dirty bool // written to or truncated since open
 	// maybeOld: opened WRITE|CREAT without TRUNC on a miss in the cached
 	// directory, so a file may be there after all (settleOld); openMode:
 	// mode was asked for by that open, which open(2) ignores for an
 	// existing file.
 	maybeOld bool
 	openMode bool
-	failed  error // a transfer error: the client is gone, nothing is linked
-	closed  bool
-	closeEr error
+	failed   error // a transfer error: the client is gone, nothing is linked
+	closed   bool
+	closeEr  error
 
 	// Streaming (see stream.go): the contiguous prefix written so far,
 	// writes beyond it, and the upload that follows the prefix.

@@ -163,12 +163,14 @@ func smallUploadReadsNoShares(t *testing.T, o envOptions) {
 
 // TestSCPUploadCost pins what scp's uploads of new small files cost the
 // drive once its directories are cached (a node's SFTP drive keeps them a
-// second): legacy scp (-O) reads no directory and no share, and changes
-// none with write-behind, into a folder or into the root. OpenSSH's scp in
-// SFTP mode opens each file WRITE|CREAT without TRUNC (it truncates with
-// fsetstat after the writes), and such an open must see whether the file
-// exists on the folder's current version, to start from its content: one
-// directory read per file.
+// second): no directory read, no share read, and no directory change with
+// write-behind, for legacy scp (-O) into a folder or into the root, and
+// for scp in SFTP mode into a folder, which opens each file WRITE|CREAT
+// without TRUNC and truncates with fsetstat after the writes (the open
+// takes the cached miss, and the truncate to the written size settles
+// that nothing of an older file shows: TestOpenWithoutTruncStaleMiss).
+// scp in SFTP mode into the root stats the root before each file, which
+// makes the root's pending links: a change per file there.
 func TestSCPUploadCost(t *testing.T) {
 	needTools(t, "scp")
 	e := newEnv(t, envOptions{dirCache: time.Minute, writeBehind: time.Hour})
@@ -183,7 +185,7 @@ func TestSCPUploadCost(t *testing.T) {
 	}{
 		{"legacy, into a folder", []string{"-O"}, "/dir/", 0},
 		{"legacy, into the root", []string{"-O"}, "/", 0},
-		{"sftp mode, into a folder", nil, "/dir/", 1},
+		{"sftp mode, into a folder", nil, "/dir/", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"-i", key, "-P", e.port()}, sshOpts...), tc.flags...)
@@ -228,4 +230,92 @@ func TestSCPUploadCost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenWithoutTruncStaleMiss: an open WRITE|CREAT without TRUNC of a
+// name the drive's cached directory misses, while another client has
+// made a file there: what the client reads, stats and finally links is
+// what open(2) on the current file gives, the old content under the
+// client's writes, as if the open had read the directory.
+func TestOpenWithoutTruncStaleMiss(t *testing.T) {
+	old := []byte("0123456789abcdefghij")
+	for _, tc := range []struct {
+		name string
+		do   func(c *rawClient, h string) error
+		want string
+	}{
+		{"close without a write", nil, string(old)},
+		{"write at the start", func(c *rawClient, h string) error {
+			return okReply(c.call(pWrite, pkt{}.str(h).u64(0).str("XYZ")))
+		}, "XYZ3456789abcdefghij"},
+		{"write past the start (a hole)", func(c *rawClient, h string) error {
+			return okReply(c.call(pWrite, pkt{}.str(h).u64(5).str("XYZ")))
+		}, "01234XYZ89abcdefghij"},
+		{"write, then truncate to the written size (scp)", func(c *rawClient, h string) error {
+			if err := okReply(c.call(pWrite, pkt{}.str(h).u64(0).str("XYZ"))); err != nil {
+				return err
+			}
+			return okReply(c.call(pFsetstat, pkt{}.str(h).u32(0x1).u64(3)))
+		}, "XYZ"},
+		{"write, then truncate beyond it", func(c *rawClient, h string) error {
+			if err := okReply(c.call(pWrite, pkt{}.str(h).u64(0).str("XYZ"))); err != nil {
+				return err
+			}
+			return okReply(c.call(pFsetstat, pkt{}.str(h).u32(0x1).u64(8)))
+		}, "XYZ34567"},
+		{"write past the end", func(c *rawClient, h string) error {
+			return okReply(c.call(pWrite, pkt{}.str(h).u64(20).str("XYZ")))
+		}, "0123456789abcdefghijXYZ"},
+		{"read before the close", func(c *rawClient, h string) error {
+			r, err := c.call(pRead, pkt{}.str(h).u64(10).u32(5))
+			if err != nil || r.typ != pData || !bytes.Contains(r.body, []byte("abcde")) {
+				return fmt.Errorf("read: %v %+v, want abcde", err, r)
+			}
+			return nil
+		}, string(old)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{dirCache: time.Minute, writeBehind: time.Hour})
+			c := tarnClient(t, e, "alice", alicePW)
+			if err := okReply(c.path1(pStat, "/")); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := c.path1(pStat, "/f"); err != nil || r.code != fxNoSuchFile {
+				t.Fatalf("stat /f: %v %+v, want no such file", err, r)
+			}
+			// Another client (its own cached directories) makes /f.
+			other, err := vdrive.New(e.counts, e.roots["alice"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.put(other, "/f", old)
+			r, err := c.open("/f", fRead|fWrite|fCreat, nil)
+			if err != nil || r.typ != pHandle {
+				t.Fatalf("open: %v %+v", err, r)
+			}
+			h := r.handle()
+			if tc.do != nil {
+				if err := tc.do(c, h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := okReply(c.closeHandle(h)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.get(e.drive("alice"), "/f")
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("/f holds %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func okReply(r reply, err error) error {
+	if err != nil {
+		return err
+	}
+	if r.typ == pStatus && r.code != 0 {
+		return fmt.Errorf("status %d: %s", r.code, r.msg)
+	}
+	return nil
 }

@@ -103,7 +103,7 @@ func (h *writeHandle) track(off, end int64) bool {
 		h.st.poke()
 		return false
 	}
-	if h.cont >= streamMin && !h.closed {
+	if h.cont >= streamMin && !h.closed && !h.maybeOld {
 		h.st = &stream{h: h, wake: make(chan struct{}, 1), done: make(chan error, 1)}
 		return true
 	}
