@@ -109,10 +109,11 @@ var _ Store = (*Behind)(nil)
 // by another drive's next look-up in that bucket (chunks are immutable
 // and named by their cap, so any drive may use any cached one).
 type shared struct {
-	queues dirQueues
-	reads  slotReads
-	roots  rootMap
-	chunks *dirnode.Cache
+	queues  dirQueues
+	reads   slotReads
+	writing writingDirs
+	roots   rootMap
+	chunks  *dirnode.Cache
 }
 
 // behindDir is one folder's links: pending (not yet taken by a change,
@@ -204,6 +205,7 @@ func (b *Behind) attach(d *Drive) {
 	d.behind = b
 	d.queues = &b.sh.queues
 	d.reads = &b.sh.reads
+	d.writing = &b.sh.writing
 	d.roots.m = &b.sh.roots
 	d.roots.shared = true
 	d.cache = b.sh.chunks

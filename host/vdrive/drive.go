@@ -47,6 +47,8 @@ type Drive struct {
 	roots  rootCache
 	queues *dirQueues
 	reads  *slotReads
+	// writing counts the files being written into each directory.
+	writing *writingDirs
 	// behind is the node's write-behind when the drive was opened over
 	// one (behind.go); deferLinks: WithWriteBehind.
 	behind     *Behind
@@ -115,7 +117,7 @@ func New(store Store, rootCap string, opts ...Option) (*Drive, error) {
 		return nil, fmt.Errorf("vdrive root cap: %w", err)
 	}
 	d := &Drive{store: store, chunks: chunks{store}, cache: dirnode.NewCache(DefaultCacheEntries), now: time.Now,
-		queues: &dirQueues{}, reads: &slotReads{}, roots: rootCache{m: &rootMap{}}}
+		queues: &dirQueues{}, reads: &slotReads{}, writing: &writingDirs{}, roots: rootCache{m: &rootMap{}}}
 	if b, ok := store.(*Behind); ok {
 		// The drive reaches the grid directly and shares the write-behind's
 		// state with the node's other drives.

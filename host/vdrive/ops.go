@@ -190,11 +190,13 @@ type Writer struct {
 	parent dirRef
 	name   string
 	pw     *io.PipeWriter
-	n      int64
-	done   chan upResult
-	once   sync.Once
-	err    error
-	linked Linked
+	// unwrite ends the count of this file being written into parent.
+	unwrite func()
+	n       int64
+	done    chan upResult
+	once    sync.Once
+	err     error
+	linked  Linked
 }
 
 // Linked is what Put or a Writer's Close linked.
@@ -221,7 +223,8 @@ func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
 		return nil, err
 	}
 	pr, pw := io.Pipe()
-	w := &Writer{d: d, ctx: ctx, path: p, parent: parent, name: name, pw: pw, done: make(chan upResult, 1)}
+	w := &Writer{d: d, ctx: ctx, path: p, parent: parent, name: name, pw: pw, done: make(chan upResult, 1),
+		unwrite: d.writing.start(parent.r.Slot)}
 	go func() {
 		c, err := d.store.Upload(ctx, pr, -1, nil)
 		if err == nil {
@@ -286,6 +289,7 @@ var errAborted = errors.New("write aborted")
 // Abort ends the write without linking anything.
 func (w *Writer) Abort() {
 	w.once.Do(func() {
+		defer w.unwrite()
 		w.pw.CloseWithError(errAborted)
 		<-w.done
 		w.err = pathErr("write", w.path, errAborted)
@@ -310,6 +314,7 @@ func (w *Writer) Linked() Linked {
 }
 
 func (w *Writer) finish() error {
+	defer w.unwrite()
 	w.pw.Close()
 	res := <-w.done
 	if res.err != nil {
@@ -448,6 +453,7 @@ func (d *Drive) PutLinked(ctx context.Context, p string, r io.Reader, size int64
 		}
 		return Linked{}, err
 	}
+	defer d.writing.start(parent.r.Slot)()
 	// A known size is exact (Store.Upload fails on other than size
 	// bytes), and r goes to the store as it is, so the store can see a
 	// body held in memory.
@@ -556,6 +562,9 @@ func (d *Drive) isEmptyDir(ctx context.Context, parent dirRef, keys dirnode.Keys
 	}
 	if d.behind != nil && d.behind.has(ref.r.Slot) {
 		return false, nil // links written behind are entries
+	}
+	if d.writing.has(ref.r.Slot) {
+		return false, nil // so are files being written
 	}
 	dir, err := d.loadFresh(ctx, ref)
 	if err != nil {
