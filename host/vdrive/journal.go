@@ -3,8 +3,11 @@ package vdrive
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -59,9 +62,19 @@ type journalOp struct {
 // openJournal opens (making it if needed) the journal at path and returns
 // its records by key, in key order.
 func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
+	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open link journal %s: %w", path, err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new file's name is durable only once its folder is synced:
+		// records acknowledged after a power loss soon after must not go
+		// with the file.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			db.Close()
+			return nil, nil, nil, fmt.Errorf("link journal %s: %w", path, err)
+		}
 	}
 	// It holds folder write caps: the node's user alone may read it, even
 	// when an older run or a copy left it open to others (bolt's mode
@@ -177,4 +190,14 @@ func decodeRecord(b []byte) (linkRecord, error) {
 		return linkRecord{}, fmt.Errorf("link record: %w", err)
 	}
 	return r, nil
+}
+
+// syncDir fsyncs a folder, making the names in it durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
