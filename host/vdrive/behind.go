@@ -30,6 +30,16 @@ import (
 // of new files in one folder costs one directory change per Delay instead
 // of one per file.
 //
+// Write-behind has backpressure, as a write-back cache's dirty limit: while
+// a folder's links are being retried after a failed change, or while it
+// has DefaultMaxPending (BehindConfig.MaxPending) links not yet made, a
+// new link into it is not journaled: the caller makes the folder's change
+// itself (with the pending links), as without write-behind, and gets its
+// error. So a folder the grid refuses does not acknowledge files without
+// bound that no other node sees; its links already acknowledged stay in
+// the journal and are retried, and once a change of it succeeds (the
+// caller's or the retry's), new links are written behind again.
+//
 // Every Drive opened over the same *Behind (vdrive.New with it as the
 // store) sees the pending links at once: Stat, StatCached, Open and
 // Create answer a pending name from its link; every other operation on a
@@ -56,6 +66,10 @@ const (
 // at once.
 const DefaultFlushAt = 128
 
+// DefaultMaxPending is how many links of one folder may wait to be made
+// before a new link into it is made at once (backpressure).
+const DefaultMaxPending = 1024
+
 // maxLinksPerChange bounds the pending links one directory change makes.
 const maxLinksPerChange = 1024
 
@@ -74,6 +88,10 @@ type BehindConfig struct {
 	// FlushAt pending links of one folder make it change at once (0:
 	// DefaultFlushAt).
 	FlushAt int
+	// MaxPending links of one folder not yet made make a new link into
+	// it synchronous, as its failed change does until one succeeds (0:
+	// DefaultMaxPending).
+	MaxPending int
 	// Logger gets replays, retries and failed links (nil: none).
 	Logger hclog.Logger
 }
@@ -173,6 +191,9 @@ func OpenBehind(store Store, cfg BehindConfig) (*Behind, error) {
 	}
 	if cfg.FlushAt <= 0 {
 		cfg.FlushAt = DefaultFlushAt
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -278,12 +299,16 @@ func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
 // name not yet made whose metadata was set (setMeta) passes its ctime and
 // extra keys on as its own record: the older record is dropped, and
 // rec's apply would otherwise take them from the folder, which never
-// held them.
+// held them. A folder under backpressure (throttled) gets rec made now
+// instead, and its change's error is add's.
 func (b *Behind) add(ref dirRef, rec linkRecord) error {
 	rec.Dir = ref.w.String()
 	defer b.lockName(ref, rec.Name)()
 	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
 		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
+	}
+	if b.throttled(ref.r.Slot) {
+		return b.linkNow(ref, rec)
 	}
 	v, err := encodeRecord(rec)
 	if err != nil {
@@ -302,6 +327,43 @@ func (b *Behind) add(ref dirRef, rec linkRecord) error {
 	}
 	b.insert(ref, &plink{id: id, rec: rec})
 	return nil
+}
+
+// throttled reports whether a new link into folder k is to be made at
+// once rather than written behind: the folder's last change of pending
+// links failed (it is being retried), or MaxPending of its links wait.
+func (b *Behind) throttled(k cap.MutableRead) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd := b.dirs[k]
+	return bd != nil && (bd.retries > 0 || len(bd.pending)+len(bd.inflight) >= b.cfg.MaxPending)
+}
+
+// linkNow makes rec in ref by a change of the folder, which makes its
+// pending links too (before rec), as linking without write-behind does;
+// a failed change leaves those pending and retried, and rec not made.
+// The caller holds rec's name (lockName), so no link of it becomes
+// pending meanwhile. add has no caller's context: the change gets the
+// flusher's bound.
+func (b *Behind) linkNow(ref dirRef, rec linkRecord) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+	defer cancel()
+	// An older pending link of the name must not be made after rec: a
+	// change takes at most maxLinksPerChange links, so make the folder's
+	// until none of the name waits.
+	for {
+		if _, ok := b.lookup(ref.r.Slot, rec.Name); !ok {
+			break
+		}
+		if err := b.flush(ctx, ref.r.Slot); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	l := &plink{rec: rec}
+	return b.d.editQueued(ctx, ref, l.apply)
 }
 
 // lockName waits until no other add or setMeta journals name in ref and

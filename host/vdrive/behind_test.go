@@ -784,9 +784,11 @@ func (s *refusingStore) Modify(ctx context.Context, c cap.MutableWrite, fn func(
 }
 
 // TestWriteBehindBackoffUnderLoad: while a folder's changes fail, new
-// files past FlushAt do not each start a change at once: the folder is
-// tried again after its backoff, and its links are all made once the
-// grid takes them.
+// files into it are not acknowledged behind (backpressure): each makes
+// its own change, as without write-behind, and gets its error; they do
+// not each start a retry of the folder besides (the retry waits for its
+// backoff), and the links acknowledged before are all made once the grid
+// takes them.
 func TestWriteBehindBackoffUnderLoad(t *testing.T) {
 	g := newGrid(t)
 	root := newRootCap(t, g)
@@ -812,20 +814,27 @@ func TestWriteBehindBackoffUnderLoad(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the failed change settled
 	for i := 4; i < 40; i++ {
-		putBytes(t, d, fmt.Sprintf("/f%d", i), []byte("x"))
+		data := []byte("x")
+		_, err := d.PutLinked(ctx, fmt.Sprintf("/f%d", i), bytes.NewReader(data), 1, nil)
+		if !errors.Is(err, errRefused) {
+			t.Fatalf("put /f%d into a folder whose changes fail: %v, want %v", i, err, errRefused)
+		}
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	// 1 or 2 on a loaded machine (a change under way when the first
-	// puts came); 36 when each file past FlushAt starts one.
-	if n := rs.modifies.Load() - first; n > 3 {
-		t.Fatalf("%d changes tried for 36 new files while the folder backs off, want at most 3", n)
+	// One per refused file, and 1 or 2 more on a loaded machine (a
+	// change under way when the first puts came).
+	if n := rs.modifies.Load() - first; n > 36+3 {
+		t.Fatalf("%d changes tried for 36 refused files while the folder backs off, want at most 39", n)
+	}
+	if n := b.Pending(); n != 4 {
+		t.Fatalf("%d links pending, want the 4 acknowledged", n)
 	}
 	rs.refuse.Store(false)
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, open(t, g, root), "/"); len(got) != 40 {
-		t.Fatalf("%d files linked, want 40", len(got))
+	if got := names(t, open(t, g, root), "/"); len(got) != 4 {
+		t.Fatalf("%d files linked, want 4: %v", len(got), got)
 	}
 }
