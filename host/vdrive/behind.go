@@ -301,14 +301,14 @@ func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
 // rec's apply would otherwise take them from the folder, which never
 // held them. A folder under backpressure (throttled) gets rec made now
 // instead, and its change's error is add's.
-func (b *Behind) add(ref dirRef, rec linkRecord) error {
+func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 	rec.Dir = ref.w.String()
 	defer b.lockName(ref, rec.Name)()
 	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
 		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
 	}
 	if b.throttled(ref.r.Slot) {
-		return b.linkNow(ref, rec)
+		return b.linkNow(ctx, ref, rec)
 	}
 	v, err := encodeRecord(rec)
 	if err != nil {
@@ -345,9 +345,13 @@ func (b *Behind) throttled(k cap.MutableRead) bool {
 // The caller holds rec's name (lockName), so no link of it becomes
 // pending meanwhile. add has no caller's context: the change gets the
 // flusher's bound.
-func (b *Behind) linkNow(ref dirRef, rec linkRecord) error {
-	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+func (b *Behind) linkNow(ctx context.Context, ref dirRef, rec linkRecord) error {
+	// The caller's deadline (a WebDAV request's, an SFTP close's) holds,
+	// and the node's Close ends it too.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
 	// An older pending link of the name must not be made after rec: a
 	// change takes at most maxLinksPerChange links, so make the folder's
 	// until none of the name waits.

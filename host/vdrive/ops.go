@@ -422,7 +422,7 @@ func (d *Drive) linkBehind(ctx context.Context, parent dirRef, name string, c ca
 		return Linked{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	rec := linkRecord{Name: name, Cap: c.String(), Size: size, Ctime: m.Ctime, Mtime: m.Mtime, Extra: m.Extra}
-	if err := d.behind.add(parent, rec); err != nil {
+	if err := d.behind.add(ctx, parent, rec); err != nil {
 		return Linked{}, err
 	}
 	e := dirnode.Entry{Name: name, ReadCap: c.String(), Meta: m}
