@@ -2,7 +2,7 @@
 // that lets an account reach its drive with sftp, scp (both its SFTP mode
 // and the legacy `scp -t`/`scp -f` protocol), rclone, sshfs and the like.
 // It adapts pkg/sftp's request server to the vdrive API, which is the only
-// way it touches the grid (grid.WithSpool only tells an upload's context
+// way it touches the grid (vdrive.WithSpool tells an upload's context
 // which spool file the grid may read in place). Logins are checked by host/accounts (password
 // or public key); each account sees its own root, and a read-only account
 // is refused every write with "permission denied".

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // Hashing while the client writes. A convergent key needs the whole file
@@ -16,7 +16,7 @@ import (
 // its contiguous prefix passes streamMin an upload starts that reads the
 // prefix, in order, from the spool as it grows: the grid hashes the key
 // while the rest arrives. At the close the upload reads the rest and then
-// encodes from the spool itself, in place (grid.WithSpool): the close is
+// encodes from the spool itself, in place (vdrive.WithSpool): the close is
 // the encode alone, and no byte is copied into a spool of the grid's.
 // Anything that changes bytes already read (a rewrite, a truncate) or too
 // scattered a write pattern drops the stream, and the close uploads the
@@ -112,12 +112,12 @@ func (h *writeHandle) track(off, end int64) bool {
 
 // startStream runs the upload: a vdrive Put of unknown size reading the
 // stream, which stores the file and links it once the stream ends at the
-// close. The spool file is the grid's to encode from (grid.WithSpool).
+// close. The spool file is the grid's to encode from (vdrive.WithSpool).
 func (h *writeHandle) startStream() {
 	h.mu.Lock()
 	st := h.st
 	h.mu.Unlock()
-	ctx := grid.WithSpool(h.s.ctx, h.f)
+	ctx := vdrive.WithSpool(h.s.ctx, h.f)
 	st.done <- h.s.d.Put(ctx, h.path, st, -1, nil)
 }
 

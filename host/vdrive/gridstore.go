@@ -47,3 +47,12 @@ func (g gridStore) Modify(ctx context.Context, c cap.MutableWrite, fn func(old [
 	}
 	return err
 }
+
+// WithSpool returns a context under which the first upload of unknown
+// size reads its reader once (hashing the convergent key as the bytes
+// come) and then encodes from ra, which must hold the same bytes, in
+// place (grid.WithSpool). A frontend that spools a file anyway (SFTP)
+// hands its spool, so the grid does not copy it into one of its own.
+func WithSpool(ctx context.Context, ra io.ReaderAt) context.Context {
+	return grid.WithSpool(ctx, ra)
+}
