@@ -191,8 +191,10 @@ func (p *packStore) compact(n uint32) error {
 	return p.dropPack(n, f)
 }
 
-// dropPack forgets pack n and removes its file.
+// dropPack forgets pack n and removes its file, once the group commit
+// is done with it. Called with none of amu, mu and smu held.
 func (p *packStore) dropPack(n uint32, f *os.File) error {
+	p.waitRolled(n)
 	p.mu.Lock()
 	delete(p.files, n)
 	delete(p.live, n)

@@ -99,7 +99,21 @@ type packStore struct {
 	failedUpTo uint64 // records up to this one were in a failed sync
 	failErr    error
 	syncing    bool
-	syncs      atomic.Uint64 // group syncs run (tests)
+	// rolled lists the packs rolled while records in them may not be
+	// durable yet, oldest first: the group commit syncs them before the
+	// current pack, so that a pack is only ever synced by one leader at a
+	// time (Linux reports a writeback error to one fsync only: a second
+	// syncer could see success and acknowledge records whose pages were
+	// dropped). Their files stay open until then (waitRolled).
+	rolled []rolledPack
+	syncs  atomic.Uint64 // fdatasyncs run by the group commit (tests)
+}
+
+// rolledPack is a pack rolled before its records were all synced.
+type rolledPack struct {
+	num  uint32
+	f    *os.File
+	upTo uint64 // the sequence number of its last record
 }
 
 func packName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
@@ -238,6 +252,17 @@ func (p *packStore) closeFiles() {
 
 // close closes every pack.
 func (p *packStore) close() error {
+	// Let the group commit finish with every rolled pack (and the
+	// current one) before their files close under it.
+	p.smu.Lock()
+	for p.syncing || len(p.rolled) > 0 {
+		if p.syncing {
+			p.cond.Wait()
+			continue
+		}
+		p.syncRound()
+	}
+	p.smu.Unlock()
 	p.amu.Lock()
 	defer p.amu.Unlock()
 	p.mu.Lock()
@@ -441,10 +466,8 @@ func pwriteAll(f *os.File, bufs [][]byte, off int64) error {
 }
 
 // waitDurable returns once record seq is durable. The first waiter to
-// find no sync running leads: it fdatasyncs the current pack, which
-// covers every record written before (older packs were synced when they
-// were rolled); the others wait for it and, if it did not cover them,
-// lead the next one.
+// find no sync running leads a round (syncRound); the others wait for it
+// and, if it did not cover them, lead the next one.
 func (p *packStore) waitDurable(seq uint64) error {
 	p.smu.Lock()
 	defer p.smu.Unlock()
@@ -459,57 +482,91 @@ func (p *packStore) waitDurable(seq uint64) error {
 			p.cond.Wait()
 			continue
 		}
-		p.syncing = true
-		p.smu.Unlock()
-		p.amu.Lock()
-		f := p.cur
-		p.smu.Lock()
-		target := p.written
-		p.smu.Unlock()
-		p.amu.Unlock()
-		err := packSync(f)
-		p.syncs.Add(1)
-		if err != nil {
-			// The kernel may have dropped the pages it could not write:
-			// a later sync saying yes would not cover them. Every record
-			// in the pack so far fails, not only those up to target: one
-			// appended while the sync ran may share their pages, and the
-			// kernel reports a writeback error to one sync only. Appends
-			// go to a new pack.
-			p.amu.Lock()
-			p.broken = true
-			p.smu.Lock()
-			target = p.written
-			p.smu.Unlock()
-			p.amu.Unlock()
-		}
-		p.smu.Lock()
-		p.syncing = false
-		if err != nil {
-			p.failedUpTo, p.failErr = max(p.failedUpTo, target), err
-		} else if target > p.synced {
-			p.synced = target
-		}
-		p.cond.Broadcast()
+		p.syncRound()
 	}
 }
 
-// roll makes a new pack the current one, after syncing the old one (so
-// that the group commit need only sync the current pack). Called with amu.
-func (p *packStore) roll() error {
-	if p.cur != nil {
-		// Every record in the old pack is settled here: synced, or failed
-		// (the new pack's syncs will not cover it).
-		err := packSync(p.cur)
-		p.smu.Lock()
-		if err != nil {
-			p.failedUpTo, p.failErr = p.written, err
-		} else if p.written > p.synced {
-			p.synced = p.written
+// syncRound is one group commit: it fdatasyncs the rolled packs not
+// synced yet, oldest first, then the current pack, which covers every
+// record written before the round started. Only one round runs at a
+// time, and nothing else syncs a pack, so a failure is never overtaken
+// by another sync's success. Called with smu held and no round running;
+// returns with smu held.
+func (p *packStore) syncRound() {
+	p.syncing = true
+	p.smu.Unlock()
+	p.amu.Lock()
+	f := p.cur
+	p.smu.Lock()
+	target := p.written
+	todo := slices.Clone(p.rolled)
+	done := max(p.synced, p.failedUpTo) // records settled already
+	p.smu.Unlock()
+	p.amu.Unlock()
+	var err error
+	for _, r := range todo {
+		if r.upTo <= done {
+			continue // synced while it was the current pack, or failed
 		}
-		p.cond.Broadcast()
-		p.smu.Unlock()
+		err = packSync(r.f)
+		p.syncs.Add(1)
+		if err != nil {
+			break
+		}
 	}
+	if err == nil && target > done {
+		if f == nil {
+			err = os.ErrClosed
+		} else {
+			err = packSync(f)
+			p.syncs.Add(1)
+		}
+	}
+	if err != nil {
+		// The kernel may have dropped the pages it could not write:
+		// a later sync saying yes would not cover them. Every record so
+		// far fails, not only those up to target: one appended while the
+		// sync ran may share their pages, and the kernel reports a
+		// writeback error to one sync only. Appends go to a new pack.
+		p.amu.Lock()
+		p.broken = true
+		p.smu.Lock()
+		target = p.written
+		p.smu.Unlock()
+		p.amu.Unlock()
+	}
+	p.smu.Lock()
+	// Rolls only append to the list, and only a round takes from it.
+	p.rolled = slices.Delete(p.rolled, 0, len(todo))
+	p.syncing = false
+	if err != nil {
+		p.failedUpTo, p.failErr = max(p.failedUpTo, target), err
+	} else if target > p.synced {
+		p.synced = target
+	}
+	p.cond.Broadcast()
+}
+
+// waitRolled returns once pack n is not among the rolled packs still to
+// sync (leading a round if none runs), so that its file may be closed.
+// Called with none of amu, mu and smu held.
+func (p *packStore) waitRolled(n uint32) {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	for slices.ContainsFunc(p.rolled, func(r rolledPack) bool { return r.num == n }) {
+		if p.syncing {
+			p.cond.Wait()
+			continue
+		}
+		p.syncRound()
+	}
+}
+
+// roll makes a new pack the current one. The old one is not synced
+// here: it goes to the group commit's list of rolled packs (if a record
+// in it may not be durable yet), whose next round syncs it. Called with
+// amu.
+func (p *packStore) roll() error {
 	next := p.curNum + 1
 	name := filepath.Join(p.dir, packName(next))
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -525,6 +582,15 @@ func (p *packStore) roll() error {
 	p.files[next] = f
 	p.live[next] += 0
 	p.mu.Unlock()
+	if p.cur != nil {
+		// A round running may be syncing it as the current pack; the
+		// list keeps it open and the next round waits for that one.
+		p.smu.Lock()
+		if p.syncing || p.written > max(p.synced, p.failedUpTo) {
+			p.rolled = append(p.rolled, rolledPack{num: p.curNum, f: p.cur, upTo: p.written})
+		}
+		p.smu.Unlock()
+	}
 	p.cur, p.curNum, p.curSize, p.broken = f, next, 0, false
 	return nil
 }
@@ -557,9 +623,8 @@ func (p *packStore) removeLocked(ref storage.Ref) {
 // while one in a later pack may still be needed to keep a share in an
 // earlier pack deleted (compact carries those forward).
 func (p *packStore) reclaim() {
-	p.amu.Lock()
-	defer p.amu.Unlock()
 	for {
+		p.amu.Lock()
 		p.mu.Lock()
 		oldest := uint32(0)
 		for n := range p.files {
@@ -569,7 +634,17 @@ func (p *packStore) reclaim() {
 		}
 		if oldest == 0 || (p.cur != nil && oldest == p.curNum) || p.live[oldest] > 0 {
 			p.mu.Unlock()
+			p.amu.Unlock()
 			return
+		}
+		p.smu.Lock()
+		toSync := slices.ContainsFunc(p.rolled, func(r rolledPack) bool { return r.num == oldest })
+		p.smu.Unlock()
+		if toSync { // the group commit may sync it: not closed under it
+			p.mu.Unlock()
+			p.amu.Unlock()
+			p.waitRolled(oldest)
+			continue
 		}
 		f := p.files[oldest]
 		delete(p.files, oldest)
@@ -577,11 +652,12 @@ func (p *packStore) reclaim() {
 		p.mu.Unlock()
 		f.Close()
 		name := filepath.Join(p.dir, packName(oldest))
-		if err := os.Remove(name); err != nil {
-			p.logf("storage disk: remove dead pack %s: %v", name, err)
-			return
+		err := os.Remove(name)
+		if err == nil {
+			err = syncDir(p.dir)
 		}
-		if err := syncDir(p.dir); err != nil {
+		p.amu.Unlock()
+		if err != nil {
 			p.logf("storage disk: remove dead pack %s: %v", name, err)
 			return
 		}
