@@ -974,6 +974,29 @@ func (c *Client) mutableGrace(last time.Duration) time.Duration {
 	return max(min(MutableGraceMin, c.cfg.ServerTimeout/4), MutableGraceFactor*last)
 }
 
+// graceTimer fires when the requests of a round still out have had their
+// grace: mutableGrace of the latest answer's time, counted from start.
+type graceTimer struct {
+	c     *Client
+	start time.Time
+	t     *time.Timer
+}
+
+// answered notes an answer now and returns the channel that fires when
+// the grace of the requests still out is over.
+func (g *graceTimer) answered() <-chan time.Time {
+	g.stop()
+	elapsed := time.Since(g.start)
+	g.t = time.NewTimer(g.c.mutableGrace(elapsed) - elapsed)
+	return g.t.C
+}
+
+func (g *graceTimer) stop() {
+	if g.t != nil {
+		g.t.Stop()
+	}
+}
+
 // quorum is how many servers must have answered in full before a map may
 // leave out the others (docs/formats.md, "Reading while a server hangs").
 // A publish succeeds only when shares of its version are on at least
@@ -1470,28 +1493,17 @@ func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry,
 		}()
 	}
 	finished := make([]bool, len(todo))
-	var last time.Duration
-	var timer *time.Timer
+	grace := graceTimer{c: c, start: start}
+	defer grace.stop()
 	var timerC <-chan time.Time
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for pending := len(todo); pending > 0; {
 		select {
 		case i := <-done:
 			pending--
 			finished[i] = true
-			last = time.Since(start)
-			if pending == 0 {
-				continue
+			if pending > 0 {
+				timerC = grace.answered()
 			}
-			if timer != nil {
-				timer.Stop()
-			}
-			timer = time.NewTimer(c.mutableGrace(last) - time.Since(start))
-			timerC = timer.C
 			continue
 		case <-timerC:
 		}

@@ -270,26 +270,16 @@ func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement
 		}()
 	}
 	var out []putResult
-	var last time.Duration
-	var timer *time.Timer
+	grace := graceTimer{c: c, start: start}
+	defer grace.stop()
 	var timerC <-chan time.Time
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for pending := len(byServer); pending > 0; {
 		select {
 		case r := <-results:
 			pending--
 			out = append(out, r)
-			last = time.Since(start)
 			if pending > 0 {
-				if timer != nil {
-					timer.Stop()
-				}
-				timer = time.NewTimer(c.mutableGrace(last) - time.Since(start))
-				timerC = timer.C
+				timerC = grace.answered()
 			}
 			continue
 		case <-timerC:
