@@ -394,19 +394,7 @@ func TestCompactWaitsForPendingPut(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	d := newDisk(t, dir)
-	oldMin := compactCurrentMin
-	compactCurrentMin = 1
-	t.Cleanup(func() { compactCurrentMin = oldMin })
-	for i := range 8 {
-		if err := d.Put(ctx, packRef(i), packData(i, 10000)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 5 { // 3 of 8 live: not yet under a quarter
-		if err := d.Delete(ctx, packRef(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	threeOfEightLive(t, ctx, d)
 	first := packFiles(t, dir)
 	release, entered := make(chan struct{}), make(chan struct{})
 	packAppended = func(ref storage.Ref) {
@@ -440,5 +428,26 @@ func TestCompactWaitsForPendingPut(t *testing.T) {
 	d2 := newDisk(t, dir)
 	for _, i := range []int{7, 20} {
 		mustRead(t, d2, packRef(i), packData(i, 10000))
+	}
+}
+
+// threeOfEightLive makes compaction of the current pack possible at once
+// (compactCurrentMin 1 for the test) and leaves d with 8 shares of 10,000
+// bytes put and the first 5 deleted: 3 of 8 live, not yet under a
+// quarter, so the next Delete compacts.
+func threeOfEightLive(t *testing.T, ctx context.Context, d *Disk) {
+	t.Helper()
+	oldMin := compactCurrentMin
+	compactCurrentMin = 1
+	t.Cleanup(func() { compactCurrentMin = oldMin })
+	for i := range 8 {
+		if err := d.Put(ctx, packRef(i), packData(i, 10000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := d.Delete(ctx, packRef(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -140,19 +140,7 @@ func TestReadDuringCompaction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			d := newDisk(t, dir)
-			oldMin := compactCurrentMin
-			compactCurrentMin = 1
-			t.Cleanup(func() { compactCurrentMin = oldMin })
-			for i := range 8 {
-				if err := d.Put(ctx, packRef(i), packData(i, 10000)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := range 5 { // 3 of 8 live: not yet under a quarter
-				if err := d.Delete(ctx, packRef(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			threeOfEightLive(t, ctx, d)
 			first := packFiles(t, dir)[0]
 			var once sync.Once
 			packFound = func(ref storage.Ref) {
