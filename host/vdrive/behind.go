@@ -2,7 +2,6 @@ package vdrive
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +93,9 @@ type BehindConfig struct {
 	MaxPending int
 	// Logger gets replays, retries and failed links (nil: none).
 	Logger hclog.Logger
+	// WarnEvery is how often a folder whose changes keep failing is
+	// logged at WARN (0: DefaultWarnEvery; behind_stats.go).
+	WarnEvery time.Duration
 }
 
 // Behind is the write-behind of one node: its journal, its pending links
@@ -117,6 +119,7 @@ type Behind struct {
 	closed bool
 
 	failMu sync.Mutex
+	st     behindCounts // behind_stats.go
 }
 
 var _ Store = (*Behind)(nil)
@@ -142,6 +145,9 @@ type behindDir struct {
 	inflight map[string]*plink
 	timer    *time.Timer
 	retries  int
+	// failingSince is when its changes started failing (zero: they do
+	// not), lastWarn when that was last logged at WARN (behind_stats.go).
+	failingSince, lastWarn time.Time
 	// busy names are being journaled (add, setMeta), one at a time per
 	// name, so that the journal's order of a name's records is the order
 	// they are made pending in.
@@ -153,6 +159,13 @@ type plink struct {
 	id  uint64
 	rec linkRecord
 	err error // of its last apply
+	// at is when it was acknowledged; replayed: read from the journal at
+	// start (behind_replay.go); gone: its folder is not at its path, or
+	// could not be shown to be, by the check before this change
+	// (behind_path.go).
+	at       time.Time
+	replayed bool
+	gone     error
 }
 
 func (l *plink) entry() dirnode.Entry {
@@ -163,6 +176,12 @@ func (l *plink) entry() dirnode.Entry {
 // apply makes the link in tx as linkFile does (keeping an older file's
 // ctime and extra keys), leaving tx untouched on error.
 func (l *plink) apply(tx *dirnode.Tx) error {
+	if l.gone != nil {
+		return l.gone
+	}
+	if err := l.replayCheck(tx); err != nil {
+		return err
+	}
 	if !l.rec.Meta {
 		_, _, err := setFile(tx, l.rec.Name, l.rec.Cap, l.rec.Size, l.rec.Mtime)
 		return err
@@ -243,7 +262,7 @@ func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
 			ref, err = recordRef(rec)
 		}
 		if err != nil {
-			if ferr := b.writeFailed(failedLink{Time: time.Now().UTC(), Record: string(recs[id]), Error: err.Error()}); ferr != nil {
+			if ferr := b.writeFailed(FailedLink{Time: time.Now().UTC(), Record: string(recs[id]), Error: err.Error()}); ferr != nil {
 				return fmt.Errorf("replay link journal: %w (and keeping the record failed: %v)", err, ferr)
 			}
 			// Not the record itself: it holds the folder's write cap, and
@@ -253,7 +272,11 @@ func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
 			bad = append(bad, id)
 			continue
 		}
-		b.insert(ref, &plink{id: id, rec: rec})
+		at := rec.At
+		if at.IsZero() {
+			at = time.Now()
+		}
+		b.insert(ref, &plink{id: id, rec: rec, at: at, replayed: true})
 	}
 	if len(bad) > 0 {
 		if err := b.j.commit(nil, bad); err != nil {
@@ -270,6 +293,7 @@ func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
 	if n > 0 {
 		b.log.Info("replaying links journaled before the last stop", "links", n, "folders", len(b.dirs))
 	}
+	b.st.replayed = n
 	return nil
 }
 
@@ -289,6 +313,9 @@ func recordRef(rec linkRecord) (dirRef, error) {
 	if _, err := cap.Parse(rec.Cap); err != nil {
 		return dirRef{}, fmt.Errorf("child cap: %w", err)
 	}
+	if _, _, _, err := recordPath(rec); err != nil {
+		return dirRef{}, err
+	}
 	return dirRef{r: w.ReadCap(), w: &w}, nil
 }
 
@@ -303,6 +330,9 @@ func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
 // instead, and its change's error is add's.
 func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 	rec.Dir = ref.w.String()
+	if rec.At.IsZero() {
+		rec.At = time.Now().UTC()
+	}
 	defer b.lockName(ref, rec.Name)()
 	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
 		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
@@ -325,7 +355,7 @@ func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 		b.mu.Unlock()
 		return err
 	}
-	b.insert(ref, &plink{id: id, rec: rec})
+	b.insert(ref, &plink{id: id, rec: rec, at: rec.At})
 	return nil
 }
 
@@ -441,7 +471,7 @@ func (b *Behind) setMeta(ref dirRef, name string, fn func(*Metadata) error) (don
 	if err := b.j.commit(map[uint64][]byte{id: v}, []uint64{l.id}); err != nil {
 		return true, err
 	}
-	b.insert(ref, &plink{id: id, rec: rec})
+	b.insert(ref, &plink{id: id, rec: rec, at: l.at})
 	return true, nil
 }
 
@@ -554,6 +584,15 @@ func (b *Behind) flush(ctx context.Context, k cap.MutableRead) error {
 
 // take moves k's pending links in flight, for the change about to run.
 func (b *Behind) take(k cap.MutableRead) []*plink {
+	ls := b.takeLinks(k)
+	if len(ls) > 0 {
+		b.pathCheck(k, ls)
+	}
+	return ls
+}
+
+// takeLinks is take without the path check.
+func (b *Behind) takeLinks(k cap.MutableRead) []*plink {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	bd := b.dirs[k]
@@ -577,7 +616,7 @@ func (b *Behind) take(k cap.MutableRead) []*plink {
 // context ended) is tried again; a journaled folder always has its write
 // cap, so a refusal that looks like a permission one is a grid's, for now.
 func permanentLinkErr(err error) bool {
-	for _, e := range []error{ErrIsDir, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey} {
+	for _, e := range []error{ErrIsDir, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey, ErrFolderGone, ErrChangedSince} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -600,6 +639,9 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		switch {
 		case lerr == nil:
 			done = append(done, l.id)
+		case errors.Is(lerr, errMadeBefore):
+			b.log.Info("a replayed link was made before the last stop; not made again", "name", l.rec.Name, "path", l.rec.Path)
+			done = append(done, l.id)
 		case permanentLinkErr(lerr):
 			l.err = lerr
 			failed = append(failed, l)
@@ -612,16 +654,17 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 	ref := bd.ref
 	b.mu.Unlock()
 	for _, l := range failed {
-		if ferr := b.writeFailed(failedLink{Time: time.Now().UTC(), Folder: ref.r.String(), Name: l.rec.Name, Cap: l.rec.Cap,
-			Size: l.rec.Size, Error: l.err.Error()}); ferr != nil {
+		if ferr := b.writeFailed(FailedLink{Time: time.Now().UTC(), Folder: ref.r.String(), Name: l.rec.Name, Cap: l.rec.Cap,
+			Size: l.rec.Size, Error: l.err.Error(), Root: l.rec.Root, Path: l.rec.Path, Acknowledged: l.rec.At}); ferr != nil {
 			// Kept in the journal, so the next start tries it again.
 			b.log.Error("a write-behind link could not be made nor kept in the failed links; it stays in the journal",
 				"folder", ref.r.String(), "name", l.rec.Name, "cap", l.rec.Cap, "error", l.err, "record_error", ferr)
 			continue
 		}
 		b.log.Error("a write-behind link could not be made; kept in the failed links (docs/operations.md)",
-			"folder", ref.r.String(), "name", l.rec.Name, "cap", l.rec.Cap, "size", l.rec.Size, "error", l.err,
+			"folder", ref.r.String(), "path", l.rec.Path, "name", l.rec.Name, "cap", l.rec.Cap, "size", l.rec.Size, "error", l.err,
 			"failed_links", filepath.Join(b.cfg.Dir, FailedLinksFile))
+		b.st.failedTotal.Add(1)
 		done = append(done, l.id)
 	}
 	b.mu.Lock()
@@ -659,8 +702,7 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		if cause == nil {
 			cause = again[0].err
 		}
-		b.log.Warn("making write-behind links failed; trying again", "folder", ref.r.String(), "links", len(again),
-			"attempt", bd.retries, "retry_in", wait, "error", cause)
+		b.failingLocked(bd, again, cause, wait)
 		// A flush armed meanwhile (a new link's Delay) waits too.
 		if bd.timer != nil && bd.timer.Stop() {
 			bd.timer = nil
@@ -670,6 +712,7 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		}
 		return
 	}
+	b.recoveredLocked(bd)
 	bd.retries = 0
 	switch {
 	case len(bd.pending) >= b.cfg.FlushAt:
@@ -679,47 +722,6 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 	case len(bd.inflight) == 0 && bd.timer == nil && len(bd.busy) == 0:
 		delete(b.dirs, k)
 	}
-}
-
-// failedLink is one line of FailedLinksFile.
-type failedLink struct {
-	Time   time.Time `json:"time"`
-	Folder string    `json:"folder,omitempty"` // the folder's read cap
-	Name   string    `json:"name,omitempty"`
-	Cap    string    `json:"cap,omitempty"` // the file's read cap
-	Size   int64     `json:"size,omitempty"`
-	Error  string    `json:"error"`
-	Record string    `json:"record,omitempty"` // a journal record that could not be read
-}
-
-// writeFailed appends f to FailedLinksFile, fsynced.
-func (b *Behind) writeFailed(f failedLink) error {
-	line, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	b.failMu.Lock()
-	defer b.failMu.Unlock()
-	p := filepath.Join(b.cfg.Dir, FailedLinksFile)
-	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	// Its caps (a bad record's folder write cap too) are the node
-	// user's alone, even in a file an older run made open to others.
-	if err := fh.Chmod(0o600); err != nil {
-		fh.Close()
-		return err
-	}
-	if _, err := fh.Write(append(line, '\n')); err != nil {
-		fh.Close()
-		return err
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
 }
 
 // Pending is how many links wait to be made.

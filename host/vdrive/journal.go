@@ -37,6 +37,21 @@ type linkRecord struct {
 	// Meta: the metadata was set (SetMetadata of the pending file) and is
 	// linked as it is, not derived from a file the link replaces.
 	Meta bool `json:"meta,omitempty"`
+	// Root and Path: the read cap of the root of the drive that
+	// acknowledged the link, and the folder's path under it ("/a/b");
+	// the link is made only while the folder is still there
+	// (behind_path.go). Empty in records of older versions: unchecked.
+	Root string `json:"root,omitempty"`
+	Path string `json:"path,omitempty"`
+	// Prev is the cap the name held when the link was acknowledged (""
+	// for none), and Also the caps of the earlier links of the name this
+	// node had acknowledged and not yet made then: a replayed link is
+	// made only over one of them (behind_replay.go). Prev is nil in
+	// records of older versions: replayed as before, unchecked.
+	Prev *string  `json:"prev,omitempty"`
+	Also []string `json:"also,omitempty"`
+	// At is when the link was acknowledged (zero in older records).
+	At time.Time `json:"at,omitzero"`
 }
 
 // journal is the link journal and its group commit.

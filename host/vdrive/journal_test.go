@@ -7,6 +7,7 @@ import "testing"
 // clean; nothing panics.
 func FuzzLinkRecord(f *testing.F) {
 	f.Add([]byte(`{"dir":"tarn:dir:x","name":"a.txt","cap":"tarn:lit:orxxacq","size":3,"ctime":"2026-11-27T10:00:00Z","mtime":"2026-11-27T10:00:00Z"}`))
+	f.Add([]byte(`{"dir":"tarn:dir:x","name":"a.txt","cap":"tarn:lit:orxxacq","root":"tarn:dir-ro:y","path":"/a/b","prev":"","also":["tarn:lit:x"],"at":"2026-11-27T10:00:00Z"}`))
 	f.Add([]byte(`{"name":"../x"}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`not json`))
@@ -24,6 +25,9 @@ func FuzzLinkRecord(f *testing.F) {
 		}
 		if rec.Name == "" || rec.Name == "." || rec.Name == ".." {
 			t.Fatalf("record %q gives name %q", b, rec.Name)
+		}
+		if _, parts, ok, err := recordPath(rec); err != nil || (ok && JoinPath(parts) != rec.Path) {
+			t.Fatalf("record %q passed with path %q: %v", b, rec.Path, err)
 		}
 	})
 }

@@ -320,7 +320,7 @@ func (w *Writer) finish() error {
 	if res.err != nil {
 		return pathErr("close", w.path, fmt.Errorf("upload: %w", res.err))
 	}
-	l, err := w.d.linkFile(w.ctx, w.parent, w.name, res.c, w.n)
+	l, err := w.d.linkFile(w.ctx, w.path, w.parent, w.name, res.c, w.n)
 	if err != nil {
 		return pathErr("close", w.path, err)
 	}
@@ -328,12 +328,12 @@ func (w *Writer) finish() error {
 	return nil
 }
 
-// linkFile links an uploaded file at name, replacing a file there and
-// keeping its ctime and extra keys. A drive WithWriteBehind journals the
-// link instead (linkBehind).
-func (d *Drive) linkFile(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
+// linkFile links an uploaded file at name (its path p), replacing a
+// file there and keeping its ctime and extra keys. A drive
+// WithWriteBehind journals the link instead (linkBehind).
+func (d *Drive) linkFile(ctx context.Context, p string, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
 	if d.deferLinks && d.behind != nil && d.behind.deferring() {
-		return d.linkBehind(ctx, parent, name, c, size)
+		return d.linkBehind(ctx, p, parent, name, c, size)
 	}
 	now := d.now().UTC()
 	var l Linked
@@ -382,13 +382,22 @@ func setFile(tx *dirnode.Tx, name, c string, size int64, now time.Time) (Metadat
 // as linkFile would (see behind.go): a directory at name refuses it, a
 // file there (linked or pending) is replaced, keeping its ctime and extra
 // keys.
-func (d *Drive) linkBehind(ctx context.Context, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
+func (d *Drive) linkBehind(ctx context.Context, p string, parent dirRef, name string, c cap.Cap, size int64) (Linked, error) {
 	now := d.now().UTC()
 	m := Metadata{Type: TypeFile, Size: size, Ctime: now, Mtime: now}
 	replaced := false
+	// The folder's path and what the name holds now go in the record: the
+	// link is made only while both hold (behind_path.go, behind_replay.go).
+	parts, err := SplitPath(p)
+	if err != nil || len(parts) == 0 {
+		return Linked{}, fmt.Errorf("link %q: %w", p, ErrInvalid)
+	}
+	var prev *string
+	var also []string
 	if l, ok := d.behind.lookup(parent.r.Slot, name); ok {
 		replaced = true
 		m.Ctime, m.Extra = l.rec.Ctime, l.rec.Extra
+		prev, also = priorCaps(l, "")
 	} else {
 		// As prepareFile: a cached miss is taken as it is (if another
 		// client has made a directory there since, the link fails later
@@ -407,6 +416,7 @@ func (d *Drive) linkBehind(ctx context.Context, parent dirRef, name string, c ca
 		if err != nil {
 			return Linked{}, err
 		}
+		cur := ""
 		if ok {
 			if e.Meta.Type == TypeDir {
 				return Linked{}, ErrIsDir
@@ -416,12 +426,15 @@ func (d *Drive) linkBehind(ctx context.Context, parent dirRef, name string, c ca
 			if !e.Meta.Ctime.IsZero() {
 				m.Ctime = e.Meta.Ctime
 			}
+			cur = e.ReadCap
 		}
+		prev, also = priorCaps(nil, cur)
 	}
 	if err := m.Check(); err != nil {
 		return Linked{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	rec := linkRecord{Name: name, Cap: c.String(), Size: size, Ctime: m.Ctime, Mtime: m.Mtime, Extra: m.Extra}
+	rec := linkRecord{Name: name, Cap: c.String(), Size: size, Ctime: m.Ctime, Mtime: m.Mtime, Extra: m.Extra,
+		Root: d.root.r.String(), Path: JoinPath(parts[:len(parts)-1]), Prev: prev, Also: also, At: now}
 	if err := d.behind.add(ctx, parent, rec); err != nil {
 		return Linked{}, err
 	}
@@ -470,7 +483,7 @@ func (d *Drive) PutLinked(ctx context.Context, p string, r io.Reader, size int64
 	if cr != nil {
 		n = cr.n
 	}
-	l, err := d.linkFile(ctx, parent, name, c, n)
+	l, err := d.linkFile(ctx, p, parent, name, c, n)
 	if err != nil {
 		return Linked{}, pathErr("put", p, err)
 	}
@@ -629,6 +642,14 @@ func (d *Drive) RemoveAll(ctx context.Context, p string) error {
 	if err := d.flushDir(ctx, parent); err != nil {
 		return pathErr("remove", p, err)
 	}
+	if d.behind != nil {
+		// Links pending below go with it, as acknowledged before.
+		if parts, err := SplitPath(p); err == nil {
+			if err := d.behind.flushUnder(ctx, d.root.r, parts); err != nil {
+				return pathErr("remove", p, err)
+			}
+		}
+	}
 	err = d.edit(ctx, parent, func(tx *dirnode.Tx) error {
 		_, _, err := tx.Delete(name)
 		return err
@@ -705,6 +726,12 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 	}
 	if err := d.flushDir(ctx, dst); err != nil {
 		return pathErr("rename", newp, err)
+	}
+	if d.behind != nil {
+		// Links pending in a folder moved go with it (behind_path.go).
+		if err := d.behind.flushUnder(ctx, d.root.r, op); err != nil {
+			return pathErr("rename", oldp, err)
+		}
 	}
 	if src.r == dst.r {
 		var moved string // read cap moved by an earlier attempt

@@ -1,0 +1,150 @@
+package vdrive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+)
+
+// A link written behind is made only into the folder it was acknowledged
+// in, and only while that folder is still where the user put it: at its
+// path (linkRecord.Path) under the root of the drive that acknowledged it
+// (linkRecord.Root). Before a change makes a folder's pending links, each
+// link's path is walked from its root (pathCheck); a link whose folder is
+// no longer there (another node removed it, moved it, or put another
+// folder or a file at its path) is not made but kept in the failed links
+// with ErrFolderGone. Before, such a link was made in the removed folder,
+// where no path reaches it: an acknowledged file lost to its users' view.
+//
+// Not re-made at the path: a folder there now is another one (another
+// user's choice), and a file of the same name in it would be silently
+// replaced; re-creating a removed folder would undo another user's
+// removal. The operator re-links it where it belongs (tarn links).
+//
+// This node's own moves and removals of a folder make the pending links
+// below it first (flushUnder, from Rename and RemoveAll), as they were
+// acknowledged before: they move (or go) with their folder.
+
+// ErrFolderGone: a link's folder is no longer at the path it was written
+// to (removed, moved or replaced by another node); the link is kept in
+// the failed links.
+var ErrFolderGone = errors.New("folder no longer at its path")
+
+// recordPath checks a record's root and path: the root's read cap and
+// the path's parts; ok is false for a record without them (older
+// versions).
+func recordPath(rec linkRecord) (root cap.DirRead, parts []string, ok bool, err error) {
+	if rec.Root == "" && rec.Path == "" {
+		return cap.DirRead{}, nil, false, nil
+	}
+	c, err := cap.Parse(rec.Root)
+	if err != nil {
+		return cap.DirRead{}, nil, false, fmt.Errorf("root cap: %w", err)
+	}
+	r, isDir := c.(cap.DirRead)
+	if !isDir {
+		return cap.DirRead{}, nil, false, fmt.Errorf("root cap is a %s cap, want tarn:dir-ro:", c.Kind())
+	}
+	parts, err = SplitPath(rec.Path)
+	if err != nil || JoinPath(parts) != rec.Path {
+		return cap.DirRead{}, nil, false, fmt.Errorf("path %q is not clean", rec.Path)
+	}
+	return r, parts, true, nil
+}
+
+// pathCheck sets gone on each link of ls whose folder k is no longer at
+// its path: ErrFolderGone, or the error that kept the walk from proving
+// the folder there (the link then waits and is retried). Links of one
+// root and path share one walk.
+func (b *Behind) pathCheck(k cap.MutableRead, ls []*plink) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	verdicts := map[[2]string]error{}
+	for _, l := range ls {
+		l.gone = nil
+		root, parts, ok, err := recordPath(l.rec)
+		if err != nil || !ok {
+			continue // checked at replay; older records are not checked
+		}
+		key := [2]string{l.rec.Root, l.rec.Path}
+		v, seen := verdicts[key]
+		if !seen {
+			v = b.reachable(ctx, root, parts, k)
+			verdicts[key] = v
+		}
+		l.gone = v
+	}
+}
+
+// reachable reports (nil) whether walking parts from root ends at the
+// folder k; ErrFolderGone when it does not.
+func (b *Behind) reachable(ctx context.Context, root cap.DirRead, parts []string, k cap.MutableRead) error {
+	ref := dirRef{r: root}
+	for i, name := range parts {
+		// The current versions, never a cached one: a removal made
+		// after the cached read would not be seen.
+		dir, _, err := b.d.loadCached(ctx, ref, false)
+		if err != nil {
+			return err
+		}
+		e, ok, err := dir.Lookup(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s is gone from its root (removed or moved by another node)", ErrFolderGone, JoinPath(parts[:i+1]))
+		}
+		c, err := cap.Parse(e.ReadCap)
+		if err != nil {
+			return fmt.Errorf("%w: %s now holds an unreadable cap", ErrFolderGone, JoinPath(parts[:i+1]))
+		}
+		rc, isDir := c.(cap.DirRead)
+		if e.Meta.Type != TypeDir || !isDir {
+			return fmt.Errorf("%w: %s is now a file", ErrFolderGone, JoinPath(parts[:i+1]))
+		}
+		ref = dirRef{r: rc}
+	}
+	if ref.r.Slot != k {
+		return fmt.Errorf("%w: %s is now another folder (the one written to was removed, moved or replaced by another node)", ErrFolderGone, JoinPath(parts))
+	}
+	return nil
+}
+
+// flushUnder makes the pending links of every folder at or below parts
+// under root, before this node moves or removes that folder: they were
+// acknowledged first, and go with it.
+func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts []string) error {
+	rs := root.String()
+	p := JoinPath(parts)
+	under := func(l *plink) bool {
+		return l.rec.Root == rs && (l.rec.Path == p || strings.HasPrefix(l.rec.Path, p+"/"))
+	}
+	b.mu.Lock()
+	var ks []cap.MutableRead
+	for k, bd := range b.dirs {
+		for _, m := range []map[string]*plink{bd.pending, bd.inflight} {
+			found := false
+			for _, l := range m {
+				if under(l) {
+					found = true
+					break
+				}
+			}
+			if found {
+				ks = append(ks, k)
+				break
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, k := range ks {
+		if err := b.flush(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

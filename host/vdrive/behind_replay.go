@@ -1,0 +1,83 @@
+package vdrive
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tarnfs/tarn/host/dirnode"
+)
+
+// Replay is idempotent. A node killed after a folder change made its
+// pending links but before their journal records were deleted replays
+// those records at start. Making such a link again is harmless only if
+// nobody changed the entry since; another node may have replaced or
+// removed it meanwhile, and re-making the link would undo that change.
+// So each record holds what the name held when the link was acknowledged
+// (linkRecord.Prev, and Also: earlier links of the name this node had
+// not yet made then), and a replayed link is made only over those: an
+// entry that already holds the link's cap was made before the stop (the
+// record just leaves the journal), an entry holding anything else
+// changed since (ErrChangedSince) and is left as it is, the link kept in
+// the failed links, logged. The file stays reachable: nothing
+// acknowledged is lost, and nothing another node did is undone.
+
+// ErrChangedSince: a replayed link's name holds something other than
+// what it held when the link was acknowledged, and other than the link
+// itself: another node changed it; the link is kept in the failed links.
+var ErrChangedSince = errors.New("entry changed by another node since the link was acknowledged")
+
+// errMadeBefore: a replayed link's entry holds its cap already: made
+// before the last stop. Not an error of the link.
+var errMadeBefore = errors.New("link made before the last stop")
+
+// maxAlso bounds linkRecord.Also: a name rewritten more often than this
+// while its folder's changes fail is checked against its latest links.
+const maxAlso = 8
+
+// replayCheck decides whether a replayed link l may be made in tx (nil),
+// is made already (errMadeBefore), or would undo another node's change
+// (ErrChangedSince). Links acknowledged in this run, and records of
+// older versions (no Prev), are made as they are.
+func (l *plink) replayCheck(tx *dirnode.Tx) error {
+	if !l.replayed || l.rec.Prev == nil {
+		return nil
+	}
+	e, ok, err := tx.Get(l.rec.Name)
+	if err != nil {
+		return err
+	}
+	cur := ""
+	if ok {
+		cur = e.ReadCap
+	}
+	switch {
+	case cur == l.rec.Cap:
+		return errMadeBefore
+	case cur == *l.rec.Prev || slices.Contains(l.rec.Also, cur):
+		return nil
+	case cur == "":
+		return fmt.Errorf("%w: %s was removed", ErrChangedSince, l.rec.Name)
+	default:
+		return fmt.Errorf("%w: %s now holds %s", ErrChangedSince, l.rec.Name, shortCap(cur))
+	}
+}
+
+// priorCaps is what a new link of a name replaces, for its record: the
+// entry's cap (prev) when no link of the name is pending, else the
+// pending link's own prior caps and its cap.
+func priorCaps(pending *plink, entryCap string) (*string, []string) {
+	if pending == nil {
+		return &entryCap, nil
+	}
+	if pending.rec.Prev == nil {
+		// An older record's link: what preceded it is unknown.
+		return &pending.rec.Cap, nil
+	}
+	prev := *pending.rec.Prev
+	also := append(slices.Clone(pending.rec.Also), pending.rec.Cap)
+	if len(also) > maxAlso {
+		also = also[len(also)-maxAlso:]
+	}
+	return &prev, also
+}
