@@ -30,6 +30,12 @@ type Lease struct {
 // seconds (8 bytes). Without a path they live in memory.
 type leaseStore interface {
 	put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error
+	// begin queues a record and returns a wait that commits it (with
+	// every record queued by then) unless a commit already took it, and
+	// returns its outcome. Work done between begin and wait (PutShares
+	// stores its shares) lets the records of concurrent puts gather into
+	// one commit. wait must be called exactly once.
+	begin(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) (wait func() error)
 	list(index [storage.StorageIndexSize]byte) ([]Lease, error)
 	remove(index [storage.StorageIndexSize]byte) error // every lease of index
 	// floor is the time before which the crawler removes nothing (zero:
@@ -45,10 +51,15 @@ var (
 	_ leaseStore = (*memLeases)(nil)
 )
 
-// boltLeases commits puts in groups: a put that finds a commit running
-// queues its record and waits; when the commit ends, the next one takes
-// every record queued meanwhile. A lone put commits at once: no timer, no
-// added latency. Commits are not fsynced (bbolt NoSync): a put returns
+// boltLeases commits puts in groups: a record is queued first (begin)
+// and committed when its put waits for it (wait): the waiter that finds
+// no commit running commits every record queued by then, including those
+// of puts whose waits come later (they then find theirs done); a waiter
+// that finds a commit running waits for it and, if its record was not in
+// it, commits next. PutShares queues its lease before it stores its
+// shares and waits after, so the leases of the puts stored together (the
+// disk backend's group commit) share one bbolt commit. A lone put commits
+// when it waits: no timer, no added latency. Commits are not fsynced (bbolt NoSync): a put returns
 // once its record is in a committed transaction in the page cache, which
 // survives a crash of the process but not of the machine. The state file
 // (leasestate.go) makes that safe: before a put is acknowledged the state
@@ -63,7 +74,7 @@ type boltLeases struct {
 	step      time.Duration // how far past a new expiry the ceiling is raised
 
 	mu      sync.Mutex
-	idle    *sync.Cond // signalled when running goes false
+	idle    *sync.Cond // broadcast when running goes false
 	queue   []*leasePut
 	running bool
 	closed  bool
@@ -74,11 +85,12 @@ type boltLeases struct {
 	raises  atomic.Int64 // commits that raised the ceiling first
 }
 
-// leasePut is one queued record and where its outcome goes.
+// leasePut is one queued record and its outcome (under boltLeases.mu).
 type leasePut struct {
 	key  []byte
 	val  [8]byte
-	done chan error
+	done bool // a commit took it; err is its outcome
+	err  error
 }
 
 // leaseKeySize is the size of a lease record's key.
@@ -176,31 +188,51 @@ func openLeases(path string, leaseDuration time.Duration, now func() time.Time) 
 func (b *boltLeases) floor() time.Time { return b.floorAt }
 
 func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) error {
-	p := &leasePut{key: append(index[:], owner[:]...), done: make(chan error, 1)}
+	return b.begin(index, owner, expires)()
+}
+
+func (b *boltLeases) begin(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) func() error {
+	p := &leasePut{key: append(index[:], owner[:]...)}
 	binary.BigEndian.PutUint64(p.val[:], uint64(expires.Unix()))
 	b.puts.Add(1)
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
-		return errLeasesClosed
+		return func() error { return errLeasesClosed }
 	}
 	b.queue = append(b.queue, p)
-	if b.running {
-		b.mu.Unlock()
-		return <-p.done // the running committer takes it next
+	return func() error { return b.wait(p) }
+}
+
+// wait returns p's outcome once a commit took it, committing the queue
+// itself when no commit is running.
+func (b *boltLeases) wait(p *leasePut) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !p.done {
+		if b.running {
+			b.idle.Wait()
+			continue
+		}
+		b.commitQueued()
 	}
+	return p.err
+}
+
+// commitQueued commits every queued record; b.mu is held and not
+// running, and is released during the commit.
+func (b *boltLeases) commitQueued() {
+	batch := b.queue
+	b.queue = nil
 	b.running = true
-	for len(b.queue) > 0 {
-		batch := b.queue
-		b.queue = nil
-		b.mu.Unlock()
-		b.commit(batch)
-		b.mu.Lock()
+	b.mu.Unlock()
+	errs := b.commit(batch)
+	b.mu.Lock()
+	for i, p := range batch {
+		p.done, p.err = true, errs[i]
 	}
 	b.running = false
 	b.idle.Broadcast()
-	b.mu.Unlock()
-	return <-p.done
 }
 
 // commit writes a group of records in one transaction and tells each its
@@ -208,7 +240,8 @@ func (b *boltLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Siz
 // bad record cannot fail the others. A record expiring past the ceiling
 // first raises it durably: nothing is acknowledged beyond the ceiling the
 // state file shows.
-func (b *boltLeases) commit(batch []*leasePut) {
+func (b *boltLeases) commit(batch []*leasePut) []error {
+	errs := make([]error, len(batch))
 	var latest int64
 	for _, p := range batch {
 		latest = max(latest, int64(binary.BigEndian.Uint64(p.val[:])))
@@ -217,10 +250,10 @@ func (b *boltLeases) commit(batch []*leasePut) {
 		next := b.state
 		next.ceiling = latest + int64(b.step/time.Second)
 		if err := writeLeaseState(b.statePath, next); err != nil {
-			for _, p := range batch {
-				p.done <- fmt.Errorf("raise the lease ceiling: %w", err)
+			for i := range errs {
+				errs[i] = fmt.Errorf("raise the lease ceiling: %w", err)
 			}
-			return
+			return errs
 		}
 		b.state = next
 		b.raises.Add(1)
@@ -236,14 +269,15 @@ func (b *boltLeases) commit(batch []*leasePut) {
 		return nil
 	})
 	if err != nil && len(batch) > 1 {
-		for _, p := range batch {
-			b.commit([]*leasePut{p})
+		for i, p := range batch {
+			errs[i] = b.commit([]*leasePut{p})[0]
 		}
-		return
+		return errs
 	}
-	for _, p := range batch {
-		p.done <- err
+	for i := range errs {
+		errs[i] = err
 	}
+	return errs
 }
 
 func (b *boltLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) {
@@ -285,6 +319,9 @@ func (b *boltLeases) close() error {
 	for b.running {
 		b.idle.Wait()
 	}
+	if len(b.queue) > 0 { // begun, not waited for yet: their waits find them done
+		b.commitQueued()
+	}
 	b.mu.Unlock()
 	err := b.db.Sync()
 	if err == nil {
@@ -315,6 +352,11 @@ func (m *memLeases) put(index [storage.StorageIndexSize]byte, owner [sha256.Size
 	}
 	m.m[index][owner] = expires
 	return nil
+}
+
+func (m *memLeases) begin(index [storage.StorageIndexSize]byte, owner [sha256.Size]byte, expires time.Time) func() error {
+	err := m.put(index, owner, expires)
+	return func() error { return err }
 }
 
 func (m *memLeases) list(index [storage.StorageIndexSize]byte) ([]Lease, error) {

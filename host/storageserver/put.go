@@ -131,14 +131,15 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	}
 	s.mu.Unlock()
 
-	// The lease commit (an fdatasync) runs while the backend stores the
-	// shares (its own fsyncs), so a put waits for the slower of the two,
-	// not their sum. Should every share fail, the index keeps a lease and
-	// nothing else, as after an Allocate whose uploads are aborted.
-	var leaseDone chan error
+	// The lease record is queued before the backend stores the shares
+	// (its group-committed fsync) and committed after: the leases of the
+	// puts stored meanwhile share one commit (boltLeases), and the put is
+	// acknowledged only once its record is committed. Should every share
+	// fail, the index keeps a lease and nothing else, as after an
+	// Allocate whose uploads are aborted.
+	var leaseWait func() error
 	if len(claimed) > 0 {
-		leaseDone = make(chan error, 1)
-		go func() { leaseDone <- s.addLease(index, req.LeaseSecret) }()
+		leaseWait = s.beginLease(index, req.LeaseSecret)
 	}
 	var failed error
 	var stored int64
@@ -168,8 +169,8 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	s.mu.Unlock()
 	s.putStored(stored)
 	s.sealed.Add(int64(len(resp.Stored)))
-	if leaseDone != nil {
-		if err := <-leaseDone; err != nil {
+	if leaseWait != nil {
+		if err := leaseWait(); err != nil {
 			s.log.Error("add lease", "index", fmt.Sprintf("%x", index[:]), "error", err)
 		}
 	}
