@@ -10,6 +10,7 @@ package placement
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sort"
 
 	"github.com/tarnfs/tarn/host/tagged"
@@ -23,10 +24,19 @@ const RingTag = "tarn 2026 placement permute v1"
 // Every client computes the same order, so a downloader asks first the
 // servers an uploader wrote to first.
 func RingKey(si []byte, id string) tagged.Sum {
-	h := tagged.New(RingTag)
-	h.WriteBytes(si)
-	h.WriteBytes([]byte(id))
-	return h.Sum()
+	// The bytes tagged.Hasher.WriteBytes would write, hashed with a pooled
+	// hasher (tagged.Hash): a new hasher costs ~10 KiB of garbage and an
+	// upload computes a key per server.
+	var buf [128]byte
+	b := buf[:0]
+	if n := 16 + len(si) + len(id); n > len(buf) {
+		b = make([]byte, 0, n)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(len(si)))
+	b = append(b, si...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(id)))
+	b = append(b, id...)
+	return tagged.Hash(RingTag, b)
 }
 
 // Permute returns ids ordered by their position on the ring of si (a new
