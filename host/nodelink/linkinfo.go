@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"sync"
 
@@ -26,6 +27,8 @@ type linkInfo struct {
 	proofSec []byte // the secret and key hash the cached proof is for
 	proofKH  string
 	proof    []byte
+	proofMD  map[string]string // mdProof as per-RPC metadata, read-only
+	mdProof  []byte
 }
 
 var _ credentials.AuthInfo = (*linkInfo)(nil)
@@ -59,6 +62,24 @@ func (l *linkInfo) proofFor(secret []byte, kh string) ([]byte, error) {
 	}
 	l.proofSec, l.proofKH, l.proof = bytes.Clone(secret), kh, p
 	return p, nil
+}
+
+// proofMetadata is the metadata carrying proofFor(secret, kh), built
+// once per link: gRPC copies it into each call's headers and never
+// changes it, so every RPC on the link shares one map and one base64
+// string.
+func (l *linkInfo) proofMetadata(secret []byte, kh string) (map[string]string, error) {
+	p, err := l.proofFor(secret, kh)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.proofMD == nil || !bytes.Equal(l.mdProof, p) {
+		l.proofMD = map[string]string{ProofMetadata: base64.StdEncoding.EncodeToString(p)}
+		l.mdProof = p
+	}
+	return l.proofMD, nil
 }
 
 // authLink returns the link an RPC arrived on, or the TLS state of an

@@ -119,12 +119,14 @@ func (g *gridProof) GetRequestMetadata(ctx context.Context, _ ...string) (map[st
 	if err != nil {
 		return nil, errors.New("grid proof: link is not tls")
 	}
-	var p []byte
 	if l != nil {
-		p, err = l.proofFor(g.secret, g.keyHash) // once per link
-	} else {
-		p, err = Proof(g.secret, cs, g.keyHash)
+		md, err := l.proofMetadata(g.secret, g.keyHash) // once per link
+		if err != nil {
+			return nil, fmt.Errorf("grid proof: %w", err)
+		}
+		return md, nil
 	}
+	p, err := Proof(g.secret, cs, g.keyHash)
 	if err != nil {
 		return nil, fmt.Errorf("grid proof: %w", err)
 	}
