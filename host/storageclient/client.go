@@ -105,9 +105,17 @@ func (o Options) withDefaults() Options {
 // Close closes the connection.
 func (c *Client) Close() error { return c.cc.Close() }
 
+// call bounds a unary call by CallTimeout. A context whose deadline comes
+// sooner already bounds it: it is used as it is, without another context
+// and timer per call (the grid's requests carry their server timeout).
 func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.opts.CallTimeout {
+		return ctx, noCancel
+	}
 	return context.WithTimeout(ctx, c.opts.CallTimeout)
 }
+
+func noCancel() {}
 
 // Version is what GetVersion reports.
 type Version struct {

@@ -28,24 +28,25 @@ type PutResult struct {
 // the shares in Stored are durable. A server that predates the call gives
 // an error wrapping errors.ErrUnsupported (use Allocate instead).
 func (c *Client) PutShares(ctx context.Context, index [storage.StorageIndexSize]byte, size int64, shares map[uint32][]byte, leaseSecret []byte) (*PutResult, error) {
-	obj := fmt.Sprintf("put shares of %x", index[:])
+	obj := func() string { return fmt.Sprintf("put shares of %x", index[:]) } // only for errors
 	req := &pb.PutSharesRequest{StorageIndex: index[:], ShareSize: size, LeaseSecret: leaseSecret}
+	req.Shares = make([]*pb.ShareData, 0, len(shares))
 	var total int64
 	for n, data := range shares {
 		if int64(len(data)) != size {
-			return nil, fmt.Errorf("%s: share %d has %d bytes, share size is %d: %w", obj, n, len(data), size, storage.ErrRange)
+			return nil, fmt.Errorf("%s: share %d has %d bytes, share size is %d: %w", obj(), n, len(data), size, storage.ErrRange)
 		}
 		total += size
 		req.Shares = append(req.Shares, &pb.ShareData{ShareNum: n, Data: data})
 	}
 	if total > MaxPutBytes {
-		return nil, fmt.Errorf("%s: %d bytes, more than one call carries (%d): %w", obj, total, MaxPutBytes, storage.ErrRange)
+		return nil, fmt.Errorf("%s: %d bytes, more than one call carries (%d): %w", obj(), total, MaxPutBytes, storage.ErrRange)
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := c.rpc.PutShares(ctx, req)
 	if err != nil {
-		return nil, wrap(obj, err)
+		return nil, wrap(obj(), err)
 	}
 	return &PutResult{Stored: r.Stored, AlreadyHave: r.AlreadyHave, InProgress: r.InProgress}, nil
 }
