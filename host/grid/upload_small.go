@@ -249,7 +249,7 @@ func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement
 	start := time.Now()
 	results := make(chan putResult, len(byServer))
 	for id, shares := range byServer {
-		go func() {
+		calls.run(func() {
 			var r *storageclient.PutResult
 			var unsupported error
 			err := c.do(rctx, u.byID[id], func(cl *storageclient.Client) error {
@@ -267,7 +267,7 @@ func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement
 				err = unsupported
 			}
 			results <- putResult{id, r, err}
-		}()
+		})
 	}
 	var out []putResult
 	grace := graceTimer{c: c, start: start}
