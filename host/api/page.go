@@ -172,6 +172,14 @@ th{background:#eee}dl{display:grid;grid-template-columns:max-content auto;gap:.1
 {{range .Recent}}<tr class="op"><td>{{clock .Time}}</td><td>{{.Op}}</td><td class="mono">{{.Target}}</td><td>{{bytes .Bytes}}</td><td>{{.Duration}}</td><td class="{{if lt .Status 400}}ok{{else}}bad{{end}}">{{.Status}}</td><td>{{.Error}}</td></tr>
 {{else}}<tr><td colspan="7" class="muted">none yet</td></tr>{{end}}
 </table>
+{{with .WriteBehind}}
+<h2>Write-behind of new files' links</h2>
+<table id="write-behind">
+<tr><th>links not yet made</th><td id="wb-pending">{{.Pending}} in {{.Folders}} folders{{if .Pending}}, oldest {{printf "%.0f" .OldestAge}} s{{end}}</td></tr>
+<tr><th>folders failing</th><td id="wb-failing" class="{{if .Failing}}bad{{else}}ok{{end}}">{{.Failing}}{{if .Failing}} ({{.FailingLinks}} links, retried until made){{end}}</td></tr>
+<tr><th>failed links to re-link</th><td id="wb-failed" class="{{if .Failed}}bad{{else}}ok{{end}}">{{.Failed}}{{if .Failed}} (tarn links){{end}}{{if .FailedError}} {{.FailedError}}{{end}}</td></tr>
+</table>
+{{end}}
 {{with .Storage}}
 <h2>Storage server</h2>
 <table id="storage">

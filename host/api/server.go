@@ -133,6 +133,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	if err := registerWriteBehind(cfg); err != nil {
+		return nil, fmt.Errorf("api: write-behind metrics: %w", err)
+	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, fmt.Errorf("api: listen address %q: %w", cfg.Listen, err)
 	}
@@ -513,6 +516,9 @@ type Status struct {
 	RatesOver float64            `json:"rates_over_seconds,omitempty"`
 	// Recent is the API's last operations, newest first.
 	Recent []Operation `json:"recent,omitempty"`
+	// WriteBehind is the client's write-behind of directory links
+	// (writebehind.go).
+	WriteBehind *WriteBehindStatus `json:"write_behind,omitempty"`
 }
 
 // StorageStatus is a storage server's figures since the node started,
@@ -618,6 +624,7 @@ func (s *Server) Status(ctx context.Context) Status {
 		st.RatesOver = over
 	}
 	st.Recent = s.recent.list()
+	st.WriteBehind = writeBehindStatus(s.cfg.Store)
 	return st
 }
 

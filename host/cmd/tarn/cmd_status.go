@@ -162,6 +162,21 @@ func printStatus(out io.Writer, st *api.Status) {
 		fmt.Fprintf(out, "api: %d uploads (%s in), %d downloads (%s out), %d failures\n",
 			c.Uploads, humanBytes(c.BytesIn), c.Downloads, humanBytes(c.BytesOut), c.Failures)
 	}
+	if wb := st.WriteBehind; wb != nil {
+		line := fmt.Sprintf("write-behind: %d links not yet made in %d folders", wb.Pending, wb.Folders)
+		if wb.Pending > 0 {
+			line += fmt.Sprintf(" (oldest %s)", (time.Duration(wb.OldestAge) * time.Second).String())
+		}
+		line += fmt.Sprintf(", %d folders failing", wb.Failing)
+		if wb.Failing > 0 {
+			line += fmt.Sprintf(" (%d links, retried until made)", wb.FailingLinks)
+		}
+		line += fmt.Sprintf(", %d failed links", wb.Failed)
+		if wb.Failed > 0 {
+			line += " (re-link them: tarn links)"
+		}
+		fmt.Fprintln(out, line)
+	}
 	if len(st.Rates) > 0 {
 		names := make([]string, 0, len(st.Rates))
 		for k := range st.Rates {
