@@ -1,10 +1,11 @@
 package storagedisk
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"maps"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,12 +36,50 @@ func (d *Disk) maybeCompact(n uint32) {
 		d.stripes[i].Lock()
 	}
 	err := d.pack.compact(n)
+	if errors.Is(err, errCompactNoRoom) {
+		err = d.pack.compactSmallFirst(n)
+	}
 	for i := range d.stripes {
 		d.stripes[i].Unlock()
 	}
 	if err != nil && !errors.Is(err, errCompactNoRoom) {
 		d.pack.logf("storage disk: compact pack %s: %v", packName(n), err)
 	}
+}
+
+// compactSmallFirst runs when the disk lacks the room to compact pack n:
+// it compacts the other packs that want it, fewest live bytes first (each
+// frees at least three times what it copies), and tries n again after
+// each, so that a nearly full disk gets space back pack by pack instead
+// of waiting until n's live shares alone fit in what is free. It stops at
+// the first pack that does not fit either (the larger ones would not).
+// Called with every stripe lock held.
+func (p *packStore) compactSmallFirst(n uint32) error {
+	p.mu.Lock()
+	var cands []uint32
+	for m := range p.files {
+		if m != n && !p.zombie[m] && !p.stuck[m] {
+			cands = append(cands, m)
+		}
+	}
+	live := maps.Clone(p.live)
+	p.mu.Unlock()
+	slices.SortFunc(cands, func(a, b uint32) int { return cmp.Compare(live[a], live[b]) })
+	for _, m := range cands {
+		if !p.wantsCompaction(m) {
+			continue
+		}
+		if err := p.compact(m); errors.Is(err, errCompactNoRoom) {
+			return err
+		} else if err != nil {
+			p.logf("storage disk: compact pack %s: %v", packName(m), err)
+			continue
+		}
+		if err := p.compact(n); !errors.Is(err, errCompactNoRoom) {
+			return err
+		}
+	}
+	return errCompactNoRoom
 }
 
 // errCompactNoRoom: the disk lacks the room a compaction's copies need.
@@ -54,16 +93,25 @@ func (p *packStore) wantsCompaction(n uint32) bool {
 	cur := p.cur != nil && p.curNum == n
 	p.amu.Unlock()
 	p.mu.Lock()
-	f, live := p.files[n], p.live[n]
+	f, live, c := p.files[n], p.live[n], p.codecs[n]
 	p.mu.Unlock()
-	if f == nil {
+	if f == nil || c == nil {
 		return false
 	}
 	st, err := f.Stat()
-	if err != nil || live*compactDivisor >= st.Size() {
+	recs := st.Size() - packStart(c) // the header is not dead bytes
+	if err != nil || live*compactDivisor >= recs {
 		return false
 	}
-	return !cur || st.Size()-live >= compactCurrentMin
+	return !cur || recs-live >= compactCurrentMin
+}
+
+// packStart is the offset of the first record in a pack of codec c.
+func packStart(c *recCodec) int64 {
+	if c.v2 {
+		return packHdrLen
+	}
+	return 0
 }
 
 // compact copies the live share records of pack n to the current pack
@@ -99,7 +147,7 @@ func (p *packStore) compact(n uint32) error {
 		time.Sleep(time.Millisecond)
 	}
 	p.mu.Lock()
-	f := p.files[n]
+	f, c := p.files[n], p.codecs[n]
 	oldest := true
 	for m := range p.files {
 		if m < n {
@@ -107,15 +155,15 @@ func (p *packStore) compact(n uint32) error {
 		}
 	}
 	p.mu.Unlock()
-	if f == nil {
-		return nil
+	if f == nil || c == nil {
+		return nil // gone, or stuck (nothing of it is indexed)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if st.Size() == 0 {
-		return p.dropPack(n, f)
+	if st.Size() <= packStart(c) {
+		return p.dropPack(n)
 	}
 	// The copies need room; on a full disk, wait until enough of the
 	// pack is deleted (each Delete tries again) rather than write and
@@ -131,7 +179,7 @@ func (p *packStore) compact(n uint32) error {
 	// need not grow by that.
 	b, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return fmt.Errorf("map pack: %w", err)
+		return fmt.Errorf("map pack %s: %w", packName(n), err)
 	}
 	defer unix.Munmap(b)
 	type move struct {
@@ -140,10 +188,12 @@ func (p *packStore) compact(n uint32) error {
 		at   int // in recs
 	}
 	var moves []move
-	var recs [][]byte
+	var recs []rawRecord
 	tombs := map[storage.Ref]bool{}
 	p.mu.Lock()
-	scanRecords(b, func(ev scanEvent) {
+	// The scan checks each record again: a copy is written with a new
+	// checksum, which must not bless bytes damaged since the open.
+	c.scanRecords(b, int(packStart(c)), func(ev scanEvent) {
 		if ev.skip > 0 {
 			return
 		}
@@ -153,12 +203,12 @@ func (p *packStore) compact(n uint32) error {
 			loc := packLoc{pack: n, off: ev.off, n: uint32(len(ev.rec.data))}
 			if e := p.entryLocked(ref); e != nil && e.committed && e.loc == loc {
 				moves = append(moves, move{ref, loc, len(recs)})
-				recs = append(recs, b[ev.off:ev.off+loc.recLen()])
+				recs = append(recs, rawRecord{recKindShare, ref, ev.rec.data})
 			}
 		case recKindDelete:
 			if !oldest && p.entryLocked(ref) == nil && !tombs[ref] {
 				tombs[ref] = true
-				recs = append(recs, b[ev.off:ev.off+recHeaderLen])
+				recs = append(recs, rawRecord{recKindDelete, ref, nil})
 			}
 		}
 	})
@@ -188,28 +238,28 @@ func (p *packStore) compact(n uint32) error {
 		}
 	}
 	p.mu.Unlock()
-	return p.dropPack(n, f)
+	return p.dropPack(n)
 }
 
-// dropPack forgets pack n and removes its file, once the group commit
-// is done with it. Called with none of amu, mu and smu held.
-func (p *packStore) dropPack(n uint32, f *os.File) error {
+// dropPack removes pack n (removePack: it stays known as a zombie if
+// that fails), once the group commit is done with it. Called with none of
+// amu, mu and smu held.
+func (p *packStore) dropPack(n uint32) error {
 	p.waitRolled(n)
-	p.mu.Lock()
-	delete(p.files, n)
-	delete(p.live, n)
-	p.mu.Unlock()
-	f.Close()
-	name := filepath.Join(p.dir, packName(n))
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("remove compacted pack: %w", err)
-	}
-	return syncDir(p.dir)
+	return p.removePack(n)
 }
 
-// appendRaw appends whole records (share records count as live in their
-// new pack) and returns their locations once they are all durable.
-func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
+// rawRecord is a record to append: a compaction's copy.
+type rawRecord struct {
+	kind byte
+	ref  storage.Ref
+	data []byte
+}
+
+// appendRaw appends records, each encoded for the pack it lands in
+// (share records count as live there), and returns their locations once
+// they are all durable.
+func (p *packStore) appendRaw(recs []rawRecord) ([]packLoc, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -218,16 +268,18 @@ func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
 	p.amu.Lock()
 	start := p.curSize // where this batch began in the current pack
 	for i, rec := range recs {
-		rl := int64(len(rec))
-		if p.cur == nil || p.broken || (p.curSize > 0 && p.curSize+rl > p.rollAt) {
+		rl := int64(recHeaderLen + len(rec.data))
+		if p.mustRoll(rl) {
 			if err := p.roll(); err != nil {
 				p.amu.Unlock()
 				p.unlive(locs[:i], live)
 				return nil, err
 			}
-			start = 0
+			start = p.curSize
 		}
-		if err := pwriteAll(p.cur, [][]byte{rec}, p.curSize); err != nil {
+		var hdr [recHeaderLen]byte
+		p.curCodec.encodeHeader(hdr[:], rec.kind, rec.ref, rec.data)
+		if err := pwriteAll(p.cur, [][]byte{hdr[:], rec.data}, p.curSize); err != nil {
 			// Cut the whole batch off the current pack, not only this
 			// record: copies left behind by a compaction that failed for
 			// want of room would take the room a later try needs.
@@ -242,7 +294,7 @@ func (p *packStore) appendRaw(recs [][]byte) ([]packLoc, error) {
 		}
 		locs[i] = packLoc{pack: p.curNum, off: p.curSize, n: uint32(rl - recHeaderLen)}
 		add := int64(0)
-		if rec[4] == recKindShare {
+		if rec.kind == recKindShare {
 			add = rl
 		}
 		live = append(live, add)

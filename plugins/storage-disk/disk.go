@@ -4,7 +4,7 @@
 //
 // Layout under the folder (see docs/plugins-storage.md):
 //
-//	FORMAT                         "tarn-storage-disk 1", or 2 once packs/ exists
+//	FORMAT                         "tarn-storage-disk 1"; 2 once packs/ exists, 3 once version 2 packs may
 //	LOCK                           flock'd by the one process using the folder
 //	tmp/                           files being written; emptied at start
 //	shares/<ii>/<index>/<num>      sealed shares
@@ -36,12 +36,16 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
-// formatLine is the FORMAT of a folder without packs; formatPacked that
-// of one with packs/, which a tarn that cannot read packs must refuse
-// rather than lose the packed shares from sight.
+// formatLine is the FORMAT of a folder without packs; formatPackedV1
+// that of one with version 1 packs only (docs/formats.md); formatPacked
+// that of one where version 2 packs may exist. A tarn that cannot read
+// packs must refuse a folder with them rather than lose the packed shares
+// from sight, and one that reads only version 1 packs must refuse version
+// 2 ones: it would take them for damage and cut them.
 const (
-	formatLine   = "tarn-storage-disk 1\n"
-	formatPacked = "tarn-storage-disk 2\n"
+	formatLine     = "tarn-storage-disk 1\n"
+	formatPackedV1 = "tarn-storage-disk 2\n"
+	formatPacked   = "tarn-storage-disk 3\n"
 )
 
 // Disk is a storage.Backend over a folder. It must be the only user of its
@@ -119,8 +123,8 @@ func (d *Disk) init() error {
 		}
 	case err != nil:
 		return err
-	case string(b) != formatLine && string(b) != formatPacked:
-		return fmt.Errorf("FORMAT says %q, this tarn reads %q or %q", b, formatLine, formatPacked)
+	case string(b) != formatLine && string(b) != formatPackedV1 && string(b) != formatPacked:
+		return fmt.Errorf("FORMAT says %q, this tarn reads %q, %q or %q", b, formatLine, formatPackedV1, formatPacked)
 	}
 	for _, sub := range []string{"tmp", "shares", "slots"} {
 		if err := mkdirDurable(filepath.Join(d.dir, sub)); err != nil {
@@ -138,9 +142,12 @@ func (d *Disk) init() error {
 			return fmt.Errorf("remove leftover temp file: %w", err)
 		}
 	}
-	// FORMAT says 2 before the first pack exists, so that no older tarn
-	// ever opens a folder whose packed shares it cannot see.
-	if !d.opts.NoPack {
+	// FORMAT says 3 before the first version 2 pack exists, so that no
+	// older tarn ever opens a folder whose packed shares it cannot see.
+	// With packing off a folder with packs gets it too: a Delete of a
+	// packed share appends its tombstone to a new pack.
+	_, perr := os.Stat(filepath.Join(d.dir, "packs"))
+	if !d.opts.NoPack || perr == nil {
 		if b, _ := os.ReadFile(fp); string(b) != formatPacked {
 			if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatPacked)); err != nil {
 				return err

@@ -157,7 +157,7 @@ func PackedShares(dir string) ([]PackedShare, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read pack %s: %w", name, err)
 		}
-		scanRecords(b, func(ev scanEvent) {
+		_, err = scanPack(b, func(ev scanEvent) {
 			switch {
 			case ev.skip > 0:
 			case ev.rec.kind == recKindShare:
@@ -166,6 +166,12 @@ func PackedShares(dir string) ([]PackedShare, error) {
 				delete(live, ev.rec.ref)
 			}
 		})
+		if errors.Is(err, errPackTorn) || errors.Is(err, errPackHeader) {
+			continue // no record, or none that can be checked: the open skips it too
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pack %s at 0: %w", name, err)
+		}
 	}
 	out := make([]PackedShare, 0, len(live))
 	for _, s := range live {

@@ -44,6 +44,9 @@ var packLogf = log.Printf
 // packSync makes a pack's appended records durable (tests make it fail).
 var packSync = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
+// packRemove removes a pack file (tests make it fail).
+var packRemove = os.Remove
+
 // packLoc is where a share's record lies.
 type packLoc struct {
 	pack uint32
@@ -69,17 +72,31 @@ type packStore struct {
 
 	// amu orders appends: the current pack, its size and the count of
 	// records written. Taken before mu when both are needed.
-	amu     sync.Mutex
-	cur     *os.File // nil until the first append
-	curNum  uint32
-	curSize int64
-	written uint64 // records appended so far (sequence numbers)
-	broken  bool   // the current pack saw a write or sync error: roll
+	amu      sync.Mutex
+	cur      *os.File // nil until the first append (or while the last pack is not version 2)
+	curCodec *recCodec
+	curNum   uint32
+	curSize  int64
+	written  uint64 // records appended so far (sequence numbers)
+	broken   bool   // the current pack saw a write or sync error: roll
 
 	// mu guards the index and the open packs.
 	mu    sync.Mutex
 	index map[[storage.StorageIndexSize]byte][]packShare
-	files map[uint32]*os.File
+	// files holds every pack whose file may be on disk: also one whose
+	// removal failed (zombie) and one whose header is damaged (stuck).
+	// A compaction carries a tombstone forward while an older pack is
+	// here, so a pack must not leave it before its removal is durable:
+	// its records would come back at the next open with nothing left to
+	// delete them.
+	files  map[uint32]*os.File
+	codecs map[uint32]*recCodec // of each pack in files that has records
+	// zombie: compacted packs (their live shares copied, their needed
+	// tombstones carried) whose removal failed; reclaim tries again.
+	zombie map[uint32]bool
+	// stuck: packs whose header is damaged: their records cannot be
+	// checked, so they are neither indexed nor removed.
+	stuck map[uint32]bool
 	// live is the bytes of each pack's share records that are live or
 	// pending (header included): a pack at 0 can go, one mostly dead
 	// is compacted.
@@ -140,6 +157,9 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		logf:   packLogf,
 		index:  map[[storage.StorageIndexSize]byte][]packShare{},
 		files:  map[uint32]*os.File{},
+		codecs: map[uint32]*recCodec{},
+		zombie: map[uint32]bool{},
+		stuck:  map[uint32]bool{},
 		live:   map[uint32]int64{},
 	}
 	p.cond = sync.NewCond(&p.smu)
@@ -169,20 +189,27 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		}
 	}
 	if len(nums) > 0 {
+		// Appends go on in the last pack if it is a sound version 2
+		// pack; else the first append rolls to a new one.
 		last := nums[len(nums)-1]
-		st, err := p.files[last].Stat()
-		if err != nil {
-			p.closeFiles()
-			return nil, fmt.Errorf("pack %s: %w", packName(last), err)
+		p.curNum = last
+		if c := p.codecs[last]; c != nil && c.v2 {
+			st, err := p.files[last].Stat()
+			if err != nil {
+				p.closeFiles()
+				return nil, fmt.Errorf("pack %s: %w", packName(last), err)
+			}
+			p.cur, p.curCodec, p.curSize = p.files[last], c, st.Size()
 		}
-		p.cur, p.curNum, p.curSize = p.files[last], last, st.Size()
 	}
 	p.reclaim()
 	return p, nil
 }
 
 // load scans pack n into the index; a torn tail is cut off (and the cut
-// made durable) so later appends follow the last sound record.
+// made durable) so later appends follow the last sound record. A pack cut
+// short in its header by a crash (it never held a record) is removed; one
+// whose header copies are both damaged is kept unread (stuck).
 func (p *packStore) load(n uint32) error {
 	name := filepath.Join(p.dir, packName(n))
 	f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOFOLLOW, 0)
@@ -197,21 +224,44 @@ func (p *packStore) load(n uint32) error {
 	p.files[n] = f
 	p.live[n] += 0
 	size := st.Size()
-	if size == 0 {
-		return nil
-	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("map pack %s: %w", name, err)
-	}
-	keep := scanRecords(b, func(ev scanEvent) {
-		if ev.skip > 0 {
-			p.logf("storage disk: pack %s: %d damaged bytes at %d skipped; shares there are lost", name, ev.skip, ev.off)
-			return
+	var b []byte
+	if size > 0 {
+		if b, err = unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return fmt.Errorf("map pack %s: %w", name, err)
 		}
-		p.apply(ev.rec, packLoc{pack: n, off: ev.off, n: uint32(len(ev.rec.data))})
+		defer unix.Munmap(b)
+	}
+	c, start, err := parsePackHeader(b)
+	switch {
+	case errors.Is(err, errPackTorn):
+		if size > 0 {
+			p.logf("storage disk: pack %s: header cut short at 0 (%d bytes, no record): removed", name, size)
+		}
+		delete(p.files, n)
+		delete(p.live, n)
+		f.Close()
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("remove torn pack %s: %w", name, err)
+		}
+		return syncDir(p.dir)
+	case errors.Is(err, errPackHeader):
+		p.logf("storage disk: pack %s: header at 0 damaged (both copies): its %d bytes of records cannot be checked; kept, not read", name, size)
+		p.stuck[n] = true
+		return nil
+	case err != nil:
+		return fmt.Errorf("pack %s at 0: %w", name, err)
+	}
+	p.codecs[n] = c
+	keep := c.scanRecords(b, start, func(ev scanEvent) {
+		switch {
+		case ev.gaveUp:
+			p.logf("storage disk: pack %s: damage at %d, and too many forged-looking records after it: its last %d bytes are not read", name, ev.off, ev.skip)
+		case ev.skip > 0:
+			p.logf("storage disk: pack %s: %d damaged bytes at %d skipped; shares there are lost", name, ev.skip, ev.off)
+		default:
+			p.apply(ev.rec, packLoc{pack: n, off: ev.off, n: uint32(len(ev.rec.data))})
+		}
 	})
-	unix.Munmap(b)
 	if keep < size {
 		p.logf("storage disk: pack %s: torn tail of %d bytes at %d cut off", name, size-keep, keep)
 		if err := f.Truncate(keep); err != nil {
@@ -271,6 +321,16 @@ func (p *packStore) close() error {
 	p.files = map[uint32]*os.File{}
 	p.cur = nil
 	return nil
+}
+
+// scanPack scans a whole pack's bytes b (header and records) as
+// scanRecords does, with the pack's codec.
+func scanPack(b []byte, fn func(scanEvent)) (keep int64, err error) {
+	c, start, err := parsePackHeader(b)
+	if err != nil {
+		return 0, err
+	}
+	return c.scanRecords(b, start, fn), nil
 }
 
 // find returns the location of a visible (committed) share.
@@ -394,14 +454,14 @@ func readPacked(f *os.File, loc packLoc, b []byte, off int64) (int, error) {
 func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, error) {
 	rl := int64(recHeaderLen + len(data))
 	p.amu.Lock()
-	if p.cur == nil || p.broken || (p.curSize > 0 && p.curSize+rl > p.rollAt) {
+	if p.mustRoll(rl) {
 		if err := p.roll(); err != nil {
 			p.amu.Unlock()
 			return packLoc{}, err
 		}
 	}
 	var hdr [recHeaderLen]byte
-	encodeHeader(hdr[:], kind, ref, data)
+	p.curCodec.encodeHeader(hdr[:], kind, ref, data)
 	loc := packLoc{pack: p.curNum, off: p.curSize, n: uint32(len(data))}
 	if err := pwriteAll(p.cur, [][]byte{hdr[:], data}, p.curSize); err != nil {
 		// Cut the partial record off; should that fail too, the next
@@ -562,6 +622,14 @@ func (p *packStore) waitRolled(n uint32) {
 	}
 }
 
+// mustRoll reports whether a record of rl bytes goes to a new pack:
+// there is no current pack, it saw an error, or the record would take
+// its records past rollAt bytes (a pack takes one record however long).
+// Called with amu.
+func (p *packStore) mustRoll(rl int64) bool {
+	return p.cur == nil || p.broken || (p.curSize > packHdrLen && p.curSize-packHdrLen+rl > p.rollAt)
+}
+
 // roll makes a new pack the current one. The old one is not synced
 // here: it goes to the group commit's list of rolled packs (if a record
 // in it may not be durable yet), whose next round syncs it. Called with
@@ -569,9 +637,21 @@ func (p *packStore) waitRolled(n uint32) {
 func (p *packStore) roll() error {
 	next := p.curNum + 1
 	name := filepath.Join(p.dir, packName(next))
+	hdr, codec, err := newPackHeader()
+	if err != nil {
+		return fmt.Errorf("new pack: %w", err)
+	}
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("new pack: %w", err)
+	}
+	// The header needs no sync of its own: the group commit's fdatasync
+	// of the first record covers it, and a pack whose header a crash cut
+	// holds no record and is removed at open.
+	if err := pwriteAll(f, [][]byte{hdr}, 0); err != nil {
+		f.Close()
+		os.Remove(name)
+		return fmt.Errorf("new pack %s: %w", name, err)
 	}
 	if err := syncDir(p.dir); err != nil {
 		f.Close()
@@ -580,6 +660,7 @@ func (p *packStore) roll() error {
 	}
 	p.mu.Lock()
 	p.files[next] = f
+	p.codecs[next] = codec
 	p.live[next] += 0
 	p.mu.Unlock()
 	if p.cur != nil {
@@ -591,7 +672,7 @@ func (p *packStore) roll() error {
 		}
 		p.smu.Unlock()
 	}
-	p.cur, p.curNum, p.curSize, p.broken = f, next, 0, false
+	p.cur, p.curCodec, p.curNum, p.curSize, p.broken = f, codec, next, packHdrLen, false
 	return nil
 }
 
@@ -618,50 +699,86 @@ func (p *packStore) removeLocked(ref storage.Ref) {
 }
 
 // reclaim removes packs that hold no live share, oldest first, and stops
-// at the first that does (or at the current pack). Only the oldest pack
-// may go this way: a tombstone in it can only concern records in it,
-// while one in a later pack may still be needed to keep a share in an
-// earlier pack deleted (compact carries those forward).
+// at the first that does (or at the current pack, or at a stuck one).
+// Only the oldest pack may go this way: a tombstone in it can only
+// concern records in it, while one in a later pack may still be needed to
+// keep a share in an earlier pack deleted (compact carries those
+// forward). Compacted packs whose removal failed (zombies) go first, in
+// any place: their needed tombstones were carried already. A removal that
+// fails again is logged and left for the next call.
 func (p *packStore) reclaim() {
 	for {
 		p.amu.Lock()
 		p.mu.Lock()
-		oldest := uint32(0)
-		for n := range p.files {
-			if oldest == 0 || n < oldest {
-				oldest = n
+		n, oldest := uint32(0), uint32(0)
+		for m := range p.files {
+			if oldest == 0 || m < oldest {
+				oldest = m
+			}
+			if p.zombie[m] && (n == 0 || m < n) {
+				n = m
 			}
 		}
-		if oldest == 0 || (p.cur != nil && oldest == p.curNum) || p.live[oldest] > 0 {
-			p.mu.Unlock()
-			p.amu.Unlock()
-			return
+		if n == 0 {
+			n = oldest
+			if n == 0 || (p.cur != nil && n == p.curNum) || p.live[n] > 0 || p.stuck[n] {
+				p.mu.Unlock()
+				p.amu.Unlock()
+				return
+			}
 		}
+		p.mu.Unlock()
 		p.smu.Lock()
-		toSync := slices.ContainsFunc(p.rolled, func(r rolledPack) bool { return r.num == oldest })
+		toSync := slices.ContainsFunc(p.rolled, func(r rolledPack) bool { return r.num == n })
 		p.smu.Unlock()
 		if toSync { // the group commit may sync it: not closed under it
-			p.mu.Unlock()
 			p.amu.Unlock()
-			p.waitRolled(oldest)
+			p.waitRolled(n)
 			continue
 		}
-		f := p.files[oldest]
-		delete(p.files, oldest)
-		delete(p.live, oldest)
-		p.mu.Unlock()
-		f.Close()
-		name := filepath.Join(p.dir, packName(oldest))
-		err := os.Remove(name)
-		if err == nil {
-			err = syncDir(p.dir)
-		}
+		err := p.removePack(n)
 		p.amu.Unlock()
 		if err != nil {
-			p.logf("storage disk: remove dead pack %s: %v", name, err)
+			p.logf("storage disk: %v", err)
 			return
 		}
 	}
+}
+
+// removePack removes pack n's file, makes the removal durable, and only
+// then forgets the pack and closes its file. Should either step fail the
+// pack stays in files, marked a zombie (reclaim tries again): while its
+// file may still be on disk, compactions must go on carrying the
+// tombstones that keep its shares deleted at the next open. The caller
+// makes sure the group commit is done with it (waitRolled).
+func (p *packStore) removePack(n uint32) error {
+	name := filepath.Join(p.dir, packName(n))
+	err := packRemove(name)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil // an earlier try removed it; its sync failed
+	}
+	if err == nil {
+		err = syncDir(p.dir)
+	}
+	p.mu.Lock()
+	f, ok := p.files[n]
+	if err != nil {
+		if ok {
+			p.zombie[n] = true
+		}
+		p.mu.Unlock()
+		return fmt.Errorf("remove pack %s: %w", packName(n), err)
+	}
+	delete(p.files, n)
+	delete(p.live, n)
+	delete(p.codecs, n)
+	delete(p.zombie, n)
+	delete(p.stuck, n)
+	p.mu.Unlock()
+	if ok {
+		f.Close()
+	}
+	return nil
 }
 
 // appended is the count of records appended so far (tests).

@@ -33,7 +33,7 @@ func TestPackTornRecordHidesForgedTombstone(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := make([]byte, recHeaderLen)
-	encodeHeader(forged, recKindDelete, victim, nil)
+	codecV1.encodeHeader(forged, recKindDelete, victim, nil)
 	data := append(append(make([]byte, 500), forged...), make([]byte, 500)...)
 	if err := d.Put(ctx, attacker, data); err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestPackTornRecordHidesForgedTombstone(t *testing.T) {
 	// The attacker's append as a crash may leave it: its header and the
 	// first 600 bytes of its data (the forged tombstone among them).
 	pack := packFiles(t, dir)[0]
-	sound := int64(recHeaderLen + 1000)
+	sound := int64(packHdrLen + recHeaderLen + 1000)
 	if err := os.Truncate(pack, sound+recHeaderLen+600); err != nil {
 		t.Fatal(err)
 	}
