@@ -506,6 +506,11 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 		s.fail(w, r, http.StatusBadRequest, errors.New("partial PUT (Content-Range) is not supported"))
 		return
 	}
+	mtime, setMtime, err := putMtime(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, fmt.Errorf("PUT %s: %w", name, err))
+		return
+	}
 	if status, err := s.confirm(r, name); err != nil {
 		s.fail(w, r, status, err)
 		return
@@ -568,6 +573,18 @@ func (s *session) servePut(w http.ResponseWriter, r *http.Request, name string) 
 		}
 	} else if linked, err = s.putStream(w, r, name); err != nil {
 		return
+	}
+	if setMtime {
+		// With write-behind this goes into the file's journaled link:
+		// no folder change of its own.
+		if err := s.fs.d.SetMetadata(ctx, name, func(m *vdrive.Metadata) error {
+			m.Mtime = mtime
+			return nil
+		}); err != nil {
+			s.failErr(w, r, fmt.Errorf("PUT %s: stored, but setting its mtime failed: %w", name, err))
+			return
+		}
+		w.Header().Set(ocMtimeHeader, "accepted")
 	}
 	w.Header().Set("ETag", etagOf(linked.Info))
 	if linked.Replaced {

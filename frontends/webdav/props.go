@@ -71,6 +71,12 @@ func (f *file) DeadProps() (map[xml.Name]webdav.Property, error) {
 			}
 		}
 	}
+	if p, ok := m[win32Mtime]; ok && f.info != nil && !f.info.ModTime().IsZero() {
+		// Setting it sets the mtime; reading it shows the mtime, which
+		// a later PUT or another client's change may have moved since.
+		p.InnerXML = []byte(f.info.ModTime().UTC().Format(http.TimeFormat))
+		m[win32Mtime] = p
+	}
 	m[propSupportedLock] = webdav.Property{XMLName: propSupportedLock, InnerXML: []byte(supportedLockXML)}
 	m[propLockDiscovery] = webdav.Property{XMLName: propLockDiscovery, InnerXML: []byte(f.fsys.ls.discovery(f.name, time.Now(), f.fsys.prefix))}
 	if f.info != nil && f.info.IsDir() && f.fsys.quota != nil {
@@ -115,7 +121,11 @@ func (f *file) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
 					q.Props = append(q.Props, pr)
 				}
 			}
-			f.w.props = append(f.w.props, q)
+			// Only stored properties cost a change once linked: a
+			// file with none is copied with its link alone.
+			if len(q.Props) > 0 {
+				f.w.props = append(f.w.props, q)
+			}
 		}
 		return okStat(patches), nil
 	}
@@ -125,6 +135,11 @@ func (f *file) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
 			if computed[pr.XMLName] {
 				bad = true
 			}
+		}
+	}
+	if !bad {
+		if out, invalid := badMtimes(patches); invalid {
+			return out, nil
 		}
 	}
 	if bad {
@@ -166,6 +181,15 @@ func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error)
 		for _, p := range patches {
 			for _, pr := range p.Props {
 				k := propKey(pr.XMLName)
+				if pr.XMLName == propLastModified {
+					// ownCloud's mtime setter: sets, is not kept.
+					delete(m.Extra, k)
+					if !p.Remove {
+						t, _ := parseUnixTime(string(pr.InnerXML)) // checked in Patch
+						m.Mtime = t
+					}
+					continue
+				}
 				if p.Remove {
 					delete(m.Extra, k)
 					continue
@@ -202,4 +226,31 @@ func (f *file) applyPatch(patches []webdav.Proppatch) ([]webdav.Propstat, error)
 		return nil, err
 	}
 	return okStat(patches), nil
+}
+
+// badMtimes answers a PROPPATCH that sets {DAV:}lastmodified to what is
+// not Unix seconds: 409 for it (RFC 4918 9.2: a value whose semantics do
+// not fit the property), 424 for the rest; nothing is set.
+func badMtimes(patches []webdav.Proppatch) ([]webdav.Propstat, bool) {
+	conflict := webdav.Propstat{Status: http.StatusConflict, ResponseDescription: "lastmodified takes Unix seconds"}
+	dep := webdav.Propstat{Status: webdav.StatusFailedDependency}
+	for _, p := range patches {
+		for _, pr := range p.Props {
+			if pr.XMLName == propLastModified && !p.Remove {
+				if _, err := parseUnixTime(string(pr.InnerXML)); err != nil {
+					conflict.Props = append(conflict.Props, webdav.Property{XMLName: pr.XMLName})
+					continue
+				}
+			}
+			dep.Props = append(dep.Props, webdav.Property{XMLName: pr.XMLName})
+		}
+	}
+	if len(conflict.Props) == 0 {
+		return nil, false
+	}
+	out := []webdav.Propstat{conflict}
+	if len(dep.Props) > 0 {
+		out = append(out, dep)
+	}
+	return out, true
 }
