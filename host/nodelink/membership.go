@@ -151,8 +151,7 @@ func CheckMembership(ctx context.Context, secret []byte) error {
 	if err != nil {
 		return status.Errorf(codes.PermissionDenied, "%v: %v", ErrNotMember, err)
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(ProofMetadata)
+	vals := metadata.ValueFromIncomingContext(ctx, ProofMetadata) // no copy of the whole metadata
 	if len(vals) == 0 {
 		return status.Errorf(codes.PermissionDenied, "%v: node %s sent no grid membership proof (configure the grid secret)", ErrNotMember, kh)
 	}

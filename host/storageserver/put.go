@@ -51,6 +51,12 @@ func (s *Server) putFree(ctx context.Context) (int64, error) {
 	return sp.Free, nil
 }
 
+// lazyObj names a PutShares call in errors; it is formatted only when
+// one is made.
+type lazyObj [storage.StorageIndexSize]byte
+
+func (o lazyObj) String() string { return fmt.Sprintf("put shares of %x", o[:]) }
+
 func (s *Server) putStored(n int64) {
 	s.space.mu.Lock()
 	s.space.since += n
@@ -68,7 +74,7 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	if err != nil {
 		return nil, err
 	}
-	obj := fmt.Sprintf("put shares of %x", index[:])
+	obj := lazyObj(index) // formatted only for an error
 	if err := checkLeaseSecret(req.LeaseSecret); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", obj, err)
 	}

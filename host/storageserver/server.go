@@ -337,8 +337,11 @@ var readMethods = map[string]bool{
 	pb.StorageServer_AdviseCorruption_FullMethodName: true,
 }
 
+// methodPrefix begins the full method name of every storage RPC.
+var methodPrefix = "/" + pb.StorageServer_ServiceDesc.ServiceName + "/"
+
 func (s *Server) authorize(ctx context.Context, method string) error {
-	if !strings.HasPrefix(method, "/"+pb.StorageServer_ServiceDesc.ServiceName+"/") {
+	if !strings.HasPrefix(method, methodPrefix) {
 		return nil // another service sharing the gRPC server decides for itself
 	}
 	if s.cfg.GridSecret == nil || method == pb.StorageServer_GetVersion_FullMethodName {
