@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -26,6 +27,8 @@ type Client struct {
 type Error struct {
 	Status int    // HTTP status code
 	Msg    string // the server's message
+
+	changed bool // an upload by descriptor found the file changed (ErrChanged)
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -41,6 +44,8 @@ func (e *Error) Is(target error) bool {
 		return e.Status == http.StatusServiceUnavailable
 	case ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized
+	case ErrChanged:
+		return e.changed
 	}
 	return false
 }
@@ -112,6 +117,48 @@ func (c *Client) Put(ctx context.Context, r io.Reader, size int64) (string, erro
 		return "", errors.New("read upload answer: no cap in it")
 	}
 	return ur.Cap, nil
+}
+
+// PutFile uploads the regular file f, all of it from offset 0, and
+// returns the read cap: the cap Put gives for the same bytes. When the
+// node takes uploads by descriptor (fdput.go) it is handed f and reads
+// it in place; progress, if set, gets the bytes it read so far (both
+// passes: up to twice the size with a convergence secret). Otherwise f
+// is sent as a body, and progress gets the bytes sent. f must not change
+// until PutFile returns (by descriptor: ErrChanged when it did).
+func (c *Client) PutFile(ctx context.Context, f *os.File, progress func(int64)) (string, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", f.Name())
+	}
+	capStr, err := c.putFd(ctx, f, progress)
+	if !errors.Is(err, errNoFdPath) {
+		return capStr, err
+	}
+	var r io.Reader = io.NewSectionReader(f, 0, st.Size())
+	if progress != nil {
+		r = &progressBody{r: r, fn: progress}
+	}
+	return c.Put(ctx, r, st.Size())
+}
+
+// progressBody reports the bytes read through it.
+type progressBody struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (p *progressBody) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.n += int64(n)
+		p.fn(p.n)
+	}
+	return n, err
 }
 
 // Get opens the file a cap names; the caller reads and closes the body.

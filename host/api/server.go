@@ -120,6 +120,8 @@ type Server struct {
 	uploads, downloads, failures atomic.Int64
 	bytesIn, bytesOut            atomic.Int64
 
+	fd *fdServer // uploads by descriptor; nil when off
+
 	window metrics.Window
 	names  []string // Counters' names, sorted, as the window holds them
 	recent recentOps
@@ -156,6 +158,9 @@ func Start(cfg Config) (*Server, error) {
 			s.log.Error("api server stopped", "error", err)
 		}
 	}()
+	if cfg.Files != nil {
+		s.startFd()
+	}
 	if cfg.Counters != nil {
 		s.sample()
 		s.samplerDone = make(chan struct{})
@@ -221,6 +226,9 @@ func (s *Server) Close() error {
 	if s.samplerDone != nil {
 		close(s.stopSampler)
 		<-s.samplerDone
+	}
+	if s.fd != nil {
+		s.fd.close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -66,9 +66,20 @@ A progress bar with the rate shows on a terminal.`,
 			r = &eofHook{r: io.TeeReader(r, bar), fn: func() { bar.Describe("put " + name + ": storing on the grid") }}
 		}
 		var capStr string
-		if len(args) == 2 {
+		switch {
+		case len(args) == 2:
 			capStr, err = putAt(ctx, c, putFlags.node, args[1], src, r, size)
-		} else {
+		case src != "-" && size >= 0:
+			// A regular file: the node is handed the open file and reads
+			// it in place (no body, no spool), else it gets it as a body.
+			var progress func(int64)
+			if bar != nil {
+				bar.ChangeMax64(-1)
+				bar.Describe("put " + name + ": read and stored by the node")
+				progress = func(n int64) { bar.Set64(n) }
+			}
+			capStr, err = c.PutFile(ctx, f, progress)
+		default:
 			capStr, err = c.Put(ctx, r, size)
 		}
 		if bar != nil {
