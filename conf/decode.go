@@ -83,6 +83,8 @@ func (d *decoder) decodeStruct(path string, m map[string]any, rv reflect.Value) 
 			msg := "unknown key"
 			if s := suggest(k, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else if s, ok := synonyms[joinKey(path, strings.ToLower(k))]; ok {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
 			}
 			d.errorf(kp, "%s", msg)
 			continue
@@ -246,6 +248,49 @@ func tomlType(v any) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
+}
+
+// synonyms are keys operators write from habit — Tahoe-LAFS's tahoe.cfg
+// names, or a natural word for a setting — with what tarn calls it. They
+// are suggested when no key of the table is a likely typo.
+var synonyms = map[string]string{
+	"client.shares.needed":    `"k"`,
+	"client.shares.happy":     `"h"`,
+	"client.shares.happiness": `"h"`,
+	"client.shares.total":     `"n"`,
+	"client.needed":           `[client.shares] k`,
+	"client.happy":            `[client.shares] h`,
+	"client.happiness":        `[client.shares] h`,
+	"client.happines":         `[client.shares] h`,
+	"client.total":            `[client.shares] n`,
+	"client.k":                `[client.shares] k`,
+	"client.h":                `[client.shares] h`,
+	"client.n":                `[client.shares] n`,
+	"client.timeout":          `"server_timeout"`,
+	"node.nickname":           `"name"`,
+	"node.loglevel":           `"log_level"`,
+	"node.log":                `"log_level" or "log_format"`,
+	"node.web_port":           `"api_listen"`,
+	"node.api_port":           `"api_listen"`,
+	"node.port":               `"api_listen", or listen under [storage] or [introducer]`,
+	"node.listen":             `"api_listen", or listen under [storage] or [introducer]`,
+	"grid.introducer":         `"introducers" (a list of node URLs)`,
+	"grid.introducer_furl":    `"introducers" (a list of node URLs)`,
+	"grid.introducer_url":     `"introducers" (a list of node URLs)`,
+	"grid.secret":             `"secret_file" (the path of the grid secret)`,
+	"grid.server":             `[[grid.servers]]`,
+	"storage.reserved":        `"reserved_space"`,
+	"storage.reserve":         `"reserved_space"`,
+	"storage.path":            `[plugins.storage.config] path`,
+	"storage.dir":             `[plugins.storage.config] path`,
+	"storage.directory":       `[plugins.storage.config] path`,
+	"storage.lease":           `"lease_duration"`,
+	"storage.port":            `"listen"`,
+	"introducer.port":         `"listen"`,
+	"introducer.furl":         `[grid] introducers on the other nodes; here: "listen" and "announce"`,
+	"account":                 `[[accounts]]`,
+	"sftpd":                   `[[sftp]]`,
+	"plugin":                  `[plugins.codec], [plugins.storage] or [plugins.transport]`,
 }
 
 // suggest returns the name closest to k when it is a likely typo.

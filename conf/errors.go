@@ -14,11 +14,13 @@ var ErrNoProfile = errors.New("no profile")
 type Error struct {
 	File string // the profile's path
 	Line int    // 1-based; 0 when the mistake has no line (a missing key)
+	Col  int    // 1-based column of a TOML syntax error; 0 otherwise
 	Key  string // dotted key with array indexes, e.g. "webdav[1].listen"; may be empty
 	Msg  string // lower case, no trailing period
 }
 
-// Error formats the mistake as "FILE:LINE: KEY: MSG".
+// Error formats the mistake as "FILE:LINE: KEY: MSG", with " (column N)"
+// after a syntax error's message, where the column helps.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -31,6 +33,9 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)
+	if e.Col > 0 && e.Line > 0 {
+		fmt.Fprintf(&b, " (column %d)", e.Col)
+	}
 	return b.String()
 }
 

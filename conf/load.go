@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -28,7 +30,7 @@ func Load(path string) (*Profile, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("load profile %s: %w (run `tarn init DIR` to write one)", file, ErrNoProfile)
+			return nil, fmt.Errorf("load profile %s: %w (run `tarn init --profile ROLE DIR` to write one)", file, ErrNoProfile)
 		}
 		return nil, fmt.Errorf("load profile: %w", err)
 	}
@@ -46,7 +48,7 @@ func Parse(file string, data []byte) (*Profile, error) {
 	if _, err := toml.Decode(string(data), &doc); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, ErrorList{{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: lowerMsg(pe.Message)}}
+			return nil, ErrorList{{File: file, Line: pe.Position.Line, Col: column(data, pe.Position), Key: pe.LastKey, Msg: lowerMsg(pe.Message)}}
 		}
 		return nil, ErrorList{{File: file, Msg: err.Error()}}
 	}
@@ -54,7 +56,14 @@ func Parse(file string, data []byte) (*Profile, error) {
 	d.decodeStruct("", doc, reflectValue(p))
 	p.lines = d.lines
 	p.derive()
-	v := &validator{decoder: d, p: p}
+	// A key that did not decode keeps its default: checks that read it
+	// would report a value the operator never wrote ("h = 7 is more than
+	// n = 5" after h = 3.5), so they are skipped for it.
+	failed := map[string]bool{}
+	for _, e := range d.errs {
+		failed[e.Key] = true
+	}
+	v := &validator{decoder: d, p: p, failed: failed}
 	v.validate()
 	if len(d.errs) > 0 {
 		d.errs.Sort()
@@ -91,9 +100,11 @@ func (p *Profile) Validate() error {
 }
 
 // Encode writes the profile as TOML that Load reads back to the same
-// profile (without comments; paths as they are, absolute after Load).
+// profile (without comments). Paths inside the node folder are written
+// relative to it, so the folder can still be moved or restored elsewhere
+// after a command rewrote its profile; paths outside it stay absolute.
 func (p *Profile) Encode(w io.Writer) error {
-	if err := toml.NewEncoder(w).Encode(p); err != nil {
+	if err := toml.NewEncoder(w).Encode(p.relative()); err != nil {
 		return fmt.Errorf("encode profile %s: %w", p.File, err)
 	}
 	return nil
@@ -115,4 +126,61 @@ func lowerMsg(m string) string {
 		m = string(m[0]+'a'-'A') + m[1:]
 	}
 	return m
+}
+
+// column is a syntax error's column when it points into its line; the toml
+// package places some errors (a duplicate key, an end of file) past the
+// end, where a column would only confuse.
+func column(data []byte, pos toml.Position) int {
+	lines := strings.Split(string(data), "\n")
+	if pos.Line < 1 || pos.Line > len(lines) || pos.Col < 1 {
+		return 0
+	}
+	if pos.Col > utf8.RuneCountInString(strings.TrimRight(lines[pos.Line-1], "\r")) {
+		return 0
+	}
+	return pos.Col
+}
+
+// relative is a copy of p whose paths inside p.Dir are relative to it
+// (derive makes them absolute again on Load).
+func (p *Profile) relative() *Profile {
+	q := *p
+	if q.Dir == "" {
+		return &q
+	}
+	rel := func(s *string) {
+		if *s == "" || !filepath.IsAbs(*s) {
+			return
+		}
+		r, err := filepath.Rel(q.Dir, *s)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			return
+		}
+		*s = r
+	}
+	rel(&q.Node.StateDir)
+	rel(&q.Grid.SecretFile)
+	rel(&q.Client.ConvergenceSecretFile)
+	rel(&q.Client.APITokenFile)
+	for _, pl := range []*Plugin{&q.Plugins.Codec, &q.Plugins.Storage, &q.Plugins.Transport} {
+		rel(&pl.Path)
+	}
+	q.WebDAV = slices.Clone(q.WebDAV)
+	for i := range q.WebDAV {
+		rel(&q.WebDAV[i].TLSCert)
+		rel(&q.WebDAV[i].TLSKey)
+	}
+	q.SFTP = slices.Clone(q.SFTP)
+	for i := range q.SFTP {
+		q.SFTP[i].HostKeys = slices.Clone(q.SFTP[i].HostKeys)
+		for j := range q.SFTP[i].HostKeys {
+			rel(&q.SFTP[i].HostKeys[j])
+		}
+	}
+	q.Accounts = slices.Clone(q.Accounts)
+	for i := range q.Accounts {
+		rel(&q.Accounts[i].RootCapFile)
+	}
+	return &q
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,6 +35,13 @@ func ParseSize(s string) (Size, error) {
 	}
 	num, unit := strings.ReplaceAll(t[:i], "_", ""), strings.ToLower(strings.TrimSpace(t[i:]))
 	mul, ok := sizeUnits[unit]
+	if num != "" && len(unit) == 1 && strings.Contains("kmgtp", unit) {
+		u := strings.ToUpper(unit)
+		if u == "K" {
+			return 0, fmt.Errorf("bad size %q: %q is ambiguous: write \"%sKiB\" (1024s) or \"%skB\" (1000s)", s, t[i:], num, num)
+		}
+		return 0, fmt.Errorf("bad size %q: %q is ambiguous: write \"%s%siB\" (1024s) or \"%s%sB\" (1000s)", s, t[i:], num, u, num, u)
+	}
 	if num == "" || !ok || strings.Count(num, ".") > 1 || num[0] == '.' || num[len(num)-1] == '.' {
 		return 0, fmt.Errorf("bad size %q: want a number of bytes or a number with a unit such as \"512MiB\", \"10GiB\", \"1GB\"", s)
 	}
@@ -86,8 +94,18 @@ type Duration time.Duration
 // D returns the duration as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// String writes the duration as time.Duration does.
-func (d Duration) String() string { return time.Duration(d).String() }
+// String writes the duration as time.Duration does, without its trailing
+// zero units: "744h", "1h30m", "10m" (not "744h0m0s").
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // MarshalText writes the duration as String does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
@@ -104,13 +122,42 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 var errNegative = errors.New("must not be negative")
 
+// parseDuration reads Go's duration syntax, plus two things operators
+// write: days ("31d", "1d12h"; a day is 24 hours) and spaces ("30 s",
+// "1h 30m").
 func parseDuration(s string) (Duration, error) {
-	v, err := time.ParseDuration(strings.TrimSpace(s))
+	v, err := time.ParseDuration(withDays(strings.Join(strings.Fields(s), "")))
 	if err != nil {
-		return 0, fmt.Errorf("bad duration %q: want a number with a unit such as \"30s\", \"5m\", \"1h30m\"", s)
+		return 0, fmt.Errorf("bad duration %q: want a number with a unit (ms, s, m, h, d) such as \"30s\", \"5m\", \"1h30m\", \"31d\"", s)
 	}
 	if v < 0 {
 		return 0, fmt.Errorf("bad duration %q: %w", s, errNegative)
 	}
 	return Duration(v), nil
+}
+
+// withDays rewrites each "Nd" of a duration as hours ("1d12h" -> "24h12h",
+// which time.ParseDuration adds up); anything else is left for it to judge.
+func withDays(s string) string {
+	var b strings.Builder
+	start := 0 // start of the current number
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9' || c == '.':
+			continue
+		case c == 'd' && i > start:
+			days, err := strconv.ParseFloat(s[start:i], 64)
+			if err != nil || days > 1e6 {
+				return s
+			}
+			b.WriteString(strconv.FormatFloat(days*24, 'f', -1, 64))
+			b.WriteString("h")
+		default:
+			b.WriteString(s[start : i+1])
+		}
+		start = i + 1
+	}
+	b.WriteString(s[start:])
+	return b.String()
 }

@@ -28,7 +28,27 @@ var (
 
 type validator struct {
 	*decoder
-	p *Profile
+	p      *Profile
+	failed map[string]bool // keys whose value did not decode (wrong type, bad size...)
+}
+
+// errorf reports a mistake about key, unless the key's own value already
+// failed to decode (it then holds a default the file never said).
+func (v *validator) errorf(key, format string, args ...any) {
+	if v.failed[key] {
+		return
+	}
+	v.decoder.errorf(key, format, args...)
+}
+
+// anyFailed reports whether one of the keys failed to decode.
+func (v *validator) anyFailed(keys ...string) bool {
+	for _, k := range keys {
+		if v.failed[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func oneOf(v string, set ...string) bool {
@@ -42,7 +62,8 @@ func oneOf(v string, set ...string) bool {
 
 func (v *validator) validate() {
 	p := v.p
-	if !(p.Introducer.Enabled || p.Storage.Enabled || p.Client.Enabled) {
+	if !(p.Introducer.Enabled || p.Storage.Enabled || p.Client.Enabled) &&
+		!v.anyFailed("introducer.enabled", "storage.enabled", "client.enabled", "introducer", "storage", "client") {
 		v.errorf("", "no service enabled: set introducer.enabled, storage.enabled or client.enabled to true")
 	}
 
@@ -114,16 +135,35 @@ func (v *validator) validate() {
 
 	// [[accounts]], then the frontends that refer to them.
 	v.accounts()
-	listens := map[string]string{}
+	var claims []claimed
 	claim := func(key, addr string) {
-		if strings.HasSuffix(addr, ":0") {
-			return // port 0: the system picks a free port for each
+		c, ok := parseClaim(key, addr)
+		if !ok {
+			return // port 0 (any free port), or not a TCP address
 		}
-		if prev, ok := listens[addr]; ok {
-			v.errorf(key, "%q is already used by %s", addr, prev)
-			return
+		for _, prev := range claims {
+			if prev.overlaps(c) {
+				if prev.addr == addr {
+					v.errorf(key, "%q is already used by %s", addr, prev.key)
+				} else {
+					v.errorf(key, "%q: port %s is already used by %s = %q", addr, c.port, prev.key, prev.addr)
+				}
+				return
+			}
 		}
-		listens[addr] = key
+		claims = append(claims, c)
+	}
+	// The node's own transport listeners bind too.
+	for _, r := range []struct {
+		role   string
+		on     bool
+		listen []string
+	}{{"introducer", p.Introducer.Enabled, p.Introducer.Listen}, {"storage", p.Storage.Enabled, p.Storage.Listen}} {
+		for i, a := range r.listen {
+			if r.on && CheckAddress(a, true) == nil && strings.HasPrefix(a, "tcp:") {
+				claim(indexKey(r.role+".listen", i), a)
+			}
+		}
 	}
 	// Every node serves its API; the address is checked above (node) or in
 	// client() (the deprecated client.api_listen).
@@ -200,6 +240,9 @@ func (v *validator) client() {
 	c := &v.p.Client
 	s := c.Shares
 	switch {
+	case v.anyFailed("client.shares", "client.shares.k", "client.shares.h", "client.shares.n"):
+		// One of them is not a number: comparing the others with its
+		// default would only mislead.
 	case s.K < 1:
 		v.errorf("client.shares.k", "k = %d: must be at least 1", s.K)
 	case s.N < 1 || s.N > MaxShares:
@@ -346,4 +389,39 @@ func (v *validator) frontend(k string, enabled bool, accounts []string) {
 	if len(v.p.Accounts) == 0 {
 		v.errorf(k, "a frontend needs an account: add an [[accounts]] entry (`tarn account add`)")
 	}
+}
+
+// claimed is a TCP port a node binds, to catch two listeners of one
+// profile on the same port before the second fails at start.
+type claimed struct {
+	key, addr, host, port string
+}
+
+func parseClaim(key, addr string) (claimed, bool) {
+	hp := addr
+	if strings.Contains(key, ".listen[") { // a transport address
+		hp = strings.TrimPrefix(addr, "tcp:")
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil || port == "0" {
+		return claimed{}, false
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	return claimed{key: key, addr: addr, host: host, port: port}, true
+}
+
+// overlaps reports whether binding both would clash: the same port on the
+// same host, or on any host when one of them is a wildcard (0.0.0.0, ::,
+// or empty).
+func (c claimed) overlaps(o claimed) bool {
+	if c.port != o.port {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return c.host == o.host || wild(c.host) || wild(o.host)
 }
