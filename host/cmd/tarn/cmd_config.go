@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,8 +77,8 @@ func runConfigCheck(out, errOut io.Writer, dir string) error {
 	if err != nil {
 		return fmt.Errorf("config check: %w", err)
 	}
-	problems := checkFiles(p)
-	for _, w := range p.Warnings() {
+	problems, notes := checkFiles(p)
+	for _, w := range append(p.Warnings(), notes...) {
 		fmt.Fprintf(errOut, "warning: %v\n", w)
 	}
 	if len(problems) > 0 {
@@ -119,9 +120,11 @@ func printNodeURLs(out io.Writer, p *conf.Profile) {
 	}
 }
 
-// checkFiles opens what the profile names, as the node would at start.
-func checkFiles(p *conf.Profile) []*conf.Error {
-	var errs []*conf.Error
+// checkFiles opens what the profile names, as the node would at start. It
+// returns what the node would refuse, and warnings: what the node makes
+// itself at start (an account's missing root cap file) but an operator may
+// not mean.
+func checkFiles(p *conf.Profile) (errs, warnings []*conf.Error) {
 	add := func(key string, err error) {
 		if err != nil {
 			errs = append(errs, p.Errorf(key, "%v", err))
@@ -149,14 +152,31 @@ func checkFiles(p *conf.Profile) []*conf.Error {
 		}
 	}
 	for i, a := range p.Accounts {
-		if a.RootCapFile != "" {
-			_, err := os.Stat(a.RootCapFile)
-			add(fmt.Sprintf("accounts[%d].root_cap_file", i), err)
+		if a.RootCapFile == "" {
+			continue
+		}
+		key := fmt.Sprintf("accounts[%d].root_cap_file", i)
+		st, err := os.Stat(a.RootCapFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// The node makes a new empty root there at start (docs/webdav.md):
+			// not a mistake, but a typo in the path would hide the account's
+			// files behind an empty drive, so say so.
+			if _, derr := os.Stat(filepath.Dir(a.RootCapFile)); derr != nil {
+				add(key, fmt.Errorf("%s: its folder is missing: %w", a.RootCapFile, derr))
+				break
+			}
+			warnings = append(warnings, p.Errorf(key, "%s does not exist: the node makes a new, empty root directory for account %q at start and writes its cap there", a.RootCapFile, a.Name))
+		case err != nil:
+			add(key, err)
+		case st.IsDir():
+			add(key, fmt.Errorf("%s is a folder: want a file holding the account's root cap", a.RootCapFile))
 		}
 	}
 	// Sorted by line, as conf.Load's own errors are.
 	conf.ErrorList(errs).Sort()
-	return errs
+	conf.ErrorList(warnings).Sort()
+	return errs, warnings
 }
 
 // checkPlugin checks that an external plugin is an executable file and,

@@ -49,12 +49,14 @@ func init() {
 	f.StringVar(&initFlags.gridSecret, "grid-secret", "", "copy this grid secret file into the node (default: make a new grid secret)")
 	f.StringArrayVar(&initFlags.introducers, "introducer", nil, "node URL of an introducer (tarn://KEYHASH@tcp:HOST:PORT); repeatable")
 	f.StringVar(&initFlags.name, "name", "", "node name (default: the folder's name)")
-	_ = initCmd.MarkFlagRequired("profile")
 	rootCmd.AddCommand(initCmd)
 }
 
 func runInit(out io.Writer, dir string) error {
 	role := initFlags.profile
+	if role == "" {
+		return fmt.Errorf("init: --profile is required: introducer, storage, client or all")
+	}
 	if !oneOfStrings(role, conf.TemplateRoles) {
 		return fmt.Errorf("init: unknown profile %q: want introducer, storage, client or all", role)
 	}
@@ -146,7 +148,13 @@ func runInit(out io.Writer, dir string) error {
 	case "all":
 		fmt.Fprintf(out, "introducer url: %s\n", selfURL)
 	}
-	if newGrid && role != "introducer" && role != "all" {
+	switch {
+	case gridSecret != nil && newGrid:
+		fmt.Fprintf(out, "copied the grid secret of %s into %s\n", initFlags.gridSecret, gridPath)
+	case gridSecret != nil:
+		fmt.Fprintf(out, "kept the grid secret in %s (the same as %s)\n", gridPath, initFlags.gridSecret)
+	case newGrid && role != "introducer" && role != "all":
+		// A storage server or client on a grid of its own is rarely meant.
 		fmt.Fprintf(out, "made a new grid secret in %s: to join an existing grid, use --grid-secret with that grid's secret file\n", gridPath)
 	}
 	if (role == "storage" || role == "client") && len(intros) == 0 {

@@ -202,7 +202,7 @@ func TestInitAndConfigCheck(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, conf.FileName), []byte("[storage]\nenabled = true\nreserved = 1\n\n[client.shares]\nk = 0\n"), 0o644)
 		c := run(t, bin, nil, "config", "check", dir)
 		f := filepath.Join(dir, conf.FileName)
-		want := f + ":3: storage.reserved: unknown key\n" + f + ":6: client.shares.k: k = 0: must be at least 1\n"
+		want := f + ":3: storage.reserved: unknown key (did you mean \"reserved_space\"?)\n" + f + ":6: client.shares.k: k = 0: must be at least 1\n"
 		if c.code == 0 || !strings.HasPrefix(c.stderr, want) || !strings.Contains(c.stderr, "2 problems") {
 			t.Fatalf("exit %d, stderr:\n%s\nwant it to start with:\n%s", c.code, c.stderr, want)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/node"
 )
@@ -53,9 +55,9 @@ func nodeClient(flag string, needClient bool) (*api.Client, error) {
 	}
 	in, err := node.ReadInfo(dir)
 	if err != nil {
-		return nil, err
+		return nil, notRunning(dir, err)
 	}
-	if in.Pid > 0 && syscall.Kill(in.Pid, 0) == syscall.ESRCH {
+	if in.Pid > 0 && !processAlive(in.Pid) {
 		return nil, fmt.Errorf("%s: %w (its node.json names pid %d, which is gone: it was killed; start it again)", dir, node.ErrNotRunning, in.Pid)
 	}
 	if needClient && !slices.Contains(in.Roles, "client") {
@@ -69,6 +71,43 @@ func nodeClient(flag string, needClient bool) (*api.Client, error) {
 		return nil, err
 	}
 	return &api.Client{BaseURL: in.APIURL, Token: tok}, nil
+}
+
+// notRunning says more when a node folder has no node.json: that the
+// folder does not exist, is a file, or holds no profile (a mistyped --node
+// or TARN_NODE), rather than only that the node is not running.
+func notRunning(dir string, err error) error {
+	if !errors.Is(err, node.ErrNotRunning) {
+		return err
+	}
+	st, serr := os.Stat(dir)
+	switch {
+	case errors.Is(serr, fs.ErrNotExist):
+		return fmt.Errorf("no node folder %s (tarn init --profile ROLE %s makes one; --node or $%s names the folder)", dir, dir, EnvNode)
+	case serr == nil && !st.IsDir():
+		return fmt.Errorf("%s is not a node folder: give the folder holding %s", dir, conf.FileName)
+	}
+	if _, perr := os.Stat(filepath.Join(dir, conf.FileName)); errors.Is(perr, fs.ErrNotExist) {
+		return fmt.Errorf("%w; %s has no %s either: is it a node folder?", err, dir, conf.FileName)
+	}
+	return err
+}
+
+// processAlive reports whether pid names a live process: one that exists
+// and is not a zombie (a node killed moments ago may still be one).
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: trust kill
+	}
+	// The state follows the command name, which is in parentheses.
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z' && b[i+2] != 'X'
+	}
+	return true
 }
 
 // apiError makes a client error one clear line.
@@ -112,6 +151,7 @@ API's JSON as is. The same page is served as HTML at the node's API URL
 			return enc.Encode(st)
 		}
 		printStatus(cmd.OutOrStdout(), st)
+		printHints(cmd.OutOrStdout(), statusFlags.node, st)
 		return nil
 	},
 }
@@ -151,8 +191,13 @@ func printStatus(out io.Writer, st *api.Status) {
 	}
 	tw.Flush()
 	if s := st.Storage; s != nil {
-		fmt.Fprintf(out, "storage: %s free of %s, %d shares sealed, %d uploads open, %d aborted, %d corruption advisories (%d removed)\n",
-			humanBytes(s.SpaceFree), humanBytes(s.SpaceTotal), s.SharesSealed, s.OpenUploads, s.UploadsAborted, s.CorruptionAdvice, s.CorruptRemoved)
+		fmt.Fprintf(out, "storage: %s free of %s (%s reserved), %d shares sealed, %d uploads open, %d aborted, %d corruption advisories (%d removed)\n",
+			humanBytes(s.SpaceFree), humanBytes(s.SpaceTotal), humanBytes(s.Reserved), s.SharesSealed, s.OpenUploads, s.UploadsAborted, s.CorruptionAdvice, s.CorruptRemoved)
+		if s.SpaceError != "" {
+			fmt.Fprintf(out, "storage: free space unknown: %s\n", s.SpaceError)
+		} else if s.SpaceTotal > 0 && s.SpaceFree <= s.Reserved {
+			fmt.Fprintf(out, "storage: FULL: free space is at or below storage.reserved_space; new shares are refused (free space, or lower reserved_space and restart)\n")
+		}
 	}
 	if in := st.Introducer; in != nil {
 		fmt.Fprintf(out, "introducer: %d announcements held, %d accepted\n", in.Held, in.Accepted)
@@ -224,4 +269,28 @@ func init() {
 	f.StringVar(&statusFlags.node, "node", "", "node folder, of any role (default $TARN_NODE, then ~/.tarn)")
 	f.BoolVar(&statusFlags.json, "json", false, "print the status as JSON")
 	rootCmd.AddCommand(statusCmd)
+}
+
+// printHints adds what an operator should look at when the status shows a
+// node that cannot work yet: a client that knows no storage server (its
+// introducers unreachable, or none listed).
+func printHints(out io.Writer, flag string, st *api.Status) {
+	if !slices.Contains(st.Roles, "client") || st.Known > 0 {
+		return
+	}
+	dir, err := nodeDir(flag)
+	if err != nil {
+		return
+	}
+	p, err := conf.Load(dir)
+	if err != nil {
+		return
+	}
+	switch {
+	case len(p.Grid.Introducers) > 0:
+		fmt.Fprintf(out, "hint: no storage server known yet: is the introducer reachable from here? (%s; the node's log says \"introducer subscription ended; retrying\" while it is not)\n",
+			strings.Join(p.Grid.Introducers, ", "))
+	case len(p.Grid.Servers) == 0 && !p.Introducer.Enabled:
+		fmt.Fprintf(out, "hint: no storage server known: %s lists no grid.introducers and no grid.servers\n", p.File)
+	}
 }
