@@ -208,8 +208,9 @@ func openPacks(dir string, create bool) (*packStore, error) {
 
 // load scans pack n into the index; a torn tail is cut off (and the cut
 // made durable) so later appends follow the last sound record. A pack cut
-// short in its header by a crash (it never held a record) is removed; one
-// whose header copies are both damaged is kept unread (stuck).
+// short in its header by a crash (it never held a record) is marked for
+// removal (a zombie); one whose header copies are both damaged is kept
+// unread (stuck).
 func (p *packStore) load(n uint32) error {
 	name := filepath.Join(p.dir, packName(n))
 	f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOFOLLOW, 0)
@@ -237,13 +238,9 @@ func (p *packStore) load(n uint32) error {
 		if size > 0 {
 			p.logf("storage disk: pack %s: header cut short at 0 (%d bytes, no record): removed", name, size)
 		}
-		delete(p.files, n)
-		delete(p.live, n)
-		f.Close()
-		if err := os.Remove(name); err != nil {
-			return fmt.Errorf("remove torn pack %s: %w", name, err)
-		}
-		return syncDir(p.dir)
+		// No record: it may go at once (reclaim, below, removes zombies).
+		p.zombie[n] = true
+		return nil
 	case errors.Is(err, errPackHeader):
 		p.logf("storage disk: pack %s: header at 0 damaged (both copies): its %d bytes of records cannot be checked; kept, not read", name, size)
 		p.stuck[n] = true
