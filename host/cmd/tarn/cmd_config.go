@@ -34,6 +34,8 @@ var configCheckCmd = &cobra.Command{
 	Long: `Load DIR/tarn.toml (DIR defaults to $TARN_NODE, then ~/.tarn), check it and the
 files it names, and print "DIR/tarn.toml: ok (roles: ...)" or every problem as
 FILE:LINE: KEY: what is wrong, exiting non-zero.`,
+	Example: `  tarn config check /var/lib/tarn/storage
+  tarn config check /var/lib/tarn/storage && systemctl restart tarn-storage`,
 	Args: cobra.MaximumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		dir, err := nodeDirArg(args)

@@ -37,6 +37,11 @@ client, DIR/private/convergence.secret), all mode 0600.
 
 To join an existing grid, pass the grid's secret file (--grid-secret) and its
 introducer's node URL (--introducer), both from the introducer's node.`,
+	Example: `  # the introducer, on its own machine
+  tarn init --profile introducer --name intro /var/lib/tarn/introducer
+  # a storage server joining its grid (secret and URL from the introducer)
+  tarn init --profile storage --name storage-1 --grid-secret grid.secret \
+      --introducer 'tarn://KEYHASH@tcp:intro.example.net:3458' /var/lib/tarn/storage`,
 	Args: cobra.ExactArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		return runInit(cmd.OutOrStdout(), args[0])

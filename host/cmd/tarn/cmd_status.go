@@ -133,6 +133,9 @@ client or introducer knows, a storage server's figures, the last minute's
 rates and recent operations. Works for any running node; --json prints the
 API's JSON as is. The same page is served as HTML at the node's API URL
 (node.json's api_url; ` + "`tarn dev`" + ` prints each node's).`,
+	Example: `  tarn status --node /var/lib/tarn/client     # servers the client sees
+  tarn status --node /var/lib/tarn/storage    # space, shares, plugins
+  tarn status --json --node /var/lib/tarn/client | jq .servers_connected`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
 		c, err := nodeClient(statusFlags.node, false)
@@ -196,7 +199,7 @@ func printStatus(out io.Writer, st *api.Status) {
 		if s.SpaceError != "" {
 			fmt.Fprintf(out, "storage: free space unknown: %s\n", s.SpaceError)
 		} else if s.SpaceTotal > 0 && s.SpaceFree <= s.Reserved {
-			fmt.Fprintf(out, "storage: FULL: free space is at or below storage.reserved_space; new shares are refused (free space, or lower reserved_space and restart)\n")
+			fmt.Fprintf(out, "storage: FULL: free space is at or below storage.reserved_space; new shares are refused until space is freed (or reserved_space is lowered and the node restarted)\n")
 		}
 	}
 	if in := st.Introducer; in != nil {
@@ -288,8 +291,8 @@ func printHints(out io.Writer, flag string, st *api.Status) {
 	}
 	switch {
 	case len(p.Grid.Introducers) > 0:
-		fmt.Fprintf(out, "hint: no storage server known yet: is the introducer reachable from here? (%s; the node's log says \"introducer subscription ended; retrying\" while it is not)\n",
-			strings.Join(p.Grid.Introducers, ", "))
+		fmt.Fprintf(out, "hint: no storage server known yet: is the introducer reachable from here, and does it serve grid %q? (%s; the node's log says why in \"introducer subscription ended; retrying\" lines)\n",
+			p.Grid.Name, strings.Join(p.Grid.Introducers, ", "))
 	case len(p.Grid.Servers) == 0 && !p.Introducer.Enabled:
 		fmt.Fprintf(out, "hint: no storage server known: %s lists no grid.introducers and no grid.servers\n", p.File)
 	}
