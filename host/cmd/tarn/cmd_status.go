@@ -184,6 +184,17 @@ func printStatus(out io.Writer, st *api.Status) {
 		}
 	}
 	tw.Flush()
+	// Why a server is not usable is what an operator looks for next (a
+	// pinned key that does not match, a refused dial, another grid).
+	for _, s := range st.Servers {
+		if !s.Connected && s.LastError != "" {
+			name := s.Nickname
+			if name == "" {
+				name = s.NodeID
+			}
+			fmt.Fprintf(out, "  %s: not connected since %s: %s\n", name, s.LastFailure.Local().Format("15:04:05"), s.LastError)
+		}
+	}
 	fmt.Fprintln(out, "plugins:")
 	for _, p := range st.Plugins {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\tpid %d\t%s\trestarts %d", p.Kind, p.Name, p.Version, p.Pid, p.Health, p.Restarts)

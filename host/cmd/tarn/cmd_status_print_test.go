@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/api"
+)
+
+// TestPrintStatusOperatorLines: the text status says why a server is not
+// connected, how much space is reserved, and when a storage server is
+// full; a healthy one gets neither line.
+func TestPrintStatusOperatorLines(t *testing.T) {
+	failed := time.Date(2026, 11, 27, 13, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		st        api.Status
+		want, not []string
+	}{
+		{
+			name: "server with a pinned key that does not match",
+			st: api.Status{Roles: []string{"client"}, Shares: api.Shares{K: 1, H: 1, N: 1}, Known: 1, Servers: []api.ServerStatus{
+				{NodeID: "v1-a", Nickname: "s1", Static: true, LastFailure: failed, LastError: "tls handshake: server key does not match the pinned key hash"},
+				{NodeID: "v1-b", Nickname: "s2", Connected: true},
+			}},
+			want: []string{"s1: not connected since " + failed.Local().Format("15:04:05") + ": tls handshake: server key does not match"},
+			not:  []string{"s2: not connected"},
+		},
+		{
+			name: "storage below its reserved space",
+			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SpaceFree: 1 << 30, Reserved: 2 << 30}},
+			want: []string{"(2.0 GiB reserved)", "storage: FULL: free space is at or below storage.reserved_space"},
+		},
+		{
+			name: "storage with room",
+			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SpaceFree: 50 << 30, Reserved: 1 << 30}},
+			want: []string{"50.0 GiB free of 100.0 GiB (1.0 GiB reserved)"},
+			not:  []string{"FULL"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printStatus(&b, &tc.st)
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("status lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("status has %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}
