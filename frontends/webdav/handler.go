@@ -306,6 +306,10 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	case "PUT":
 		s.servePut(w, r, name)
 		return
+	case "COPY":
+		if s.serveCopyTree(w, r, name, dst) {
+			return
+		}
 	case "LOCK":
 		s.serveLock(w, r, name)
 		return
