@@ -201,9 +201,14 @@ func (d *decoder) decodeSlice(path string, v any, rv reflect.Value) {
 		d.wrongType(path, "an array", v)
 		return
 	default:
-		if et.Kind() == reflect.Struct {
+		_, isTable := v.(map[string]any)
+		switch {
+		case et.Kind() == reflect.Struct && isTable:
+			// [webdav] where [[webdav]] was meant: say how to write it.
+			d.errorf(path, "wrong type: want an array of tables, [[%s]] (two brackets), got a table, [%s]", path, path)
+		case et.Kind() == reflect.Struct:
 			d.wrongType(path, "an array of tables", v)
-		} else {
+		default:
 			d.wrongType(path, "an array", v)
 		}
 		return
@@ -297,7 +302,8 @@ var synonyms = map[string]string{
 func suggest(k string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
-		if dd := editDistance(strings.ToLower(k), n); dd < bestD {
+		// A distance as long as the key itself ("x" for "k") is no typo.
+		if dd := editDistance(strings.ToLower(k), n); dd < bestD && dd < len(k) {
 			best, bestD = n, dd
 		}
 	}
