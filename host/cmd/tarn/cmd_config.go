@@ -38,7 +38,7 @@ FILE:LINE: KEY: what is wrong, exiting non-zero.`,
   tarn config check /var/lib/tarn/storage && systemctl restart tarn-storage`,
 	Args: cobra.MaximumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		dir, err := nodeDirArg(args)
+		dir, err := nodeDirFor(cmd, args)
 		if err != nil {
 			return err
 		}
@@ -47,8 +47,33 @@ FILE:LINE: KEY: what is wrong, exiting non-zero.`,
 }
 
 func init() {
+	addNodeFlag(configCheckCmd)
 	configCmd.AddCommand(configCheckCmd)
 	rootCmd.AddCommand(configCmd)
+}
+
+// dirFlags holds the --node flag of the commands that take the node folder
+// as an argument (run, config check, plugin list): the other commands
+// spell it --node, and operators type it for these too.
+var dirFlags = map[*cobra.Command]*string{}
+
+// addNodeFlag gives c a --node flag, the same as its DIR argument.
+func addNodeFlag(c *cobra.Command) {
+	s := new(string)
+	c.Flags().StringVar(s, "node", "", "node folder (the same as the DIR argument)")
+	dirFlags[c] = s
+}
+
+// nodeDirFor is the node folder of c: its DIR argument or --node (not two
+// different ones), else $TARN_NODE, else ~/.tarn.
+func nodeDirFor(c *cobra.Command, args []string) (string, error) {
+	if f := dirFlags[c]; f != nil && *f != "" {
+		if len(args) > 0 && filepath.Clean(args[0]) != filepath.Clean(*f) {
+			return "", fmt.Errorf("%s: two node folders: DIR %s and --node %s", cmdName(c), args[0], *f)
+		}
+		return *f, nil
+	}
+	return nodeDirArg(args)
 }
 
 // nodeDirArg is the node folder named on the command line, or $TARN_NODE,

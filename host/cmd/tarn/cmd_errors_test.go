@@ -27,6 +27,7 @@ func TestCLIErrors(t *testing.T) {
 		{"init without a folder", []string{"init", "--profile", "storage"}, 1, `tarn: init: accepts 1 arg(s), received 0 (usage: tarn init --profile`},
 		{"init without a profile", []string{"init", filepath.Join(t.TempDir(), "n")}, 1, `tarn: init: --profile is required: introducer, storage, client or all`},
 		{"a group alone is its help", []string{"config"}, 0, ""},
+		{"--node and DIR differ", []string{"config", "check", "--node", "/a", "/b"}, 1, "tarn: config check: two node folders: DIR /b and --node /a"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +67,10 @@ func TestInitGridSecretMessage(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(root, "s1", "private", "grid.secret"))
 	if string(a) != string(b) {
 		t.Fatal("the storage node's grid secret differs from the introducer's")
+	}
+	// config check, run and plugin list take --node as status does.
+	if r := run(t, bin, nil, "config", "check", "--node", filepath.Join(root, "s1")); r.code != 0 || !strings.Contains(r.stdout, "ok (roles: storage)") {
+		t.Fatalf("config check --node: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, bin, nil, "init", "--profile", "storage", filepath.Join(root, "s2"))
 	if r.code != 0 || !strings.Contains(r.stdout, "made a new grid secret") {

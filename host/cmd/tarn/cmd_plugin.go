@@ -55,7 +55,7 @@ says of itself, and stop them. External plugins also show their path and
 pinned sha256. Exits non-zero when a plugin cannot be started.`,
 	Args: cobra.MaximumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		dir, err := nodeDirArg(args)
+		dir, err := nodeDirFor(cmd, args)
 		if err != nil {
 			return err
 		}
@@ -75,6 +75,7 @@ var versionCmd = &cobra.Command{
 
 func init() {
 	pluginListCmd.Flags().BoolVar(&pluginListJSON, "json", false, "print JSON instead of a table")
+	addNodeFlag(pluginListCmd)
 	pluginCmd.AddCommand(pluginServeCmd, pluginListCmd)
 	rootCmd.AddCommand(pluginCmd, versionCmd)
 }

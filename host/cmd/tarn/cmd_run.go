@@ -30,12 +30,11 @@ Before starting, it checks the profile and the files it names as
   TARN_NODE=~/.tarn-dev/client tarn run`,
 	Args: cobra.MaximumNArgs(1),
 	RunE: func(cmd *cobra.Command, args []string) error {
-		dir := ""
-		if len(args) == 1 {
-			dir = args[0]
-		}
-		dir, err := nodeDir(dir)
+		dir, err := nodeDirFor(cmd, args)
 		if err != nil {
+			return err
+		}
+		if dir, err = nodeDir(dir); err != nil {
 			return err
 		}
 		logger, err := runPrecheck(dir)
@@ -100,4 +99,7 @@ func runPrecheck(dir string) (hclog.Logger, error) {
 	return logger, nil
 }
 
-func init() { rootCmd.AddCommand(runCmd) }
+func init() {
+	addNodeFlag(runCmd)
+	rootCmd.AddCommand(runCmd)
+}
