@@ -54,6 +54,12 @@ type statCache struct {
 	quota *Quota
 	qerr  error
 	qdone bool
+
+	// listAll is set for a PROPFIND allprop or propname (see
+	// supportedLockOnce); listed holds the names whose dead properties
+	// were asked for once.
+	listAll propfindKind
+	listed  map[string]bool
 }
 
 type statCacheKey struct{}

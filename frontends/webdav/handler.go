@@ -332,6 +332,11 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx = withStatCache(ctx)
+		if body, ok := r.Body.(*xmlBody); ok {
+			cacheOf(ctx).listAll = propfindKindOf(body.b)
+		} else {
+			cacheOf(ctx).listAll = propfindAllprop // no body
+		}
 		// Look the resource up here: x/net/webdav answers any failure
 		// other than "not found" with 405, where a transient grid error
 		// deserves 503 and a retry.
@@ -678,7 +683,7 @@ func checkXMLBody(r *http.Request) error {
 	if len(b) > maxXMLBody {
 		return fmt.Errorf("%s body over %d bytes", r.Method, maxXMLBody)
 	}
-	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.Body = &xmlBody{Reader: bytes.NewReader(b), b: b}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	for {
 		t, err := d.RawToken()
@@ -697,6 +702,14 @@ func checkXMLBody(r *http.Request) error {
 		}
 	}
 }
+
+// xmlBody is a PROPFIND or PROPPATCH body read whole (checkXMLBody).
+type xmlBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*xmlBody) Close() error { return nil }
 
 // serveIndex answers a GET of a collection with a plain HTML list of its
 // entries, so a browser pointed at the URL shows the folder.

@@ -1,6 +1,8 @@
 package webdav
 
 import (
+	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"io/fs"
@@ -77,7 +79,9 @@ func (f *file) DeadProps() (map[xml.Name]webdav.Property, error) {
 		p.InnerXML = []byte(f.info.ModTime().UTC().Format(http.TimeFormat))
 		m[win32Mtime] = p
 	}
-	m[propSupportedLock] = webdav.Property{XMLName: propSupportedLock, InnerXML: []byte(supportedLockXML)}
+	if supportedLockOnce(f.ctx, f.name) {
+		m[propSupportedLock] = webdav.Property{XMLName: propSupportedLock, InnerXML: []byte(supportedLockXML)}
+	}
 	m[propLockDiscovery] = webdav.Property{XMLName: propLockDiscovery, InnerXML: []byte(f.fsys.ls.discovery(f.name, time.Now(), f.fsys.prefix))}
 	if f.info != nil && f.info.IsDir() && f.fsys.quota != nil {
 		if q, ok := f.quota(); ok {
@@ -253,4 +257,76 @@ func badMtimes(patches []webdav.Proppatch) ([]webdav.Propstat, bool) {
 		out = append(out, dep)
 	}
 	return out, true
+}
+
+// propfindKind is what a PROPFIND asks for.
+type propfindKind int
+
+const (
+	propfindProps    propfindKind = iota // named properties
+	propfindAllprop                      // allprop, or an empty body
+	propfindPropname                     // property names only
+)
+
+// propfindKindOf reads what a PROPFIND body asks for (a body that does
+// not parse is x/net/webdav's to refuse).
+func propfindKindOf(body []byte) propfindKind {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return propfindAllprop
+	}
+	d := xml.NewDecoder(bytes.NewReader(body))
+	depth := 0
+	for {
+		t, err := d.Token()
+		if err != nil {
+			return propfindProps
+		}
+		switch t := t.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 && t.Name.Space == "DAV:" {
+				switch t.Name.Local {
+				case "allprop":
+					return propfindAllprop
+				case "propname":
+					return propfindPropname
+				case "prop":
+					return propfindProps
+				}
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
+}
+
+// supportedLockOnce reports whether the dead properties of name, asked
+// for now, should carry supportedlock. x/net/webdav lists its live
+// supportedlock (exclusive locks only) among the names of allprop and
+// propname, and then adds the dead properties' names: with ours there,
+// the answer held supportedlock twice. For propname the live name
+// alone is listed; for allprop, x/net/webdav asks for the names first
+// (left out here) and the values after (ours given, as it takes a dead
+// value over the live one), so the property appears once and says that
+// shared locks work too.
+func supportedLockOnce(ctx context.Context, name string) bool {
+	c := cacheOf(ctx)
+	if c == nil {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.listAll {
+	case propfindPropname:
+		return false
+	case propfindAllprop:
+		if c.listed == nil {
+			c.listed = map[string]bool{}
+		}
+		if !c.listed[name] {
+			c.listed[name] = true
+			return false
+		}
+	}
+	return true
 }
