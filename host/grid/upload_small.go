@@ -256,7 +256,7 @@ func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement
 				rctx, cancel := c.reqCtx(rctx)
 				defer cancel()
 				var err error
-				r, err = cl.PutShares(rctx, u.si, u.layout.ShareSize, shares, c.leaseSecret(u.si[:], id))
+				r, err = cl.PutSharesGrouped(rctx, u.si, u.layout.ShareSize, shares, c.leaseSecret(u.si[:], id))
 				if errors.Is(err, errors.ErrUnsupported) {
 					// An old server: an answer, not a fault of the link.
 					unsupported, err = err, nil

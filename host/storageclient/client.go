@@ -58,6 +58,7 @@ type Client struct {
 	opts   Options
 	addr   string
 	chunks *chunkPool // ShareWriters' chunk buffers
+	group  putGroup   // PutSharesGrouped's queue
 }
 
 // Dial connects to the storage server at a node address.

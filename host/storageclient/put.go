@@ -28,7 +28,19 @@ type PutResult struct {
 // the shares in Stored are durable. A server that predates the call gives
 // an error wrapping errors.ErrUnsupported (use Allocate instead).
 func (c *Client) PutShares(ctx context.Context, index [storage.StorageIndexSize]byte, size int64, shares map[uint32][]byte, leaseSecret []byte) (*PutResult, error) {
-	obj := func() string { return fmt.Sprintf("put shares of %x", index[:]) } // only for errors
+	req, err := putRequest(index, size, shares, leaseSecret)
+	if err != nil {
+		return nil, err
+	}
+	return c.putShares(ctx, req)
+}
+
+// putObj names a PutShares call in errors.
+func putObj(index []byte) string { return fmt.Sprintf("put shares of %x", index) }
+
+// putRequest checks and builds a PutShares request.
+func putRequest(index [storage.StorageIndexSize]byte, size int64, shares map[uint32][]byte, leaseSecret []byte) (*pb.PutSharesRequest, error) {
+	obj := func() string { return putObj(index[:]) } // only for errors
 	req := &pb.PutSharesRequest{StorageIndex: index[:], ShareSize: size, LeaseSecret: leaseSecret}
 	req.Shares = make([]*pb.ShareData, 0, len(shares))
 	var total int64
@@ -42,11 +54,20 @@ func (c *Client) PutShares(ctx context.Context, index [storage.StorageIndexSize]
 	if total > MaxPutBytes {
 		return nil, fmt.Errorf("%s: %d bytes, more than one call carries (%d): %w", obj(), total, MaxPutBytes, storage.ErrRange)
 	}
+	return req, nil
+}
+
+// putShares sends one PutShares call.
+func (c *Client) putShares(ctx context.Context, req *pb.PutSharesRequest) (*PutResult, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	r, err := c.rpc.PutShares(ctx, req)
 	if err != nil {
-		return nil, wrap(obj(), err)
+		return nil, wrap(putObj(req.StorageIndex), err)
 	}
-	return &PutResult{Stored: r.Stored, AlreadyHave: r.AlreadyHave, InProgress: r.InProgress}, nil
+	return putResult(r), nil
+}
+
+func putResult(r *pb.PutSharesResponse) *PutResult {
+	return &PutResult{Stored: r.GetStored(), AlreadyHave: r.GetAlreadyHave(), InProgress: r.GetInProgress()}
 }

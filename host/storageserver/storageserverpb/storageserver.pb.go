@@ -1636,6 +1636,154 @@ func (x *PutSharesResponse) GetInProgress() []uint32 {
 	return nil
 }
 
+type PutSharesBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*PutSharesRequest    `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"` // 1 to 64; share data of all together at most max_chunk bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharesBatchRequest) Reset() {
+	*x = PutSharesBatchRequest{}
+	mi := &file_storageserver_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharesBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharesBatchRequest) ProtoMessage() {}
+
+func (x *PutSharesBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharesBatchRequest.ProtoReflect.Descriptor instead.
+func (*PutSharesBatchRequest) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PutSharesBatchRequest) GetPuts() []*PutSharesRequest {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+type PutSharesBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*PutSharesResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per put, in the request's order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharesBatchResponse) Reset() {
+	*x = PutSharesBatchResponse{}
+	mi := &file_storageserver_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharesBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharesBatchResponse) ProtoMessage() {}
+
+func (x *PutSharesBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharesBatchResponse.ProtoReflect.Descriptor instead.
+func (*PutSharesBatchResponse) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PutSharesBatchResponse) GetResults() []*PutSharesResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type PutSharesResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *PutSharesResponse     `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"` // the put's answer when code is 0
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`        // the put's gRPC status code (0: OK)
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`   // its error message when code is not 0
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharesResult) Reset() {
+	*x = PutSharesResult{}
+	mi := &file_storageserver_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharesResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharesResult) ProtoMessage() {}
+
+func (x *PutSharesResult) ProtoReflect() protoreflect.Message {
+	mi := &file_storageserver_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharesResult.ProtoReflect.Descriptor instead.
+func (*PutSharesResult) Descriptor() ([]byte, []int) {
+	return file_storageserver_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PutSharesResult) GetResponse() *PutSharesResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *PutSharesResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PutSharesResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_storageserver_proto protoreflect.FileDescriptor
 
 const file_storageserver_proto_rawDesc = "" +
@@ -1744,7 +1892,16 @@ const file_storageserver_proto_rawDesc = "" +
 	"\x06stored\x18\x01 \x03(\rR\x06stored\x12!\n" +
 	"\falready_have\x18\x02 \x03(\rR\valreadyHave\x12\x1f\n" +
 	"\vin_progress\x18\x03 \x03(\rR\n" +
-	"inProgress2\xf3\t\n" +
+	"inProgress\"T\n" +
+	"\x15PutSharesBatchRequest\x12;\n" +
+	"\x04puts\x18\x01 \x03(\v2'.tarn.storageserver.v1.PutSharesRequestR\x04puts\"Z\n" +
+	"\x16PutSharesBatchResponse\x12@\n" +
+	"\aresults\x18\x01 \x03(\v2&.tarn.storageserver.v1.PutSharesResultR\aresults\"\x85\x01\n" +
+	"\x0fPutSharesResult\x12D\n" +
+	"\bresponse\x18\x01 \x01(\v2(.tarn.storageserver.v1.PutSharesResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage2\xe2\n" +
+	"\n" +
 	"\rStorageServer\x12a\n" +
 	"\n" +
 	"GetVersion\x12(.tarn.storageserver.v1.GetVersionRequest\x1a).tarn.storageserver.v1.GetVersionResponse\x12[\n" +
@@ -1762,7 +1919,8 @@ const file_storageserver_proto_rawDesc = "" +
 	"\n" +
 	"RenewLease\x12(.tarn.storageserver.v1.RenewLeaseRequest\x1a).tarn.storageserver.v1.RenewLeaseResponse\x12s\n" +
 	"\x10AdviseCorruption\x12..tarn.storageserver.v1.AdviseCorruptionRequest\x1a/.tarn.storageserver.v1.AdviseCorruptionResponse\x12^\n" +
-	"\tPutShares\x12'.tarn.storageserver.v1.PutSharesRequest\x1a(.tarn.storageserver.v1.PutSharesResponseB;Z9github.com/tarnfs/tarn/host/storageserver/storageserverpbb\x06proto3"
+	"\tPutShares\x12'.tarn.storageserver.v1.PutSharesRequest\x1a(.tarn.storageserver.v1.PutSharesResponse\x12m\n" +
+	"\x0ePutSharesBatch\x12,.tarn.storageserver.v1.PutSharesBatchRequest\x1a-.tarn.storageserver.v1.PutSharesBatchResponseB;Z9github.com/tarnfs/tarn/host/storageserver/storageserverpbb\x06proto3"
 
 var (
 	file_storageserver_proto_rawDescOnce sync.Once
@@ -1776,7 +1934,7 @@ func file_storageserver_proto_rawDescGZIP() []byte {
 	return file_storageserver_proto_rawDescData
 }
 
-var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_storageserver_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_storageserver_proto_goTypes = []any{
 	(*GetVersionRequest)(nil),        // 0: tarn.storageserver.v1.GetVersionRequest
 	(*GetVersionResponse)(nil),       // 1: tarn.storageserver.v1.GetVersionResponse
@@ -1808,43 +1966,51 @@ var file_storageserver_proto_goTypes = []any{
 	(*ShareData)(nil),                // 27: tarn.storageserver.v1.ShareData
 	(*PutSharesRequest)(nil),         // 28: tarn.storageserver.v1.PutSharesRequest
 	(*PutSharesResponse)(nil),        // 29: tarn.storageserver.v1.PutSharesResponse
+	(*PutSharesBatchRequest)(nil),    // 30: tarn.storageserver.v1.PutSharesBatchRequest
+	(*PutSharesBatchResponse)(nil),   // 31: tarn.storageserver.v1.PutSharesBatchResponse
+	(*PutSharesResult)(nil),          // 32: tarn.storageserver.v1.PutSharesResult
 }
 var file_storageserver_proto_depIdxs = []int32{
 	3,  // 0: tarn.storageserver.v1.AllocateResponse.allocated:type_name -> tarn.storageserver.v1.Allocated
 	11, // 1: tarn.storageserver.v1.ReadShareRequest.ranges:type_name -> tarn.storageserver.v1.ByteRange
 	15, // 2: tarn.storageserver.v1.ListSharesResponse.shares:type_name -> tarn.storageserver.v1.ShareInfo
 	27, // 3: tarn.storageserver.v1.PutSharesRequest.shares:type_name -> tarn.storageserver.v1.ShareData
-	0,  // 4: tarn.storageserver.v1.StorageServer.GetVersion:input_type -> tarn.storageserver.v1.GetVersionRequest
-	2,  // 5: tarn.storageserver.v1.StorageServer.Allocate:input_type -> tarn.storageserver.v1.AllocateRequest
-	5,  // 6: tarn.storageserver.v1.StorageServer.WriteShare:input_type -> tarn.storageserver.v1.WriteShareRequest
-	7,  // 7: tarn.storageserver.v1.StorageServer.Seal:input_type -> tarn.storageserver.v1.SealRequest
-	9,  // 8: tarn.storageserver.v1.StorageServer.Abort:input_type -> tarn.storageserver.v1.AbortRequest
-	12, // 9: tarn.storageserver.v1.StorageServer.ReadShare:input_type -> tarn.storageserver.v1.ReadShareRequest
-	14, // 10: tarn.storageserver.v1.StorageServer.ListShares:input_type -> tarn.storageserver.v1.ListSharesRequest
-	17, // 11: tarn.storageserver.v1.StorageServer.ReadSlot:input_type -> tarn.storageserver.v1.ReadSlotRequest
-	19, // 12: tarn.storageserver.v1.StorageServer.WriteSlot:input_type -> tarn.storageserver.v1.WriteSlotRequest
-	21, // 13: tarn.storageserver.v1.StorageServer.ListSlots:input_type -> tarn.storageserver.v1.ListSlotsRequest
-	23, // 14: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
-	25, // 15: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
-	28, // 16: tarn.storageserver.v1.StorageServer.PutShares:input_type -> tarn.storageserver.v1.PutSharesRequest
-	1,  // 17: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
-	4,  // 18: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
-	6,  // 19: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
-	8,  // 20: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
-	10, // 21: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
-	13, // 22: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
-	16, // 23: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
-	18, // 24: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
-	20, // 25: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
-	22, // 26: tarn.storageserver.v1.StorageServer.ListSlots:output_type -> tarn.storageserver.v1.ListSlotsResponse
-	24, // 27: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
-	26, // 28: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
-	29, // 29: tarn.storageserver.v1.StorageServer.PutShares:output_type -> tarn.storageserver.v1.PutSharesResponse
-	17, // [17:30] is the sub-list for method output_type
-	4,  // [4:17] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	28, // 4: tarn.storageserver.v1.PutSharesBatchRequest.puts:type_name -> tarn.storageserver.v1.PutSharesRequest
+	32, // 5: tarn.storageserver.v1.PutSharesBatchResponse.results:type_name -> tarn.storageserver.v1.PutSharesResult
+	29, // 6: tarn.storageserver.v1.PutSharesResult.response:type_name -> tarn.storageserver.v1.PutSharesResponse
+	0,  // 7: tarn.storageserver.v1.StorageServer.GetVersion:input_type -> tarn.storageserver.v1.GetVersionRequest
+	2,  // 8: tarn.storageserver.v1.StorageServer.Allocate:input_type -> tarn.storageserver.v1.AllocateRequest
+	5,  // 9: tarn.storageserver.v1.StorageServer.WriteShare:input_type -> tarn.storageserver.v1.WriteShareRequest
+	7,  // 10: tarn.storageserver.v1.StorageServer.Seal:input_type -> tarn.storageserver.v1.SealRequest
+	9,  // 11: tarn.storageserver.v1.StorageServer.Abort:input_type -> tarn.storageserver.v1.AbortRequest
+	12, // 12: tarn.storageserver.v1.StorageServer.ReadShare:input_type -> tarn.storageserver.v1.ReadShareRequest
+	14, // 13: tarn.storageserver.v1.StorageServer.ListShares:input_type -> tarn.storageserver.v1.ListSharesRequest
+	17, // 14: tarn.storageserver.v1.StorageServer.ReadSlot:input_type -> tarn.storageserver.v1.ReadSlotRequest
+	19, // 15: tarn.storageserver.v1.StorageServer.WriteSlot:input_type -> tarn.storageserver.v1.WriteSlotRequest
+	21, // 16: tarn.storageserver.v1.StorageServer.ListSlots:input_type -> tarn.storageserver.v1.ListSlotsRequest
+	23, // 17: tarn.storageserver.v1.StorageServer.RenewLease:input_type -> tarn.storageserver.v1.RenewLeaseRequest
+	25, // 18: tarn.storageserver.v1.StorageServer.AdviseCorruption:input_type -> tarn.storageserver.v1.AdviseCorruptionRequest
+	28, // 19: tarn.storageserver.v1.StorageServer.PutShares:input_type -> tarn.storageserver.v1.PutSharesRequest
+	30, // 20: tarn.storageserver.v1.StorageServer.PutSharesBatch:input_type -> tarn.storageserver.v1.PutSharesBatchRequest
+	1,  // 21: tarn.storageserver.v1.StorageServer.GetVersion:output_type -> tarn.storageserver.v1.GetVersionResponse
+	4,  // 22: tarn.storageserver.v1.StorageServer.Allocate:output_type -> tarn.storageserver.v1.AllocateResponse
+	6,  // 23: tarn.storageserver.v1.StorageServer.WriteShare:output_type -> tarn.storageserver.v1.WriteShareResponse
+	8,  // 24: tarn.storageserver.v1.StorageServer.Seal:output_type -> tarn.storageserver.v1.SealResponse
+	10, // 25: tarn.storageserver.v1.StorageServer.Abort:output_type -> tarn.storageserver.v1.AbortResponse
+	13, // 26: tarn.storageserver.v1.StorageServer.ReadShare:output_type -> tarn.storageserver.v1.ReadShareResponse
+	16, // 27: tarn.storageserver.v1.StorageServer.ListShares:output_type -> tarn.storageserver.v1.ListSharesResponse
+	18, // 28: tarn.storageserver.v1.StorageServer.ReadSlot:output_type -> tarn.storageserver.v1.ReadSlotResponse
+	20, // 29: tarn.storageserver.v1.StorageServer.WriteSlot:output_type -> tarn.storageserver.v1.WriteSlotResponse
+	22, // 30: tarn.storageserver.v1.StorageServer.ListSlots:output_type -> tarn.storageserver.v1.ListSlotsResponse
+	24, // 31: tarn.storageserver.v1.StorageServer.RenewLease:output_type -> tarn.storageserver.v1.RenewLeaseResponse
+	26, // 32: tarn.storageserver.v1.StorageServer.AdviseCorruption:output_type -> tarn.storageserver.v1.AdviseCorruptionResponse
+	29, // 33: tarn.storageserver.v1.StorageServer.PutShares:output_type -> tarn.storageserver.v1.PutSharesResponse
+	31, // 34: tarn.storageserver.v1.StorageServer.PutSharesBatch:output_type -> tarn.storageserver.v1.PutSharesBatchResponse
+	21, // [21:35] is the sub-list for method output_type
+	7,  // [7:21] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_storageserver_proto_init() }
@@ -1858,7 +2024,7 @@ func file_storageserver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storageserver_proto_rawDesc), len(file_storageserver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

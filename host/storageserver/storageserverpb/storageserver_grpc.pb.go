@@ -35,6 +35,7 @@ const (
 	StorageServer_RenewLease_FullMethodName       = "/tarn.storageserver.v1.StorageServer/RenewLease"
 	StorageServer_AdviseCorruption_FullMethodName = "/tarn.storageserver.v1.StorageServer/AdviseCorruption"
 	StorageServer_PutShares_FullMethodName        = "/tarn.storageserver.v1.StorageServer/PutShares"
+	StorageServer_PutSharesBatch_FullMethodName   = "/tarn.storageserver.v1.StorageServer/PutSharesBatch"
 )
 
 // StorageServerClient is the client API for StorageServer service.
@@ -72,6 +73,12 @@ type StorageServerClient interface {
 	// with Allocate. A server that predates it answers UNIMPLEMENTED; the
 	// client then uses Allocate.
 	PutShares(ctx context.Context, in *PutSharesRequest, opts ...grpc.CallOption) (*PutSharesResponse, error)
+	// Several PutShares in one call (of a client uploading small files
+	// several at a time): each is done as PutShares alone does it, all at
+	// once, and answered in order, each with its own outcome. A server
+	// that predates it answers UNIMPLEMENTED; the client then sends each
+	// as a PutShares.
+	PutSharesBatch(ctx context.Context, in *PutSharesBatchRequest, opts ...grpc.CallOption) (*PutSharesBatchResponse, error)
 }
 
 type storageServerClient struct {
@@ -224,6 +231,16 @@ func (c *storageServerClient) PutShares(ctx context.Context, in *PutSharesReques
 	return out, nil
 }
 
+func (c *storageServerClient) PutSharesBatch(ctx context.Context, in *PutSharesBatchRequest, opts ...grpc.CallOption) (*PutSharesBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutSharesBatchResponse)
+	err := c.cc.Invoke(ctx, StorageServer_PutSharesBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServerServer is the server API for StorageServer service.
 // All implementations must embed UnimplementedStorageServerServer
 // for forward compatibility.
@@ -259,6 +276,12 @@ type StorageServerServer interface {
 	// with Allocate. A server that predates it answers UNIMPLEMENTED; the
 	// client then uses Allocate.
 	PutShares(context.Context, *PutSharesRequest) (*PutSharesResponse, error)
+	// Several PutShares in one call (of a client uploading small files
+	// several at a time): each is done as PutShares alone does it, all at
+	// once, and answered in order, each with its own outcome. A server
+	// that predates it answers UNIMPLEMENTED; the client then sends each
+	// as a PutShares.
+	PutSharesBatch(context.Context, *PutSharesBatchRequest) (*PutSharesBatchResponse, error)
 	mustEmbedUnimplementedStorageServerServer()
 }
 
@@ -307,6 +330,9 @@ func (UnimplementedStorageServerServer) AdviseCorruption(context.Context, *Advis
 }
 func (UnimplementedStorageServerServer) PutShares(context.Context, *PutSharesRequest) (*PutSharesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PutShares not implemented")
+}
+func (UnimplementedStorageServerServer) PutSharesBatch(context.Context, *PutSharesBatchRequest) (*PutSharesBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutSharesBatch not implemented")
 }
 func (UnimplementedStorageServerServer) mustEmbedUnimplementedStorageServerServer() {}
 func (UnimplementedStorageServerServer) testEmbeddedByValue()                       {}
@@ -545,6 +571,24 @@ func _StorageServer_PutShares_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageServer_PutSharesBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutSharesBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServerServer).PutSharesBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageServer_PutSharesBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServerServer).PutSharesBatch(ctx, req.(*PutSharesBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageServer_ServiceDesc is the grpc.ServiceDesc for StorageServer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -595,6 +639,10 @@ var StorageServer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutShares",
 			Handler:    _StorageServer_PutShares_Handler,
+		},
+		{
+			MethodName: "PutSharesBatch",
+			Handler:    _StorageServer_PutSharesBatch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
