@@ -173,7 +173,9 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	}
 	os.Remove(filepath.Join(dir, EndpointsFile))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal stops the grid as Ctrl-C does, removing
+	// endpoints.json, instead of killing tarn dev where it stands.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// Pdeathsig fires when the thread that started a child ends: keep this
 	// goroutine on one thread for the whole run.
