@@ -51,6 +51,12 @@ func parseSCPCommand(cmd string) (*scpCmd, error) {
 	}
 	words, err := shellWords(cmd)
 	if err != nil {
+		// Only an scp command gets a complaint about its syntax: any
+		// other (rclone's shell detection "echo ${ShellId}%ComSpec%")
+		// is refused as every other command is.
+		if f := strings.Fields(cmd); len(f) == 0 || path.Base(f[0]) != "scp" {
+			return nil, errNotSCP
+		}
 		return nil, err
 	}
 	if len(words) == 0 || path.Base(words[0]) != "scp" {
