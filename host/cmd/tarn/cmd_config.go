@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -200,6 +201,9 @@ func checkFiles(p *conf.Profile) (errs, warnings []*conf.Error) {
 			add(key, fmt.Errorf("%s is a folder: want a file holding the account's root cap", a.RootCapFile))
 		}
 	}
+	if w := checkReserved(p); w != nil {
+		warnings = append(warnings, w)
+	}
 	// Sorted by line, as conf.Load's own errors are.
 	conf.ErrorList(errs).Sort()
 	conf.ErrorList(warnings).Sort()
@@ -239,4 +243,43 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// checkReserved warns when a storage server's reserved space leaves it no
+// room on the disk that holds its shares: the node starts, announces
+// itself, and refuses every share (docs/operations.md), which is easy to
+// miss from a client. Only for the built-in disk backend, whose folder is
+// known here.
+func checkReserved(p *conf.Profile) *conf.Error {
+	if !p.Storage.Enabled || p.Plugins.Storage.Name != "disk" || p.Storage.ReservedSpace <= 0 {
+		return nil
+	}
+	dir := filepath.Join(p.Node.StateDir, "shares")
+	if s, ok := p.Plugins.Storage.Config["path"].(string); ok && s != "" {
+		dir = s
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(p.Node.StateDir, dir)
+		}
+	}
+	// The folder may not exist before the first start: ask its nearest
+	// existing parent, which is on the same disk unless a mount intervenes.
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return nil
+	}
+	total := conf.Size(fs.Blocks * uint64(fs.Bsize))
+	free := conf.Size(fs.Bavail * uint64(fs.Bsize))
+	switch reserved := p.Storage.ReservedSpace; {
+	case reserved >= total:
+		return p.Errorf("storage.reserved_space", "%s is more than the whole disk holding %s (%s): this server will refuse every share", humanBytes(int64(reserved)), dir, humanBytes(int64(total)))
+	case reserved >= free:
+		return p.Errorf("storage.reserved_space", "the disk holding %s has %s free, no more than the %s reserved: this server refuses new shares until space is freed", dir, humanBytes(int64(free)), humanBytes(int64(reserved)))
+	}
+	return nil
 }

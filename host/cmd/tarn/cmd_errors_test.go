@@ -116,3 +116,33 @@ func TestConfigCheckMissingRootCap(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigCheckReservedSpace: a storage server whose reserved space is
+// more than its disk passes with a warning saying it will refuse every
+// share; a small reserve gives no warning.
+func TestConfigCheckReservedSpace(t *testing.T) {
+	bin := buildTarn(t)
+	dir := filepath.Join(t.TempDir(), "storage")
+	if r := run(t, bin, nil, "init", "--profile", "storage", dir); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	prof := filepath.Join(dir, "tarn.toml")
+	base, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		reserved string
+		warn     bool
+	}{{`"1 PiB"`, true}, {`"1MiB"`, false}} {
+		text := strings.Replace(string(base), `reserved_space = "1GiB"`, "reserved_space = "+tc.reserved, 1)
+		if err := os.WriteFile(prof, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, bin, nil, "config", "check", dir)
+		got := strings.Contains(r.stderr, "storage.reserved_space: 1.0 PiB is more than the whole disk holding")
+		if r.code != 0 || got != tc.warn {
+			t.Errorf("reserved_space = %s: exit %d, warning %v (want %v):\n%s", tc.reserved, r.code, got, tc.warn, r.stderr)
+		}
+	}
+}
