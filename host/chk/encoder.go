@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/hashtree"
@@ -64,6 +65,7 @@ type Encoder struct {
 	alloc    bufferAllocator // the codec's, when it has one
 	jobs     []*job          // every job made, to release their buffers
 	bsink    BlockSink       // sink, when it takes blocks by reference
+	alias    bool            // lay the K data blocks over the segment (aliasBlocks)
 
 	mu   sync.Mutex // guards lent, job.refs and job.orphan
 	lent []*job     // jobs whose blocks a BlockSink released: free again
@@ -85,6 +87,10 @@ type job struct {
 	fill   int
 	blocks [][]byte
 	bufs   *codec.Buffers // seg and blocks, when the codec allocated them
+	// region, when set, holds the segment and the N blocks laid out as
+	// the codec makes them: data block i is region[i*bs:(i+1)*bs], the
+	// segment's own bytes (and zero padding), then the parity blocks.
+	region []byte
 	hashes []hashtree.Hash
 	segSum hashtree.Hash
 	err    error
@@ -119,6 +125,7 @@ func NewEncoder(ctx context.Context, p Params, key cap.Key, size int64, c codec.
 	}
 	e.alloc, _ = c.(bufferAllocator)
 	e.bsink, _ = sink.(BlockSink)
+	e.alias = aliasBlocks && info.Name == aliasCodec
 	e.cur = e.newJob()
 	return e, nil
 }
@@ -144,6 +151,18 @@ func (e *Encoder) newJob() *job {
 	segBuf := int(min(int64(e.l.SegmentSize), e.l.Size))
 	j := &job{hashes: make([]hashtree.Hash, e.l.N)}
 	e.jobs = append(e.jobs, j)
+	if e.alias {
+		total := e.l.N * codec.BlockSize(e.l.codec(), segBuf)
+		if e.alloc != nil {
+			j.bufs, j.region = allocRegion(e.alloc, total)
+		}
+		if j.region == nil {
+			j.region = make([]byte, total)
+		}
+		j.seg, j.blocks = j.region[:segBuf:segBuf], make([][]byte, e.l.N)
+		j.carve(codec.BlockSize(e.l.codec(), segBuf))
+		return j
+	}
 	if e.alloc != nil {
 		// The segment is filled, encrypted and coded in place and the
 		// blocks hashed and sent from where the codec wrote them. An
@@ -159,6 +178,56 @@ func (e *Encoder) newJob() *job {
 		j.blocks[i] = make([]byte, bs)
 	}
 	return j
+}
+
+// Aliased blocks. A systematic codec's first K blocks are the segment
+// itself, zero-padded: Reed-Solomon's Encode copied the segment into
+// them (a copy of every byte, in the codec's process). Laid out so that
+// data block i is the segment's bytes i*bs to (i+1)*bs, the copy is of
+// a block onto itself, which the codec skips, and a segment needs N
+// blocks of memory instead of N blocks and a segment. Only for the
+// built-in codec (aliasCodec), whose Encode is written for it; a codec
+// that cleared or wrote its data blocks before reading the segment
+// would spoil it. (An older build of that codec copies each block onto
+// itself: the same bytes, one copy slower.)
+const aliasCodec = "reedsolomon"
+
+// aliasBlocks turns the aliased layout on; tests turn it off to compare.
+var aliasBlocks = true
+
+// carve points j's blocks at its region for blocks of bs bytes (the
+// last, short segment of a file has smaller ones).
+func (j *job) carve(bs int) {
+	for i := range j.blocks {
+		j.blocks[i] = j.region[i*bs : (i+1)*bs : (i+1)*bs]
+	}
+}
+
+// allocRegion asks the codec for n contiguous bytes of its shared
+// memory. AllocBuffers gives a segment and blocks, not a plain region:
+// for K=N=1 and a segment of h = ceil(n/2) bytes it lays out the segment
+// and then its one block, both h bytes, in one allocation, the block at
+// the segment's length rounded up for alignment (sdk/codec
+// Client.AllocBuffers). The region is the segment's start to the
+// block's end. That layout is checked, not trusted: anything else gives
+// nil, and the caller uses heap memory.
+func allocRegion(a bufferAllocator, n int) (*codec.Buffers, []byte) {
+	h := (n + 1) / 2
+	b, err := a.AllocBuffers(codec.Params{K: 1, N: 1}, h)
+	if err != nil || b == nil {
+		return nil, nil
+	}
+	if len(b.Segment) != h || len(b.Blocks) != 1 || len(b.Blocks[0]) != h {
+		b.Release()
+		return nil, nil
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b.Segment)))
+	gap := uintptr(unsafe.Pointer(unsafe.SliceData(b.Blocks[0]))) - start
+	if gap < uintptr(h) || gap > uintptr(h)+4096 {
+		b.Release()
+		return nil, nil
+	}
+	return b, unsafe.Slice(unsafe.SliceData(b.Segment), int(gap)+h)[:n:n]
 }
 
 // release returns every job's codec buffers once no goroutine uses them:
@@ -331,6 +400,9 @@ func (e *Encoder) code(j *job) {
 	xorKeyStream(e.aes, int64(j.index)*int64(e.l.SegmentSize), seg, seg)
 	j.segSum = tagged.Hash(tagged.ChkSegment, seg)
 	bs := codec.BlockSize(e.l.codec(), len(seg))
+	if j.region != nil {
+		j.carve(bs) // data blocks over the segment, also for a short one
+	}
 	blocks := make([][]byte, e.l.N)
 	for s := range blocks {
 		blocks[s] = j.blocks[s][:bs]

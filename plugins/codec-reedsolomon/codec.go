@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/reedsolomon"
 
@@ -68,7 +69,11 @@ func (c *Codec) encoder(p codec.Params) (reedsolomon.Encoder, error) {
 }
 
 // Encode copies the segment into the first K blocks, zero-padding the last,
-// and computes the N-K parity blocks.
+// and computes the N-K parity blocks. A data block that already is the
+// segment's bytes at its place (the block's first byte is the segment's
+// byte i*bs: host/chk's encoder lays the data blocks over the segment)
+// is not copied; its padding past the segment's end is still zeroed.
+// Blocks must not overlap the segment otherwise.
 func (c *Codec) Encode(_ context.Context, p codec.Params, segment []byte, blocks [][]byte) error {
 	if err := codec.CheckEncode(p, segment, blocks); err != nil {
 		return fmt.Errorf("reedsolomon encode: %w", err)
@@ -79,7 +84,11 @@ func (c *Codec) Encode(_ context.Context, p codec.Params, segment []byte, blocks
 	}
 	bs := codec.BlockSize(p, len(segment))
 	for i := 0; i < p.K; i++ {
-		n := copy(blocks[i], segment[min(i*bs, len(segment)):])
+		src := segment[min(i*bs, len(segment)):]
+		n := min(len(src), bs)
+		if n == 0 || unsafe.SliceData(blocks[i]) != unsafe.SliceData(src) {
+			copy(blocks[i], src)
+		} // else the block is the segment's own bytes (host/chk lays them so): nothing to copy
 		clear(blocks[i][n:])
 	}
 	if p.N == p.K {
