@@ -134,20 +134,21 @@ func (d *Drive) runQueued(ref dirRef, k cap.MutableRead, q *dirQueue) {
 	if len(live) == 0 {
 		return
 	}
-	// The folder's write-behind links come first, as they were
-	// acknowledged before any change queued now (behind.go).
-	var links []*plink
-	if d.behind != nil {
-		links = d.behind.take(k)
-	}
-	if !work && len(links) == 0 {
-		return // flushes only, with nothing to make
-	}
 	ctx := live[0].ctx
 	if len(live) > 1 {
 		var stop func()
 		ctx, stop = batchContext(live)
 		defer stop()
+	}
+	// The folder's write-behind links come first, as they were
+	// acknowledged before any change queued now (behind.go); take checks
+	// their folder's path under ctx (behind_path.go).
+	var links []*plink
+	if d.behind != nil {
+		links = d.behind.take(ctx, k)
+	}
+	if !work && len(links) == 0 {
+		return // flushes only, with nothing to make
 	}
 	var err error
 	if len(links) > 0 {

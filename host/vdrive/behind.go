@@ -327,13 +327,15 @@ func (b *Behind) deferring() bool { return b.cfg.Delay > 0 && b.j != nil }
 // extra keys on as its own record: the older record is dropped, and
 // rec's apply would otherwise take them from the folder, which never
 // held them. A folder under backpressure (throttled) gets rec made now
-// instead, and its change's error is add's.
+// instead, and its change's error is add's. The caller holds rec.Name
+// (lockName) since before it looked up what the name holds (rec.Prev,
+// rec.Also), so that no link of the name this node makes meanwhile is
+// missing from them.
 func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 	rec.Dir = ref.w.String()
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
 	}
-	defer b.lockName(ref, rec.Name)()
 	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
 		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
 	}
@@ -582,11 +584,12 @@ func (b *Behind) flush(ctx context.Context, k cap.MutableRead) error {
 	return b.d.editQueued(ctx, ref, nil)
 }
 
-// take moves k's pending links in flight, for the change about to run.
-func (b *Behind) take(k cap.MutableRead) []*plink {
+// take moves k's pending links in flight, for the change about to run
+// under ctx, and checks their folder is where they were written.
+func (b *Behind) take(ctx context.Context, k cap.MutableRead) []*plink {
 	ls := b.takeLinks(k)
 	if len(ls) > 0 {
-		b.pathCheck(k, ls)
+		b.pathCheck(ctx, k, ls)
 	}
 	return ls
 }

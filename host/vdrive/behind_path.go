@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 )
@@ -17,7 +16,10 @@ import (
 // link's path is walked from its root (pathCheck); a link whose folder is
 // no longer there (another node removed it, moved it, or put another
 // folder or a file at its path) is not made but kept in the failed links
-// with ErrFolderGone. Before, such a link was made in the removed folder,
+// with ErrFolderGone. The walk reads the current version of each folder
+// on the path (a removal made after a cached read would be missed): one
+// read per folder of the path per change, whatever its links. Before,
+// such a link was made in the removed folder,
 // where no path reaches it: an acknowledged file lost to its users' view.
 //
 // Not re-made at the path: a folder there now is another one (another
@@ -60,9 +62,7 @@ func recordPath(rec linkRecord) (root cap.DirRead, parts []string, ok bool, err 
 // its path: ErrFolderGone, or the error that kept the walk from proving
 // the folder there (the link then waits and is retried). Links of one
 // root and path share one walk.
-func (b *Behind) pathCheck(k cap.MutableRead, ls []*plink) {
-	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
-	defer cancel()
+func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) {
 	verdicts := map[[2]string]error{}
 	for _, l := range ls {
 		l.gone = nil

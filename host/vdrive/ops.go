@@ -394,6 +394,9 @@ func (d *Drive) linkBehind(ctx context.Context, p string, parent dirRef, name st
 	}
 	var prev *string
 	var also []string
+	// No other link of the name is journaled until this one is: what it
+	// replaces is then all this node made or has pending there.
+	defer d.behind.lockName(parent, name)()
 	if l, ok := d.behind.lookup(parent.r.Slot, name); ok {
 		replaced = true
 		m.Ctime, m.Extra = l.rec.Ctime, l.rec.Extra
