@@ -93,7 +93,7 @@ func (c *Client) putDone() {
 		return
 	}
 	g.mu.Unlock()
-	go c.drainPuts()
+	workers.run(c.drainPuts)
 }
 
 // drainPuts sends the queued puts, as many as one call carries at a
@@ -128,7 +128,12 @@ func (c *Client) drainPuts() {
 
 // sendPuts sends puts in one call (a PutShares for one) and answers each.
 func (c *Client) sendPuts(batch []*queuedPut) {
-	if len(batch) == 1 || c.group.noBatch.Load() {
+	if len(batch) == 1 {
+		r, err := c.putShares(batch[0].ctx, batch[0].req)
+		batch[0].done <- putAnswer{r, err}
+		return
+	}
+	if c.group.noBatch.Load() {
 		var wg sync.WaitGroup
 		for _, q := range batch {
 			wg.Add(1)

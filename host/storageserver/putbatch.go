@@ -47,10 +47,10 @@ func (s *Server) PutSharesBatch(ctx context.Context, req *pb.PutSharesBatchReque
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
 		wg.Add(1)
-		go func() {
+		workers.run(func() {
 			defer wg.Done()
 			put(i)
-		}()
+		})
 	}
 	put(0)
 	wg.Wait()
