@@ -118,6 +118,7 @@ type readHandle struct {
 	blocks    map[int64][]byte // published blocks still near the reader
 	maxWant   int64            // the highest block asked for
 	stopped   bool
+	free      [][]byte // blocks the reader has left behind, for the stream to reuse
 }
 
 var errStopped = errors.New("read handle closed")
@@ -142,9 +143,8 @@ func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
-		idx := pos / readBlock
-		b := h.block(idx)
-		if b == nil {
+		m, ok := h.fromBlock(p[n:], pos)
+		if !ok {
 			m, err := h.f.ReadAt(p[n:], pos)
 			n += m
 			if err != nil && !errors.Is(err, io.EOF) {
@@ -152,7 +152,7 @@ func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
 			}
 			break
 		}
-		n += copy(p[n:], b[pos-idx*readBlock:])
+		n += m
 	}
 	if off+int64(n) >= h.size {
 		return n, io.EOF
@@ -175,7 +175,7 @@ func (h *readHandle) maybeStream(off int64) {
 	h.started, h.streaming = true, true
 	h.mu.Unlock()
 	go func() {
-		bw := &blockWriter{h: h, buf: make([]byte, 0, readBlock)}
+		bw := &blockWriter{h: h, buf: h.newBlock()}
 		_, err := wt.WriteTo(bw)
 		if err == nil {
 			err = bw.flush()
@@ -187,24 +187,46 @@ func (h *readHandle) maybeStream(off int64) {
 	}()
 }
 
-// block is block idx from the stream, waiting for it when the stream is
-// about to publish it; nil when the stream does not have it.
-func (h *readHandle) block(idx int64) []byte {
+// fromBlock copies into p what the stream's block holds from pos on,
+// waiting for the block when the stream is about to publish it; false
+// when the stream does not have it. The copy is made under the lock:
+// blocks the reader has moved past are reused for later ones.
+func (h *readHandle) fromBlock(p []byte, pos int64) (int, bool) {
+	idx := pos / readBlock
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if idx > h.maxWant {
 		h.maxWant = idx
 		h.cond.Broadcast()
-		for k := range h.blocks {
+		for k, b := range h.blocks {
 			if k < h.maxWant-readWindow {
 				delete(h.blocks, k)
+				if len(h.free) < 2 && cap(b) == readBlock {
+					h.free = append(h.free, b[:0])
+				}
 			}
 		}
 	}
 	for h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow {
 		h.cond.Wait()
 	}
-	return h.blocks[idx]
+	b, ok := h.blocks[idx]
+	if !ok || pos-idx*readBlock >= int64(len(b)) {
+		return 0, false
+	}
+	return copy(p, b[pos-idx*readBlock:]), true
+}
+
+// newBlock is an empty block for the stream, a reused one when there is.
+func (h *readHandle) newBlock() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if k := len(h.free); k > 0 {
+		b := h.free[k-1]
+		h.free = h.free[:k-1]
+		return b
+	}
+	return make([]byte, 0, readBlock)
 }
 
 // publish adds the stream's next block, waiting while it is too far ahead
@@ -229,6 +251,7 @@ func (h *readHandle) Close() error {
 	h.mu.Lock()
 	h.stopped = true
 	h.blocks = map[int64][]byte{}
+	h.free = nil
 	h.cond.Broadcast()
 	h.mu.Unlock()
 	return nil
@@ -260,7 +283,7 @@ func (w *blockWriter) flush() error {
 		return nil
 	}
 	b := w.buf
-	w.buf = make([]byte, 0, readBlock)
+	w.buf = w.h.newBlock()
 	return w.h.publish(b)
 }
 

@@ -46,6 +46,13 @@ type limitsConn struct {
 	head []byte
 	left uint32
 
+	// The data fast path (fastpath.go): the open files it serves (nil:
+	// none), the buffer a request is read into and the one its answer is
+	// built in.
+	fast *fastHandles
+	in   []byte
+	out  []byte
+
 	mu         sync.Mutex
 	boundary   *sync.Cond // signalled when the outgoing stream is between packets
 	wleft      uint64     // bytes of the outgoing packet still to be written
@@ -94,6 +101,33 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 		}
 		if _, err := io.ReadFull(c.rw, h[4:5]); err != nil {
 			return 0, io.ErrUnexpectedEOF
+		}
+		if c.fast != nil && (h[4] == fxpRead || h[4] == fxpWrite || h[4] == fxpClose) && length <= maxPacket {
+			if cap(c.in) < int(4+length) {
+				c.in = make([]byte, 4+maxPacket)
+			}
+			pkt := c.in[:4+length]
+			copy(pkt, h[:])
+			if _, err := io.ReadFull(c.rw, pkt[5:]); err != nil {
+				return 0, io.ErrUnexpectedEOF
+			}
+			if h[4] == fxpClose {
+				// Reads and writes sent before the close have run; later
+				// ones go to pkg/sftp, which has forgotten the handle.
+				if handle, ok := closeHandle(pkt[5:]); ok {
+					c.fast.forget(handle)
+				}
+			} else {
+				served, err := c.serveData(h[4], pkt[5:])
+				if err != nil {
+					return 0, err
+				}
+				if served {
+					continue
+				}
+			}
+			c.head = pkt
+			continue
 		}
 		if h[4] != fxpExtended || length > maxExtended || !c.answering() {
 			c.head = append(c.head[:0], h[:]...)

@@ -73,7 +73,10 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	sessions atomic.Int64 // open session channels
-	pending  chan struct{}
+	// fastServed counts the reads and writes the data fast path answered
+	// (fastpath.go).
+	fastServed atomic.Int64
+	pending    chan struct{}
 
 	mu     sync.Mutex
 	conns  map[*ssh.ServerConn]struct{}
@@ -277,8 +280,9 @@ func (a *activity) idleFor() time.Duration {
 	return time.Since(time.Unix(0, a.last.Load()))
 }
 
-func (s *Server) handleConn(nc net.Conn) {
-	remote := nc.RemoteAddr().String()
+func (s *Server) handleConn(raw net.Conn) {
+	remote := raw.RemoteAddr().String()
+	nc := newBatchConn(raw) // fastconn.go: batched writes, large reads
 	nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.ssh)
 	if err != nil {
@@ -495,7 +499,13 @@ func (ss *session) serveSFTP() {
 	// (~25: its queues and 8 workers), a few MiB per session.
 	// limitsConn (limits.go) lets OpenSSH's clients send and ask for
 	// 255 KiB at a time.
-	rs := xsftp.NewRequestServer(newLimitsConn(chanRW{ss.ch, ss.act}), fs.handlers(),
+	// sendQueue (fastconn.go) hands the channel runs of whole answers;
+	// limitsConn answers the reads and writes of open files itself (the
+	// data fast path, fastpath.go) and passes the rest to pkg/sftp.
+	sq := newSendQueue(chanRW{ss.ch, ss.act})
+	lc := newLimitsConn(sq)
+	lc.fast = newFastHandles(&ss.s.fastServed)
+	rs := xsftp.NewRequestServer(lc, fastHandlers(fs, lc.fast),
 		xsftp.WithRSMaxTxPacket(maxData), xsftp.WithRSAllocator())
 	ss.log.Debug("sftp session")
 	// Serve ends at the client's EOF; the channel stays open for the exit
@@ -505,5 +515,8 @@ func (ss *session) serveSFTP() {
 	if err != nil && !errors.Is(err, io.EOF) {
 		ss.log.Debug("sftp session ended", "error", err)
 	}
+	// Every answer goes out before the exit status and the channel's close.
+	sq.Flush()
+	sq.q.stop()
 	ss.exit(0)
 }
