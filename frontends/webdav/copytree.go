@@ -64,12 +64,8 @@ func (s *session) serveCopyTree(w http.ResponseWriter, r *http.Request, src, dst
 		s.failErr(w, r, fmt.Errorf("COPY %s to %s: %w", src, dst, err))
 		return true
 	}
-	if parent, err := s.fs.d.Stat(ctx, path.Dir(dst)); err != nil || !parent.IsDir() {
-		if err != nil && !isNotExist(err) && !errors.Is(err, vdrive.ErrNotDir) {
-			s.failErr(w, r, fmt.Errorf("COPY %s to %s: parent: %w", src, dst, err))
-			return true
-		}
-		s.fail(w, r, http.StatusConflict, fmt.Errorf("COPY %s to %s: the destination's parent collection does not exist", src, dst))
+	if status, err := s.destParent(ctx, dst); err != nil {
+		s.fail(w, r, status, fmt.Errorf("COPY %s to %s: %w", src, dst, err))
 		return true
 	}
 	c := &treeCopy{s: s, sem: make(chan struct{}, copyParallel)}

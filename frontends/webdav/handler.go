@@ -310,6 +310,13 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 		if s.serveCopyTree(w, r, name, dst) {
 			return
 		}
+	case "MOVE":
+		// x/net/webdav answers any failed rename 403; a destination
+		// whose parent is missing is 409 (RFC 4918 9.9.4).
+		if status, err := s.destParent(ctx, dst); err != nil {
+			s.fail(w, r, status, fmt.Errorf("MOVE %s to %s: %w", name, dst, err))
+			return
+		}
 	case "LOCK":
 		s.serveLock(w, r, name)
 		return
@@ -497,6 +504,26 @@ func tokensOf(cs []webdav.Condition) []webdav.Condition {
 		}
 	}
 	return out
+}
+
+// destParent checks that the parent of a COPY or MOVE destination is a
+// collection: 409 when it is not (or missing). The cached folder answers
+// a hit; a miss is read again, so a parent made through another node a
+// moment ago is found.
+func (s *session) destParent(ctx context.Context, dst string) (int, error) {
+	dir := path.Dir(dst)
+	if in, err := s.fs.d.StatCached(ctx, dir); err == nil && in.IsDir() {
+		return 0, nil
+	}
+	in, err := s.fs.d.Stat(ctx, dir)
+	switch {
+	case err == nil && in.IsDir():
+		return 0, nil
+	case err == nil, isNotExist(err), errors.Is(err, vdrive.ErrNotDir):
+		return http.StatusConflict, errors.New("the destination's parent collection does not exist")
+	default:
+		return statusOf(err), err
+	}
 }
 
 // putBuffer is the copy buffer of a PUT: larger than io.Copy's 32 KiB so

@@ -448,6 +448,10 @@ func (s *session) serveLock(w http.ResponseWriter, r *http.Request, name string)
 	var l *lock
 	status := http.StatusOK
 	if !isNew {
+		if r.Header.Get("If") == "" {
+			s.fail(w, r, http.StatusBadRequest, errors.New("a LOCK without a body refreshes a lock: send its token in an If header, or a lockinfo body for a new lock"))
+			return
+		}
 		lists, err := parseIf(r.Header.Get("If"))
 		if err != nil {
 			s.fail(w, r, http.StatusBadRequest, err)
