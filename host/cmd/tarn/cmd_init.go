@@ -65,7 +65,11 @@ func runInit(out io.Writer, dir string) error {
 	if !oneOfStrings(role, conf.TemplateRoles) {
 		return fmt.Errorf("init: unknown profile %q: want introducer, storage, client or all", role)
 	}
-	for _, u := range initFlags.introducers {
+	for i, u := range initFlags.introducers {
+		// Pasted from node.json or a terminal, a URL may carry a space or
+		// a newline at its ends.
+		u = strings.TrimSpace(u)
+		initFlags.introducers[i] = u
 		if err := conf.CheckNodeURL(u); err != nil {
 			return fmt.Errorf("init: --introducer: %w", err)
 		}
