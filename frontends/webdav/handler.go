@@ -311,12 +311,8 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "MOVE":
-		// x/net/webdav answers any failed rename 403; a destination
-		// whose parent is missing is 409 (RFC 4918 9.9.4).
-		if status, err := s.destParent(ctx, dst); err != nil {
-			s.fail(w, r, status, fmt.Errorf("MOVE %s to %s: %w", name, dst, err))
-			return
-		}
+		s.serveMove(w, r, name, dst)
+		return
 	case "LOCK":
 		s.serveLock(w, r, name)
 		return
