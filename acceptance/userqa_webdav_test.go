@@ -5,7 +5,8 @@ package acceptance
 // What a demanding user does through WebDAV on a tarn dev grid of real
 // processes, with real clients: rclone syncs a tree twice (times must
 // round-trip so the second sync sends nothing), a collection COPY of the
-// tree, and the request flow of Windows' WebDAV redirector saving a file.
+// tree, the request flow of Windows' WebDAV redirector saving a file, and
+// a MOVE retried after it succeeded.
 
 import (
 	"encoding/json"
@@ -78,6 +79,21 @@ func TestUserQAWebDAV(t *testing.T) {
 	t.Run("rclone sync keeps times", func(t *testing.T) { userqaRcloneSync(t, d) })
 	t.Run("collection copy", func(t *testing.T) { userqaCopy(t, d) })
 	t.Run("windows save", func(t *testing.T) { userqaWindowsSave(t, d) })
+	t.Run("move retried", func(t *testing.T) { userqaMoveRetried(t, d) })
+}
+
+// userqaMoveRetried: a client whose MOVE succeeded but whose answer was
+// lost sends it again; the file it moved must survive (x/net/webdav's
+// MOVE deleted it: 403, then 404 on GET).
+func userqaMoveRetried(t *testing.T, d *userqaDAV) {
+	content := string(genBytes(78, 300_000))
+	d.must(t, http.StatusCreated, "PUT", "draft.odt", nil, content)
+	mv := map[string]string{"Destination": d.url + "final.odt", "Overwrite": "T"}
+	d.must(t, http.StatusCreated, "MOVE", "draft.odt", mv, "")
+	d.must(t, http.StatusNotFound, "MOVE", "draft.odt", mv, "")
+	if _, got := d.must(t, http.StatusOK, "GET", "final.odt", nil, ""); got != content {
+		t.Fatalf("the moved file reads %d bytes, want %d", len(got), len(content))
+	}
 }
 
 // userqaRclone runs rclone against d with vendor owncloud (what
