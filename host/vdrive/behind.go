@@ -51,8 +51,12 @@ import (
 // others at once, without reading back the chunks it wrote.
 //
 // A link that cannot be made (a directory was put at its name meanwhile,
-// the folder is damaged) is logged at ERROR with its name and read cap,
-// and appended to FailedLinksFile; it is never dropped silently.
+// the folder is damaged, the folder is no longer at its path:
+// behind_path.go, the entry changed since, found at a replay:
+// behind_replay.go) is logged at ERROR with its name and read cap, and
+// appended to FailedLinksFile (behind_failed.go); it is never dropped
+// silently. Links the grid refuses are retried until made, and shown in
+// Stats and the log (behind_stats.go).
 
 // JournalFile and FailedLinksFile are the write-behind's files in its
 // folder (the node's state folder).
