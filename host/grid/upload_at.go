@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/chk"
@@ -93,29 +94,72 @@ func (c *Client) uploadAt(ctx context.Context, r io.ReaderAt, base, size int64, 
 	return c.uploadCHK(ctx, key, size, first, func() (io.Reader, error) { return open(), nil })
 }
 
-// hashAt is the key's pass: the convergent key of what src gives.
+// hashAt is the key's pass: the convergent key of what src gives. A
+// goroutine reads the next chunk while this one hashes the last, so the
+// pass takes about as long as the hash alone (the copy out of the page
+// cache runs beside it, on another core when there is one).
 func (c *Client) hashAt(ctx context.Context, src io.Reader) (cap.Key, error) {
 	conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
 	if err != nil {
 		return cap.Key{}, fmt.Errorf("upload: %w", err)
 	}
-	bp := getBuf(hashChunk)
-	defer bufPool.Put(bp)
-	buf := *bp
+	type chunk struct {
+		b   *[]byte
+		n   int
+		err error
+	}
+	free := make(chan *[]byte, 2)
+	full := make(chan chunk, 2)
+	bufs := []*[]byte{getBuf(hashChunk), getBuf(hashChunk)}
+	for _, b := range bufs {
+		free <- b
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var b *[]byte
+			select {
+			case <-stop:
+				return
+			case b = <-free:
+			}
+			select {
+			case <-stop: // both were ready: stop wins
+				return
+			default:
+			}
+			n, err := src.Read((*b)[:hashChunk])
+			full <- chunk{b, n, err} // room for both buffers: never blocks
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait() // the reader is done with the buffers
+		for _, b := range bufs {
+			bufPool.Put(b)
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return cap.Key{}, fmt.Errorf("upload: %w", err)
 		}
-		n, err := src.Read(buf)
-		conv.Write(buf[:n])
-		if err == io.EOF {
+		ch := <-full
+		conv.Write((*ch.b)[:ch.n])
+		free <- ch.b
+		if ch.err == io.EOF {
 			return conv.Key(), nil
 		}
-		if errors.Is(err, ErrSize) {
-			return cap.Key{}, err
+		if errors.Is(ch.err, ErrSize) {
+			return cap.Key{}, ch.err
 		}
-		if err != nil {
-			return cap.Key{}, fmt.Errorf("upload: convergent key: %w", err)
+		if ch.err != nil {
+			return cap.Key{}, fmt.Errorf("upload: convergent key: %w", ch.err)
 		}
 	}
 }
