@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // TestClearAnswers: answers a client shows its user say what went wrong
@@ -95,4 +97,20 @@ func TestMoveNeverLosesTheDestination(t *testing.T) {
 	if r := e.do(t, "MOVE", "/moved", "reader", readerPW, map[string]string{"Destination": "/ro"}, nil); r.status != http.StatusForbidden {
 		t.Fatalf("read-only MOVE: %d", r.status)
 	}
+}
+
+// TestGridFailureIsRetryable: a change the grid fails (here an upload
+// refused) is 503 with Retry-After, which clients retry, not 500.
+func TestGridFailureIsRetryable(t *testing.T) {
+	fs := &failingStore{}
+	e := newEnv(t, envOpts{wrap: func(s vdrive.Store) vdrive.Store { fs.Store = s; return fs }})
+	fs.failSize.Store(5000)
+	for _, chunked := range []bool{false, true} {
+		r := e.put(t, "/x", pseudo(5000), chunked)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("PUT with the grid failing (chunked %v): %d, Retry-After %q; want 503 with Retry-After", chunked, r.status, r.header.Get("Retry-After"))
+		}
+	}
+	fs.failSize.Store(0)
+	e.must(t, http.StatusCreated, "PUT", "/x", nil, string(pseudo(5000)))
 }

@@ -432,7 +432,11 @@ func statusOf(err error) int {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:
-		return http.StatusInternalServerError
+		// None of vdrive's answers: the grid failed (too few servers
+		// answered, a write given up, a link that dropped). That is
+		// "try again", which 503 with Retry-After says; 500 told clients
+		// the server was broken.
+		return http.StatusServiceUnavailable
 	}
 }
 

@@ -347,7 +347,7 @@ func TestPutVisibleOnlyOnceLinked(t *testing.T) {
 		status int
 		listed int
 	}{
-		{"fails", errors.New("test: folder change refused"), http.StatusInternalServerError, 0},
+		{"fails", errors.New("test: folder change refused"), http.StatusServiceUnavailable, 0},
 		{"made", nil, http.StatusCreated, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
