@@ -217,3 +217,12 @@ func (s *Served) Indexes(ctx context.Context, fn func(index [storage.StorageInde
 	}
 	return d.Indexes(ctx, fn)
 }
+
+// PutBatch stores several whole shares in one call (storage.BatchPutter).
+func (s *Served) PutBatch(ctx context.Context, puts []storage.PutItem) ([]error, error) {
+	d, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	return d.PutBatch(ctx, puts)
+}

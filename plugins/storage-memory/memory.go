@@ -263,3 +263,18 @@ func (m *Memory) Put(_ context.Context, ref storage.Ref, data []byte) error {
 	m.shares[ref] = append(make([]byte, 0, len(data)), data...)
 	return nil
 }
+
+var _ storage.BatchPutter = (*Memory)(nil)
+
+// PutBatch stores several whole shares in one call (storage.BatchPutter),
+// each as Put does, each with its own outcome.
+func (m *Memory) PutBatch(ctx context.Context, puts []storage.PutItem) ([]error, error) {
+	if err := storage.CheckBatch(puts); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(puts))
+	for i, p := range puts {
+		errs[i] = m.Put(ctx, p.Ref, p.Data)
+	}
+	return errs, nil
+}

@@ -32,6 +32,7 @@ type Client struct {
 	info     *storagepb.InfoResponse
 	detach   context.CancelFunc
 	indexing bool
+	noBatch  atomic.Bool // the plugin answered PutBatch UNIMPLEMENTED
 
 	mailbox  *dataplane.Mailbox // nil unless the plugin can hand over files
 	useFiles atomic.Bool        // ask for share files at Create

@@ -45,7 +45,7 @@ func (s *server) Info(ctx context.Context, req *storagepb.InfoRequest) (*storage
 	}
 	_, idx := s.b.(Indexer)
 	r := &storagepb.InfoResponse{Name: in.Name, Version: in.Version, Protocol: ProtocolVersion,
-		Arena: s.arena != nil, Indexes: idx, Put: true, Files: s.fds != nil}
+		Arena: s.arena != nil, Indexes: idx, Put: true, PutBatch: true, Files: s.fds != nil}
 	if _, ok := s.b.(Opener); ok && s.fds != nil {
 		r.OpenFiles = true
 	}

@@ -232,6 +232,7 @@ type InfoResponse struct {
 	LivenessFdId uint64 `protobuf:"varint,9,opt,name=liveness_fd_id,json=livenessFdId,proto3" json:"liveness_fd_id,omitempty"`
 	// open_files is true when Open hands over sealed shares' files.
 	OpenFiles     bool `protobuf:"varint,10,opt,name=open_files,json=openFiles,proto3" json:"open_files,omitempty"`
+	PutBatch      bool `protobuf:"varint,11,opt,name=put_batch,json=putBatch,proto3" json:"put_batch,omitempty"` // the plugin serves PutBatch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +333,13 @@ func (x *InfoResponse) GetLivenessFdId() uint64 {
 func (x *InfoResponse) GetOpenFiles() bool {
 	if x != nil {
 		return x.OpenFiles
+	}
+	return false
+}
+
+func (x *InfoResponse) GetPutBatch() bool {
+	if x != nil {
+		return x.PutBatch
 	}
 	return false
 }
@@ -738,6 +746,157 @@ func (*PutRequest_Region) isPutRequest_Payload() {}
 
 func (*PutRequest_Data) isPutRequest_Payload() {}
 
+type PutBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*PutRequest          `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBatchRequest) Reset() {
+	*x = PutBatchRequest{}
+	mi := &file_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBatchRequest) ProtoMessage() {}
+
+func (x *PutBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBatchRequest.ProtoReflect.Descriptor instead.
+func (*PutBatchRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PutBatchRequest) GetPuts() []*PutRequest {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+// PutResult is one share's outcome: code 0 (stored, durable, visible) or
+// the gRPC code, message and sentinel name (as in ErrorDetail) the share's
+// Put alone would have failed with.
+type PutResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Sentinel      string                 `protobuf:"bytes,3,opt,name=sentinel,proto3" json:"sentinel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResult) Reset() {
+	*x = PutResult{}
+	mi := &file_storage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResult) ProtoMessage() {}
+
+func (x *PutResult) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResult.ProtoReflect.Descriptor instead.
+func (*PutResult) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PutResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PutResult) GetSentinel() string {
+	if x != nil {
+		return x.Sentinel
+	}
+	return ""
+}
+
+type PutBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*PutResult           `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per put, in the request's order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBatchResponse) Reset() {
+	*x = PutBatchResponse{}
+	mi := &file_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBatchResponse) ProtoMessage() {}
+
+func (x *PutBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBatchResponse.ProtoReflect.Descriptor instead.
+func (*PutBatchResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PutBatchResponse) GetResults() []*PutResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ref           *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
@@ -748,7 +907,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +919,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +932,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{11}
+	return file_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenRequest) GetRef() *Ref {
@@ -800,7 +959,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +971,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +984,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{12}
+	return file_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OpenResponse) GetSize() int64 {
@@ -851,7 +1010,7 @@ type HandleRequest struct {
 
 func (x *HandleRequest) Reset() {
 	*x = HandleRequest{}
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1022,7 @@ func (x *HandleRequest) String() string {
 func (*HandleRequest) ProtoMessage() {}
 
 func (x *HandleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1035,7 @@ func (x *HandleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleRequest.ProtoReflect.Descriptor instead.
 func (*HandleRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{13}
+	return file_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HandleRequest) GetHandle() uint64 {
@@ -895,7 +1054,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1066,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1079,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{14}
+	return file_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatResponse) GetSize() int64 {
@@ -944,7 +1103,7 @@ type ReadAtRequest struct {
 
 func (x *ReadAtRequest) Reset() {
 	*x = ReadAtRequest{}
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1115,7 @@ func (x *ReadAtRequest) String() string {
 func (*ReadAtRequest) ProtoMessage() {}
 
 func (x *ReadAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1128,7 @@ func (x *ReadAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAtRequest.ProtoReflect.Descriptor instead.
 func (*ReadAtRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{15}
+	return file_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadAtRequest) GetRef() *Ref {
@@ -1011,7 +1170,7 @@ type ReadAtResponse struct {
 
 func (x *ReadAtResponse) Reset() {
 	*x = ReadAtResponse{}
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1182,7 @@ func (x *ReadAtResponse) String() string {
 func (*ReadAtResponse) ProtoMessage() {}
 
 func (x *ReadAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1195,7 @@ func (x *ReadAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAtResponse.ProtoReflect.Descriptor instead.
 func (*ReadAtResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16}
+	return file_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadAtResponse) GetN() int64 {
@@ -1069,7 +1228,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1240,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1253,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{17}
+	return file_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRequest) GetIndex() []byte {
@@ -1113,7 +1272,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1284,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1297,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{18}
+	return file_storage_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListResponse) GetNums() []uint32 {
@@ -1158,7 +1317,7 @@ type SlotChunk struct {
 
 func (x *SlotChunk) Reset() {
 	*x = SlotChunk{}
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1329,7 @@ func (x *SlotChunk) String() string {
 func (*SlotChunk) ProtoMessage() {}
 
 func (x *SlotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1342,7 @@ func (x *SlotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotChunk.ProtoReflect.Descriptor instead.
 func (*SlotChunk) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{19}
+	return file_storage_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SlotChunk) GetToken() string {
@@ -1211,7 +1370,7 @@ type WriteSlotChunk struct {
 
 func (x *WriteSlotChunk) Reset() {
 	*x = WriteSlotChunk{}
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1382,7 @@ func (x *WriteSlotChunk) String() string {
 func (*WriteSlotChunk) ProtoMessage() {}
 
 func (x *WriteSlotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1395,7 @@ func (x *WriteSlotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteSlotChunk.ProtoReflect.Descriptor instead.
 func (*WriteSlotChunk) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{20}
+	return file_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WriteSlotChunk) GetRef() *Ref {
@@ -1269,7 +1428,7 @@ type WriteSlotResponse struct {
 
 func (x *WriteSlotResponse) Reset() {
 	*x = WriteSlotResponse{}
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1440,7 @@ func (x *WriteSlotResponse) String() string {
 func (*WriteSlotResponse) ProtoMessage() {}
 
 func (x *WriteSlotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1453,7 @@ func (x *WriteSlotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteSlotResponse.ProtoReflect.Descriptor instead.
 func (*WriteSlotResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{21}
+	return file_storage_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WriteSlotResponse) GetToken() string {
@@ -1313,7 +1472,7 @@ type IndexesResponse struct {
 
 func (x *IndexesResponse) Reset() {
 	*x = IndexesResponse{}
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1484,7 @@ func (x *IndexesResponse) String() string {
 func (*IndexesResponse) ProtoMessage() {}
 
 func (x *IndexesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1497,7 @@ func (x *IndexesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexesResponse.ProtoReflect.Descriptor instead.
 func (*IndexesResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{22}
+	return file_storage_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IndexesResponse) GetIndexes() [][]byte {
@@ -1359,7 +1518,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1530,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[23]
+	mi := &file_storage_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1543,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{23}
+	return file_storage_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ErrorDetail) GetSentinel() string {
@@ -1407,7 +1566,7 @@ const file_storage_proto_rawDesc = "" +
 	"\x03off\x18\x01 \x01(\x03R\x03off\x12\x10\n" +
 	"\x03len\x18\x02 \x01(\x03R\x03len\"3\n" +
 	"\vInfoRequest\x12$\n" +
-	"\x0eliveness_fd_id\x18\x01 \x01(\x04R\flivenessFdId\"\x96\x02\n" +
+	"\x0eliveness_fd_id\x18\x01 \x01(\x04R\flivenessFdId\"\xb3\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1421,7 +1580,8 @@ const file_storage_proto_rawDesc = "" +
 	"\x0eliveness_fd_id\x18\t \x01(\x04R\flivenessFdId\x12\x1d\n" +
 	"\n" +
 	"open_files\x18\n" +
-	" \x01(\bR\topenFiles\"7\n" +
+	" \x01(\bR\topenFiles\x12\x1b\n" +
+	"\tput_batch\x18\v \x01(\bR\bputBatch\"7\n" +
 	"\x10ConfigureRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\"9\n" +
 	"\rSpaceResponse\x12\x14\n" +
@@ -1445,7 +1605,15 @@ const file_storage_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\v2\x14.tarn.storage.v1.RefR\x03ref\x121\n" +
 	"\x06region\x18\x02 \x01(\v2\x17.tarn.storage.v1.RegionH\x00R\x06region\x12\x14\n" +
 	"\x04data\x18\x03 \x01(\fH\x00R\x04dataB\t\n" +
-	"\apayload\"J\n" +
+	"\apayload\"B\n" +
+	"\x0fPutBatchRequest\x12/\n" +
+	"\x04puts\x18\x01 \x03(\v2\x1b.tarn.storage.v1.PutRequestR\x04puts\"U\n" +
+	"\tPutResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
+	"\bsentinel\x18\x03 \x01(\tR\bsentinel\"H\n" +
+	"\x10PutBatchResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.tarn.storage.v1.PutResultR\aresults\"J\n" +
 	"\vOpenRequest\x12&\n" +
 	"\x03ref\x18\x01 \x01(\v2\x14.tarn.storage.v1.RefR\x03ref\x12\x13\n" +
 	"\x05fd_id\x18\x02 \x01(\x04R\x04fdId\"7\n" +
@@ -1481,7 +1649,8 @@ const file_storage_proto_rawDesc = "" +
 	"\x0fIndexesResponse\x12\x18\n" +
 	"\aindexes\x18\x01 \x03(\fR\aindexes\")\n" +
 	"\vErrorDetail\x12\x1a\n" +
-	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\xce\t\n" +
+	"\bsentinel\x18\x01 \x01(\tR\bsentinel2\x9f\n" +
+	"\n" +
 	"\aStorage\x12C\n" +
 	"\x04Info\x12\x1c.tarn.storage.v1.InfoRequest\x1a\x1d.tarn.storage.v1.InfoResponse\x12F\n" +
 	"\tConfigure\x12!.tarn.storage.v1.ConfigureRequest\x1a\x16.tarn.storage.v1.Empty\x12:\n" +
@@ -1500,7 +1669,8 @@ const file_storage_proto_rawDesc = "" +
 	"\tListSlots\x12\x1c.tarn.storage.v1.ListRequest\x1a\x1d.tarn.storage.v1.ListResponse\x12E\n" +
 	"\aIndexes\x12\x16.tarn.storage.v1.Empty\x1a .tarn.storage.v1.IndexesResponse0\x01\x12:\n" +
 	"\x03Put\x12\x1b.tarn.storage.v1.PutRequest\x1a\x16.tarn.storage.v1.Empty\x12C\n" +
-	"\x04Open\x12\x1c.tarn.storage.v1.OpenRequest\x1a\x1d.tarn.storage.v1.OpenResponseB.Z,github.com/tarnfs/tarn/sdk/storage/storagepbb\x06proto3"
+	"\x04Open\x12\x1c.tarn.storage.v1.OpenRequest\x1a\x1d.tarn.storage.v1.OpenResponse\x12O\n" +
+	"\bPutBatch\x12 .tarn.storage.v1.PutBatchRequest\x1a!.tarn.storage.v1.PutBatchResponseB.Z,github.com/tarnfs/tarn/sdk/storage/storagepbb\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -1514,7 +1684,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 	return file_storage_proto_rawDescData
 }
 
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_storage_proto_goTypes = []any{
 	(*Empty)(nil),             // 0: tarn.storage.v1.Empty
 	(*Ref)(nil),               // 1: tarn.storage.v1.Ref
@@ -1527,70 +1697,77 @@ var file_storage_proto_goTypes = []any{
 	(*CreateResponse)(nil),    // 8: tarn.storage.v1.CreateResponse
 	(*WriteAtRequest)(nil),    // 9: tarn.storage.v1.WriteAtRequest
 	(*PutRequest)(nil),        // 10: tarn.storage.v1.PutRequest
-	(*OpenRequest)(nil),       // 11: tarn.storage.v1.OpenRequest
-	(*OpenResponse)(nil),      // 12: tarn.storage.v1.OpenResponse
-	(*HandleRequest)(nil),     // 13: tarn.storage.v1.HandleRequest
-	(*StatResponse)(nil),      // 14: tarn.storage.v1.StatResponse
-	(*ReadAtRequest)(nil),     // 15: tarn.storage.v1.ReadAtRequest
-	(*ReadAtResponse)(nil),    // 16: tarn.storage.v1.ReadAtResponse
-	(*ListRequest)(nil),       // 17: tarn.storage.v1.ListRequest
-	(*ListResponse)(nil),      // 18: tarn.storage.v1.ListResponse
-	(*SlotChunk)(nil),         // 19: tarn.storage.v1.SlotChunk
-	(*WriteSlotChunk)(nil),    // 20: tarn.storage.v1.WriteSlotChunk
-	(*WriteSlotResponse)(nil), // 21: tarn.storage.v1.WriteSlotResponse
-	(*IndexesResponse)(nil),   // 22: tarn.storage.v1.IndexesResponse
-	(*ErrorDetail)(nil),       // 23: tarn.storage.v1.ErrorDetail
+	(*PutBatchRequest)(nil),   // 11: tarn.storage.v1.PutBatchRequest
+	(*PutResult)(nil),         // 12: tarn.storage.v1.PutResult
+	(*PutBatchResponse)(nil),  // 13: tarn.storage.v1.PutBatchResponse
+	(*OpenRequest)(nil),       // 14: tarn.storage.v1.OpenRequest
+	(*OpenResponse)(nil),      // 15: tarn.storage.v1.OpenResponse
+	(*HandleRequest)(nil),     // 16: tarn.storage.v1.HandleRequest
+	(*StatResponse)(nil),      // 17: tarn.storage.v1.StatResponse
+	(*ReadAtRequest)(nil),     // 18: tarn.storage.v1.ReadAtRequest
+	(*ReadAtResponse)(nil),    // 19: tarn.storage.v1.ReadAtResponse
+	(*ListRequest)(nil),       // 20: tarn.storage.v1.ListRequest
+	(*ListResponse)(nil),      // 21: tarn.storage.v1.ListResponse
+	(*SlotChunk)(nil),         // 22: tarn.storage.v1.SlotChunk
+	(*WriteSlotChunk)(nil),    // 23: tarn.storage.v1.WriteSlotChunk
+	(*WriteSlotResponse)(nil), // 24: tarn.storage.v1.WriteSlotResponse
+	(*IndexesResponse)(nil),   // 25: tarn.storage.v1.IndexesResponse
+	(*ErrorDetail)(nil),       // 26: tarn.storage.v1.ErrorDetail
 }
 var file_storage_proto_depIdxs = []int32{
 	1,  // 0: tarn.storage.v1.CreateRequest.ref:type_name -> tarn.storage.v1.Ref
 	2,  // 1: tarn.storage.v1.WriteAtRequest.region:type_name -> tarn.storage.v1.Region
 	1,  // 2: tarn.storage.v1.PutRequest.ref:type_name -> tarn.storage.v1.Ref
 	2,  // 3: tarn.storage.v1.PutRequest.region:type_name -> tarn.storage.v1.Region
-	1,  // 4: tarn.storage.v1.OpenRequest.ref:type_name -> tarn.storage.v1.Ref
-	1,  // 5: tarn.storage.v1.ReadAtRequest.ref:type_name -> tarn.storage.v1.Ref
-	2,  // 6: tarn.storage.v1.ReadAtRequest.region:type_name -> tarn.storage.v1.Region
-	1,  // 7: tarn.storage.v1.WriteSlotChunk.ref:type_name -> tarn.storage.v1.Ref
-	3,  // 8: tarn.storage.v1.Storage.Info:input_type -> tarn.storage.v1.InfoRequest
-	5,  // 9: tarn.storage.v1.Storage.Configure:input_type -> tarn.storage.v1.ConfigureRequest
-	0,  // 10: tarn.storage.v1.Storage.Attach:input_type -> tarn.storage.v1.Empty
-	0,  // 11: tarn.storage.v1.Storage.Space:input_type -> tarn.storage.v1.Empty
-	7,  // 12: tarn.storage.v1.Storage.Create:input_type -> tarn.storage.v1.CreateRequest
-	9,  // 13: tarn.storage.v1.Storage.WriteAt:input_type -> tarn.storage.v1.WriteAtRequest
-	13, // 14: tarn.storage.v1.Storage.Seal:input_type -> tarn.storage.v1.HandleRequest
-	13, // 15: tarn.storage.v1.Storage.Abort:input_type -> tarn.storage.v1.HandleRequest
-	1,  // 16: tarn.storage.v1.Storage.Stat:input_type -> tarn.storage.v1.Ref
-	15, // 17: tarn.storage.v1.Storage.ReadAt:input_type -> tarn.storage.v1.ReadAtRequest
-	17, // 18: tarn.storage.v1.Storage.List:input_type -> tarn.storage.v1.ListRequest
-	1,  // 19: tarn.storage.v1.Storage.Delete:input_type -> tarn.storage.v1.Ref
-	1,  // 20: tarn.storage.v1.Storage.ReadSlot:input_type -> tarn.storage.v1.Ref
-	20, // 21: tarn.storage.v1.Storage.WriteSlot:input_type -> tarn.storage.v1.WriteSlotChunk
-	17, // 22: tarn.storage.v1.Storage.ListSlots:input_type -> tarn.storage.v1.ListRequest
-	0,  // 23: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
-	10, // 24: tarn.storage.v1.Storage.Put:input_type -> tarn.storage.v1.PutRequest
-	11, // 25: tarn.storage.v1.Storage.Open:input_type -> tarn.storage.v1.OpenRequest
-	4,  // 26: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
-	0,  // 27: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
-	0,  // 28: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
-	6,  // 29: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
-	8,  // 30: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
-	0,  // 31: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
-	0,  // 32: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
-	0,  // 33: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
-	14, // 34: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
-	16, // 35: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
-	18, // 36: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
-	0,  // 37: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
-	19, // 38: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
-	21, // 39: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
-	18, // 40: tarn.storage.v1.Storage.ListSlots:output_type -> tarn.storage.v1.ListResponse
-	22, // 41: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
-	0,  // 42: tarn.storage.v1.Storage.Put:output_type -> tarn.storage.v1.Empty
-	12, // 43: tarn.storage.v1.Storage.Open:output_type -> tarn.storage.v1.OpenResponse
-	26, // [26:44] is the sub-list for method output_type
-	8,  // [8:26] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 4: tarn.storage.v1.PutBatchRequest.puts:type_name -> tarn.storage.v1.PutRequest
+	12, // 5: tarn.storage.v1.PutBatchResponse.results:type_name -> tarn.storage.v1.PutResult
+	1,  // 6: tarn.storage.v1.OpenRequest.ref:type_name -> tarn.storage.v1.Ref
+	1,  // 7: tarn.storage.v1.ReadAtRequest.ref:type_name -> tarn.storage.v1.Ref
+	2,  // 8: tarn.storage.v1.ReadAtRequest.region:type_name -> tarn.storage.v1.Region
+	1,  // 9: tarn.storage.v1.WriteSlotChunk.ref:type_name -> tarn.storage.v1.Ref
+	3,  // 10: tarn.storage.v1.Storage.Info:input_type -> tarn.storage.v1.InfoRequest
+	5,  // 11: tarn.storage.v1.Storage.Configure:input_type -> tarn.storage.v1.ConfigureRequest
+	0,  // 12: tarn.storage.v1.Storage.Attach:input_type -> tarn.storage.v1.Empty
+	0,  // 13: tarn.storage.v1.Storage.Space:input_type -> tarn.storage.v1.Empty
+	7,  // 14: tarn.storage.v1.Storage.Create:input_type -> tarn.storage.v1.CreateRequest
+	9,  // 15: tarn.storage.v1.Storage.WriteAt:input_type -> tarn.storage.v1.WriteAtRequest
+	16, // 16: tarn.storage.v1.Storage.Seal:input_type -> tarn.storage.v1.HandleRequest
+	16, // 17: tarn.storage.v1.Storage.Abort:input_type -> tarn.storage.v1.HandleRequest
+	1,  // 18: tarn.storage.v1.Storage.Stat:input_type -> tarn.storage.v1.Ref
+	18, // 19: tarn.storage.v1.Storage.ReadAt:input_type -> tarn.storage.v1.ReadAtRequest
+	20, // 20: tarn.storage.v1.Storage.List:input_type -> tarn.storage.v1.ListRequest
+	1,  // 21: tarn.storage.v1.Storage.Delete:input_type -> tarn.storage.v1.Ref
+	1,  // 22: tarn.storage.v1.Storage.ReadSlot:input_type -> tarn.storage.v1.Ref
+	23, // 23: tarn.storage.v1.Storage.WriteSlot:input_type -> tarn.storage.v1.WriteSlotChunk
+	20, // 24: tarn.storage.v1.Storage.ListSlots:input_type -> tarn.storage.v1.ListRequest
+	0,  // 25: tarn.storage.v1.Storage.Indexes:input_type -> tarn.storage.v1.Empty
+	10, // 26: tarn.storage.v1.Storage.Put:input_type -> tarn.storage.v1.PutRequest
+	14, // 27: tarn.storage.v1.Storage.Open:input_type -> tarn.storage.v1.OpenRequest
+	11, // 28: tarn.storage.v1.Storage.PutBatch:input_type -> tarn.storage.v1.PutBatchRequest
+	4,  // 29: tarn.storage.v1.Storage.Info:output_type -> tarn.storage.v1.InfoResponse
+	0,  // 30: tarn.storage.v1.Storage.Configure:output_type -> tarn.storage.v1.Empty
+	0,  // 31: tarn.storage.v1.Storage.Attach:output_type -> tarn.storage.v1.Empty
+	6,  // 32: tarn.storage.v1.Storage.Space:output_type -> tarn.storage.v1.SpaceResponse
+	8,  // 33: tarn.storage.v1.Storage.Create:output_type -> tarn.storage.v1.CreateResponse
+	0,  // 34: tarn.storage.v1.Storage.WriteAt:output_type -> tarn.storage.v1.Empty
+	0,  // 35: tarn.storage.v1.Storage.Seal:output_type -> tarn.storage.v1.Empty
+	0,  // 36: tarn.storage.v1.Storage.Abort:output_type -> tarn.storage.v1.Empty
+	17, // 37: tarn.storage.v1.Storage.Stat:output_type -> tarn.storage.v1.StatResponse
+	19, // 38: tarn.storage.v1.Storage.ReadAt:output_type -> tarn.storage.v1.ReadAtResponse
+	21, // 39: tarn.storage.v1.Storage.List:output_type -> tarn.storage.v1.ListResponse
+	0,  // 40: tarn.storage.v1.Storage.Delete:output_type -> tarn.storage.v1.Empty
+	22, // 41: tarn.storage.v1.Storage.ReadSlot:output_type -> tarn.storage.v1.SlotChunk
+	24, // 42: tarn.storage.v1.Storage.WriteSlot:output_type -> tarn.storage.v1.WriteSlotResponse
+	21, // 43: tarn.storage.v1.Storage.ListSlots:output_type -> tarn.storage.v1.ListResponse
+	25, // 44: tarn.storage.v1.Storage.Indexes:output_type -> tarn.storage.v1.IndexesResponse
+	0,  // 45: tarn.storage.v1.Storage.Put:output_type -> tarn.storage.v1.Empty
+	15, // 46: tarn.storage.v1.Storage.Open:output_type -> tarn.storage.v1.OpenResponse
+	13, // 47: tarn.storage.v1.Storage.PutBatch:output_type -> tarn.storage.v1.PutBatchResponse
+	29, // [29:48] is the sub-list for method output_type
+	10, // [10:29] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -1612,7 +1789,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Storage_Indexes_FullMethodName   = "/tarn.storage.v1.Storage/Indexes"
 	Storage_Put_FullMethodName       = "/tarn.storage.v1.Storage/Put"
 	Storage_Open_FullMethodName      = "/tarn.storage.v1.Storage/Open"
+	Storage_PutBatch_FullMethodName  = "/tarn.storage.v1.Storage/PutBatch"
 )
 
 // StorageClient is the client API for Storage service.
@@ -89,6 +90,14 @@ type StorageClient interface {
 	// Open hands the host a sealed share's file, read-only, over the fd
 	// channel (fd_id), with its size; only when Info said open_files.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*OpenResponse, error)
+	// PutBatch stores several whole shares in one call, each as Put would,
+	// and answers every share's outcome in the request's order (one refused
+	// share fails alone). At most MaxBatchPuts shares and MaxBatchBytes
+	// bytes of them per call, else INVALID_ARGUMENT for the whole call. The
+	// plugin says it serves PutBatch in InfoResponse.put_batch; a plugin
+	// built before this call answers UNIMPLEMENTED, and the host then puts
+	// the shares one by one.
+	PutBatch(ctx context.Context, in *PutBatchRequest, opts ...grpc.CallOption) (*PutBatchResponse, error)
 }
 
 type storageClient struct {
@@ -309,6 +318,16 @@ func (c *storageClient) Open(ctx context.Context, in *OpenRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *storageClient) PutBatch(ctx context.Context, in *PutBatchRequest, opts ...grpc.CallOption) (*PutBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutBatchResponse)
+	err := c.cc.Invoke(ctx, Storage_PutBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -356,6 +375,14 @@ type StorageServer interface {
 	// Open hands the host a sealed share's file, read-only, over the fd
 	// channel (fd_id), with its size; only when Info said open_files.
 	Open(context.Context, *OpenRequest) (*OpenResponse, error)
+	// PutBatch stores several whole shares in one call, each as Put would,
+	// and answers every share's outcome in the request's order (one refused
+	// share fails alone). At most MaxBatchPuts shares and MaxBatchBytes
+	// bytes of them per call, else INVALID_ARGUMENT for the whole call. The
+	// plugin says it serves PutBatch in InfoResponse.put_batch; a plugin
+	// built before this call answers UNIMPLEMENTED, and the host then puts
+	// the shares one by one.
+	PutBatch(context.Context, *PutBatchRequest) (*PutBatchResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -419,6 +446,9 @@ func (UnimplementedStorageServer) Put(context.Context, *PutRequest) (*Empty, err
 }
 func (UnimplementedStorageServer) Open(context.Context, *OpenRequest) (*OpenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Open not implemented")
+}
+func (UnimplementedStorageServer) PutBatch(context.Context, *PutBatchRequest) (*PutBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PutBatch not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -733,6 +763,24 @@ func _Storage_Open_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_PutBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).PutBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_PutBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).PutBatch(ctx, req.(*PutBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -795,6 +843,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Open",
 			Handler:    _Storage_Open_Handler,
+		},
+		{
+			MethodName: "PutBatch",
+			Handler:    _Storage_PutBatch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -50,6 +50,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"Space", testSpace},
 		{"Indexes", testIndexes},
 		{"Put", testPut},
+		{"PutBatch", testPutBatch},
 		{"Open", testOpen},
 	}
 	for _, tc := range tests {
@@ -837,5 +838,100 @@ func testOpen(t *testing.T, b storage.Backend) {
 	got := make([]byte, len(p))
 	if n, err := f.ReadAt(got, 0); n != len(p) || !bytes.Equal(got, p) {
 		t.Fatalf("read of an open file after Delete: %d bytes, %v", n, err)
+	}
+}
+
+// testPutBatch checks storage.PutBatch, the one-call store of several
+// whole shares: every share stored reads back whole; a share sealed
+// already, or given twice, fails alone; shares over the pack limit and
+// batches over the byte limit (split into calls) are stored too. A
+// storage.BatchPutter refuses a call over the limits and stores nothing
+// of it.
+func testPutBatch(t *testing.T, b storage.Backend) {
+	ctx := ctxT(t)
+	bp, isBatch := b.(storage.BatchPutter)
+	t.Logf("backend is a storage.BatchPutter: %v", isBatch)
+	if err := storage.Put(ctx, b, ref(40, 3), data(900, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var puts []storage.PutItem
+	for i := range 8 {
+		puts = append(puts, storage.PutItem{Ref: ref(40+byte(i%2), uint32(i)), Data: data(4096+i, uint64(i))})
+	}
+	puts = append(puts,
+		storage.PutItem{Ref: ref(42, 0), Data: nil},               // 8: empty
+		storage.PutItem{Ref: ref(42, 1), Data: data(300<<10, 77)}, // 9: over the pack limit
+		storage.PutItem{Ref: ref(40, 3), Data: data(900, 2)},      // 10: sealed already
+		storage.PutItem{Ref: ref(42, 2), Data: data(100, 3)},      // 11 and 12: one ref twice
+		storage.PutItem{Ref: ref(42, 2), Data: data(100, 4)})
+	errs := storage.PutBatch(ctx, b, puts)
+	if len(errs) != len(puts) {
+		t.Fatalf("%d outcomes for %d shares", len(errs), len(puts))
+	}
+	for i := range 10 {
+		if errs[i] != nil {
+			t.Fatalf("share %d (%s): %v", i, puts[i].Ref, errs[i])
+		}
+		if got := get(t, b, puts[i].Ref); !bytes.Equal(got, puts[i].Data) {
+			t.Fatalf("share %d (%s) read back other bytes", i, puts[i].Ref)
+		}
+	}
+	wantErr(t, "batched put over a sealed share", errs[10], storage.ErrExists)
+	if got := get(t, b, ref(40, 3)); !bytes.Equal(got, data(900, 1)) {
+		t.Fatal("a refused batched put changed the sealed share")
+	}
+	won := 11
+	switch {
+	case errs[11] == nil && errors.Is(errs[12], storage.ErrExists):
+	case errs[12] == nil && errors.Is(errs[11], storage.ErrExists):
+		won = 12
+	default:
+		t.Fatalf("one ref twice in a batch: %v, %v; want one stored, one ErrExists", errs[11], errs[12])
+	}
+	if got := get(t, b, ref(42, 2)); !bytes.Equal(got, puts[won].Data) {
+		t.Fatal("the share given twice holds the bytes of the one refused")
+	}
+	nums, err := b.List(ctx, ref(40, 0).Index)
+	if err != nil || !slices.Equal(nums, []uint32{0, 2, 3, 4, 6}) {
+		t.Fatalf("list after batch: %v, %v; want [0 2 3 4 6]", nums, err)
+	}
+	// Over MaxBatchBytes in all: storage.PutBatch splits it into calls.
+	big := []storage.PutItem{
+		{Ref: ref(43, 0), Data: data(400<<10, 5)},
+		{Ref: ref(43, 1), Data: data(400<<10, 6)},
+		{Ref: ref(43, 2), Data: data(400<<10, 7)},
+	}
+	for i, err := range storage.PutBatch(ctx, b, big) {
+		if err != nil {
+			t.Fatalf("split batch, share %d: %v", i, err)
+		}
+		if got := get(t, b, big[i].Ref); !bytes.Equal(got, big[i].Data) {
+			t.Fatalf("split batch, share %d read back other bytes", i)
+		}
+	}
+	if !isBatch {
+		return
+	}
+	for _, tc := range []struct {
+		name string
+		puts []storage.PutItem
+	}{
+		{"too many", make([]storage.PutItem, storage.MaxBatchPuts+1)},
+		{"too many bytes", []storage.PutItem{{Ref: ref(44, 0), Data: make([]byte, 600<<10)}, {Ref: ref(44, 1), Data: make([]byte, 600<<10)}}},
+	} {
+		for i := range tc.puts {
+			tc.puts[i].Ref = ref(44, uint32(i))
+		}
+		errs, err := bp.PutBatch(ctx, tc.puts)
+		if errors.Is(err, errors.ErrUnsupported) {
+			t.Logf("%s: the backend does not batch (%v)", tc.name, err)
+			continue
+		}
+		if errs != nil || !errors.Is(err, storage.ErrBatchLimit) {
+			t.Fatalf("%s: %d outcomes, error %v; want ErrBatchLimit", tc.name, len(errs), err)
+		}
+		if _, err := b.Stat(ctx, ref(44, 0)); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("%s: a refused batch stored a share (stat: %v)", tc.name, err)
+		}
 	}
 }
