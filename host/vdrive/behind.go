@@ -100,6 +100,12 @@ type BehindConfig struct {
 	// WarnEvery is how often a folder whose changes keep failing is
 	// logged at WARN (0: DefaultWarnEvery; behind_stats.go).
 	WarnEvery time.Duration
+	// PathCacheTTL: a folder on a link's path read (or written by this
+	// node) within it is trusted by the path check without a fresh read;
+	// a verdict of "gone" is always confirmed on fresh reads (0:
+	// DefaultPathCacheTTL; negative: every walk reads fresh;
+	// behind_path.go).
+	PathCacheTTL time.Duration
 }
 
 // Behind is the write-behind of one node: its journal, its pending links

@@ -64,7 +64,9 @@ func TestWriteBehindFolderGone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := newRootCap(t, g)
 			dir := t.TempDir()
-			b, _ := behindOn(t, g, dir, never)
+			// Every walk fresh: the other node's change is seen at once
+			// (TestWriteBehindPathCache covers the cached walk).
+			b := behindWith(t, g, vdrive.BehindConfig{Dir: dir, Delay: never, PathCacheTTL: -1, Logger: testLogger(t)})
 			d := frontDrive(t, b, root)
 			ctx := ctxFor(t, 2*time.Minute)
 			if err := d.MkdirAll(ctx, "/up/in"); err != nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
+	"github.com/tarnfs/tarn/host/dirnode"
 )
 
 // A link written behind is made only into the folder it was acknowledged
@@ -16,11 +18,20 @@ import (
 // link's path is walked from its root (pathCheck); a link whose folder is
 // no longer there (another node removed it, moved it, or put another
 // folder or a file at its path) is not made but kept in the failed links
-// with ErrFolderGone. The walk reads the current version of each folder
-// on the path (a removal made after a cached read would be missed): one
-// read per folder of the path per change, whatever its links. Before,
-// such a link was made in the removed folder,
+// with ErrFolderGone. Before, such a link was made in the removed folder,
 // where no path reaches it: an acknowledged file lost to its users' view.
+//
+// The walk trusts a folder of the path read or written within
+// PathCacheTTL (1 s, the frontends' folder cache) and reads the others;
+// a walk that finds the folder gone is done again on fresh reads before
+// its verdict counts. So a removal by another node is seen at the latest
+// one cache period after it, as every other operation of a frontend
+// sees it, and a change costs no extra read while its path was read or
+// written in the last second (rclone and cp -r into one folder: a fresh
+// walk per change tripled the folder reads per file). A removal racing
+// the link within that period is a race either way: made a moment
+// later, the link would have been made before the removal and gone with
+// the folder.
 //
 // Not re-made at the path: a folder there now is another one (another
 // user's choice), and a file of the same name in it would be silently
@@ -73,21 +84,44 @@ func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) 
 		key := [2]string{l.rec.Root, l.rec.Path}
 		v, seen := verdicts[key]
 		if !seen {
-			v = b.reachable(ctx, root, parts, k)
+			v = b.reachable(ctx, root, parts, k, b.pathCacheTTL())
+			if errors.Is(v, ErrFolderGone) {
+				v = b.reachable(ctx, root, parts, k, 0)
+			}
 			verdicts[key] = v
 		}
 		l.gone = v
 	}
 }
 
+// DefaultPathCacheTTL is BehindConfig.PathCacheTTL's default.
+const DefaultPathCacheTTL = time.Second
+
+func (b *Behind) pathCacheTTL() time.Duration {
+	switch {
+	case b.cfg.PathCacheTTL < 0:
+		return 0
+	case b.cfg.PathCacheTTL == 0:
+		return DefaultPathCacheTTL
+	}
+	return b.cfg.PathCacheTTL
+}
+
 // reachable reports (nil) whether walking parts from root ends at the
-// folder k; ErrFolderGone when it does not.
-func (b *Behind) reachable(ctx context.Context, root cap.DirRead, parts []string, k cap.MutableRead) error {
+// folder k; ErrFolderGone when it does not. Folders read or written
+// within ttl are taken from the node's roots (0: every folder read
+// fresh).
+func (b *Behind) reachable(ctx context.Context, root cap.DirRead, parts []string, k cap.MutableRead, ttl time.Duration) error {
+	recent := rootCache{ttl: ttl, m: b.d.roots.m}
 	ref := dirRef{r: root}
 	for i, name := range parts {
-		// The current versions, never a cached one: a removal made
-		// after the cached read would not be seen.
-		dir, _, err := b.d.loadCached(ctx, ref, false)
+		var dir *dirnode.Dir
+		var err error
+		if bs, ok := recent.get(ref.r.Slot); ok {
+			dir, err = dirnode.Open(bs, ref.keys(), b.d.chunks, b.d.cache)
+		} else {
+			dir, _, err = b.d.loadCached(ctx, ref, false)
+		}
 		if err != nil {
 			return err
 		}
