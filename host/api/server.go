@@ -517,6 +517,9 @@ type Status struct {
 	// Introducer is the introducer's figures (introducer nodes); its
 	// announced servers are in Servers.
 	Introducer *IntroducerStatus `json:"introducer,omitempty"`
+	// IntroducerLinks is this node's link to each of its introducers
+	// (status_introducer.go).
+	IntroducerLinks []IntroducerLink `json:"introducer_links,omitempty"`
 	// Rates is how fast the node's counters grew over the last minute,
 	// per second, by name (see Config.Counters); RatesOver the seconds
 	// they cover.
@@ -567,6 +570,10 @@ type ServerStatus struct {
 	Nickname string `json:"nickname,omitempty"`
 	Address  string `json:"address"`
 	Static   bool   `json:"static"`
+	// Cached: known from the client's cache of the announcements it last
+	// verified (private/servers.cache), as no introducer answered yet
+	// since the node started.
+	Cached bool `json:"cached,omitempty"`
 	// Connected: the server is announced (or static) and its last contact
 	// with this client, if any, was an answer, not a fault.
 	Connected bool `json:"connected"`

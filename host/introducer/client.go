@@ -51,8 +51,11 @@ func NodelinkDialer(tr transport.Transport, addr string, cert tls.Certificate, g
 
 // Backoff is the wait between reconnection attempts: Min, doubling up to
 // Max, with ±25% jitter so a grid's nodes do not reconnect in step after
-// an introducer restart.
-type Backoff struct{ Min, Max time.Duration }
+// an introducer restart. After the introducer refused the node (another
+// grid, or not a member: a wrong grid secret, which only a restart with
+// the right one mends) it waits Refused, default the larger of Max and a
+// minute.
+type Backoff struct{ Min, Max, Refused time.Duration }
 
 func (b Backoff) withDefaults() Backoff {
 	if b.Min <= 0 {
@@ -61,12 +64,19 @@ func (b Backoff) withDefaults() Backoff {
 	if b.Max < b.Min {
 		b.Max = max(time.Minute, b.Min)
 	}
+	if b.Refused <= 0 {
+		b.Refused = max(b.Max, time.Minute)
+	}
 	return b
 }
 
 func (b Backoff) next(d time.Duration) time.Duration {
 	return min(2*d, b.Max)
 }
+
+// jitterless is how a wait is logged: the back-off step as text ("500ms",
+// "30s"; the jitter aside), not nanoseconds in JSON logs.
+func jitterless(d time.Duration) string { return d.String() }
 
 func jitter(d time.Duration) time.Duration {
 	return d*3/4 + rand.N(d/2+1)
@@ -120,6 +130,8 @@ type PublisherConfig struct {
 	Lifetime time.Duration
 	Backoff  Backoff
 	Logger   hclog.Logger
+	// Name names the introducer in logs (its URL); optional.
+	Name string
 }
 
 // Publisher keeps a node's announcement on one introducer: it publishes on
@@ -134,6 +146,7 @@ type Publisher struct {
 	seq       uint64
 	published atomic.Uint64
 	lastErr   atomic.Pointer[error]
+	link      *link
 }
 
 // NewPublisher checks cfg and makes a publisher; Run starts it.
@@ -165,7 +178,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if _, err := open(mustSign(cfg, 1), time.Now()); err != nil {
 		return nil, fmt.Errorf("introducer publisher: %w", err)
 	}
-	return &Publisher{cfg: cfg, log: cfg.Logger.Named("publisher"), kick: make(chan struct{}, 1)}, nil
+	return &Publisher{cfg: cfg, log: cfg.Logger.Named("publisher"), kick: make(chan struct{}, 1), link: newLink(time.Now())}, nil
 }
 
 func mustSign(cfg PublisherConfig, seq uint64) *introducerpb.SignedAnnouncement {
@@ -190,6 +203,9 @@ func (p *Publisher) Kick() {
 
 // Published counts announcements the introducer accepted.
 func (p *Publisher) Published() uint64 { return p.published.Load() }
+
+// Link is the publisher's link to its introducer now.
+func (p *Publisher) Link() LinkState { return p.link.get() }
 
 // LastError is the last failure, or nil after a success.
 func (p *Publisher) LastError() error {
@@ -233,11 +249,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		p.lastErr.Store(&err)
 		if ok {
 			wait = p.cfg.Backoff.Min
 		}
-		p.log.Warn("introducer unreachable; retrying", "error", err, "in", wait)
+		if ref := refusal(err); ref != nil {
+			// Not a fault of the link: retrying soon cannot help, and
+			// "unreachable" would send the operator to the network.
+			p.lastErr.Store(&ref)
+			p.link.down(time.Now(), ref, true)
+			p.log.Error(ref.Error(), "introducer", p.cfg.Name, "error", err, "retry_in", p.cfg.Backoff.Refused.String())
+			if !sleep(ctx, p.cfg.Backoff.Refused) {
+				return ctx.Err()
+			}
+			continue
+		}
+		p.lastErr.Store(&err)
+		p.link.down(time.Now(), err, false)
+		p.log.Warn("introducer unreachable; retrying", "introducer", p.cfg.Name, "error", err, "retry_in", jitterless(wait))
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
@@ -274,6 +302,7 @@ func (p *Publisher) session(ctx context.Context) (bool, error) {
 		did = true
 		p.published.Add(1)
 		p.lastErr.Store(nil)
+		p.link.up(time.Now())
 		p.log.Debug("published", "seq", seq)
 		select {
 		case <-ctx.Done():
@@ -297,6 +326,14 @@ type SubscriberConfig struct {
 	Logger  hclog.Logger
 	// Now is the clock used to judge expiry (tests); default time.Now.
 	Now func() time.Time
+	// Names name the introducers in logs (their URLs), in the order of
+	// Introducers; optional.
+	Names []string
+	// CacheFile keeps the last verified announcements across restarts
+	// (cache.go); empty keeps none. CacheEvery is the least time between
+	// two writes of it (default 2 s).
+	CacheFile  string
+	CacheEvery time.Duration
 }
 
 // Subscriber keeps a ServerList up to date from one or more introducers,
@@ -311,6 +348,9 @@ type Subscriber struct {
 	dropped map[string]uint64
 	synced  int           // introducers whose current snapshot arrived
 	refused map[int]error // introducers whose last session was a membership refusal
+	links   []*link       // by introducer
+	// syncKick wakes saveCache when an introducer's snapshot arrives.
+	syncKick chan struct{}
 }
 
 // NewSubscriber checks cfg and makes a subscriber; Run starts it.
@@ -328,7 +368,28 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
-	return &Subscriber{cfg: cfg, log: cfg.Logger.Named("subscriber"), dropped: map[string]uint64{}, refused: map[int]error{}}, nil
+	s := &Subscriber{cfg: cfg, log: cfg.Logger.Named("subscriber"), dropped: map[string]uint64{}, refused: map[int]error{}, syncKick: make(chan struct{}, 1)}
+	for range cfg.Introducers {
+		s.links = append(s.links, newLink(time.Now()))
+	}
+	return s, nil
+}
+
+// Links is the subscriber's link to each introducer now, in the order of
+// Introducers.
+func (s *Subscriber) Links() []LinkState {
+	out := make([]LinkState, len(s.links))
+	for i, l := range s.links {
+		out[i] = l.get()
+	}
+	return out
+}
+
+func (s *Subscriber) name(i int) string {
+	if i < len(s.cfg.Names) {
+		return s.cfg.Names[i]
+	}
+	return fmt.Sprint(i)
 }
 
 // Stats counts records taken into the list and dropped (by Reason), and
@@ -347,6 +408,14 @@ func (s *Subscriber) Stats() (accepted uint64, dropped map[string]uint64, synced
 // it returns ctx's error. With no introducers it keeps only the static list.
 func (s *Subscriber) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	if s.cfg.CacheFile != "" {
+		s.loadCache()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.saveCache(ctx)
+		}()
+	}
 	for i, d := range s.cfg.Introducers {
 		wg.Add(1)
 		go func() {
@@ -419,7 +488,7 @@ func (s *Subscriber) noteSession(i int, ok bool, err error) {
 func (s *Subscriber) follow(ctx context.Context, i int, dial Dialer) {
 	wait := s.cfg.Backoff.Min
 	for {
-		ok, err := s.session(ctx, dial)
+		ok, err := s.session(ctx, i, dial)
 		if ctx.Err() != nil {
 			return
 		}
@@ -427,7 +496,16 @@ func (s *Subscriber) follow(ctx context.Context, i int, dial Dialer) {
 		if ok {
 			wait = s.cfg.Backoff.Min
 		}
-		s.log.Warn("introducer subscription ended; retrying", "introducer", i, "error", err, "in", wait)
+		if ref := refusal(err); ref != nil {
+			s.links[i].down(time.Now(), ref, true)
+			s.log.Error(ref.Error(), "introducer", s.name(i), "error", err, "retry_in", s.cfg.Backoff.Refused.String())
+			if !sleep(ctx, s.cfg.Backoff.Refused) {
+				return
+			}
+			continue
+		}
+		s.links[i].down(time.Now(), err, false)
+		s.log.Warn("introducer subscription ended; retrying", "introducer", s.name(i), "error", err, "retry_in", jitterless(wait))
 		if !sleep(ctx, wait) {
 			return
 		}
@@ -437,7 +515,7 @@ func (s *Subscriber) follow(ctx context.Context, i int, dial Dialer) {
 
 // session follows one subscription; it returns whether the snapshot
 // arrived, and why it ended.
-func (s *Subscriber) session(ctx context.Context, dial Dialer) (bool, error) {
+func (s *Subscriber) session(ctx context.Context, i int, dial Dialer) (bool, error) {
 	cc, err := dial(ctx)
 	if err != nil {
 		return false, err
@@ -470,6 +548,13 @@ func (s *Subscriber) session(ctx context.Context, dial Dialer) (bool, error) {
 			s.mu.Lock()
 			s.synced++
 			s.mu.Unlock()
+			s.links[i].up(time.Now())
+			// The introducer's view replaces the cached one.
+			s.cfg.List.DropCached()
+			select {
+			case s.syncKick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -480,7 +565,7 @@ func (s *Subscriber) take(sa *introducerpb.SignedAnnouncement) {
 		err = fmt.Errorf("announcement of %s: %w: service %q", r.NodeID, ErrMalformed, r.Service)
 	}
 	if err == nil {
-		err = s.cfg.List.Update(r)
+		err = s.cfg.List.UpdateSigned(r, sa)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -140,6 +140,13 @@ func Verify(sa *introducerpb.SignedAnnouncement, grid string, now time.Time) (Re
 }
 
 func open(sa *introducerpb.SignedAnnouncement, now time.Time) (Record, error) {
+	return openAt(sa, now, true)
+}
+
+// openAt is open, checking the expiry only with checkExpiry: a client's
+// cached announcements (cache.go) are used past it until an introducer
+// answers.
+func openAt(sa *introducerpb.SignedAnnouncement, now time.Time, checkExpiry bool) (Record, error) {
 	if sa == nil {
 		return Record{}, fmt.Errorf("%w: empty", ErrMalformed)
 	}
@@ -198,7 +205,7 @@ func open(sa *introducerpb.SignedAnnouncement, now time.Time) (Record, error) {
 	if r.IssuedAt.After(now.Add(MaxClockSkew)) {
 		return r, fmt.Errorf("%s: %w: issued %s in the future", who, ErrMalformed, r.IssuedAt.Sub(now).Round(time.Second))
 	}
-	if !now.Before(r.ExpiresAt) {
+	if checkExpiry && !now.Before(r.ExpiresAt) {
 		return r, fmt.Errorf("%s: %w at %s", who, ErrExpired, r.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return r, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tarnfs/tarn/host/identity"
+	"github.com/tarnfs/tarn/host/introducer/introducerpb"
 	"github.com/tarnfs/tarn/host/nodelink"
 )
 
@@ -25,6 +26,10 @@ type Server struct {
 	ExpiresAt time.Time
 	// Static: listed in the profile; never expires.
 	Static bool
+	// Cached: known from the node's cache of the announcements it last
+	// verified (cache.go), not yet from an introducer since the node
+	// started; ExpiresAt may have passed.
+	Cached bool
 }
 
 // StaticServer makes a server list entry from a profile's
@@ -48,14 +53,19 @@ func StaticServer(name, transportAddr, keyHash string) (Server, error) {
 // static servers plus live announcements. It is safe for concurrent use.
 type ServerList struct {
 	mu      sync.Mutex
-	static  map[string]Server // by node id
-	live    map[string]Server // by node id, from announcements
+	static  map[string]Server                           // by node id
+	live    map[string]Server                           // by node id, from announcements
+	signed  map[string]*introducerpb.SignedAnnouncement // live's, as verified
+	cached  map[string]Server                           // by node id, from the cache until an introducer answers
 	changed chan struct{}
 }
 
 // NewServerList starts a list holding the static servers.
 func NewServerList(static []Server) *ServerList {
-	l := &ServerList{static: map[string]Server{}, live: map[string]Server{}, changed: make(chan struct{})}
+	l := &ServerList{
+		static: map[string]Server{}, live: map[string]Server{}, cached: map[string]Server{},
+		signed: map[string]*introducerpb.SignedAnnouncement{}, changed: make(chan struct{}),
+	}
 	for _, s := range static {
 		s.Static = true
 		l.static[s.NodeID] = s
@@ -64,17 +74,26 @@ func NewServerList(static []Server) *ServerList {
 }
 
 // Servers returns a snapshot, sorted by node id. An announced server that
-// is also static shows its announcement (fresher addresses and space).
+// is also static shows its announcement (fresher addresses and space); a
+// cached one shows its cached announcement until a live one comes.
 func (l *ServerList) Servers() []Server {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]Server, 0, len(l.static)+len(l.live))
+	out := make([]Server, 0, len(l.static)+len(l.live)+len(l.cached))
 	for id, s := range l.live {
 		_, s.Static = l.static[id]
 		out = append(out, s)
 	}
-	for id, s := range l.static {
+	for id, s := range l.cached {
 		if _, ok := l.live[id]; !ok {
+			_, s.Static = l.static[id]
+			out = append(out, s)
+		}
+	}
+	for id, s := range l.static {
+		_, live := l.live[id]
+		_, cached := l.cached[id]
+		if !live && !cached {
 			out = append(out, s)
 		}
 	}
@@ -98,13 +117,28 @@ func (l *ServerList) notifyLocked() {
 // Update adds or refreshes a server from a verified storage record. It
 // returns ErrStale, wrapped, when the record is not newer than the one
 // held.
-func (l *ServerList) Update(r Record) error {
+func (l *ServerList) Update(r Record) error { return l.UpdateSigned(r, nil) }
+
+// UpdateSigned is Update keeping the signed announcement r was verified
+// from (sa), for the node's cache (Signed).
+func (l *ServerList) UpdateSigned(r Record, sa *introducerpb.SignedAnnouncement) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old, ok := l.live[r.NodeID]; ok && r.Sequence <= old.Sequence {
 		return fmt.Errorf("announcement of %s: %w: sequence %d, holding %d", r.NodeID, ErrStale, r.Sequence, old.Sequence)
 	}
-	l.live[r.NodeID] = Server{
+	l.live[r.NodeID] = serverOf(r)
+	if sa != nil {
+		l.signed[r.NodeID] = sa
+	} else {
+		delete(l.signed, r.NodeID)
+	}
+	l.notifyLocked()
+	return nil
+}
+
+func serverOf(r Record) Server {
+	return Server{
 		NodeID:    r.NodeID,
 		KeyHash:   r.KeyHash(),
 		Addresses: append([]string(nil), r.Addresses...),
@@ -114,8 +148,42 @@ func (l *ServerList) Update(r Record) error {
 		Sequence:  r.Sequence,
 		ExpiresAt: r.ExpiresAt,
 	}
+}
+
+// Seed puts servers from the node's cache in the list (marked Cached),
+// until DropCached: a live announcement of the same node shows instead.
+func (l *ServerList) Seed(cached []Server) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range cached {
+		s.Cached = true
+		l.cached[s.NodeID] = s
+	}
 	l.notifyLocked()
-	return nil
+}
+
+// DropCached forgets the cached servers: an introducer's view arrived and
+// replaces them.
+func (l *ServerList) DropCached() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.cached) == 0 {
+		return
+	}
+	clear(l.cached)
+	l.notifyLocked()
+}
+
+// Signed returns the signed announcements of the live servers, as
+// verified, for the node's cache.
+func (l *ServerList) Signed() []*introducerpb.SignedAnnouncement {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*introducerpb.SignedAnnouncement, 0, len(l.signed))
+	for _, sa := range l.signed {
+		out = append(out, sa)
+	}
+	return out
 }
 
 // Expire drops announcements that lapsed by now and returns the next
@@ -128,6 +196,7 @@ func (l *ServerList) Expire(now time.Time) time.Time {
 	for id, s := range l.live {
 		if !now.Before(s.ExpiresAt) {
 			delete(l.live, id)
+			delete(l.signed, id)
 			changed = true
 			continue
 		}

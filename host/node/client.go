@@ -39,14 +39,21 @@ func (n *Node) startClient(ctx context.Context, tr *pluginhost.Transport, cert t
 	for _, u := range introducers {
 		dialers = append(dialers, introducer.NodelinkDialer(tr, u, cert, gridSecret))
 	}
+	if err := os.MkdirAll(filepath.Join(p.Node.StateDir, identity.PrivateDir), 0o700); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
 	sub, err := introducer.NewSubscriber(introducer.SubscriberConfig{
 		Grid: p.Grid.Name, Introducers: dialers, List: n.list,
 		Backoff: introducer.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
-		Logger:  n.log,
+		Logger:  n.log, Names: introducers,
+		// The last servers verified, for a start while the introducers
+		// are down (private/servers.cache).
+		CacheFile: filepath.Join(p.Node.StateDir, identity.PrivateDir, introducer.CacheFile),
 	})
 	if err != nil {
 		return err
 	}
+	n.sub, n.subURLs = sub, introducers
 	n.goRun("subscriber", sub.Run)
 	n.goRun("server list watch", n.seen.watch(n.list))
 

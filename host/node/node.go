@@ -128,10 +128,15 @@ type Node struct {
 	// stops run in reverse order on Stop.
 	stops []func()
 
-	list   *introducer.ServerList
-	seen   *lastSeen
-	client *grid.Client
-	api    *api.Server
+	list *introducer.ServerList
+	sub  *introducer.Subscriber
+	// subURLs and pubs are the introducers' URLs of sub's links, and the
+	// publishers with theirs, for the status (introducer links).
+	subURLs []string
+	pubs    []publisher
+	seen    *lastSeen
+	client  *grid.Client
+	api     *api.Server
 
 	metrics *metrics.Metrics
 	intro   *introducer.Service
@@ -180,6 +185,8 @@ func Start(ctx context.Context, dir string, opts Options) (*Node, error) {
 			JSONFormat: p.Node.LogFormat == "json",
 		})
 	}
+	// Durations in log fields as "1.5s" in both formats (logdur.go).
+	log = withDurations(log)
 	id, err := identity.Load(p.Node.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("start node %s: %w (tarn init makes one)", p.Node.Name, err)
@@ -337,11 +344,12 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 				Grid: p.Grid.Name, Addresses: []string{n.info.StorageURL}, Version: Version,
 				Nickname: p.Node.Name, FreeSpace: free,
 				Backoff: introducer.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
-				Logger:  n.log,
+				Logger:  n.log, Name: u,
 			})
 			if err != nil {
 				return err
 			}
+			n.pubs = append(n.pubs, publisher{url: u, pub: pub})
 			n.goRun("publisher", pub.Run)
 		}
 	}

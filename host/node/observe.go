@@ -41,10 +41,12 @@ func (n *Node) status(ctx context.Context) api.Status {
 			// host stays announced until its record expires) and the
 			// server has not announced itself since (a restart does).
 			failing := h.Failing() && h.LastFailure.After(seen)
+			// A cached server (no introducer answered since the start) is
+			// dialled as a static one is, its announcement's expiry aside.
 			ss := api.ServerStatus{
-				NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, FreeSpace: s.FreeSpace,
+				NodeID: s.NodeID, Nickname: s.Nickname, Static: s.Static, Cached: s.Cached, FreeSpace: s.FreeSpace,
 				Version: s.Version, ExpiresAt: s.ExpiresAt, LastSeen: seen,
-				Connected:  (s.Static || now.Before(s.ExpiresAt)) && !failing,
+				Connected:  (s.Static || s.Cached || now.Before(s.ExpiresAt)) && !failing,
 				LastAnswer: h.LastAnswer, LastFailure: h.LastFailure,
 			}
 			if failing {
@@ -69,6 +71,7 @@ func (n *Node) status(ctx context.Context) api.Status {
 			st.Servers = append(st.Servers, ss)
 		}
 	}
+	st.IntroducerLinks = n.introducerLinks()
 	if n.intro != nil {
 		is := n.intro.Stats()
 		st.Introducer = &api.IntroducerStatus{Held: is.Held, Accepted: is.Accepted, Dropped: is.Dropped}
@@ -153,6 +156,9 @@ func (n *Node) registerMetrics() error {
 		{Name: "storage_open_uploads", Help: "Share uploads in progress.", Type: g},
 		{Name: "storage_space_bytes", Help: "The storage backend's space: total and free.", Type: g, Labels: []string{"kind"}},
 		{Name: "introducer_announcements", Help: "Announcements the introducer holds.", Type: g},
+		{Name: "introducer_connected", Help: "1 while the node's link to the introducer is up (subscriber: its list arrived; publisher: its announcement was taken), else 0.", Type: g, Labels: []string{"introducer", "role"}},
+		{Name: "introducer_refused", Help: "1 while the introducer refuses this node (another grid secret or grid name), else 0.", Type: g, Labels: []string{"introducer", "role"}},
+		{Name: "servers_cached", Help: "Storage servers the client knows only from its cache (no introducer answered since start).", Type: g},
 	}
 	roles := strings.Join(n.info.Roles, ",")
 	return n.metrics.Func(fams, func(emit metrics.Emit) {
@@ -214,6 +220,19 @@ func (n *Node) registerMetrics() error {
 		if n.intro != nil {
 			emit("introducer_announcements", float64(n.intro.Stats().Held))
 		}
+		for _, l := range n.introducerLinks() {
+			emit("introducer_connected", b2f(l.Connected), l.URL, l.Role)
+			emit("introducer_refused", b2f(l.Refused), l.URL, l.Role)
+		}
+		if n.list != nil {
+			cached := 0
+			for _, s := range n.list.Servers() {
+				if s.Cached {
+					cached++
+				}
+			}
+			emit("servers_cached", float64(cached))
+		}
 	})
 }
 
@@ -274,4 +293,11 @@ func (c *countingConn) Write(p []byte) (int, error) {
 		c.sent.Add(float64(n))
 	}
 	return n, err
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

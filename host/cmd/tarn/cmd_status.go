@@ -167,8 +167,9 @@ func printStatus(out io.Writer, st *api.Status) {
 		fmt.Fprintf(out, "shares: k=%d h=%d n=%d\n", st.Shares.K, st.Shares.H, st.Shares.N)
 	}
 	if st.Shares.N > 0 || st.Introducer != nil {
-		fmt.Fprintf(out, "storage servers: %d known, %d connected\n", st.Known, st.Conn)
+		fmt.Fprintf(out, "storage servers: %d known, %d connected%s\n", st.Known, st.Conn, cachedNote(st))
 	}
+	printIntroducerLinks(out, st)
 	if len(st.Servers) > 0 {
 		fmt.Fprintln(tw, "  NAME\tNODE ID\tFREE\tLAST SEEN\tADDRESS")
 		for _, s := range st.Servers {
@@ -302,7 +303,7 @@ func printHints(out io.Writer, flag string, st *api.Status) {
 	}
 	switch {
 	case len(p.Grid.Introducers) > 0:
-		fmt.Fprintf(out, "hint: no storage server known yet: is the introducer reachable from here, and does it serve grid %q? (%s; the node's log says why in \"introducer subscription ended; retrying\" lines)\n",
+		fmt.Fprintf(out, "hint: no storage server known yet: is the introducer reachable from here, and does it serve grid %q? (%s; the introducer lines above and the node's log say why)\n",
 			p.Grid.Name, strings.Join(p.Grid.Introducers, ", "))
 	case len(p.Grid.Servers) == 0 && !p.Introducer.Enabled:
 		fmt.Fprintf(out, "hint: no storage server known: %s lists no grid.introducers and no grid.servers\n", p.File)

@@ -1,0 +1,102 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/introducer"
+)
+
+// TestClientRestartIntroducerDown: a client restarted while its
+// introducer is down knows the servers from its cache
+// (private/servers.cache, 0600) and uploads to them; its status says the
+// introducer link is down, why and since when, and marks the servers
+// cached; /metrics has the link's gauge at 0. A storage node's status
+// shows its publisher link connected.
+func TestClientRestartIntroducerDown(t *testing.T) {
+	g := newGrid(t, 3, io.Discard)
+	var sst api.Status
+	getJSON(t, g.storage[0].Info().APIURL+"/v1/status", &sst)
+	if len(sst.IntroducerLinks) != 1 || sst.IntroducerLinks[0].Role != "publisher" || !sst.IntroducerLinks[0].Connected {
+		t.Fatalf("storage node's introducer links: %+v", sst.IntroducerLinks)
+	}
+	cache := filepath.Join(g.dirs["client"], "private", introducer.CacheFile)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, _, err := introducer.LoadCache(cache, "test", time.Now())
+		if err == nil && len(s) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client never cached 3 servers: %d, %v", len(s), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cache %v mode %v, want 0600", err, fi.Mode())
+	}
+	g.client.Stop()
+	g.intro.Stop()
+
+	c := startNode(t, g.dirs["client"], io.Discard)
+	if got := len(c.Servers()); got != 3 {
+		t.Fatalf("restarted client knows %d servers, want 3 from its cache", got)
+	}
+	in := c.Info()
+	tok, err := os.ReadFile(in.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &api.Client{BaseURL: in.APIURL, Token: strings.TrimSpace(string(tok))}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data := randomBytes(200 << 10)
+	capStr, err := cl.Put(ctx, bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("upload through the cached servers: %v", err)
+	}
+	if capStr == "" {
+		t.Fatal("no cap")
+	}
+	var st api.Status
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		getJSON(t, in.APIURL+"/v1/status", &st)
+		if len(st.IntroducerLinks) == 1 && st.IntroducerLinks[0].LastError != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("introducer links: %+v", st.IntroducerLinks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	l := st.IntroducerLinks[0]
+	if l.Connected || l.Refused || l.Role != "subscriber" || l.Since.IsZero() || !strings.Contains(l.LastError, "introducer") {
+		t.Errorf("link %+v", l)
+	}
+	if st.Known != 3 || st.Conn != 3 {
+		t.Errorf("servers %d known, %d connected; want 3, 3", st.Known, st.Conn)
+	}
+	for _, s := range st.Servers {
+		if !s.Cached {
+			t.Errorf("server %s not marked cached", s.NodeID)
+		}
+	}
+	fams := scrape(t, in.APIURL)
+	if got := sum(fams, "tarn_introducer_connected", map[string]string{"role": "subscriber"}); got != 0 {
+		t.Errorf("tarn_introducer_connected = %v, want 0", got)
+	}
+	if got := sum(fams, "tarn_servers_cached", nil); got != 3 {
+		t.Errorf("tarn_servers_cached = %v, want 3", got)
+	}
+	if _, ok := fams["tarn_introducer_connected"]; !ok {
+		t.Error("no tarn_introducer_connected family")
+	}
+}
