@@ -64,26 +64,55 @@ func (s *Server) putStored(n int64) {
 }
 
 // PutShares stores whole shares of one storage index in one call: the
-// work of Allocate, WriteShare and Seal, with one backend call per share
-// (storage.Put) and no List. A share sealed here already is answered as
-// already held, one another upload is writing as in progress; neither is
-// touched. Shares stored before an error stay stored (and leased); the
-// error names the share that failed.
+// work of Allocate, WriteShare and Seal, with one backend call for all
+// its shares (storage.PutBatch: one Put for one share) and no List. A
+// share sealed here already is answered as already held, one another
+// upload is writing as in progress; neither is touched. On an error the
+// shares stored stay stored (and leased); the error names the first
+// share, in share-number order, that failed.
 func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.PutSharesResponse, error) {
+	resps, errs := s.putMany(ctx, []*pb.PutSharesRequest{req})
+	return resps[0], errs[0]
+}
+
+// putJob is one PutShares of a putMany call.
+type putJob struct {
+	obj       lazyObj
+	index     [storage.StorageIndexSize]byte
+	req       *pb.PutSharesRequest
+	shares    []*pb.ShareData // sorted by number
+	size      int64
+	total     int64
+	resp      *pb.PutSharesResponse
+	claimed   []*upload
+	first     int // of its claimed shares in the backend batch
+	leaseWait func() error
+	err       error
+}
+
+// check validates a PutShares request into a job.
+func (s *Server) check(req *pb.PutSharesRequest) *putJob {
+	j := &putJob{req: req, resp: &pb.PutSharesResponse{}}
 	index, err := parseIndex(req.StorageIndex)
 	if err != nil {
-		return nil, err
+		j.err = err
+		return j
 	}
-	obj := lazyObj(index) // formatted only for an error
+	j.index, j.obj = index, lazyObj(index) // formatted only for an error
+	obj := j.obj
+	fail := func(format string, a ...any) *putJob {
+		j.err = status.Errorf(codes.InvalidArgument, "%s: "+format, append([]any{obj}, a...)...)
+		return j
+	}
 	if err := checkLeaseSecret(req.LeaseSecret); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", obj, err)
+		return fail("%v", err)
 	}
 	if len(req.Shares) == 0 || len(req.Shares) > MaxSharesPerCall {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %d shares, want 1 to %d", obj, len(req.Shares), MaxSharesPerCall)
+		return fail("%d shares, want 1 to %d", len(req.Shares), MaxSharesPerCall)
 	}
 	size := req.ShareSize
 	if size < 0 || size > s.cfg.MaxShareSize || size > MaxChunk {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: share size %d, want 0 to %d", obj, size, min(s.cfg.MaxShareSize, MaxChunk))
+		return fail("share size %d, want 0 to %d", size, min(s.cfg.MaxShareSize, MaxChunk))
 	}
 	shares := slices.Clone(req.Shares)
 	slices.SortFunc(shares, func(a, b *pb.ShareData) int { return int(a.ShareNum) - int(b.ShareNum) })
@@ -91,97 +120,145 @@ func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.P
 	for i, sh := range shares {
 		switch {
 		case sh.ShareNum >= MaxSharesPerCall:
-			return nil, status.Errorf(codes.InvalidArgument, "%s: share number %d, want below %d", obj, sh.ShareNum, MaxSharesPerCall)
+			return fail("share number %d, want below %d", sh.ShareNum, MaxSharesPerCall)
 		case i > 0 && shares[i-1].ShareNum == sh.ShareNum:
-			return nil, status.Errorf(codes.InvalidArgument, "%s: share number %d given twice", obj, sh.ShareNum)
+			return fail("share number %d given twice", sh.ShareNum)
 		case int64(len(sh.Data)) != size:
-			return nil, status.Errorf(codes.InvalidArgument, "%s: share %d has %d bytes, share size is %d", obj, sh.ShareNum, len(sh.Data), size)
+			return fail("share %d has %d bytes, share size is %d", sh.ShareNum, len(sh.Data), size)
 		}
 		total += size
 	}
 	if total > MaxChunk {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %d bytes of shares in one call, limit %d", obj, total, MaxChunk)
+		return fail("%d bytes of shares in one call, limit %d", total, MaxChunk)
+	}
+	j.shares, j.size, j.total = shares, size, total
+	return j
+}
+
+// putMany does the PutShares of reqs together and answers each as it
+// would be answered alone (a response, or the error it fails with): the
+// shares of all of them go to the backend in one storage.PutBatch (one
+// plugin call, one group commit) instead of one Put per share.
+//
+// The lease records are queued before the backend stores the shares (its
+// group-committed fsync) and committed after: the leases of the puts
+// stored meanwhile share one commit (boltLeases), and a put is answered
+// only once its shares are durable and its lease record committed. Should
+// every share of a put fail, its index keeps a lease and nothing else, as
+// after an Allocate whose uploads are aborted.
+func (s *Server) putMany(ctx context.Context, reqs []*pb.PutSharesRequest) ([]*pb.PutSharesResponse, []error) {
+	jobs := make([]*putJob, len(reqs))
+	valid := 0
+	for i, req := range reqs {
+		jobs[i] = s.check(req)
+		if jobs[i].err == nil {
+			valid++
+		}
+	}
+	resps := make([]*pb.PutSharesResponse, len(reqs))
+	errs := make([]error, len(reqs))
+	defer func() {
+		for i, j := range jobs {
+			if j.err != nil {
+				errs[i] = j.err
+			} else {
+				resps[i] = j.resp
+			}
+		}
+	}()
+	if valid == 0 {
+		return resps, errs
 	}
 	s.gcMu.RLock() // what we store or find keeps existing until its lease is added
 	defer s.gcMu.RUnlock()
 	free, err := s.putFree(ctx)
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("%s: space: %w", obj, err))
+		for _, j := range jobs {
+			if j.err == nil {
+				j.err = toStatus(fmt.Errorf("%s: space: %w", j.obj, err))
+			}
+		}
+		return resps, errs
 	}
 
-	resp := &pb.PutSharesResponse{}
-	type claim struct {
-		u    *upload
-		data []byte
-	}
-	var claimed []claim
+	var items []storage.PutItem
 	s.mu.Lock()
-	if avail := free - s.claiming; avail-total < s.cfg.Reserved {
-		s.mu.Unlock()
-		return nil, status.Errorf(codes.ResourceExhausted, "%s: reserved space: %d free, %d reserved, %d asked for %d share(s) of %d bytes",
-			obj, max(avail, 0), s.cfg.Reserved, total, len(shares), size)
-	}
-	for _, sh := range shares {
-		ref := storage.Ref{Index: index, Num: sh.ShareNum}
-		if s.byRef[ref] != nil {
-			resp.InProgress = append(resp.InProgress, sh.ShareNum)
+	for _, j := range jobs {
+		if j.err != nil {
 			continue
 		}
-		// Claimed like an allocation, so that an Allocate or another
-		// PutShares of the same share meanwhile sees it in progress.
-		u := &upload{ref: ref, size: size}
-		s.byRef[ref] = u
-		s.claiming += size
-		s.openBytes += size
-		claimed = append(claimed, claim{u, sh.Data})
+		if avail := free - s.claiming; avail-j.total < s.cfg.Reserved {
+			j.err = status.Errorf(codes.ResourceExhausted, "%s: reserved space: %d free, %d reserved, %d asked for %d share(s) of %d bytes",
+				j.obj, max(avail, 0), s.cfg.Reserved, j.total, len(j.shares), j.size)
+			continue
+		}
+		j.first = len(items)
+		for _, sh := range j.shares {
+			ref := storage.Ref{Index: j.index, Num: sh.ShareNum}
+			if s.byRef[ref] != nil {
+				j.resp.InProgress = append(j.resp.InProgress, sh.ShareNum)
+				continue
+			}
+			// Claimed like an allocation, so that an Allocate or another
+			// PutShares of the same share meanwhile sees it in progress.
+			u := &upload{ref: ref, size: j.size}
+			s.byRef[ref] = u
+			s.claiming += j.size
+			s.openBytes += j.size
+			j.claimed = append(j.claimed, u)
+			items = append(items, storage.PutItem{Ref: ref, Data: sh.Data})
+		}
 	}
 	s.mu.Unlock()
-
-	// The lease record is queued before the backend stores the shares
-	// (its group-committed fsync) and committed after: the leases of the
-	// puts stored meanwhile share one commit (boltLeases), and the put is
-	// acknowledged only once its record is committed. Should every share
-	// fail, the index keeps a lease and nothing else, as after an
-	// Allocate whose uploads are aborted.
-	var leaseWait func() error
-	if len(claimed) > 0 {
-		leaseWait = s.beginLease(index, req.LeaseSecret)
+	for _, j := range jobs {
+		if len(j.claimed) > 0 {
+			j.leaseWait = s.beginLease(j.index, j.req.LeaseSecret)
+		}
 	}
-	var failed error
-	var stored int64
-	for _, c := range claimed {
-		err := storage.Put(ctx, s.cfg.Backend, c.u.ref, c.data)
-		switch {
-		case err == nil:
-			resp.Stored = append(resp.Stored, c.u.ref.Num)
-			stored += size
-		case errors.Is(err, storage.ErrExists):
-			resp.AlreadyHave = append(resp.AlreadyHave, c.u.ref.Num)
-		default:
-			failed = fmt.Errorf("%s: share %d: %w", obj, c.u.ref.Num, err)
+
+	var outs []error
+	if len(items) > 0 {
+		outs = storage.PutBatch(ctx, s.cfg.Backend, items)
+	}
+
+	var stored, sealed int64
+	s.mu.Lock()
+	for _, j := range jobs {
+		for _, u := range j.claimed {
+			s.claiming -= u.size
+			s.openBytes -= u.size
+			if s.byRef[u.ref] == u {
+				delete(s.byRef, u.ref)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, j := range jobs {
+		var failed error
+		for k, u := range j.claimed {
+			switch err := outs[j.first+k]; {
+			case err == nil:
+				j.resp.Stored = append(j.resp.Stored, u.ref.Num)
+				stored += j.size
+				sealed++
+			case errors.Is(err, storage.ErrExists):
+				j.resp.AlreadyHave = append(j.resp.AlreadyHave, u.ref.Num)
+			case failed == nil:
+				failed = fmt.Errorf("%s: share %d: %w", j.obj, u.ref.Num, err)
+			}
 		}
 		if failed != nil {
-			break // the rest stay unstored; their claims go below
+			j.err = toStatus(failed)
 		}
 	}
-	s.mu.Lock()
-	for _, c := range claimed {
-		s.claiming -= c.u.size
-		s.openBytes -= c.u.size
-		if s.byRef[c.u.ref] == c.u {
-			delete(s.byRef, c.u.ref)
-		}
-	}
-	s.mu.Unlock()
 	s.putStored(stored)
-	s.sealed.Add(int64(len(resp.Stored)))
-	if leaseWait != nil {
-		if err := leaseWait(); err != nil {
-			s.log.Error("add lease", "index", fmt.Sprintf("%x", index[:]), "error", err)
+	s.sealed.Add(sealed)
+	for _, j := range jobs {
+		if j.leaseWait != nil {
+			if err := j.leaseWait(); err != nil {
+				s.log.Error("add lease", "index", fmt.Sprintf("%x", j.index[:]), "error", err)
+			}
 		}
 	}
-	if failed != nil {
-		return nil, toStatus(failed)
-	}
-	return resp, nil
+	return resps, errs
 }

@@ -2,7 +2,6 @@ package storageserver
 
 import (
 	"context"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,9 +13,9 @@ import (
 const MaxPutsPerBatch = 64
 
 // PutSharesBatch does each put of a batch as PutShares does it alone,
-// all at once (so the backend's group commit takes their shares
-// together, and their leases share a commit), and answers each in the
-// request's order with its own outcome. A client uploading small files
+// all together: their shares go to the backend in one storage.PutBatch
+// (one plugin call, one group commit), their leases share a commit, and
+// each put is answered in the request's order with its own outcome. A client uploading small files
 // several at a time sends the puts for one server that wait behind its
 // call in flight as one call: one gRPC call, one handler, instead of one
 // each.
@@ -34,25 +33,15 @@ func (s *Server) PutSharesBatch(ctx context.Context, req *pb.PutSharesBatchReque
 	if total > MaxChunk {
 		return nil, status.Errorf(codes.InvalidArgument, "put shares batch: %d bytes of shares in one call, limit %d", total, MaxChunk)
 	}
+	resps, errs := s.putMany(ctx, req.Puts)
 	out := make([]*pb.PutSharesResult, n)
-	put := func(i int) {
-		r, err := s.PutShares(ctx, req.Puts[i])
-		if err != nil {
-			st := status.Convert(err)
+	for i := range out {
+		if errs[i] != nil {
+			st := status.Convert(errs[i])
 			out[i] = &pb.PutSharesResult{Code: uint32(st.Code()), Message: st.Message()}
-			return
+			continue
 		}
-		out[i] = &pb.PutSharesResult{Response: r}
+		out[i] = &pb.PutSharesResult{Response: resps[i]}
 	}
-	var wg sync.WaitGroup
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		workers.run(func() {
-			defer wg.Done()
-			put(i)
-		})
-	}
-	put(0)
-	wg.Wait()
 	return &pb.PutSharesBatchResponse{Results: out}, nil
 }
