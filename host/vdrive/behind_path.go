@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,8 +113,23 @@ func (b *Behind) pathCacheTTL() time.Duration {
 // within ttl are taken from the node's roots (0: every folder read
 // fresh).
 func (b *Behind) reachable(ctx context.Context, root cap.DirRead, parts []string, k cap.MutableRead, ttl time.Duration) error {
+	slots, err := b.walk(ctx, root, parts, ttl)
+	if err != nil {
+		return err
+	}
+	if slots[len(slots)-1] != k {
+		return fmt.Errorf("%w: %s is now another folder (the one written to was removed, moved or replaced by another node)", ErrFolderGone, JoinPath(parts))
+	}
+	return nil
+}
+
+// walk follows parts from root and returns the folders it passes, root
+// first; ErrFolderGone when a part is missing or not a folder.
+func (b *Behind) walk(ctx context.Context, root cap.DirRead, parts []string, ttl time.Duration) ([]cap.MutableRead, error) {
 	recent := rootCache{ttl: ttl, m: b.d.roots.m}
 	ref := dirRef{r: root}
+	slots := make([]cap.MutableRead, 0, len(parts)+1)
+	slots = append(slots, root.Slot)
 	for i, name := range parts {
 		var dir *dirnode.Dir
 		var err error
@@ -123,34 +139,35 @@ func (b *Behind) reachable(ctx context.Context, root cap.DirRead, parts []string
 			dir, _, err = b.d.loadCached(ctx, ref, false)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		e, ok, err := dir.Lookup(ctx, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s is gone from its root (removed or moved by another node)", ErrFolderGone, JoinPath(parts[:i+1]))
+			return nil, fmt.Errorf("%w: %s is gone from its root (removed or moved by another node)", ErrFolderGone, JoinPath(parts[:i+1]))
 		}
 		c, err := cap.Parse(e.ReadCap)
 		if err != nil {
-			return fmt.Errorf("%w: %s now holds an unreadable cap", ErrFolderGone, JoinPath(parts[:i+1]))
+			return nil, fmt.Errorf("%w: %s now holds an unreadable cap", ErrFolderGone, JoinPath(parts[:i+1]))
 		}
 		rc, isDir := c.(cap.DirRead)
 		if e.Meta.Type != TypeDir || !isDir {
-			return fmt.Errorf("%w: %s is now a file", ErrFolderGone, JoinPath(parts[:i+1]))
+			return nil, fmt.Errorf("%w: %s is now a file", ErrFolderGone, JoinPath(parts[:i+1]))
 		}
 		ref = dirRef{r: rc}
+		slots = append(slots, rc.Slot)
 	}
-	if ref.r.Slot != k {
-		return fmt.Errorf("%w: %s is now another folder (the one written to was removed, moved or replaced by another node)", ErrFolderGone, JoinPath(parts))
-	}
-	return nil
+	return slots, nil
 }
 
 // flushUnder makes the pending links of every folder at or below parts
 // under root, before this node moves or removes that folder: they were
-// acknowledged first, and go with it.
+// acknowledged first, and go with it. Links written through another
+// root (an SFTP account rooted in a subfolder, a drive at the alias
+// above it) go too when their path passes through the folder moved:
+// their path check would otherwise find their folder gone.
 func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts []string) error {
 	rs := root.String()
 	p := JoinPath(parts)
@@ -159,22 +176,58 @@ func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts []strin
 	}
 	b.mu.Lock()
 	var ks []cap.MutableRead
+	others := map[cap.MutableRead][]linkRecord{} // folders with links of other roots
 	for k, bd := range b.dirs {
+		found := false
 		for _, m := range []map[string]*plink{bd.pending, bd.inflight} {
-			found := false
 			for _, l := range m {
 				if under(l) {
 					found = true
 					break
 				}
+				if l.rec.Root != rs && l.rec.Root != "" {
+					others[k] = append(others[k], l.rec)
+				}
 			}
 			if found {
-				ks = append(ks, k)
 				break
 			}
 		}
+		if found {
+			ks = append(ks, k)
+			delete(others, k)
+		}
 	}
 	b.mu.Unlock()
+	if len(others) > 0 {
+		// The folder moved, by its identity; a path that passes through
+		// it (through any root) holds links that go with it.
+		if slots, err := b.walk(ctx, root, parts, b.pathCacheTTL()); err == nil && len(parts) > 0 {
+			moved := slots[len(slots)-1]
+			walked := map[[2]string]bool{}
+			for k, recs := range others {
+				if k == moved {
+					ks = append(ks, k)
+					continue
+				}
+				for _, rec := range recs {
+					key := [2]string{rec.Root, rec.Path}
+					through, seen := walked[key]
+					if !seen {
+						if r, rparts, ok, err := recordPath(rec); err == nil && ok {
+							s, err := b.walk(ctx, r, rparts, b.pathCacheTTL())
+							through = err == nil && slices.Contains(s, moved)
+						}
+						walked[key] = through
+					}
+					if through {
+						ks = append(ks, k)
+						break
+					}
+				}
+			}
+		}
+	}
 	for _, k := range ks {
 		if err := b.flush(ctx, k); err != nil {
 			return err
