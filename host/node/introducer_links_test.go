@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/introducer"
+	"github.com/tarnfs/tarn/host/node"
 )
 
 // TestClientRestartIntroducerDown: a client restarted while its
@@ -98,5 +100,50 @@ func TestClientRestartIntroducerDown(t *testing.T) {
 	}
 	if _, ok := fams["tarn_introducer_connected"]; !ok {
 		t.Error("no tarn_introducer_connected family")
+	}
+}
+
+// TestIntroducerDialErrorOneAddress: a client whose introducer does not
+// listen shows why in its status, naming the transport address once
+// (it read "dial tarn://…@tcp:127.0.0.1:1: tcp:127.0.0.1:1: dial
+// tcp:127.0.0.1:1: dial tcp:127.0.0.1:1: dial tcp 127.0.0.1:1: ...",
+// one mention per layer: plugin, host transport, nodelink, gRPC dial).
+func TestIntroducerDialErrorOneAddress(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "client")
+	p, err := conf.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Node.Name = "client"
+	p.Node.APIListen = "127.0.0.1:0"
+	p.Client.Enabled = true
+	p.Client.APIListen = "127.0.0.1:0"
+	p.Grid.Introducers = []string{"tarn://" + strings.Repeat("a", 52) + "@tcp:127.0.0.1:1"}
+	secret := randomBytes(32)
+	if _, err := node.Prepare(p, secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.WriteProfile(p); err != nil {
+		t.Fatal(err)
+	}
+	c := startNode(t, dir, io.Discard)
+	var st api.Status
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		getJSON(t, c.Info().APIURL+"/v1/status", &st)
+		if len(st.IntroducerLinks) == 1 && st.IntroducerLinks[0].LastError != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("introducer links %+v", st.IntroducerLinks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := st.IntroducerLinks[0].LastError
+	if want := "introducer: dial tcp:127.0.0.1:1: connect: connection refused"; got != want {
+		t.Errorf("last error %q, want %q", got, want)
+	}
+	if n := strings.Count(got, "127.0.0.1:1"); n != 1 {
+		t.Errorf("%q names the address %d times", got, n)
 	}
 }

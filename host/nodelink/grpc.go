@@ -153,7 +153,7 @@ func DialGRPC(ctx context.Context, tr transport.Transport, addr string, cert tls
 			if err == nil {
 				return c, nil
 			}
-			errs = append(errs, fmt.Sprintf("%s: %v", ta, err))
+			errs = append(errs, err.Error()) // the transport names ta
 			if ctx.Err() != nil {
 				break
 			}
@@ -188,9 +188,11 @@ func DialGRPC(ctx context.Context, tr transport.Transport, addr string, cert tls
 			err := dialErr
 			dialMu.Unlock()
 			if err == nil {
-				err = errors.New("connection failed")
+				return nil, fmt.Errorf("dial %s: connection failed", a)
 			}
-			return nil, fmt.Errorf("dial %s: %w", a, err)
+			// The transport's error names each address it dialled; the
+			// node address would name them again.
+			return nil, err
 		}
 		if !cc.WaitForStateChange(ctx, s) {
 			cc.Close()

@@ -148,7 +148,13 @@ func (t *Transport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	c, err := t.dialer.DialContext(ctx, "tcp", net.JoinHostPort(a.Host, strconv.Itoa(int(a.Port))))
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		// The host names the call and the address ("dial tcp:H:P: ..."),
+		// as net's *OpError does ("dial tcp H:P: ..."): only the cause is
+		// left to say, or an operator reads the address three times.
+		if op, ok := err.(*net.OpError); ok && op.Err != nil {
+			return nil, op.Err
+		}
+		return nil, err
 	}
 	return c, nil
 }
