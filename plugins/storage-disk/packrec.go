@@ -125,7 +125,8 @@ func keyCodec(key []byte) *recCodec {
 // that starts with a version 1 record is version 1; one shorter than a
 // pack header is a roll cut short (errPackTorn: it holds no record); one
 // with the header magic in either copy and neither copy sound is
-// errPackHeader; anything else is a version 1 pack damaged at its start,
+// errPackHeader, as is one with neither magic that holds a version 2
+// record magic; anything else is a version 1 pack damaged at its start,
 // which the version 1 scan deals with.
 func parsePackHeader(b []byte) (*recCodec, int, error) {
 	if len(b) >= 4 && string(b[:4]) == packMagicV1 {
@@ -149,7 +150,13 @@ func parsePackHeader(b []byte) (*recCodec, int, error) {
 		}
 		return keyCodec(h[8:24]), packHdrLen, nil
 	}
-	if magic {
+	// Both copies lie in one sector: a sector lost (zeroed) takes both
+	// magics. A version 1 scan of such a pack would find none of its
+	// records, cut it all as a torn tail, and take version 1 records
+	// forged in its share bytes; so a file holding version 2 records is
+	// a version 2 pack whose header is damaged. (A version 1 pack damaged
+	// at its start whose shares hold the magic is then kept unread too.)
+	if magic || bytes.Contains(b, []byte(packMagicV2)) {
 		return nil, 0, errPackHeader
 	}
 	return codecV1, 0, nil

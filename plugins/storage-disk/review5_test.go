@@ -1,0 +1,109 @@
+package storagedisk
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// zeroAt overwrites n bytes of the file at path from off with zeros (a
+// sector the disk returns zeroed, or a write torn to zeros).
+func zeroAt(t *testing.T, path string, off, n int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, n), off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReview5HeaderSectorZeroed: both copies of a version 2 pack's
+// header lie in its first 64 bytes, so one damaged sector takes both.
+// The pack's records must then be kept on disk (as with any damaged
+// header, docs/formats.md: "kept on disk, not read, never removed"), not
+// read by version 1 rules: those find no TPK1 record, call the whole pack
+// a torn tail and cut it to nothing; and a version 1 record forged in a
+// client's share bytes is taken.
+func TestReview5HeaderSectorZeroed(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		zero   int64 // bytes zeroed from 0
+		forged bool  // a client's share holds a forged version 1 tombstone of the victim
+	}{
+		{"header zeroed", packHdrLen, false},
+		{"first 512 bytes zeroed", 512, false},
+		{"header zeroed, forged v1 tombstone in a share", packHdrLen, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			catchPackLogs(t)
+			d := newDisk(t, dir)
+			victim := packRef(1)
+			if err := d.Put(ctx, victim, packData(1, 3000)); err != nil {
+				t.Fatal(err)
+			}
+			// The victim alone in pack 1; the others in pack 2.
+			d.pack.amu.Lock()
+			d.pack.rollAt = 1
+			d.pack.amu.Unlock()
+			if err := d.Put(ctx, packRef(30), packData(30, 10)); err != nil {
+				t.Fatal(err)
+			}
+			d.pack.amu.Lock()
+			d.pack.rollAt = packRollSize
+			d.pack.amu.Unlock()
+			for i := 2; i < 10; i++ {
+				data := packData(i, 3000)
+				if tc.forged && i == 5 {
+					data = append(forgeV1(recKindDelete, victim, nil), data...)
+				}
+				if err := d.Put(ctx, packRef(i), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d.Close()
+			packs := packFiles(t, dir)
+			if len(packs) != 2 {
+				t.Fatalf("packs %v, want 2", packs)
+			}
+			pack := packs[1]
+			st0, err := os.Stat(pack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zeroAt(t, pack, 0, tc.zero)
+			d2 := newDisk(t, dir)
+			st, err := os.Stat(pack)
+			if err != nil || st.Size() != st0.Size() {
+				size := int64(-1)
+				if st != nil {
+					size = st.Size()
+				}
+				t.Errorf("pack after the open: %d bytes (%v), want it kept whole (%d): its acknowledged records are gone", size, err, st0.Size())
+			}
+			// Whatever the open does with the damaged pack, it must not
+			// take a record a client wrote: the victim, in pack 1, keeps
+			// its bytes.
+			mustRead(t, d2, victim, packData(1, 3000))
+			for i := 2; i < 10; i++ {
+				if _, err := d2.Stat(ctx, packRef(i)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					t.Fatal(err)
+				}
+			}
+			if err := d2.Put(ctx, packRef(20), packData(20, 100)); err != nil {
+				t.Fatal(err)
+			}
+			d2.Close()
+			if _, err := os.Stat(pack); err != nil {
+				t.Errorf("pack removed after the open and a put: %v", err)
+			}
+		})
+	}
+}
