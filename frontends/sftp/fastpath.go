@@ -216,6 +216,10 @@ func statusPacket(b []byte, id, code uint32) []byte {
 	return b
 }
 
+// gridWaiter is an open file that can tell whether an access at off may
+// wait on the grid (readHandle, writeHandle).
+type gridWaiter interface{ mayWaitOnGrid(off int64) bool }
+
 // serveData answers a READ or WRITE on a registered handle, returning
 // false when pkg/sftp must answer it instead (an unknown handle, a
 // request of a kind the handle was not opened for, or a failure).
@@ -226,6 +230,18 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 	}
 	e, ok := c.fast.get(d.handle)
 	if !ok {
+		return false, nil
+	}
+	// The loop answers only what needs no wait on the grid (bytes in the
+	// spool or in the read stream's window): a read from the grid, or a
+	// write or read that must first fetch an existing file's content
+	// (settleOld), goes to pkg/sftp's workers, so it never holds up the
+	// session's other files (sshfs sends all of them on one session) nor
+	// waits for a hung server in the read loop.
+	if w, ok := e.w.(gridWaiter); ok && w.mayWaitOnGrid(d.off) {
+		return false, nil
+	}
+	if r, ok := e.r.(gridWaiter); ok && typ == fxpRead && r.mayWaitOnGrid(d.off) {
 		return false, nil
 	}
 	switch {

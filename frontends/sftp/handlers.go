@@ -187,6 +187,26 @@ func (h *readHandle) maybeStream(off int64) {
 	}()
 }
 
+// mayWaitOnGrid: a read at off would be read from the grid here (not
+// past the end, not in the read stream's blocks or window, nor the first
+// read that starts the stream).
+func (h *readHandle) mayWaitOnGrid(off int64) bool {
+	if off >= h.size || off < 0 {
+		return false
+	}
+	_, streams := h.f.(io.WriterTo)
+	idx := off / readBlock
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.started {
+		return !(streams && off == 0 && h.size > readBlock)
+	}
+	if _, ok := h.blocks[idx]; ok {
+		return false
+	}
+	return !(h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow)
+}
+
 // fromBlock copies into p what the stream's block holds from pos on,
 // waiting for the block when the stream is about to publish it; false
 // when the stream does not have it. The copy is made under the lock:
@@ -617,6 +637,14 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
 	}
 	return n, nil
+}
+
+// mayWaitOnGrid: an access may first read the existing file's content
+// from the grid (settleOld).
+func (h *writeHandle) mayWaitOnGrid(int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.maybeOld
 }
 
 func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
