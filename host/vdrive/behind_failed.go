@@ -69,7 +69,7 @@ func (b *Behind) writeFailed(f FailedLink) error {
 	}
 	defer unlock()
 	p := filepath.Join(b.cfg.Dir, FailedLinksFile)
-	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	fh, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
@@ -78,6 +78,15 @@ func (b *Behind) writeFailed(f FailedLink) error {
 	if err := fh.Chmod(0o600); err != nil {
 		fh.Close()
 		return err
+	}
+	// A last line cut short (a write that hit a full disk, a crash of
+	// the machine) must not swallow this one: it starts a line of its
+	// own.
+	if fi, err := fh.Stat(); err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := fh.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			line = append([]byte{'\n'}, line...)
+		}
 	}
 	if _, err := fh.Write(append(line, '\n')); err != nil {
 		fh.Close()
@@ -92,7 +101,8 @@ func (b *Behind) writeFailed(f FailedLink) error {
 
 // ReadFailedLinks reads the failed links kept in dir (a node's state
 // folder), in the order they were kept; none when there is no file. A
-// line that is not a FailedLink is an error naming its line number.
+// line that is not a FailedLink (cut short) is one with only Record (the
+// line) and Error (its number and why).
 func ReadFailedLinks(dir string) ([]FailedLink, error) {
 	b, err := os.ReadFile(filepath.Join(dir, FailedLinksFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -115,7 +125,10 @@ func parseFailedLinks(b []byte) ([]FailedLink, error) {
 		}
 		var f FailedLink
 		if err := json.Unmarshal(line, &f); err != nil {
-			return nil, fmt.Errorf("failed links line %d: %w", n, err)
+			// A line cut short or damaged: shown (and counted) as
+			// unreadable, so that every other line is still listed and
+			// this one can be dropped, rather than hiding them all.
+			f = FailedLink{Record: string(line), Error: fmt.Sprintf("failed links line %d unreadable: %v", n, err)}
 		}
 		out = append(out, f)
 	}
