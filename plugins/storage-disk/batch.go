@@ -76,21 +76,28 @@ func (d *Disk) putPackedMany(puts []storage.PutItem, which []int, errs []error) 
 	refs := make([]storage.Ref, 0, len(which))
 	datas := make([][]byte, 0, len(which))
 	at := make([]int, 0, len(which))
+	// Every stripe of the batch is held while it claims: a claim held
+	// while waiting for the next stripe would deadlock with a compaction,
+	// which holds every stripe and waits for the pending claims.
+	indexes := make([][storage.StorageIndexSize]byte, len(which))
+	for k, i := range which {
+		indexes[k] = puts[i].Ref.Index
+	}
+	unlock := d.lockStripes(indexes)
 	for _, i := range which {
 		ref := puts[i].Ref
-		mu := d.stripe(ref.Index)
-		mu.Lock()
 		_, err := os.Lstat(d.sharePath(ref))
 		if err == nil || !d.pack.claim(ref) {
-			mu.Unlock()
 			errs[i] = fmt.Errorf("put share %s: %w", ref, storage.ErrExists)
 			continue
 		}
-		mu.Unlock()
-		packClaimed(ref)
 		refs = append(refs, ref)
 		datas = append(datas, puts[i].Data)
 		at = append(at, i)
+	}
+	unlock()
+	for _, ref := range refs {
+		packClaimed(ref)
 	}
 	if len(refs) == 0 {
 		return

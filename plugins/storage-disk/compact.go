@@ -47,6 +47,33 @@ func (d *Disk) maybeCompact(n uint32) {
 	}
 }
 
+// lockStripes locks the stripes of indexes, each once, in the order
+// maybeCompact takes them all in, and returns what unlocks them.
+func (d *Disk) lockStripes(indexes [][storage.StorageIndexSize]byte) func() {
+	var held [len(d.stripes)]bool
+	for _, idx := range indexes {
+		mu := d.stripe(idx)
+		for k := range d.stripes {
+			if &d.stripes[k] == mu {
+				held[k] = true
+				break
+			}
+		}
+	}
+	for k := range held {
+		if held[k] {
+			d.stripes[k].Lock()
+		}
+	}
+	return func() {
+		for k := range held {
+			if held[k] {
+				d.stripes[k].Unlock()
+			}
+		}
+	}
+}
+
 // compactSmallFirst runs when the disk lacks the room to compact pack n:
 // it compacts the other packs that want it, fewest live bytes first (each
 // frees at least three times what it copies), and tries n again after

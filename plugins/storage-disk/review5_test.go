@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tarnfs/tarn/sdk/storage"
 )
@@ -105,5 +107,59 @@ func TestReview5HeaderSectorZeroed(t *testing.T) {
 				t.Errorf("pack removed after the open and a put: %v", err)
 			}
 		})
+	}
+}
+
+// TestReview5BatchClaimVsCompaction: PutBatch claims its packed shares
+// one by one, each under its stripe lock, and holds the first claims
+// while it waits for the next stripe. A Delete that compacts takes every
+// stripe and then waits until no claim is pending: each waits for the
+// other for ever.
+func TestReview5BatchClaimVsCompaction(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	threeOfEightLive(t, ctx, d)
+	puts := []storage.PutItem{
+		{Ref: packRef(40), Data: packData(40, 100)},
+		{Ref: packRef(41), Data: packData(41, 100)},
+	}
+	compacting := make(chan error, 1)
+	var once sync.Once
+	packClaimed = func(ref storage.Ref) {
+		if ref != puts[0].Ref {
+			return
+		}
+		once.Do(func() {
+			// Under a quarter live after this Delete: it compacts, and
+			// takes every stripe while the first share is claimed.
+			go func() { compacting <- d.Delete(ctx, packRef(5)) }()
+			time.Sleep(300 * time.Millisecond)
+		})
+	}
+	t.Cleanup(func() { packClaimed = func(storage.Ref) {} })
+	done := make(chan []error, 1)
+	go func() {
+		errs, err := d.PutBatch(ctx, puts)
+		if err != nil {
+			errs = []error{err}
+		}
+		done <- errs
+	}()
+	select {
+	case errs := <-done:
+		for k, err := range errs {
+			if err != nil {
+				t.Errorf("share %d of the batch: %v", k, err)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PutBatch and a compacting Delete deadlocked (the batch holds a claim and waits for a stripe; the compaction holds every stripe and waits for the claim)")
+	}
+	if err := <-compacting; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range puts {
+		mustRead(t, d, p.Ref, p.Data)
 	}
 }
