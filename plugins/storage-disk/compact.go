@@ -126,8 +126,11 @@ func (p *packStore) wantsCompaction(n uint32) bool {
 		return false
 	}
 	st, err := f.Stat()
+	if err != nil {
+		return false // closed meanwhile: a reclaim removed it
+	}
 	recs := st.Size() - packStart(c) // the header is not dead bytes
-	if err != nil || live*compactDivisor >= recs {
+	if live*compactDivisor >= recs {
 		return false
 	}
 	return !cur || recs-live >= compactCurrentMin

@@ -163,3 +163,29 @@ func TestReview5BatchClaimVsCompaction(t *testing.T) {
 		mustRead(t, d, p.Ref, p.Data)
 	}
 }
+
+// TestReview5WantsCompactionClosedPack: wantsCompaction takes a pack's
+// file from the set and then stats it; a reclaim in another Delete may
+// remove and close that pack in between (it is the oldest and empty).
+// Stat then fails with a nil FileInfo: the answer must be "no", not a
+// panic of the plugin.
+func TestReview5WantsCompactionClosedPack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := newDisk(t, dir)
+	if err := d.Put(ctx, packRef(1), packData(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	d.pack.mu.Lock()
+	f := d.pack.files[1]
+	d.pack.mu.Unlock()
+	f.Close() // as removePack does, right after wantsCompaction's look-up
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("wantsCompaction of a pack closed meanwhile panics: %v", r)
+		}
+	}()
+	if d.pack.wantsCompaction(1) {
+		t.Error("wantsCompaction of a closed pack says yes")
+	}
+}
