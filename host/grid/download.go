@@ -443,7 +443,11 @@ func (c *Client) locateInto(ctx context.Context, s *shareSource) {
 					return err
 				})
 				<-sem
-				if err != nil {
+				switch {
+				case err != nil && ctx.Err() != nil:
+					// Cancelled: the locate had its shares (or its caller left).
+					c.log.Debug("server did not list shares", "index", s.si.String(), "node", srv.NodeID, "error", err)
+				case err != nil:
 					c.log.Info("server did not list shares", "index", s.si.String(), "node", srv.NodeID, "error", err)
 				}
 				answered = err == nil

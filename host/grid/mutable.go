@@ -1430,7 +1430,7 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 		}
 	}
 	for round := 0; len(todo) > 0 || len(retry) > 0; round++ {
-		c.writeRound(ctx, sm, todo, write, giveUp)
+		c.writeRound(ctx, sm, todo, min(max(h.K, c.cfg.H), h.N, len(sm.ring)), write, giveUp)
 		if conflicted > 0 || round >= len(sm.ring) {
 			break
 		}
@@ -1474,7 +1474,14 @@ func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) e
 // CreateMutable returns. If it lands later it is a copy of this version
 // (its test-and-set token is the one read), which the next publish
 // updates like any lagging copy.
-func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry, write func(context.Context, *slotEntry), giveUp func(*slotEntry)) {
+//
+// Late writes are given up only while the servers not late are need
+// (the publish's happiness) or more: when too few are left to take the
+// shares, the round waits for the late ones (each write is bounded by
+// the server timeout), since a server that is merely slow (a loaded
+// machine) would otherwise fail the publish with ErrNotHappy though it
+// was about to answer.
+func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry, need int, write func(context.Context, *slotEntry), giveUp func(*slotEntry)) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
@@ -1510,6 +1517,16 @@ func (c *Client) writeRound(ctx context.Context, sm *slotMap, todo []*slotEntry,
 		// The late writes are cancelled and left to end on their own
 		// (one may wait for a dial to its server): their results are
 		// ignored from now on.
+		lateSrv := map[string]bool{}
+		for i, e := range todo {
+			if !finished[i] {
+				lateSrv[e.srv.NodeID] = true
+			}
+		}
+		if len(sm.ring)-len(lateSrv) < need {
+			timerC = nil // too few servers without them: wait for their answers
+			continue
+		}
 		var late []string
 		for i, e := range todo {
 			if !finished[i] {
