@@ -34,7 +34,7 @@ func (d *Disk) PutBatch(ctx context.Context, puts []storage.PutItem) ([]error, e
 			large = append(large, i)
 			continue
 		}
-		if _, err := os.Lstat(d.sharePath(p.Ref)); err == nil || d.packed(p.Ref) {
+		if d.packed(p.Ref) {
 			errs[i] = fmt.Errorf("put share %s: %w", p.Ref, storage.ErrExists)
 			continue
 		}
@@ -47,6 +47,12 @@ func (d *Disk) PutBatch(ctx context.Context, puts []storage.PutItem) ([]error, e
 		}
 		n := int64(len(p.Data))
 		if n+packDeleteRoom > free {
+			// A share that exists is answered as such, as by Put (the
+			// claim below checks share files for the others).
+			if _, err := os.Lstat(d.sharePath(p.Ref)); err == nil {
+				errs[i] = fmt.Errorf("put share %s: %w", p.Ref, storage.ErrExists)
+				continue
+			}
 			errs[i] = fmt.Errorf("put share %s of %d bytes with %d free, %d kept for deletes: %w", p.Ref, n, max(free, 0), packDeleteRoom, storage.ErrNoSpace)
 			continue
 		}
