@@ -229,8 +229,22 @@ func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts []strin
 		}
 	}
 	for _, k := range ks {
-		if err := b.flush(ctx, k); err != nil {
-			return err
+		// A change makes at most maxLinksPerChange links: flush until
+		// those pending now are made (a replayed journal, or adds racing
+		// MaxPending, can hold more), not for ever behind new ones.
+		b.mu.Lock()
+		n := 0
+		if bd := b.dirs[k]; bd != nil {
+			n = len(bd.pending) + len(bd.inflight)
+		}
+		b.mu.Unlock()
+		for range n/maxLinksPerChange + 1 {
+			if err := b.flush(ctx, k); err != nil {
+				return err
+			}
+			if !b.has(k) {
+				break
+			}
 		}
 	}
 	return nil

@@ -1,8 +1,11 @@
 package vdrive_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // TestReview5OwnMoveThroughAnotherRoot: this node's own move (or rm -r)
@@ -53,5 +56,44 @@ func TestReview5OwnMoveThroughAnotherRoot(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReview5OwnMoveOfABigFolder: a folder with more links pending than
+// one change makes (maxLinksPerChange, 1,024: a replayed journal, or
+// adds racing the MaxPending check) moved or removed by this node: every
+// pending link below it is made first, none is left to find its folder
+// gone.
+func TestReview5OwnMoveOfABigFolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,100 links")
+	}
+	g := newGrid(t)
+	root := newRootCap(t, g)
+	dir := t.TempDir()
+	b := behindWith(t, g, vdrive.BehindConfig{Dir: dir, Delay: never, FlushAt: 5000, MaxPending: 5000, Logger: testLogger(t)})
+	d := frontDrive(t, b, root)
+	ctx := ctxFor(t, 3*time.Minute)
+	if err := d.MkdirAll(ctx, "/tmp/sub"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1100
+	for i := range n {
+		putBytes(t, d, fmt.Sprintf("/tmp/sub/f%04d", i), []byte("x"))
+	}
+	if p := b.Pending(); p != n {
+		t.Fatalf("%d links pending before the move, want %d", p, n)
+	}
+	if err := d.Rename(ctx, "/tmp", "/final"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fl := failedLinks(t, dir); len(fl) != 0 {
+		t.Fatalf("%d failed links after this node's own move of a folder with %d links pending: %s", len(fl), n, fl[0].Error)
+	}
+	if got := names(t, open(t, g, root), "/final/sub"); len(got) != n {
+		t.Fatalf("%d files in the moved folder, want %d", len(got), n)
 	}
 }
