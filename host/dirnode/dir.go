@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
+
+	"github.com/tarnfs/tarn/host/tagged"
 )
 
 // Chunks stores and fetches immutable bucket chunks. Put returns a
@@ -67,8 +70,22 @@ type Cache struct {
 }
 
 type cached struct {
-	ref string
-	es  []Entry
+	ref     string
+	es      []Entry
+	checked verdict // the place es was last checked against (zero: never)
+}
+
+// verdict names what checkBucket proved of a decoded bucket: its entries
+// fit the bucket at lo/depth with count entries under the salt's name
+// hash. A cached bucket met again at the same place needs no re-hashing of
+// its names; met at another place (another root or directory), it is
+// checked again.
+type verdict struct {
+	salt  tagged.Sum
+	lo    uint64
+	depth uint8
+	count int
+	ok    bool
 }
 
 // NewCache keeps up to maxEntries decoded entries (0: none).
@@ -76,30 +93,36 @@ func NewCache(maxEntries int) *Cache {
 	return &Cache{max: maxEntries, order: list.New(), byRef: map[string]*list.Element{}}
 }
 
-func (c *Cache) get(ref string) ([]Entry, bool) {
+func (c *Cache) get(ref string) ([]Entry, verdict, bool) {
 	if c == nil {
-		return nil, false
+		return nil, verdict{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byRef[ref]
 	if !ok {
-		return nil, false
+		return nil, verdict{}, false
 	}
 	c.order.MoveToFront(el)
-	return el.Value.(*cached).es, true
+	v := el.Value.(*cached)
+	return v.es, v.checked, true
 }
 
-func (c *Cache) put(ref string, es []Entry) {
+// put keeps es under ref with the verdict it was checked by (zero when
+// the entries were built here, not read: the first look-up checks them).
+func (c *Cache) put(ref string, es []Entry, v verdict) {
 	if c == nil || len(es) > c.max {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.byRef[ref]; ok {
+	if el, ok := c.byRef[ref]; ok {
+		if v.ok {
+			el.Value.(*cached).checked = v
+		}
 		return
 	}
-	c.byRef[ref] = c.order.PushFront(&cached{ref: ref, es: es})
+	c.byRef[ref] = c.order.PushFront(&cached{ref: ref, es: es, checked: v})
 	c.entries += len(es)
 	for c.entries > c.max {
 		el := c.order.Back()
@@ -147,8 +170,16 @@ func (d *Dir) bucket(ctx context.Context, i int) ([]Entry, error) {
 		}
 		return es, d.checkBucket(i, es)
 	}
-	if es, ok := d.cache.get(br.chunk); ok {
-		return es, d.checkBucket(i, es)
+	if es, checked, ok := d.cache.get(br.chunk); ok {
+		want := d.verdict(i)
+		if checked == want {
+			return es, nil
+		}
+		if err := d.checkBucket(i, es); err != nil {
+			return nil, err
+		}
+		d.cache.put(br.chunk, es, want)
+		return es, nil
 	}
 	data, err := d.chunks.Get(ctx, br.chunk)
 	if err != nil {
@@ -161,9 +192,19 @@ func (d *Dir) bucket(ctx context.Context, i int) ([]Entry, error) {
 	if err := d.checkBucket(i, es); err != nil {
 		return nil, err
 	}
-	d.cache.put(br.chunk, es)
+	d.cache.put(br.chunk, es, d.verdict(i))
 	return es, nil
 }
+
+// verdict is what a passed checkBucket(i, ...) proves.
+func (d *Dir) verdict(i int) verdict {
+	br := &d.root.buckets[i]
+	return verdict{salt: d.keys.salt, lo: br.lo, depth: br.depth, count: br.count, ok: true}
+}
+
+// bucketChecks counts the full checks of a bucket's names (tests: a
+// cached bucket's look-ups do none).
+var bucketChecks atomic.Int64
 
 // checkBucket refuses a bucket whose count or names do not match its
 // place in the root: a name outside the bucket's hash range could never be
@@ -176,6 +217,7 @@ func (d *Dir) checkBucket(i int, es []Entry) error {
 	if br.depth == 0 {
 		return nil
 	}
+	bucketChecks.Add(1)
 	s := span(br.depth)
 	for j := range es {
 		if h := d.keys.nameHash(es[j].Name); h-br.lo >= s {

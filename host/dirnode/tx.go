@@ -334,7 +334,7 @@ func (t *Tx) store(ps []piece, put map[int]bool) error {
 				return
 			}
 			if ps[i].es != nil {
-				t.d.cache.put(ref, ps[i].es)
+				t.d.cache.put(ref, ps[i].es, verdict{})
 			}
 			ps[i].chunk, ps[i].inline = ref, nil
 		}()
