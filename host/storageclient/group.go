@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tarnfs/tarn/host/storageserver/storageserverpb"
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -17,6 +18,12 @@ import (
 // maxBatchPuts is the most puts one PutSharesBatch carries (the server's
 // MaxPutsPerBatch).
 const maxBatchPuts = 64
+
+// maxBatchMsg bounds a PutSharesBatch message as encoded: the server
+// takes messages of up to 1 MiB + 64 KiB, and the framing of many small
+// shares (255 of 64 bytes a put, 64 puts) passes that slack although
+// their data is within 1 MiB.
+const maxBatchMsg = MaxPutBytes + 32<<10
 
 // putGroup lets the PutShares calls of a client to one server that would
 // wait behind its call in flight go as one PutSharesBatch: at most one
@@ -40,6 +47,7 @@ type queuedPut struct {
 	ctx  context.Context
 	req  *pb.PutSharesRequest
 	size int64 // bytes of share data
+	msg  int   // bytes of the request as encoded, with its framing in a batch
 	done chan putAnswer
 }
 
@@ -71,7 +79,7 @@ func (c *Client) PutSharesGrouped(ctx context.Context, index [storage.StorageInd
 		c.putDone()
 		return r, err
 	}
-	q := &queuedPut{ctx: ctx, req: req, size: size * int64(len(shares)), done: make(chan putAnswer, 1)}
+	q := &queuedPut{ctx: ctx, req: req, size: size * int64(len(shares)), msg: proto.Size(req) + 8, done: make(chan putAnswer, 1)}
 	g.queue = append(g.queue, q)
 	g.mu.Unlock()
 	select {
@@ -104,7 +112,9 @@ func (c *Client) drainPuts() {
 		g.mu.Lock()
 		var batch []*queuedPut
 		var bytes int64
-		for len(g.queue) > 0 && len(batch) < maxBatchPuts && (len(batch) == 0 || bytes+g.queue[0].size <= MaxPutBytes) {
+		var msg int
+		for len(g.queue) > 0 && len(batch) < maxBatchPuts &&
+			(len(batch) == 0 || bytes+g.queue[0].size <= MaxPutBytes && msg+g.queue[0].msg <= maxBatchMsg) {
 			q := g.queue[0]
 			g.queue[0] = nil
 			g.queue = g.queue[1:]
@@ -114,6 +124,7 @@ func (c *Client) drainPuts() {
 			}
 			batch = append(batch, q)
 			bytes += q.size
+			msg += q.msg
 		}
 		if len(batch) == 0 {
 			g.inFlight = false
