@@ -147,3 +147,50 @@ func TestIntroducerDialErrorOneAddress(t *testing.T) {
 		t.Errorf("%q names the address %d times", got, n)
 	}
 }
+
+// TestStatusLinkLost: a storage server whose process goes away shows as
+// not connected in the client's status at once ("link lost"), with no
+// operation failing on it first and no traffic added: the client's link
+// to it ended from the server's side. The others stay connected.
+func TestStatusLinkLost(t *testing.T) {
+	g := newGrid(t, 3, io.Discard)
+	ctx := context.Background()
+	data := randomBytes(100 << 10)
+	if _, err := g.api.Put(ctx, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	gone := g.storage[0].Info().NodeID
+	g.storage[0].Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st api.Status
+		getJSON(t, g.client.Info().APIURL+"/v1/status", &st)
+		var lost *api.ServerStatus
+		conn := 0
+		for i, s := range st.Servers {
+			if s.NodeID == gone && !s.Connected {
+				lost = &st.Servers[i]
+			}
+			if s.Connected {
+				conn++
+			}
+		}
+		if lost != nil {
+			if !strings.HasPrefix(lost.LastError, "link lost: ") || lost.LastFailure.IsZero() || conn != 2 || st.Conn != 2 {
+				t.Fatalf("lost server %+v, %d connected", *lost, conn)
+			}
+			if st.GridStats != nil {
+				if m, ok := st.GridStats.(map[string]any); ok {
+					if f, _ := m["uploads_failed"].(float64); f != 0 {
+						t.Fatalf("an upload failed: %v", m)
+					}
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stopped server still connected: %+v", st.Servers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -135,6 +135,7 @@ type Node struct {
 	subURLs []string
 	pubs    []publisher
 	seen    *lastSeen
+	links   *links // the grid client's links to servers (links.go)
 	client  *grid.Client
 	api     *api.Server
 
@@ -195,7 +196,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start node %s: %w", p.Node.Name, err)
 	}
-	n := &Node{prof: p, id: id, log: log, started: time.Now(), seen: newLastSeen(), metrics: metrics.New()}
+	n := &Node{prof: p, id: id, log: log, started: time.Now(), seen: newLastSeen(), links: newLinks(), metrics: metrics.New()}
 	n.onStop(unlock)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.info = Info{

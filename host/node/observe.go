@@ -41,6 +41,14 @@ func (n *Node) status(ctx context.Context) api.Status {
 			// host stays announced until its record expires) and the
 			// server has not announced itself since (a restart does).
 			failing := h.Failing() && h.LastFailure.After(seen)
+			// Its link ended from its side (the process died or stopped)
+			// since it last answered and announced itself: not usable,
+			// though no operation has failed on it yet (links.go).
+			lostAt, lostErr := n.links.lost(s.NodeID)
+			if !failing && !lostAt.IsZero() && lostAt.After(seen) && lostAt.After(h.LastAnswer) {
+				failing = true
+				h.LastFailure, h.LastError = lostAt, "link lost: "+lostErr
+			}
 			// A cached server (no introducer answered since the start) is
 			// dialled as a static one is, its announcement's expiry aside.
 			ss := api.ServerStatus{
@@ -252,6 +260,10 @@ func (t *countingTransport) Dial(ctx context.Context, addr string) (net.Conn, er
 	id := t.n.serverOf(addr)
 	m := t.n.metrics
 	m.ServerConnections.WithLabelValues(id).Inc()
+	if id != "unknown" {
+		t.n.links.opened(id)
+		c = &trackedConn{Conn: c, links: t.n.links, id: id}
+	}
 	return &countingConn{Conn: c, sent: m.ServerBytes.WithLabelValues(id, "sent"), received: m.ServerBytes.WithLabelValues(id, "received")}, nil
 }
 
