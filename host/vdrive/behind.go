@@ -449,16 +449,28 @@ func (b *Behind) dirLocked(ref dirRef) *behindDir {
 	return bd
 }
 
-// setMeta is SetMetadata of name in ref when a link of it is pending (not
-// yet taken by a change): fn edits the pending link's metadata, and the
-// link with its new metadata replaces it in the journal, so that a client
-// setting each new file's mtime (rclone over SFTP, sftp put -p) does not
-// change the folder once per file. done is false when no link is pending
-// there (the caller changes the folder).
+// setMeta is SetMetadata of name in ref when a link of it is not yet made:
+// pending (not yet taken by a change) or in flight (taken by the change
+// under way). fn edits the link's metadata, and the link with its new
+// metadata is journaled as a new record and made pending: it replaces a
+// pending link (its record leaves the journal in the same commit), and
+// after an in-flight one it is made by the folder's next change, which
+// sets the entry's metadata (the cap is the same). So a client setting
+// each new file's mtime (rclone over SFTP, sftp put -p) does not change
+// the folder once per file, even when the folder change of the file's
+// link started before the SETSTAT came. A replay makes such a record's
+// metadata even when the entry holds its cap already (behind_replay.go):
+// the metadata acknowledged here survives a stop at any point. done is
+// false when no link of the name is waiting (the caller changes the
+// folder).
 func (b *Behind) setMeta(ref dirRef, name string, fn func(*Metadata) error) (done bool, err error) {
 	defer b.lockName(ref, name)()
 	b.mu.Lock()
-	l := b.dirLocked(ref).pending[name]
+	bd := b.dirLocked(ref)
+	l := bd.pending[name]
+	if l == nil {
+		l = bd.inflight[name]
+	}
 	b.mu.Unlock()
 	if l == nil {
 		return false, nil
@@ -479,11 +491,12 @@ func (b *Behind) setMeta(ref dirRef, name string, fn func(*Metadata) error) (don
 	}
 	id := b.j.next()
 	// The old record goes in the same commit: if l is being made now,
-	// this one makes it again with its metadata.
+	// this one makes it again with its metadata; if that change fails, l
+	// is retried as this one (settle drops a link a newer one replaces).
 	if err := b.j.commit(map[uint64][]byte{id: v}, []uint64{l.id}); err != nil {
 		return true, err
 	}
-	b.insert(ref, &plink{id: id, rec: rec, at: l.at})
+	b.insert(ref, &plink{id: id, rec: rec, at: l.at, replayed: l.replayed})
 	return true, nil
 }
 

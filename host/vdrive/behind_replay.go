@@ -3,6 +3,7 @@ package vdrive
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/tarnfs/tarn/host/dirnode"
@@ -17,7 +18,10 @@ import (
 // (linkRecord.Prev, and Also: earlier links of the name this node had
 // not yet made then), and a replayed link is made only over those: an
 // entry that already holds the link's cap was made before the stop (the
-// record just leaves the journal), an entry holding anything else
+// record just leaves the journal) unless the record's metadata was set
+// (SetMetadata of the link not yet made, or being made: behind.go
+// setMeta) and the entry's differs, which is made then; an entry holding
+// anything else
 // changed since (ErrChangedSince) and is left as it is, the link kept in
 // the failed links, logged. The file stays reachable: nothing
 // acknowledged is lost, and nothing another node did is undone.
@@ -52,6 +56,11 @@ func (l *plink) replayCheck(tx *dirnode.Tx) error {
 		cur = e.ReadCap
 	}
 	switch {
+	case cur == l.rec.Cap && l.rec.Meta && !sameMeta(e.Meta, l.rec):
+		// Its metadata was set after the link was made, or while the
+		// change making it was under way (setMeta): the metadata
+		// acknowledged is made now.
+		return nil
 	case cur == l.rec.Cap:
 		return errMadeBefore
 	case cur == *l.rec.Prev || slices.Contains(l.rec.Also, cur):
@@ -61,6 +70,13 @@ func (l *plink) replayCheck(tx *dirnode.Tx) error {
 	default:
 		return fmt.Errorf("%w: %s now holds %s", ErrChangedSince, l.rec.Name, shortCap(cur))
 	}
+}
+
+// sameMeta reports whether an entry's metadata is what a record with
+// metadata set (linkRecord.Meta) promised.
+func sameMeta(m Metadata, rec linkRecord) bool {
+	return m.Type == TypeFile && m.Size == rec.Size && m.Ctime.Equal(rec.Ctime) && m.Mtime.Equal(rec.Mtime) &&
+		maps.Equal(m.Extra, rec.Extra)
 }
 
 // priorCaps is what a new link of a name replaces, for its record: the
