@@ -125,8 +125,8 @@ func keyCodec(key []byte) *recCodec {
 // that starts with a version 1 record is version 1; one shorter than a
 // pack header is a roll cut short (errPackTorn: it holds no record); one
 // with the header magic in either copy and neither copy sound is
-// errPackHeader, as is one with neither magic that holds a version 2
-// record magic; anything else is a version 1 pack damaged at its start,
+// errPackHeader, as is one with neither magic that holds version 2
+// records (holdsV2Records); anything else is a version 1 pack damaged at its start,
 // which the version 1 scan deals with.
 func parsePackHeader(b []byte) (*recCodec, int, error) {
 	if len(b) >= 4 && string(b[:4]) == packMagicV1 {
@@ -154,12 +154,35 @@ func parsePackHeader(b []byte) (*recCodec, int, error) {
 	// magics. A version 1 scan of such a pack would find none of its
 	// records, cut it all as a torn tail, and take version 1 records
 	// forged in its share bytes; so a file holding version 2 records is
-	// a version 2 pack whose header is damaged. (A version 1 pack damaged
-	// at its start whose shares hold the magic is then kept unread too.)
-	if magic || bytes.Contains(b, []byte(packMagicV2)) {
+	// a version 2 pack whose header is damaged.
+	if magic || holdsV2Records(b) {
 		return nil, 0, errPackHeader
 	}
 	return codecV1, 0, nil
+}
+
+// holdsV2Records reports whether b holds version 2 records: a "TPK2"
+// whose length field ends its record at the end of b or at another
+// "TPK2". (The tags cannot be checked without the key; a version 1
+// pack's share bytes hold such a pair by chance about once in 2^32
+// occurrences of the magic, themselves rare.)
+func holdsV2Records(b []byte) bool {
+	magic := []byte(packMagicV2)
+	for from := 0; from < len(b); {
+		i := bytes.Index(b[from:], magic)
+		if i < 0 {
+			return false
+		}
+		at := from + i
+		if at+recHeaderLen <= len(b) {
+			end := at + recHeaderLen + (int(b[at+5])<<16 | int(b[at+6])<<8 | int(b[at+7]))
+			if end == len(b) || end+len(magic) <= len(b) && bytes.Equal(b[end:end+len(magic)], magic) {
+				return true
+			}
+		}
+		from = at + 1
+	}
+	return false
 }
 
 // record is one parsed pack record; data aliases the parsed buffer.

@@ -344,3 +344,53 @@ func TestReview5CrashAfterRoll(t *testing.T) {
 		})
 	}
 }
+
+// TestReview5V1DamagedStartWithV2Magic: a version 1 pack damaged at its
+// start whose share bytes happen to hold "TPK2" is still a version 1 pack
+// (only a "TPK2" whose length leads to the end or to another "TPK2" marks
+// a version 2 pack that lost its header): the records after the damage
+// are read.
+func TestReview5V1DamagedStartWithV2Magic(t *testing.T) {
+	dir := t.TempDir()
+	data0 := append([]byte("xxTPK2\x01\x00\x00\x05yy"), packData(0, 500)...)
+	var v1 []byte
+	v1 = append(v1, forgeV1(recKindShare, packRef(0), data0)...)
+	v1 = append(v1, forgeV1(recKindShare, packRef(1), packData(1, 700))...)
+	v1 = append(v1, forgeV1(recKindShare, packRef(2), packData(2, 800))...)
+	v1[0] ^= 0x10 // the first record's magic
+	writeV1Pack(t, dir, v1)
+	catchPackLogs(t)
+	d := newDisk(t, dir)
+	mustRead(t, d, packRef(1), packData(1, 700))
+	mustRead(t, d, packRef(2), packData(2, 800))
+}
+
+// TestReview5HoldsV2Records: the chain test of a header-less file.
+func TestReview5HoldsV2Records(t *testing.T) {
+	c := keyCodec([]byte("0123456789abcdef"))
+	rec := func(i, n int) []byte {
+		b := make([]byte, recHeaderLen)
+		c.encodeHeader(b, recKindShare, packRef(i), packData(i, n))
+		return append(b, packData(i, n)...)
+	}
+	two := append(rec(1, 100), rec(2, 50)...)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"none", packData(1, 1000), false},
+		{"lone magic", append(packData(1, 100), "TPK2\x01\x00\x00\x09"...), false},
+		{"one record to the end", rec(1, 100), true},
+		{"two records", two, true},
+		{"two records, the last torn", two[:len(two)-5], true},
+		{"one torn record", rec(1, 100)[:90], false},
+		{"magic at the last bytes", append(packData(1, 100), "TPK2"...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := holdsV2Records(tc.b); got != tc.want {
+				t.Errorf("holdsV2Records: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
