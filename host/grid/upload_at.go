@@ -74,12 +74,22 @@ func (c *Client) uploadAt(ctx context.Context, r io.ReaderAt, base, size int64, 
 		return c.upload(ctx, open(), size, progress)
 	}
 	var key cap.Key
+	first := open()
 	if c.cfg.Convergence != nil {
 		k, err := c.hashAt(ctx, open())
 		if err != nil {
 			return nil, err
 		}
 		key = k
+		// The encode hashes what it reads: a source that changed since
+		// the key's pass (a write the caller's checks missed, such as one
+		// through a shared mapping, which moves no mtime) must not get a
+		// key hashed over other bytes than its shares hold.
+		conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
+		if err != nil {
+			return nil, fmt.Errorf("upload: %w", err)
+		}
+		first = &verifyReader{r: first, conv: conv, key: key, size: size}
 	} else {
 		k, err := chk.RandomKey()
 		if err != nil {
@@ -87,7 +97,6 @@ func (c *Client) uploadAt(ctx context.Context, r io.ReaderAt, base, size int64, 
 		}
 		key = k
 	}
-	first := open()
 	if progress != nil {
 		first = &progressReader{r: first, fn: progress}
 	}
@@ -192,4 +201,35 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	default:
 		return n, fmt.Errorf("read source at offset %d: %w", s.off, err)
 	}
+}
+
+// ErrChanged: a source read in place gave the encode other bytes than
+// the key's pass hashed (it changed between the two reads). No share of
+// the upload is sealed and no cap is returned.
+var ErrChanged = errors.New("source changed while it was uploaded")
+
+// verifyReader hashes the encode pass's bytes as they are read and, once
+// it has given all size of them, fails with ErrChanged unless they give
+// the key the key's pass computed. The error reaches the encoder before
+// it closes: no share of the upload is sealed. (A later round rereads
+// the source too; there a changed source gives another cap, which
+// uploadCHK refuses.)
+type verifyReader struct {
+	r       io.Reader
+	conv    *chk.Convergence
+	key     cap.Key
+	size    int64
+	checked bool
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.conv.Write(p[:n])
+	if !v.checked && v.conv.Size() == v.size {
+		v.checked = true
+		if v.conv.Key() != v.key {
+			return n, fmt.Errorf("upload: %w: the bytes encoded do not give the key hashed over the first read", ErrChanged)
+		}
+	}
+	return n, err
 }
