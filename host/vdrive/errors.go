@@ -32,7 +32,8 @@ var (
 	ErrConflict error = &kindError{"changed concurrently", syscall.EAGAIN, nil}
 	// ErrBadName: a path or name that can never exist: "..", ".", empty
 	// components ("a//b"), NUL, invalid UTF-8, over-long (fs.ErrInvalid,
-	// syscall.EINVAL).
+	// syscall.EINVAL). A new name over MaxNewNameLen bytes is refused with
+	// an error that matches both it and ErrNameTooLong (names.go).
 	ErrBadName error = &kindError{"bad name", fs.ErrInvalid, syscall.EINVAL}
 	// ErrCorrupt: a directory whose bytes are not a valid directory (a
 	// damaged or hostile writer); frontends answer with an I/O error.

@@ -240,7 +240,7 @@ func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
 // prepareFile resolves the parent of a file about to be written and
 // refuses a directory (or the root) at p.
 func (d *Drive) prepareFile(ctx context.Context, op, p string) (dirRef, string, error) {
-	parent, name, err := d.writable(ctx, op, p)
+	parent, name, err := d.writableNew(ctx, op, p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
 			return dirRef{}, "", pathErr(op, p, ErrIsDir)
@@ -462,7 +462,7 @@ func (d *Drive) Put(ctx context.Context, p string, r io.Reader, size int64, prog
 func (d *Drive) PutLinked(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) (Linked, error) {
 	// No look-up first (a slot read saved): a directory at p is found when
 	// linking, and the upload is then left unlinked.
-	parent, name, err := d.writable(ctx, "put", p)
+	parent, name, err := d.writableNew(ctx, "put", p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
 			return Linked{}, pathErr("put", p, ErrIsDir)
@@ -506,7 +506,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // Mkdir makes an empty directory at p (ErrExist if p exists).
 func (d *Drive) Mkdir(ctx context.Context, p string) error {
-	parent, name, err := d.writable(ctx, "mkdir", p)
+	parent, name, err := d.writableNew(ctx, "mkdir", p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
 			return pathErr("mkdir", p, ErrExist)
@@ -553,9 +553,14 @@ func (d *Drive) MkdirAll(ctx context.Context, p string) error {
 	for i := 1; i <= len(parts); i++ {
 		sub := JoinPath(parts[:i])
 		err := d.Mkdir(ctx, sub)
-		if errors.Is(err, ErrExist) {
+		if errors.Is(err, ErrExist) || errors.Is(err, ErrNameTooLong) {
+			// An over-long name refused as new may be an existing
+			// directory (written by an older version): go through it.
 			info, serr := d.Stat(ctx, sub)
 			if serr != nil {
+				if errors.Is(err, ErrNameTooLong) && errors.Is(serr, ErrNotExist) {
+					return err
+				}
 				return serr
 			}
 			if !info.IsDir() {
@@ -712,6 +717,13 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 	}
 	if len(op) == 0 || len(np) == 0 {
 		return pathErr("rename", oldp, fmt.Errorf("cannot move the root or onto it: %w", ErrInvalid))
+	}
+	if JoinPath(np) != JoinPath(op) {
+		// The target is a new name (an old over-long one may move to a
+		// shorter one, not to another over-long one).
+		if err := CheckNewName(np[len(np)-1]); err != nil {
+			return pathErr("rename", newp, err)
+		}
 	}
 	if len(np) > len(op) && JoinPath(np[:len(op)]) == JoinPath(op) {
 		return pathErr("rename", oldp, fmt.Errorf("cannot move a directory into itself (%s): %w", JoinPath(np), ErrInvalid))
@@ -904,7 +916,7 @@ type timeNow = func() time.Time
 // write or read cap becomes a directory (writable only with the write
 // cap), a file cap a file. Verify caps cannot be linked.
 func (d *Drive) Link(ctx context.Context, p, capString string) error {
-	parent, name, err := d.writable(ctx, "link", p)
+	parent, name, err := d.writableNew(ctx, "link", p)
 	if err != nil {
 		return err
 	}
@@ -949,6 +961,9 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 		clean, err := dirnode.CleanName(n)
 		if err != nil {
 			return pathErr("link", dir, fmt.Errorf("%w: %v", ErrBadName, err))
+		}
+		if err := CheckNewName(clean); err != nil {
+			return pathErr("link", JoinPath(append(parts[:len(parts):len(parts)], clean)), err)
 		}
 		rc, wc, m, err := linkOf(s, d.now)
 		if err != nil {

@@ -16,7 +16,10 @@ const MaxDepth = 256
 // SplitPath parses a slash path under the root into clean (NFC)
 // components. "", "/" are the root; one leading and one trailing "/" are
 // allowed. Empty components ("a//b"), "." and "..", NUL, invalid UTF-8 and
-// over-long paths or names are refused with ErrBadName.
+// over-long paths or names are refused with ErrBadName. Names are
+// accepted up to dirnode.MaxNameLen (1,024) bytes, so that entries older
+// versions wrote stay reachable; operations that make a name check it
+// against MaxNewNameLen (255) too (CheckNewName).
 func SplitPath(p string) ([]string, error) {
 	if len(p) > MaxPathLen {
 		return nil, fmt.Errorf("%w: path of %d bytes, more than %d", ErrBadName, len(p), MaxPathLen)
