@@ -122,7 +122,8 @@ func LoadCache(path, grid string, now time.Time) ([]Server, map[string]int, erro
 // saveCache keeps the subscriber's cache file up to date with the list's
 // verified announcements, while an introducer's view is in force (a
 // client whose introducers are down or refuse it keeps its last cache). It
-// writes at most once per cacheEvery, and only when the set changed.
+// writes as soon as an introducer's snapshot arrives, then at most once
+// per cacheEvery, and only when the set changed.
 func (s *Subscriber) saveCache(ctx context.Context) {
 	var last []byte
 	for {
@@ -130,12 +131,13 @@ func (s *Subscriber) saveCache(ctx context.Context) {
 		s.mu.Lock()
 		synced := s.synced > 0
 		s.mu.Unlock()
+		wrote := false
 		if synced {
 			b, err := EncodeCache(s.cfg.List.Signed())
 			if err == nil && !bytes.Equal(b, last) {
 				err = atomicfile.WriteFile(s.cfg.CacheFile, b, 0o600)
 				if err == nil {
-					last = b
+					last, wrote = b, true
 					s.log.Debug("saved the server cache", "path", s.cfg.CacheFile)
 				}
 			}
@@ -143,14 +145,15 @@ func (s *Subscriber) saveCache(ctx context.Context) {
 				s.log.Warn("save the server cache", "path", s.cfg.CacheFile, "error", err)
 			}
 		}
+		// Changes meanwhile close ch: they are written after the pause.
+		if wrote && !sleep(ctx, s.cacheEvery()) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
 		case <-s.syncKick:
-		}
-		if !sleep(ctx, s.cacheEvery()) {
-			return
 		}
 	}
 }
