@@ -55,8 +55,18 @@ func lockFailed(dir string) (func(), error) {
 	return func() { f.Close() }, nil // closing drops the flock
 }
 
-// writeFailed appends f to FailedLinksFile, fsynced.
+// writeFailed appends f to FailedLinksFile, fsynced. A link it cannot
+// keep there (its caller leaves it in the journal) is counted in Stats.
 func (b *Behind) writeFailed(f FailedLink) error {
+	err := b.appendFailed(f)
+	if err != nil {
+		b.st.unrecorded.Add(1)
+		b.st.unrecordedErr.Store(err.Error())
+	}
+	return err
+}
+
+func (b *Behind) appendFailed(f FailedLink) error {
 	line, err := json.Marshal(f)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package vdrive
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -44,7 +45,9 @@ type BehindStats struct {
 	// Replayed is the links replayed from the journal at start.
 	ChangeFailures int64 `json:"change_failures_total"`
 	Replayed       int   `json:"replayed"`
-	// FailedError is why Failed could not be counted ("" when it was).
+	// FailedError is why Failed could not be counted ("" when it was),
+	// or that links given up (counted in Failed) could not be kept in
+	// FailedLinksFile.
 	FailedError string `json:"failed_error,omitempty"`
 }
 
@@ -53,6 +56,11 @@ type behindCounts struct {
 	replayed       int // set once, at open
 	failedTotal    atomic.Int64
 	changeFailures atomic.Int64
+	// unrecorded counts links given up that could not be kept in the
+	// failed links (they stay in the journal until the next start);
+	// unrecordedErr is the last reason.
+	unrecorded    atomic.Int64
+	unrecordedErr atomic.Value // string
 
 	// lines caches the failed links' line count by the file's size and
 	// time (the CLI rewrites it while the node runs).
@@ -93,6 +101,18 @@ func (b *Behind) Stats() BehindStats {
 	st.Failed = n
 	if err != nil {
 		st.FailedError = err.Error()
+	}
+	// Links given up but not kept in the file are failed links too (the
+	// operator's alert reads Failed): in the journal only, made or given
+	// up again at the next start.
+	if u := b.st.unrecorded.Load(); u > 0 {
+		st.Failed += int(u)
+		why, _ := b.st.unrecordedErr.Load().(string)
+		msg := fmt.Sprintf("%d links given up could not be kept in %s (they stay in the journal until the next start): %s", u, FailedLinksFile, why)
+		if st.FailedError != "" {
+			msg = st.FailedError + "; " + msg
+		}
+		st.FailedError = msg
 	}
 	return st
 }

@@ -2,6 +2,8 @@ package vdrive_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -95,5 +97,36 @@ func TestReview5OwnMoveOfABigFolder(t *testing.T) {
 	}
 	if got := names(t, open(t, g, root), "/final/sub"); len(got) != n {
 		t.Fatalf("%d files in the moved folder, want %d", len(got), n)
+	}
+}
+
+// TestReview5UnrecordedFailedLinkCounted: a link given up (its folder
+// removed by another node) that cannot be kept in the failed links (the
+// lock or the file cannot be opened: a full disk, a read-only or
+// lock-less filesystem) stays in the journal for the next start, and
+// Stats must still show it somewhere: as pending, as failed, or with an
+// error, not as a node with nothing to do.
+func TestReview5UnrecordedFailedLinkCounted(t *testing.T) {
+	g := newGrid(t)
+	root := newRootCap(t, g)
+	dir := t.TempDir()
+	b := behindWith(t, g, vdrive.BehindConfig{Dir: dir, Delay: never, PathCacheTTL: -1, Logger: testLogger(t)})
+	d := frontDrive(t, b, root)
+	ctx := ctxFor(t, 2*time.Minute)
+	if err := d.MkdirAll(ctx, "/up/in"); err != nil {
+		t.Fatal(err)
+	}
+	putBytes(t, d, "/up/in/a.txt", pseudo(7, 3000))
+	if err := open(t, g, root).RemoveAll(ctx, "/up/in"); err != nil {
+		t.Fatal(err)
+	}
+	// The lock file cannot be opened.
+	if err := os.Mkdir(filepath.Join(dir, vdrive.FailedLinksLock), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Flush(ctx)
+	st := b.Stats()
+	if st.Pending == 0 && st.Failed == 0 && st.FailedError == "" {
+		t.Fatalf("a link neither made nor kept in the failed links is nowhere in Stats: %+v", st)
 	}
 }
