@@ -162,7 +162,10 @@ func (b *barrierBackend) Put(ctx context.Context, ref storage.Ref, data []byte) 
 // committed.
 func TestPutSharesLeasesShareCommit(t *testing.T) {
 	const n = 8
-	be := &barrierBackend{Backend: storagememory.New(), n: n, all: make(chan struct{})}
+	// Each call's two shares go to the backend together (storage.PutBatch;
+	// this backend has no batch, so two Puts at once): hold every Put
+	// until all 2n have begun.
+	be := &barrierBackend{Backend: storagememory.New(), n: 2 * n, all: make(chan struct{})}
 	cl, srv := rawClient(t, Config{Backend: be, LeasePath: filepath.Join(t.TempDir(), "leases.db")})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
