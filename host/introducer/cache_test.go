@@ -271,12 +271,14 @@ func TestIntroducerRefusal(t *testing.T) {
 		name    string
 		intro   *introducerNode
 		secret  []byte
+		grid    string
 		refused bool
 		msg     string
 	}{
-		{"wrong secret", intro, wrong, true, want},
-		{"no secret", intro, nil, true, "introducer refused this node: not a member of this grid (this node has no grid secret)"},
-		{"introducer down", down, nil, false, "connection refused"},
+		{"wrong secret", intro, wrong, "g", true, want},
+		{"no secret", intro, nil, "g", true, "introducer refused this node: not a member of this grid (this node has no grid secret)"},
+		{"another grid", intro, secret, "other", true, "introducer refused this node: "},
+		{"introducer down", down, nil, "g", false, "connection refused"},
 	} {
 		for _, role := range []string{"publisher", "subscriber"} {
 			t.Run(tc.name+"/"+role, func(t *testing.T) {
@@ -287,12 +289,12 @@ func TestIntroducerRefusal(t *testing.T) {
 				d := countDials(tc.intro.dialer(t, id, tc.secret), &dials)
 				var links func() LinkState
 				if role == "publisher" {
-					s := startPublisher(t, tc.intro, "g", func(c *PublisherConfig) {
+					s := startPublisher(t, tc.intro, tc.grid, func(c *PublisherConfig) {
 						c.Introducer, c.Logger, c.Name = d, log, tc.intro.addr()
 					})
 					links = s.pub.Link
 				} else {
-					sub, err := NewSubscriber(SubscriberConfig{Grid: "g", Introducers: []Dialer{d}, List: NewServerList(nil), Backoff: fast, Logger: log, Names: []string{tc.intro.addr()}})
+					sub, err := NewSubscriber(SubscriberConfig{Grid: tc.grid, Introducers: []Dialer{d}, List: NewServerList(nil), Backoff: fast, Logger: log, Names: []string{tc.intro.addr()}})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -316,10 +318,10 @@ func TestIntroducerRefusal(t *testing.T) {
 					if n := dials.Load(); n != 1 {
 						t.Errorf("%d attempts in 0.5 s after a refusal, want 1 (retried every minute)", n)
 					}
-					if !strings.Contains(text, `"@level":"error","@message":"`+tc.msg+`"`) || strings.Contains(text, "unreachable") || !strings.Contains(text, `"retry_in":"1m0s"`) {
+					if !strings.Contains(text, `"@level":"error","@message":"`+tc.msg) || strings.Contains(text, "unreachable") || !strings.Contains(text, `"retry_in":"1m0s"`) {
 						t.Errorf("log:\n%s", text)
 					}
-					if !errors.Is(st.LastError, nodelink.ErrNotMember) {
+					if tc.grid == "g" && !errors.Is(st.LastError, nodelink.ErrNotMember) {
 						t.Errorf("%v does not wrap ErrNotMember", st.LastError)
 					}
 				} else {
