@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,6 +393,97 @@ func TestReview5HoldsV2Records(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := holdsV2Records(tc.b); got != tc.want {
 				t.Errorf("holdsV2Records: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestReview5ModelWithFailedRemovals: Puts, Deletes, Puts again of
+// deleted shares, and reopens, over small packs that roll, compact and
+// reclaim all the time, while pack removals fail at random (zombies, and
+// superseded packs read again after a reopen): after every step the
+// folder holds exactly the shares a plain map says, with their bytes;
+// nothing deleted comes back, nothing acknowledged goes.
+func TestReview5ModelWithFailedRemovals(t *testing.T) {
+	ctx := context.Background()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			dir := t.TempDir()
+			logged := catchPackLogs(t)
+			oldMin := compactCurrentMin
+			compactCurrentMin = 1
+			t.Cleanup(func() { compactCurrentMin = oldMin })
+			rng := rand.New(rand.NewPCG(seed, 99))
+			real := packRemove
+			packRemove = func(name string) error {
+				if rng.IntN(3) == 0 {
+					return &os.PathError{Op: "remove", Path: name, Err: syscall.EIO}
+				}
+				return real(name)
+			}
+			t.Cleanup(func() { packRemove = real })
+			open := func() *Disk {
+				d, err := NewOptions(dir, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.pack.rollAt = 6 << 10
+				return d
+			}
+			d := open()
+			t.Cleanup(func() { d.Close() })
+			model := map[int]int{} // share -> generation of its bytes
+			gen := 0
+			data := func(k, g int) []byte { return packData(k*1000+g, 300+(k*7+g)%900) }
+			check := func(when string) {
+				t.Helper()
+				for k := range 24 {
+					g, live := model[k]
+					if live {
+						want := data(k, g)
+						got := make([]byte, len(want))
+						n, err := d.ReadAt(ctx, packRef(k), got, 0)
+						if n != len(want) || (err != nil && err != io.EOF) || !bytes.Equal(got, want) {
+							t.Fatalf("%s: share %d (gen %d): read %d bytes, %v, equal %v", when, k, g, n, err, bytes.Equal(got, want))
+						}
+					} else if _, err := d.Stat(ctx, packRef(k)); !errors.Is(err, storage.ErrNotFound) {
+						t.Fatalf("%s: deleted share %d: %v", when, k, err)
+					}
+				}
+			}
+			for step := range 400 {
+				k := rng.IntN(24)
+				switch r := rng.IntN(20); {
+				case r == 0:
+					d.Close()
+					d = open()
+					check(fmt.Sprint("after the reopen at step ", step))
+				case model[k] != 0:
+					if err := d.Delete(ctx, packRef(k)); err != nil {
+						t.Fatalf("step %d: delete %d: %v", step, k, err)
+					}
+					delete(model, k)
+				default:
+					gen++
+					if err := d.Put(ctx, packRef(k), data(k, gen)); err != nil {
+						t.Fatalf("step %d: put %d: %v", step, k, err)
+					}
+					model[k] = gen
+				}
+				check(fmt.Sprint("step ", step))
+			}
+			d.Close()
+			d = open()
+			check("at the end")
+			failed := 0
+			for _, l := range logged() {
+				if strings.Contains(l, "input/output error") {
+					failed++
+				}
+			}
+			t.Logf("%d packs left, %d failed removals, last pack %d", len(packFiles(t, dir)), failed, d.pack.curNum)
+			if failed == 0 {
+				t.Error("no removal failed: the test did not test zombies")
 			}
 		})
 	}
