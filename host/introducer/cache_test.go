@@ -336,3 +336,37 @@ func TestIntroducerRefusal(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryKeptWhileIntroducersDown: a running client whose introducer
+// went away keeps a server whose announcement lapses meanwhile (marked
+// cached, as after a restart), instead of forgetting every server one
+// lifetime after the introducer died; the introducer's view, when it
+// answers again, replaces it.
+func TestExpiryKeptWhileIntroducersDown(t *testing.T) {
+	intro := startIntroducer(t, ServiceConfig{Grid: "g"})
+	id := newIdentity(t)
+	p, err := NewPublisher(PublisherConfig{
+		Identity: id, Introducer: intro.dialer(t, id, nil), Grid: "g",
+		Addresses: []string{addrOf(id, "tcp:127.0.0.1:9")},
+		Interval:  300 * time.Millisecond, Lifetime: time.Second, Backoff: fast,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	list, _, _ := startCachingSubscriber(t, "g", filepath.Join(t.TempDir(), CacheFile), intro)
+	waitList(t, list, "server", hasN(1))
+	stop()
+	<-done
+	intro.stop()
+	time.Sleep(1500 * time.Millisecond) // past the announcement's lifetime
+	got := list.Servers()
+	if len(got) != 1 || !got[0].Cached || got[0].NodeID != id.NodeID() {
+		t.Fatalf("after the lifetime with the introducer down: %+v, want the server kept as cached", got)
+	}
+	intro.start() // no state, nobody announcing
+	waitList(t, list, "the introducer's empty view", hasN(0))
+}

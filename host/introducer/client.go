@@ -431,7 +431,17 @@ func (s *Subscriber) Run(ctx context.Context) error {
 func (s *Subscriber) expire(ctx context.Context) {
 	for {
 		ch := s.cfg.List.Changed()
-		next := s.cfg.List.Expire(s.cfg.Now())
+		// With a cache, a client whose introducers are all out of reach
+		// keeps what it verified, as it would after a restart.
+		s.mu.Lock()
+		keep := s.cfg.CacheFile != "" && len(s.cfg.Introducers) > 0 && s.synced == 0
+		s.mu.Unlock()
+		var next time.Time
+		if keep {
+			next = s.cfg.List.ExpireKeeping(s.cfg.Now())
+		} else {
+			next = s.cfg.List.Expire(s.cfg.Now())
+		}
 		var timer <-chan time.Time
 		var t *time.Timer
 		if !next.IsZero() {

@@ -188,7 +188,16 @@ func (l *ServerList) Signed() []*introducerpb.SignedAnnouncement {
 
 // Expire drops announcements that lapsed by now and returns the next
 // expiry time still ahead (zero when none).
-func (l *ServerList) Expire(now time.Time) time.Time {
+func (l *ServerList) Expire(now time.Time) time.Time { return l.expire(now, false) }
+
+// ExpireKeeping is Expire for a client whose introducers are all out of
+// reach: a lapsed announcement becomes a cached server (as one read from
+// the node's cache at start) instead of being dropped, until an
+// introducer's view replaces it (DropCached). Its server did not re-announce
+// because there was no introducer to announce to.
+func (l *ServerList) ExpireKeeping(now time.Time) time.Time { return l.expire(now, true) }
+
+func (l *ServerList) expire(now time.Time, keep bool) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var next time.Time
@@ -197,6 +206,10 @@ func (l *ServerList) Expire(now time.Time) time.Time {
 		if !now.Before(s.ExpiresAt) {
 			delete(l.live, id)
 			delete(l.signed, id)
+			if keep {
+				s.Cached = true
+				l.cached[id] = s
+			}
 			changed = true
 			continue
 		}
