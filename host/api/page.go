@@ -151,8 +151,16 @@ th{background:#eee}dl{display:grid;grid-template-columns:max-content auto;gap:.1
 <h2>Storage servers: <span id="servers-known">{{.Known}}</span> known, <span id="servers-connected">{{.Conn}}</span> connected</h2>
 <table id="servers">
 <tr><th>name</th><th>node id</th><th>address</th><th>connected</th><th>free</th><th>last seen</th><th>version</th></tr>
-{{range .Servers}}<tr class="server"><td>{{.Nickname}}</td><td class="mono" title="{{.NodeID}}">{{short .NodeID}}</td><td class="mono">{{address .Address}}</td><td class="{{if .Connected}}ok">yes{{else}}bad"{{with .LastError}} title="{{.}}"{{end}}>{{if .LastError}}failing{{else}}no{{end}}{{end}}</td><td>{{ubytes .FreeSpace}}</td><td>{{if .Static}}static{{else}}{{ago $.Now .LastSeen}}{{end}}</td><td>{{.Version}}</td></tr>
+{{range .Servers}}<tr class="server"><td>{{.Nickname}}</td><td class="mono" title="{{.NodeID}}">{{short .NodeID}}</td><td class="mono">{{address .Address}}</td><td class="{{if .Connected}}ok">yes{{else}}bad"{{with .LastError}} title="{{.}}"{{end}}>{{if .LastError}}failing{{else}}no{{end}}{{end}}</td><td>{{ubytes .FreeSpace}}</td><td>{{if .Static}}static{{else}}{{ago $.Now .LastSeen}}{{end}}{{if .Cached}} (cached){{end}}</td><td>{{.Version}}</td></tr>
 {{else}}<tr><td colspan="7" class="muted">no storage servers known yet</td></tr>{{end}}
+</table>
+{{end}}
+{{if .IntroducerLinks}}
+<h2>Introducers</h2>
+<table id="introducer-links">
+<tr><th>introducer</th><th>role</th><th>state</th><th>since (UTC)</th><th>last error</th></tr>
+{{range .IntroducerLinks}}<tr class="introducer-link"><td class="mono" title="{{.URL}}">{{address .URL}}</td><td>{{.Role}}</td><td class="{{if .Connected}}ok">connected{{else}}bad">{{if .Refused}}refused{{else}}not connected{{end}}{{end}}</td><td>{{clock .Since}}</td><td>{{.LastError}}</td></tr>
+{{end}}
 </table>
 {{end}}
 <h2>Activity</h2>
