@@ -301,6 +301,19 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A new name over vdrive.MaxNewNameLen bytes is 400, here for every
+	// method that makes one: x/net/webdav answers MKCOL's refusal with 405
+	// (which clients read as "it exists") and a file COPY's with 500.
+	switch target := name; r.Method {
+	case "COPY", "MOVE":
+		target = dst
+		fallthrough
+	case "PUT", "MKCOL":
+		if err := vdrive.CheckNewPath(target); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("%s %s: %w", r.Method, target, err))
+			return
+		}
+	}
 	ctx := r.Context()
 	switch r.Method {
 	case "PUT":
