@@ -130,6 +130,7 @@ type Behind struct {
 
 	failMu sync.Mutex
 	st     behindCounts // behind_stats.go
+	moves  ownMoves     // behind_path.go
 }
 
 var _ Store = (*Behind)(nil)

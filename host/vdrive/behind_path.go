@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
@@ -76,6 +77,7 @@ func recordPath(rec linkRecord) (root cap.DirRead, parts []string, ok bool, err 
 // root and path share one walk.
 func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) {
 	verdicts := map[[2]string]error{}
+	followed := map[[2]string]string{} // paths moved by this node's own moves
 	for _, l := range ls {
 		l.gone = nil
 		root, parts, ok, err := recordPath(l.rec)
@@ -89,10 +91,93 @@ func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) 
 			if errors.Is(v, ErrFolderGone) {
 				v = b.reachable(ctx, root, parts, k, 0)
 			}
+			if errors.Is(v, ErrFolderGone) {
+				// This node's own move of the folder (or of one above it)
+				// while the link waited: it follows the folder.
+				if p, ok := b.followOwnMoves(ctx, root, l.rec.Root, l.rec.Path, k); ok {
+					followed[key] = p
+					v = nil
+				}
+			}
 			verdicts[key] = v
+		}
+		if p, ok := followed[key]; ok {
+			b.mu.Lock()
+			l.rec.Path = p // where it is now, for a later check and the failed links
+			b.mu.Unlock()
 		}
 		l.gone = v
 	}
+}
+
+// ownMoves are this node's latest moves of folders (Rename through a
+// drive over the write-behind). A file put into a folder while this
+// node moves it is acknowledged before or after the move lands; without
+// write-behind its link would go into the folder by its cap and so move
+// with it. Its path check then finds the path gone, and is tried again
+// along the moves: the folder's identity at the end of the walk decides,
+// so a wrong or stale move only costs a walk.
+type ownMoves struct {
+	mu sync.Mutex
+	l  []ownMove // oldest first, at most maxOwnMoves
+}
+
+type ownMove struct {
+	root     string // the mover's root (read cap)
+	from, to string // paths under it
+}
+
+// maxOwnMoves bounds ownMoves; a link pending across more moves than
+// this (a long outage of the grid) is checked against the latest ones.
+const maxOwnMoves = 256
+
+func (m *ownMoves) add(mv ownMove) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.l = append(m.l, mv)
+	if len(m.l) > maxOwnMoves {
+		m.l = slices.Delete(m.l, 0, len(m.l)-maxOwnMoves)
+	}
+}
+
+// moved is where p went by the latest move of it or of a folder above
+// it under root ("", false: none).
+func (m *ownMoves) moved(root, p string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.l) - 1; i >= 0; i-- {
+		mv := m.l[i]
+		if mv.root != root {
+			continue
+		}
+		if p == mv.from {
+			return mv.to, true
+		}
+		if strings.HasPrefix(p, mv.from+"/") {
+			return mv.to + p[len(mv.from):], true
+		}
+	}
+	return "", false
+}
+
+// followOwnMoves walks p moved by this node's own moves (a few in a
+// row) on fresh reads, and returns the path at which it reaches k.
+func (b *Behind) followOwnMoves(ctx context.Context, root cap.DirRead, rs, p string, k cap.MutableRead) (string, bool) {
+	for range 8 {
+		next, ok := b.moves.moved(rs, p)
+		if !ok || next == p {
+			return "", false
+		}
+		p = next
+		parts, err := SplitPath(p)
+		if err != nil {
+			return "", false
+		}
+		if b.reachable(ctx, root, parts, k, 0) == nil {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // DefaultPathCacheTTL is BehindConfig.PathCacheTTL's default.
@@ -168,9 +253,16 @@ func (b *Behind) walk(ctx context.Context, root cap.DirRead, parts []string, ttl
 // root (an SFTP account rooted in a subfolder, a drive at the alias
 // above it) go too when their path passes through the folder moved:
 // their path check would otherwise find their folder gone.
-func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts []string) error {
+//
+// to is where a move puts the folder (nil for a removal): a link put
+// into the folder while the move is under way follows it there
+// (ownMoves).
+func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts, to []string) error {
 	rs := root.String()
 	p := JoinPath(parts)
+	if to != nil {
+		b.moves.add(ownMove{root: rs, from: p, to: JoinPath(to)})
+	}
 	under := func(l *plink) bool {
 		return l.rec.Root == rs && (l.rec.Path == p || strings.HasPrefix(l.rec.Path, p+"/"))
 	}

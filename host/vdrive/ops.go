@@ -653,7 +653,7 @@ func (d *Drive) RemoveAll(ctx context.Context, p string) error {
 	if d.behind != nil {
 		// Links pending below go with it, as acknowledged before.
 		if parts, err := SplitPath(p); err == nil {
-			if err := d.behind.flushUnder(ctx, d.root.r, parts); err != nil {
+			if err := d.behind.flushUnder(ctx, d.root.r, parts, nil); err != nil {
 				return pathErr("remove", p, err)
 			}
 		}
@@ -744,7 +744,7 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 	}
 	if d.behind != nil {
 		// Links pending in a folder moved go with it (behind_path.go).
-		if err := d.behind.flushUnder(ctx, d.root.r, op); err != nil {
+		if err := d.behind.flushUnder(ctx, d.root.r, op, np); err != nil {
 			return pathErr("rename", oldp, err)
 		}
 	}

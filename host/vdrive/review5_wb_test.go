@@ -130,3 +130,73 @@ func TestReview5UnrecordedFailedLinkCounted(t *testing.T) {
 		t.Fatalf("a link neither made nor kept in the failed links is nowhere in Stats: %+v", st)
 	}
 }
+
+// TestReview5PutDuringOwnMove: a file put into a folder while this
+// node's own move of that folder is being written (after the move made
+// the links pending below it, before its folder change lands) is
+// acknowledged; without write-behind its link would go into the folder
+// by its cap and so move with it. With write-behind it must not end in
+// the failed links as if another node had removed the folder.
+func TestReview5PutDuringOwnMove(t *testing.T) {
+	g := newGrid(t)
+	for _, thenRemoved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("then removed by another node %v", thenRemoved), func(t *testing.T) {
+			root := newRootCap(t, g)
+			dir := t.TempDir()
+			gs := &gateStore{slotCounter: &slotCounter{Store: vdrive.GridStore(newClient(t, g))},
+				entered: make(chan struct{}, 1), release: make(chan struct{})}
+			b, err := vdrive.OpenBehind(gs, vdrive.BehindConfig{Dir: dir, Delay: never, PathCacheTTL: -1, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			d := frontDrive(t, b, root)
+			ctx := ctxFor(t, time.Minute)
+			if err := d.MkdirAll(ctx, "/tmp"); err != nil {
+				t.Fatal(err)
+			}
+			tmp, err := d.Stat(ctx, "/tmp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs.armed.Store(true) // the move's change of the root waits
+			moved := make(chan error, 1)
+			go func() { moved <- d.Rename(ctx, "/tmp", "/final") }()
+			select {
+			case <-gs.entered:
+			case <-ctx.Done():
+				t.Fatal("the move never changed the root")
+			}
+			putBytes(t, d, "/tmp/x", []byte("acknowledged during the move"))
+			close(gs.release)
+			if err := <-moved; err != nil {
+				t.Fatal(err)
+			}
+			far := open(t, g, root)
+			if thenRemoved {
+				if err := far.RemoveAll(ctx, "/final"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fl := failedLinks(t, dir)
+			if thenRemoved {
+				if len(fl) != 1 || fl[0].Name != "x" {
+					t.Fatalf("failed links %+v, want x (its folder, moved by this node, then removed by another)", fl)
+				}
+				if got := names(t, open(t, g, tmp.WriteCap()), "/"); len(got) != 0 {
+					t.Fatalf("the link was made in the removed folder: %v", got)
+				}
+				return
+			}
+			if len(fl) != 0 {
+				t.Fatalf("a file put during this node's own move is in the failed links: %s", fl[0].Error)
+			}
+			if got := get(t, far, "/final/x"); string(got) != "acknowledged during the move" {
+				t.Fatalf("/final/x: %q", got)
+			}
+		})
+	}
+}
