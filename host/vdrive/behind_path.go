@@ -77,7 +77,6 @@ func recordPath(rec linkRecord) (root cap.DirRead, parts []string, ok bool, err 
 // root and path share one walk.
 func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) {
 	verdicts := map[[2]string]error{}
-	followed := map[[2]string]string{} // paths moved by this node's own moves
 	for _, l := range ls {
 		l.gone = nil
 		root, parts, ok, err := recordPath(l.rec)
@@ -94,17 +93,13 @@ func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) 
 			if errors.Is(v, ErrFolderGone) {
 				// This node's own move of the folder (or of one above it)
 				// while the link waited: it follows the folder.
-				if p, ok := b.followOwnMoves(ctx, root, l.rec.Root, l.rec.Path, k); ok {
-					followed[key] = p
+				// Its record keeps the path it was written to (setMeta
+				// copies it meanwhile); the next check follows again.
+				if b.followOwnMoves(ctx, root, l.rec.Root, l.rec.Path, k) {
 					v = nil
 				}
 			}
 			verdicts[key] = v
-		}
-		if p, ok := followed[key]; ok {
-			b.mu.Lock()
-			l.rec.Path = p // where it is now, for a later check and the failed links
-			b.mu.Unlock()
 		}
 		l.gone = v
 	}
@@ -160,24 +155,24 @@ func (m *ownMoves) moved(root, p string) (string, bool) {
 	return "", false
 }
 
-// followOwnMoves walks p moved by this node's own moves (a few in a
-// row) on fresh reads, and returns the path at which it reaches k.
-func (b *Behind) followOwnMoves(ctx context.Context, root cap.DirRead, rs, p string, k cap.MutableRead) (string, bool) {
+// followOwnMoves reports whether p, moved by this node's own moves (a
+// few in a row), reaches k on fresh reads.
+func (b *Behind) followOwnMoves(ctx context.Context, root cap.DirRead, rs, p string, k cap.MutableRead) bool {
 	for range 8 {
 		next, ok := b.moves.moved(rs, p)
 		if !ok || next == p {
-			return "", false
+			return false
 		}
 		p = next
 		parts, err := SplitPath(p)
 		if err != nil {
-			return "", false
+			return false
 		}
 		if b.reachable(ctx, root, parts, k, 0) == nil {
-			return p, true
+			return true
 		}
 	}
-	return "", false
+	return false
 }
 
 // DefaultPathCacheTTL is BehindConfig.PathCacheTTL's default.
