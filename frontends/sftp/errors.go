@@ -92,6 +92,14 @@ func kindText(err error) string {
 		return "directory not empty"
 	case errors.Is(err, fs.ErrExist):
 		return "file exists"
+	case errors.Is(err, vdrive.ErrNameTooLong):
+		// "name too long: N bytes (UTF-8, NFC), new names are limited to
+		// 255": the length is the client's to fix, not the name's kind.
+		var tl *vdrive.NameTooLongError
+		if errors.As(err, &tl) {
+			return tl.Error()
+		}
+		return "name too long"
 	case errors.Is(err, vdrive.ErrBadName):
 		return "bad name"
 	case errors.Is(err, vdrive.ErrConflict):
