@@ -3,6 +3,7 @@ package storagedisk
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -484,6 +485,88 @@ func TestReview5ModelWithFailedRemovals(t *testing.T) {
 			t.Logf("%d packs left, %d failed removals, last pack %d", len(packFiles(t, dir)), failed, d.pack.curNum)
 			if failed == 0 {
 				t.Error("no removal failed: the test did not test zombies")
+			}
+		})
+	}
+}
+
+// TestReview5LengthLimits: a version 2 header claiming up to 1 MiB is
+// sound (tag permitting); past it, or a tombstone with data, is not,
+// even under a valid tag; a record that straddles the end is cut short.
+func TestReview5LengthLimits(t *testing.T) {
+	c := keyCodec([]byte("0123456789abcdef"))
+	hdr := func(kind byte, n int) []byte {
+		h := make([]byte, recHeaderLen)
+		copy(h, packMagicV2)
+		h[4], h[5], h[6], h[7] = kind, byte(n>>16), byte(n>>8), byte(n)
+		binary.BigEndian.PutUint64(h[32:40], sipHash24(c.k0, c.k1, h[:32]))
+		return h
+	}
+	for _, tc := range []struct {
+		name string
+		kind byte
+		n    int
+		ok   bool
+	}{
+		{"empty share", recKindShare, 0, true},
+		{"1 MiB", recKindShare, maxRecordData, true},
+		{"1 MiB + 1", recKindShare, maxRecordData + 1, false},
+		{"largest 24-bit", recKindShare, 1<<24 - 1, false},
+		{"tombstone", recKindDelete, 0, true},
+		{"tombstone with data", recKindDelete, 1, false},
+		{"kind 3", 3, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, n, err := c.parseHeader(hdr(tc.kind, tc.n))
+			if tc.ok != (err == nil) || tc.ok && n != tc.n {
+				t.Fatalf("parseHeader: %d, %v; want sound %v", n, err, tc.ok)
+			}
+			if !tc.ok || tc.n == 0 {
+				return
+			}
+			// Straddling the end: a torn tail at the record.
+			b := append(encodePackHeader([]byte("0123456789abcdef")), hdr(tc.kind, tc.n)...)
+			b = append(b, make([]byte, tc.n-1)...)
+			keep, err := scanPack(b, func(ev scanEvent) { t.Errorf("event %+v in a pack of one torn record", ev) })
+			if err != nil || keep != packHdrLen {
+				t.Errorf("scan keeps %d, %v; want %d", keep, err, packHdrLen)
+			}
+		})
+	}
+}
+
+// TestReview5FormatUpgrade: FORMAT after an open, from each FORMAT this
+// tarn reads: 3 whenever packing is on or packs/ exists (a Delete of a
+// packed share then appends to a new version 2 pack), else unchanged.
+func TestReview5FormatUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before string
+		packs  bool
+		noPack bool
+		want   string
+	}{
+		{"1, packing on", formatLine, false, false, formatPacked},
+		{"1, packing off", formatLine, false, true, formatLine},
+		{"2, packing on", formatPackedV1, true, false, formatPacked},
+		{"2, packing off", formatPackedV1, true, true, formatPacked},
+		{"3, packing off", formatPacked, true, true, formatPacked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "FORMAT"), []byte(tc.before), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.packs {
+				writeV1Pack(t, dir, forgeV1(recKindShare, packRef(1), packData(1, 100)))
+				os.WriteFile(filepath.Join(dir, "FORMAT"), []byte(tc.before), 0o600)
+			}
+			d := newDiskOpts(t, dir, Options{NoPack: tc.noPack})
+			if b, _ := os.ReadFile(filepath.Join(dir, "FORMAT")); string(b) != tc.want {
+				t.Errorf("FORMAT %q after the open, want %q", b, tc.want)
+			}
+			if tc.packs {
+				mustRead(t, d, packRef(1), packData(1, 100))
 			}
 		})
 	}
