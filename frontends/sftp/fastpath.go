@@ -37,11 +37,13 @@ import (
 // registered and every request takes pkg/sftp's path, as before.
 
 const (
-	fxpClose  = 4
-	fxpRead   = 5
-	fxpWrite  = 6
-	fxpStatus = 101
-	fxpData   = 103
+	fxpClose    = 4
+	fxpRead     = 5
+	fxpWrite    = 6
+	fxpFstat    = 8
+	fxpFsetstat = 10
+	fxpStatus   = 101
+	fxpData     = 103
 
 	fxOK = 0 // fxEOF is errors.go's
 )
@@ -189,14 +191,21 @@ func parseData(typ byte, b []byte) (dataRequest, bool) {
 
 // closeHandle is the handle a CLOSE body (after the type byte) names.
 func closeHandle(b []byte) (string, bool) {
+	_, h, ok := idHandle(b)
+	return h, ok
+}
+
+// idHandle reads the id and handle that begin a request's body (after
+// the type byte): CLOSE, READ, WRITE, FSTAT, FSETSTAT.
+func idHandle(b []byte) (uint32, string, bool) {
 	if len(b) < 8 {
-		return "", false
+		return 0, "", false
 	}
 	hl := binary.BigEndian.Uint32(b[4:])
 	if uint64(hl) > uint64(len(b)-8) {
-		return "", false
+		return 0, "", false
 	}
-	return string(b[8 : 8+hl]), true
+	return binary.BigEndian.Uint32(b), string(b[8 : 8+hl]), true
 }
 
 // statusPacket is pkg/sftp's status answer for code (OK: no message;
@@ -209,6 +218,25 @@ func statusPacket(b []byte, id, code uint32) []byte {
 	b = append(b[:0], 0, 0, 0, 0, fxpStatus)
 	b = binary.BigEndian.AppendUint32(b, id)
 	b = binary.BigEndian.AppendUint32(b, code)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(msg)))
+	b = append(b, msg...)
+	b = binary.BigEndian.AppendUint32(b, 0) // language tag
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// wrongKind is the message of the failure answered to a READ or WRITE on
+// a handle not opened for it.
+var wrongKind = map[byte]string{
+	fxpRead:  "read: the handle is not open for reading",
+	fxpWrite: "write: the handle is not open for writing",
+}
+
+// failurePacket is an SSH_FX_FAILURE status answer with msg.
+func failurePacket(b []byte, id uint32, msg string) []byte {
+	b = append(b[:0], 0, 0, 0, 0, fxpStatus)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, fxFailure)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(msg)))
 	b = append(b, msg...)
 	b = binary.BigEndian.AppendUint32(b, 0) // language tag
@@ -230,6 +258,24 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 	}
 	e, ok := c.fast.get(d.handle)
 	if !ok {
+		return false, nil
+	}
+	// A request of the other kind than the handle was opened for is
+	// refused here: pkg/sftp runs it as the handle's kind, so a READ on a
+	// write-only handle wrote its answer buffer (zeros, or a reused page
+	// holding an earlier packet's bytes) into the file at the offset and
+	// answered OK, and a WRITE on a read-only one answered with the file's
+	// bytes. OpenSSH's server fails both (read(2) or write(2) of the wrong
+	// kind of descriptor): SSH_FX_FAILURE.
+	if typ == fxpRead && e.r == nil || typ == fxpWrite && e.w == nil {
+		c.out = failurePacket(c.out, d.id, wrongKind[typ])
+		return true, c.send(c.out)
+	}
+	// Requests on the same handle that pkg/sftp has not answered yet (a
+	// truncate by FSETSTAT, a write or read that took its path) run on its
+	// workers; one answered here now could pass them. pkg/sftp gets this
+	// one too, and orders it as it orders its own.
+	if c.mustFollow(typ, d.handle) {
 		return false, nil
 	}
 	// The loop answers only what needs no wait on the grid (bytes in the

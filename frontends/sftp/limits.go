@@ -53,6 +53,17 @@ type limitsConn struct {
 	in   []byte
 	out  []byte
 
+	// ids answers users-groups-by-id@openssh.com (nil: not offered).
+	ids *idNames
+
+	// Requests naming a handle that were passed to pkg/sftp and whose
+	// answer has not gone out yet (guarded by mu): the handles each id
+	// named, and per handle how many are pending and how many of those
+	// change the file (WRITE, FSETSTAT). The fast path serves a handle
+	// only when nothing it must follow is pending there (fastpath.go).
+	inflight map[uint32][]passed
+	pending  map[string]*handleLoad
+
 	mu         sync.Mutex
 	boundary   *sync.Cond // signalled when the outgoing stream is between packets
 	wleft      uint64     // bytes of the outgoing packet still to be written
@@ -102,7 +113,7 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 		if _, err := io.ReadFull(c.rw, h[4:5]); err != nil {
 			return 0, io.ErrUnexpectedEOF
 		}
-		if c.fast != nil && (h[4] == fxpRead || h[4] == fxpWrite || h[4] == fxpClose) && length <= maxPacket {
+		if c.fast != nil && (h[4] == fxpRead || h[4] == fxpWrite || h[4] == fxpClose || h[4] == fxpFstat || h[4] == fxpFsetstat) && length <= maxPacket {
 			if cap(c.in) < int(4+length) {
 				c.in = make([]byte, 4+maxPacket)
 			}
@@ -111,13 +122,17 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 			if _, err := io.ReadFull(c.rw, pkt[5:]); err != nil {
 				return 0, io.ErrUnexpectedEOF
 			}
-			if h[4] == fxpClose {
+			switch h[4] {
+			case fxpClose:
 				// Reads and writes sent before the close have run; later
 				// ones go to pkg/sftp, which has forgotten the handle.
 				if handle, ok := closeHandle(pkt[5:]); ok {
 					c.fast.forget(handle)
 				}
-			} else {
+			case fxpFstat, fxpFsetstat:
+				// Later reads and writes of the handle must follow it.
+				c.passing(h[4], pkt[5:])
+			default:
 				served, err := c.serveData(h[4], pkt[5:])
 				if err != nil {
 					return 0, err
@@ -125,6 +140,7 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 				if served {
 					continue
 				}
+				c.passing(h[4], pkt[5:])
 			}
 			c.head = pkt
 			continue
@@ -140,11 +156,20 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 			return 0, io.ErrUnexpectedEOF
 		}
 		id, name, ok := parseExtended(pkt[5:])
-		if !ok || name != limitsExt {
+		var reply []byte
+		switch {
+		case ok && name == limitsExt:
+			reply = limitsReply(id)
+		case ok && name == idsExt && c.ids != nil:
+			reply, ok = c.ids.reply(id, pkt[5:])
+		default:
+			ok = false
+		}
+		if !ok {
 			c.head = pkt
 			continue
 		}
-		if err := c.send(limitsReply(id)); err != nil {
+		if err := c.send(reply); err != nil {
 			return 0, err
 		}
 	}
@@ -156,6 +181,90 @@ func (c *limitsConn) answering() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.advertised && !c.lost
+}
+
+// handleLoad counts the requests on one handle pkg/sftp has not answered.
+type handleLoad struct{ all, changes int }
+
+// passed is a request handed to pkg/sftp: its handle, and whether it
+// changes the file.
+type passed struct {
+	handle  string
+	changes bool
+}
+
+// passing records a READ, WRITE, FSTAT or FSETSTAT (body after the type
+// byte) handed to pkg/sftp, until its answer goes out (answered).
+func (c *limitsConn) passing(typ byte, body []byte) {
+	id, handle, ok := idHandle(body)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lost {
+		return // answers can no longer be followed: the fast path stops
+	}
+	if c.inflight == nil {
+		c.inflight, c.pending = map[uint32][]passed{}, map[string]*handleLoad{}
+	}
+	p := passed{handle, typ == fxpWrite || typ == fxpFsetstat}
+	c.inflight[id] = append(c.inflight[id], p)
+	l := c.pending[handle]
+	if l == nil {
+		l = &handleLoad{}
+		c.pending[handle] = l
+	}
+	l.all++
+	if p.changes {
+		l.changes++
+	}
+}
+
+// answered ends what passing recorded for id (mu held).
+func (c *limitsConn) answered(id uint32) {
+	hs := c.inflight[id]
+	if len(hs) == 0 {
+		return
+	}
+	p := hs[0]
+	if len(hs) == 1 {
+		delete(c.inflight, id)
+	} else {
+		c.inflight[id] = hs[1:]
+	}
+	l := c.pending[p.handle]
+	if l == nil {
+		return
+	}
+	l.all--
+	if p.changes {
+		l.changes--
+	}
+	if l.all <= 0 {
+		delete(c.pending, p.handle)
+	}
+}
+
+// mustFollow reports whether a request of type typ on handle must wait
+// for requests pkg/sftp has not answered: a read for changes to the
+// file, a write for anything (a read or stat sent before it must not see
+// it, a write before it must not land after it). Such a request goes to
+// pkg/sftp too. After the outgoing framing is lost nothing is known: all do.
+func (c *limitsConn) mustFollow(typ byte, handle string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lost {
+		return true
+	}
+	l := c.pending[handle]
+	if l == nil {
+		return false
+	}
+	if typ == fxpRead {
+		return l.changes > 0
+	}
+	return l.all > 0
 }
 
 // parseExtended reads an extended request's id and name.
@@ -196,6 +305,10 @@ func (c *limitsConn) send(pkt []byte) error {
 		return fmt.Errorf("sftp: answer %s: outgoing packets out of step", limitsExt)
 	}
 	_, err := c.rw.Write(pkt)
+	if err != nil {
+		c.lost = true // a part may have gone
+		c.boundary.Broadcast()
+	}
 	return err
 }
 
@@ -207,16 +320,25 @@ func (c *limitsConn) Write(b []byte) (int, error) {
 	out := b
 	if !c.versioned {
 		c.versioned = true
-		if v, ok := withLimits(b); ok {
+		var more []string
+		if c.ids != nil {
+			more = append(more, idsExt)
+		}
+		if v, ok := withLimits(b, more...); ok {
 			out, c.advertised = v, true
 		}
 	}
 	c.track(b)
+	if _, err := c.rw.Write(out); err != nil {
+		// pkg/sftp gives the packet up (a header's payload never
+		// follows): the framing is lost, and the read loop must not wait
+		// in send for a boundary that never comes.
+		c.lost = true
+		c.boundary.Broadcast()
+		return 0, err
+	}
 	if c.wleft == 0 || c.lost {
 		c.boundary.Broadcast()
-	}
-	if _, err := c.rw.Write(out); err != nil {
-		return 0, err
 	}
 	return len(b), nil
 }
@@ -229,9 +351,13 @@ func (c *limitsConn) track(b []byte) {
 				// pkg/sftp writes a packet's header (length, type, id)
 				// in one piece; anything else and the framing is lost.
 				c.lost = true
+				c.inflight, c.pending = nil, nil // nothing is known to end
 				return
 			}
 			c.wleft = 4 + uint64(binary.BigEndian.Uint32(b))
+			if len(b) >= 9 {
+				c.answered(binary.BigEndian.Uint32(b[5:]))
+			}
 		}
 		k := min(c.wleft, uint64(len(b)))
 		c.wleft -= k
@@ -239,18 +365,20 @@ func (c *limitsConn) track(b []byte) {
 	}
 }
 
-// withLimits is b with limits@openssh.com added to its extensions when b
-// is exactly one whole version packet (what pkg/sftp writes first).
-func withLimits(b []byte) ([]byte, bool) {
+// withLimits is b with limits@openssh.com, and the extensions in more,
+// added to its extensions (each at version "1") when b is exactly one
+// whole version packet (what pkg/sftp writes first).
+func withLimits(b []byte, more ...string) ([]byte, bool) {
 	if len(b) < 9 || b[4] != fxpVersion || uint64(binary.BigEndian.Uint32(b)) != uint64(len(b)-4) {
 		return nil, false
 	}
-	v := make([]byte, 0, len(b)+8+len(limitsExt)+1)
-	v = append(v, b...)
-	v = binary.BigEndian.AppendUint32(v, uint32(len(limitsExt)))
-	v = append(v, limitsExt...)
-	v = binary.BigEndian.AppendUint32(v, 1)
-	v = append(v, '1')
+	v := append([]byte(nil), b...)
+	for _, ext := range append([]string{limitsExt}, more...) {
+		v = binary.BigEndian.AppendUint32(v, uint32(len(ext)))
+		v = append(v, ext...)
+		v = binary.BigEndian.AppendUint32(v, 1)
+		v = append(v, '1')
+	}
 	binary.BigEndian.PutUint32(v, uint32(len(v)-4))
 	return v, true
 }

@@ -505,6 +505,7 @@ func (ss *session) serveSFTP() {
 	sq := newSendQueue(chanRW{ss.ch, ss.act})
 	lc := newLimitsConn(sq)
 	lc.fast = newFastHandles(&ss.s.fastServed)
+	lc.ids = &idNames{uid: fs.uid, gid: fs.gid, name: fs.account}
 	rs := xsftp.NewRequestServer(lc, fastHandlers(fs, lc.fast),
 		xsftp.WithRSMaxTxPacket(maxData), xsftp.WithRSAllocator())
 	ss.log.Debug("sftp session")
