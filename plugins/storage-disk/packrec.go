@@ -148,7 +148,17 @@ func parsePackHeader(b []byte) (*recCodec, int, error) {
 		if v := binary.BigEndian.Uint32(h[4:8]); v != packVersion {
 			return nil, 0, fmt.Errorf("%w %d", errPackVersion, v)
 		}
-		return keyCodec(h[8:24]), packHdrLen, nil
+		k := keyCodec(h[8:24])
+		// A sound first copy whose key differs from a sound second
+		// one (damage its CRC missed): the key is the one the first
+		// record's tag holds under, else a wrong key would make the
+		// whole pack a torn tail, cut at open.
+		if o := b[packHdrCopy:packHdrLen]; c == 0 && !k.tagsFirst(b) && soundHeaderCopy(o) {
+			if k1 := keyCodec(o[8:24]); k1.tagsFirst(b) {
+				return k1, packHdrLen, nil
+			}
+		}
+		return k, packHdrLen, nil
 	}
 	// Both copies lie in one sector: a sector lost (zeroed) takes both
 	// magics. A version 1 scan of such a pack would find none of its
@@ -183,6 +193,20 @@ func holdsV2Records(b []byte) bool {
 		from = at + 1
 	}
 	return false
+}
+
+// soundHeaderCopy reports whether h is a sound copy of a version 2
+// pack header.
+func soundHeaderCopy(h []byte) bool {
+	return string(h[0:4]) == packHdrMagic && binary.BigEndian.Uint32(h[28:32]) == crc32.Checksum(h[:28], castagnoli) &&
+		binary.BigEndian.Uint32(h[24:28]) == 0 && binary.BigEndian.Uint32(h[4:8]) == packVersion
+}
+
+// tagsFirst reports whether the first record of the version 2 pack b
+// has a sound header under c's key.
+func (c *recCodec) tagsFirst(b []byte) bool {
+	_, _, _, err := c.parseHeader(b[packHdrLen:])
+	return err == nil
 }
 
 // record is one parsed pack record; data aliases the parsed buffer.

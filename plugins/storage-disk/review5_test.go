@@ -571,3 +571,39 @@ func TestReview5FormatUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestReview5HeaderCopiesDiffer: the first header copy is sound (its CRC
+// holds) but holds another key than the second, which the records are
+// tagged under (damage the CRC missed, 2^-32, or a bug). Taking the
+// first copy's key makes every record unsound, and the open cut the
+// whole pack as a torn tail: the key the first record's tag holds under
+// must win.
+func TestReview5HeaderCopiesDiffer(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	catchPackLogs(t)
+	d := newDisk(t, dir)
+	for i := range 5 {
+		if err := d.Put(ctx, packRef(i), packData(i, 1500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	pack := packFiles(t, dir)[0]
+	f, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(encodePackHeader([]byte("another key 0123"))[:packHdrCopy], 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st0, _ := os.Stat(pack)
+	d2 := newDisk(t, dir)
+	for i := range 5 {
+		mustRead(t, d2, packRef(i), packData(i, 1500))
+	}
+	if st, err := os.Stat(pack); err != nil || st.Size() != st0.Size() {
+		t.Errorf("pack cut at open: %v", err)
+	}
+}
