@@ -249,7 +249,7 @@ func (u *uploader) putRound(byServer map[string]map[uint32][]byte, pl *placement
 	start := time.Now()
 	results := make(chan putResult, len(byServer))
 	for id, shares := range byServer {
-		calls.run(func() {
+		calls.Go(func() {
 			var r *storageclient.PutResult
 			var unsupported error
 			err := c.do(rctx, u.byID[id], func(cl *storageclient.Client) error {

@@ -101,7 +101,7 @@ func (c *Client) putDone() {
 		return
 	}
 	g.mu.Unlock()
-	workers.run(c.drainPuts)
+	workers.Go(c.drainPuts)
 }
 
 // drainPuts sends the queued puts, as many as one call carries at a
