@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -77,8 +78,8 @@ account roots (the folder must exist there; an existing name is not replaced).`,
 			if f.Record != "" {
 				p = "(unreadable journal record)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, f.Time.UTC().Format("2006-01-02 15:04:05"), p,
-				humanBytes(f.Size), f.Cap, f.Error)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, f.Time.UTC().Format("2006-01-02 15:04:05"), printable(p),
+				humanBytes(f.Size), printable(f.Cap), printable(f.Error))
 		}
 		return tw.Flush()
 	},
@@ -133,13 +134,14 @@ var linksRelinkCmd = &cobra.Command{
 			} else {
 				r, ok := roots[f.Root]
 				if !ok || f.Path == "" {
-					fmt.Fprintf(cmd.ErrOrStderr(), "links relink: #%d %s: its root is not one of this node's aliases or account roots; give --to DIR\n", i+1, failedPath(f))
+					fmt.Fprintf(cmd.ErrOrStderr(), "links relink: #%d %s: its root is not one of this node's aliases or account roots; give --to DIR\n", i+1, printable(failedPath(f)))
 					failed++
 					continue
 				}
 				root, p = r.cap, path.Join(f.Path, f.Name)
 				shown = r.label + ":" + p
 			}
+			shown = printable(shown)
 			if _, err := c.Link(ctx, root, p, f.Cap); err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), fsError("links relink: #"+strconv.Itoa(i+1), shown, err))
 				failed++
@@ -247,6 +249,16 @@ func linksPick(args []string, n int) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// printable is s, quoted when it holds a character a terminal would
+// not show as itself (a name may hold newlines, tabs, escapes): one line
+// per entry, and nothing from a name reaches the terminal as control.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // failedPath is where a failed link's file was written.
