@@ -788,6 +788,11 @@ func (cp *copier) planFromLocal(src string, dst aliases.Arg) error {
 func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 	cp.total += st.Size()
 	cp.files = append(cp.files, fileJob{size: st.Size(), run: func() error {
+		// A name the drive would refuse fails before the upload, not
+		// after it (an upload nothing links).
+		if err := vdrive.CheckNewPath(dst.Path); err != nil {
+			return fsError("cp", src+" to "+dst.String(), err)
+		}
 		f, err := os.Open(src)
 		if err != nil {
 			return fmt.Errorf("cp: %w", err)

@@ -237,6 +237,7 @@ func TestFSCommands(t *testing.T) {
 			{name: "rm root", args: []string{"rm", "-r", "dev:"}, errHas: "root directory"},
 			{name: "cat dir", args: []string{"cat", "dev:work"}, errHas: "is a directory"},
 			{name: "cp dir without -r", args: []string{"cp", "dev:work", filepath.Join(root, "w")}, errHas: "use cp -r"},
+			{name: "cp to a name too long", args: []string{"cp", filepath.Join(root, "src tree", "top.txt"), "dev:work/" + strings.Repeat("n", 256)}, errHas: "name too long: 256 bytes"},
 			{name: "cp local to local", args: []string{"cp", filepath.Join(root, "src tree", "top.txt"), filepath.Join(root, "t2")}, errHas: "both local"},
 			{name: "rm -r", args: []string{"rm", "-r", "dev:work/x"}, stdout: ""},
 			{name: "rm file", args: []string{"rm", "dev:work/big.bin"}, stdout: ""},
