@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,114 @@ func TestUsersGroupsByID(t *testing.T) {
 	r, err = c.ext(idsExt, pkt{}.str("abc"))
 	if err != nil || r.typ != pStatus || r.result() == 0 {
 		t.Fatalf("malformed users-groups-by-id: %v %+v, want a failure", err, r)
+	}
+}
+
+// TestSlowReaderBoundedNoLeak: a client that pipelines reads of 255 KiB
+// (50 MiB of answers) and writes to another file while reading no answer
+// holds the session at a bounded heap (the send queue, the channel
+// window, pkg/sftp's pages: not the answers), then gets every answer
+// right when it reads; sessions dropped with requests in flight leave no
+// goroutine behind (the send queue's, the socket batcher's, pkg/sftp's).
+func TestSlowReaderBoundedNoLeak(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	data := pseudo(3, 3<<20+11)
+	e.put(e.drive("alice"), "/big.bin", data)
+	base := runtime.NumGoroutine()
+
+	c := rawSession(t, e)
+	rh, _ := c.open("/big.bin", fRead, nil)
+	wh, _ := c.open("/up.bin", fWrite|fCreat|fTrunc, nil)
+	if rh.typ != pHandle || wh.typ != pHandle {
+		t.Fatalf("open: %+v %+v", rh, wh)
+	}
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	heap0 := ms.HeapInuse
+	const reads = 200
+	first := c.id + 1
+	for i := range reads {
+		c.id++
+		off := uint64(i%13) * maxData
+		if err := c.send(pRead, pkt{}.u32(c.id).str(rh.handle()).u64(off).u32(maxData)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := pseudo(4, 64<<10)
+	for i := range 16 {
+		c.id++
+		if err := c.send(pWrite, pkt{}.u32(c.id).str(wh.handle()).u64(uint64(i*len(up))).str(string(up))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if grew := int64(ms.HeapInuse) - int64(heap0); grew > 24<<20 {
+		t.Errorf("heap grew %d MiB while the client read nothing (%d MiB of answers asked)", grew>>20, reads*maxData>>20)
+	}
+	for range reads + 16 {
+		typ, body, err := c.recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := binary.BigEndian.Uint32(body)
+		switch {
+		case id < first || id > c.id:
+			t.Fatalf("answer to unknown id %d", id)
+		case id < first+reads:
+			off := int((id-first)%13) * maxData
+			want := data[off:min(len(data), off+maxData)]
+			if typ != pData || !bytes.Equal(body[8:], want) {
+				t.Fatalf("read %d: type %d, %d bytes, want %d", id, typ, len(body)-8, len(want))
+			}
+		default:
+			if typ != pStatus || binary.BigEndian.Uint32(body[4:]) != 0 {
+				t.Fatalf("write %d: type %d %x", id, typ, body)
+			}
+		}
+	}
+
+	// Sessions dropped with reads and writes in flight and unread.
+	c.closeHandle(rh.handle())
+	c.closeHandle(wh.handle())
+	time.Sleep(200 * time.Millisecond)
+	base = runtime.NumGoroutine()
+	for range 4 {
+		conn, err := e.dial("alice", alicePW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, _ := conn.NewSession()
+		in, _ := sess.StdinPipe()
+		out, _ := sess.StdoutPipe()
+		if err := sess.RequestSubsystem("sftp"); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := newRawClient(out, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := rc.open("/big.bin", fRead, nil)
+		w, _ := rc.open("/gone.bin", fWrite|fCreat|fTrunc, nil)
+		for i := range 40 {
+			rc.id++
+			rc.send(pRead, pkt{}.u32(rc.id).str(r.handle()).u64(uint64(i%13)*maxData).u32(maxData))
+			rc.id++
+			rc.send(pWrite, pkt{}.u32(rc.id).str(w.handle()).u64(uint64(i)*65536).str(string(up)))
+		}
+		conn.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines, %d before the sessions:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+	if _, err := e.drive("alice").Stat(ctxT(t), "/gone.bin"); err == nil {
+		t.Error("a dropped session's unclosed file was linked")
 	}
 }
