@@ -17,7 +17,7 @@ func TestMutableSlowWritersWaitedForHappiness(t *testing.T) {
 	c, _ := frozenClient(t, g)
 	w := create(t, c, []byte("v1\n"))
 	si := w.StorageIndex()
-	slow := []int{3, 4} // not the lead (share 0), written in the round
+	slow := []int{3, 4}                   // not the lead (share 0), written in the round
 	const stall = 1800 * time.Millisecond // past the grace (1 s here)
 	var once sync.Once
 	start := time.Now()
