@@ -399,7 +399,8 @@ func (b *Behind) linkNow(ctx context.Context, ref dirRef, rec linkRecord) error 
 	// change takes at most maxLinksPerChange links, so make the folder's
 	// until none of the name waits.
 	for {
-		if _, ok := b.lookup(ref.r.Slot, rec.Name); !ok {
+		old, ok := b.lookup(ref.r.Slot, rec.Name)
+		if !ok {
 			break
 		}
 		if err := b.flush(ctx, ref.r.Slot); err != nil {
@@ -407,6 +408,9 @@ func (b *Behind) linkNow(ctx context.Context, ref dirRef, rec linkRecord) error 
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if b.waitsRetry(ref.r.Slot, old) { // behind_stats.go
+			return fmt.Errorf("link %s: an earlier link of the name cannot be made for now; its folder's change is retried", rec.Name)
 		}
 	}
 	l := &plink{rec: rec}

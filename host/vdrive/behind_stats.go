@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
 )
 
 // What an operator sees of the write-behind: Stats (GET /v1/status,
@@ -181,4 +183,15 @@ func (b *Behind) recoveredLocked(bd *behindDir) {
 	b.log.Info("a folder's write-behind links are made again", "folder", bd.ref.r.String(),
 		"failed_for", time.Since(bd.failingSince).Round(time.Second), "attempts", bd.retries)
 	bd.failingSince, bd.lastWarn = time.Time{}, time.Time{}
+}
+
+// waitsRetry reports whether l is pending again in folder k after a
+// change of k that did not make it (the folder backs off): linkNow
+// then fails at once, rather than redoing the folder's change in a
+// loop (hundreds of reads a second) until its deadline.
+func (b *Behind) waitsRetry(k cap.MutableRead, l *plink) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd := b.dirs[k]
+	return bd != nil && bd.retries > 0 && bd.pending[l.rec.Name] == l
 }
