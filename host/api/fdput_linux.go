@@ -53,10 +53,26 @@ func (s *Server) startFd() {
 	go f.accept()
 }
 
+// fdCloseWait bounds how long close waits for uploads in flight once
+// they are cancelled.
+const fdCloseWait = 5 * time.Second
+
 func (f *fdServer) close() {
 	f.ln.Close()
 	f.cancel()
-	f.wg.Wait()
+	// An upload blocked in a read of the sender's file (a hung NFS or
+	// FUSE mount) cannot be cancelled: it must not keep the node from
+	// stopping. It is left to end when its read does.
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(fdCloseWait):
+		f.s.log.Warn("stopping with uploads by descriptor still blocked in a read of their file; left behind", "waited", fdCloseWait)
+	}
 }
 
 func (f *fdServer) accept() {

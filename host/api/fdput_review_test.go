@@ -308,3 +308,42 @@ func TestReviewFdOtherUserRefused(t *testing.T) {
 		t.Fatalf("%d files stored", n)
 	}
 }
+
+// TestReviewFdReceivedCloexec: the descriptor the node receives is
+// close-on-exec (Go's ReadMsgUnix asks for MSG_CMSG_CLOEXEC), so a plugin
+// process the node starts while an upload runs does not inherit the
+// user's file.
+func TestReviewFdReceivedCloexec(t *testing.T) {
+	_, files, cl := newGridServer(t)
+	t.Cleanup(func() { files.during = nil })
+	f := writeFile(t, t.TempDir(), "cloexec", randomBytes(2<<20, 5))
+	var seen []string
+	files.during = func() {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l != f.Name() {
+				continue
+			}
+			info, _ := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+			for _, line := range strings.Split(string(info), "\n") {
+				if v, ok := strings.CutPrefix(line, "flags:"); ok {
+					seen = append(seen, e.Name()+":"+strings.TrimSpace(v))
+				}
+			}
+		}
+	}
+	if _, err := cl.PutFile(context.Background(), f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 2 {
+		t.Fatalf("descriptors of the file during the upload: %v, want the test's and the node's", seen)
+	}
+	for _, s := range seen {
+		_, v, _ := strings.Cut(s, ":")
+		var flags int
+		fmt.Sscanf(v, "%o", &flags)
+		if flags&unix.O_CLOEXEC == 0 {
+			t.Fatalf("descriptor %s of the file is not close-on-exec (all: %v)", s, seen)
+		}
+	}
+}
