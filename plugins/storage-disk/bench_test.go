@@ -114,7 +114,7 @@ func BenchmarkEncodeHeader(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		codec *recCodec
-	}{{"v1", codecV1}, {"v2", keyCodec([]byte("0123456789abcdef"))}} {
+	}{{"v1", codecV1}, {"v2", keyCodec([]byte("0123456789abcdef"), packV3Start)}} {
 		b.Run(c.name, func(b *testing.B) {
 			var hdr [recHeaderLen]byte
 			b.SetBytes(int64(len(data)))

@@ -137,12 +137,7 @@ func (p *packStore) wantsCompaction(n uint32) bool {
 }
 
 // packStart is the offset of the first record in a pack of codec c.
-func packStart(c *recCodec) int64 {
-	if c.v2 {
-		return packHdrLen
-	}
-	return 0
-}
+func packStart(c *recCodec) int64 { return int64(c.start) }
 
 // compact copies the live share records of pack n to the current pack
 // (rolling to a new one first when n is the current one),

@@ -4,7 +4,7 @@
 //
 // Layout under the folder (see docs/plugins-storage.md):
 //
-//	FORMAT                         "tarn-storage-disk 1"; 2 once packs/ exists, 3 once version 2 packs may
+//	FORMAT                         "tarn-storage-disk 1"; 2 once packs/ exists, 3 once version 2 packs may, 4 once version 3 packs may
 //	LOCK                           flock'd by the one process using the folder
 //	tmp/                           files being written; emptied at start
 //	shares/<ii>/<index>/<num>      sealed shares
@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -37,16 +38,70 @@ import (
 )
 
 // formatLine is the FORMAT of a folder without packs; formatPackedV1
-// that of one with version 1 packs only (docs/formats.md); formatPacked
-// that of one where version 2 packs may exist. A tarn that cannot read
-// packs must refuse a folder with them rather than lose the packed shares
-// from sight, and one that reads only version 1 packs must refuse version
-// 2 ones: it would take them for damage and cut them.
+// that of one with version 1 packs only (docs/formats.md);
+// formatPackedV2 that of one where version 2 packs may exist; formatPacked
+// that of one where version 3 packs may, optionally followed by " after
+// NNNNNNNN" (the last pack made before: it may be version 1 or 2). A tarn
+// that cannot read packs must refuse a folder with them rather than lose
+// the packed shares from sight, and one that reads only older packs must
+// refuse newer ones: it would take them for damage and cut them.
 const (
 	formatLine     = "tarn-storage-disk 1\n"
 	formatPackedV1 = "tarn-storage-disk 2\n"
-	formatPacked   = "tarn-storage-disk 3\n"
+	formatPackedV2 = "tarn-storage-disk 3\n"
+	formatPacked   = "tarn-storage-disk 4\n"
 )
+
+// parseFormat parses a FORMAT this tarn reads: its version and, for 4,
+// the last pack that may be older than version 3 (0: none).
+func parseFormat(b string) (ver int, oldMax uint32, ok bool) {
+	switch b {
+	case formatLine:
+		return 1, 0, true
+	case formatPackedV1:
+		return 2, 0, true
+	case formatPackedV2:
+		return 3, 0, true
+	case formatPacked:
+		return 4, 0, true
+	}
+	s, ok := strings.CutPrefix(b, "tarn-storage-disk 4 after ")
+	if !ok {
+		return 0, 0, false
+	}
+	n, ok := parsePackName(strings.TrimSuffix(s, "\n") + ".pack")
+	if !ok || !strings.HasSuffix(s, "\n") {
+		return 0, 0, false
+	}
+	return 4, n, true
+}
+
+// formatV4 is the FORMAT of a folder where version 3 packs may exist and
+// packs up to oldMax may be older.
+func formatV4(oldMax uint32) string {
+	if oldMax == 0 {
+		return formatPacked
+	}
+	return fmt.Sprintf("tarn-storage-disk 4 after %08d\n", oldMax)
+}
+
+// lastPack is the number of the last pack in packs folder dir (0: none).
+func lastPack(dir string) (uint32, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list packs: %w", err)
+	}
+	var last uint32
+	for _, e := range ents {
+		if n, ok := parsePackName(e.Name()); ok {
+			last = max(last, n)
+		}
+	}
+	return last, nil
+}
 
 // Disk is a storage.Backend over a folder. It must be the only user of its
 // folder; New takes an exclusive lock to make sure.
@@ -116,15 +171,19 @@ func NewOptions(dir string, opts Options) (*Disk, error) {
 
 func (d *Disk) init() error {
 	fp := filepath.Join(d.dir, "FORMAT")
-	switch b, err := os.ReadFile(fp); {
+	b, err := os.ReadFile(fp)
+	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatLine)); err != nil {
 			return err
 		}
+		b = []byte(formatLine)
 	case err != nil:
 		return err
-	case string(b) != formatLine && string(b) != formatPackedV1 && string(b) != formatPacked:
-		return fmt.Errorf("FORMAT says %q, this tarn reads %q, %q or %q", b, formatLine, formatPackedV1, formatPacked)
+	}
+	ver, oldMax, ok := parseFormat(string(b))
+	if !ok {
+		return fmt.Errorf("FORMAT says %q, this tarn reads %q, %q, %q or %q", b, formatLine, formatPackedV1, formatPackedV2, formatPacked)
 	}
 	for _, sub := range []string{"tmp", "shares", "slots"} {
 		if err := mkdirDurable(filepath.Join(d.dir, sub)); err != nil {
@@ -142,19 +201,22 @@ func (d *Disk) init() error {
 			return fmt.Errorf("remove leftover temp file: %w", err)
 		}
 	}
-	// FORMAT says 3 before the first version 2 pack exists, so that no
+	// FORMAT says 4 before the first version 3 pack exists, so that no
 	// older tarn ever opens a folder whose packed shares it cannot see.
 	// With packing off a folder with packs gets it too: a Delete of a
-	// packed share appends its tombstone to a new pack.
+	// packed share appends its tombstone to a new pack. It names the
+	// last pack there before (which may be version 1 or 2): only a later
+	// pack's header copy B is trusted alone (parsePackHeader).
 	_, perr := os.Stat(filepath.Join(d.dir, "packs"))
-	if !d.opts.NoPack || perr == nil {
-		if b, _ := os.ReadFile(fp); string(b) != formatPacked {
-			if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatPacked)); err != nil {
-				return err
-			}
+	if (!d.opts.NoPack || perr == nil) && ver < 4 {
+		if oldMax, err = lastPack(filepath.Join(d.dir, "packs")); err != nil {
+			return err
+		}
+		if err := writeDurable(filepath.Join(d.dir, "tmp-FORMAT"), fp, []byte(formatV4(oldMax))); err != nil {
+			return err
 		}
 	}
-	p, err := openPacks(filepath.Join(d.dir, "packs"), !d.opts.NoPack)
+	p, err := openPacks(filepath.Join(d.dir, "packs"), !d.opts.NoPack, oldMax)
 	if err != nil {
 		return err
 	}

@@ -147,9 +147,18 @@ func PackedShares(dir string) ([]PackedShare, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list packs of %s: %w", dir, err)
 	}
+	fb, err := os.ReadFile(filepath.Join(dir, "FORMAT"))
+	if err != nil {
+		return nil, fmt.Errorf("read FORMAT of %s: %w", dir, err)
+	}
+	ver, oldMax, ok := parseFormat(string(fb))
+	if !ok {
+		return nil, fmt.Errorf("storage disk folder %s: FORMAT says %q, this tarn does not read it", dir, fb)
+	}
 	live := map[storage.Ref]PackedShare{}
 	for _, e := range ents { // ReadDir sorts by name: pack order
-		if _, ok := parsePackName(e.Name()); !ok || !e.Type().IsRegular() {
+		num, ok := parsePackName(e.Name())
+		if !ok || !e.Type().IsRegular() {
 			continue
 		}
 		name := filepath.Join(pdir, e.Name())
@@ -157,7 +166,7 @@ func PackedShares(dir string) ([]PackedShare, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read pack %s: %w", name, err)
 		}
-		_, err = scanPack(b, func(ev scanEvent) {
+		_, err = scanPack(b, ver >= 4 && num > oldMax, func(ev scanEvent) {
 			switch {
 			case ev.skip > 0:
 			case ev.rec.kind == recKindShare:

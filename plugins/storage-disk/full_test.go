@@ -69,7 +69,7 @@ func packTailsSound(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 		skipped := false
-		keep, err := scanPack(b, func(ev scanEvent) { skipped = skipped || ev.skip > 0 })
+		keep, err := scanPack(b, true, func(ev scanEvent) { skipped = skipped || ev.skip > 0 })
 		if err != nil || keep != int64(len(b)) || skipped {
 			t.Errorf("pack %s: %d bytes, sound prefix %d, damage skipped %v", filepath.Base(p), len(b), keep, skipped)
 		}
@@ -266,7 +266,7 @@ func TestCurrentPackCompacted(t *testing.T) {
 		t.Errorf("packs %v after 32 of 40 deletes, want the first one compacted into a new one", got)
 	}
 	// Compacted with 10 live, under a quarter of the pack; 2 deleted since.
-	if n := packBytes(t, dir); n > 10*(50000+recHeaderLen)+recHeaderLen*32+packHdrLen {
+	if n := packBytes(t, dir); n > 10*(50000+recHeaderLen)+recHeaderLen*32+packV3Start {
 		t.Errorf("%d bytes of packs hold 8 live shares", n)
 	}
 	check := func(d *Disk) {
@@ -354,7 +354,7 @@ func TestPackForgedRecordInDamagedShare(t *testing.T) {
 	}
 	junk := make([]byte, 1000)
 	forged := make([]byte, recHeaderLen, recHeaderLen+len(junk))
-	keyCodec(make([]byte, 16)).encodeHeader(forged, recKindShare, victim, junk) // the client's guess of the key
+	keyCodec(make([]byte, 16), packV3Start).encodeHeader(forged, recKindShare, victim, junk) // the client's guess of the key
 	forged = append(forged, junk...)
 	data := append(append(make([]byte, 500), forged...), make([]byte, 500)...)
 	if err := d.Put(ctx, attacker, data); err != nil {
@@ -367,7 +367,7 @@ func TestPackForgedRecordInDamagedShare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := int64(packHdrLen+recHeaderLen+1000) + recHeaderLen + 100
+	off := int64(packV3Start+recHeaderLen+1000) + recHeaderLen + 100
 	if _, err := f.WriteAt([]byte{0xff, 0xee}, off); err != nil {
 		t.Fatal(err)
 	}

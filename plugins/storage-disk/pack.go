@@ -66,6 +66,7 @@ type packShare struct {
 
 type packStore struct {
 	dir     string
+	oldMax  uint32 // packs up to this number may be version 1 or 2 (FORMAT)
 	rollAt  int64
 	logf    func(format string, args ...any)
 	bufPool sync.Pool
@@ -73,7 +74,7 @@ type packStore struct {
 	// amu orders appends: the current pack, its size and the count of
 	// records written. Taken before mu when both are needed.
 	amu      sync.Mutex
-	cur      *os.File // nil until the first append (or while the last pack is not version 2)
+	cur      *os.File // nil until the first append (or while the last pack is not version 3)
 	curCodec *recCodec
 	curNum   uint32
 	curSize  int64
@@ -150,9 +151,10 @@ func parsePackName(name string) (uint32, bool) {
 
 // openPacks opens (creating if asked) the packs folder, scans every pack,
 // truncates torn tails, and builds the index.
-func openPacks(dir string, create bool) (*packStore, error) {
+func openPacks(dir string, create bool, oldMax uint32) (*packStore, error) {
 	p := &packStore{
 		dir:    dir,
+		oldMax: oldMax,
 		rollAt: packRollSize,
 		logf:   packLogf,
 		index:  map[[storage.StorageIndexSize]byte][]packShare{},
@@ -189,11 +191,12 @@ func openPacks(dir string, create bool) (*packStore, error) {
 		}
 	}
 	if len(nums) > 0 {
-		// Appends go on in the last pack if it is a sound version 2
-		// pack; else the first append rolls to a new one.
+		// Appends go on in the last pack if it is a sound version 3
+		// pack; else (version 1 or 2, or damaged) the first append
+		// rolls to a new one.
 		last := nums[len(nums)-1]
 		p.curNum = last
-		if c := p.codecs[last]; c != nil && c.v2 {
+		if c := p.codecs[last]; c != nil && c.start == packV3Start {
 			st, err := p.files[last].Stat()
 			if err != nil {
 				p.closeFiles()
@@ -232,7 +235,7 @@ func (p *packStore) load(n uint32) error {
 		}
 		defer unix.Munmap(b)
 	}
-	c, start, err := parsePackHeader(b)
+	c, start, err := parsePackHeader(b, n > p.oldMax)
 	switch {
 	case errors.Is(err, errPackTorn):
 		if size > 0 {
@@ -322,8 +325,8 @@ func (p *packStore) close() error {
 
 // scanPack scans a whole pack's bytes b (header and records) as
 // scanRecords does, with the pack's codec.
-func scanPack(b []byte, fn func(scanEvent)) (keep int64, err error) {
-	c, start, err := parsePackHeader(b)
+func scanPack(b []byte, newer bool, fn func(scanEvent)) (keep int64, err error) {
+	c, start, err := parsePackHeader(b, newer)
 	if err != nil {
 		return 0, err
 	}
@@ -624,7 +627,11 @@ func (p *packStore) waitRolled(n uint32) {
 // its records past rollAt bytes (a pack takes one record however long).
 // Called with amu.
 func (p *packStore) mustRoll(rl int64) bool {
-	return p.cur == nil || p.broken || (p.curSize > packHdrLen && p.curSize-packHdrLen+rl > p.rollAt)
+	start := int64(0)
+	if p.curCodec != nil {
+		start = int64(p.curCodec.start)
+	}
+	return p.cur == nil || p.broken || (p.curSize > start && p.curSize-start+rl > p.rollAt)
 }
 
 // roll makes a new pack the current one. The old one is not synced
@@ -642,8 +649,9 @@ func (p *packStore) roll() error {
 	if err != nil {
 		return fmt.Errorf("new pack: %w", err)
 	}
-	// The header needs no sync of its own: the group commit's fdatasync
-	// of the first record covers it, and a pack whose header a crash cut
+	// The header (copy A at 0, copy B at 4096, zeros to the first record
+	// at 8192) needs no sync of its own: the group commit's fdatasync of
+	// the first record covers it, and a pack whose header a crash cut
 	// holds no record and is removed at open.
 	if err := pwriteAll(f, [][]byte{hdr}, 0); err != nil {
 		f.Close()
@@ -669,7 +677,7 @@ func (p *packStore) roll() error {
 		}
 		p.smu.Unlock()
 	}
-	p.cur, p.curCodec, p.curNum, p.curSize, p.broken = f, codec, next, packHdrLen, false
+	p.cur, p.curCodec, p.curNum, p.curSize, p.broken = f, codec, next, int64(codec.start), false
 	return nil
 }
 

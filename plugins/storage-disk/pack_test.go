@@ -44,7 +44,7 @@ func packCodec(t *testing.T, path string) *recCodec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := parsePackHeader(b)
+	c, _, err := parsePackHeader(b, true)
 	if err != nil {
 		t.Fatalf("pack %s: %v", path, err)
 	}
@@ -326,7 +326,7 @@ func TestPackDamage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			off := int64(packHdrLen + 2*(recHeaderLen+1000) + tc.at)
+			off := int64(packV3Start + 2*(recHeaderLen+1000) + tc.at)
 			b := []byte{0}
 			f.ReadAt(b, off)
 			b[0] ^= 0x40
@@ -571,9 +571,9 @@ func TestOldLayoutStillServed(t *testing.T) {
 // TestFormatRefused: a FORMAT this tarn does not know is refused.
 func TestFormatRefused(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "FORMAT"), []byte("tarn-storage-disk 4\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "FORMAT"), []byte("tarn-storage-disk 5\n"), 0o600)
 	if _, err := New(dir); err == nil || !strings.Contains(err.Error(), "FORMAT says") {
-		t.Fatalf("open of a FORMAT 4 folder: %v", err)
+		t.Fatalf("open of a FORMAT 5 folder: %v", err)
 	}
 }
 

@@ -11,16 +11,21 @@ import (
 	"github.com/tarnfs/tarn/sdk/storage"
 )
 
-// Pack files (docs/formats.md, "Packed small shares"). A version 2 pack
-// (every pack made now) starts with a 64-byte pack header, two copies of
+// Pack files (docs/formats.md, "Packed small shares"). A version 3 pack
+// (every pack made now) holds two copies of its pack header, A at 0 and B
+// at 4096 (in different 4 KiB blocks: one lost sector takes at most one),
+// zeros between, and its records from 8192 (no append writes into either
+// copy's block). A version 2 pack (made on 2026-11-27 before the copies
+// moved apart; read, never appended to) holds them at 0 and 32 and its
+// records from 64. A copy:
 //
 //	0   4  magic "TPKH"
-//	4   4  version, big endian: 2
+//	4   4  version, big endian: 3 (or 2)
 //	8  16  key: random, drawn when the pack is made
 //	24  4  zero
 //	28  4  CRC-32C of bytes 0..28
 //
-// followed by records, each a 40-byte header and the share's bytes:
+// The records, each a 40-byte header and the share's bytes:
 //
 //	0   4  magic "TPK2"
 //	4   1  kind: 1 share, 2 tombstone (the share is deleted)
@@ -52,12 +57,19 @@ import (
 //	36  4  CRC-32C of bytes 0..36 followed by the data
 //	40  …  data
 const (
-	packMagicV1   = "TPK1"
-	packMagicV2   = "TPK2"
-	packHdrMagic  = "TPKH"
-	packHdrCopy   = 32 // one copy of the pack header
-	packHdrLen    = 2 * packHdrCopy
-	packVersion   = 2
+	packMagicV1  = "TPK1"
+	packMagicV2  = "TPK2"
+	packHdrMagic = "TPKH"
+	packHdrCopy  = 32              // one copy of the pack header
+	packHdrLen   = 2 * packHdrCopy // version 2: both copies, then records
+	packVersion2 = 2
+	packVersion  = 3 // every pack made now
+	// A version 3 pack holds copy A at 0 and copy B at packV3CopyB, in
+	// another 4 KiB block, so that one lost sector (or block) cannot take
+	// both; its first record starts at packV3Start, so that no append
+	// ever writes into the block of either copy.
+	packV3CopyB   = 4096
+	packV3Start   = 8192
 	recHeaderLen  = 40
 	recKindShare  = 1
 	recKindDelete = 2
@@ -89,7 +101,8 @@ var (
 // recCodec reads and writes the records of one pack: version 1, or
 // version 2 with the pack's key.
 type recCodec struct {
-	v2     bool
+	v2     bool // records tagged under the key (pack versions 2 and 3)
+	start  int  // offset of the first record
 	k0, k1 uint64
 }
 
@@ -102,42 +115,71 @@ func newPackHeader() ([]byte, *recCodec, error) {
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, nil, fmt.Errorf("pack key: %w", err)
 	}
-	return encodePackHeader(key[:]), keyCodec(key[:]), nil
+	return encodePackHeaderV3(key[:]), keyCodec(key[:], packV3Start), nil
 }
 
-// encodePackHeader returns the header of a version 2 pack with key.
-func encodePackHeader(key []byte) []byte {
-	h := make([]byte, packHdrLen)
+// encodeHeaderCopy returns one 32-byte copy of a pack header.
+func encodeHeaderCopy(version uint32, key []byte) []byte {
+	h := make([]byte, packHdrCopy)
 	copy(h[0:4], packHdrMagic)
-	binary.BigEndian.PutUint32(h[4:8], packVersion)
+	binary.BigEndian.PutUint32(h[4:8], version)
 	copy(h[8:24], key)
 	binary.BigEndian.PutUint32(h[28:32], crc32.Checksum(h[:28], castagnoli))
-	copy(h[packHdrCopy:], h[:packHdrCopy])
 	return h
 }
 
-func keyCodec(key []byte) *recCodec {
-	return &recCodec{v2: true, k0: binary.LittleEndian.Uint64(key[0:8]), k1: binary.LittleEndian.Uint64(key[8:16])}
+// encodePackHeaderV3 returns the first packV3Start bytes of a version 3
+// pack with key: copy A at 0, copy B at packV3CopyB, zeros between.
+func encodePackHeaderV3(key []byte) []byte {
+	h := make([]byte, packV3Start)
+	c := encodeHeaderCopy(packVersion, key)
+	copy(h, c)
+	copy(h[packV3CopyB:], c)
+	return h
 }
 
-// parsePackHeader returns the codec of the pack whose bytes (at least its
-// first packHdrLen) are b, and the offset of its first record. A pack
-// that starts with a version 1 record is version 1; one shorter than a
-// pack header is a roll cut short (errPackTorn: it holds no record); one
-// with the header magic in either copy and neither copy sound is
-// errPackHeader, as is one with neither magic that holds version 2
-// records (holdsV2Records); anything else is a version 1 pack damaged at its start,
-// which the version 1 scan deals with.
-func parsePackHeader(b []byte) (*recCodec, int, error) {
+// encodePackHeader returns the header of a version 2 pack with key (as
+// the build of 2026-11-27 morning wrote it; kept for tests).
+func encodePackHeader(key []byte) []byte {
+	c := encodeHeaderCopy(packVersion2, key)
+	return append(c, c...)
+}
+
+func keyCodec(key []byte, start int) *recCodec {
+	return &recCodec{v2: true, start: start, k0: binary.LittleEndian.Uint64(key[0:8]), k1: binary.LittleEndian.Uint64(key[8:16])}
+}
+
+// parsePackHeader returns the codec of the pack whose bytes are b, and
+// the offset of its first record. A pack that starts with a version 1
+// record is version 1; one shorter than a pack header is a roll cut short
+// (errPackTorn: it holds no record), as is a version 3 one shorter than
+// packV3Start; one with the header magic in a copy's place and no copy
+// sound is errPackHeader, as is one with no magic that holds version 2
+// records (holdsV2Records); anything else is a version 1 pack damaged at
+// its start, which the version 1 scan deals with.
+//
+// newer says the pack was made after every pack that may be version 1 or
+// 2 (the folder's FORMAT says which: packNewer). Only then is copy B of
+// a version 3 header looked for: in an older pack the bytes at
+// packV3CopyB may be a client's share bytes, and a header forged there
+// (with a key its writer knows) would make forged records sound.
+func parsePackHeader(b []byte, newer bool) (*recCodec, int, error) {
 	if len(b) >= 4 && string(b[:4]) == packMagicV1 {
 		return codecV1, 0, nil
 	}
 	if len(b) < packHdrLen {
 		return nil, 0, errPackTorn
 	}
+	offs := []int{0, packHdrCopy}
+	if newer {
+		offs = append(offs, packV3CopyB)
+	}
 	magic := false
-	for c := range 2 {
-		h := b[c*packHdrCopy : (c+1)*packHdrCopy]
+	for _, off := range offs {
+		if off+packHdrCopy > len(b) {
+			continue
+		}
+		h := b[off : off+packHdrCopy]
 		if string(h[0:4]) != packHdrMagic {
 			continue
 		}
@@ -145,20 +187,30 @@ func parsePackHeader(b []byte) (*recCodec, int, error) {
 		if binary.BigEndian.Uint32(h[28:32]) != crc32.Checksum(h[:28], castagnoli) || binary.BigEndian.Uint32(h[24:28]) != 0 {
 			continue
 		}
-		if v := binary.BigEndian.Uint32(h[4:8]); v != packVersion {
+		v := binary.BigEndian.Uint32(h[4:8])
+		var start, other int
+		switch {
+		case v == packVersion2 && off != packV3CopyB:
+			start, other = packHdrLen, packHdrCopy
+		case v == packVersion && off != packHdrCopy:
+			start, other = packV3Start, packV3CopyB
+			if len(b) < packV3Start {
+				return nil, 0, errPackTorn // made by a roll a crash cut: no record
+			}
+		default:
 			return nil, 0, fmt.Errorf("%w %d", errPackVersion, v)
 		}
-		k := keyCodec(h[8:24])
+		k := keyCodec(h[8:24], start)
 		// A sound first copy whose key differs from a sound second
 		// one (damage its CRC missed): the key is the one the first
 		// record's tag holds under, else a wrong key would make the
 		// whole pack a torn tail, cut at open.
-		if o := b[packHdrCopy:packHdrLen]; c == 0 && !k.tagsFirst(b) && soundHeaderCopy(o) {
-			if k1 := keyCodec(o[8:24]); k1.tagsFirst(b) {
-				return k1, packHdrLen, nil
+		if o := b[other : other+packHdrCopy]; off == 0 && !k.tagsFirst(b) && soundHeaderCopy(o, v) {
+			if k1 := keyCodec(o[8:24], start); k1.tagsFirst(b) {
+				return k1, start, nil
 			}
 		}
-		return k, packHdrLen, nil
+		return k, start, nil
 	}
 	// Both copies lie in one sector: a sector lost (zeroed) takes both
 	// magics. A version 1 scan of such a pack would find none of its
@@ -195,17 +247,17 @@ func holdsV2Records(b []byte) bool {
 	return false
 }
 
-// soundHeaderCopy reports whether h is a sound copy of a version 2
-// pack header.
-func soundHeaderCopy(h []byte) bool {
+// soundHeaderCopy reports whether h is a sound copy of a pack header of
+// version v.
+func soundHeaderCopy(h []byte, v uint32) bool {
 	return string(h[0:4]) == packHdrMagic && binary.BigEndian.Uint32(h[28:32]) == crc32.Checksum(h[:28], castagnoli) &&
-		binary.BigEndian.Uint32(h[24:28]) == 0 && binary.BigEndian.Uint32(h[4:8]) == packVersion
+		binary.BigEndian.Uint32(h[24:28]) == 0 && binary.BigEndian.Uint32(h[4:8]) == v
 }
 
-// tagsFirst reports whether the first record of the version 2 pack b
-// has a sound header under c's key.
+// tagsFirst reports whether the first record of the keyed pack b has a
+// sound header under c's key.
 func (c *recCodec) tagsFirst(b []byte) bool {
-	_, _, _, err := c.parseHeader(b[packHdrLen:])
+	_, _, _, err := c.parseHeader(b[c.start:])
 	return err == nil
 }
 

@@ -127,7 +127,7 @@ func TestPackForgedTombstoneAfterHeaderDamage(t *testing.T) {
 				var h [recHeaderLen]byte
 				guess := make([]byte, 16)
 				guess[0] = byte(i)
-				keyCodec(guess).encodeHeader(h[:], recKindDelete, victim, nil)
+				keyCodec(guess, packV3Start).encodeHeader(h[:], recKindDelete, victim, nil)
 				data = append(data, h[:]...)
 			}
 			if err := d.Put(ctx, attacker, data); err != nil {
@@ -256,8 +256,8 @@ func TestPackV1StillRead(t *testing.T) {
 	compactCurrentMin = 1
 	t.Cleanup(func() { compactCurrentMin = oldMin })
 	d := newDisk(t, dir)
-	if b, _ := os.ReadFile(filepath.Join(dir, "FORMAT")); string(b) != formatPacked {
-		t.Fatalf("FORMAT %q after the open, want %q (version 2 packs may come)", b, formatPacked)
+	if b, want := readFormat(t, dir), formatV4(1); b != want {
+		t.Fatalf("FORMAT %q after the open, want %q (version 3 packs may come after pack 1)", b, want)
 	}
 	for i := range 7 {
 		mustRead(t, d, packRef(i), packData(i, 2000))
@@ -314,13 +314,18 @@ func TestPackHeaderDamage(t *testing.T) {
 		gone    bool   // the pack is removed
 	}{
 		{"first copy", func(t *testing.T, pack string) { flip(t, pack, 10) }, false, "", false},
-		{"second copy", func(t *testing.T, pack string) { flip(t, pack, packHdrCopy+30) }, false, "", false},
+		{"second copy", func(t *testing.T, pack string) { flip(t, pack, packV3CopyB+30) }, false, "", false},
 		{"both copies", func(t *testing.T, pack string) {
 			flip(t, pack, 10)
-			flip(t, pack, packHdrCopy+10)
+			flip(t, pack, packV3CopyB+10)
 		}, true, "header at 0 damaged", false},
 		{"cut in the header", func(t *testing.T, pack string) {
 			if err := os.Truncate(pack, 40); err != nil {
+				t.Fatal(err)
+			}
+		}, true, "header cut short at 0", true},
+		{"cut before the first record", func(t *testing.T, pack string) {
+			if err := os.Truncate(pack, packV3Start-1); err != nil {
 				t.Fatal(err)
 			}
 		}, true, "header cut short at 0", true},
@@ -477,7 +482,7 @@ func TestZombieRemovedByReclaim(t *testing.T) {
 // prefix no longer than its input.
 func FuzzScanPack(f *testing.F) {
 	key := []byte("0123456789abcdef")
-	c2 := keyCodec(key)
+	c2 := keyCodec(key, packHdrLen)
 	rec := func(c *recCodec, kind byte, i int, data []byte) []byte {
 		b := make([]byte, recHeaderLen, recHeaderLen+len(data))
 		c.encodeHeader(b, kind, packRef(i), data)
@@ -494,11 +499,36 @@ func FuzzScanPack(f *testing.F) {
 	f.Add(v2[:50])
 	f.Add(append(slices.Clone(v2[:packHdrLen]), append([]byte("TPK2junk"), v2[packHdrLen:]...)...))
 	f.Add([]byte(packMagicV1))
+	// Version 3: whole, cut, copy A's sector zeroed, copy B's zeroed, and
+	// copy B alone in a pack too short to hold a record.
+	c3 := keyCodec(key, packV3Start)
+	v3 := append(encodePackHeaderV3(key), rec(c3, recKindShare, 1, []byte("hello"))...)
+	v3 = append(v3, rec(c3, recKindDelete, 1, nil)...)
+	f.Add(v3)
+	f.Add(v3[:len(v3)-3])
+	f.Add(v3[:packV3Start-1])
+	noA := slices.Clone(v3)
+	clear(noA[:512])
+	f.Add(noA)
+	noB := slices.Clone(v3)
+	clear(noB[packV3CopyB : packV3CopyB+512])
+	f.Add(noB)
+	f.Add(noA[:packV3CopyB+packHdrCopy])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, start, err := parsePackHeader(b)
-		if err != nil {
-			return
+		for _, newer := range []bool{false, true} {
+			fuzzScan(t, b, newer)
 		}
+	})
+}
+
+// fuzzScan checks the scan of pack bytes b: events in file order, each
+// record reported parses, the sound prefix covers them.
+func fuzzScan(t *testing.T, b []byte, newer bool) {
+	c, start, err := parsePackHeader(b, newer)
+	if err != nil {
+		return
+	}
+	{
 		end := int64(start)
 		keep := c.scanRecords(b, start, func(ev scanEvent) {
 			if ev.off < end {
@@ -517,7 +547,7 @@ func FuzzScanPack(f *testing.F) {
 		if keep < end || keep > int64(len(b)) {
 			t.Fatalf("keeps %d of %d bytes, last event ends at %d", keep, len(b), end)
 		}
-	})
+	}
 }
 
 // leaveFree shrinks the filler file at path until the filesystem of dir

@@ -371,7 +371,7 @@ func TestReview5V1DamagedStartWithV2Magic(t *testing.T) {
 
 // TestReview5HoldsV2Records: the chain test of a header-less file.
 func TestReview5HoldsV2Records(t *testing.T) {
-	c := keyCodec([]byte("0123456789abcdef"))
+	c := keyCodec([]byte("0123456789abcdef"), packHdrLen)
 	rec := func(i, n int) []byte {
 		b := make([]byte, recHeaderLen)
 		c.encodeHeader(b, recKindShare, packRef(i), packData(i, n))
@@ -494,7 +494,7 @@ func TestReview5ModelWithFailedRemovals(t *testing.T) {
 // sound (tag permitting); past it, or a tombstone with data, is not,
 // even under a valid tag; a record that straddles the end is cut short.
 func TestReview5LengthLimits(t *testing.T) {
-	c := keyCodec([]byte("0123456789abcdef"))
+	c := keyCodec([]byte("0123456789abcdef"), packHdrLen)
 	hdr := func(kind byte, n int) []byte {
 		h := make([]byte, recHeaderLen)
 		copy(h, packMagicV2)
@@ -527,7 +527,7 @@ func TestReview5LengthLimits(t *testing.T) {
 			// Straddling the end: a torn tail at the record.
 			b := append(encodePackHeader([]byte("0123456789abcdef")), hdr(tc.kind, tc.n)...)
 			b = append(b, make([]byte, tc.n-1)...)
-			keep, err := scanPack(b, func(ev scanEvent) { t.Errorf("event %+v in a pack of one torn record", ev) })
+			keep, err := scanPack(b, true, func(ev scanEvent) { t.Errorf("event %+v in a pack of one torn record", ev) })
 			if err != nil || keep != packHdrLen {
 				t.Errorf("scan keeps %d, %v; want %d", keep, err, packHdrLen)
 			}
@@ -536,8 +536,9 @@ func TestReview5LengthLimits(t *testing.T) {
 }
 
 // TestReview5FormatUpgrade: FORMAT after an open, from each FORMAT this
-// tarn reads: 3 whenever packing is on or packs/ exists (a Delete of a
-// packed share then appends to a new version 2 pack), else unchanged.
+// tarn reads: 4 whenever packing is on or packs/ exists (a Delete of a
+// packed share then appends to a new version 3 pack), naming the last
+// pack there before, else unchanged; a FORMAT 4 stays as it is.
 func TestReview5FormatUpgrade(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -548,9 +549,12 @@ func TestReview5FormatUpgrade(t *testing.T) {
 	}{
 		{"1, packing on", formatLine, false, false, formatPacked},
 		{"1, packing off", formatLine, false, true, formatLine},
-		{"2, packing on", formatPackedV1, true, false, formatPacked},
-		{"2, packing off", formatPackedV1, true, true, formatPacked},
-		{"3, packing off", formatPacked, true, true, formatPacked},
+		{"2, packing on", formatPackedV1, true, false, formatV4(1)},
+		{"2, packing off", formatPackedV1, true, true, formatV4(1)},
+		{"3, packing off", formatPackedV2, true, true, formatV4(1)},
+		{"3, packing on, no packs", formatPackedV2, false, false, formatPacked},
+		{"4 after 1, packing on", formatV4(1), true, false, formatV4(1)},
+		{"4, packing off", formatPacked, true, true, formatPacked},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -594,7 +598,7 @@ func TestReview5HeaderCopiesDiffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt(encodePackHeader([]byte("another key 0123"))[:packHdrCopy], 0); err != nil {
+	if _, err := f.WriteAt(encodeHeaderCopy(packVersion, []byte("another key 0123")), 0); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

@@ -42,7 +42,7 @@ func TestPackTornRecordHidesForgedTombstone(t *testing.T) {
 	// The attacker's append as a crash may leave it: its header and the
 	// first 600 bytes of its data (the forged tombstone among them).
 	pack := packFiles(t, dir)[0]
-	sound := int64(packHdrLen + recHeaderLen + 1000)
+	sound := int64(packV3Start + recHeaderLen + 1000)
 	if err := os.Truncate(pack, sound+recHeaderLen+600); err != nil {
 		t.Fatal(err)
 	}
