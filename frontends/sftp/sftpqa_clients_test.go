@@ -61,11 +61,12 @@ func TestSSHFSManyAtOnce(t *testing.T) {
 	errs := make(chan error, len(sizes))
 	for i, n := range sizes {
 		p := fmt.Sprintf("/f%d.bin", i)
-		want[p] = pseudo(byte(30+i), n)
+		b := pseudo(byte(30+i), n)
+		want[p] = b
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- os.WriteFile(filepath.Join(mnt, p), want[p], 0o644)
+			errs <- os.WriteFile(filepath.Join(mnt, p), b, 0o644)
 		}()
 	}
 	wg.Wait()
