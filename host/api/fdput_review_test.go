@@ -33,7 +33,7 @@ import (
 // against the key and the node answers 409 ErrChanged.
 func TestReviewFdMmapWriteUnseenByFstat(t *testing.T) {
 	_, files, cl := newGridServer(t)
-	t.Cleanup(func() { files.during = nil })
+	t.Cleanup(func() { files.setDuring(nil) })
 	b := randomBytes(3<<20, 11)
 	f := writeFile(t, t.TempDir(), "mapped", b)
 	w, err := os.OpenFile(f.Name(), os.O_RDWR, 0)
@@ -51,9 +51,9 @@ func TestReviewFdMmapWriteUnseenByFstat(t *testing.T) {
 	if err := unix.Fstat(int(f.Fd()), &st0); err != nil {
 		t.Fatal(err)
 	}
-	files.during = func() { m[0] ^= 0xff } // after the key's pass read offset 0
+	files.setDuring(func() { m[0] ^= 0xff }) // after the key's pass read offset 0
 	c, err := cl.PutFile(context.Background(), f, nil)
-	files.during = nil
+	files.setDuring(nil)
 	if err := unix.Fstat(int(f.Fd()), &st1); err != nil {
 		t.Fatal(err)
 	}
@@ -315,10 +315,10 @@ func TestReviewFdOtherUserRefused(t *testing.T) {
 // user's file.
 func TestReviewFdReceivedCloexec(t *testing.T) {
 	_, files, cl := newGridServer(t)
-	t.Cleanup(func() { files.during = nil })
+	t.Cleanup(func() { files.setDuring(nil) })
 	f := writeFile(t, t.TempDir(), "cloexec", randomBytes(2<<20, 5))
 	var seen []string
-	files.during = func() {
+	files.setDuring(func() {
 		ents, _ := os.ReadDir("/proc/self/fd")
 		for _, e := range ents {
 			if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l != f.Name() {
@@ -331,7 +331,7 @@ func TestReviewFdReceivedCloexec(t *testing.T) {
 				}
 			}
 		}
-	}
+	})
 	if _, err := cl.PutFile(context.Background(), f, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,9 +36,28 @@ type fdGridFiles struct {
 	sawReaderAt bool
 	// during, when set, runs once the upload has read its first bytes.
 	during func()
+	// mu guards during and sawReaderAt, which the test's goroutine and
+	// the node's share: the socket between them is no synchronization
+	// the race detector sees. Upload holds it while it runs, so what a
+	// hook did is seen by the test once PutFile returned.
+	mu sync.Mutex
+}
+
+func (f *fdGridFiles) setDuring(fn func()) {
+	f.mu.Lock()
+	f.during = fn
+	f.mu.Unlock()
+}
+
+func (f *fdGridFiles) readerAt() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sawReaderAt
 }
 
 func (f *fdGridFiles) Upload(ctx context.Context, r io.Reader, size int64) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	_, f.sawReaderAt = r.(io.ReaderAt)
 	if f.during != nil && f.sawReaderAt {
 		r = &hookReader{r: r, fn: f.during}
@@ -152,7 +172,7 @@ func TestPutFileByDescriptor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !files.sawReaderAt {
+			if !files.readerAt() {
 				t.Fatal("the node got a body, not the file")
 			}
 			if tc.size > 0 && progressed < int64(tc.size) {
@@ -164,7 +184,7 @@ func TestPutFileByDescriptor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if files.sawReaderAt {
+			if files.readerAt() {
 				t.Fatal("a body reached the grid as a ReaderAt")
 			}
 			sized, err := cl.Put(ctx, bytes.NewReader(b), int64(len(b)))
@@ -194,7 +214,7 @@ func TestPutFileByDescriptor(t *testing.T) {
 // with ErrChanged (no cap), whether the write keeps its size or grows it.
 func TestPutFileChanged(t *testing.T) {
 	_, files, cl := newGridServer(t)
-	t.Cleanup(func() { files.during = nil })
+	t.Cleanup(func() { files.setDuring(nil) })
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name  string
@@ -224,12 +244,12 @@ func TestPutFileChanged(t *testing.T) {
 			b := randomBytes(3<<20, 7)
 			f := writeFile(t, dir, tc.name, b)
 			var werr error
-			files.during = func() {
+			files.setDuring(func() {
 				time.Sleep(20 * time.Millisecond) // another mtime tick on coarse clocks
 				werr = tc.write(f.Name())
-			}
+			})
 			c, err := cl.PutFile(context.Background(), f, nil)
-			files.during = nil
+			files.setDuring(nil)
 			if werr != nil {
 				t.Fatal(werr)
 			}
