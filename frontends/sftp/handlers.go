@@ -487,8 +487,13 @@ type writeHandle struct {
 	maybeOld bool
 	openMode bool
 	failed   error // a transfer error: the client is gone, nothing is linked
-	closed   bool
-	closeEr  error
+	// lost: writes that failed (a full spool), by offset, with the
+	// length and error; a later write of the same range that succeeds
+	// (pkg/sftp's run of a write the fast path failed, a client's retry)
+	// takes its entry out. A close with any left links nothing.
+	lost    map[int64]lostWrite
+	closed  bool
+	closeEr error
 
 	// Streaming (see stream.go): the contiguous prefix written so far,
 	// writes beyond it, and the upload that follows the prefix.
@@ -601,6 +606,12 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 		// What the client leaves between the written prefix and this
 		// write is an existing file's content, if there is one.
 		if err := h.settleOld(); err != nil {
+			h.mu.Lock()
+			if h.lost == nil {
+				h.lost = map[int64]lostWrite{}
+			}
+			h.lost[off] = lostWrite{len(p), err}
+			h.mu.Unlock()
 			return 0, toStatus("write", h.path, err)
 		}
 	}
@@ -633,10 +644,26 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if start {
 		go h.startStream()
 	}
+	h.mu.Lock()
+	if err != nil {
+		if h.lost == nil {
+			h.lost = map[int64]lostWrite{}
+		}
+		h.lost[off] = lostWrite{len(p), err}
+	} else if l, ok := h.lost[off]; ok && len(p) >= l.n {
+		delete(h.lost, off)
+	}
+	h.mu.Unlock()
 	if err != nil {
 		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
 	}
 	return n, nil
+}
+
+// lostWrite is a write that failed: its length and error.
+type lostWrite struct {
+	n   int
+	err error
 }
 
 // mayWaitOnGrid: an access may first read the existing file's content
@@ -698,6 +725,11 @@ func (h *writeHandle) truncate(size int64) error {
 	}
 	h.size = size
 	h.dirty = true
+	for off := range h.lost {
+		if off >= size {
+			delete(h.lost, off) // cut away: the file no longer lacks it
+		}
+	}
 	return nil
 }
 
@@ -746,12 +778,29 @@ func (h *writeHandle) Close() error {
 			}
 		}
 	}
+	// The spool lacks bytes the client sent when a write failed and was
+	// not written again: linking it would replace the file with a cut or
+	// holed copy.
+	lost := false
+	if failed == nil {
+		h.mu.Lock()
+		for off, l := range h.lost {
+			failed, lost = fmt.Errorf("the write of %d bytes at %d failed: %w", l.n, off, l.err), true
+			break
+		}
+		h.mu.Unlock()
+	}
 	st := h.closeStream(failed)
 	if failed == nil {
 		if err := h.settleOld(); err != nil {
 			h.closeEr = toStatus("close", h.path, err)
 			return h.closeEr
 		}
+	}
+	if failed != nil && lost {
+		h.s.log.Warn("upload abandoned: a write failed", "path", h.path, "reason", failed)
+		h.closeEr = toStatus("close", h.path, failed)
+		return h.closeEr
 	}
 	if failed != nil {
 		h.s.log.Info("upload abandoned: the client left before closing", "path", h.path, "reason", failed)
