@@ -229,7 +229,10 @@ func (f *fdServer) serve(conn *net.UnixConn) {
 		}
 	}()
 	src := io.NewSectionReader(&countingReaderAt{r: file, n: &read}, 0, math.MaxInt64)
-	c, err := s.cfg.Files.Upload(ctx, src, st0.Size)
+	// The user's file: other processes may write it while it is read
+	// twice (the fstat comparison below misses writes through a shared
+	// mapping), so the encode pass checks the key's bytes again.
+	c, err := s.cfg.Files.Upload(grid.WithSourceCheck(ctx), src, st0.Size)
 	close(stop)
 	<-ticked
 	// A file that changed while it was read gets ErrChanged, also when

@@ -28,7 +28,8 @@ const hashChunk = 1 << 20
 // twice, once for the key and once to encode; a later round (shares
 // replanned after a server failed) reads it again. r must hold exactly
 // size bytes (fewer or more: ErrSize) and must not change until
-// UploadAt returns. progress is as for Upload.
+// UploadAt returns; under WithSourceCheck a change between the passes
+// fails it with ErrChanged. progress is as for Upload.
 func (c *Client) UploadAt(ctx context.Context, r io.ReaderAt, size int64, progress func(int64)) (cap.Cap, error) {
 	c.stats.uploads.Add(1)
 	cp, err := c.uploadAt(ctx, r, 0, size, progress)
@@ -81,15 +82,17 @@ func (c *Client) uploadAt(ctx context.Context, r io.ReaderAt, base, size int64, 
 			return nil, err
 		}
 		key = k
-		// The encode hashes what it reads: a source that changed since
-		// the key's pass (a write the caller's checks missed, such as one
-		// through a shared mapping, which moves no mtime) must not get a
-		// key hashed over other bytes than its shares hold.
-		conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
-		if err != nil {
-			return nil, fmt.Errorf("upload: %w", err)
+		if checkSource(ctx) {
+			// The encode hashes what it reads: a source that changed since
+			// the key's pass (a write the caller's checks missed, such as
+			// one through a shared mapping, which moves no mtime) must not
+			// get a key hashed over other bytes than its shares hold.
+			conv, err := chk.NewConvergence(c.cfg.Convergence, c.params, c.codec)
+			if err != nil {
+				return nil, fmt.Errorf("upload: %w", err)
+			}
+			first = &verifyReader{r: first, conv: conv, key: key, size: size}
 		}
-		first = &verifyReader{r: first, conv: conv, key: key, size: size}
 	} else {
 		k, err := chk.RandomKey()
 		if err != nil {
@@ -201,6 +204,24 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	default:
 		return n, fmt.Errorf("read source at offset %d: %w", s.off, err)
 	}
+}
+
+type checkSourceKey struct{}
+
+// WithSourceCheck marks ctx's in-place uploads (UploadAt, and Upload of
+// an io.ReaderAt+Seeker) as reading a source that someone else may write
+// while it is read: the user's file handed to the node (tarn put FILE).
+// The encode pass then hashes what it reads again and fails with
+// ErrChanged unless it gives the key's pass's key (~1 ns of CPU per
+// byte). Without it, the caller's promise that the source does not
+// change is trusted: a node's own spool file, which nothing else writes.
+func WithSourceCheck(ctx context.Context) context.Context {
+	return context.WithValue(ctx, checkSourceKey{}, true)
+}
+
+func checkSource(ctx context.Context) bool {
+	v, _ := ctx.Value(checkSourceKey{}).(bool)
+	return v
 }
 
 // ErrChanged: a source read in place gave the encode other bytes than

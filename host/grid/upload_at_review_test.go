@@ -70,7 +70,7 @@ func TestReviewUploadAtSourceChangedBetweenPasses(t *testing.T) {
 			b := bytes.Clone(a)
 			b[tc.where] ^= 0x5a
 			ctx := ctxFor(t, time.Minute)
-			got, err := c.UploadAt(ctx, &swapAt{a: a, b: b}, int64(tc.size), nil)
+			got, err := c.UploadAt(grid.WithSourceCheck(ctx), &swapAt{a: a, b: b}, int64(tc.size), nil)
 			if err == nil {
 				wantB, berr := c.Upload(ctx, bytes.NewReader(b), int64(len(b)), nil)
 				// a's own upload now finds b's shares at its storage
@@ -89,7 +89,7 @@ func TestReviewUploadAtSourceChangedBetweenPasses(t *testing.T) {
 			}
 			download(t, c, ca, a)
 			// The unchanged bytes still upload, with their own cap.
-			cp, err := c.UploadAt(ctx, bytes.NewReader(b), int64(len(b)), nil)
+			cp, err := c.UploadAt(grid.WithSourceCheck(ctx), bytes.NewReader(b), int64(len(b)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
