@@ -205,6 +205,9 @@ func openPacks(dir string, create bool, oldMax uint32) (*packStore, error) {
 			p.cur, p.curCodec, p.curSize = p.files[last], c, st.Size()
 		}
 	}
+	// A new pack is numbered after every pack FORMAT names as older,
+	// even once those are gone: only then is its copy B trusted alone.
+	p.curNum = max(p.curNum, oldMax)
 	p.reclaim()
 	return p, nil
 }

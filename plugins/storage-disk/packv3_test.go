@@ -273,3 +273,30 @@ func TestParseFormat(t *testing.T) {
 		t.Errorf("formatV4(7) = %q", got)
 	}
 }
+
+// TestPackNumberedAfterOlder: once the packs FORMAT names as older are
+// gone, a new pack is still numbered after them (a pack numbered among
+// them would never be read by its copy B alone), and its first sector's
+// loss costs nothing.
+func TestPackNumberedAfterOlder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	catchPackLogs(t)
+	if err := os.MkdirAll(filepath.Join(dir, "packs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "FORMAT"), []byte(formatV4(7)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := newDisk(t, dir)
+	if err := d.Put(ctx, packRef(1), packData(1, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	packs := packFiles(t, dir)
+	if len(packs) != 1 || filepath.Base(packs[0]) != packName(8) {
+		t.Fatalf("packs %v, want %s alone", packs, packName(8))
+	}
+	zeroAt(t, packs[0], 0, 512)
+	mustRead(t, newDisk(t, dir), packRef(1), packData(1, 1000))
+}
