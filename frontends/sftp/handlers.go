@@ -329,6 +329,11 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 	if err := s.writable("open", p); err != nil {
 		return nil, err
 	}
+	// A name the drive would refuse to link (over 255 bytes) is refused
+	// at the open, before the client sends the bytes, not at the close.
+	if err := vdrive.CheckNewPath(p); err != nil {
+		return nil, toStatus("open", p, err)
+	}
 	ctx := r.Context()
 	if prev := s.openWriter(p); prev != nil {
 		return s.openAfter(p, fl, prev)

@@ -42,6 +42,14 @@ func TestNewNameTooLong(t *testing.T) {
 		src  string // the source of a rename, kept when refused
 	}{
 		{"create 256", func() error { return create("/" + n256) }, false, ""},
+		{"open 256", func() error { // refused at the open, before any write
+			f, err := c.Create("/" + n256)
+			if err == nil {
+				f.Close()
+				return nil
+			}
+			return err
+		}, false, ""},
 		{"create 86 euros", func() error { return create("/" + strings.Repeat("€", 86)) }, false, ""},
 		{"mkdir 256", func() error { return c.Mkdir("/" + n256) }, false, ""},
 		{"rename 256", func() error { return c.Rename("/src", "/"+n256) }, false, "/src"},
