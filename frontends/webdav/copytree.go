@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path"
 	"sync"
 	"time"
@@ -98,15 +97,9 @@ func (s *session) confirmCopy(r *http.Request, dst string) (int, error) {
 		return http.StatusBadRequest, err
 	}
 	for _, l := range lists {
-		res := ""
-		if l.resource != "" {
-			u, err := url.Parse(l.resource)
-			if err != nil || (u.Host != "" && u.Host != r.Host) {
-				continue
-			}
-			if res, _, err = s.name(u); err != nil {
-				continue
-			}
+		res, ok := s.ifResource(r, l, "")
+		if !ok {
+			continue
 		}
 		if _, err := s.ls.Confirm(now, res, dst, l.conditions...); err == nil {
 			return 0, nil

@@ -469,15 +469,9 @@ func (s *session) confirm(r *http.Request, name string) (int, error) {
 		return http.StatusBadRequest, err
 	}
 	for _, l := range lists {
-		res := name
-		if l.resource != "" {
-			u, err := url.Parse(l.resource)
-			if err != nil || (u.Host != "" && u.Host != r.Host) {
-				continue
-			}
-			if res, _, err = s.name(u); err != nil {
-				continue
-			}
+		res, ok := s.ifResource(r, l, name)
+		if !ok {
+			continue
 		}
 		if _, err := s.ls.Confirm(now, res, "", l.conditions...); err == nil {
 			if res != name && s.ls.locked(now, name) {
@@ -495,6 +489,22 @@ func (s *session) confirm(r *http.Request, name string) (int, error) {
 		return webdav.StatusLocked, fmt.Errorf("%s is locked and the If header names none of its locks", name)
 	}
 	return http.StatusPreconditionFailed, fmt.Errorf("no list of the If header holds for %s", name)
+}
+
+// ifResource is the resource an If header list is about: its tagged
+// resource on this server, else untagged (the request's own). ok is false
+// for a list about another host or a name outside the drive, which holds
+// for nothing here.
+func (s *session) ifResource(r *http.Request, l ifList, untagged string) (string, bool) {
+	if l.resource == "" {
+		return untagged, true
+	}
+	u, err := url.Parse(l.resource)
+	if err != nil || (u.Host != "" && u.Host != r.Host) {
+		return "", false
+	}
+	res, _, err := s.name(u)
+	return res, err == nil
 }
 
 // onlyTokens reports whether the lists hold no entity-tag condition.

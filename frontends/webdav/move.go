@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"golang.org/x/net/webdav"
@@ -97,15 +96,9 @@ func (s *session) confirmMove(r *http.Request, src, dst string) (int, error) {
 		return http.StatusBadRequest, err
 	}
 	for _, l := range lists {
-		res := src
-		if l.resource != "" {
-			u, err := url.Parse(l.resource)
-			if err != nil || (u.Host != "" && u.Host != r.Host) {
-				continue
-			}
-			if res, _, err = s.name(u); err != nil {
-				continue
-			}
+		res, ok := s.ifResource(r, l, src)
+		if !ok {
+			continue
 		}
 		if _, err := s.ls.Confirm(now, res, dst, l.conditions...); err == nil {
 			if res != src && s.ls.locked(now, src) {
