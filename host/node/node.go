@@ -253,15 +253,9 @@ func (n *Node) goRun(name string, f func(ctx context.Context) error) {
 
 func (n *Node) start(ctx context.Context, opts Options) error {
 	p := n.prof
-	specs, err := pluginhost.SpecsFromProfile(p)
+	specs, err := PluginSpecs(p)
 	if err != nil {
 		return err
-	}
-	if !p.Storage.Enabled {
-		specs = dropKind(specs, pluginkit.KindStorage)
-	}
-	if !p.Client.Enabled {
-		specs = dropKind(specs, pluginkit.KindCodec)
 	}
 	po := opts.Plugins
 	po.Logger = n.log.Named("plugin")

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tarnfs/tarn/conf"
+	"github.com/tarnfs/tarn/host/node"
 	"github.com/tarnfs/tarn/host/pluginhost"
 	"github.com/tarnfs/tarn/plugins/builtin"
 	"github.com/tarnfs/tarn/sdk/codec"
@@ -50,7 +51,8 @@ var pluginListCmd = &cobra.Command{
 	Use:   "list [DIR]",
 	Short: "Start a node's plugins, show kind, name, version, pid and health, and stop them",
 	Long: `Load DIR/tarn.toml (DIR defaults to $TARN_NODE, then ~/.tarn), start the plugin
-the profile names for each kind (codec, storage, transport), show what each
+the profile names for each kind its roles use (codec: client, storage: storage,
+transport: always), show what each
 says of itself, and stop them. External plugins also show their path and
 pinned sha256. Exits non-zero when a plugin cannot be started.`,
 	Args: cobra.MaximumNArgs(1),
@@ -120,7 +122,9 @@ func runPluginList(ctx context.Context, out, errOut io.Writer, dir string, asJSO
 		}
 		return fmt.Errorf("plugin list: %w", err)
 	}
-	specs, err := pluginhost.SpecsFromProfile(p)
+	// Only the plugins the node's roles run: a storage plugin started for a
+	// client would create its shares folder.
+	specs, err := node.PluginSpecs(p)
 	if err != nil {
 		return fmt.Errorf("plugin list: %s: %w", p.File, err)
 	}

@@ -125,3 +125,47 @@ func TestPluginCommands(t *testing.T) {
 		}
 	})
 }
+
+// A client node has no storage role: listing its plugins must not start the
+// disk plugin, which would create shares/ in the node folder.
+func TestPluginListClientLeavesFolder(t *testing.T) {
+	bin := buildTarn(t)
+	dir := filepath.Join(t.TempDir(), "client")
+	if r := run(t, bin, nil, "init", "--profile", "client", dir); r.code != 0 {
+		t.Fatalf("tarn init: %d %s", r.code, r.stderr)
+	}
+	before := folderNames(t, dir)
+	r := run(t, bin, nil, "plugin", "list", dir)
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var kinds []string
+	for _, l := range lines[1:] {
+		kinds = append(kinds, strings.Fields(l)[0])
+	}
+	if strings.Join(kinds, " ") != "codec transport" {
+		t.Errorf("kinds %q, want codec transport:\n%s", kinds, r.stdout)
+	}
+	if after := folderNames(t, dir); after != before {
+		t.Errorf("plugin list changed the node folder:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// folderNames lists every path under dir, one string, to compare.
+func folderNames(t *testing.T, dir string) string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		names = append(names, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(names, " ")
+}
