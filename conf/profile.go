@@ -215,6 +215,13 @@ func (p *Profile) apiListen() (addr, key string) {
 	return DefaultIntroducerAPIListen, "node.api_listen"
 }
 
+// APIListenKey is the profile key that sets APIListen, for services that
+// report a listen error at the profile's line ("node.api_listen").
+func (p *Profile) APIListenKey() string {
+	_, key := p.apiListen()
+	return key
+}
+
 // Line returns the line of a key in the profile ("client.shares.k",
 // "webdav[0].listen"), or 0 when the key is not in the file (a default).
 // Services use it to point their own errors at the right line.

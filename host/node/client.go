@@ -143,7 +143,9 @@ func (n *Node) startAPI() error {
 		Status: n.status, Metrics: n.metrics, Counters: n.rateCounters, Logger: n.log,
 	})
 	if err != nil {
-		return err
+		// Name the profile line that set the address (a port in use is the
+		// usual cause: another node's profile has the same one).
+		return p.Errorf(p.APIListenKey(), "%v", err)
 	}
 	n.onStop(func() { n.api.Close() })
 	n.info.APIURL = n.api.URL()
