@@ -137,35 +137,12 @@ func (p *packStore) appendMany(kind byte, refs []storage.Ref, datas [][]byte) ([
 	var last uint64
 	p.amu.Lock()
 	for i, ref := range refs {
-		data := datas[i]
-		rl := int64(recHeaderLen + len(data))
-		if p.mustRoll(rl) {
-			if err := p.roll(); err != nil {
-				errs[i] = err
-				continue
-			}
-		}
-		var hdr [recHeaderLen]byte
-		p.curCodec.encodeHeader(hdr[:], kind, ref, data)
-		loc := packLoc{pack: p.curNum, off: p.curSize, n: uint32(len(data))}
-		if err := pwriteAll(p.cur, [][]byte{hdr[:], data}, p.curSize); err != nil {
-			// As in append: cut the partial record off, or roll next.
-			if p.cur.Truncate(p.curSize) != nil {
-				p.broken = true
-			}
-			errs[i] = fmt.Errorf("append to pack %s: %w", packName(loc.pack), err)
+		loc, seq, err := p.writeRecord(kind, ref, datas[i])
+		if err != nil {
+			errs[i] = err
 			continue
 		}
-		p.curSize += rl
-		if kind == recKindShare {
-			p.mu.Lock()
-			p.live[loc.pack] += rl
-			p.mu.Unlock()
-		}
-		p.smu.Lock()
-		p.written++
-		last = p.written
-		p.smu.Unlock()
+		last = seq
 		locs[i], written[i] = loc, true
 	}
 	p.amu.Unlock()

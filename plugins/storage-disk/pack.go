@@ -450,30 +450,27 @@ func readPacked(f *os.File, loc packLoc, b []byte, off int64) (int, error) {
 	return n, err
 }
 
-// append writes one record and returns once it is durable (group commit:
-// one fdatasync covers every record appended before it started). A share
-// record counts towards its pack's references from here on; the caller
-// settles its claim.
-func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, error) {
+// writeRecord writes one record at the end of the current pack (rolling
+// to a new one first when it does not fit) and returns where it is and
+// its sequence number for the group commit. Call with amu held. A
+// partial write is cut off; should that fail too, the next append rolls
+// to a new pack and the scan at start drops it. A share record counts
+// towards its pack's references from here on.
+func (p *packStore) writeRecord(kind byte, ref storage.Ref, data []byte) (packLoc, uint64, error) {
 	rl := int64(recHeaderLen + len(data))
-	p.amu.Lock()
 	if p.mustRoll(rl) {
 		if err := p.roll(); err != nil {
-			p.amu.Unlock()
-			return packLoc{}, err
+			return packLoc{}, 0, err
 		}
 	}
 	var hdr [recHeaderLen]byte
 	p.curCodec.encodeHeader(hdr[:], kind, ref, data)
 	loc := packLoc{pack: p.curNum, off: p.curSize, n: uint32(len(data))}
 	if err := pwriteAll(p.cur, [][]byte{hdr[:], data}, p.curSize); err != nil {
-		// Cut the partial record off; should that fail too, the next
-		// append rolls to a new pack and the scan at start drops it.
 		if p.cur.Truncate(p.curSize) != nil {
 			p.broken = true
 		}
-		p.amu.Unlock()
-		return packLoc{}, fmt.Errorf("append to pack %s: %w", packName(loc.pack), err)
+		return packLoc{}, 0, fmt.Errorf("append to pack %s: %w", packName(loc.pack), err)
 	}
 	p.curSize += rl
 	if kind == recKindShare {
@@ -485,12 +482,24 @@ func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, er
 	p.written++
 	seq := p.written
 	p.smu.Unlock()
-	p.amu.Unlock()
+	return loc, seq, nil
+}
 
+// append writes one record and returns once it is durable (group commit:
+// one fdatasync covers every record appended before it started). A share
+// record counts towards its pack's references from here on; the caller
+// settles its claim.
+func (p *packStore) append(kind byte, ref storage.Ref, data []byte) (packLoc, error) {
+	p.amu.Lock()
+	loc, seq, err := p.writeRecord(kind, ref, data)
+	p.amu.Unlock()
+	if err != nil {
+		return packLoc{}, err
+	}
 	if err := p.waitDurable(seq); err != nil {
 		if kind == recKindShare {
 			p.mu.Lock()
-			p.live[loc.pack] -= rl
+			p.live[loc.pack] -= loc.recLen()
 			p.mu.Unlock()
 		}
 		return packLoc{}, fmt.Errorf("sync pack %s: %w", packName(loc.pack), err)
