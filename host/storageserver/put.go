@@ -69,7 +69,8 @@ func (s *Server) putStored(n int64) {
 // share sealed here already is answered as already held, one another
 // upload is writing as in progress; neither is touched. On an error the
 // shares stored stay stored (and leased); the error names the first
-// share, in share-number order, that failed.
+// share, in share-number order, that failed. A put whose lease record
+// cannot be committed fails too, its shares stored but not leased.
 func (s *Server) PutShares(ctx context.Context, req *pb.PutSharesRequest) (*pb.PutSharesResponse, error) {
 	resps, errs := s.putMany(ctx, []*pb.PutSharesRequest{req})
 	return resps[0], errs[0]
@@ -143,7 +144,8 @@ func (s *Server) check(req *pb.PutSharesRequest) *putJob {
 // The lease records are queued before the backend stores the shares (its
 // group-committed fsync) and committed after: the leases of the puts
 // stored meanwhile share one commit (boltLeases), and a put is answered
-// only once its shares are durable and its lease record committed. Should
+// only once its shares are durable and its lease record committed; a put
+// whose lease commit fails fails (its shares stay stored). Should
 // every share of a put fail, its index keeps a lease and nothing else, as
 // after an Allocate whose uploads are aborted.
 func (s *Server) putMany(ctx context.Context, reqs []*pb.PutSharesRequest) ([]*pb.PutSharesResponse, []error) {
@@ -254,9 +256,17 @@ func (s *Server) putMany(ctx context.Context, reqs []*pb.PutSharesRequest) ([]*p
 	s.putStored(stored)
 	s.sealed.Add(sealed)
 	for _, j := range jobs {
-		if j.leaseWait != nil {
-			if err := j.leaseWait(); err != nil {
-				s.log.Error("add lease", "index", fmt.Sprintf("%x", j.index[:]), "error", err)
+		if j.leaseWait == nil {
+			continue
+		}
+		if err := j.leaseWait(); err != nil {
+			s.log.Error("add lease", "index", fmt.Sprintf("%x", j.index[:]), "error", err)
+			// A share without a durable lease may be collected early
+			// (storage.gc): the put fails, so the client places its
+			// shares elsewhere or retries; what was stored stays stored.
+			if j.err == nil {
+				j.err = toStatus(fmt.Errorf("%s: lease not committed, shares %v stay stored without it: %w",
+					j.obj, slices.Concat(j.resp.Stored, j.resp.AlreadyHave), err))
 			}
 		}
 	}
