@@ -77,9 +77,15 @@ func (n *Node) frontendAccounts(ctx context.Context, store vdrive.Store) (*accou
 		accounts.WithCreateRoot(func(name string) (string, error) {
 			wctx, cancel := context.WithTimeout(ctx, rootWait)
 			defer cancel()
-			if err := n.WaitServers(wctx, n.prof.Client.Shares.H); err != nil {
-				return "", fmt.Errorf("wait for %d storage servers: %w", n.prof.Client.Shares.H, err)
+			// Say what start waits for: it may be minutes with no other line.
+			h, began := n.prof.Client.Shares.H, time.Now()
+			n.log.Info("account root_cap_file missing: waiting for storage servers to create its root",
+				"account", name, "servers", h, "known", len(n.Servers()), "at_most", rootWait)
+			if err := n.WaitServers(wctx, h); err != nil {
+				return "", fmt.Errorf("wait for %d storage servers: %w", h, err)
 			}
+			n.log.Info("storage servers ready: creating the account's root", "account", name,
+				"servers", len(n.Servers()), "waited", time.Since(began).Round(time.Millisecond))
 			root, err := vdrive.NewRoot(wctx, store)
 			if err != nil {
 				return "", err
