@@ -491,8 +491,27 @@ func (d *Drive) pendingLink(ref dirRef, name string) (*plink, bool) {
 // flushDir makes the write-behind links waiting for the directory ref,
 // for an operation that needs its real state.
 func (d *Drive) flushDir(ctx context.Context, ref dirRef) error {
-	if d.behind == nil || !d.behind.has(ref.r.Slot) {
+	b := d.behind
+	if b == nil || !b.has(ref.r.Slot) {
 		return nil
 	}
-	return d.behind.flush(ctx, ref.r.Slot)
+	// A change makes at most maxLinksPerChange links: flush until those
+	// pending now are made (a replayed journal, or adds racing
+	// MaxPending, can hold more), not for ever behind new ones.
+	k := ref.r.Slot
+	b.mu.Lock()
+	n := 0
+	if bd := b.dirs[k]; bd != nil {
+		n = len(bd.pending) + len(bd.inflight)
+	}
+	b.mu.Unlock()
+	for range n/maxLinksPerChange + 1 {
+		if err := b.flush(ctx, k); err != nil {
+			return err
+		}
+		if !b.has(k) {
+			break
+		}
+	}
+	return nil
 }
