@@ -12,25 +12,7 @@ import (
 // pipeline requests (send many, then read the answers in any order).
 func rawSession(t *testing.T, e *env) *rawClient {
 	t.Helper()
-	conn, err := e.dial("alice", alicePW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	sess, err := conn.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, _ := sess.StdinPipe()
-	out, _ := sess.StdoutPipe()
-	if err := sess.RequestSubsystem("sftp"); err != nil {
-		t.Fatal(err)
-	}
-	c, err := newRawClient(out, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return tarnClient(t, e, "alice", alicePW)
 }
 
 // readReq is one pipelined read: its handle, offset, length and id.
