@@ -461,7 +461,11 @@ func TestIntroducerRestart(t *testing.T) {
 		t.Fatalf("list lost servers while the introducer was down: %d", n)
 	}
 	intro.start()
-	deadline := time.Now().Add(10 * time.Second)
+	// A publisher whose Publish hangs on the dead connection gives up at
+	// its 30 s request timeout and reconnects: the bound (usually well
+	// under a second; rarely, under load, a Publish recorded by the new
+	// introducer does not return: notes of session 5).
+	deadline := time.Now().Add(45 * time.Second)
 	// The service records an announcement before the publisher counts
 	// it as published: wait for both.
 	for intro.svc.Stats().Held != 2 || a.pub.Published() < 2 || b.pub.Published() < 2 {
