@@ -23,30 +23,7 @@ import (
 // status` counts them, `tarn links` lists them and `tarn links relink`
 // links their files (bytes intact) elsewhere and drops their lines.
 func TestWriteBehindKill9Conflicts(t *testing.T) {
-	g := startGrid(t, GridOptions{})
-	tgt := startWebDAVNode(t, g)
-	if tgt.How != "tarn run" {
-		t.Fatalf("the WebDAV node runs as %q; the test needs tarn run to kill it", tgt.How)
-	}
-	n := tgt.Node
-	n.proc.Stop(t, 10*time.Second)
-	prof := filepath.Join(n.Dir, "tarn.toml")
-	b, err := os.ReadFile(prof)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(prof, []byte(setTOML(string(b), "client", "link_write_behind", `"10s"`)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g.restart(t, n)
-	if !answers(tgt.URL, 30*time.Second) {
-		t.Fatalf("WebDAV at %s does not answer after the restart", tgt.URL)
-	}
-	rootCap, err := os.ReadFile(filepath.Join(n.Dir, "private", "dav-root.cap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := strings.TrimSpace(string(rootCap))
+	g, tgt, n, root := slowLinkWebDAVNode(t)
 	cli := func(node *Node, args ...string) Result {
 		t.Helper()
 		r := tarn(t, CLI{Timeout: 2 * time.Minute}, append(args, "--node", node.Dir)...)

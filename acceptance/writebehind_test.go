@@ -19,31 +19,7 @@ import (
 // answer, before it links them (a 10 s delay); after `tarn run` again,
 // every file is in its folder with its bytes, as another node sees it.
 func TestWriteBehindKill9(t *testing.T) {
-	g := startGrid(t, GridOptions{})
-	tgt := startWebDAVNode(t, g)
-	if tgt.How != "tarn run" {
-		t.Fatalf("the WebDAV node runs as %q; the test needs tarn run to kill it", tgt.How)
-	}
-	n := tgt.Node
-	// A long delay, so that the kill surely comes before the links.
-	n.proc.Stop(t, 10*time.Second)
-	prof := filepath.Join(n.Dir, "tarn.toml")
-	b, err := os.ReadFile(prof)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(prof, []byte(setTOML(string(b), "client", "link_write_behind", `"10s"`)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g.restart(t, n)
-	if !answers(tgt.URL, 30*time.Second) {
-		t.Fatalf("WebDAV at %s does not answer after the restart", tgt.URL)
-	}
-	rootCap, err := os.ReadFile(filepath.Join(n.Dir, "private", "dav-root.cap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := strings.TrimSpace(string(rootCap))
+	g, tgt, n, root := slowLinkWebDAVNode(t)
 
 	do := func(method, path string, body []byte, want ...int) {
 		t.Helper()
@@ -127,4 +103,37 @@ func TestWriteBehindKill9(t *testing.T) {
 	if log := g.logText(n); strings.Contains(log, "could not be made") {
 		t.Fatalf("the node logged a failed link:\n%s", tail(log, 4000))
 	}
+}
+
+// slowLinkWebDAVNode starts a grid and a WebDAV node run by `tarn run`
+// with client.link_write_behind = "10s" (a long delay, so that a kill
+// surely comes before the links are made), and returns the node and its
+// WebDAV root cap.
+func slowLinkWebDAVNode(t *testing.T) (*Grid, *davTarget, *Node, string) {
+	t.Helper()
+	g := startGrid(t, GridOptions{})
+	tgt := startWebDAVNode(t, g)
+	if tgt.How != "tarn run" {
+		t.Fatalf("the WebDAV node runs as %q; the test needs tarn run to kill it", tgt.How)
+	}
+	n := tgt.Node
+	n.proc.Stop(t, 10*time.Second)
+	prof := filepath.Join(n.Dir, "tarn.toml")
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prof, []byte(setTOML(string(b), "client", "link_write_behind", `"10s"`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.restart(t, n)
+	if !answers(tgt.URL, 30*time.Second) {
+		t.Fatalf("WebDAV at %s does not answer after the restart", tgt.URL)
+	}
+	rootCap, err := os.ReadFile(filepath.Join(n.Dir, "private", "dav-root.cap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := strings.TrimSpace(string(rootCap))
+	return g, tgt, n, root
 }
