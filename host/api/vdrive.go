@@ -85,9 +85,12 @@ const (
 	KindReadOnly = "read-only"
 	KindConflict = "conflict"
 	KindBadName  = "bad-name"
-	KindInvalid  = "invalid"
-	KindBadCap   = "bad-cap"
-	KindCorrupt  = "corrupt"
+	// KindNameTooLong is also a bad name: a client that knows only
+	// KindBadName still branches right on ErrBadName.
+	KindNameTooLong = "name-too-long"
+	KindInvalid     = "invalid"
+	KindBadCap      = "bad-cap"
+	KindCorrupt     = "corrupt"
 )
 
 // kinds pairs each kind with its sentinel and status code, most specific
@@ -98,6 +101,7 @@ var kinds = []struct {
 	status int
 }{
 	{KindReadOnly, vdrive.ErrReadOnly, http.StatusForbidden},
+	{KindNameTooLong, vdrive.ErrNameTooLong, http.StatusBadRequest},
 	{KindBadName, vdrive.ErrBadName, http.StatusBadRequest},
 	{KindNotExist, vdrive.ErrNotExist, http.StatusNotFound},
 	{KindExist, vdrive.ErrExist, http.StatusConflict},
@@ -124,6 +128,10 @@ func FSStatus(err error) (int, string) {
 
 // sentinelOf is the vdrive sentinel of a kind (nil if none).
 func sentinelOf(kind string) error {
+	if kind == KindNameTooLong {
+		// Matches ErrNameTooLong and everything a bad name matches.
+		return &vdrive.NameTooLongError{}
+	}
 	for _, k := range kinds {
 		if k.kind == kind {
 			return k.err

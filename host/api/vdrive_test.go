@@ -107,6 +107,8 @@ func TestFSRoutes(t *testing.T) {
 			return err
 		}, vdrive.ErrNotExist},
 		{"bad name", func() error { _, err := cl.Mkdir(ctx, root, "/a/\x00", false); return err }, vdrive.ErrBadName},
+		{"name too long", func() error { _, err := cl.Mkdir(ctx, root, "/a/"+strings.Repeat("n", 256), false); return err }, vdrive.ErrNameTooLong},
+		{"name too long is a bad name", func() error { _, err := cl.Mkdir(ctx, root, "/a/"+strings.Repeat("n", 300), false); return err }, vdrive.ErrBadName},
 		{"rm not empty", func() error { return cl.Remove(ctx, root, "/a", false) }, vdrive.ErrNotEmpty},
 		{"rm missing", func() error { return cl.Remove(ctx, root, "/zzz", true) }, vdrive.ErrNotExist},
 		{"mv", func() error { _, err := cl.Rename(ctx, root, "/a/b", "/b2"); return err }, nil},
