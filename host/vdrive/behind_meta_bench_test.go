@@ -160,6 +160,13 @@ func benchSetMeta(b *testing.B, writers int, lag time.Duration) {
 			b.ReportMetric(float64(st.SlotLists-st0.SlotLists)/n, "lists/file")
 			b.ReportMetric(float64(st.SlotReads-st0.SlotReads)/n, "reads/file")
 			b.ReportMetric(float64(st.SlotWrites-st0.SlotWrites)/n, "writes/file")
+			// The journal's group commit: bbolt transactions (two
+			// fdatasyncs each) and callers' commits per file, and the
+			// time its transactions took.
+			txs, ops, _, _, busy := vdrive.JournalCounts(bh)
+			b.ReportMetric(float64(txs)/n, "journal-tx/file")
+			b.ReportMetric(float64(ops)/n, "journal-commits/file")
+			b.ReportMetric(float64(busy.Microseconds())/1e3/float64(max(txs, 1)), "ms/journal-tx")
 			far := open(b, g, root.String())
 			infos, err := far.ReadDir(ctx, "/up")
 			if err != nil {

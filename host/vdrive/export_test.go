@@ -1,6 +1,10 @@
 package vdrive
 
-import "github.com/tarnfs/tarn/host/cap"
+import (
+	"time"
+
+	"github.com/tarnfs/tarn/host/cap"
+)
 
 // Queued is how many changes wait in d's directory queues (tests).
 func Queued(d *Drive) int {
@@ -44,4 +48,15 @@ func Abandon(b *Behind) {
 	if b.j != nil {
 		b.j.close()
 	}
+}
+
+// JournalCounts is b's journal's transactions, the commits of callers
+// they held, records put and deleted, and the time spent writing them
+// (tests and benchmarks of the group commit).
+func JournalCounts(b *Behind) (txs, ops, puts, dels int64, busy time.Duration) {
+	if b.j == nil {
+		return 0, 0, 0, 0, 0
+	}
+	n := &b.j.n
+	return n.txs.Load(), n.ops.Load(), n.puts.Load(), n.dels.Load(), time.Duration(n.ns.Load())
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,6 +63,18 @@ type journal struct {
 	seq     uint64
 	waiting []*journalOp
 	busy    bool
+
+	// n counts its commits, for measuring the group commit.
+	n journalCounts
+}
+
+// journalCounts: transactions written (each is one bbolt commit: its
+// pages, an fdatasync, its meta page, another fdatasync), the callers'
+// commits they held, the records put and deleted, and the time spent
+// writing them.
+type journalCounts struct {
+	txs, ops, puts, dels atomic.Int64
+	ns                   atomic.Int64
 }
 
 // journalOp is one caller's writes: records to put and keys to delete.
@@ -156,6 +169,7 @@ func (j *journal) commit(puts map[uint64][]byte, dels []uint64) error {
 	batch := j.waiting
 	j.waiting = nil
 	j.mu.Unlock()
+	t0 := time.Now()
 	err := j.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(journalBucket)
 		for _, o := range batch {
@@ -172,6 +186,13 @@ func (j *journal) commit(puts map[uint64][]byte, dels []uint64) error {
 		}
 		return nil
 	})
+	j.n.txs.Add(1)
+	j.n.ns.Add(int64(time.Since(t0)))
+	j.n.ops.Add(int64(len(batch)))
+	for _, o := range batch {
+		j.n.puts.Add(int64(len(o.puts)))
+		j.n.dels.Add(int64(len(o.dels)))
+	}
 	if err != nil {
 		err = fmt.Errorf("write link journal: %w", err)
 	}
