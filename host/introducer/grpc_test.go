@@ -59,6 +59,8 @@ type introducerNode struct {
 	svc  *Service
 	grpc *grpc.Server
 	done chan struct{}
+	// opts are extra gRPC server options (interceptors of a test).
+	opts []grpc.ServerOption
 }
 
 func startIntroducer(t *testing.T, cfg ServiceConfig) *introducerNode {
@@ -91,7 +93,7 @@ func (n *introducerNode) start() {
 	}
 	n.hp = ln.Addr().String()
 	n.svc = svc
-	n.grpc = nodelink.NewServer(cert)
+	n.grpc = nodelink.NewServer(cert, n.opts...)
 	svc.Register(n.grpc)
 	n.done = make(chan struct{})
 	go func() { defer close(n.done); n.grpc.Serve(ln) }()
@@ -461,20 +463,7 @@ func TestIntroducerRestart(t *testing.T) {
 		t.Fatalf("list lost servers while the introducer was down: %d", n)
 	}
 	intro.start()
-	// A publisher whose Publish hangs on the dead connection gives up at
-	// its 30 s request timeout and reconnects: the bound (usually well
-	// under a second; rarely, under load, a Publish recorded by the new
-	// introducer does not return: notes of session 5).
-	deadline := time.Now().Add(45 * time.Second)
-	// The service records an announcement before the publisher counts
-	// it as published: wait for both.
-	for intro.svc.Stats().Held != 2 || a.pub.Published() < 2 || b.pub.Published() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted introducer holds %d records, published %d and %d times; publishers did not re-announce",
-				intro.svc.Stats().Held, a.pub.Published(), b.pub.Published())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReannounced(t, intro, a, b)
 	// The subscriber is back: a new server and an update reach it.
 	c := startPublisher(t, intro, "g", nil)
 	a.free.Store(77)
@@ -484,8 +473,86 @@ func TestIntroducerRestart(t *testing.T) {
 		_, hasC := find(s, c.id.NodeID())
 		return len(s) == 3 && hasC && x.FreeSpace == 77
 	})
-	if _, _, synced := sub.Stats(); synced != 1 {
-		t.Fatalf("subscriber synced with %d introducers", synced)
+	// The subscriber takes a snapshot's records into the list before it
+	// counts the introducer as synced: wait for that too.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, _, synced := sub.Stats(); synced != 1; _, _, synced = sub.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber synced with %d introducers", synced)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReannounced waits until a restarted (memory-only) introducer holds
+// every publisher's record and each publisher has its answer (its last
+// Publish succeeded). A publisher's count of answered publishes says
+// nothing here: an answer lost with the old introducer's connection is
+// not counted, though the old introducer recorded it (session 5's flake).
+func waitReannounced(t *testing.T, intro *introducerNode, pubs ...*storageNode) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		done := intro.svc.Stats().Held == len(pubs)
+		for _, p := range pubs {
+			done = done && p.pub.LastError() == nil && p.pub.Link().Connected
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			var errs []string
+			for _, p := range pubs {
+				errs = append(errs, fmt.Sprint(p.pub.LastError()))
+			}
+			t.Fatalf("restarted introducer holds %d records of %d; publishers' last errors %q", intro.svc.Stats().Held, len(pubs), errs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An introducer that stops after recording an announcement but before
+// answering it: the publisher never learns its first publish took, so it
+// counts only the re-announcement to the restarted introducer. Waiting
+// for two answered publishes (as TestIntroducerRestart did) fails here
+// every time; under load it failed ~1 in 200 runs.
+func TestIntroducerRestartLostAnswer(t *testing.T) {
+	recorded := make(chan struct{})
+	release := make(chan struct{})
+	var held atomic.Bool
+	intro := &introducerNode{t: t, id: newIdentity(t), cfg: ServiceConfig{Grid: "g"}, hp: "127.0.0.1:0"}
+	intro.opts = []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if info.FullMethod == introducerpb.Introducer_Publish_FullMethodName && held.CompareAndSwap(false, true) {
+			close(recorded)
+			select { // the answer waits for the stop
+			case <-ctx.Done():
+			case <-release:
+			}
+			return nil, status.Error(codes.Unavailable, "introducer stopping")
+		}
+		return resp, err
+	})}
+	intro.start()
+	t.Cleanup(intro.stop)
+	t.Cleanup(func() { close(release) })
+	a := startPublisher(t, intro, "g", nil)
+	select {
+	case <-recorded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no publish reached the introducer")
+	}
+	if n := intro.svc.Stats().Held; n != 1 {
+		t.Fatalf("introducer holds %d records before its answer", n)
+	}
+	intro.stop()
+	if n := a.pub.Published(); n != 0 {
+		t.Fatalf("publisher counted %d publishes whose answer was lost", n)
+	}
+	intro.start()
+	waitReannounced(t, intro, a)
+	if n := a.pub.Published(); n != 1 {
+		t.Fatalf("publisher counted %d publishes, want the re-announcement only", n)
 	}
 }
 
