@@ -8,9 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/pkg/sftp"
-	"golang.org/x/crypto/ssh"
 )
 
 // frontendEndpoints is the part of endpoints.json naming the client's
@@ -137,91 +134,5 @@ func webdavBig(ctx context.Context, r *Report, g *devGrid, tmp string, size int6
 	os.Remove(src.Name())
 	addVsPipeline(r, Figure{Key: "e2e.webdav.put." + name, Name: "WebDAV PUT " + name, Value: mbps(size, put), Unit: "MB/s"})
 	addVsPipeline(r, Figure{Key: "e2e.webdav.get." + name, Name: "WebDAV GET " + name, Value: mbps(size, get), Unit: "MB/s"})
-	return nil
-}
-
-// sftpBig puts size bytes through the client's SFTP frontend and gets them
-// back, checking the hash.
-func sftpBig(ctx context.Context, r *Report, g *devGrid, tmp string, size int64) error {
-	ep := g.front.SFTP
-	if ep == nil {
-		r.Notes = append(r.Notes, "sftp: endpoints.json names no sftp frontend; figures skipped")
-		return nil
-	}
-	name := sizeName(size)
-	cfg := &ssh.ClientConfig{
-		User: ep.User,
-		Auth: []ssh.AuthMethod{ssh.Password(ep.Password)},
-		// The server is the dev grid's own client node on loopback, started
-		// by this run with a host key made a moment ago: there is no known
-		// key to pin, and no one between the two ends to guard against.
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
-		Timeout:         30 * time.Second,
-	}
-	conn, err := ssh.Dial("tcp", ep.Addr, cfg)
-	if err != nil {
-		return fmt.Errorf("sftp dial %s: %w", ep.Addr, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	c, err := sftp.NewClient(conn, sftp.UseConcurrentWrites(true))
-	if err != nil {
-		return fmt.Errorf("sftp session on %s: %w", ep.Addr, err)
-	}
-	defer c.Close()
-	path := "/tarnbench-sftp-" + name + ".bin"
-
-	in, want, err := frontFile(tmp, "sftp.in", size, seedSFTPBig)
-	if err != nil {
-		return fmt.Errorf("sftp put: %w", err)
-	}
-	defer in.Close()
-	t0 := time.Now()
-	f, err := c.Create(path)
-	if err != nil {
-		return fmt.Errorf("sftp create %s: %w", path, err)
-	}
-	// pkg/sftp's ReadFrom pipelines its writes (64 in flight, as OpenSSH's
-	// sftp and rclone do) only when it can tell the reader's size, from an
-	// *io.LimitedReader among others; a bare TeeReader made it send one
-	// 32 KiB write per round trip, a client no real tool is.
-	src := &io.LimitedReader{R: in, N: size}
-	if _, err := f.ReadFrom(src); err != nil {
-		f.Close()
-		return fmt.Errorf("sftp write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sftp close %s: %w", path, err)
-	}
-	put := time.Since(t0)
-
-	outPath := filepath.Join(tmp, "sftp.out")
-	out, err := os.Create(outPath)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	t1 := time.Now()
-	f, err = c.Open(path)
-	if err != nil {
-		return fmt.Errorf("sftp open %s: %w", path, err)
-	}
-	_, err = f.WriteTo(out)
-	f.Close()
-	get := time.Since(t1)
-	if err != nil {
-		return fmt.Errorf("sftp read %s: %w", path, err)
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := checkBack(outPath, size, want, "sftp get of the "+name+" file"); err != nil {
-		return err
-	}
-	os.Remove(outPath)
-	os.Remove(in.Name())
-	addVsPipeline(r, Figure{Key: "e2e.sftp.put." + name, Name: "SFTP put " + name, Value: mbps(size, put), Unit: "MB/s"})
-	addVsPipeline(r, Figure{Key: "e2e.sftp.get." + name, Name: "SFTP get " + name, Value: mbps(size, get), Unit: "MB/s"})
 	return nil
 }

@@ -329,6 +329,29 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s = %+v, want a positive figure", k, f)
 		}
 	}
+	// The other SFTP clients, when their tools are installed (.ci/run
+	// installs them): each figure positive, the headline read against the
+	// CLI.
+	var more []string
+	if ok, _ := haveOpenSSH(); ok {
+		more = append(more, "e2e.sftp.openssh.put.8MiB", "e2e.sftp.openssh.get.8MiB", "e2e.sftp.openssh-gcm.get.8MiB",
+			"e2e.cpu.sftp.openssh.clientproc.put.8MiB", "e2e.sftp.issue8.put.8MiB", "e2e.sftp.issue8.get.8MiB",
+			"e2e.sftp.openssh.put.small", "e2e.sftp.openssh.get.small")
+		if f, _ := r.find("e2e.sftp.issue8.get.8MiB"); f.Ceiling != "e2e.cli.get.8MiB" || !(f.Ratio > 0) {
+			t.Errorf("the headline SFTP get is not read against the CLI's: %+v", f)
+		}
+	}
+	if _, err := exec.LookPath("rclone"); err == nil {
+		more = append(more, "e2e.sftp.rclone.put.8MiB", "e2e.sftp.rclone255.get.8MiB", "e2e.cpu.sftp.rclone255.node.put.8MiB",
+			"e2e.sftp.put.small.t16", "e2e.sftp.get.small.t16")
+	}
+	for _, k := range append(more, "e2e.sftp.pkgsftp255.put.8MiB", "e2e.sftp.pkgsftp255.get.8MiB", "e2e.cpu.sftp.pkgsftp32.get.8MiB",
+		"e2e.cpu.sftp.pkgsftp255.clientproc.put.8MiB", "e2e.cpu.sftp.pkgsftp255.node.get.8MiB") {
+		f, ok := r.find(k)
+		if !ok || !(f.Value > 0) {
+			t.Errorf("%s = %+v, want a positive figure", k, f)
+		}
+	}
 	if f, _ := r.find("e2e.cli.put.8MiB"); !(f.Ratio > 0) {
 		t.Errorf("put has no ratio to the pipeline ceiling: %+v", f)
 	}
