@@ -75,16 +75,35 @@ func (f *fdServer) close() {
 	}
 }
 
+// Backoff of the accept loop after an error (as net/http's Serve).
+const (
+	fdAcceptBackoffMin = 5 * time.Millisecond
+	fdAcceptBackoffMax = time.Second
+)
+
 func (f *fdServer) accept() {
 	defer f.wg.Done()
+	var backoff time.Duration
 	for {
 		conn, err := f.ln.AcceptUnix()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				f.s.log.Error("fd upload socket stopped", "error", err)
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of descriptors (EMFILE, ENFILE) or memory: the
+			// connection stays queued. Ending here would leave the name
+			// bound with nobody answering: every later `tarn put`
+			// would send its file and wait forever. Try again.
+			backoff = min(max(2*backoff, fdAcceptBackoffMin), fdAcceptBackoffMax)
+			f.s.log.Error("fd upload socket: accept failed; retrying", "error", err, "retry_in", backoff.String())
+			select {
+			case <-time.After(backoff):
+			case <-f.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
