@@ -70,6 +70,7 @@ var (
 // Serve runs the disk backend as a plugin process (tarn plugin serve
 // storage disk); the host gives the folder with Configure.
 func Serve() {
+	limitProcs()
 	packLogf = warnLogf(os.Stderr)
 	storage.Serve(&Served{})
 }
