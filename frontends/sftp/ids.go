@@ -22,7 +22,8 @@ type idNames struct {
 
 // reply answers the extended request body b (after the type byte: id,
 // name, then the uids and gids as strings of packed uint32s); false when
-// b is malformed (pkg/sftp then answers it: unsupported).
+// b is malformed or the answer would exceed maxPacket (pkg/sftp then
+// answers it: unsupported).
 func (n *idNames) reply(id uint32, b []byte) ([]byte, bool) {
 	b = b[8+len(idsExt):] // id and name, parsed by parseExtended
 	uids, b, ok := sshString(b)
@@ -50,6 +51,11 @@ func (n *idNames) reply(id uint32, b []byte) ([]byte, bool) {
 	out = binary.BigEndian.AppendUint32(out, id)
 	out = names(out, uids, n.uid)
 	out = names(out, gids, n.gid)
+	if len(out)-4 > maxPacket {
+		// Many ids of a long name: an answer over the packet limit would
+		// make OpenSSH drop the connection; pkg/sftp answers unsupported.
+		return nil, false
+	}
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
 	return out, true
 }
