@@ -131,6 +131,9 @@ type Behind struct {
 	failMu sync.Mutex
 	st     behindCounts // behind_stats.go
 	moves  ownMoves     // behind_path.go
+	// moveMu: add holds it shared from reading moves until its link is
+	// pending, flushUnder alone while it adds a move (behind_path.go).
+	moveMu sync.RWMutex
 }
 
 var _ Store = (*Behind)(nil)
@@ -327,6 +330,11 @@ func recordRef(rec linkRecord) (dirRef, error) {
 	if _, _, _, err := recordPath(rec); err != nil {
 		return dirRef{}, err
 	}
+	for _, p := range rec.Moved {
+		if parts, err := SplitPath(p); rec.Root == "" || err != nil || JoinPath(parts) != p {
+			return dirRef{}, fmt.Errorf("moved path %q is not clean or has no root", p)
+		}
+	}
 	return dirRef{r: w.ReadCap(), w: &w}, nil
 }
 
@@ -349,9 +357,23 @@ func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 	}
 	if l, ok := b.lookup(ref.r.Slot, rec.Name); ok && l.rec.Meta && !rec.Meta {
 		rec.Meta, rec.Ctime, rec.Extra = true, l.rec.Ctime, l.rec.Extra
+		// Its link of a new cap leaves just this metadata: checked
+		// (Base not nil) against that alone.
+		rec.Base = []string{metaPrint((&plink{rec: rec}).entry().Meta)}
 	}
 	if b.throttled(ref.r.Slot) {
 		return b.linkNow(ctx, ref, rec)
+	}
+	// A move of this node's starting now waits until this link is
+	// pending (flushUnder then makes it first), or this link sees the
+	// move: no link escapes both.
+	b.moveMu.RLock()
+	defer b.moveMu.RUnlock()
+	if rec.Root != "" && rec.Moved == nil {
+		// A link into a folder this node is moving (or has moved while
+		// the drive's cached path still led to it) carries where the
+		// move takes it, in case the node dies before the link is made.
+		rec.Moved = b.moves.movesOf(rec.Root, rec.Path)
 	}
 	v, err := encodeRecord(rec)
 	if err != nil {
@@ -489,6 +511,10 @@ func (b *Behind) setMeta(ref dirRef, name string, fn func(*Metadata) error) (don
 		return true, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	rec := l.rec
+	// What l's link leaves in the entry, if its change is made (or was
+	// being made when the node died): the replay of this record makes
+	// its metadata only over that (behind_replay.go).
+	rec.Base = metaBase(l)
 	rec.Ctime, rec.Mtime, rec.Extra, rec.Meta = m.Ctime, m.Mtime, m.Extra, true
 	v, err := encodeRecord(rec)
 	if err != nil {
@@ -673,6 +699,10 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 		case errors.Is(lerr, errMadeBefore):
 			b.log.Info("a replayed link was made before the last stop; not made again", "name", l.rec.Name, "path", l.rec.Path)
 			done = append(done, l.id)
+		case errors.Is(lerr, errMetaSuperseded):
+			b.log.Warn("a replayed metadata change is dropped: another node changed the file's metadata since",
+				"name", l.rec.Name, "path", l.rec.Path, "cap", l.rec.Cap, "mtime", l.rec.Mtime)
+			done = append(done, l.id)
 		case permanentLinkErr(lerr):
 			l.err = lerr
 			failed = append(failed, l)
@@ -685,8 +715,21 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 	ref := bd.ref
 	b.mu.Unlock()
 	for _, l := range failed {
-		if ferr := b.writeFailed(FailedLink{Time: time.Now().UTC(), Folder: ref.r.String(), Name: l.rec.Name, Cap: l.rec.Cap,
-			Size: l.rec.Size, Error: l.err.Error(), Root: l.rec.Root, Path: l.rec.Path, Acknowledged: l.rec.At}); ferr != nil {
+		if b.carriedOn(bd, l) {
+			// A newer link of the name and file waits (its metadata, set
+			// while this one was being made): it is made, or listed in the
+			// failed links with that metadata, in its stead; not twice.
+			b.log.Info("a write-behind link could not be made; its newer record (metadata set since) is made or kept in its stead",
+				"path", l.rec.Path, "name", l.rec.Name, "error", l.err)
+			done = append(done, l.id)
+			continue
+		}
+		f := FailedLink{Time: time.Now().UTC(), Folder: ref.r.String(), Name: l.rec.Name, Cap: l.rec.Cap,
+			Size: l.rec.Size, Error: l.err.Error(), Root: l.rec.Root, Path: l.rec.Path, Acknowledged: l.rec.At}
+		if l.rec.Meta {
+			f.Mtime, f.Extra = l.rec.Mtime, l.rec.Extra
+		}
+		if ferr := b.writeFailed(f); ferr != nil {
 			// Kept in the journal, so the next start tries it again.
 			b.log.Error("a write-behind link could not be made nor kept in the failed links; it stays in the journal",
 				"folder", ref.r.String(), "name", l.rec.Name, "cap", l.rec.Cap, "error", l.err, "record_error", ferr)
@@ -753,6 +796,15 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 	case len(bd.inflight) == 0 && bd.timer == nil && len(bd.busy) == 0:
 		delete(b.dirs, k)
 	}
+}
+
+// carriedOn reports whether a link of l's name and file newer than l
+// waits in bd: a record of metadata set while l was in flight (setMeta).
+func (b *Behind) carriedOn(bd *behindDir, l *plink) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := bd.pending[l.rec.Name]
+	return n != nil && n != l && n.id > l.id && n.rec.Cap == l.rec.Cap
 }
 
 // Pending is how many links wait to be made.

@@ -35,6 +35,11 @@ type FailedLink struct {
 	Name   string `json:"name,omitempty"`
 	Cap    string `json:"cap,omitempty"` // the file's read cap
 	Size   int64  `json:"size,omitempty"`
+	// Mtime and Extra: the metadata set on the file after its upload
+	// (an SFTP SETSTAT, a WebDAV PROPPATCH) and acknowledged; none when
+	// it was not set.
+	Mtime time.Time         `json:"mtime,omitzero"`
+	Extra map[string]string `json:"extra,omitempty"`
 	// Acknowledged is when the file was answered as stored.
 	Acknowledged time.Time `json:"acknowledged,omitzero"`
 	Error        string    `json:"error"`

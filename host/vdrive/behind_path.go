@@ -42,7 +42,10 @@ import (
 //
 // This node's own moves and removals of a folder make the pending links
 // below it first (flushUnder, from Rename and RemoveAll), as they were
-// acknowledged before: they move (or go) with their folder.
+// acknowledged before: they move (or go) with their folder. A link
+// acknowledged while such a move is under way carries where the move
+// takes its folder (linkRecord.Moved), so that a replay after a crash
+// follows the move as the node's memory of its moves did.
 
 // ErrFolderGone: a link's folder is no longer at the path it was written
 // to (removed, moved or replaced by another node); the link is kept in
@@ -83,7 +86,7 @@ func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) 
 		if err != nil || !ok {
 			continue // checked at replay; older records are not checked
 		}
-		key := [2]string{l.rec.Root, l.rec.Path}
+		key := [2]string{l.rec.Root, l.rec.Path + "\x00" + strings.Join(l.rec.Moved, "\x00")}
 		v, seen := verdicts[key]
 		if !seen {
 			v = b.reachable(ctx, root, parts, k, b.pathCacheTTL())
@@ -95,7 +98,7 @@ func (b *Behind) pathCheck(ctx context.Context, k cap.MutableRead, ls []*plink) 
 				// while the link waited: it follows the folder.
 				// Its record keeps the path it was written to (setMeta
 				// copies it meanwhile); the next check follows again.
-				if b.followOwnMoves(ctx, root, l.rec.Root, l.rec.Path, k) {
+				if b.followOwnMoves(ctx, root, l.rec.Root, l.rec.Path, k) || b.followRecordedMoves(ctx, root, l.rec.Moved, k) {
 					v = nil
 				}
 			}
@@ -173,6 +176,39 @@ func (b *Behind) followOwnMoves(ctx context.Context, root cap.DirRead, rs, p str
 		}
 	}
 	return false
+}
+
+// followRecordedMoves reports whether one of the paths a record's link
+// was being moved to when it was acknowledged (linkRecord.Moved) reaches
+// k on fresh reads: a replay after a crash in the middle of this node's
+// move of the folder, when its memory of the move (ownMoves) is gone.
+func (b *Behind) followRecordedMoves(ctx context.Context, root cap.DirRead, moved []string, k cap.MutableRead) bool {
+	for _, p := range moved {
+		parts, err := SplitPath(p)
+		if err != nil || JoinPath(parts) != p {
+			return false
+		}
+		if b.reachable(ctx, root, parts, k, 0) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// movesOf is where this node's moves under way (or done lately) take
+// path p under root, in turn, for a new link's record (linkRecord.Moved);
+// nil when none does.
+func (m *ownMoves) movesOf(root, p string) []string {
+	var out []string
+	for range 8 {
+		next, ok := m.moved(root, p)
+		if !ok || next == p || slices.Contains(out, next) {
+			break
+		}
+		out = append(out, next)
+		p = next
+	}
+	return out
 }
 
 // DefaultPathCacheTTL is BehindConfig.PathCacheTTL's default.
@@ -256,7 +292,9 @@ func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts, to []s
 	rs := root.String()
 	p := JoinPath(parts)
 	if to != nil {
+		b.moveMu.Lock()
 		b.moves.add(ownMove{root: rs, from: p, to: JoinPath(to)})
+		b.moveMu.Unlock()
 	}
 	under := func(l *plink) bool {
 		return l.rec.Root == rs && (l.rec.Path == p || strings.HasPrefix(l.rec.Path, p+"/"))

@@ -1,10 +1,13 @@
 package vdrive
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/tarnfs/tarn/host/dirnode"
 )
@@ -20,8 +23,10 @@ import (
 // entry that already holds the link's cap was made before the stop (the
 // record just leaves the journal) unless the record's metadata was set
 // (SetMetadata of the link not yet made, or being made: behind.go
-// setMeta) and the entry's differs, which is made then; an entry holding
-// anything else
+// setMeta) and the entry's differs, which is made then only over what
+// this node's own earlier link of it left there (linkRecord.Base):
+// metadata another node set since is newer, and the record is dropped,
+// logged (errMetaSuperseded); an entry holding anything else
 // changed since (ErrChangedSince) and is left as it is, the link kept in
 // the failed links, logged. The file stays reachable: nothing
 // acknowledged is lost, and nothing another node did is undone.
@@ -34,6 +39,44 @@ var ErrChangedSince = errors.New("entry changed by another node since the link w
 // errMadeBefore: a replayed link's entry holds its cap already: made
 // before the last stop. Not an error of the link.
 var errMadeBefore = errors.New("link made before the last stop")
+
+// errMetaSuperseded: a replayed record of metadata set after the upload
+// (linkRecord.Meta) finds its file linked with metadata neither it nor
+// this node's earlier links of the name set: another node edited it
+// since, later than the record. The record is dropped, logged; the file
+// is linked, so nothing goes to the failed links.
+var errMetaSuperseded = errors.New("metadata changed by another node since it was acknowledged; not made over that change")
+
+// metaPrint is a short print of an entry's metadata as sameMeta compares
+// it, for linkRecord.Base.
+func metaPrint(m Metadata) string {
+	h := sha256.New()
+	ns := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixNano()
+	}
+	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d\x00", m.Type, m.Size, ns(m.Ctime), ns(m.Mtime))
+	for _, k := range slices.Sorted(maps.Keys(m.Extra)) {
+		fmt.Fprintf(h, "%q=%q\x00", k, m.Extra[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// metaBase is the Base of a record of metadata set over link l (setMeta):
+// l's own base and what l's link leaves in the entry, the latest
+// maxAlso of them.
+func metaBase(l *plink) []string {
+	base := slices.Clone(l.rec.Base)
+	if p := metaPrint(l.entry().Meta); !slices.Contains(base, p) {
+		base = append(base, p)
+	}
+	if len(base) > maxAlso {
+		base = base[len(base)-maxAlso:]
+	}
+	return base
+}
 
 // maxAlso bounds linkRecord.Also: a name rewritten more often than this
 // while its folder's changes fail is checked against its latest links.
@@ -59,7 +102,11 @@ func (l *plink) replayCheck(tx *dirnode.Tx) error {
 	case cur == l.rec.Cap && l.rec.Meta && !sameMeta(e.Meta, l.rec):
 		// Its metadata was set after the link was made, or while the
 		// change making it was under way (setMeta): the metadata
-		// acknowledged is made now.
+		// acknowledged is made now, over what this node's own link left
+		// there; not over another node's later edit of the entry.
+		if l.rec.Base != nil && !slices.Contains(l.rec.Base, metaPrint(e.Meta)) {
+			return errMetaSuperseded
+		}
 		return nil
 	case cur == l.rec.Cap:
 		return errMadeBefore

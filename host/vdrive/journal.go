@@ -51,8 +51,20 @@ type linkRecord struct {
 	// records of older versions: replayed as before, unchecked.
 	Prev *string  `json:"prev,omitempty"`
 	Also []string `json:"also,omitempty"`
+	// Base (records with Meta only): prints (metaPrint) of the metadata
+	// this node's own earlier links of the name and cap may have left in
+	// the entry, and of the record's own; a replay that finds the entry
+	// holding the cap makes the record's metadata only over one of them
+	// (behind_replay.go). Nil in records of older versions: made as
+	// before, unchecked.
+	Base []string `json:"base,omitempty"`
 	// At is when the link was acknowledged (zero in older records).
 	At time.Time `json:"at,omitzero"`
+	// Moved: where this node's own moves under way when the link was
+	// acknowledged take Path (each next path in turn): after a crash
+	// that lost the node's memory of its moves, the path check follows
+	// them still (behind_path.go).
+	Moved []string `json:"moved,omitempty"`
 }
 
 // journal is the link journal and its group commit.

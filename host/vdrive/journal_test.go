@@ -15,6 +15,7 @@ import (
 func FuzzLinkRecord(f *testing.F) {
 	f.Add([]byte(`{"dir":"tarn:dir:x","name":"a.txt","cap":"tarn:lit:orxxacq","size":3,"ctime":"2026-11-27T10:00:00Z","mtime":"2026-11-27T10:00:00Z"}`))
 	f.Add([]byte(`{"dir":"tarn:dir:x","name":"a.txt","cap":"tarn:lit:orxxacq","root":"tarn:dir-ro:y","path":"/a/b","prev":"","also":["tarn:lit:x"],"at":"2026-11-27T10:00:00Z"}`))
+	f.Add([]byte(`{"dir":"tarn:dir:x","name":"a","cap":"tarn:lit:x","root":"tarn:dir-ro:y","path":"/a","moved":["/b","../c"]}`))
 	f.Add([]byte(`{"name":"../x"}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`not json`))
