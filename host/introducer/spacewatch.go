@@ -1,0 +1,160 @@
+package introducer
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Defaults of SpaceWatchConfig.
+const (
+	DefaultSpaceEvery  = 20 * time.Second
+	DefaultSpaceMinGap = 10 * time.Second
+	// A change of the free space is worth an announcement when it is at
+	// least spaceFrac of the figure last announced and at least
+	// spaceMinStep bytes, or at least spaceBigStep bytes, or when the node
+	// becomes full (0 free above its reserve) or stops being full.
+	spaceFrac    = 10 // percent
+	spaceMinStep = 64 << 20
+	spaceBigStep = 4 << 30
+)
+
+// SpaceWatchConfig configures a SpaceWatch.
+type SpaceWatchConfig struct {
+	// Free reads the free space the node announces (what it accepts above
+	// its reserve). Required.
+	Free func(ctx context.Context) (uint64, error)
+	// Kick asks every publisher for an announcement now. Required.
+	Kick func()
+	// Every is the time between two reads of Free (default
+	// DefaultSpaceEvery): one backend Space call, cheap.
+	Every time.Duration
+	// MinGap is the least time between two announcements the watch asks
+	// for (default DefaultSpaceMinGap), so a grid of many nodes whose
+	// free space swings cannot flood its introducers: at most one extra
+	// announcement per node per MinGap, and only on a material change.
+	MinGap time.Duration
+}
+
+// SpaceWatch re-announces a storage node soon after its free space
+// changes materially, instead of at the next interval (10 minutes): a
+// node that filled up is seen FULL by clients within Every, and at once
+// after it refused a put for lack of space (Refused). Pass its FreeSpace
+// as PublisherConfig.FreeSpace, so it knows what was last announced.
+type SpaceWatch struct {
+	cfg     SpaceWatchConfig
+	refused chan struct{}
+
+	mu        sync.Mutex
+	announced uint64 // the free space in the last announcement
+	known     bool   // whether any was made
+	lastKick  time.Time
+	kicks     uint64
+}
+
+// NewSpaceWatch makes a watch; Run starts it.
+func NewSpaceWatch(cfg SpaceWatchConfig) *SpaceWatch {
+	if cfg.Every <= 0 {
+		cfg.Every = DefaultSpaceEvery
+	}
+	if cfg.MinGap <= 0 {
+		cfg.MinGap = DefaultSpaceMinGap
+	}
+	return &SpaceWatch{cfg: cfg, refused: make(chan struct{}, 1)}
+}
+
+// FreeSpace reads the free space for an announcement (within ctx) and
+// remembers it as the figure announced. A failed read announces 0 (onErr,
+// if set, is told why).
+func (w *SpaceWatch) FreeSpace(ctx context.Context, onErr func(error)) func() uint64 {
+	return func() uint64 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		free, err := w.cfg.Free(ctx)
+		if err != nil {
+			if onErr != nil {
+				onErr(err)
+			}
+			free = 0
+		}
+		w.mu.Lock()
+		w.announced, w.known = free, true
+		w.mu.Unlock()
+		return free
+	}
+}
+
+// Refused tells the watch that the node refused a put for lack of space:
+// it reads the free space at once and announces it if it differs from
+// the figure announced (within MinGap of the last announcement it asked
+// for, it waits for the gap's end).
+func (w *SpaceWatch) Refused() {
+	select {
+	case w.refused <- struct{}{}:
+	default:
+	}
+}
+
+// Kicks counts the announcements the watch asked for.
+func (w *SpaceWatch) Kicks() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.kicks
+}
+
+// material reports whether free space moving from old to cur is worth an
+// announcement.
+func material(old, cur uint64) bool {
+	if (old == 0) != (cur == 0) {
+		return true // became full, or no longer full
+	}
+	d := max(old, cur) - min(old, cur)
+	return d >= spaceBigStep || (d >= spaceMinStep && d*100 >= old*spaceFrac)
+}
+
+// Run watches until ctx ends.
+func (w *SpaceWatch) Run(ctx context.Context) error {
+	tick := time.NewTicker(w.cfg.Every)
+	defer tick.Stop()
+	var due <-chan time.Time // a kick held back by MinGap
+	var dueTimer *time.Timer
+	defer func() {
+		if dueTimer != nil {
+			dueTimer.Stop()
+		}
+	}()
+	for {
+		refused := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		case <-w.refused:
+			refused = true
+		case <-due:
+			due, dueTimer = nil, nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cur, err := w.cfg.Free(rctx)
+		cancel()
+		if err != nil {
+			continue // the next announcement says 0 and why is logged there
+		}
+		w.mu.Lock()
+		want := w.known && (material(w.announced, cur) || (refused && cur != w.announced))
+		wait := w.cfg.MinGap - time.Since(w.lastKick)
+		if want && wait <= 0 {
+			w.lastKick = time.Now()
+			w.kicks++
+		}
+		w.mu.Unlock()
+		switch {
+		case !want:
+		case wait <= 0:
+			w.cfg.Kick()
+		case due == nil:
+			dueTimer = time.NewTimer(wait)
+			due = dueTimer.C
+		}
+	}
+}
