@@ -192,7 +192,8 @@ th{background:#eee}dl{display:grid;grid-template-columns:max-content auto;gap:.1
 <h2>Storage server</h2>
 <table id="storage">
 <tr><th>space</th><td>{{bytes .SpaceFree}} free of {{bytes .SpaceTotal}} ({{bytes .Reserved}} reserved){{if .SpaceError}} <span class="bad">{{.SpaceError}}</span>{{end}}</td></tr>
-<tr><th>shares sealed</th><td id="shares-sealed">{{.SharesSealed}}</td></tr>
+<tr><th>shares held</th><td id="shares-held">{{if .HeldCounting}}counting… {{end}}{{.SharesHeld}} ({{bytes .BytesHeld}}){{if .HeldError}} <span class="bad">{{.HeldError}}</span>{{end}}</td></tr>
+<tr><th>shares sealed since start</th><td id="shares-sealed">{{.SharesSealed}}</td></tr>
 <tr><th>uploads open</th><td>{{.OpenUploads}} ({{bytes .OpenBytes}})</td></tr>
 <tr><th>uploads aborted</th><td>{{.UploadsAborted}}</td></tr>
 <tr><th>corruption advisories received</th><td id="corruption-advisories">{{.CorruptionAdvice}}</td></tr>

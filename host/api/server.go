@@ -548,6 +548,16 @@ type StorageStatus struct {
 	// Requests counts calls by method since start (allocate, write_share,
 	// read_share, read_slot, write_slot, ...).
 	Requests map[string]int64 `json:"requests,omitempty"`
+	// SharesHeld and BytesHeld are the shares the server holds (mutable
+	// slots aside) and their bytes: counted from the backend in the
+	// background at start, plus what was sealed and removed since.
+	// HeldCounting: that count runs still (the figures are partial);
+	// HeldError: why it failed or cannot be made (the figures are then
+	// the changes since start).
+	SharesHeld   int64  `json:"shares_held"`
+	BytesHeld    int64  `json:"bytes_held"`
+	HeldCounting bool   `json:"held_counting,omitempty"`
+	HeldError    string `json:"held_error,omitempty"`
 }
 
 // IntroducerStatus is an introducer's figures.

@@ -323,16 +323,8 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			return err
 		}
 		n.info.StorageURL = nodeURL(n.id.KeyHash(), conf.Announced(p.Storage.Announce, addrs))
-		free := func() uint64 {
-			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-			defer cancel()
-			sp, err := backend.Space(ctx)
-			if err != nil {
-				n.log.Warn("read free space for the announcement", "error", err)
-				return 0
-			}
-			return uint64(max(sp.Free-int64(p.Storage.ReservedSpace), 0))
-		}
+		watch := n.spaceWatch(srv, backend, int64(p.Storage.ReservedSpace))
+		free := watch.FreeSpace(n.ctx, func(err error) { n.log.Warn("read free space for the announcement", "error", err) })
 		for _, u := range introducers {
 			pub, err := introducer.NewPublisher(introducer.PublisherConfig{
 				Identity: n.id, Introducer: introducer.NodelinkDialer(tr, u, cert, gridSecret),
@@ -347,6 +339,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			n.pubs = append(n.pubs, publisher{url: u, pub: pub})
 			n.goRun("publisher", pub.Run)
 		}
+		n.goRun("space watch", watch.Run)
 	}
 
 	if p.Client.Enabled {

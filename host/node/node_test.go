@@ -77,6 +77,13 @@ func startNode(t *testing.T, dir string, logs io.Writer) *node.Node {
 
 func newGrid(t *testing.T, storageNodes int, logs io.Writer) *testGrid {
 	t.Helper()
+	return newGridWith(t, storageNodes, logs, nil)
+}
+
+// newGridWith is newGrid with setStorage changing storage node i's profile
+// (from 1).
+func newGridWith(t *testing.T, storageNodes int, logs io.Writer, setStorage func(i int, p *conf.Profile)) *testGrid {
+	t.Helper()
 	root := t.TempDir()
 	g := &testGrid{dirs: map[string]string{}}
 	secret := make([]byte, 32)
@@ -112,6 +119,9 @@ func newGrid(t *testing.T, storageNodes int, logs io.Writer) *testGrid {
 			p.Storage.Listen = []string{"tcp:127.0.0.1:0"}
 			p.Storage.ReservedSpace = 1 << 20
 			p.Grid.Introducers = []string{introURL}
+			if setStorage != nil {
+				setStorage(i, p)
+			}
 		}), logs))
 	}
 	g.client = startNode(t, mk("client", func(p *conf.Profile) {

@@ -92,6 +92,11 @@ func (n *Node) status(ctx context.Context) api.Status {
 			CorruptionAdvice: ss.CorruptionAdvice, CorruptRemoved: ss.CorruptRemoved,
 			Requests: n.metrics.StorageCalls(),
 		}
+		held := n.storage.Held()
+		sst.SharesHeld, sst.BytesHeld, sst.HeldCounting = held.Shares, held.Bytes, held.Counting
+		if held.Err != nil {
+			sst.HeldError = held.Err.Error()
+		}
 		sctx, cancel := context.WithTimeout(ctx, spaceTimeout)
 		sp, err := n.backend.Space(sctx)
 		cancel()
@@ -162,6 +167,8 @@ func (n *Node) registerMetrics() error {
 		{Name: "storage_corruption_advisories_total", Help: "Corruption advisories this storage server received.", Type: c},
 		{Name: "storage_corrupt_removed_total", Help: "Advised shares checked, found corrupt and removed.", Type: c},
 		{Name: "storage_open_uploads", Help: "Share uploads in progress.", Type: g},
+		{Name: "storage_shares_held", Help: "Shares this storage server holds (partial while its start count runs).", Type: g},
+		{Name: "storage_held_bytes", Help: "Bytes of the shares this storage server holds (partial while its start count runs).", Type: g},
 		{Name: "storage_space_bytes", Help: "The storage backend's space: total and free.", Type: g, Labels: []string{"kind"}},
 		{Name: "introducer_announcements", Help: "Announcements the introducer holds.", Type: g},
 		{Name: "introducer_connected", Help: "1 while the node's link to the introducer is up (subscriber: its list arrived; publisher: its announcement was taken), else 0.", Type: g, Labels: []string{"introducer", "role"}},
@@ -217,6 +224,9 @@ func (n *Node) registerMetrics() error {
 			emit("storage_corruption_advisories_total", float64(ss.CorruptionAdvice))
 			emit("storage_corrupt_removed_total", float64(ss.CorruptRemoved))
 			emit("storage_open_uploads", float64(ss.OpenUploads))
+			held := n.storage.Held()
+			emit("storage_shares_held", float64(held.Shares))
+			emit("storage_held_bytes", float64(held.Bytes))
 			ctx, cancel := context.WithTimeout(context.Background(), spaceTimeout)
 			sp, err := n.backend.Space(ctx)
 			cancel()

@@ -78,7 +78,7 @@ func (s *Server) checkAdvised(ctx context.Context, ref storage.Ref, verifyCap st
 	if verr == nil || !errors.Is(verr, chk.ErrCorrupt) {
 		return false, verr
 	}
-	if err := s.cfg.Backend.Delete(ctx, ref); err != nil {
+	if err := s.removeShare(ctx, ref); err != nil {
 		return false, fmt.Errorf("remove corrupt share: %w", err)
 	}
 	s.removed.Add(1)

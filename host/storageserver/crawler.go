@@ -164,7 +164,7 @@ func (s *Server) collect(ctx context.Context, index [storage.StorageIndexSize]by
 	}
 	var removed int64
 	for _, n := range nums {
-		err := s.cfg.Backend.Delete(ctx, storage.Ref{Index: index, Num: n})
+		err := s.removeShare(ctx, storage.Ref{Index: index, Num: n})
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("remove share %d: %w", n, err)
 		}

@@ -150,6 +150,11 @@ type Server struct {
 	space spaceCache // PutShares' view of the free space
 	fresh leaseCache // leases written lately, not rewritten by addLease
 
+	held heldCount // shares held (held.go)
+	// noSpace is called when a share or slot is refused for lack of
+	// space (OnNoSpace).
+	noSpace atomic.Pointer[func()]
+
 	sealed, aborted, idleAborted, advice, removed atomic.Int64
 	verifying                                     chan struct{} // one advised share checked at a time
 
@@ -242,6 +247,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go s.reap()
+	s.startHeldCount()
 	if cfg.GC {
 		s.wg.Add(1)
 		go s.crawler()
@@ -291,6 +297,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 			}
 			return h(ctx, req)
 		}),
+		grpc.ChainUnaryInterceptor(s.observeUnary),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
 				return err
@@ -663,6 +670,7 @@ func (s *Server) finish(ctx context.Context, u *upload, seal bool) error {
 			return fmt.Errorf("seal share %d of %x: %w", u.ref.Num, u.ref.Index[:], err)
 		}
 		s.sealed.Add(1)
+		s.heldAdd(u.ref.Index, 1, u.size)
 		return nil
 	}
 	s.aborted.Add(1)

@@ -206,8 +206,11 @@ func printStatus(out io.Writer, st *api.Status) {
 	}
 	tw.Flush()
 	if s := st.Storage; s != nil {
-		fmt.Fprintf(out, "storage: %s free of %s (%s reserved), %d shares sealed, %d uploads open, %d aborted, %d corruption advisories (%d removed)\n",
-			humanBytes(s.SpaceFree), humanBytes(s.SpaceTotal), humanBytes(s.Reserved), s.SharesSealed, s.OpenUploads, s.UploadsAborted, s.CorruptionAdvice, s.CorruptRemoved)
+		fmt.Fprintf(out, "storage: %s free of %s (%s reserved), %s, %d shares sealed since start, %d uploads open, %d aborted, %d corruption advisories (%d removed)\n",
+			humanBytes(s.SpaceFree), humanBytes(s.SpaceTotal), humanBytes(s.Reserved), sharesHeld(s), s.SharesSealed, s.OpenUploads, s.UploadsAborted, s.CorruptionAdvice, s.CorruptRemoved)
+		if s.HeldError != "" {
+			fmt.Fprintf(out, "storage: shares held not counted: %s\n", s.HeldError)
+		}
 		if s.SpaceError != "" {
 			fmt.Fprintf(out, "storage: free space unknown: %s\n", s.SpaceError)
 		} else if s.SpaceTotal > 0 && s.SpaceFree <= s.Reserved {

@@ -39,6 +39,22 @@ func TestPrintStatusOperatorLines(t *testing.T) {
 			want: []string{"50.0 GiB free of 100.0 GiB (1.0 GiB reserved)"},
 			not:  []string{"FULL"},
 		},
+		{
+			name: "shares held, not just sealed since start",
+			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SharesHeld: 1200, BytesHeld: 3 << 20, SharesSealed: 7}},
+			want: []string{"1200 shares held (3.0 MiB), 7 shares sealed since start"},
+			not:  []string{"counting", "not counted"},
+		},
+		{
+			name: "shares held while the start count runs",
+			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SharesHeld: 12, BytesHeld: 1 << 20, HeldCounting: true}},
+			want: []string{"counting… 12 shares held so far (1.0 MiB)"},
+		},
+		{
+			name: "shares held not countable",
+			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SharesHeld: 2, HeldError: "count shares held: unsupported operation"}},
+			want: []string{"2 shares held", "storage: shares held not counted: count shares held: unsupported operation"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

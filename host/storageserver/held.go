@@ -1,0 +1,225 @@
+package storageserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tarnfs/tarn/host/storageserver/storageserverpb"
+	"github.com/tarnfs/tarn/sdk/storage"
+)
+
+// Held is what a server holds: sealed shares (mutable slots aside) and
+// their bytes. It is a count of the backend made in the background at
+// start, plus the shares sealed and removed since, so reading it costs
+// nothing however many shares there are.
+type Held struct {
+	Shares, Bytes int64
+	// Counting: the start count has not finished; Shares and Bytes are
+	// what it counted so far plus the changes since start.
+	Counting bool
+	// Err, when set, is why the start count failed or cannot be made
+	// (a backend that cannot list its storage indexes); Shares and Bytes
+	// are then only the changes since start.
+	Err error
+}
+
+type heldDelta struct{ shares, bytes int64 }
+
+// heldCount keeps Held. While the start count runs, a change to a storage
+// index it has not counted yet waits in pending: the count of that index
+// sees it (it lists the backend after the change), so the change is
+// dropped then; changes to indexes it never reaches (new ones) are added
+// when it ends. A change in the instant its index is being counted may be
+// counted twice or missed, during the start count only.
+type heldCount struct {
+	mu       sync.Mutex
+	n        heldDelta
+	counting bool
+	err      error
+	counted  map[[storage.StorageIndexSize]byte]bool // during the count
+	pending  map[[storage.StorageIndexSize]byte]heldDelta
+}
+
+// Held returns the shares and bytes the server holds.
+func (s *Server) Held() Held {
+	h := &s.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Held{Shares: h.n.shares, Bytes: h.n.bytes, Counting: h.counting, Err: h.err}
+}
+
+// heldAdd records shares sealed (positive) or removed (negative) at index.
+func (s *Server) heldAdd(index [storage.StorageIndexSize]byte, shares, bytes int64) {
+	h := &s.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.counting && !h.counted[index] {
+		d := h.pending[index]
+		h.pending[index] = heldDelta{d.shares + shares, d.bytes + bytes}
+		return
+	}
+	h.n.shares += shares
+	h.n.bytes += bytes
+}
+
+// startHeldCount counts the backend's shares in the background; Close
+// stops it.
+func (s *Server) startHeldCount() {
+	ix, ok := s.cfg.Backend.(storage.Indexer)
+	h := &s.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !ok {
+		h.err = fmt.Errorf("count shares held: the storage backend cannot list its storage indexes: %w", errors.ErrUnsupported)
+		return
+	}
+	h.counting = true
+	h.counted = map[[storage.StorageIndexSize]byte]bool{}
+	h.pending = map[[storage.StorageIndexSize]byte]heldDelta{}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		start := time.Now()
+		err := s.countHeld(ctx, ix)
+		h.mu.Lock()
+		for _, d := range h.pending {
+			h.n.shares += d.shares
+			h.n.bytes += d.bytes
+		}
+		h.counting, h.counted, h.pending = false, nil, nil
+		if err != nil {
+			h.err = fmt.Errorf("count shares held: %w", err)
+		}
+		n := h.n
+		h.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("count shares held", "error", err)
+		} else if err == nil {
+			s.log.Info("counted shares held", "shares", n.shares, "bytes", n.bytes, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// countHeld lists every storage index, then each index's shares and
+// their sizes: one backend call per index and per share, in the
+// background.
+func (s *Server) countHeld(ctx context.Context, ix storage.Indexer) error {
+	var indexes [][storage.StorageIndexSize]byte
+	if err := ix.Indexes(ctx, func(index [storage.StorageIndexSize]byte) error {
+		indexes = append(indexes, index)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list storage indexes: %w", err)
+	}
+	h := &s.held
+	for _, index := range indexes {
+		nums, err := s.cfg.Backend.List(ctx, index)
+		if err != nil {
+			return fmt.Errorf("list shares of %x: %w", index[:], err)
+		}
+		var bytes, shares int64
+		for _, n := range nums {
+			size, err := s.cfg.Backend.Stat(ctx, storage.Ref{Index: index, Num: n})
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // removed since the list
+			}
+			if err != nil {
+				return fmt.Errorf("size of share %d of %x: %w", n, index[:], err)
+			}
+			shares++
+			bytes += size
+		}
+		h.mu.Lock()
+		delete(h.pending, index) // the listing has those changes
+		h.counted[index] = true
+		h.n.shares += shares
+		h.n.bytes += bytes
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// removeShare deletes a sealed share and counts it out of Held.
+func (s *Server) removeShare(ctx context.Context, ref storage.Ref) error {
+	size, err := s.cfg.Backend.Stat(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Backend.Delete(ctx, ref); err != nil {
+		return err
+	}
+	s.heldAdd(ref.Index, -1, -size)
+	return nil
+}
+
+// OnNoSpace sets fn to be called (from the call's goroutine; it must not
+// block) whenever the server refuses a share or slot for lack of space
+// (its reserve, or the backend's ErrNoSpace) or tells a client it has no
+// room (GetVersion with nothing available: the client places elsewhere
+// without asking). A storage node re-announces its free space then
+// (introducer.SpaceWatch.Refused), so other clients learn it too.
+func (s *Server) OnNoSpace(fn func()) { s.noSpace.Store(&fn) }
+
+func (s *Server) refusedSpace() {
+	if fn := s.noSpace.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// observeUnary sees every unary call's outcome: whole-share puts count
+// their stored shares into Held, and a refusal for lack of space (or a
+// version answer with no room) is passed to OnNoSpace. It reads the answers, so the put path itself stays
+// as it is.
+func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if status.Code(err) == codes.ResourceExhausted {
+		s.refusedSpace()
+	}
+	switch r := resp.(type) {
+	case *pb.GetVersionResponse:
+		if r.GetAvailable() <= 0 {
+			s.refusedSpace()
+		}
+	case *pb.PutSharesResponse:
+		s.heldPut(req.(*pb.PutSharesRequest), r)
+	case *pb.PutSharesBatchResponse:
+		puts := req.(*pb.PutSharesBatchRequest).GetPuts()
+		refused := false
+		for i, res := range r.GetResults() {
+			if res.GetResponse() != nil && i < len(puts) {
+				s.heldPut(puts[i], res.GetResponse())
+			}
+			refused = refused || codes.Code(res.GetCode()) == codes.ResourceExhausted
+		}
+		if refused {
+			s.refusedSpace()
+		}
+	}
+	return resp, err
+}
+
+// heldPut counts the shares a PutShares stored.
+func (s *Server) heldPut(req *pb.PutSharesRequest, resp *pb.PutSharesResponse) {
+	if len(resp.GetStored()) == 0 || len(req.GetStorageIndex()) != storage.StorageIndexSize {
+		return
+	}
+	n := int64(len(resp.GetStored()))
+	s.heldAdd([storage.StorageIndexSize]byte(req.GetStorageIndex()), n, n*req.GetShareSize())
+}
