@@ -2,10 +2,12 @@ package sftp
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	xsftp "github.com/pkg/sftp"
 )
@@ -49,10 +51,12 @@ const (
 )
 
 // fastEntry is an open file the fast path serves: r for reads, w for
-// writes (nil when the handle was not opened for it).
+// writes (nil when the handle was not opened for it); q answers the
+// reads of r that must wait for its read-ahead stream (nil: r has none).
 type fastEntry struct {
 	r io.ReaderAt
 	w io.WriterAt
+	q *readQueue
 }
 
 // fastHandles maps pkg/sftp's handle names to open files.
@@ -60,10 +64,16 @@ type fastHandles struct {
 	mu     sync.Mutex
 	m      map[string]fastEntry
 	served *atomic.Int64 // requests answered here (the server's count)
+	// queued counts the reads handed to a handle's readQueue (the
+	// server's count).
+	queued *atomic.Int64
+	// send writes a whole answer between pkg/sftp's (limitsConn.send);
+	// set before the session's first packet.
+	send func([]byte) error
 }
 
-func newFastHandles(served *atomic.Int64) *fastHandles {
-	return &fastHandles{m: map[string]fastEntry{}, served: served}
+func newFastHandles(served, queued *atomic.Int64) *fastHandles {
+	return &fastHandles{m: map[string]fastEntry{}, served: served, queued: queued}
 }
 
 func (f *fastHandles) get(h string) (fastEntry, bool) {
@@ -115,10 +125,166 @@ type fastGet struct {
 
 func (g fastGet) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
 	rd, err := g.fs.Fileread(r)
-	if err == nil {
-		g.fh.add(r, fastEntry{r: rd})
+	if err != nil {
+		return rd, err
 	}
-	return rd, err
+	if sr, ok := rd.(streamReader); ok && g.fh.send != nil {
+		q := &readQueue{fh: g.fh, r: sr}
+		q.idle = sync.NewCond(&q.mu)
+		g.fh.add(r, fastEntry{r: rd, q: q})
+		return queuedReader{sr, q}, nil
+	}
+	g.fh.add(r, fastEntry{r: rd})
+	return rd, nil
+}
+
+// streamReader is an open file with a read-ahead stream (readHandle):
+// the read loop takes what it has fetched (readNow) and leaves the rest
+// to the handle's readQueue or to pkg/sftp.
+type streamReader interface {
+	io.ReaderAt
+	io.Closer
+	readNow(p []byte, off int64) (int, error, readState)
+}
+
+// queuedReader is what pkg/sftp gets for a streamReader: its Close (at
+// the handle's CLOSE, or the session's end) stops the stream and then
+// waits until the queue has answered every read sent before the CLOSE,
+// so the close's answer still follows them.
+type queuedReader struct {
+	streamReader
+	q *readQueue
+}
+
+func (r queuedReader) Close() error {
+	// A healthy stream answers the reads still queued within
+	// milliseconds; a stalled one gets closeGrace, then the stream stops
+	// and they fail ("read handle closed") instead of holding up pkg/sftp,
+	// whose command worker runs this close while its dispatcher, and so
+	// the session's every request, waits behind it.
+	r.q.waitFor(closeGrace)
+	err := r.streamReader.Close()
+	r.q.waitFor(0)
+	return err
+}
+
+// closeGrace bounds how long a CLOSE lets queued reads wait for the
+// stream.
+const closeGrace = 2 * time.Second
+
+// readQueue answers, on a goroutine of its own, the reads of one handle
+// whose bytes its read-ahead stream has not fetched yet (the first read
+// from 0, a block in the window): the read loop never waits for the
+// grid, so a hung storage server holds up only the reads of the files
+// that need it, not the session's others (sshfs puts every file on one
+// session). Reads have no order among themselves; a CLOSE waits for the
+// queue (queuedReader), and the handle is read-only, so no change can
+// pass a queued read.
+type readQueue struct {
+	fh *fastHandles
+	r  streamReader
+
+	mu      sync.Mutex
+	idle    *sync.Cond // signalled when the queue is empty and no read runs
+	reqs    []dataRequest
+	running bool
+	dead    bool // an answer could not be sent: the session is going
+}
+
+// queueMaxReads bounds the reads a handle's queue holds; beyond it they
+// take pkg/sftp's path (whose queues then hold the client back).
+const queueMaxReads = 256
+
+// push queues a read (its handle is not kept); false when the queue is
+// full or the session is going.
+func (q *readQueue) push(d dataRequest) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dead || len(q.reqs) >= queueMaxReads {
+		return false
+	}
+	d.handle, d.data = "", nil
+	q.reqs = append(q.reqs, d)
+	if !q.running {
+		q.running = true
+		go q.run()
+	}
+	return true
+}
+
+// run answers queued reads until none is left: the data, EOF, or the
+// failure pkg/sftp would have answered for the same error.
+func (q *readQueue) run() {
+	var out []byte
+	for {
+		q.mu.Lock()
+		if len(q.reqs) == 0 || q.dead {
+			q.reqs = nil
+			q.running = false
+			q.idle.Broadcast()
+			q.mu.Unlock()
+			return
+		}
+		d := q.reqs[0]
+		q.reqs = q.reqs[1:]
+		q.mu.Unlock()
+
+		n := min(d.n, maxData)
+		if cap(out) < 13+int(n) {
+			out = make([]byte, 13+int(n), 13+maxData)
+		}
+		out = readAnswer(out[:13+n], d.id, d.off, q.r)
+		if err := q.fh.send(out); err != nil {
+			q.mu.Lock()
+			q.dead = true
+			q.mu.Unlock()
+			continue
+		}
+		q.fh.served.Add(1)
+	}
+}
+
+// waitFor returns once the queue is empty and no read of it runs, or
+// after d (0: no limit).
+func (q *readQueue) waitFor(d time.Duration) {
+	expired := false
+	if d > 0 {
+		t := time.AfterFunc(d, func() {
+			q.mu.Lock()
+			expired = true
+			q.idle.Broadcast()
+			q.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.running && !expired {
+		q.idle.Wait()
+	}
+}
+
+// readAnswer reads into buf[13:] at off and returns the answer: a DATA
+// packet built in buf, EOF, or the error's status.
+func readAnswer(buf []byte, id uint32, off int64, r io.ReaderAt) []byte {
+	k, err := r.ReadAt(buf[13:], off)
+	if err != nil && (err != io.EOF || k == 0) {
+		if err == io.EOF {
+			return statusPacket(buf, id, fxEOF)
+		}
+		return errorPacket(buf, id, err)
+	}
+	return dataPacket(buf, id, k)
+}
+
+// dataPacket frames the k bytes at buf[13:] as the DATA answer to id.
+func dataPacket(buf []byte, id uint32, k int) []byte {
+	buf = buf[:13+k]
+	binary.BigEndian.PutUint32(buf, uint32(9+k))
+	buf[4] = fxpData
+	binary.BigEndian.PutUint32(buf[5:], id)
+	binary.BigEndian.PutUint32(buf[9:], uint32(k))
+	return buf
 }
 
 type fastPut struct {
@@ -234,9 +400,27 @@ var wrongKind = map[byte]string{
 
 // failurePacket is an SSH_FX_FAILURE status answer with msg.
 func failurePacket(b []byte, id uint32, msg string) []byte {
+	return codePacket(b, id, fxFailure, msg)
+}
+
+// errorPacket is the status answer pkg/sftp gives a handler's err: the
+// code it carries (toStatus), else failure, and its text.
+func errorPacket(b []byte, id uint32, err error) []byte {
+	code := uint32(fxFailure)
+	for c, fx := range fxErrors {
+		if errors.Is(err, fx) {
+			code = c
+			break
+		}
+	}
+	return codePacket(b, id, code, err.Error())
+}
+
+// codePacket is a status answer with code and msg.
+func codePacket(b []byte, id, code uint32, msg string) []byte {
 	b = append(b[:0], 0, 0, 0, 0, fxpStatus)
 	b = binary.BigEndian.AppendUint32(b, id)
-	b = binary.BigEndian.AppendUint32(b, fxFailure)
+	b = binary.BigEndian.AppendUint32(b, code)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(msg)))
 	b = append(b, msg...)
 	b = binary.BigEndian.AppendUint32(b, 0) // language tag
@@ -279,15 +463,13 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 		return false, nil
 	}
 	// The loop answers only what needs no wait on the grid (bytes in the
-	// spool or in the read stream's window): a read from the grid, or a
-	// write or read that must first fetch an existing file's content
-	// (settleOld), goes to pkg/sftp's workers, so it never holds up the
-	// session's other files (sshfs sends all of them on one session) nor
+	// spool, or fetched by the read stream): a write or read that must
+	// first fetch an existing file's content (settleOld) or read the
+	// grid goes to pkg/sftp's workers, and a read the stream has yet to
+	// fetch to the handle's readQueue, so none of them holds up the
+	// session's other files (sshfs sends all of them on one session) or
 	// waits for a hung server in the read loop.
 	if w, ok := e.w.(gridWaiter); ok && w.mayWaitOnGrid(d.off) {
-		return false, nil
-	}
-	if r, ok := e.r.(gridWaiter); ok && typ == fxpRead && r.mayWaitOnGrid(d.off) {
 		return false, nil
 	}
 	switch {
@@ -302,6 +484,21 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 			c.out = make([]byte, 13+int(n), 13+maxData)
 		}
 		buf := c.out[:13+n]
+		if sr, ok := e.r.(streamReader); ok {
+			k, err, st := sr.readNow(buf[13:], d.off)
+			switch {
+			case st == readStream && e.q != nil && e.q.push(d):
+				c.fast.queued.Add(1)
+				return true, nil
+			case st != readReady:
+				return false, nil
+			case err == io.EOF && k == 0:
+				c.out = statusPacket(c.out, d.id, fxEOF)
+			default:
+				c.out = dataPacket(buf, d.id, k)
+			}
+			break
+		}
 		k, err := e.r.ReadAt(buf[13:], d.off)
 		if err != nil && (err != io.EOF || k == 0) {
 			if err != io.EOF {
@@ -310,12 +507,7 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 			c.out = statusPacket(c.out, d.id, fxEOF)
 			break
 		}
-		buf = buf[:13+k]
-		binary.BigEndian.PutUint32(buf, uint32(9+k))
-		buf[4] = fxpData
-		binary.BigEndian.PutUint32(buf[5:], d.id)
-		binary.BigEndian.PutUint32(buf[9:], uint32(k))
-		c.out = buf
+		c.out = dataPacket(buf, d.id, k)
 	default:
 		return false, nil
 	}

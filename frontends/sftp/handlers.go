@@ -145,6 +145,11 @@ func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
 		pos := off + int64(n)
 		m, ok := h.fromBlock(p[n:], pos)
 		if !ok {
+			if h.isStopped() {
+				// Closed (a CLOSE, or the session's end) while this read
+				// waited off the read loop: no grid read for it now.
+				return n, toStatus("read", h.path, errStopped)
+			}
 			m, err := h.f.ReadAt(p[n:], pos)
 			n += m
 			if err != nil && !errors.Is(err, io.EOF) {
@@ -187,24 +192,75 @@ func (h *readHandle) maybeStream(off int64) {
 	}()
 }
 
-// mayWaitOnGrid: a read at off would be read from the grid here (not
-// past the end, not in the read stream's blocks or window, nor the first
-// read that starts the stream).
-func (h *readHandle) mayWaitOnGrid(off int64) bool {
-	if off >= h.size || off < 0 {
-		return false
+// readState says where a read's bytes are, for the read loop (readNow).
+type readState int
+
+const (
+	readReady  readState = iota // copied: answer now
+	readStream                  // the stream is fetching them: wait off the loop
+	readGrid                    // only a read from the grid has them (pkg/sftp's path)
+)
+
+// readNow copies the bytes of a read at off that are already fetched,
+// never waiting: readReady with all of them (n bytes, io.EOF at the end
+// of the file) when the stream's published blocks hold the whole range
+// or the read is past the end; readStream when the stream will publish
+// what is missing (the first read from 0, which starts the stream, or a
+// block in its window); readGrid otherwise. The read-loop's counterpart
+// of ReadAt, which waits for the stream or reads from the grid.
+func (h *readHandle) readNow(p []byte, off int64) (int, error, readState) {
+	if off >= h.size {
+		return 0, io.EOF, readReady
 	}
-	_, streams := h.f.(io.WriterTo)
-	idx := off / readBlock
+	if off < 0 {
+		return 0, nil, readGrid
+	}
+	if rest := h.size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	h.maybeStream(off)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.started {
-		return !(streams && off == 0 && h.size > readBlock)
+	if !h.started || h.stopped {
+		return 0, nil, readGrid
 	}
-	if _, ok := h.blocks[idx]; ok {
-		return false
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := pos / readBlock
+		h.want(idx)
+		b, ok := h.blocks[idx]
+		if !ok || pos-idx*readBlock >= int64(len(b)) {
+			if h.streaming && idx >= h.next && idx <= h.next+readWindow {
+				return 0, nil, readStream
+			}
+			return 0, nil, readGrid
+		}
+		n += copy(p[n:], b[pos-idx*readBlock:])
 	}
-	return !(h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow)
+	if off+int64(n) >= h.size {
+		return n, io.EOF, readReady
+	}
+	return n, nil, readReady
+}
+
+// want records that the reader asked for block idx (mu held): the stream
+// may run readWindow blocks past it, and blocks far behind it are dropped
+// (kept for reuse).
+func (h *readHandle) want(idx int64) {
+	if idx <= h.maxWant {
+		return
+	}
+	h.maxWant = idx
+	h.cond.Broadcast()
+	for k, b := range h.blocks {
+		if k < h.maxWant-readWindow {
+			delete(h.blocks, k)
+			if len(h.free) < 2 && cap(b) == readBlock {
+				h.free = append(h.free, b[:0])
+			}
+		}
+	}
 }
 
 // fromBlock copies into p what the stream's block holds from pos on,
@@ -215,18 +271,7 @@ func (h *readHandle) fromBlock(p []byte, pos int64) (int, bool) {
 	idx := pos / readBlock
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if idx > h.maxWant {
-		h.maxWant = idx
-		h.cond.Broadcast()
-		for k, b := range h.blocks {
-			if k < h.maxWant-readWindow {
-				delete(h.blocks, k)
-				if len(h.free) < 2 && cap(b) == readBlock {
-					h.free = append(h.free, b[:0])
-				}
-			}
-		}
-	}
+	h.want(idx)
 	for h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow {
 		h.cond.Wait()
 	}
@@ -235,6 +280,12 @@ func (h *readHandle) fromBlock(p []byte, pos int64) (int, bool) {
 		return 0, false
 	}
 	return copy(p, b[pos-idx*readBlock:]), true
+}
+
+func (h *readHandle) isStopped() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stopped
 }
 
 // newBlock is an empty block for the stream, a reused one when there is.

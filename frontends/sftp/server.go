@@ -76,6 +76,9 @@ type Server struct {
 	// fastServed counts the reads and writes the data fast path answered
 	// (fastpath.go).
 	fastServed atomic.Int64
+	// fastQueued counts the reads the read loop handed to a handle's
+	// readQueue (fastpath.go) instead of waiting for the grid.
+	fastQueued atomic.Int64
 	pending    chan struct{}
 
 	mu     sync.Mutex
@@ -504,7 +507,8 @@ func (ss *session) serveSFTP() {
 	// data fast path, fastpath.go) and passes the rest to pkg/sftp.
 	sq := newSendQueue(chanRW{ss.ch, ss.act})
 	lc := newLimitsConn(sq)
-	lc.fast = newFastHandles(&ss.s.fastServed)
+	lc.fast = newFastHandles(&ss.s.fastServed, &ss.s.fastQueued)
+	lc.fast.send = lc.send
 	lc.ids = &idNames{uid: fs.uid, gid: fs.gid, name: fs.account}
 	rs := xsftp.NewRequestServer(lc, fastHandlers(fs, lc.fast),
 		xsftp.WithRSMaxTxPacket(maxData), xsftp.WithRSAllocator())
