@@ -345,6 +345,9 @@ func TestEndToEnd(t *testing.T) {
 		more = append(more, "e2e.sftp.rclone.put.8MiB", "e2e.sftp.rclone255.get.8MiB", "e2e.cpu.sftp.rclone255.node.put.8MiB",
 			"e2e.sftp.put.small.t16", "e2e.sftp.get.small.t16")
 	}
+	if f, _ := r.find("e2e.cpu.sftp.pkgsftp255.put.8MiB"); f.Ceiling != "e2e.cpu.put.8MiB" || !(f.Ratio > 0) {
+		t.Errorf("an SFTP put's CPU per byte is not read against the CLI's: %+v", f)
+	}
 	for _, k := range append(more, "e2e.sftp.pkgsftp255.put.8MiB", "e2e.sftp.pkgsftp255.get.8MiB", "e2e.cpu.sftp.pkgsftp32.get.8MiB",
 		"e2e.cpu.sftp.pkgsftp255.clientproc.put.8MiB", "e2e.cpu.sftp.pkgsftp255.node.get.8MiB") {
 		f, ok := r.find(k)

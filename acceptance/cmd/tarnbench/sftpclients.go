@@ -173,11 +173,27 @@ func sftpBigOne(ctx context.Context, r *Report, g *devGrid, tmp string, size int
 func addSFTPCPU(r *Report, c sftpBigClient, op, name string, size int64, use cpuUse, client time.Duration) {
 	key := "e2e.cpu.sftp." + c.cpu
 	what := "SFTP " + op + " " + name + ", " + c.name
-	r.add(Figure{Key: key + "." + op + "." + name, Name: "CPU per byte, all processes (grid and SFTP client), " + what, Value: nsPerByte(use.grid+client, size), Unit: "CPU ns/B",
+	all := Figure{Key: key + "." + op + "." + name, Name: "CPU per byte, all processes (grid and SFTP client), " + what, Value: nsPerByte(use.grid+client, size), Unit: "CPU ns/B",
 		Note: fmt.Sprintf("client node and plugins %.2f, storage nodes and introducer %.2f, the SFTP client process %.2f ns/B",
-			nsPerByte(use.client, size), nsPerByte(use.grid-use.client, size), nsPerByte(client, size))})
+			nsPerByte(use.client, size), nsPerByte(use.grid-use.client, size), nsPerByte(client, size))}
+	r.add(vsCLICost(r, all, "e2e.cpu."+op+"."+name))
 	r.add(Figure{Key: key + ".node." + op + "." + name, Name: "CPU per byte, client node and its plugins, " + what, Value: nsPerByte(use.client, size), Unit: "CPU ns/B"})
 	r.add(Figure{Key: key + ".clientproc." + op + "." + name, Name: "CPU per byte, the SFTP client process, " + what, Value: nsPerByte(client, size), Unit: "CPU ns/B"})
+}
+
+// vsCLICost reads an SFTP transfer's CPU per byte against the CLI's
+// (key cli): the ratio is CLI cost / SFTP cost, as addCPU's. When every
+// process shares the same cores and CPU bounds both, as on this 2-core
+// machine, it is the SFTP rate's ratio to the CLI's that the machine
+// allows, whatever the load: wall-clock rates swing with other work,
+// CPU per byte hardly.
+func vsCLICost(r *Report, f Figure, cli string) Figure {
+	c, ok := r.find(cli)
+	if !ok || c.Value <= 0 || f.Value <= 0 {
+		return f
+	}
+	f.Ceiling, f.CeilingValue, f.Ratio = c.Key, c.Value, c.Value/f.Value
+	return f
 }
 
 // selfCPU is the CPU time this process has used so far.
