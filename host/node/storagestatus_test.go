@@ -90,9 +90,9 @@ func TestStorageFullSeenSoon(t *testing.T) {
 		t.Fatal(err)
 	}
 	avail := int64(st.Bavail) * st.Bsize
-	const margin, fill = 512 << 20, 2 << 30
+	const margin, fill = 1 << 30, 4 << 30
 	if avail < fill+margin+(1<<30) {
-		t.Skipf("%d bytes free on the test's disk; the test fills 2 GiB", avail)
+		t.Skipf("%d bytes free on the test's disk; the test fills 4 GiB", avail)
 	}
 	g := newGridWith(t, 3, io.Discard, func(i int, p *conf.Profile) {
 		if i == 1 {
@@ -113,7 +113,7 @@ func TestStorageFullSeenSoon(t *testing.T) {
 		t.Fatalf("storage-1 announced full before the disk filled")
 	}
 
-	// Another program takes 2 GiB of the disk (blocks allocated, nothing
+	// Another program takes 4 GiB of the disk (blocks allocated, nothing
 	// written).
 	f, err := os.Create(filepath.Join(root, "filler"))
 	if err != nil {

@@ -1,9 +1,11 @@
 package storageserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,19 +34,27 @@ type Held struct {
 
 type heldDelta struct{ shares, bytes int64 }
 
-// heldCount keeps Held. While the start count runs, a change to a storage
-// index it has not counted yet waits in pending: the count of that index
-// sees it (it lists the backend after the change), so the change is
-// dropped then; changes to indexes it never reaches (new ones) are added
-// when it ends. A change in the instant its index is being counted may be
-// counted twice or missed, during the start count only.
+// heldCount keeps Held. The start count takes the storage indexes in
+// order; while it runs, a change to an index after its cursor waits in
+// pending: the count of that index sees it (it lists the backend after
+// the change), so the change is dropped then; changes to indexes it never
+// reaches (new ones) are added when it ends. A change in the instant its
+// index is being counted may be counted twice or missed, during the start
+// count only. Beside the list of indexes (16 bytes each) the count keeps
+// nothing per index.
 type heldCount struct {
 	mu       sync.Mutex
 	n        heldDelta
 	counting bool
 	err      error
-	counted  map[[storage.StorageIndexSize]byte]bool // during the count
+	cursor   [storage.StorageIndexSize]byte // the last index counted
+	moved    bool                           // whether cursor is set
 	pending  map[[storage.StorageIndexSize]byte]heldDelta
+}
+
+// counted reports whether the start count is past index.
+func (h *heldCount) counted(index [storage.StorageIndexSize]byte) bool {
+	return !h.counting || (h.moved && bytes.Compare(index[:], h.cursor[:]) <= 0)
 }
 
 // Held returns the shares and bytes the server holds.
@@ -60,7 +70,7 @@ func (s *Server) heldAdd(index [storage.StorageIndexSize]byte, shares, bytes int
 	h := &s.held
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.counting && !h.counted[index] {
+	if !h.counted(index) {
 		d := h.pending[index]
 		h.pending[index] = heldDelta{d.shares + shares, d.bytes + bytes}
 		return
@@ -81,7 +91,6 @@ func (s *Server) startHeldCount() {
 		return
 	}
 	h.counting = true
-	h.counted = map[[storage.StorageIndexSize]byte]bool{}
 	h.pending = map[[storage.StorageIndexSize]byte]heldDelta{}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.wg.Add(2)
@@ -95,7 +104,7 @@ func (s *Server) startHeldCount() {
 			h.n.shares += d.shares
 			h.n.bytes += d.bytes
 		}
-		h.counting, h.counted, h.pending = false, nil, nil
+		h.counting, h.pending = false, nil
 		if err != nil {
 			h.err = fmt.Errorf("count shares held: %w", err)
 		}
@@ -128,6 +137,7 @@ func (s *Server) countHeld(ctx context.Context, ix storage.Indexer) error {
 	}); err != nil {
 		return fmt.Errorf("list storage indexes: %w", err)
 	}
+	slices.SortFunc(indexes, func(a, b [storage.StorageIndexSize]byte) int { return bytes.Compare(a[:], b[:]) })
 	h := &s.held
 	for _, index := range indexes {
 		nums, err := s.cfg.Backend.List(ctx, index)
@@ -148,7 +158,7 @@ func (s *Server) countHeld(ctx context.Context, ix storage.Indexer) error {
 		}
 		h.mu.Lock()
 		delete(h.pending, index) // the listing has those changes
-		h.counted[index] = true
+		h.cursor, h.moved = index, true
 		h.n.shares += shares
 		h.n.bytes += bytes
 		h.mu.Unlock()

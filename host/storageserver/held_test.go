@@ -131,17 +131,19 @@ func TestHeldSurvivesRestart(t *testing.T) {
 	}
 }
 
-// gatedStat holds the start count's first Stat until released.
+// gatedStat holds the start count's first Stat of a share of index gate
+// until released.
 type gatedStat struct {
 	storage.Backend
 	storage.Indexer
+	index   [16]byte
 	gate    chan struct{}
 	waiting chan struct{}
 	once    atomic.Bool
 }
 
 func (g *gatedStat) Stat(ctx context.Context, ref storage.Ref) (int64, error) {
-	if g.once.CompareAndSwap(false, true) {
+	if ref.Index == g.index && g.once.CompareAndSwap(false, true) {
 		close(g.waiting)
 		<-g.gate
 	}
@@ -149,29 +151,32 @@ func (g *gatedStat) Stat(ctx context.Context, ref storage.Ref) (int64, error) {
 }
 
 // TestHeldWhileCounting: shares stored while the start count runs are
-// counted once, whether or not the count reaches their storage index.
+// counted once, whether their storage index is new or held already,
+// before the count's cursor or after it (then the count's listing has
+// them, and adding them too would count them twice).
 func TestHeldWhileCounting(t *testing.T) {
 	mem := storagememory.New()
 	ctx := context.Background()
-	pre := [16]byte{7}
-	for n := range uint32(2) {
-		if err := storage.Put(ctx, mem, storage.Ref{Index: pre, Num: n}, make([]byte, 30)); err != nil {
+	counted, held, later := [16]byte{3}, [16]byte{7}, [16]byte{8}
+	for _, r := range []storage.Ref{{Index: counted, Num: 0}, {Index: held, Num: 0}, {Index: held, Num: 1}, {Index: later, Num: 0}} {
+		if err := storage.Put(ctx, mem, r, make([]byte, 30)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	g := &gatedStat{Backend: mem, Indexer: mem.(storage.Indexer), gate: make(chan struct{}), waiting: make(chan struct{})}
+	g := &gatedStat{Backend: mem, Indexer: mem.(storage.Indexer), index: held, gate: make(chan struct{}), waiting: make(chan struct{})}
 	cl, srv := rawClient(t, Config{Backend: g})
-	<-g.waiting
-	fresh := [16]byte{8}
-	if _, err := cl.PutShares(ctx, putReq(fresh[:], 20, 0, 1, 2)); err != nil {
-		t.Fatal(err)
+	<-g.waiting // index 3 counted, 7 being counted, 8 not yet
+	for _, idx := range [][16]byte{{1}, {5}, {9}, counted, later} {
+		if _, err := cl.PutShares(ctx, putReq(idx[:], 20, 4)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if h := srv.Held(); !h.Counting {
 		t.Fatalf("not counting while the count waits: %+v", h)
 	}
 	close(g.gate)
-	if h := waitCounted(t, srv); h.Shares != 5 || h.Bytes != 60+60 {
-		t.Fatalf("held %+v, want 5 shares of 120 bytes", h)
+	if h := waitCounted(t, srv); h.Shares != 4+5 || h.Bytes != 120+100 {
+		t.Fatalf("held %+v, want 9 shares of 220 bytes", h)
 	}
 }
 
