@@ -149,6 +149,7 @@ type SFTP struct {
 	HostKeys    []string `toml:"host_keys"` // files; generated on first start when missing
 	IdleTimeout Duration `toml:"idle_timeout"`
 	MaxSessions int      `toml:"max_sessions"`
+	MaxFileSize Size     `toml:"max_file_size"` // 0: only the grid's free space limits a file
 }
 
 // Account is one [[accounts]] entry: a person the frontends let in.

@@ -213,6 +213,8 @@ config = {}
 #host_keys = ["private/ssh_host_ed25519_key"]
 #idle_timeout = "15m"
 #max_sessions = 64
+# Largest file a client may write ("100GiB"); 0: only the grid's free space.
+#max_file_size = 0
 
 # Accounts of the frontends; ` + "`tarn account add`" + ` writes these.
 #[[accounts]]

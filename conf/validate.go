@@ -208,6 +208,9 @@ func (v *validator) validate() {
 		if s.MaxSessions < 1 || s.MaxSessions > 65536 {
 			v.errorf(k+".max_sessions", "%d is out of range 1-65536", s.MaxSessions)
 		}
+		if s.MaxFileSize < 0 {
+			v.errorf(k+".max_file_size", "%s is negative", s.MaxFileSize)
+		}
 		v.frontend(k, s.Enabled, s.Accounts)
 	}
 }

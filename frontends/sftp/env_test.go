@@ -65,6 +65,10 @@ type envOptions struct {
 	// 0 (links made before answering), as the node does with
 	// link_write_behind "0s".
 	behind bool
+	// space is what the node reports (nil: 10 GiB, 4 GiB free);
+	// maxFileSize the profile's sftp.max_file_size.
+	space       *Space
+	maxFileSize conf.Size
 }
 
 var hashCache = map[string]string{}
@@ -148,14 +152,18 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	e.spool = filepath.Join(dir, "spool")
 	e.hostKey = filepath.Join(dir, "ssh_host_ed25519_key")
+	space := Space{Total: 10 << 30, Free: 4 << 30}
+	if o.space != nil {
+		space = *o.space
+	}
 	srv, err := Start(context.Background(), Config{
 		SFTP: conf.SFTP{Enabled: true, Listen: "127.0.0.1:0", HostKeys: []string{e.hostKey},
-			IdleTimeout: conf.Duration(o.idle), MaxSessions: o.maxSessions},
+			IdleTimeout: conf.Duration(o.idle), MaxSessions: o.maxSessions, MaxFileSize: o.maxFileSize},
 		Accounts: set,
 		Drive: func(a *accounts.Account) (*vdrive.Drive, error) {
 			return vdrive.New(e.store, a.RootCap, driveOpts...)
 		},
-		Space:   func(context.Context) (Space, error) { return Space{Total: 10 << 30, Free: 4 << 30}, nil },
+		Space:   func(context.Context) (Space, error) { return space, nil },
 		TempDir: e.spool,
 		Logger:  hclog.New(&hclog.LoggerOptions{Output: e.logBuf, Level: hclog.Debug}),
 	})

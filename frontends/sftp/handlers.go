@@ -23,6 +23,11 @@ import (
 // account may use them.
 type Space struct {
 	Total, Free uint64
+	// Raw is the servers' free bytes summed (Free is Raw*K/N), and K, N
+	// the grid's encoding; 0 when unknown. They only word the refusal of
+	// a file too large (sizelimit.go).
+	Raw  uint64
+	K, N int
 }
 
 // DefaultSpace is reported by statvfs when the node cannot tell the
@@ -48,6 +53,7 @@ type fsys struct {
 	ctx     context.Context // the session's: uploads run under it
 	spool   string          // folder for spool files
 	space   func(context.Context) (Space, error)
+	limit   *sizeLimit // the largest file allowed (sizelimit.go)
 	log     hclog.Logger
 	busy    func() func() // marks a long operation (an upload) for the idle timer
 	uid     uint32
@@ -547,9 +553,13 @@ type writeHandle struct {
 	// length and error; a later write of the same range that succeeds
 	// (pkg/sftp's run of a write the fast path failed, a client's retry)
 	// takes its entry out. A close with any left links nothing.
-	lost    map[int64]lostWrite
-	closed  bool
-	closeEr error
+	lost map[int64]lostWrite
+	// allowed: the handle may grow to this size without asking the
+	// size limit again; tooLarge: a refusal was logged (sizelimit.go).
+	allowed  int64
+	tooLarge bool
+	closed   bool
+	closeEr  error
 
 	// Streaming (see stream.go): the contiguous prefix written so far,
 	// writes beyond it, and the upload that follows the prefix.
@@ -651,9 +661,26 @@ func (h *writeHandle) fill(ctx context.Context) error {
 	return nil
 }
 
+// refuseWrite fails a write of n bytes at off that was not spooled:
+// the close will fail unless the range is written again.
+func (h *writeHandle) refuseWrite(off int64, n int, err error) (int, error) {
+	h.mu.Lock()
+	if h.lost == nil {
+		h.lost = map[int64]lostWrite{}
+	}
+	h.lost[off] = lostWrite{n, err}
+	h.mu.Unlock()
+	return 0, toStatus("write", h.path, err)
+}
+
 func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
+	}
+	if len(p) > 0 {
+		if err := h.grow(off + int64(len(p))); err != nil {
+			return h.refuseWrite(off, len(p), err)
+		}
 	}
 	h.mu.Lock()
 	hole := h.maybeOld && off > h.cont
@@ -662,13 +689,7 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 		// What the client leaves between the written prefix and this
 		// write is an existing file's content, if there is one.
 		if err := h.settleOld(); err != nil {
-			h.mu.Lock()
-			if h.lost == nil {
-				h.lost = map[int64]lostWrite{}
-			}
-			h.lost[off] = lostWrite{len(p), err}
-			h.mu.Unlock()
-			return 0, toStatus("write", h.path, err)
+			return h.refuseWrite(off, len(p), err)
 		}
 	}
 	h.rw.RLock()
@@ -757,6 +778,9 @@ func (h *writeHandle) ReadAt(p []byte, off int64) (int, error) {
 
 // truncate sets the spooled file's size.
 func (h *writeHandle) truncate(size int64) error {
+	if err := h.grow(size); err != nil {
+		return err
+	}
 	h.mu.Lock()
 	if h.maybeOld && size <= h.cont {
 		// Every byte left was written by the client: what was there
@@ -1137,6 +1161,11 @@ func (s *fsys) resize(ctx context.Context, p string, size int64, info *vdrive.In
 	os.Remove(f.Name())
 	h := newWriteHandle(s, p, f, false)
 	defer f.Close()
+	if size > info.Size() {
+		if err := h.grow(size); err != nil {
+			return err // before reading the file from the grid
+		}
+	}
 	if size > 0 {
 		if err := h.fill(ctx); err != nil {
 			return err

@@ -523,6 +523,13 @@ func (sc *scp) mkdir(ctx context.Context, p string, l scpLine, times *scpLine) e
 // refused file does not break the stream; the file is linked only if
 // every byte reached the grid.
 func (sc *scp) receiveFile(ctx context.Context, p string, l scpLine, times *scpLine) error {
+	if sc.fs.limit != nil {
+		// Refused at its C line: the client then skips the file's bytes.
+		if _, err := sc.fs.limit.check(ctx, l.size); err != nil {
+			sc.fs.log.Warn("refused: file too large", "path", p, "account", sc.fs.account, "error", err)
+			return toStatus("write", p, err)
+		}
+	}
 	if err := sc.ack(); err != nil {
 		return errProtocol
 	}

@@ -80,6 +80,7 @@ type Server struct {
 	// readQueue (fastpath.go) instead of waiting for the grid.
 	fastQueued atomic.Int64
 	pending    chan struct{}
+	limit      *sizeLimit // the largest file (sizelimit.go)
 
 	mu     sync.Mutex
 	conns  map[*ssh.ServerConn]struct{}
@@ -121,6 +122,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, accts: accts, log: log, conns: map[*ssh.ServerConn]struct{}{},
 		pending: make(chan struct{}, cfg.SFTP.MaxSessions+16),
+		limit:   &sizeLimit{max: int64(cfg.SFTP.MaxFileSize), space: cfg.Space},
 	}
 	s.ssh = &ssh.ServerConfig{
 		Config:            ssh.Config{Ciphers: serverCiphers},
@@ -485,7 +487,7 @@ func (c chanRW) Read(p []byte) (int, error) {
 func (ss *session) fsys() *fsys {
 	return &fsys{
 		d: ss.drive, ro: ss.acct.ReadOnly || ss.drive.ReadOnly(), account: ss.acct.Name,
-		ctx: ss.ctx, spool: ss.s.cfg.TempDir, space: ss.s.cfg.Space, log: ss.log,
+		ctx: ss.ctx, spool: ss.s.cfg.TempDir, space: ss.s.cfg.Space, limit: ss.s.limit, log: ss.log,
 		busy: ss.act.begin, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 	}
 }

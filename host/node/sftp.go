@@ -85,15 +85,17 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 // sftpSpace is what statvfs (`df`) reports: the free space the storage
 // servers announce, as user data (K/N of it, since every byte is stored
 // N/K times). The grid does not announce capacity, so the total is the
-// free space too.
+// free space too. The same figure bounds a file's size (the frontend
+// refuses a file larger than it); Raw, K and N word that refusal.
 func (n *Node) sftpSpace(context.Context) (sftp.Space, error) {
 	var free uint64
 	for _, s := range n.Servers() {
 		free += s.FreeSpace
 	}
+	raw := free
 	k, nn := uint64(n.prof.Client.Shares.K), uint64(n.prof.Client.Shares.N)
 	if k > 0 && nn > 0 {
 		free = free / nn * k
 	}
-	return sftp.Space{Total: free, Free: free}, nil
+	return sftp.Space{Total: free, Free: free, Raw: raw, K: int(k), N: int(nn)}, nil
 }
