@@ -332,11 +332,12 @@ func TestEndToEnd(t *testing.T) {
 	// The other SFTP clients, when their tools are installed (.ci/run
 	// installs them): each figure positive, the headline read against the
 	// CLI.
-	var more []string
+	var more, cpuKeys []string
 	if ok, _ := haveOpenSSH(); ok {
 		more = append(more, "e2e.sftp.openssh.put.8MiB", "e2e.sftp.openssh.get.8MiB", "e2e.sftp.openssh-gcm.get.8MiB",
 			"e2e.cpu.sftp.openssh.clientproc.put.8MiB", "e2e.sftp.issue8.put.8MiB", "e2e.sftp.issue8.get.8MiB",
 			"e2e.sftp.openssh.put.small", "e2e.sftp.openssh.get.small")
+		cpuKeys = append(cpuKeys, "e2e.cpu.sftp.openssh.put.small")
 		if f, _ := r.find("e2e.sftp.issue8.get.8MiB"); f.Ceiling != "e2e.cli.get.8MiB" || !(f.Ratio > 0) {
 			t.Errorf("the headline SFTP get is not read against the CLI's: %+v", f)
 		}
@@ -344,6 +345,13 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := exec.LookPath("rclone"); err == nil {
 		more = append(more, "e2e.sftp.rclone.put.8MiB", "e2e.sftp.rclone255.get.8MiB", "e2e.cpu.sftp.rclone255.node.put.8MiB",
 			"e2e.sftp.put.small.t16", "e2e.sftp.get.small.t16")
+		cpuKeys = append(cpuKeys, "e2e.cpu.sftp.put.small", "e2e.cpu.sftp.put.small.t16", "e2e.cpu.webdav.put.small")
+	}
+	// 10 small files may cost the grid less than its 10 ms ticks show.
+	for _, k := range cpuKeys {
+		if f, ok := r.find(k); !ok || f.Value < 0 || f.Unit != "CPU ms/file" {
+			t.Errorf("%s = %+v, want CPU ms per file", k, f)
+		}
 	}
 	if f, _ := r.find("e2e.cpu.sftp.pkgsftp255.put.8MiB"); f.Ceiling != "e2e.cpu.put.8MiB" || !(f.Ratio > 0) {
 		t.Errorf("an SFTP put's CPU per byte is not read against the CLI's: %+v", f)

@@ -439,10 +439,12 @@ func smallFilesOpenSSH(ctx context.Context, r *Report, g *devGrid, tmp string, n
 	if err != nil {
 		return err
 	}
+	cpu0 := g.cpuSnapshot()
 	put, _, err := openSSHBatch(ctx, ep, tmp, "", fmt.Sprintf("put -r %s /\n", sftpQuote(up)))
 	if err != nil {
 		return fmt.Errorf("OpenSSH sftp put -r of small files: %w", err)
 	}
+	cpu1 := g.cpuSnapshot()
 	// get -r into a path that does not exist makes it the folder's copy.
 	get, _, err := openSSHBatch(ctx, ep, tmp, "", fmt.Sprintf("get -r %s %s\n", sftpQuote("/"+smallOpenSSHDir), sftpQuote(down)))
 	if err != nil {
@@ -454,5 +456,6 @@ func smallFilesOpenSSH(ctx context.Context, r *Report, g *devGrid, tmp string, n
 	note := fmt.Sprintf("one OpenSSH sftp (batch mode, its defaults) with put -r of a local folder to /%s, one with get -r back; process start to exit, one file at a time", smallOpenSSHDir)
 	r.add(r.compare(Figure{Key: "e2e.sftp.openssh.put.small", Name: fmt.Sprintf("SFTP put, %d files of 4 KiB, OpenSSH sftp put -r", n), Value: float64(n) / put.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.sftp.put.small"))
 	r.add(r.compare(Figure{Key: "e2e.sftp.openssh.get.small", Name: fmt.Sprintf("SFTP get, %d files of 4 KiB, OpenSSH sftp get -r", n), Value: float64(n) / get.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.get.small"))
+	addSmallCPU(r, "e2e.cpu.sftp.openssh.put.small", "SFTP put with OpenSSH sftp put -r", n, cpu1.grid-cpu0.grid)
 	return nil
 }

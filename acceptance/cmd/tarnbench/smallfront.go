@@ -315,11 +315,12 @@ func smallFilesVia(ctx context.Context, r *Report, g *devGrid, rc *rclone, tmp s
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
+	cpu0, t0 := g.cpuSnapshot(), time.Now()
 	if err := rc.copy(ctx, up, remote, transfers, limit); err != nil {
 		return fmt.Errorf("%s small files up: %w", label, err)
 	}
 	put := time.Since(t0)
+	cpu1 := g.cpuSnapshot()
 	got, err := rc.count(ctx, remote)
 	if err != nil {
 		return fmt.Errorf("%s small files: %w", label, err)
@@ -345,7 +346,19 @@ func smallFilesVia(ctx context.Context, r *Report, g *devGrid, rc *rclone, tmp s
 	}
 	r.add(r.compare(Figure{Key: "e2e." + via + ".put.small" + suffix, Name: fmt.Sprintf("%s put, %d files of 4 KiB, rclone %d transfers", label, got, transfers), Value: float64(got) / put.Seconds(), Unit: "files/s", Note: note}, upRef))
 	r.add(r.compare(Figure{Key: "e2e." + via + ".get.small" + suffix, Name: fmt.Sprintf("%s get, %d files of 4 KiB, rclone %d transfers", label, got, transfers), Value: float64(got) / get.Seconds(), Unit: "files/s", Note: note}, "ref.tahoe.get.small"))
+	addSmallCPU(r, "e2e.cpu."+via+".put.small"+suffix, fmt.Sprintf("%s put with rclone at %d transfers", label, transfers), got, cpu1.grid-cpu0.grid)
 	return nil
+}
+
+// addSmallCPU adds the grid's CPU time per file of a small-file upload:
+// every node and its plugins, from /proc (10 ms ticks), client tool not
+// counted. Steadier than files/s on a loaded machine.
+func addSmallCPU(r *Report, key, what string, files int, grid time.Duration) {
+	if files <= 0 {
+		return
+	}
+	r.add(Figure{Key: key, Name: "grid CPU per 4 KiB file, " + what, Value: float64(grid.Microseconds()) / 1e3 / float64(files), Unit: "CPU ms/file",
+		Note: "every node and its plugins (client node, storage nodes, introducer), not the client tool"})
 }
 
 // smallReplayDir is the grid folder the WebDAV replay fills.
