@@ -317,6 +317,9 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	switch r.Method {
 	case "PUT":
+		if s.tooLarge(w, r, name) {
+			return
+		}
 		s.servePut(w, r, name)
 		return
 	case "COPY":
