@@ -111,6 +111,10 @@ type Options struct {
 	// built-in plugins; tests point them at the test binary). Its Logger is
 	// set from Logger.
 	Plugins pluginhost.Options
+	// SpaceCheckEvery is how often a storage node reads its free space to
+	// re-announce a material change (default
+	// introducer.DefaultSpaceEvery; tests).
+	SpaceCheckEvery time.Duration
 }
 
 // Node is a running node.
@@ -323,7 +327,7 @@ func (n *Node) start(ctx context.Context, opts Options) error {
 			return err
 		}
 		n.info.StorageURL = nodeURL(n.id.KeyHash(), conf.Announced(p.Storage.Announce, addrs))
-		watch := n.spaceWatch(srv, backend, int64(p.Storage.ReservedSpace))
+		watch := n.spaceWatch(srv, backend, int64(p.Storage.ReservedSpace), opts.SpaceCheckEvery)
 		free := watch.FreeSpace(n.ctx, func(err error) { n.log.Warn("read free space for the announcement", "error", err) })
 		for _, u := range introducers {
 			pub, err := introducer.NewPublisher(introducer.PublisherConfig{

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"time"
 
 	"github.com/tarnfs/tarn/host/introducer"
 	"github.com/tarnfs/tarn/host/storageserver"
@@ -13,8 +14,9 @@ import (
 // a share for lack of space (introducer.SpaceWatch), instead of at the
 // next 10-minute announcement. Its FreeSpace is what the publishers
 // announce; run it once the publishers are made.
-func (n *Node) spaceWatch(srv *storageserver.Server, backend storage.Backend, reserved int64) *introducer.SpaceWatch {
+func (n *Node) spaceWatch(srv *storageserver.Server, backend storage.Backend, reserved int64, every time.Duration) *introducer.SpaceWatch {
 	w := introducer.NewSpaceWatch(introducer.SpaceWatchConfig{
+		Every: every,
 		Free: func(ctx context.Context) (uint64, error) {
 			sp, err := backend.Space(ctx)
 			if err != nil {

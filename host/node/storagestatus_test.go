@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
+	"github.com/tarnfs/tarn/host/introducer"
 	"github.com/tarnfs/tarn/host/node"
 )
 
@@ -79,53 +81,74 @@ func TestStorageStatusSharesHeld(t *testing.T) {
 	}
 }
 
-// TestStorageFullSeenSoon: a storage node whose disk fills past its
-// reserve (another program's file here) tells the next uploader it has no
-// room and re-announces itself at once: every client sees it full within
-// seconds, not at the next 10-minute announcement.
-func TestStorageFullSeenSoon(t *testing.T) {
+// nearlyFullGrid is a grid whose storage-1 has 1 GiB free above its
+// reserve (set from the disk's free space now); fill takes 4 GiB of that
+// disk, as another program would (blocks allocated, nothing written), and
+// seen is storage-1 as the client sees it.
+func nearlyFullGrid(t *testing.T) (g *testGrid, fill func(), seen func() introducer.Server) {
 	root := t.TempDir()
 	var st unix.Statfs_t
 	if err := unix.Statfs(root, &st); err != nil {
 		t.Fatal(err)
 	}
 	avail := int64(st.Bavail) * st.Bsize
-	const margin, fill = 1 << 30, 4 << 30
-	if avail < fill+margin+(1<<30) {
+	const margin, size = 1 << 30, 4 << 30
+	if avail < size+margin+(1<<30) {
 		t.Skipf("%d bytes free on the test's disk; the test fills 4 GiB", avail)
 	}
-	g := newGridWith(t, 3, io.Discard, func(i int, p *conf.Profile) {
+	g = newGridWith(t, 3, io.Discard, func(i int, p *conf.Profile) {
 		if i == 1 {
 			p.Storage.ReservedSpace = conf.Size(avail - margin)
 		}
 	})
-	full := g.storage[0].Info().NodeID
-	freeSeen := func() uint64 {
+	id := g.storage[0].Info().NodeID
+	seen = func() introducer.Server {
 		for _, s := range g.client.Servers() {
-			if s.NodeID == full {
-				return s.FreeSpace
+			if s.NodeID == id {
+				return s
 			}
 		}
-		t.Fatalf("client does not know %s", full)
-		return 0
+		t.Fatalf("client does not know %s", id)
+		return introducer.Server{}
 	}
-	if f := freeSeen(); f == 0 {
+	if f := seen().FreeSpace; f == 0 {
 		t.Fatalf("storage-1 announced full before the disk filled")
 	}
-
-	// Another program takes 4 GiB of the disk (blocks allocated, nothing
-	// written).
-	f, err := os.Create(filepath.Join(root, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, fill); err != nil {
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			t.Skip("the test's file system cannot preallocate")
+	fill = func() {
+		f, err := os.Create(filepath.Join(root, "filler"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatal(err)
+		defer f.Close()
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skip("the test's file system cannot preallocate")
+			}
+			t.Fatal(err)
+		}
 	}
+	return g, fill, seen
+}
+
+// waitFull waits until the client sees storage-1 full.
+func waitFull(t *testing.T, seen func() introducer.Server, start time.Time, within time.Duration) {
+	t.Helper()
+	for seen().FreeSpace != 0 {
+		if time.Since(start) > within {
+			t.Fatalf("client still sees %d bytes free on storage-1 %s after it filled", seen().FreeSpace, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("seen full %s after the disk filled", time.Since(start).Round(time.Millisecond))
+}
+
+// TestStorageFullSeenSoon: a storage node whose disk fills past its
+// reserve (another program's file here) tells the next uploader it has no
+// room and re-announces itself at once: every client sees it full within
+// seconds, not at the next 10-minute announcement.
+func TestStorageFullSeenSoon(t *testing.T) {
+	g, fill, seen := nearlyFullGrid(t)
+	fill()
 	start := time.Now()
 	data := randomBytes(3*segSize + 1)
 	// The upload fails: storage-1 answers it has no room, and H=3 needs
@@ -133,11 +156,34 @@ func TestStorageFullSeenSoon(t *testing.T) {
 	if _, err := g.api.Put(context.Background(), bytes.NewReader(data), int64(len(data))); err == nil {
 		t.Fatal("upload with storage-1 full succeeded")
 	}
-	for freeSeen() != 0 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("client still sees %d bytes free on storage-1 %s after it filled", freeSeen(), time.Since(start))
+	waitFull(t, seen, start, 10*time.Second)
+}
+
+// TestStorageFullSeenWithoutUploads: with no upload to turn away, the
+// storage node's periodic read of its free space (every 200 ms here, 20 s
+// by default) finds it full and re-announces.
+func TestStorageFullSeenWithoutUploads(t *testing.T) {
+	g, fill, seen := nearlyFullGrid(t)
+	// storage-1 again, reading its free space often.
+	before := seen().Sequence
+	g.storage[0].Stop()
+	lg := hclog.New(&hclog.LoggerOptions{Name: "storage-1", Level: hclog.Info, Output: io.Discard})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, g.dirs["storage-1"], node.Options{Logger: lg, SpaceCheckEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	// Its first announcement since the restart (with room) reached the
+	// client: only the periodic read can tell it full now.
+	deadline := time.Now().Add(10 * time.Second)
+	for s := seen(); s.Sequence == before || s.FreeSpace == 0; s = seen() {
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted storage-1 not announced with room: %+v", s)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("seen full %s after the disk filled", time.Since(start).Round(time.Millisecond))
+	fill()
+	waitFull(t, seen, time.Now(), 5*time.Second)
 }
