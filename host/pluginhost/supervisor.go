@@ -525,6 +525,12 @@ func (s *supervisor) status() Status {
 	if len(s.spec.SHA256) > 0 {
 		st.SHA256 = hex.EncodeToString(s.spec.SHA256)
 	}
+	if s.cur != nil {
+		// What the running process was offered: nothing on Windows or
+		// with TARN_DATAPLANE=off, whatever the profile asks.
+		dp := s.cur.p.DataPlane
+		st.FastPath = dp.Arena != nil || dp.Mailbox != nil
+	}
 	if s.lastErr != nil {
 		st.LastErr = s.lastErr.Error()
 	}

@@ -22,8 +22,6 @@ import (
 	"sort"
 	"sync"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // pageSize is the allocation granularity of an Arena. Regions are rounded up
@@ -34,7 +32,10 @@ const pageSize = 4096
 // Callers fall back to the streaming gRPC path; it is not a failure.
 var ErrArenaFull = errors.New("dataplane: arena full")
 
-// Arena is a shared-memory region backed by a memfd.
+// Arena is a shared-memory region backed by a memfd on Linux and by an
+// unlinked temporary file on the other Unixes (see arena_tempfile.go). On
+// Windows there is none: NewArena and OpenArena fail with an error wrapping
+// errors.ErrUnsupported, and hosts start plugins without a data plane.
 type Arena struct {
 	file *os.File
 	mem  []byte
@@ -54,20 +55,16 @@ type Region struct {
 	n     int // rounded length actually reserved
 }
 
-// NewArena creates a memfd of size bytes (rounded up to a page) and maps it.
+// NewArena creates a memfd (elsewhere: an unlinked temporary file) of size
+// bytes, rounded up to a page, and maps it.
 func NewArena(name string, size int) (*Arena, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("dataplane: arena size %d must be positive", size)
 	}
 	size = roundUp(size)
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	f, err := newArenaFile(name, size)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if err := f.Truncate(int64(size)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("dataplane: size arena to %d bytes: %w", size, err)
+		return nil, err
 	}
 	return mapArena(f, size)
 }
@@ -83,15 +80,6 @@ func OpenArena(f *os.File) (*Arena, error) {
 		return nil, fmt.Errorf("dataplane: arena fd has unusable size %d", size)
 	}
 	return mapArena(f, size)
-}
-
-func mapArena(f *os.File, size int) (*Arena, error) {
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("dataplane: mmap arena: %w", err)
-	}
-	return &Arena{file: f, mem: mem, free: []extent{{0, size}}}, nil
 }
 
 // File is the memfd, to be handed to a plugin process as an extra file.
@@ -196,7 +184,7 @@ func (a *Arena) Close() error {
 
 func (a *Arena) release() {
 	if a.mem != nil {
-		unix.Munmap(a.mem)
+		unmap(a.mem)
 		a.mem = nil
 	}
 }

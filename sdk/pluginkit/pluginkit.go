@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -161,16 +160,6 @@ func Serve(c ServeConfig) {
 			return grpc.NewServer(opts...)
 		},
 	})
-}
-
-// exitWithParent ends the plugin once its parent is gone (re-parented).
-func exitWithParent() {
-	parent := os.Getppid()
-	for range time.Tick(500 * time.Millisecond) {
-		if os.Getppid() != parent {
-			os.Exit(3)
-		}
-	}
 }
 
 // Configurer is an optional extra of any plugin: it receives the plugin's

@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -62,8 +62,13 @@ func Start(o StartOptions) (*Process, error) {
 		o.Logger = hclog.NewNullLogger()
 	}
 	what := fmt.Sprintf("%s plugin %q", o.Kind, o.Name)
-	var hdp HostDataPlane
-	var childFiles []string // env assignments for the offered descriptors
+	hdp, child, err := offerDataPlane(&o, what)
+	if err != nil {
+		return nil, err
+	}
+	if child != nil {
+		defer child.Close() // the child has its own copy once started
+	}
 	cleanup := func() {
 		if hdp.Arena != nil {
 			hdp.Arena.Close()
@@ -72,36 +77,9 @@ func Start(o StartOptions) (*Process, error) {
 			hdp.Mailbox.Close()
 		}
 	}
-	if o.FastPath {
-		size := o.ArenaSize
-		if size == 0 {
-			size = DefaultArenaSize
-		}
-		a, err := dataplane.NewArena("tarn-"+string(o.Kind)+"-"+o.Name, size)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		hdp.Arena = a
-		conn, child, err := dataplane.NewFdPair()
-		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		defer child.Close() // the child has its own copy once started
-		hdp.Mailbox = dataplane.NewMailbox(conn)
-		base := 3 + len(o.Cmd.ExtraFiles)
-		o.Cmd.ExtraFiles = append(o.Cmd.ExtraFiles, a.File(), child)
-		childFiles = append(childFiles,
-			fmt.Sprintf("%s=%d", EnvArenaFD, base),
-			fmt.Sprintf("%s=%d", EnvFdChanFD, base+1))
-	}
-	o.Cmd.Env = append(o.Cmd.Env, childFiles...)
 	// The plugin must die with its host, even when the host is killed with
 	// SIGKILL; go-plugin does not arrange that.
-	if o.Cmd.SysProcAttr == nil {
-		o.Cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	o.Cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	dieWithHost(o.Cmd)
 
 	var secure *plugin.SecureConfig
 	if len(o.SHA256) > 0 {
@@ -172,4 +150,49 @@ func (p *Process) Kill() {
 	if p.DataPlane.Arena != nil {
 		p.DataPlane.Arena.Close()
 	}
+}
+
+// offerDataPlane makes the arena and the fd channel when o.FastPath asks for
+// them and adds them to o.Cmd as extra files named in its environment. It
+// returns the host's side and the plugin's end of the fd channel, which the
+// caller closes once the plugin has started. Where the system has no data
+// plane (Windows), or TARN_DATAPLANE=off, nothing is offered and the plugin
+// serves on the gRPC path.
+func offerDataPlane(o *StartOptions, what string) (HostDataPlane, *os.File, error) {
+	var hdp HostDataPlane
+	if !o.FastPath {
+		return hdp, nil, nil
+	}
+	if DataPlaneOff() {
+		o.Logger.Debug("data plane not offered", "plugin", what, EnvDataPlane, os.Getenv(EnvDataPlane))
+		return hdp, nil, nil
+	}
+	size := o.ArenaSize
+	if size == 0 {
+		size = DefaultArenaSize
+	}
+	a, err := dataplane.NewArena("tarn-"+string(o.Kind)+"-"+o.Name, size)
+	if err != nil {
+		if dataPlaneOptional(err) {
+			noDataPlane(o.Logger, what, err)
+			return hdp, nil, nil
+		}
+		return hdp, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	conn, child, err := dataplane.NewFdPair()
+	if err != nil {
+		a.Close()
+		if dataPlaneOptional(err) {
+			noDataPlane(o.Logger, what, err)
+			return hdp, nil, nil
+		}
+		return hdp, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	hdp = HostDataPlane{Arena: a, Mailbox: dataplane.NewMailbox(conn)}
+	base := 3 + len(o.Cmd.ExtraFiles)
+	o.Cmd.ExtraFiles = append(o.Cmd.ExtraFiles, a.File(), child)
+	o.Cmd.Env = append(o.Cmd.Env,
+		fmt.Sprintf("%s=%d", EnvArenaFD, base),
+		fmt.Sprintf("%s=%d", EnvFdChanFD, base+1))
+	return hdp, child, nil
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -149,14 +148,7 @@ func (c *Client) pluginGone() bool {
 		return true
 	}
 	gone := true
-	rc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 0)
-		for err == unix.EINTR {
-			n, err = unix.Poll(pfd, 0)
-		}
-		gone = err != nil || (n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0)
-	})
+	rc.Control(func(fd uintptr) { gone = hungUp(fd) })
 	return gone
 }
 
