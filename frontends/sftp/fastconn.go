@@ -76,6 +76,12 @@ func newWriteQueue(out func([]byte) error, ready func() bool) *writeQueue {
 // but only between packets (ready): the rest of a packet begun is always
 // taken, since the goroutine writes nothing until the packet is whole.
 func (q *writeQueue) Write(p []byte) (int, error) {
+	return q.write3(p, nil, nil)
+}
+
+// write3 queues a copy of a, b and c, one after the other, as one write:
+// no other write comes between them.
+func (q *writeQueue) write3(a, b, c []byte) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.err == nil && !q.closed && len(q.pending) >= queueMax && (q.ready == nil || q.ready()) {
@@ -87,12 +93,17 @@ func (q *writeQueue) Write(p []byte) (int, error) {
 	if q.closed {
 		return 0, errQueueClosed
 	}
-	q.pending = append(q.pending, p...)
-	if q.added != nil {
-		q.added(p)
+	for _, p := range [3][]byte{a, b, c} {
+		if len(p) == 0 {
+			continue
+		}
+		q.pending = append(q.pending, p...)
+		if q.added != nil {
+			q.added(p)
+		}
 	}
 	q.cond.Broadcast()
-	return len(p), nil
+	return len(a) + len(b) + len(c), nil
 }
 
 // run is the writer goroutine.
@@ -194,6 +205,11 @@ func (s *sendQueue) Read(p []byte) (int, error) { return s.rw.Read(p) }
 
 // Write queues p, following the SFTP packets' lengths through it.
 func (s *sendQueue) Write(p []byte) (int, error) { return s.q.Write(p) }
+
+// write3 queues a, b and c as one write: a packet built from pieces (an
+// answer's header and its data, straight from a read stream's blocks)
+// is copied once, into the queue.
+func (s *sendQueue) write3(a, b, c []byte) (int, error) { return s.q.write3(a, b, c) }
 
 // track follows the packet lengths through b (q.mu held).
 func (s *sendQueue) track(b []byte) {

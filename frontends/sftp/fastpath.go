@@ -144,7 +144,7 @@ func (g fastGet) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
 type streamReader interface {
 	io.ReaderAt
 	io.Closer
-	readNow(p []byte, off int64) (int, error, readState)
+	readNow(off int64, n int, use func(a, b []byte) error) (readState, error)
 }
 
 // queuedReader is what pkg/sftp gets for a streamReader: its Close (at
@@ -279,12 +279,17 @@ func readAnswer(buf []byte, id uint32, off int64, r io.ReaderAt) []byte {
 
 // dataPacket frames the k bytes at buf[13:] as the DATA answer to id.
 func dataPacket(buf []byte, id uint32, k int) []byte {
-	buf = buf[:13+k]
-	binary.BigEndian.PutUint32(buf, uint32(9+k))
-	buf[4] = fxpData
-	binary.BigEndian.PutUint32(buf[5:], id)
-	binary.BigEndian.PutUint32(buf[9:], uint32(k))
-	return buf
+	dataHeader(buf, id, k)
+	return buf[:13+k]
+}
+
+// dataHeader writes into b (from its start) the 13-byte header of the
+// DATA answer to id that carries k bytes.
+func dataHeader(b []byte, id uint32, k int) []byte {
+	b = binary.BigEndian.AppendUint32(b[:0], uint32(9+k))
+	b = append(b, fxpData)
+	b = binary.BigEndian.AppendUint32(b, id)
+	return binary.BigEndian.AppendUint32(b, uint32(k))
 }
 
 type fastPut struct {
@@ -480,25 +485,35 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 		c.out = statusPacket(c.out, d.id, fxOK)
 	case typ == fxpRead && e.r != nil:
 		n := min(d.n, maxData)
+		if sr, ok := e.r.(streamReader); ok {
+			// The answer goes to the send queue straight from the
+			// stream's blocks: header and data copied once, into the
+			// queue (not into c.out first).
+			st, err := sr.readNow(d.off, int(n), func(a, b []byte) error {
+				k := len(a) + len(b)
+				if k == 0 {
+					c.out = statusPacket(c.out, d.id, fxEOF)
+					return c.send(c.out)
+				}
+				c.out = dataHeader(c.out, d.id, k)
+				return c.send3(c.out, a, b)
+			})
+			switch {
+			case st == readReady:
+				if err == nil {
+					c.fast.served.Add(1)
+				}
+				return true, err
+			case st == readStream && e.q != nil && e.q.push(d):
+				c.fast.queued.Add(1)
+				return true, nil
+			}
+			return false, nil
+		}
 		if cap(c.out) < 13+int(n) {
 			c.out = make([]byte, 13+int(n), 13+maxData)
 		}
 		buf := c.out[:13+n]
-		if sr, ok := e.r.(streamReader); ok {
-			k, err, st := sr.readNow(buf[13:], d.off)
-			switch {
-			case st == readStream && e.q != nil && e.q.push(d):
-				c.fast.queued.Add(1)
-				return true, nil
-			case st != readReady:
-				return false, nil
-			case err == io.EOF && k == 0:
-				c.out = statusPacket(c.out, d.id, fxEOF)
-			default:
-				c.out = dataPacket(buf, d.id, k)
-			}
-			break
-		}
 		k, err := e.r.ReadAt(buf[13:], d.off)
 		if err != nil && (err != io.EOF || k == 0) {
 			if err != io.EOF {

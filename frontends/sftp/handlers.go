@@ -207,47 +207,50 @@ const (
 	readGrid                    // only a read from the grid has them (pkg/sftp's path)
 )
 
-// readNow copies the bytes of a read at off that are already fetched,
-// never waiting: readReady with all of them (n bytes, io.EOF at the end
-// of the file) when the stream's published blocks hold the whole range
-// or the read is past the end; readStream when the stream will publish
-// what is missing (the first read from 0, which starts the stream, or a
-// block in its window); readGrid otherwise. The read-loop's counterpart
-// of ReadAt, which waits for the stream or reads from the grid.
-func (h *readHandle) readNow(p []byte, off int64) (int, error, readState) {
+// readNow hands use the bytes of a read of n bytes at off that are
+// already fetched, never waiting: with the stream's published blocks
+// holding the whole range (cut at the end of the file), use gets them as
+// one or two pieces of those blocks, valid only during the call (made
+// under the handle's lock: blocks the reader has passed are reused), and
+// readNow returns readReady and use's error; past the end use gets none.
+// readStream: the stream will publish what is missing (the first read
+// from 0, which starts the stream, or a block in its window); readGrid:
+// only a read from the grid has it. The read-loop's counterpart of
+// ReadAt, which waits for the stream or reads from the grid.
+func (h *readHandle) readNow(off int64, n int, use func(a, b []byte) error) (readState, error) {
 	if off >= h.size {
-		return 0, io.EOF, readReady
+		return readReady, use(nil, nil)
 	}
 	if off < 0 {
-		return 0, nil, readGrid
+		return readGrid, nil
 	}
-	if rest := h.size - off; int64(len(p)) > rest {
-		p = p[:rest]
-	}
+	n = int(min(int64(n), h.size-off))
 	h.maybeStream(off)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.started || h.stopped {
-		return 0, nil, readGrid
+		return readGrid, nil
 	}
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
+	var parts [2][]byte
+	for i, got := 0, 0; got < n; i++ {
+		pos := off + int64(got)
 		idx := pos / readBlock
 		h.want(idx)
 		b, ok := h.blocks[idx]
 		if !ok || pos-idx*readBlock >= int64(len(b)) {
 			if h.streaming && idx >= h.next && idx <= h.next+readWindow {
-				return 0, nil, readStream
+				return readStream, nil
 			}
-			return 0, nil, readGrid
+			return readGrid, nil
 		}
-		n += copy(p[n:], b[pos-idx*readBlock:])
+		if i == len(parts) {
+			return readGrid, nil // not with n < readBlock
+		}
+		piece := b[pos-idx*readBlock:]
+		parts[i] = piece[:min(len(piece), n-got)]
+		got += len(parts[i])
 	}
-	if off+int64(n) >= h.size {
-		return n, io.EOF, readReady
-	}
-	return n, nil, readReady
+	return readReady, use(parts[0], parts[1])
 }
 
 // want records that the reader asked for block idx (mu held): the stream

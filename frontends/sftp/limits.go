@@ -295,7 +295,15 @@ func limitsReply(id uint32) []byte {
 }
 
 // send writes a whole packet between two of pkg/sftp's.
-func (c *limitsConn) send(pkt []byte) error {
+func (c *limitsConn) send(pkt []byte) error { return c.send3(pkt, nil, nil) }
+
+// pieceWriter writes a packet given in pieces as one write (sendQueue).
+type pieceWriter interface {
+	write3(a, b, c []byte) (int, error)
+}
+
+// send3 writes the packet a+b+c, whole, between two of pkg/sftp's.
+func (c *limitsConn) send3(a, b, d []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.wleft > 0 && !c.lost {
@@ -304,7 +312,15 @@ func (c *limitsConn) send(pkt []byte) error {
 	if c.lost {
 		return fmt.Errorf("sftp: answer %s: outgoing packets out of step", limitsExt)
 	}
-	_, err := c.rw.Write(pkt)
+	var err error
+	switch pw, ok := c.rw.(pieceWriter); {
+	case ok:
+		_, err = pw.write3(a, b, d)
+	case len(b)+len(d) == 0:
+		_, err = c.rw.Write(a)
+	default:
+		_, err = c.rw.Write(append(append(append([]byte(nil), a...), b...), d...))
+	}
 	if err != nil {
 		c.lost = true // a part may have gone
 		c.boundary.Broadcast()

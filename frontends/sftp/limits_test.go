@@ -14,8 +14,11 @@ import (
 
 // TestLimitsExtension: the version packet advertises limits@openssh.com,
 // its answer gives 255 KiB reads and writes, requests of that size carry
-// exact bytes in one packet each way, and other extensions still reach
-// pkg/sftp (statvfs answered, an unknown one OpUnsupported).
+// exact bytes in one packet each way, every one of them answered by the
+// data fast path (none falls back to pkg/sftp; the reads of a 1.5 MiB
+// file come from its read-ahead stream, across its 1 MiB blocks), and
+// other extensions still reach pkg/sftp (statvfs answered, an unknown
+// one OpUnsupported).
 func TestLimitsExtension(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	conn, err := e.dial("alice", alicePW)
@@ -53,7 +56,9 @@ func TestLimitsExtension(t *testing.T) {
 		t.Fatalf("limits %v, want %v (packet, read, write, open handles)", got, want)
 	}
 
-	data := pseudo(21, 3*maxData+99)
+	data := pseudo(21, 6*maxData+99)
+	served := e.srv.fastServed.Load()
+	requests := 0
 	r, err = c.open("/big", fWrite|fCreat|fTrunc, nil)
 	if err != nil || r.typ != pHandle {
 		t.Fatalf("open: %v %+v", err, r)
@@ -64,6 +69,7 @@ func TestLimitsExtension(t *testing.T) {
 		if r, err := c.call(pWrite, pkt{}.str(h).u64(uint64(off)).str(string(data[off:end]))); err != nil || r.result() != 0 {
 			t.Fatalf("write of %d bytes at %d: %v %d %q", end-off, off, err, r.result(), r.msg)
 		}
+		requests++
 	}
 	if r, err := c.closeHandle(h); err != nil || r.result() != 0 {
 		t.Fatalf("close: %v %+v", err, r)
@@ -87,10 +93,14 @@ func TestLimitsExtension(t *testing.T) {
 			t.Fatalf("read at %d: %d bytes in one answer, want %d", off, n, want)
 		}
 		back = append(back, r.body[4:4+n]...)
+		requests++
 	}
 	c.closeHandle(h)
 	if !bytes.Equal(back, data) {
 		t.Fatal("read back other bytes than written")
+	}
+	if n := int(e.srv.fastServed.Load() - served); n != requests {
+		t.Fatalf("the fast path answered %d of %d reads and writes of 255 KiB", n, requests)
 	}
 
 	if r, err := c.ext("statvfs@openssh.com", pkt{}.str("/")); err != nil || r.typ != pExtReply {
