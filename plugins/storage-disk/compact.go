@@ -1,3 +1,5 @@
+//go:build unix
+
 package storagedisk
 
 import (
@@ -197,7 +199,7 @@ func (p *packStore) compact(n uint32) error {
 	need := p.live[n]
 	p.mu.Unlock()
 	var fs unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && int64(fs.Bavail)*fs.Bsize < need+packDeleteRoom/2 {
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && int64(fs.Bavail)*int64(fs.Bsize) < need+packDeleteRoom/2 {
 		return errCompactNoRoom
 	}
 	// Mapped, not read: a pack is up to 64 MiB, and the plugin's heap

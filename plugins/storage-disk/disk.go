@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package storagedisk is the "disk" storage backend: shares and slots kept
 // as files under one folder, crash-safe (a share or slot value is either
 // wholly there or not there after a crash at any moment).
@@ -267,8 +269,8 @@ func (d *Disk) Space(context.Context) (storage.Space, error) {
 	d.mu.Lock()
 	res := d.reserved
 	d.mu.Unlock()
-	total := int64(st.Blocks) * st.Bsize
-	free := max(0, int64(st.Bavail)*st.Bsize-res)
+	total := int64(st.Blocks) * int64(st.Bsize)
+	free := max(0, int64(st.Bavail)*int64(st.Bsize)-res)
 	return storage.Space{Total: total, Free: min(free, total)}, nil
 }
 
@@ -851,47 +853,6 @@ var useTmpfile = true
 
 // errNoTmpfile: this system cannot make or link an unnamed file.
 var errNoTmpfile = errors.New("no O_TMPFILE")
-
-func (d *Disk) putUnnamed(ref storage.Ref, p string, data []byte) error {
-	dir := filepath.Dir(p)
-	mu := d.stripe(ref.Index)
-	mu.Lock()
-	err := mkdirDurable(dir)
-	mu.Unlock()
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return errNoTmpfile // no support, or the folder went meanwhile
-	}
-	f := os.NewFile(uintptr(fd), "unnamed share file in "+dir)
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if err := mkdirDurable(dir); err != nil { // a Delete may have removed it
-		return err
-	}
-	if d.packed(ref) {
-		return storage.ErrExists
-	}
-	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, p, unix.AT_SYMLINK_FOLLOW)
-	switch {
-	case errors.Is(err, unix.EEXIST):
-		return storage.ErrExists
-	case errors.Is(err, unix.ENOENT):
-		return errNoTmpfile // no /proc
-	case err != nil:
-		return err
-	}
-	return syncDir(dir)
-}
 
 // putByRename is Put through a named temp file in tmp/.
 func (d *Disk) putByRename(ref storage.Ref, data []byte) error {

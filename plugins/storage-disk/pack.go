@@ -1,3 +1,5 @@
+//go:build unix
+
 package storagedisk
 
 import (
@@ -42,7 +44,7 @@ var packDeleteRoom int64 = 256 << 10
 var packLogf = log.Printf
 
 // packSync makes a pack's appended records durable (tests make it fail).
-var packSync = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+var packSync = fdatasync
 
 // packRemove removes a pack file (tests make it fail).
 var packRemove = os.Remove
@@ -518,7 +520,7 @@ func pwriteAll(f *os.File, bufs [][]byte, off int64) error {
 		if len(bufs) == 0 {
 			return nil
 		}
-		n, err := unix.Pwritev(int(f.Fd()), bufs, off)
+		n, err := pwritev(f, bufs, off)
 		if err != nil {
 			return err
 		}

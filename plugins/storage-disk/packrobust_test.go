@@ -1,3 +1,5 @@
+//go:build unix
+
 package storagedisk
 
 import (
@@ -558,7 +560,7 @@ func leaveFree(t *testing.T, dir, filler string, free int64) {
 	if err := syscall.Statfs(dir, &fs); err != nil {
 		t.Fatal(err)
 	}
-	now := int64(fs.Bavail) * fs.Bsize
+	now := int64(fs.Bavail) * int64(fs.Bsize)
 	st, err := os.Stat(filler)
 	if err != nil {
 		t.Fatal(err)

@@ -272,6 +272,11 @@ func (s *server) Open(ctx context.Context, req *storagepb.OpenRequest) (*storage
 		return nil, status.Error(codes.Unimplemented, "storage plugin cannot hand over share files")
 	}
 	f, size, err := o.Open(ctx, ref)
+	if errors.Is(err, errors.ErrUnsupported) {
+		// This share cannot be handed over (a packed share where there is
+		// no sealed memfd): the host reads it with Stat and ReadAt.
+		return nil, status.Error(codes.Unimplemented, err.Error())
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
