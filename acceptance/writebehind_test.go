@@ -71,7 +71,7 @@ func TestWriteBehindKill9(t *testing.T) {
 	if len(seen) != 1 {
 		t.Fatalf("another node saw %d entries before the restart, want 1 (the links were pending): %v", len(seen), seen)
 	}
-	if _, err := os.Stat(filepath.Join(n.Dir, "links-journal.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(n.Dir, "links-journal.log")); err != nil {
 		t.Fatalf("no link journal in the node folder: %v", err)
 	}
 

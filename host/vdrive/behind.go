@@ -61,7 +61,7 @@ import (
 // JournalFile and FailedLinksFile are the write-behind's files in its
 // folder (the node's state folder).
 const (
-	JournalFile     = "links-journal.db"
+	JournalFile     = "links-journal.log"
 	FailedLinksFile = "failed-links.jsonl"
 )
 
@@ -238,7 +238,9 @@ func OpenBehind(store Store, cfg BehindConfig) (*Behind, error) {
 	b.attach(b.d)
 	path := filepath.Join(cfg.Dir, JournalFile)
 	if cfg.Delay == 0 {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		_, err := os.Stat(path)
+		_, oldErr := os.Stat(filepath.Join(cfg.Dir, oldJournalFile))
+		if errors.Is(err, os.ErrNotExist) && errors.Is(oldErr, os.ErrNotExist) {
 			return b, nil
 		}
 	}

@@ -160,9 +160,9 @@ func benchSetMeta(b *testing.B, writers int, lag time.Duration) {
 			b.ReportMetric(float64(st.SlotLists-st0.SlotLists)/n, "lists/file")
 			b.ReportMetric(float64(st.SlotReads-st0.SlotReads)/n, "reads/file")
 			b.ReportMetric(float64(st.SlotWrites-st0.SlotWrites)/n, "writes/file")
-			// The journal's group commit: bbolt transactions (two
-			// fdatasyncs each) and callers' commits per file, and the
-			// time its transactions took.
+			// The journal's group commit: batches written (one
+			// fdatasync each) and callers' commits per file, and the
+			// time its batches took.
 			txs, ops, _, _, busy := vdrive.JournalCounts(bh)
 			b.ReportMetric(float64(txs)/n, "journal-tx/file")
 			b.ReportMetric(float64(ops)/n, "journal-commits/file")

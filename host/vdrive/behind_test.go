@@ -702,7 +702,8 @@ func TestJournalBadRecordLog(t *testing.T) {
 	g := newGrid(t)
 	root := newRootCap(t, g)
 	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, vdrive.JournalFile), 0o600, nil)
+	// A journal of an older version (bbolt), taken over at the open.
+	db, err := bolt.Open(filepath.Join(dir, "links-journal.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,6 +733,9 @@ func TestJournalBadRecordLog(t *testing.T) {
 	defer b.Close()
 	if b.Pending() != 0 {
 		t.Fatalf("a bad record is pending")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "links-journal.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the older journal is left after it was taken over: %v", err)
 	}
 	mu.Lock()
 	out := logged.String()

@@ -3,10 +3,10 @@ package vdrive
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // FuzzLinkRecord: any bytes in a journal record are refused with an error
@@ -43,7 +43,7 @@ func FuzzLinkRecord(f *testing.F) {
 // TestJournalGroupCommit: concurrent commits all land, and their records
 // read back in key order after reopening.
 func TestJournalGroupCommit(t *testing.T) {
-	p := t.TempDir() + "/j.db"
+	p := t.TempDir() + "/j.log"
 	j, keys, _, err := openJournal(p)
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("open: %v %v", keys, err)
@@ -79,12 +79,12 @@ func TestJournalGroupCommit(t *testing.T) {
 }
 
 // TestJournalGroupCommitShares: commits that come while one is being
-// written share the next transaction (two fdatasyncs for all of them,
-// not two each), and every commit acknowledged is in the file as a
+// written share the next batch (one write and one fdatasync for all of
+// them, not one each), and every commit acknowledged is in the file as a
 // crash leaves it: a copy taken with the journal still open (nothing
 // closed or flushed from memory), opened afresh, holds each record.
 func TestJournalGroupCommitShares(t *testing.T) {
-	p := t.TempDir() + "/j.db"
+	p := t.TempDir() + "/j.log"
 	j, _, _, err := openJournal(p)
 	if err != nil {
 		t.Fatal(err)
@@ -92,14 +92,7 @@ func TestJournalGroupCommitShares(t *testing.T) {
 	defer j.close()
 	// Hold the file's writer until every caller waits: the first caller
 	// leads a transaction that waits for it, the others queue behind.
-	held := make(chan struct{})
-	release := make(chan struct{})
-	go j.db.Update(func(*bolt.Tx) error {
-		close(held)
-		<-release
-		return nil
-	})
-	<-held
+	j.wmu.Lock()
 	const n = 32
 	type ack struct {
 		id  uint64
@@ -125,7 +118,7 @@ func TestJournalGroupCommitShares(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(release)
+	j.wmu.Unlock()
 	acked := map[uint64]string{}
 	for range n {
 		a := <-acks
@@ -145,7 +138,7 @@ func TestJournalGroupCommitShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := t.TempDir() + "/crashed.db"
+	cp := t.TempDir() + "/crashed.log"
 	if err := os.WriteFile(cp, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -162,4 +155,165 @@ func TestJournalGroupCommitShares(t *testing.T) {
 			t.Fatalf("acknowledged record %d is not in the journal after the crash", id)
 		}
 	}
+}
+
+// TestJournalTornTailAndCompaction: a batch cut short at the end (the
+// node died while writing it, before its fdatasync ended: never
+// acknowledged) is cut off at the open and later commits are read back
+// after it; a journal mostly of deleted records is rewritten with its
+// live records alone, which read back the same.
+func TestJournalTornTailAndCompaction(t *testing.T) {
+	p := t.TempDir() + "/j.log"
+	j, _, _, err := openJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := j.commit(map[uint64][]byte{j.next(): fmt.Appendf(nil, "r%d", i)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.close()
+	whole, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tail := range [][]byte{{0, 0, 0}, {0, 0, 0, 40, 1, 2, 3, 4, 1}, {0, 0, 0, 1, 9, 9, 9, 9, 1}} {
+		if err := os.WriteFile(p, append(slices.Clone(whole), tail...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, keys, recs, err := openJournal(p)
+		if err != nil {
+			t.Fatalf("tail %v: %v", tail, err)
+		}
+		if len(keys) != 3 || string(recs[3]) != "r2" {
+			t.Fatalf("tail %v: records %v", tail, keys)
+		}
+		if err := j.commit(map[uint64][]byte{j.next(): []byte("after")}, []uint64{1}); err != nil {
+			t.Fatal(err)
+		}
+		j.close()
+		j, keys, recs, err = openJournal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.close()
+		if fmt.Sprint(keys) != "[2 3 4]" || string(recs[4]) != "after" {
+			t.Fatalf("tail %v: after a commit past the cut, records %v", tail, keys)
+		}
+	}
+
+	j, _, _, err = openJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 64<<10)
+	for range journalCompactAt / len(big) * 2 {
+		id := j.next()
+		if err := j.commit(map[uint64][]byte{id: big}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.commit(nil, []uint64{id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > journalCompactAt+int64(len(big))*2 {
+		t.Fatalf("journal of %d bytes, nearly all deleted records, not rewritten", fi.Size())
+	}
+	if err := j.commit(map[uint64][]byte{j.next(): []byte("last")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+	j, keys, recs, err := openJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if len(keys) != 4 || string(recs[keys[3]]) != "last" || string(recs[4]) != "after" {
+		t.Fatalf("after the rewrite: records %v", keys)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("rewritten journal: %v %v, want mode 600", fi, err)
+	}
+}
+
+// TestJournalInUse: a second open of a journal in use (another node over
+// the same state folder) fails with a clear error instead of writing
+// batches among the first one's; it opens once the first is closed, also
+// after the first rewrote the file.
+func TestJournalInUse(t *testing.T) {
+	defer func(d time.Duration) { journalLockWait = d }(journalLockWait)
+	journalLockWait = 200 * time.Millisecond
+	p := t.TempDir() + "/j.log"
+	j, _, _, err := openJournal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.commit(map[uint64][]byte{j.next(): []byte("a")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if j2, _, _, err := openJournal(p); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		if j2 != nil {
+			j2.close()
+		}
+		t.Fatalf("second open: %v, want in use", err)
+	}
+	if err := j.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if j2, _, _, err := openJournal(p); err == nil {
+		j2.close()
+		t.Fatal("second open after a rewrite got the journal")
+	}
+	j.close()
+	j2, keys, _, err := openJournal(p)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("open after close: %v %v", keys, err)
+	}
+	j2.close()
+}
+
+// FuzzJournalFile: any bytes after the journal's first line open without
+// a panic, as records or an error; once open, a commit is read back
+// after them (a damaged tail is cut off, never written after).
+func FuzzJournalFile(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	valid := appendPuts(make([]byte, 8), map[uint64][]byte{1: []byte("a"), 7: []byte("bc")})
+	sealBatch(valid)
+	f.Add(valid)
+	f.Add(append(slices.Clone(valid), 0, 0, 0, 9, 1))
+	f.Add(valid[:len(valid)-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := t.TempDir() + "/j.log"
+		if err := os.WriteFile(p, append([]byte(journalMagic), b...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, keys, recs, err := openJournal(p)
+		if err != nil {
+			return
+		}
+		if len(keys) != len(recs) {
+			j.close()
+			t.Fatalf("%d keys, %d records", len(keys), len(recs))
+		}
+		id := j.next()
+		err = j.commit(map[uint64][]byte{id: []byte("after")}, nil)
+		j.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, _, recs, err = openJournal(p)
+		if err != nil {
+			t.Fatalf("reopen after a commit: %v", err)
+		}
+		j.close()
+		if string(recs[id]) != "after" || len(recs) != len(keys)+1 {
+			t.Fatalf("after a commit: %d records (had %d), record %d %q", len(recs), len(keys), id, recs[id])
+		}
+	})
 }

@@ -1,0 +1,453 @@
+package vdrive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// JournalFile's layout: journalMagic, then batches, each the records of
+// one group commit: a u32 payload length, the payload's u32 CRC-32C, and
+// the payload: entries of a u8 kind (journalPut, journalDel), a u64 record
+// key, and for a put a u32 value length and the value. A batch is written
+// with one write and made durable by one fdatasync (bbolt, before, took
+// two per commit: its pages, then its meta page). A batch cut short, or
+// whose CRC does not match, was being written when the node or machine
+// died, and so was never acknowledged: the journal ends before it, and
+// the open cuts it off. The file is rewritten with its live records alone
+// once it is journalCompactAt long and mostly records already deleted.
+
+const journalMagic = "tarn link journal 1\n"
+
+const (
+	journalPut byte = 1
+	journalDel byte = 2
+)
+
+// journalCompactAt: a journal this long that is mostly deleted records
+// is rewritten (~5,000 files of rclone's uploads; a few fsyncs, then).
+const journalCompactAt = 4 << 20
+
+var journalCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// journal is the link journal and its group commit.
+type journal struct {
+	path string
+
+	mu      sync.Mutex
+	seq     uint64
+	waiting []*journalOp
+	busy    bool
+
+	// wmu is held while the file is written (by the commit leading).
+	wmu       sync.Mutex
+	f         *os.File
+	size      int64             // end of the last batch written whole
+	live      map[uint64][]byte // records not deleted
+	liveBytes int64
+	// broken: a write failed and could not be cut off; every later
+	// commit fails (the next start reads the journal up to the damage).
+	broken error
+
+	// n counts its commits, for measuring the group commit.
+	n journalCounts
+}
+
+// journalCounts: batches written (one write and one fdatasync each),
+// the callers' commits they held, the records put and deleted, and the
+// time spent writing them.
+type journalCounts struct {
+	txs, ops, puts, dels atomic.Int64
+	ns                   atomic.Int64
+}
+
+// journalOp is one caller's writes: records to put and keys to delete.
+type journalOp struct {
+	puts map[uint64][]byte
+	dels []uint64
+	err  error
+	// done gets false when err is final, true when this caller is to
+	// commit for the others waiting.
+	done chan bool
+}
+
+// openJournal opens (making it if needed) the journal at path, taking
+// over an older version's journal beside it, and returns its records by
+// key, in key order.
+func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
+	f, err := openLocked(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open link journal %s: %w", path, err)
+	}
+	fail := func(err error) (*journal, []uint64, map[uint64][]byte, error) {
+		f.Close()
+		return nil, nil, nil, fmt.Errorf("link journal %s: %w", path, err)
+	}
+	// It holds folder write caps: the node's user alone may read it, even
+	// when an older run or a copy left it open to others.
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return fail(err)
+	}
+	j := &journal{path: path, f: f, live: map[uint64][]byte{}}
+	if len(b) == 0 {
+		// A new file's name is durable only once its folder is synced:
+		// records acknowledged after a power loss soon after must not go
+		// with the file.
+		if _, err := f.WriteAt([]byte(journalMagic), 0); err != nil {
+			return fail(err)
+		}
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fail(err)
+		}
+		j.size = int64(len(journalMagic))
+	} else if err := j.load(b); err != nil {
+		return fail(err)
+	}
+	old := filepath.Join(filepath.Dir(path), oldJournalFile)
+	if _, err := os.Stat(old); err == nil {
+		recs, err := readBoltJournal(old)
+		if err != nil {
+			return fail(err)
+		}
+		// Durable here before the old file goes (a stop in between takes
+		// the same records over again, under the same keys).
+		puts := map[uint64][]byte{}
+		for id, v := range recs {
+			if _, ok := j.live[id]; !ok {
+				puts[id] = v
+			}
+			j.seq = max(j.seq, id)
+		}
+		if len(puts) > 0 {
+			if err := j.write([]*journalOp{{puts: puts}}); err != nil {
+				return fail(err)
+			}
+		}
+		if err := os.Remove(old); err != nil {
+			return fail(err)
+		}
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fail(err)
+		}
+	}
+	if j.size > journalCompactAt/4 && j.size > 2*(j.liveBytes+int64(len(journalMagic))) {
+		if err := j.compact(); err != nil {
+			return fail(err)
+		}
+	}
+	return j, slices.Sorted(maps.Keys(j.live)), maps.Clone(j.live), nil
+}
+
+// journalLockWait is how long an open waits for another process (a
+// node stopping) to let go of the journal.
+var journalLockWait = 5 * time.Second
+
+// openLocked opens (making it if needed) the file at path and takes an
+// exclusive flock on it, as bbolt did: two processes appending to one
+// journal would interleave their batches.
+func openLocked(path string) (*os.File, error) {
+	deadline := time.Now().Add(journalLockWait)
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			// The holder may have replaced the file (compact) before it
+			// let go: the lock must be on the file at path.
+			fi, ferr := f.Stat()
+			pi, perr := os.Stat(path)
+			if ferr == nil && perr == nil && os.SameFile(fi, pi) {
+				return f, nil
+			}
+			f.Close()
+			continue
+		}
+		f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("in use by another process (another node over the same state folder?)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// load reads the journal's batches from b, its whole file, and cuts off
+// a last batch written in part.
+func (j *journal) load(b []byte) error {
+	if !bytes.HasPrefix(b, []byte(journalMagic)) {
+		return errors.New("not a link journal (its first line differs)")
+	}
+	off := len(journalMagic)
+	for len(b)-off >= 8 {
+		n := int64(binary.BigEndian.Uint32(b[off:]))
+		sum := binary.BigEndian.Uint32(b[off+4:])
+		if int64(len(b)-off-8) < n {
+			break
+		}
+		payload := b[off+8 : off+8+int(n)]
+		if crc32.Checksum(payload, journalCRC) != sum {
+			break
+		}
+		if err := j.apply(payload); err != nil {
+			return fmt.Errorf("batch at byte %d: %w", off, err)
+		}
+		off += 8 + int(n)
+	}
+	j.size = int64(off)
+	if off < len(b) {
+		// Never acknowledged: its writer died before its fdatasync ended.
+		if err := j.f.Truncate(j.size); err != nil {
+			return err
+		}
+		if err := fdatasync(j.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply takes a batch's entries into live, all or none.
+func (j *journal) apply(p []byte) error {
+	type entry struct {
+		kind byte
+		id   uint64
+		v    []byte
+	}
+	var es []entry
+	for len(p) > 0 {
+		if len(p) < 9 {
+			return errors.New("entry cut short")
+		}
+		e := entry{kind: p[0], id: binary.BigEndian.Uint64(p[1:])}
+		p = p[9:]
+		switch e.kind {
+		case journalPut:
+			if len(p) < 4 || uint64(len(p)-4) < uint64(binary.BigEndian.Uint32(p)) {
+				return errors.New("record cut short")
+			}
+			n := int(binary.BigEndian.Uint32(p))
+			e.v, p = slices.Clone(p[4:4+n]), p[4+n:]
+		case journalDel:
+		default:
+			return fmt.Errorf("entry of kind %d", e.kind)
+		}
+		es = append(es, e)
+	}
+	for _, e := range es {
+		j.seq = max(j.seq, e.id)
+		if e.kind == journalPut {
+			j.put(e.id, e.v)
+		} else {
+			j.del(e.id)
+		}
+	}
+	return nil
+}
+
+func (j *journal) put(id uint64, v []byte) {
+	j.del(id)
+	j.live[id] = v
+	j.liveBytes += int64(13 + len(v))
+}
+
+func (j *journal) del(id uint64) {
+	if old, ok := j.live[id]; ok {
+		j.liveBytes -= int64(13 + len(old))
+		delete(j.live, id)
+	}
+}
+
+// next reserves a record key; keys grow in the order they are reserved.
+func (j *journal) next() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	return j.seq
+}
+
+// commit writes puts and deletes dels durably (together with other
+// callers' commits under way), returning once they are on disk.
+func (j *journal) commit(puts map[uint64][]byte, dels []uint64) error {
+	op := &journalOp{puts: puts, dels: dels, done: make(chan bool, 1)}
+	j.mu.Lock()
+	j.waiting = append(j.waiting, op)
+	lead := !j.busy
+	j.busy = true
+	j.mu.Unlock()
+	if !lead && !<-op.done {
+		return op.err
+	}
+	// Lead: commit everything waiting (this caller's own op among it),
+	// then hand the lead to the first caller that came meanwhile.
+	j.mu.Lock()
+	batch := j.waiting
+	j.waiting = nil
+	j.mu.Unlock()
+	err := j.write(batch)
+	if err != nil {
+		err = fmt.Errorf("write link journal: %w", err)
+	}
+	for _, o := range batch {
+		o.err = err
+		if o != op {
+			o.done <- false
+		}
+	}
+	j.mu.Lock()
+	if len(j.waiting) == 0 {
+		j.busy = false
+		j.mu.Unlock()
+	} else {
+		next := j.waiting[0]
+		j.mu.Unlock()
+		next.done <- true
+	}
+	return op.err
+}
+
+// write appends batch as one batch of the file, fdatasynced.
+func (j *journal) write(batch []*journalOp) error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	if j.broken != nil {
+		return j.broken
+	}
+	t0 := time.Now()
+	frame := make([]byte, 8, 8+64*len(batch))
+	for _, o := range batch {
+		frame = appendPuts(frame, o.puts)
+		for _, id := range o.dels {
+			frame = append(frame, journalDel)
+			frame = binary.BigEndian.AppendUint64(frame, id)
+		}
+	}
+	sealBatch(frame)
+	_, err := j.f.WriteAt(frame, j.size)
+	if err == nil {
+		err = fdatasync(j.f)
+	}
+	j.n.txs.Add(1)
+	j.n.ops.Add(int64(len(batch)))
+	j.n.ns.Add(int64(time.Since(t0)))
+	if err != nil {
+		// Not acknowledged: cut it off, so that a later batch is not
+		// written after one the next open would stop at.
+		if terr := j.f.Truncate(j.size); terr != nil {
+			j.broken = fmt.Errorf("link journal damaged by a failed write (%v) that could not be cut off: %w", err, terr)
+		}
+		return err
+	}
+	j.size += int64(len(frame))
+	for _, o := range batch {
+		j.n.puts.Add(int64(len(o.puts)))
+		j.n.dels.Add(int64(len(o.dels)))
+		for id, v := range o.puts {
+			j.put(id, v)
+		}
+		for _, id := range o.dels {
+			j.del(id)
+		}
+	}
+	if j.size > journalCompactAt && j.size > 4*(j.liveBytes+int64(len(journalMagic))) {
+		// A failure leaves the file as it is, whole, only longer.
+		_ = j.compactLocked()
+	}
+	return nil
+}
+
+// compact rewrites the journal with its live records alone.
+func (j *journal) compact() error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	return j.compactLocked()
+}
+
+func (j *journal) compactLocked() error {
+	tmp, err := os.CreateTemp(filepath.Dir(j.path), filepath.Base(j.path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // gone once renamed
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+		}
+	}()
+	frame := appendPuts(make([]byte, 8, 8+j.liveBytes), j.live)
+	sealBatch(frame)
+	out := append([]byte(journalMagic), frame...)
+	if len(frame) == 8 {
+		out = []byte(journalMagic)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	// Locked before it takes the journal's name (openLocked).
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(out); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), j.path); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(j.path)); err != nil {
+		return err
+	}
+	ok = true
+	j.f.Close()
+	j.f = tmp
+	j.size = int64(len(out))
+	return nil
+}
+
+func (j *journal) close() error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	return j.f.Close()
+}
+
+// appendPuts appends the put entries of recs to a batch, in key order.
+func appendPuts(frame []byte, recs map[uint64][]byte) []byte {
+	for _, id := range slices.Sorted(maps.Keys(recs)) {
+		v := recs[id]
+		frame = append(frame, journalPut)
+		frame = binary.BigEndian.AppendUint64(frame, id)
+		frame = binary.BigEndian.AppendUint32(frame, uint32(len(v)))
+		frame = append(frame, v...)
+	}
+	return frame
+}
+
+// sealBatch fills in a batch's length and CRC (its first 8 bytes).
+func sealBatch(frame []byte) {
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-8))
+	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(frame[8:], journalCRC))
+}
