@@ -10,10 +10,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tarnfs/tarn/host/filelock"
 )
 
 // The lease db is written without an fsync per commit (bbolt NoSync); this
@@ -172,11 +173,11 @@ func lockLeases(path string) (*os.File, error) {
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := filelock.TryLock(f)
 		if err == nil {
 			return f, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+		if !errors.Is(err, filelock.ErrWouldBlock) || time.Now().After(deadline) {
 			f.Close()
 			return nil, fmt.Errorf("lock lease db %s: in use by another process: %w", path, err)
 		}

@@ -9,8 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"github.com/tarnfs/tarn/host/filelock"
 )
 
 // The failed links (FailedLinksFile) are what the write-behind could not
@@ -53,7 +54,7 @@ func lockFailed(dir string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock failed links: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := filelock.Lock(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock failed links: %w", err)
 	}

@@ -13,8 +13,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/tarnfs/tarn/host/filelock"
 )
 
 // JournalFile's layout: journalMagic, then batches, each the records of
@@ -170,7 +171,7 @@ func openLocked(path string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = filelock.TryLock(f)
 		if err == nil {
 			// The holder may have replaced the file (compact) before it
 			// let go: the lock must be on the file at path.
@@ -183,7 +184,7 @@ func openLocked(path string) (*os.File, error) {
 			continue
 		}
 		f.Close()
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+		if !errors.Is(err, filelock.ErrWouldBlock) {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
 		if time.Now().After(deadline) {
@@ -406,7 +407,7 @@ func (j *journal) compactLocked() error {
 		return err
 	}
 	// Locked before it takes the journal's name (openLocked).
-	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := filelock.TryLock(tmp); err != nil {
 		return err
 	}
 	if _, err := tmp.Write(out); err != nil {
