@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tarnfs/tarn/host/filelock"
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/atomicfile"
@@ -184,7 +185,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 	var procs []*devProc
 	defer func() { stopAll(procs) }()
 	start := func(n DevNode) (*devProc, error) {
-		p, err := startDevNode(exe, n)
+		p, err := startDevNode(exe, n, storageNodes)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +236,7 @@ func runDev(out io.Writer, dir string, storageNodes int, timeout time.Duration) 
 		return fmt.Errorf("dev: root directory and account: %w", err)
 	}
 	if changed {
-		client.cmd.Process.Signal(syscall.SIGTERM)
+		terminate(client.cmd.Process)
 		select {
 		case <-client.exited:
 		case <-time.After(15 * time.Second):
@@ -328,10 +329,10 @@ func lockDev(dir string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		b, _ := os.ReadFile(path)
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, filelock.ErrWouldBlock) {
 			return nil, fmt.Errorf("%s is in use by another tarn dev (pid %s)", dir, strings.TrimSpace(string(b)))
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
@@ -520,7 +521,7 @@ func ephemeralRange() (lo, hi int) {
 	return lo, hi
 }
 
-func startDevNode(exe string, n DevNode) (*devProc, error) {
+func startDevNode(exe string, n DevNode, storageNodes int) (*devProc, error) {
 	// A node.json left by a killed run would be taken for the new one.
 	os.Remove(filepath.Join(n.Dir, node.InfoFile))
 	lf, err := os.OpenFile(filepath.Join(n.Dir, "node.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -530,8 +531,8 @@ func startDevNode(exe string, n DevNode) (*devProc, error) {
 	fmt.Fprintf(lf, "---- tarn dev: starting %s at %s\n", n.Name, time.Now().UTC().Format(time.RFC3339))
 	cmd := exec.Command(exe, "run", n.Dir)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = os.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.Env = devEnviron(n.Role, storageNodes)
+	cmd.SysProcAttr = devProcAttr()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", n.Name, err)
@@ -550,7 +551,7 @@ func startDevNode(exe string, n DevNode) (*devProc, error) {
 // is still running after a grace period.
 func stopAll(procs []*devProc) {
 	for _, p := range procs {
-		p.cmd.Process.Signal(syscall.SIGTERM)
+		terminate(p.cmd.Process)
 	}
 	grace := time.After(15 * time.Second)
 	for _, p := range procs {
