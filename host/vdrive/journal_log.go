@@ -100,6 +100,13 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 	if err := f.Chmod(0o600); err != nil {
 		return fail(err)
 	}
+	// A rewrite's file left by a crash before it took the journal's name
+	// (compact): the journal is whole without it, and it holds caps.
+	if left, err := filepath.Glob(path + ".*"); err == nil {
+		for _, l := range left {
+			os.Remove(l)
+		}
+	}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		return fail(err)

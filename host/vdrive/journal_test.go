@@ -228,11 +228,18 @@ func TestJournalTornTailAndCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.close()
+	// A rewrite cut short by a crash leaves its file beside the journal.
+	if err := os.WriteFile(p+".123", []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	j, keys, recs, err := openJournal(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.close()
+	if _, err := os.Stat(p + ".123"); !os.IsNotExist(err) {
+		t.Fatalf("a rewrite's file left by a crash is kept: %v", err)
+	}
 	if len(keys) != 4 || string(recs[keys[3]]) != "last" || string(recs[4]) != "after" {
 		t.Fatalf("after the rewrite: records %v", keys)
 	}
