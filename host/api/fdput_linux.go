@@ -314,6 +314,15 @@ func parseRights(oob []byte) ([]*os.File, error) {
 			return out, fmt.Errorf("control data: %w", err)
 		}
 		for _, fd := range fds {
+			// Blocking reads, never the netpoller: a file the sender's Go
+			// runtime opened on a pollable file system (FUSE) comes
+			// O_NONBLOCK, and os.NewFile would register it with epoll;
+			// epoll_ctl asks the FUSE server (FUSE_POLL) outside a system
+			// call the scheduler knows of, so a hung FUSE server held a
+			// thread and its P, and the next garbage collection's
+			// stop-the-world waited on it forever: the whole node froze.
+			// A blocking pread of a hung file holds one thread, no more.
+			unix.SetNonblock(fd, false)
 			out = append(out, os.NewFile(uintptr(fd), "upload"))
 		}
 	}
