@@ -17,13 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tarnfs/tarn/host/atomicfile"
+	"github.com/tarnfs/tarn/host/filelock"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -423,9 +423,9 @@ func lockDir(p *conf.Profile) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, filelock.ErrWouldBlock) {
 			who := ""
 			if in, err := ReadInfo(p.Dir); err == nil {
 				who = fmt.Sprintf(" (pid %d)", in.Pid)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -269,12 +268,10 @@ func checkReserved(p *conf.Profile) *conf.Error {
 		}
 		dir = filepath.Dir(dir)
 	}
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err != nil {
+	total, free, err := diskSpace(dir)
+	if err != nil {
 		return nil
 	}
-	total := conf.Size(fs.Blocks * uint64(fs.Bsize))
-	free := conf.Size(fs.Bavail * uint64(fs.Bsize))
 	switch reserved := p.Storage.ReservedSpace; {
 	case reserved >= total:
 		return p.Errorf("storage.reserved_space", "%s is more than the whole disk holding %s (%s): this server will refuse every share", humanBytes(int64(reserved)), dir, humanBytes(int64(total)))

@@ -22,10 +22,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tarnfs/tarn/host/filelock"
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/atomicfile"
+	"github.com/tarnfs/tarn/host/filelock"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/node"
 )

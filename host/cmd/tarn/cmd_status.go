@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -91,23 +90,6 @@ func notRunning(dir string, err error) error {
 		return fmt.Errorf("%w; %s has no %s either: is it a node folder?", err, dir, conf.FileName)
 	}
 	return err
-}
-
-// processAlive reports whether pid names a live process: one that exists
-// and is not a zombie (a node killed moments ago may still be one).
-func processAlive(pid int) bool {
-	if syscall.Kill(pid, 0) == syscall.ESRCH {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // no /proc: trust kill
-	}
-	// The state follows the command name, which is in parentheses.
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
-		return b[i+2] != 'Z' && b[i+2] != 'X'
-	}
-	return true
 }
 
 // apiError makes a client error one clear line.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tarnfs/tarn/host/api"
@@ -24,7 +23,7 @@ func runningNode(dir string) *node.Info {
 	if err != nil || in.Pid <= 0 {
 		return nil
 	}
-	if err := syscall.Kill(in.Pid, 0); err != nil && err != syscall.EPERM {
+	if !pidExists(in.Pid) {
 		return nil
 	}
 	return in
