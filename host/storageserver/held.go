@@ -193,10 +193,10 @@ func (s *Server) refusedSpace() {
 	}
 }
 
-// observeUnary sees every unary call's outcome: whole-share puts count
-// their stored shares into Held, and a refusal for lack of space (or a
-// version answer with no room) is passed to OnNoSpace. It reads the answers, so the put path itself stays
-// as it is.
+// observeUnary sees every unary call's outcome: a refusal for lack of
+// space (or a version answer with no room) is passed to OnNoSpace.
+// (Whole-share puts count their shares into Held in putMany, where a put
+// that fails after storing some still counts them.)
 func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	resp, err := h(ctx, req)
 	if status.Code(err) == codes.ResourceExhausted {
@@ -207,29 +207,13 @@ func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServ
 		if r.GetAvailable() <= 0 {
 			s.refusedSpace()
 		}
-	case *pb.PutSharesResponse:
-		s.heldPut(req.(*pb.PutSharesRequest), r)
 	case *pb.PutSharesBatchResponse:
-		puts := req.(*pb.PutSharesBatchRequest).GetPuts()
-		refused := false
-		for i, res := range r.GetResults() {
-			if res.GetResponse() != nil && i < len(puts) {
-				s.heldPut(puts[i], res.GetResponse())
+		for _, res := range r.GetResults() {
+			if codes.Code(res.GetCode()) == codes.ResourceExhausted {
+				s.refusedSpace()
+				break
 			}
-			refused = refused || codes.Code(res.GetCode()) == codes.ResourceExhausted
-		}
-		if refused {
-			s.refusedSpace()
 		}
 	}
 	return resp, err
-}
-
-// heldPut counts the shares a PutShares stored.
-func (s *Server) heldPut(req *pb.PutSharesRequest, resp *pb.PutSharesResponse) {
-	if len(resp.GetStored()) == 0 || len(req.GetStorageIndex()) != storage.StorageIndexSize {
-		return
-	}
-	n := int64(len(resp.GetStored()))
-	s.heldAdd([storage.StorageIndexSize]byte(req.GetStorageIndex()), n, n*req.GetShareSize())
 }

@@ -243,6 +243,10 @@ func (s *Server) putMany(ctx context.Context, reqs []*pb.PutSharesRequest) ([]*p
 				j.resp.Stored = append(j.resp.Stored, u.ref.Num)
 				stored += j.size
 				sealed++
+				// Counted here, not from the answer: a put that fails
+				// after storing some shares (another share, the lease)
+				// answers no response, and its shares stay held.
+				s.heldAdd(j.index, 1, j.size)
 			case errors.Is(err, storage.ErrExists):
 				j.resp.AlreadyHave = append(j.resp.AlreadyHave, u.ref.Num)
 			case failed == nil:
