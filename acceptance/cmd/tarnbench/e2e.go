@@ -62,7 +62,7 @@ func startGrid(ctx context.Context, bin, dir string, n int) (_ *devGrid, err err
 	g := &devGrid{bin: bin, dir: filepath.Join(dir, "grid"), log: logf, exited: make(chan struct{})}
 	g.cmd = exec.Command(bin, "dev", "--dir", g.dir, "--storage-nodes", strconv.Itoa(n))
 	g.cmd.Stdout, g.cmd.Stderr = logf, logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	g.cmd.SysProcAttr = gridProcAttr()
 	if err := g.cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start tarn dev: %w", err)
@@ -157,13 +157,13 @@ func (g *devGrid) stop() {
 			case <-g.exited:
 			case <-time.After(15 * time.Second):
 			}
-			syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+			killGroup(g.cmd.Process.Pid)
 			<-g.exited
 		}
 	}
 	for _, nd := range g.ep.Nodes {
 		if nd.Pid > 0 && runs(nd.Pid, g.bin) {
-			syscall.Kill(nd.Pid, syscall.SIGKILL)
+			killPid(nd.Pid)
 		}
 	}
 	g.log.Close()
