@@ -118,6 +118,7 @@ func (w *SpaceWatch) Run(ctx context.Context) error {
 	defer tick.Stop()
 	var due <-chan time.Time // a kick held back by MinGap
 	var dueTimer *time.Timer
+	heldRefusal := false // a refusal held back with it: still counts at the gap's end
 	defer func() {
 		if dueTimer != nil {
 			dueTimer.Stop()
@@ -133,6 +134,7 @@ func (w *SpaceWatch) Run(ctx context.Context) error {
 			refused = true
 		case <-due:
 			due, dueTimer = nil, nil
+			refused, heldRefusal = heldRefusal, false
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		cur, err := w.cfg.Free(rctx)
@@ -155,6 +157,9 @@ func (w *SpaceWatch) Run(ctx context.Context) error {
 		case due == nil:
 			dueTimer = time.NewTimer(wait)
 			due = dueTimer.C
+			fallthrough
+		default:
+			heldRefusal = heldRefusal || refused
 		}
 	}
 }
