@@ -10,8 +10,8 @@ import (
 // TestSpaceWatchRefusalHeldBackByMinGap: a refusal for lack of space within
 // MinGap of the last announcement the watch asked for "waits for the gap's
 // end" (Refused's doc): at the gap's end the figure, still different from
-// the one announced, must be announced. The held-back check runs without
-// the refusal flag, so a change below the material step is dropped.
+// the one announced, must be announced. The held-back check ran without
+// the refusal flag, so a change below the material step was dropped.
 func TestSpaceWatchRefusalHeldBackByMinGap(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(1000 << 20)
