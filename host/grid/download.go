@@ -45,6 +45,7 @@ type File struct {
 	// prior are the problems of a predicted read that did not succeed
 	// (download_predict.go), before this file's locate.
 	prior []chk.Problem
+	rc    *rangeCache // ReadAt's decoded segments (download_range.go)
 }
 
 // Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
@@ -212,7 +213,9 @@ func (f *File) Problems() []chk.Problem {
 }
 
 // ReadAt implements io.ReaderAt with the context given to Open. It fetches
-// only the segments holding the bytes asked for.
+// the segments holding the bytes asked for, each once however many
+// concurrent reads want it, and those ahead of a sequential reader
+// (download_range.go).
 func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.ReadAtContext(f.ctx, p, off) }
 
 // ReadAtContext is ReadAt with its own context.
@@ -220,7 +223,7 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	if f.lit != nil {
 		return f.lit.ReadAt(p, off)
 	}
-	n, err := f.dec.ReadAtContext(ctx, p, off)
+	n, err := f.ranges().readAt(ctx, p, off)
 	if err != nil && err != io.EOF {
 		f.c.stats.errorOf(errorKind(err))
 	}

@@ -11,8 +11,10 @@ import (
 // (768 calls for 256 MiB at 3-of-5), and the decoders of consecutive
 // segments wait on them together. During WriteTo a share's blocks are
 // instead fetched aheadSegs segments at a time, one call per window, and
-// the window after the one being read is fetched in the background. Other
-// reads (ReadAt) fetch each block on its own.
+// the window after the one being read is fetched in the background. Range
+// reads (ReadAt, download_range.go) use the same windows for the groups of
+// segments they read ahead of a sequential reader, one window at a time;
+// their other reads fetch each block on its own.
 const (
 	aheadSegs = 4
 	// aheadWins bounds the windows cached per share: the one being read,
@@ -25,11 +27,15 @@ const (
 // its value is the *aheadRun of the WriteTo.
 type aheadKey struct{}
 
-// aheadRun is one WriteTo's read-ahead: its background fetches run under
-// ctx (cancelled when WriteTo returns) and are counted in wg.
+// aheadRun is one WriteTo's read-ahead, or one group of segments read
+// ahead of a range reader (download_range.go): its background fetches run
+// under ctx (cancelled when it ends) and are counted in wg. noNext: a
+// window's read does not start the next window (a range reader's groups
+// are started one by one).
 type aheadRun struct {
-	ctx context.Context
-	wg  sync.WaitGroup
+	ctx    context.Context
+	wg     sync.WaitGroup
+	noNext bool
 }
 
 // blockSpan is where a share's blocks lie: from off, span bytes per
@@ -75,7 +81,7 @@ func (s *shareSource) readAhead(ctx context.Context, sh int, p []byte, off int64
 	if off+int64(len(p)) > start+b.span {
 		return 0, false, nil
 	}
-	w, err := s.blockWindow(ctx, bg, sh, start, b, true)
+	w, err := s.blockWindow(ctx, bg, sh, start, b, !bg.noNext)
 	if err != nil {
 		return 0, true, err
 	}
@@ -251,17 +257,26 @@ func (s *shareSource) winBuf(n int) []byte {
 }
 
 // endAhead ends a read-ahead: it waits for its background fetches (whose
-// context the caller has cancelled) and drops every cached window.
+// context the caller has cancelled) and drops the windows it fetched
+// (those of another read-ahead of the same file stay); the free buffers
+// go once no window is left.
 func (s *shareSource) endAhead(run *aheadRun) {
 	run.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	left := 0
 	for sh, m := range s.ahead {
 		for start, w := range m {
-			s.dropLocked(sh, start, w)
+			if w.run == run {
+				s.dropLocked(sh, start, w)
+			} else {
+				left++
+			}
 		}
 	}
-	s.free = nil
+	if left == 0 {
+		s.free = nil
+	}
 }
 
 // aheadCached counts the windows cached and the buffers held (tests).

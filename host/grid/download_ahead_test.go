@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tarnfs/tarn/host/chk"
 	"github.com/tarnfs/tarn/host/grid"
 	"github.com/tarnfs/tarn/host/testgrid"
-	"github.com/tarnfs/tarn/sdk/storage"
 )
 
 // TestReadAhead: WriteTo reads a share's blocks several segments per call
@@ -34,35 +32,7 @@ func TestReadAhead(t *testing.T) {
 		{"share deleted after open", "missing", 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := testgrid.New(t, 5, nil)
-			c, _ := newClient(t, g, nil)
-			data := random(size)
-			cp := chkOf(t, upload(t, c, data))
-			si := cp.StorageIndex()
-			l, err := chk.NewLayout(chk.Params{K: 3, N: 5, SegmentSize: seg}, int64(size))
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := c.Open(ctxFor(t, time.Minute), cp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first := ringOrder(g, si)[0] // its share is read first
-			nums, _ := g.Servers[first].Backend.Shares(si)
-			for _, sh := range nums {
-				ref := storage.Ref{Index: si, Num: sh}
-				switch tc.damage {
-				case "corrupt":
-					blk, _ := l.Block(5)
-					if err := g.Servers[first].Backend.Corrupt(ref, blk+11, 0x10); err != nil {
-						t.Fatal(err)
-					}
-				case "missing":
-					if err := g.Servers[first].Backend.DeleteShare(ref); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			g, data, f := openDamaged(t, ctxFor(t, time.Minute), size, tc.damage, 5)
 			before := g.Counts().Reads
 			var out bytes.Buffer
 			if n, err := f.WriteTo(&out); err != nil || n != int64(size) || !bytes.Equal(out.Bytes(), data) {

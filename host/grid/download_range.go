@@ -1,0 +1,416 @@
+package grid
+
+import (
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/tarnfs/tarn/host/chk"
+)
+
+// Range reads (File.ReadAt). A server answering a client's reads calls
+// ReadAt with small pieces, several at once and not quite in order: an
+// SFTP client keeps 64 requests of 32 KiB in flight, rclone's multi-thread
+// get reads a big file as 4 such streams at 4 offsets, each on a handle
+// of its own, and WebDAV range GETs read a range piece by piece. With one
+// decoder holding one decoded segment, a piece of segment i+1 read before
+// the last pieces of segment i made the decoder fetch and decode segment
+// i again (a 4-stream rclone get fetched 1.45x the file's share bytes and
+// doubled the storage nodes' CPU per byte), and every segment cost a
+// read_share call per block.
+//
+// So a File's range reads go through a cache of decoded segments, each
+// decoded once however many reads want it at the same time (and dropped
+// as soon as all its bytes were read); and a reader seen moving from one
+// segment to the next (a cursor) has the segments ahead of it decoded in
+// the background, aheadSegs segments (one read-ahead window of each
+// share: one read_share call per share) at a time, so a group is fetched
+// as the reader enters the one before. Reads that are not sequential
+// decode only the segment they touch, block by block, as before.
+const (
+	// rangeCursors is how many sequential readers of one File are told
+	// apart (rclone's 4 streams read 4 handles, but a File may be shared).
+	rangeCursors = 4
+	// rangeSegsMax bounds the decoded segments a File keeps: the group
+	// being read, the next, and a piece of a segment not read whole.
+	rangeSegsMax = 2*aheadSegs + 2
+)
+
+// rangeCache is a File's decoded segments and read-ahead for ReadAt.
+type rangeCache struct {
+	f *File
+	l chk.Layout
+
+	mu      sync.Mutex
+	segs    map[int]*segEntry
+	tick    uint64
+	cursors [rangeCursors]rangeCursor
+	made    int               // decoders made for range reads, f.dec included
+	maxDecs int               // at most this many
+	pool    chan *chk.Decoder // idle decoders
+	bg      sync.WaitGroup    // read-ahead goroutines (tests wait on them)
+}
+
+// segEntry is one decoded segment, filled once.
+type segEntry struct {
+	done    chan struct{} // closed once buf or err is set
+	buf     *[]byte
+	err     error
+	refs    int   // readers copying out of it
+	read    int64 // bytes readers took
+	used    uint64
+	filling bool
+	gone    bool // out of the cache: its buffer is freed once unused
+}
+
+// rangeCursor is where one sequential reader is: the highest segment it
+// read, and how many times it moved on to a next one.
+type rangeCursor struct {
+	seg  int
+	hits int
+	used uint64
+	live bool
+}
+
+// ranges returns the File's range cache, made at the first range read.
+func (f *File) ranges() *rangeCache {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rc == nil {
+		n := max(2, min(runtime.GOMAXPROCS(0), readAhead))
+		f.rc = &rangeCache{f: f, l: f.dec.Layout(), segs: map[int]*segEntry{}, made: 1, maxDecs: n,
+			pool: make(chan *chk.Decoder, n)}
+		f.rc.pool <- f.dec
+	}
+	return f.rc
+}
+
+// readAt reads p at off through the cache.
+func (rc *rangeCache) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+	l := rc.l
+	if off < 0 {
+		return 0, errors.New("chk read: negative offset")
+	}
+	if off >= l.Size || len(p) == 0 {
+		if off >= l.Size {
+			return 0, io.EOF
+		}
+		return 0, nil
+	}
+	segSize := int64(l.SegmentSize)
+	last := min(off+int64(len(p)), l.Size) - 1
+	rc.advance(int(off/segSize), int(last/segSize))
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= l.Size {
+			return n, io.EOF
+		}
+		i := int(pos / segSize)
+		start := int64(i) * segSize
+		if sl := l.SegmentLen(i); pos == start && len(p)-n >= sl && !rc.has(i) {
+			// A whole segment no one else has or fetches: decrypt it
+			// straight into p.
+			if err := rc.decode(ctx, i, p[n:n+sl]); err != nil {
+				return n, err
+			}
+			n += sl
+			continue
+		}
+		e, err := rc.get(ctx, i)
+		if err != nil {
+			return n, err
+		}
+		k := copy(p[n:], (*e.buf)[pos-start:])
+		rc.release(i, e, int64(k))
+		n += k
+	}
+	return n, nil
+}
+
+// has reports whether segment i is cached or being decoded.
+func (rc *rangeCache) has(i int) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.segs[i] != nil
+}
+
+// get returns segment i decoded, holding a reference (release it): from
+// the cache, or decoded by this call.
+func (rc *rangeCache) get(ctx context.Context, i int) (*segEntry, error) {
+	for try := 0; ; try++ {
+		rc.mu.Lock()
+		rc.tick++
+		e := rc.segs[i]
+		fill := e == nil
+		if fill {
+			e = rc.addLocked(i)
+		}
+		e.refs++
+		e.used = rc.tick
+		rc.mu.Unlock()
+		if fill {
+			rc.fill(ctx, i, e)
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			rc.release(i, e, 0)
+			return nil, ctx.Err()
+		}
+		if e.err == nil {
+			return e, nil
+		}
+		rc.release(i, e, 0)
+		// A read-ahead that ended (its File's context) is not this
+		// read's failure: decode it here (the failed entry left the
+		// cache).
+		if fill || ctx.Err() != nil || try == 2 || !isCtxErr(e.err) {
+			return nil, e.err
+		}
+	}
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// addLocked puts a new entry for segment i in the cache, being filled,
+// evicting the least recently used filled one when the cache is full.
+func (rc *rangeCache) addLocked(i int) *segEntry {
+	if len(rc.segs) >= rangeSegsMax {
+		low, lowSeg := (*segEntry)(nil), 0
+		for j, e := range rc.segs {
+			if !e.filling && (low == nil || e.used < low.used) {
+				low, lowSeg = e, j
+			}
+		}
+		if low != nil {
+			rc.dropLocked(lowSeg, low)
+		}
+	}
+	e := &segEntry{done: make(chan struct{}), filling: true, used: rc.tick}
+	rc.segs[i] = e
+	return e
+}
+
+// fill decodes segment i into e under ctx, and closes e.done; a failed
+// entry leaves the cache so that the next read tries again.
+func (rc *rangeCache) fill(ctx context.Context, i int, e *segEntry) {
+	buf := getBuf(rc.l.SegmentLen(i))
+	err := rc.decode(ctx, i, *buf)
+	rc.mu.Lock()
+	e.filling = false
+	if err != nil {
+		e.err = err
+		bufPool.Put(buf)
+		rc.dropLocked(i, e)
+	} else {
+		e.buf = buf
+		rc.freeLocked(e)
+	}
+	rc.mu.Unlock()
+	close(e.done)
+}
+
+// decode decodes segment i into dst (its length) with an idle decoder.
+func (rc *rangeCache) decode(ctx context.Context, i int, dst []byte) error {
+	d, err := rc.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { rc.pool <- d }()
+	_, err = d.ReadAtContext(ctx, dst, int64(i)*int64(rc.l.SegmentSize))
+	if err == io.EOF {
+		err = nil // (the file's last byte)
+	}
+	return err
+}
+
+// take returns an idle decoder, making one while fewer than maxDecs
+// exist, else waiting for one.
+func (rc *rangeCache) take(ctx context.Context) (*chk.Decoder, error) {
+	select {
+	case d := <-rc.pool:
+		return d, nil
+	default:
+	}
+	rc.mu.Lock()
+	mk := rc.made < rc.maxDecs
+	if mk {
+		rc.made++
+	}
+	rc.mu.Unlock()
+	if mk {
+		d, err := rc.f.newDecoder(rc.f.ctx)
+		if err == nil {
+			rc.f.mu.Lock()
+			rc.f.extra = append(rc.f.extra, d)
+			rc.f.mu.Unlock()
+			return d, nil
+		}
+		// (f.dec exists, so waiting for a decoder ends.)
+		rc.mu.Lock()
+		rc.made--
+		rc.mu.Unlock()
+	}
+	select {
+	case d := <-rc.pool:
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release drops a reader's reference to segment i, counting the bytes it
+// took; a segment whose every byte was read leaves the cache.
+func (rc *rangeCache) release(i int, e *segEntry, read int64) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	e.refs--
+	e.read += read
+	if e.err == nil && !e.filling && e.read >= int64(len(*e.buf)) {
+		rc.dropLocked(i, e)
+		return
+	}
+	rc.freeLocked(e)
+}
+
+// dropLocked takes e out of the cache; its buffer goes back to the pool
+// once no one reads or fills it.
+func (rc *rangeCache) dropLocked(i int, e *segEntry) {
+	if rc.segs[i] == e {
+		delete(rc.segs, i)
+	}
+	e.gone = true
+	rc.freeLocked(e)
+}
+
+func (rc *rangeCache) freeLocked(e *segEntry) {
+	if !e.gone || e.refs > 0 || e.filling || e.buf == nil {
+		return
+	}
+	bufPool.Put(e.buf)
+	e.buf = nil
+}
+
+// advance notes a read of segments a to b. A read at or just after a
+// cursor moves it; a read elsewhere starts a new cursor (in place of the
+// least recently used). A cursor that moved on to a next segment has the
+// aheadSegs segments after b decoded in the background.
+func (rc *rangeCache) advance(a, b int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.tick++
+	var c *rangeCursor
+	for k := range rc.cursors {
+		x := &rc.cursors[k]
+		// Pieces in flight arrive a little out of order: a read a
+		// little behind the cursor is still its reader's.
+		if x.live && a <= x.seg+1 && b+2*aheadSegs >= x.seg {
+			c = x
+			break
+		}
+	}
+	if c == nil {
+		c = &rc.cursors[0]
+		for k := range rc.cursors {
+			if x := &rc.cursors[k]; !x.live || x.used < c.used {
+				c = x
+			}
+		}
+		*c = rangeCursor{seg: b, used: rc.tick, live: true}
+		return
+	}
+	c.used = rc.tick
+	if b <= c.seg {
+		return
+	}
+	c.hits++
+	c.seg = b
+	if rc.f.ctx.Err() != nil {
+		return // no read-ahead for a File whose context ended
+	}
+	end := min(b+aheadSegs, rc.l.Segments-1)
+	for i := b + 1; i <= end; {
+		g := i / aheadSegs
+		gEnd := min((g+1)*aheadSegs, rc.l.Segments) - 1
+		rc.aheadLocked(g, i, min(gEnd, end))
+		i = gEnd + 1
+	}
+}
+
+// aheadLocked starts decoding segments from to to of group g (aheadSegs
+// segments from g*aheadSegs) that are not cached. A group none of whose
+// segments are cached is fetched whole: one read-ahead window of each
+// share for all its segments; otherwise each missing segment is decoded
+// on its own, block by block (a window would fetch again blocks already
+// decoded).
+func (rc *rangeCache) aheadLocked(g, from, to int) {
+	first := g * aheadSegs
+	last := min(first+aheadSegs, rc.l.Segments) - 1
+	whole := true
+	for i := first; i <= last; i++ {
+		if rc.segs[i] != nil {
+			whole = false
+			break
+		}
+	}
+	if whole {
+		from, to = first, last
+	}
+	var todo []int
+	var ents []*segEntry
+	for i := from; i <= to; i++ {
+		if rc.segs[i] == nil {
+			todo = append(todo, i)
+			ents = append(ents, rc.addLocked(i))
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(rc.f.ctx)
+	var run *aheadRun
+	fctx := ctx
+	if whole {
+		// Block reads of these decodes go through the read-ahead
+		// windows: one call per share for the group.
+		run = &aheadRun{ctx: ctx, noNext: true}
+		fctx = context.WithValue(ctx, aheadKey{}, run)
+	}
+	workers := min(len(todo), rc.maxDecs)
+	next := make(chan int, len(todo))
+	for k := range todo {
+		next <- k
+	}
+	close(next)
+	var wg sync.WaitGroup
+	rc.bg.Add(1)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				rc.fill(fctx, todo[k], ents[k])
+			}
+		}()
+	}
+	go func() {
+		defer rc.bg.Done()
+		wg.Wait()
+		cancel()
+		if run != nil {
+			rc.f.src.endAhead(run)
+		}
+	}()
+}
+
+// cachedSegs counts the decoded segments cached (tests).
+func (rc *rangeCache) cachedSegs() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.segs)
+}
