@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -229,6 +231,13 @@ func refClient(t *testing.T, dir string, readOnly bool) *rawClient {
 
 // tarnClient opens an sftp subsystem as user over SSH.
 func tarnClient(t *testing.T, e *env, user, pw string) *rawClient {
+	_, c := dialRaw(t, e, user, pw)
+	return c
+}
+
+// dialRaw opens an sftp subsystem as user over SSH: the connection
+// (closed at the test's end) and a raw client on it.
+func dialRaw(t *testing.T, e *env, user, pw string) (*ssh.Client, *rawClient) {
 	conn, err := e.dial(user, pw)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +256,7 @@ func tarnClient(t *testing.T, e *env, user, pw string) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return conn, c
 }
 
 // TestCompareWithOpenSSH runs every case against tarn and, when it is

@@ -156,13 +156,32 @@ type queuedReader struct {
 	q *readQueue
 }
 
+var _ xsftp.TransferError = queuedReader{}
+
+// TransferError is called by pkg/sftp before Close when the session ends
+// with the handle open: the client is gone, so the queue answers nothing
+// more and Close gives it no grace. pkg/sftp closes a departed session's
+// handles one after another under its lock, so a grace per handle made a
+// session with many stalled handles (sshfs on a hung grid) take seconds
+// each to end, and Server.Close waits for sessions.
+func (r queuedReader) TransferError(error) {
+	r.q.mu.Lock()
+	r.q.dead = true
+	r.q.idle.Broadcast()
+	r.q.mu.Unlock()
+}
+
 func (r queuedReader) Close() error {
 	// A healthy stream answers the reads still queued within
 	// milliseconds; a stalled one gets closeGrace, then the stream stops
 	// and they fail ("read handle closed") instead of holding up pkg/sftp,
 	// whose command worker runs this close while its dispatcher, and so
-	// the session's every request, waits behind it.
+	// the session's every request, waits behind it. A dead queue (the
+	// session is going, or an answer could not be sent) gets none.
 	r.q.waitFor(closeGrace)
+	// Stopping the stream ends the read running now, if any, within
+	// moments: a wait for the stream returns, a read from the grid has
+	// its context cancelled (readHandle.Close).
 	err := r.streamReader.Close()
 	r.q.waitFor(0)
 	return err
@@ -245,7 +264,7 @@ func (q *readQueue) run() {
 }
 
 // waitFor returns once the queue is empty and no read of it runs, or
-// after d (0: no limit).
+// after d (0: no limit); with d > 0, at once when the queue is dead.
 func (q *readQueue) waitFor(d time.Duration) {
 	expired := false
 	if d > 0 {
@@ -259,7 +278,7 @@ func (q *readQueue) waitFor(d time.Duration) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.running && !expired {
+	for q.running && !expired && !(d > 0 && q.dead) {
 		q.idle.Wait()
 	}
 }

@@ -96,7 +96,7 @@ func (s *fsys) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, toStatus("open", r.Filepath, err)
 	}
-	return newReadHandle(f, r.Filepath), nil
+	return newReadHandle(r.Context(), f, r.Filepath), nil
 }
 
 // Read-ahead: clients ask for 32 KiB pieces, many at once and out of
@@ -115,6 +115,11 @@ type readHandle struct {
 	f    vdrive.File
 	path string
 	size int64
+	// ctx governs the handle's reads from the grid (when f takes one):
+	// Close cancels it, so a read a queue runs for a departed client
+	// does not hold up the handle's close until the grid answers.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -129,10 +134,26 @@ type readHandle struct {
 
 var errStopped = errors.New("read handle closed")
 
-func newReadHandle(f vdrive.File, p string) *readHandle {
+func newReadHandle(ctx context.Context, f vdrive.File, p string) *readHandle {
 	h := &readHandle{f: f, path: p, size: f.Size(), blocks: map[int64][]byte{}}
+	h.ctx, h.cancel = context.WithCancel(ctx)
 	h.cond = sync.NewCond(&h.mu)
 	return h
+}
+
+// ctxReaderAt is a grid file whose reads take their own context
+// (grid.File).
+type ctxReaderAt interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// readGrid reads from the grid file, under the handle's context when the
+// file takes one.
+func (h *readHandle) readGrid(p []byte, off int64) (int, error) {
+	if f, ok := h.f.(ctxReaderAt); ok {
+		return f.ReadAtContext(h.ctx, p, off)
+	}
+	return h.f.ReadAt(p, off)
 }
 
 func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
@@ -156,9 +177,12 @@ func (h *readHandle) ReadAt(p []byte, off int64) (int, error) {
 				// waited off the read loop: no grid read for it now.
 				return n, toStatus("read", h.path, errStopped)
 			}
-			m, err := h.f.ReadAt(p[n:], pos)
+			m, err := h.readGrid(p[n:], pos)
 			n += m
 			if err != nil && !errors.Is(err, io.EOF) {
+				if h.isStopped() {
+					err = errStopped // cancelled by the close
+				}
 				return n, toStatus("read", h.path, err)
 			}
 			break
@@ -326,8 +350,9 @@ func (h *readHandle) publish(b []byte) error {
 	return nil
 }
 
-// Close ends the stream.
+// Close ends the stream and cancels the handle's reads from the grid.
 func (h *readHandle) Close() error {
+	h.cancel()
 	h.mu.Lock()
 	h.stopped = true
 	h.blocks = map[int64][]byte{}

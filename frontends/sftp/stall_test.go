@@ -2,7 +2,9 @@ package sftp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 )
@@ -61,14 +63,7 @@ func TestReadLoopNeverWaitsOnGrid(t *testing.T) {
 					t.Fatalf("read at %d before the freeze: status %d", q.off, codes[q.id])
 				}
 			}
-			for _, s := range e.grid.Servers[:3] {
-				s.Freeze()
-			}
-			t.Cleanup(func() {
-				for _, s := range e.grid.Servers {
-					s.Thaw()
-				}
-			})
+			freezeServers(t, e, 3)
 			time.Sleep(50 * time.Millisecond)
 
 			send := func(typ byte, body pkt) uint32 {
@@ -131,4 +126,115 @@ func TestReadLoopNeverWaitsOnGrid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSessionEndWithStalledQueues: a client drops its connection while
+// reads of three handles wait in their readQueues for a stalled grid
+// (3 of 5 servers frozen). pkg/sftp's Serve then closes the open handles
+// one after the other while holding its lock; no answer can be sent any
+// more, so no close may give its queue the CLOSE's grace (2 s each: the
+// session took 6 s to end) nor wait for a grid read: the session must
+// end within a second (queuedReader.TransferError, readHandle's context).
+func TestSessionEndWithStalledQueues(t *testing.T) {
+	const handles = 3
+	e := newEnv(t, envOptions{})
+	d := e.drive("alice")
+	data := pseudo(71, 24<<20)
+	e.put(d, "/s.bin", data)
+	conn, c := dialRaw(t, e, "alice", alicePW)
+	var hs []string
+	for range handles {
+		r, err := c.open("/s.bin", fRead, nil)
+		if err != nil || r.typ != pHandle {
+			t.Fatalf("open: %v %+v", err, r)
+		}
+		hs = append(hs, r.handle())
+	}
+	var warm []readReq
+	for _, h := range hs {
+		warm = append(warm, readReq{h: h, off: 0, n: 32 << 10})
+	}
+	pipelineReads(t, c, warm) // each handle's stream starts
+	freezeServers(t, e, 3)
+	time.Sleep(50 * time.Millisecond)
+	queued := e.srv.fastQueued.Load()
+	for _, h := range hs {
+		c.id++
+		if err := c.send(pRead, pkt{}.u32(c.id).str(h).u64(9<<20).u32(32<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.fastQueued.Load()-queued < handles {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d reads queued", e.srv.fastQueued.Load()-queued, handles)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	conn.Close() // the client is gone
+	for e.srv.sessions.Load() != 0 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("session still open 30 s after the client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("session ended %s after the client left", took)
+	if took > time.Second {
+		t.Fatalf("session of a departed client took %s to end (%d stalled handles)", took, handles)
+	}
+}
+
+// TestReadHandleCloseCancelsGridRead: a read of a handle that must come
+// from the grid (no stream: the handle was never read at 0) while 3 of 5
+// servers are frozen waits for the grid; the handle's Close cancels it,
+// so a queue's read (whose stream failed) cannot hold up a close until
+// the server timeout (10 s here). The read fails "read handle closed".
+func TestReadHandleCloseCancelsGridRead(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d := e.drive("alice")
+	e.put(d, "/g.bin", pseudo(72, 8<<20))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := d.Open(ctx, "/g.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newReadHandle(ctx, f, "/g.bin")
+	freezeServers(t, e, 3)
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.ReadAt(make([]byte, 32<<10), 5<<20)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("read of a frozen grid returned before the close: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	start := time.Now()
+	h.Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), errStopped.Error()) {
+			t.Fatalf("read after close: %v, want %q", err, errStopped)
+		}
+		t.Logf("read ended %s after the close", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("the handle's close did not end its grid read within 2 s")
+	}
+}
+
+// freezeServers freezes the grid's first n storage servers until the
+// test's end.
+func freezeServers(t *testing.T, e *env, n int) {
+	for _, s := range e.grid.Servers[:n] {
+		s.Freeze()
+	}
+	t.Cleanup(func() {
+		for _, s := range e.grid.Servers {
+			s.Thaw()
+		}
+	})
 }
