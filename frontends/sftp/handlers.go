@@ -706,6 +706,8 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
 	}
 	if len(p) > 0 {
+		// Past maxSize (off > maxSize-len(p)) the end wraps negative,
+		// which grow refuses as too large.
 		if err := h.grow(off + int64(len(p))); err != nil {
 			return h.refuseWrite(off, len(p), err)
 		}
@@ -1189,7 +1191,8 @@ func (s *fsys) resize(ctx context.Context, p string, size int64, info *vdrive.In
 	os.Remove(f.Name())
 	h := newWriteHandle(s, p, f, false)
 	defer f.Close()
-	if size > info.Size() {
+	if size > info.Size() || size < 0 {
+		// (A negative size is a uint64 past maxSize: grow refuses it.)
 		if err := h.grow(size); err != nil {
 			return err // before reading the file from the grid
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -15,32 +16,43 @@ import (
 // FSETSTAT size) and a legacy scp file are refused when the file would
 // grow past what the grid can store: the free space its storage servers
 // announce (what statvfs reports) divided by the expansion N/K, or past
-// the profile's sftp.max_file_size when that is smaller.
+// the profile's sftp.max_file_size when that is smaller; and, whatever the
+// limits, past maxSize, the most any file can hold here.
 
 // ErrTooLarge: the file would be larger than the grid can store or than
 // max_file_size allows (errors.Is; the error is a *TooLargeError).
 var ErrTooLarge = errors.New("file too large")
 
+// maxSize is the most bytes a file can hold: offsets and sizes are
+// int64, so a WRITE ending past it, or a (uint64) SETSTAT size over it,
+// would wrap negative.
+const maxSize = math.MaxInt64
+
 // TooLargeError says why a size is refused.
 type TooLargeError struct {
-	Size  int64 // the size the file would have
-	Limit int64 // the largest allowed
+	Size  uint64 // the size the file would have
+	Limit int64  // the largest allowed
 	// Operator: the limit is sftp.max_file_size, not the grid's room.
 	Operator bool
+	// Max: Size is past maxSize, the most any file can hold.
+	Max bool
 	// Space is the grid's space behind Limit (when not Operator).
 	Space Space
 }
 
 func (e *TooLargeError) Error() string {
+	if e.Max {
+		return fmt.Sprintf("file too large: %s, more than a file can hold (%s)", humanSize(e.Size), humanSize(uint64(e.Limit)))
+	}
 	if e.Operator {
-		return fmt.Sprintf("file too large: %s, more than this server's max_file_size %s", humanSize(uint64(e.Size)), humanSize(uint64(e.Limit)))
+		return fmt.Sprintf("file too large: %s, more than this server's max_file_size %s", humanSize(e.Size), humanSize(uint64(e.Limit)))
 	}
 	sp := e.Space
 	if sp.K > 0 && sp.N >= sp.K && sp.Raw > 0 {
 		need := uint64(float64(e.Size) * float64(sp.N) / float64(sp.K))
-		return fmt.Sprintf("file too large: %s needs %s of the grid's %s free (%d-of-%d shares)", humanSize(uint64(e.Size)), humanSize(need), humanSize(sp.Raw), sp.K, sp.N)
+		return fmt.Sprintf("file too large: %s needs %s of the grid's %s free (%d-of-%d shares)", humanSize(e.Size), humanSize(need), humanSize(sp.Raw), sp.K, sp.N)
 	}
-	return fmt.Sprintf("file too large: %s, the grid has room for %s", humanSize(uint64(e.Size)), humanSize(uint64(e.Limit)))
+	return fmt.Sprintf("file too large: %s, the grid has room for %s", humanSize(e.Size), humanSize(uint64(e.Limit)))
 }
 
 func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
@@ -108,13 +120,18 @@ func (l *sizeLimit) check(ctx context.Context, size int64) (int64, error) {
 	if lim < 0 || size <= lim {
 		return lim, nil
 	}
-	return lim, &TooLargeError{Size: size, Limit: lim, Operator: op, Space: sp}
+	return lim, &TooLargeError{Size: uint64(size), Limit: lim, Operator: op, Space: sp}
 }
 
 // grow checks that h may grow to end bytes (a WRITE's end, a truncate's
 // size). Below the limit last seen nothing is asked; a refusal is
-// logged once per handle.
+// logged once per handle. A negative end is a size past maxSize that
+// wrapped (a uint64 size cast, a WRITE's offset+length): uint64(end) is
+// the size asked for.
 func (h *writeHandle) grow(end int64) error {
+	if end < 0 {
+		return h.refuseSize(&TooLargeError{Size: uint64(end), Limit: maxSize, Max: true})
+	}
 	h.mu.Lock()
 	ok := end <= h.size || end <= h.allowed
 	h.mu.Unlock()
@@ -122,15 +139,22 @@ func (h *writeHandle) grow(end int64) error {
 		return nil
 	}
 	lim, err := h.s.limit.check(h.s.ctx, end)
+	if err != nil {
+		return h.refuseSize(err)
+	}
+	if lim < 0 {
+		lim = maxSize
+	}
+	h.mu.Lock()
+	h.allowed = max(h.allowed, lim)
+	h.mu.Unlock()
+	return nil
+}
+
+// refuseSize logs a size refusal, once per handle, and returns it.
+func (h *writeHandle) refuseSize(err error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err == nil {
-		if lim < 0 {
-			lim = 1<<63 - 1
-		}
-		h.allowed = max(h.allowed, lim)
-		return nil
-	}
 	if !h.tooLarge {
 		h.tooLarge = true
 		h.s.log.Warn("refused: file too large", "path", h.path, "account", h.s.account, "error", err)

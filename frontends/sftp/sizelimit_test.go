@@ -207,3 +207,67 @@ func TestHumanSize(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeOverflow: sizes past the largest a file can hold (2^63-1
+// bytes) are refused as too large, with or without a grid limit, not let
+// through by a wrapped end: a WRITE whose offset+length passes 2^63 (at
+// 2^63-1 the end wrapped negative and passed the check, and the spool
+// failed "invalid argument"), an FSETSTAT size of 2^64-1 (it became -1)
+// and a SETSTAT of a closed file to that size.
+func TestSizeOverflow(t *testing.T) {
+	spaces := []struct {
+		name  string
+		space *Space
+	}{
+		{"grid limit", &gridSpace},
+		{"no limit known", nil},
+	}
+	for _, sp := range spaces {
+		t.Run(sp.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{space: sp.space})
+			d := e.drive("alice")
+			e.put(d, "/existing.bin", pseudo(4, 1000))
+			c := rawSession(t, e)
+			r, err := c.open("/wrap.bin", fWrite|fCreat|fTrunc, nil)
+			if err != nil || r.typ != pHandle {
+				t.Fatalf("open: %v %+v", err, r)
+			}
+			h := r.handle()
+			cases := []struct {
+				name string
+				typ  byte
+				body pkt
+				size string // in the message
+			}{
+				{"write: end wraps past 2^63", pWrite, pkt{}.str(h).u64(1<<63 - 1).str("ab"), "8.0 EiB"},
+				{"write: end exactly 2^63", pWrite, pkt{}.str(h).u64(1<<63 - 2).str("ab"), "8.0 EiB"},
+				{"fsetstat 2^64-1", pFsetstat, pkt{}.str(h).u32(aSize).u64(1<<64 - 1), "16.0 EiB"},
+				{"setstat of an open file 2^63", pSetstat, pkt{}.str("/wrap.bin").u32(aSize).u64(1 << 63), "8.0 EiB"},
+				{"setstat of a closed file 2^64-1", pSetstat, pkt{}.str("/existing.bin").u32(aSize).u64(1<<64 - 1), "16.0 EiB"},
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					r, err := c.call(tc.typ, tc.body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.typ != pStatus || r.code != fxFailure || !strings.Contains(r.msg, "file too large: "+tc.size) {
+						t.Fatalf("%+v, want failure \"file too large: %s...\"", r, tc.size)
+					}
+				})
+			}
+			if r := func() reply {
+				r, err := c.call(pWrite, pkt{}.str(h).u64(0).str("ok"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}(); r.result() != 0 {
+				t.Fatalf("write within the limit after the refusals: %+v", r)
+			}
+			if got, err := e.get(d, "/existing.bin"); err != nil || !bytes.Equal(got, pseudo(4, 1000)) {
+				t.Fatalf("existing file after a refused setstat: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
