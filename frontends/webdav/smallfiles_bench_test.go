@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/vdrive"
+	"github.com/tarnfs/tarn/internal/proctest"
 )
 
 // countingStore counts the vdrive's calls into the grid, and the wall
@@ -83,9 +83,7 @@ func (c costs) String() string {
 // cpuTime is the CPU time (user and system) this process has used: the
 // WebDAV server, the grid client and the storage servers together.
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return proctest.CPUTime()
 }
 
 // rcloneFile is what `rclone copy DIR remote:dir` sends for each file

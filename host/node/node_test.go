@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
 	"github.com/tarnfs/tarn/host/node"
+	"github.com/tarnfs/tarn/internal/proctest"
 	"github.com/tarnfs/tarn/plugins/builtin"
 )
 
@@ -374,7 +374,7 @@ func TestStatusInfoAndStop(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil {
+		for proctest.Exists(pid) {
 			if time.Now().After(deadline) {
 				t.Fatalf("plugin pid %d still alive after Stop", pid)
 			}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package node_test
 
 import (
@@ -91,7 +93,7 @@ func nearlyFullGrid(t *testing.T) (g *testGrid, fill func(), seen func() introdu
 	if err := unix.Statfs(root, &st); err != nil {
 		t.Fatal(err)
 	}
-	avail := int64(st.Bavail) * st.Bsize
+	avail := int64(st.Bavail) * int64(st.Bsize)
 	const margin, size = 1 << 30, 4 << 30
 	if avail < size+margin+(1<<30) {
 		t.Skipf("%d bytes free on the test's disk; the test fills 4 GiB", avail)

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/tarnfs/tarn/host/pluginhost"
+	"github.com/tarnfs/tarn/internal/proctest"
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/pluginkit"
 	"github.com/tarnfs/tarn/sdk/storage"
@@ -43,7 +44,7 @@ func kill9(t *testing.T, pid int) {
 	if pid <= 0 {
 		t.Fatalf("no pid to kill")
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := proctest.Kill(pid); err != nil {
 		t.Fatalf("kill -9 %d: %v", pid, err)
 	}
 }
@@ -244,7 +245,7 @@ func TestPluginDiesWithKilledHost(t *testing.T) {
 	if pid <= 0 {
 		t.Fatalf("mini host said %q", line)
 	}
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() { proctest.Kill(pid) })
 	if gone(pid) {
 		t.Fatalf("plugin %d is not running before the host is killed", pid)
 	}

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/tarnfs/tarn/host/storageserver/storageserverpb"
+	"github.com/tarnfs/tarn/internal/proctest"
 	storagememory "github.com/tarnfs/tarn/plugins/storage-memory"
 	"github.com/tarnfs/tarn/sdk/storage"
 )
@@ -240,7 +240,7 @@ func TestLeaseKill9(t *testing.T) {
 		}
 		acked = append(acked, i)
 		if len(acked) == 300 {
-			syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			proctest.Kill(cmd.Process.Pid)
 			break
 		}
 	}

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/tarnfs/tarn/internal/proctest"
 	"github.com/tarnfs/tarn/sdk/codec"
 	"github.com/tarnfs/tarn/sdk/codec/codecpb"
 	"github.com/tarnfs/tarn/sdk/codec/codectest"
@@ -325,7 +325,7 @@ func TestKillMidUse(t *testing.T) {
 			for range 4 {
 				<-started
 			}
-			if err := syscall.Kill(proc.Pid, syscall.SIGKILL); err != nil {
+			if err := proctest.Kill(proc.Pid); err != nil {
 				t.Fatalf("kill plugin %d: %v", proc.Pid, err)
 			}
 			done := make(chan struct{})

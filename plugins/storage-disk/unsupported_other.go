@@ -32,6 +32,9 @@ func New(dir string) (*Disk, error) { return nil, errUnsupportedOS }
 // Close does nothing; there is never an open Disk here.
 func (d *Disk) Close() error { return nil }
 
+// Put fails: there is never an open Disk here.
+func (d *Disk) Put(context.Context, storage.Ref, []byte) error { return errUnsupportedOS }
+
 // Serve runs a plugin process that refuses its configuration with one line
 // saying that the disk backend does not run here, so the host's start of
 // the plugin fails with it.

@@ -8,10 +8,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tarnfs/tarn/internal/proctest"
 	"github.com/tarnfs/tarn/sdk/transport"
 	"github.com/tarnfs/tarn/sdk/transport/transporttest"
 )
@@ -151,7 +151,7 @@ func TestPluginKilled(t *testing.T) {
 				t.Fatalf("echo before the kill: %v", err)
 			}
 
-			if err := syscall.Kill(p.Pid, syscall.SIGKILL); err != nil {
+			if err := proctest.Kill(p.Pid); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(5 * time.Second)
