@@ -35,8 +35,10 @@ func LoadHostKey(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host key %s: %w", path, err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("host key %s: mode %04o lets others read it; chmod 600 %s", path, st.Mode().Perm(), path)
+	if st, err := os.Stat(path); err == nil {
+		if err := hostKeyPrivate(path, st); err != nil {
+			return nil, err
+		}
 	}
 	s, err := ssh.ParsePrivateKey(b)
 	if err != nil {

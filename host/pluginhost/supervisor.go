@@ -475,7 +475,7 @@ func checkBinary(path string, pin []byte) error {
 		return fmt.Errorf("binary %s: %w", path, err)
 	case st.IsDir():
 		return fmt.Errorf("binary %s is a directory", path)
-	case st.Mode().Perm()&0o111 == 0:
+	case !Executable(path, st):
 		return fmt.Errorf("binary %s is not executable (chmod +x it)", path)
 	}
 	if len(pin) == 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/identity"
 	"github.com/tarnfs/tarn/host/nodelink"
+	"github.com/tarnfs/tarn/host/pluginhost"
 )
 
 // tarn config check: everything a node would refuse at start, without
@@ -216,7 +217,7 @@ func checkPlugin(pl *conf.Plugin) error {
 	if err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+	if !st.Mode().IsRegular() || !pluginhost.Executable(pl.Path, st) {
 		return fmt.Errorf("%s is not an executable file", pl.Path)
 	}
 	if pl.SHA256 == "" {
