@@ -8,6 +8,8 @@ BIN := bin/tarn
 # Packages whose tests also run under the race detector.
 RACE_PKGS := ./sdk/... ./host/...
 FUZZTIME ?= 10s
+# Systems make crossbuild checks besides the one building (GOOS/GOARCH).
+CROSS_TARGETS ?= darwin/amd64 darwin/arm64 windows/amd64 freebsd/amd64 linux/arm64
 DEV_DIR ?= $(HOME)/.tarn-dev
 # make install: PREFIX, DESTDIR (staging root for packagers), and
 # SYSTEMD_UNIT_DIR (e.g. /etc/systemd/system) to also put the unit files
@@ -16,7 +18,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSTEMD_UNIT_DIR ?=
 
-.PHONY: help build run test acceptance bench bench-go fuzz lint generate install clean
+.PHONY: help build run test crossbuild acceptance bench bench-go fuzz lint generate install clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,9 +29,12 @@ build: ## build bin/tarn (host, CLI and built-in plugins in one binary)
 run: build ## start a local dev grid (introducer, 5 storage nodes, client) in $(DEV_DIR)
 	$(BIN) dev --dir $(DEV_DIR)
 
-test: lint ## unit and integration tests, with -race on the core packages
+test: lint crossbuild ## unit and integration tests, with -race on the core packages
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)
+
+crossbuild: ## go vet (compiles code and tests) for each of CROSS_TARGETS, so tarn keeps building off Linux
+	@set -e; for t in $(CROSS_TARGETS); do echo "vet $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./...; done
 
 acceptance: build ## end-to-end tests: real tarn processes and real clients
 	TARN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags acceptance -timeout 30m ./acceptance/...
