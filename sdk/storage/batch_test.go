@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	case "liar":
 		storage.ServeOld(storagememory.New(), true)
 		os.Exit(0)
+	case "noopen":
+		storage.Serve(noOpen{storagememory.New()})
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
