@@ -57,11 +57,21 @@ type limitsConn struct {
 	ids *idNames
 
 	// Requests naming a handle that were passed to pkg/sftp and whose
-	// answer has not gone out yet (guarded by mu): the handles each id
-	// named, and per handle how many are pending and how many of those
-	// change the file (WRITE, FSETSTAT). The fast path serves a handle
-	// only when nothing it must follow is pending there (fastpath.go).
-	inflight map[uint32][]passed
+	// answer has not gone out yet. pkg/sftp answers every request it
+	// reads with one packet, in the order it read them (its
+	// packetManager), so the nth packet it writes answers the nth request
+	// handed to it, whatever the ids say: a client may reuse an id, and
+	// the version packet carries none. toSftp counts the requests handed
+	// on (read loop only); under mu, answers counts the packets pkg/sftp
+	// wrote, inflight[done:] holds in order the pending requests that
+	// name a handle, and pending per handle how many are pending and how
+	// many of those change the file (WRITE, FSETSTAT). The fast path
+	// serves a handle only when nothing it must follow is pending there
+	// (fastpath.go).
+	toSftp   uint64
+	answers  uint64
+	inflight []passed
+	done     int
 	pending  map[string]*handleLoad
 
 	mu         sync.Mutex
@@ -108,6 +118,7 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 		length := binary.BigEndian.Uint32(h[:4])
 		if length == 0 {
 			c.head = append([]byte(nil), h[:4]...) // pkg/sftp refuses it
+			c.toSftp++
 			continue
 		}
 		if _, err := io.ReadFull(c.rw, h[4:5]); err != nil {
@@ -143,11 +154,13 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 				c.passing(h[4], pkt[5:])
 			}
 			c.head = pkt
+			c.toSftp++
 			continue
 		}
 		if h[4] != fxpExtended || length > maxExtended || !c.answering() {
 			c.head = append(c.head[:0], h[:]...)
 			c.left = length - 1
+			c.toSftp++
 			continue
 		}
 		pkt := make([]byte, 5+length-1)
@@ -167,6 +180,7 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 		}
 		if !ok {
 			c.head = pkt
+			c.toSftp++
 			continue
 		}
 		if err := c.send(reply); err != nil {
@@ -186,17 +200,19 @@ func (c *limitsConn) answering() bool {
 // handleLoad counts the requests on one handle pkg/sftp has not answered.
 type handleLoad struct{ all, changes int }
 
-// passed is a request handed to pkg/sftp: its handle, and whether it
-// changes the file.
+// passed is a request handed to pkg/sftp: its number among those (from
+// 0), its handle, and whether it changes the file.
 type passed struct {
+	seq     uint64
 	handle  string
 	changes bool
 }
 
 // passing records a READ, WRITE, FSTAT or FSETSTAT (body after the type
-// byte) handed to pkg/sftp, until its answer goes out (answered).
+// byte) about to be handed to pkg/sftp as request number toSftp, until
+// its answer goes out (answered).
 func (c *limitsConn) passing(typ byte, body []byte) {
-	id, handle, ok := idHandle(body)
+	_, handle, ok := idHandle(body) // the answer is told by its place, not its id
 	if !ok {
 		return
 	}
@@ -205,11 +221,11 @@ func (c *limitsConn) passing(typ byte, body []byte) {
 	if c.lost {
 		return // answers can no longer be followed: the fast path stops
 	}
-	if c.inflight == nil {
-		c.inflight, c.pending = map[uint32][]passed{}, map[string]*handleLoad{}
+	if c.pending == nil {
+		c.pending = map[string]*handleLoad{}
 	}
-	p := passed{handle, typ == fxpWrite || typ == fxpFsetstat}
-	c.inflight[id] = append(c.inflight[id], p)
+	p := passed{c.toSftp, handle, typ == fxpWrite || typ == fxpFsetstat}
+	c.inflight = append(c.inflight, p)
 	l := c.pending[handle]
 	if l == nil {
 		l = &handleLoad{}
@@ -221,28 +237,32 @@ func (c *limitsConn) passing(typ byte, body []byte) {
 	}
 }
 
-// answered ends what passing recorded for id (mu held).
-func (c *limitsConn) answered(id uint32) {
-	hs := c.inflight[id]
-	if len(hs) == 0 {
-		return
+// answered counts a packet pkg/sftp writes, the answer to its next
+// request, and ends what passing recorded for the requests answered
+// (mu held).
+func (c *limitsConn) answered() {
+	c.answers++
+	for c.done < len(c.inflight) && c.inflight[c.done].seq < c.answers {
+		p := c.inflight[c.done]
+		c.inflight[c.done] = passed{}
+		c.done++
+		if l := c.pending[p.handle]; l != nil {
+			l.all--
+			if p.changes {
+				l.changes--
+			}
+			if l.all <= 0 {
+				delete(c.pending, p.handle)
+			}
+		}
 	}
-	p := hs[0]
-	if len(hs) == 1 {
-		delete(c.inflight, id)
-	} else {
-		c.inflight[id] = hs[1:]
-	}
-	l := c.pending[p.handle]
-	if l == nil {
-		return
-	}
-	l.all--
-	if p.changes {
-		l.changes--
-	}
-	if l.all <= 0 {
-		delete(c.pending, p.handle)
+	switch {
+	case c.done == len(c.inflight):
+		c.inflight, c.done = c.inflight[:0], 0
+	case c.done >= 64 && 2*c.done >= len(c.inflight):
+		n := copy(c.inflight, c.inflight[c.done:])
+		clear(c.inflight[n:])
+		c.inflight, c.done = c.inflight[:n], 0
 	}
 }
 
@@ -367,13 +387,11 @@ func (c *limitsConn) track(b []byte) {
 				// pkg/sftp writes a packet's header (length, type, id)
 				// in one piece; anything else and the framing is lost.
 				c.lost = true
-				c.inflight, c.pending = nil, nil // nothing is known to end
+				c.inflight, c.done, c.pending = nil, 0, nil // nothing is known to end
 				return
 			}
 			c.wleft = 4 + uint64(binary.BigEndian.Uint32(b))
-			if len(b) >= 9 {
-				c.answered(binary.BigEndian.Uint32(b[5:]))
-			}
+			c.answered()
 		}
 		k := min(c.wleft, uint64(len(b)))
 		c.wleft -= k

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -318,4 +319,88 @@ func withoutLimits(in []byte) ([]byte, int, int) {
 		in = in[end:]
 	}
 	return append(out, in...), len(out), n
+}
+
+// TestLimitsConnPendingByPlace: a request on a handle passed to pkg/sftp
+// stays pending, holding back the fast path's reads of the handle, until
+// pkg/sftp's answer to it is written, told by its place among the
+// answers (pkg/sftp answers in the order it reads), not by its id: the
+// version packet (whose version word stands where an id would) and the
+// answer to another request with the same id do not end it.
+func TestLimitsConnPendingByPlace(t *testing.T) {
+	initPkt := packet(pInit, pkt{}.u32(3))
+	version := packet(fxpVersion, pkt{}.u32(3))
+	fsetstat := func(id uint32, h string) []byte {
+		return packet(fxpFsetstat, pkt{}.u32(id).str(h).u32(aSize).u64(0))
+	}
+	status := func(id uint32) []byte { return statusPacket(nil, id, fxOK) }
+	attrs := func(id uint32) []byte { return packet(pAttrs, pkt{}.u32(id).u32(0)) }
+	type step struct {
+		answer []byte          // a packet pkg/sftp writes
+		follow map[string]bool // then: must a READ of the handle follow?
+	}
+	cases := []struct {
+		name  string
+		in    [][]byte // the client's packets, all read first
+		steps []step
+	}{
+		{
+			name: "request sent before the version packet, id 3",
+			in:   [][]byte{initPkt, fsetstat(3, "h1")},
+			steps: []step{
+				{version, map[string]bool{"h1": true}},
+				{status(3), map[string]bool{"h1": false}},
+			},
+		},
+		{
+			name: "id reused by a request not on a handle",
+			in:   [][]byte{initPkt, packet(pStat, pkt{}.u32(7).str("/x")), fsetstat(7, "h1")},
+			steps: []step{
+				{version, map[string]bool{"h1": true}},
+				{attrs(7), map[string]bool{"h1": true}},
+				{status(7), map[string]bool{"h1": false}},
+			},
+		},
+		{
+			name: "id reused on two handles",
+			in:   [][]byte{initPkt, fsetstat(9, "h1"), fsetstat(9, "h2")},
+			steps: []step{
+				{version, map[string]bool{"h1": true, "h2": true}},
+				{status(9), map[string]bool{"h1": false, "h2": true}},
+				{status(9), map[string]bool{"h1": false, "h2": false}},
+			},
+		},
+		{
+			name: "a close between",
+			in:   [][]byte{initPkt, packet(fxpClose, pkt{}.u32(4).str("h2")), fsetstat(5, "h1")},
+			steps: []step{
+				{version, map[string]bool{"h1": true}},
+				{status(4), map[string]bool{"h1": true}},
+				{status(5), map[string]bool{"h1": false}},
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rw := &pipeRW{in: bytes.NewReader(bytes.Join(tc.in, nil))}
+			c := newLimitsConn(rw)
+			var served, queued atomic.Int64
+			c.fast = newFastHandles(&served, &queued)
+			c.fast.send = c.send
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, bytes.Join(tc.in, nil)) {
+				t.Fatalf("passed on %x (%v), want every packet", got, err)
+			}
+			for i, s := range tc.steps {
+				if _, err := c.Write(s.answer); err != nil {
+					t.Fatal(err)
+				}
+				for h, want := range s.follow {
+					if got := c.mustFollow(fxpRead, h); got != want {
+						t.Fatalf("after answer %d: a read of %s must follow: %v, want %v", i, h, got, want)
+					}
+				}
+			}
+		})
+	}
 }
