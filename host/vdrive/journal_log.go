@@ -60,6 +60,9 @@ type journal struct {
 	// broken: a write failed and could not be cut off; every later
 	// commit fails (the next start reads the journal up to the damage).
 	broken error
+	// dirPending: a rewrite took the journal's name, and its folder's
+	// fsync failed: no commit is acknowledged until one succeeds.
+	dirPending bool
 
 	// n counts its commits, for measuring the group commit.
 	n journalCounts
@@ -112,6 +115,14 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 		return fail(err)
 	}
 	j := &journal{path: path, f: f, live: map[uint64][]byte{}}
+	if len(b) <= len(journalMagic) && (bytes.HasPrefix([]byte(journalMagic), b) || len(bytes.Trim(b, "\x00")) == 0) {
+		// Died making the file, before its first line was durable: no
+		// record was ever acknowledged in it.
+		if err := f.Truncate(0); err != nil {
+			return fail(err)
+		}
+		b = nil
+	}
 	if len(b) == 0 {
 		// A new file's name is durable only once its folder is synced:
 		// records acknowledged after a power loss soon after must not go
@@ -208,22 +219,44 @@ func (j *journal) load(b []byte) error {
 		return errors.New("not a link journal (its first line differs)")
 	}
 	off := len(journalMagic)
+	damaged := false
 	for len(b)-off >= 8 {
-		n := int64(binary.BigEndian.Uint32(b[off:]))
-		sum := binary.BigEndian.Uint32(b[off+4:])
-		if int64(len(b)-off-8) < n {
+		if n, ok := validFrame(b, off); ok {
+			if err := j.apply(b[off+8 : off+8+n]); err != nil {
+				return fmt.Errorf("batch at byte %d: %w", off, err)
+			}
+			off += 8 + n
+			continue
+		}
+		// Bad group: a torn tail (nothing whole after it), or damage in
+		// the middle of acknowledged groups: resync at the next whole one.
+		next := -1
+		for o := off + 1; o+8 <= len(b); o++ {
+			if _, ok := validFrame(b, o); ok {
+				next = o
+				break
+			}
+		}
+		if next < 0 {
 			break
 		}
-		payload := b[off+8 : off+8+int(n)]
-		if crc32.Checksum(payload, journalCRC) != sum {
-			break
-		}
-		if err := j.apply(payload); err != nil {
-			return fmt.Errorf("batch at byte %d: %w", off, err)
-		}
-		off += 8 + int(n)
+		damaged = true
+		off = next
 	}
 	j.size = int64(off)
+	if damaged {
+		// Keep the damaged file for a human (a name the open's clean-up
+		// of rewrite files does not match), then rewrite the live set.
+		if err := os.WriteFile(fmt.Sprintf("%s-damaged-%d", j.path, time.Now().Unix()), b, 0o600); err != nil {
+			return err
+		}
+		j.size = int64(len(b)) // forces the open's rewrite below
+		j.liveBytes = 0
+		for _, v := range j.live {
+			j.liveBytes += int64(13 + len(v))
+		}
+		return j.compactLocked()
+	}
 	if off < len(b) {
 		// Never acknowledged: its writer died before its fdatasync ended.
 		if err := j.f.Truncate(j.size); err != nil {
@@ -234,6 +267,21 @@ func (j *journal) load(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// validFrame reports whether a whole group with a matching CRC and a
+// non-empty payload (CRC-32C of nothing is 0: zeros are no group) starts
+// at off, and its payload's length.
+func validFrame(b []byte, off int) (int, bool) {
+	if len(b)-off < 8 {
+		return 0, false
+	}
+	n := int64(binary.BigEndian.Uint32(b[off:]))
+	if n == 0 || int64(len(b)-off-8) < n {
+		return 0, false
+	}
+	p := b[off+8 : off+8+int(n)]
+	return int(n), crc32.Checksum(p, journalCRC) == binary.BigEndian.Uint32(b[off+4:])
 }
 
 // apply takes a batch's entries into live, all or none.
@@ -356,13 +404,24 @@ func (j *journal) write(batch []*journalOp) error {
 	if err == nil {
 		err = fdatasync(j.f)
 	}
+	if err == nil && j.dirPending {
+		if err = syncDir(filepath.Dir(j.path)); err == nil {
+			j.dirPending = false
+		}
+	}
 	j.n.txs.Add(1)
 	j.n.ops.Add(int64(len(batch)))
 	j.n.ns.Add(int64(time.Since(t0)))
 	if err != nil {
 		// Not acknowledged: cut it off, so that a later batch is not
-		// written after one the next open would stop at.
-		if terr := j.f.Truncate(j.size); terr != nil {
+		// written after one the next open would stop at, and sync the
+		// cut: its callers were told it failed, so a power loss must not
+		// bring it back for replay.
+		terr := j.f.Truncate(j.size)
+		if terr == nil {
+			terr = fdatasync(j.f)
+		}
+		if terr != nil {
 			j.broken = fmt.Errorf("link journal damaged by a failed write (%v) that could not be cut off: %w", err, terr)
 		}
 		return err
@@ -379,7 +438,9 @@ func (j *journal) write(batch []*journalOp) error {
 		}
 	}
 	if j.size > journalCompactAt && j.size > 4*(j.liveBytes+int64(len(journalMagic))) {
-		// A failure leaves the file as it is, whole, only longer.
+		// A failure before the rename leaves the file as it is, whole,
+		// only longer; one after it leaves the new file the journal
+		// (dirPending: the next write syncs its folder first).
 		_ = j.compactLocked()
 	}
 	return nil
@@ -392,7 +453,14 @@ func (j *journal) compact() error {
 	return j.compactLocked()
 }
 
+var compactFault func() error
+
 func (j *journal) compactLocked() error {
+	if compactFault != nil {
+		if err := compactFault(); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(j.path), filepath.Base(j.path)+".*")
 	if err != nil {
 		return err
@@ -426,13 +494,15 @@ func (j *journal) compactLocked() error {
 	if err := os.Rename(tmp.Name(), j.path); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(j.path)); err != nil {
-		return err
-	}
+	// From here the journal is tmp, whatever comes.
 	ok = true
 	j.f.Close()
 	j.f = tmp
 	j.size = int64(len(out))
+	if err := syncDir(filepath.Dir(j.path)); err != nil {
+		j.dirPending = true // write syncs it before acknowledging
+		return err
+	}
 	return nil
 }
 
