@@ -46,6 +46,7 @@ type File struct {
 	// (download_predict.go), before this file's locate.
 	prior []chk.Problem
 	rc    *rangeCache // ReadAt's decoded segments (download_range.go)
+	order []int       // the share order dec was made with
 }
 
 // Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
@@ -113,10 +114,12 @@ func (c *Client) newFile(ctx context.Context, v cap.CHK, src *shareSource) *File
 // sets up the source's caches for the file's layout.
 func (f *File) start(ctx context.Context) error {
 	src := f.src
-	dec, err := f.newDecoder(ctx)
+	order := src.order()
+	dec, err := f.newDecoderOrder(ctx, order)
 	if err != nil {
 		return err
 	}
+	f.order = order
 	// The window cache serves header and trees; a share that fits one
 	// window is read whole, once, with its blocks.
 	l := dec.Layout()
@@ -135,7 +138,12 @@ func (f *File) start(ctx context.Context) error {
 // newDecoder makes a decoder of the file over its share source, trying
 // shares in the source's current order.
 func (f *File) newDecoder(ctx context.Context) (*chk.Decoder, error) {
-	dec, err := chk.NewDecoder(ctx, f.cp.(cap.CHK), f.c.cfg.Codec, f.src, &chk.Options{Shares: f.src.order(), OnProblem: f.problem})
+	return f.newDecoderOrder(ctx, f.src.order())
+}
+
+// newDecoderOrder makes a decoder trying shares in the order given.
+func (f *File) newDecoderOrder(ctx context.Context, order []int) (*chk.Decoder, error) {
+	dec, err := chk.NewDecoder(ctx, f.cp.(cap.CHK), f.c.cfg.Codec, f.src, &chk.Options{Shares: order, OnProblem: f.problem})
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", f.src.si, err)
 	}

@@ -33,9 +33,14 @@ const (
 	// rangeCursors is how many sequential readers of one File are told
 	// apart (rclone's 4 streams read 4 handles, but a File may be shared).
 	rangeCursors = 4
-	// rangeSegsMax bounds the decoded segments a File keeps: the group
-	// being read, the next, and a piece of a segment not read whole.
-	rangeSegsMax = 2*aheadSegs + 2
+	// rangeSegsMax bounds the decoded segments a File keeps: those being
+	// read (an SFTP client's 64 reads of 32 KiB in flight span 2 or 3),
+	// and up to two groups read ahead.
+	rangeSegsMax = 3 * aheadSegs
+	// rangeSegsRandom bounds them while no reader of the File was seen
+	// reading on: reads here and there (a mount reading pieces of many
+	// open files) keep little.
+	rangeSegsRandom = 2
 )
 
 // rangeCache is a File's decoded segments and read-ahead for ReadAt.
@@ -178,12 +183,24 @@ func isCtxErr(err error) bool {
 }
 
 // addLocked puts a new entry for segment i in the cache, being filled,
-// evicting the least recently used filled one when the cache is full.
+// evicting one when the cache is full: the least recently used of those
+// a reader began (a piece left behind is older than the pieces being
+// read), before any segment read ahead and not read yet.
 func (rc *rangeCache) addLocked(i int) *segEntry {
-	if len(rc.segs) >= rangeSegsMax {
+	limit := rangeSegsRandom
+	for _, c := range rc.cursors {
+		if c.live && c.hits > 0 {
+			limit = rangeSegsMax
+		}
+	}
+	if len(rc.segs) >= limit {
 		low, lowSeg := (*segEntry)(nil), 0
 		for j, e := range rc.segs {
-			if !e.filling && (low == nil || e.used < low.used) {
+			if e.filling {
+				continue
+			}
+			if low == nil || (e.read > 0) != (low.read > 0) && e.read > 0 ||
+				(e.read > 0) == (low.read > 0) && e.used < low.used {
 				low, lowSeg = e, j
 			}
 		}
@@ -244,11 +261,24 @@ func (rc *rangeCache) take(ctx context.Context) (*chk.Decoder, error) {
 	}
 	rc.mu.Unlock()
 	if mk {
-		d, err := rc.f.newDecoder(rc.f.ctx)
+		// The order of the file's first decoder, while no share failed:
+		// decoders of one group that read other shares would each
+		// fetch a window of their own.
+		f := rc.f
+		f.mu.Lock()
+		order := f.order
+		if len(f.reported) > 0 {
+			order = nil
+		}
+		f.mu.Unlock()
+		if order == nil {
+			order = f.src.order()
+		}
+		d, err := f.newDecoderOrder(f.ctx, order)
 		if err == nil {
-			rc.f.mu.Lock()
-			rc.f.extra = append(rc.f.extra, d)
-			rc.f.mu.Unlock()
+			f.mu.Lock()
+			f.extra = append(f.extra, d)
+			f.mu.Unlock()
 			return d, nil
 		}
 		// (f.dec exists, so waiting for a decoder ends.)
@@ -308,8 +338,9 @@ func (rc *rangeCache) advance(a, b int) {
 	for k := range rc.cursors {
 		x := &rc.cursors[k]
 		// Pieces in flight arrive a little out of order: a read a
-		// little behind the cursor is still its reader's.
-		if x.live && a <= x.seg+1 && b+2*aheadSegs >= x.seg {
+		// little behind the cursor is still its reader's, and so is
+		// one that passed the read before it (as long as itself).
+		if x.live && a <= x.seg+1+(b-a+1) && b+2*aheadSegs >= x.seg {
 			c = x
 			break
 		}
@@ -343,16 +374,17 @@ func (rc *rangeCache) advance(a, b int) {
 }
 
 // aheadLocked starts decoding segments from to to of group g (aheadSegs
-// segments from g*aheadSegs) that are not cached. A group none of whose
-// segments are cached is fetched whole: one read-ahead window of each
-// share for all its segments; otherwise each missing segment is decoded
-// on its own, block by block (a window would fetch again blocks already
-// decoded).
+// segments from g*aheadSegs) that are not cached. A group wholly ahead of
+// the reader (from is its first segment) none of whose segments are
+// cached is fetched whole: one read-ahead window of each share for all
+// its segments; otherwise each missing segment is decoded on its own,
+// block by block (a window would fetch again blocks the reader has
+// decoded already).
 func (rc *rangeCache) aheadLocked(g, from, to int) {
 	first := g * aheadSegs
 	last := min(first+aheadSegs, rc.l.Segments) - 1
-	whole := true
-	for i := first; i <= last; i++ {
+	whole := from == first
+	for i := first; i <= last && whole; i++ {
 		if rc.segs[i] != nil {
 			whole = false
 			break

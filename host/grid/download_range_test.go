@@ -16,41 +16,51 @@ import (
 
 // rangeRead reads [from, to) of f the way an SFTP server answers one
 // client stream (rclone's multi-thread get, a download manager): pieces
-// of piece bytes asked for in order, answered by workers goroutines at
-// once, so that pieces of the next segment are read while the last ones
-// of this segment are still being read. It checks the bytes against want.
+// of piece bytes asked for in order, at most inflight asked and not yet
+// answered (the client's window), answered by as many goroutines at once,
+// so that pieces of the next segment are read while the last ones of
+// this segment are still being read. It checks the bytes against want.
 func rangeRead(f interface {
 	ReadAt([]byte, int64) (int, error)
-}, from, to int64, piece, workers int, want []byte) error {
-	offs := make(chan int64)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, piece)
-			for off := range offs {
-				n := int(min(int64(piece), to-off))
-				k, err := f.ReadAt(buf[:n], off)
-				if k != n {
-					errs <- fmt.Errorf("read %d bytes at %d: got %d: %v", n, off, k, err)
-					return
-				}
-				if !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
-					errs <- fmt.Errorf("read %d bytes at %d: bytes differ", n, off)
-					return
-				}
-			}
-		}()
-	}
+}, from, to int64, piece, inflight int, want []byte) error {
+	var offs []int64
 	for off := from; off < to; off += int64(piece) {
-		offs <- off
+		offs = append(offs, off)
 	}
-	close(offs)
-	wg.Wait()
-	close(errs)
-	return <-errs
+	done := make([]chan error, len(offs))
+	for k := range done {
+		done[k] = make(chan error, 1)
+	}
+	read := func(k int) {
+		off := offs[k]
+		n := int(min(int64(piece), to-off))
+		buf := make([]byte, n)
+		got, err := f.ReadAt(buf, off)
+		switch {
+		case got != n:
+			err = fmt.Errorf("read %d bytes at %d: got %d: %v", n, off, got, err)
+		case !bytes.Equal(buf, want[off:off+int64(n)]):
+			err = fmt.Errorf("read %d bytes at %d: bytes differ", n, off)
+		default:
+			err = nil
+		}
+		done[k] <- err
+	}
+	for k := range offs {
+		if k >= inflight {
+			// The window is full: wait for the oldest answer.
+			if err := <-done[k-inflight]; err != nil {
+				return err
+			}
+		}
+		go read(k)
+	}
+	for k := max(0, len(offs)-inflight); k < len(offs); k++ {
+		if err := <-done[k]; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TestRangeReaders: four readers of one file, each reading its quarter
@@ -75,15 +85,17 @@ func TestRangeReaders(t *testing.T) {
 	const metaWindow = 32 << 10
 	blockBytes := 3 * (l.ShareSize - l.BlocksOffset)
 	for _, tc := range []struct {
-		name    string
-		readers int
-		piece   int
-		workers int
+		name     string
+		readers  int
+		piece    int
+		inflight int
 	}{
 		{"4 readers, 8 pieces a segment, 8 in flight", 4, seg / 8, 8},
 		{"4 readers, 4 KiB pieces, 16 in flight", 4, 4 << 10, 16},
 		{"1 reader, 8 pieces a segment, 8 in flight", 1, seg / 8, 8},
 		{"1 reader, one piece at a time", 1, seg / 8, 1},
+		{"1 reader, whole segments", 1, seg, 1},
+		{"2 readers, two segments a piece, 2 in flight", 2, 2 * seg, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := g.Counts()
@@ -101,7 +113,7 @@ func TestRangeReaders(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := rangeRead(f, from, to, tc.piece, tc.workers, data); err != nil {
+					if err := rangeRead(f, from, to, tc.piece, tc.inflight, data); err != nil {
 						errs <- fmt.Errorf("reader %d of [%d, %d): %w", r, from, to, err)
 					}
 				}()
@@ -128,11 +140,12 @@ func TestRangeReaders(t *testing.T) {
 				t.Errorf("%d bytes read from the servers, want %d (K shares' blocks) to %d (+ per reader: trees, a read-ahead group and a segment)",
 					read, blockBytes, blockBytes+slack)
 			}
-			// Per reader: K tree windows, up to a group of segments
+			// Per reader: K tree windows, up to two groups of segments
 			// decoded block by block before its cursor is seen moving
-			// and a group past its end. One read per block would be
-			// 3 x 64 = 192 and more (before: 430 to 470).
-			if maxReads := int64(3*segs/grid.AheadSegs + tc.readers*3*(1+grid.AheadSegs+1)); reads > maxReads {
+			// on (reads of several segments in flight can arrive out of
+			// order) and a group past its end. One read per block would
+			// be 3 x 64 = 192 and more (before: 430 to 470).
+			if maxReads := int64(3*segs/grid.AheadSegs + tc.readers*3*(1+2*grid.AheadSegs+1)); reads > maxReads {
 				t.Errorf("%d backend reads, want at most %d", reads, maxReads)
 			}
 		})
@@ -229,4 +242,53 @@ func openDamaged(t *testing.T, ctx context.Context, size int, damage string, seg
 		}
 	}
 	return g, data, f
+}
+
+// TestRangeReadsScattered: reads here and there are not read ahead: each
+// fetches the blocks of the segment it touches, once while it is kept,
+// and the File keeps at most two decoded segments.
+func TestRangeReadsScattered(t *testing.T) {
+	const segs = 40
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	data := random(segs*seg - 100)
+	cp := chkOf(t, upload(t, c, data))
+	l, err := chk.NewLayout(chk.Params{K: 3, N: 5, SegmentSize: seg}, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		at      []int // segments read, 4 KiB each
+		fetched int   // segments whose blocks are fetched
+	}{
+		{"scattered", []int{0, 10, 20, 5, 15, 30, 25}, 7},
+		{"one segment again", []int{7, 7, 7}, 1},
+		{"back and forth between two", []int{3, 9, 3, 9}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := c.Open(ctxFor(t, time.Minute), cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := g.Counts().BytesRead
+			for _, s := range tc.at {
+				off := int64(s)*seg + 1000
+				buf := make([]byte, 4<<10)
+				if _, err := f.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
+					t.Fatalf("read at segment %d: %v (or bytes differ)", s, err)
+				}
+			}
+			if n := grid.WaitRangeAhead(f); n > 2 {
+				t.Errorf("%d decoded segments kept, want at most 2", n)
+			}
+			// K blocks per segment, and the trees (at most a 32 KiB
+			// window per share).
+			read := g.Counts().BytesRead - before
+			want := int64(tc.fetched) * 3 * int64(l.BlockSize)
+			if read < want || read > want+3*32<<10 {
+				t.Errorf("%d bytes read from the servers, want %d and the trees", read, want)
+			}
+		})
+	}
 }
