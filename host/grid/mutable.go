@@ -203,10 +203,16 @@ func (c *Client) CreateMutable(ctx context.Context, initial []byte) (cap.Mutable
 	if len(sm.ring) == 0 {
 		return w, fmt.Errorf("create mutable file %s: no storage servers known", si)
 	}
-	// Servers remembered as hung (readMap) are left out, unless too few
-	// would be left to reach happiness.
-	skip := c.mut().hung.skip(sm.ring, time.Now())
-	if len(sm.ring)-len(skip) < min(max(c.cfg.K, c.cfg.H), c.cfg.N, len(sm.ring)) {
+	// Servers remembered as hung (readMap), or announced too full for a
+	// share (upload_room.go), are left out, unless too few would be left
+	// to reach happiness.
+	happy := min(max(c.cfg.K, c.cfg.H), c.cfg.N, len(sm.ring))
+	var need int64
+	if len(v.Shares) > 0 {
+		need = int64(len(v.Shares[0]))
+	}
+	skip := union(c.mut().hung.skip(sm.ring, time.Now()), roomless(sm.ring, need, happy))
+	if len(sm.ring)-len(skip) < happy {
 		skip = nil
 	}
 	for i := range sm.up {

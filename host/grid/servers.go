@@ -17,6 +17,15 @@ type Server struct {
 	// Addr is its node address with the key pin,
 	// "tarn://KEYHASH@tcp:host:port".
 	Addr string
+	// FreeSpace is the free space the server last announced (bytes it
+	// accepts), when SpaceKnown. Uploads leave a server known to be too
+	// full for their shares out of their ring while enough others remain
+	// (upload_room.go).
+	FreeSpace uint64
+	// SpaceKnown: FreeSpace comes from a live announcement. False for a
+	// server never announced (static list, node cache): taken as having
+	// room.
+	SpaceKnown bool
 }
 
 // ServerSource gives the servers of the grid as known now. It is asked at

@@ -372,7 +372,10 @@ func (u *uploader) survey() error {
 		u.byID[s.NodeID] = s
 	}
 	start := time.Now()
-	held := c.hung().skip(servers, start)
+	// Servers announced too full for a share are left out like hung ones
+	// (upload_room.go), and asked too if the others cannot be happy.
+	full := roomless(servers, u.layout.ShareSize, c.place.H)
+	held := union(c.hung().skip(servers, start), full)
 	others := 0
 	for i, s := range servers {
 		if !u.skip[s.NodeID] && !held[i] {
@@ -500,7 +503,7 @@ func (u *uploader) survey() error {
 		return fmt.Errorf("upload %s: %w", u.si, err)
 	}
 	if len(held) > 0 {
-		c.log.Debug("upload survey skipped servers that hung lately", "index", u.si.String(), "skipped", len(held), "servers", len(servers))
+		c.log.Debug("upload survey skipped servers that hung lately or announced no room", "index", u.si.String(), "skipped", len(held), "full", len(full), "servers", len(servers))
 	}
 	if early != nil {
 		var gave []string

@@ -78,7 +78,9 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	c := u.c
 	l := u.layout
 	servers := ring(u.si[:], c.servers())
-	if held := c.hung().skip(servers, time.Now()); len(held) > 0 && len(servers)-len(held) >= c.place.H {
+	// Servers announced too full for a share are left out like hung ones
+	// (upload_room.go).
+	if held := union(c.hung().skip(servers, time.Now()), roomless(servers, l.ShareSize, c.place.H)); len(held) > 0 && len(servers)-len(held) >= c.place.H {
 		rest := servers[:0:0]
 		for i, s := range servers {
 			if !held[i] {
@@ -86,7 +88,7 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 			}
 		}
 		servers = rest
-		c.log.Debug("upload skipped servers that hung lately", "index", u.si.String(), "skipped", len(held), "path", "one call")
+		c.log.Debug("upload skipped servers that hung lately or announced no room", "index", u.si.String(), "skipped", len(held), "path", "one call")
 	}
 	ringSrv := make([]placement.Server, 0, len(servers))
 	for _, s := range servers {

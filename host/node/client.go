@@ -161,7 +161,11 @@ func (n *Node) gridServers() []grid.Server {
 		if len(s.Addresses) == 0 {
 			continue
 		}
-		out = append(out, grid.Server{NodeID: s.NodeID, Addr: s.Addresses[0]})
+		// Free space counts only from a live announcement: a static
+		// server never announced, or one known from the cache, is taken
+		// as having room (grid.Server.SpaceKnown).
+		out = append(out, grid.Server{NodeID: s.NodeID, Addr: s.Addresses[0],
+			FreeSpace: s.FreeSpace, SpaceKnown: !s.Cached && !s.ExpiresAt.IsZero()})
 	}
 	return out
 }
