@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tarnfs/tarn/host/cap"
@@ -47,6 +48,8 @@ type File struct {
 	prior []chk.Problem
 	rc    *rangeCache // ReadAt's decoded segments (download_range.go)
 	order []int       // the share order dec was made with
+	// writing counts the WriteTo calls running.
+	writing atomic.Int32
 }
 
 // Open prepares to read the file of a read cap (cap.CHK or cap.Literal). It
@@ -259,6 +262,10 @@ func (f *File) WriteTo(w io.Writer) (int64, error) {
 const readAhead = 4
 
 func (f *File) writeTo(w io.Writer) (int64, error) {
+	// Range reads meanwhile read nothing ahead: this fetches every
+	// segment anyway (download_range.go).
+	f.writing.Add(1)
+	defer f.writing.Add(-1)
 	l := f.dec.Layout()
 	workers := min(runtime.GOMAXPROCS(0), readAhead, l.Segments)
 	decs := []*chk.Decoder{f.dec}

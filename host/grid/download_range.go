@@ -361,8 +361,11 @@ func (rc *rangeCache) advance(a, b int) {
 	}
 	c.hits++
 	c.seg = b
-	if rc.f.ctx.Err() != nil {
-		return // no read-ahead for a File whose context ended
+	if rc.f.ctx.Err() != nil || rc.f.writing.Load() > 0 {
+		// No read-ahead for a File whose context ended, nor while a
+		// WriteTo of it fetches every segment (an SFTP handle's stream:
+		// its client's reads too far ahead of the stream come here).
+		return
 	}
 	end := min(b+aheadSegs, rc.l.Segments-1)
 	for i := b + 1; i <= end; {
