@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,11 +106,7 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 	}
 	// A rewrite's file left by a crash before it took the journal's name
 	// (compact): the journal is whole without it, and it holds caps.
-	if left, err := filepath.Glob(path + ".*"); err == nil {
-		for _, l := range left {
-			os.Remove(l)
-		}
-	}
+	removeRewriteLeftovers(path)
 	b, err := io.ReadAll(f)
 	if err != nil {
 		return fail(err)
@@ -146,15 +143,7 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 		if err != nil {
 			return fail(err)
 		}
-		// Durable here before the old file goes (a stop in between takes
-		// the same records over again, under the same keys).
-		puts := map[uint64][]byte{}
-		for id, v := range recs {
-			if _, ok := j.live[id]; !ok {
-				puts[id] = v
-			}
-			j.seq = max(j.seq, id)
-		}
+		puts := j.takeOver(recs)
 		if len(puts) > 0 {
 			if err := j.write([]*journalOp{{puts: puts}}); err != nil {
 				return fail(err)
@@ -173,6 +162,55 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 		}
 	}
 	return j, slices.Sorted(maps.Keys(j.live)), maps.Clone(j.live), nil
+}
+
+// takeOver returns the records of an older version's journal to put in
+// this one, under keys of their own after every key the log has used.
+// The older version ignored the log and began its keys at 1 again, so
+// its keys mean nothing here: they may be live in the log with other
+// records (a downgrade, then an upgrade). Its records were made after
+// every record of the log (an upgrade from it finds an empty log; a
+// downgrade's ones come after the log stopped being written), so they
+// replay after them, in their own order. A value live in the log already
+// is skipped: a stop after this takeover was durable, before the old
+// file was removed, takes nothing over twice.
+func (j *journal) takeOver(recs map[uint64][]byte) map[uint64][]byte {
+	have := make(map[string]bool, len(j.live))
+	for _, v := range j.live {
+		have[string(v)] = true
+	}
+	puts := map[uint64][]byte{}
+	for _, id := range slices.Sorted(maps.Keys(recs)) {
+		v := recs[id]
+		if have[string(v)] {
+			continue
+		}
+		have[string(v)] = true
+		j.seq++
+		puts[j.seq] = v
+	}
+	return puts
+}
+
+// removeRewriteLeftovers removes the files a rewrite (compactLocked)
+// makes beside the journal at path and a crash left there: exactly the
+// names os.CreateTemp gives for its pattern (the journal's name, a dot,
+// decimal digits). Listed rather than globbed: the state folder's path
+// may hold glob characters; and never the damaged journals kept for a
+// human (JournalFile-damaged-TIME), nor files of other names.
+func removeRewriteLeftovers(path string) {
+	dir, prefix := filepath.Dir(path), filepath.Base(path)+"."
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
+			continue
+		}
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
 }
 
 // journalLockWait is how long an open waits for another process (a
