@@ -211,10 +211,7 @@ func (c *Client) CreateMutable(ctx context.Context, initial []byte) (cap.Mutable
 	if len(v.Shares) > 0 {
 		need = int64(len(v.Shares[0]))
 	}
-	skip := union(c.mut().hung.skip(sm.ring, time.Now()), roomless(sm.ring, need, happy))
-	if len(sm.ring)-len(skip) < happy {
-		skip = nil
-	}
+	skip := leaveOut(len(sm.ring), happy, c.mut().hung.skip(sm.ring, time.Now()), roomless(sm.ring, need, happy), nil)
 	for i := range sm.up {
 		sm.up[i] = !skip[i]
 	}

@@ -373,18 +373,11 @@ func (u *uploader) survey() error {
 	}
 	start := time.Now()
 	// Servers announced too full for a share are left out like hung ones
-	// (upload_room.go), and asked too if the others cannot be happy.
+	// (upload_room.go). Too few without them: ask them and wait, as
+	// before.
 	full := roomless(servers, u.layout.ShareSize, c.place.H)
-	held := union(c.hung().skip(servers, start), full)
-	others := 0
-	for i, s := range servers {
-		if !u.skip[s.NodeID] && !held[i] {
-			others++
-		}
-	}
-	if others < c.place.H {
-		held = nil // too few without them: ask them and wait, as before
-	}
+	held := leaveOut(len(servers), c.place.H, c.hung().skip(servers, start), full,
+		func(i int) bool { return u.skip[servers[i].NodeID] })
 	sctx, cancel := context.WithCancel(u.ctx)
 	defer cancel() // ends the requests of servers not waited for
 	answers := make([]answer, len(servers))

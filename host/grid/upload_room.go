@@ -42,3 +42,26 @@ func union(a, b map[int]bool) map[int]bool {
 	}
 	return out
 }
+
+// leaveOut returns the ring positions (of n) an upload leaves out: the
+// hung and the full ones while at least h others remain (others also
+// not left out by gone, if set: servers found dead a moment ago), else
+// the hung ones alone if that leaves h, else none.
+func leaveOut(n, h int, hung, full map[int]bool, gone func(i int) bool) map[int]bool {
+	left := func(out map[int]bool) int {
+		k := 0
+		for i := 0; i < n; i++ {
+			if !out[i] && (gone == nil || !gone(i)) {
+				k++
+			}
+		}
+		return k
+	}
+	if both := union(hung, full); left(both) >= h {
+		return both
+	}
+	if left(hung) >= h {
+		return hung
+	}
+	return nil
+}

@@ -80,7 +80,7 @@ func (u *uploader) putSmall(plain []byte) (cap.CHK, bool) {
 	servers := ring(u.si[:], c.servers())
 	// Servers announced too full for a share are left out like hung ones
 	// (upload_room.go).
-	if held := union(c.hung().skip(servers, time.Now()), roomless(servers, l.ShareSize, c.place.H)); len(held) > 0 && len(servers)-len(held) >= c.place.H {
+	if held := leaveOut(len(servers), c.place.H, c.hung().skip(servers, time.Now()), roomless(servers, l.ShareSize, c.place.H), nil); len(held) > 0 {
 		rest := servers[:0:0]
 		for i, s := range servers {
 			if !held[i] {
