@@ -221,9 +221,17 @@ func newLastSeen() *lastSeen {
 	return &lastSeen{at: map[string]time.Time{}, sq: map[string]uint64{}}
 }
 
-func (l *lastSeen) get(id string) time.Time {
+// get is when the server's announcement of sequence seq was first seen:
+// now if the watch has not taken it in yet (the list changed a moment
+// ago and its goroutine has not run: status read right after must not
+// show a server announced as never seen).
+func (l *lastSeen) get(id string, seq uint64) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if seq != 0 && seq != l.sq[id] {
+		l.sq[id] = seq
+		l.at[id] = time.Now().UTC()
+	}
 	return l.at[id]
 }
 

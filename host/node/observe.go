@@ -35,7 +35,7 @@ func (n *Node) status(ctx context.Context) api.Status {
 		health := n.client.ServerHealth()
 		for _, s := range n.Servers() {
 			h := health[s.NodeID]
-			seen := n.seen.get(s.NodeID)
+			seen := n.seen.get(s.NodeID, s.Sequence)
 			// An announcement in force (or a static entry) is what the
 			// client dials, unless its last contact was a fault (a dead
 			// host stays announced until its record expires) and the
