@@ -10,12 +10,14 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/tarnfs/tarn/host/filelock"
 )
 
@@ -64,6 +66,17 @@ type journal struct {
 	// dirPending: a rewrite took the journal's name, and its folder's
 	// fsync failed: no commit is acknowledged until one succeeds.
 	dirPending bool
+	// A streak of failed rewrites (compactFails of them) is retried only
+	// once the file is compactRetrySize long or at compactRetryAt, not at
+	// every commit: each try costs a write and fsync of the live set
+	// before its commit's callers are answered.
+	compactFails     int
+	compactRetrySize int64
+	compactRetryAt   time.Time
+	// log gets a streak's first failure and its end (setLogger); a
+	// failure before it is set (at the open) waits in unlogged.
+	log      hclog.Logger
+	unlogged error
 
 	// n counts its commits, for measuring the group commit.
 	n journalCounts
@@ -157,8 +170,14 @@ func openJournal(path string) (*journal, []uint64, map[uint64][]byte, error) {
 		}
 	}
 	if j.size > journalCompactAt/4 && j.size > 2*(j.liveBytes+int64(len(journalMagic))) {
-		if err := j.compact(); err != nil {
-			return fail(err)
+		// A failure leaves the journal whole, only longer: the node
+		// starts all the same, and writes retry it (backing off).
+		j.wmu.Lock()
+		j.tryCompact()
+		broken := j.broken
+		j.wmu.Unlock()
+		if broken != nil {
+			return fail(broken)
 		}
 	}
 	return j, slices.Sorted(maps.Keys(j.live)), maps.Clone(j.live), nil
@@ -293,7 +312,8 @@ func (j *journal) load(b []byte) error {
 		for _, v := range j.live {
 			j.liveBytes += int64(13 + len(v))
 		}
-		return j.compactLocked()
+		_, err := j.compactLocked()
+		return err
 	}
 	if off < len(b) {
 		// Never acknowledged: its writer died before its fdatasync ended.
@@ -475,11 +495,8 @@ func (j *journal) write(batch []*journalOp) error {
 			j.del(id)
 		}
 	}
-	if j.size > journalCompactAt && j.size > 4*(j.liveBytes+int64(len(journalMagic))) {
-		// A failure before the rename leaves the file as it is, whole,
-		// only longer; one after it leaves the new file the journal
-		// (dirPending: the next write syncs its folder first).
-		_ = j.compactLocked()
+	if j.size > journalCompactAt && j.size > 4*(j.liveBytes+int64(len(journalMagic))) && j.compactDue() {
+		j.tryCompact()
 	}
 	return nil
 }
@@ -488,20 +505,92 @@ func (j *journal) write(batch []*journalOp) error {
 func (j *journal) compact() error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
-	return j.compactLocked()
+	_, err := j.compactLocked()
+	return err
 }
+
+// compactRetryEvery: a rewrite that failed is tried again once this long
+// has passed, or once the journal grew by journalCompactAt.
+var compactRetryEvery = time.Minute
+
+// compactDue reports whether a rewrite may be tried: none failed since
+// the last one that succeeded, or the failed one's back-off is over.
+func (j *journal) compactDue() bool {
+	return j.compactFails == 0 || j.size >= j.compactRetrySize || !time.Now().Before(j.compactRetryAt)
+}
+
+// tryCompact rewrites the journal (wmu held). A failure before the rename
+// leaves the file as it is, whole, only longer, and backs the next try
+// off; one after it leaves the new file the journal (dirPending: the next
+// write syncs its folder first). It logs a streak of failures once, at
+// its first, and its end.
+func (j *journal) tryCompact() {
+	replaced, err := j.compactLocked()
+	if j.broken != nil && j.log != nil {
+		j.log.Error("the link journal cannot be written after its rewrite; write-behind commits fail until the node restarts", "path", j.path, "error", j.broken)
+	}
+	if err == nil || replaced {
+		if j.compactFails > 0 && j.log != nil {
+			j.log.Info("the link journal is rewritten again", "path", j.path, "failed_tries", j.compactFails)
+		}
+		j.compactFails, j.unlogged = 0, nil
+		return
+	}
+	j.compactFails++
+	j.compactRetrySize = j.size + journalCompactAt
+	j.compactRetryAt = time.Now().Add(compactRetryEvery)
+	if j.compactFails == 1 {
+		j.unlogged = err
+		j.logCompactFailure()
+	}
+}
+
+// logCompactFailure logs the failure of the streak under way, once.
+func (j *journal) logCompactFailure() {
+	if j.log == nil || j.unlogged == nil {
+		return
+	}
+	j.log.Warn("the link journal cannot be rewritten without its made links; it grows, and is tried again every minute or 4 MiB (docs/operations.md)",
+		"path", j.path, "size", j.size, "live", j.liveBytes, "error", j.unlogged)
+	j.unlogged = nil
+}
+
+// setLogger gives the journal the node's log, logging there a failure
+// of the open's rewrite.
+func (j *journal) setLogger(l hclog.Logger) {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.log = l
+	j.logCompactFailure()
+}
+
+// compactReopen: the rewrite takes the journal's name with the journal
+// and the new file both closed, then opens and locks the new one. On
+// Windows a file Go opened (without FILE_SHARE_DELETE) can be neither
+// renamed nor replaced while open: the rename would fail at every try.
+// The lock is let go meanwhile: another process that takes it then
+// leaves this journal broken (commits fail); one that took the old
+// file's lock and checked its name just before the rename would write
+// to the old, unlinked file (two nodes over one state folder: what the
+// lock guards against, not a supported case).
+var compactReopen = runtime.GOOS == "windows"
+
+// renameFile is os.Rename; tests make it fail as Windows does.
+var renameFile = os.Rename
 
 var compactFault func() error
 
-func (j *journal) compactLocked() error {
+// compactLocked rewrites the journal with its live records alone (wmu
+// held), reporting whether the new file became the journal.
+func (j *journal) compactLocked() (replaced bool, err error) {
 	if compactFault != nil {
 		if err := compactFault(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(j.path), filepath.Base(j.path)+".*")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed
 	ok := false
@@ -517,31 +606,64 @@ func (j *journal) compactLocked() error {
 		out = []byte(journalMagic)
 	}
 	if err := tmp.Chmod(0o600); err != nil {
-		return err
+		return false, err
 	}
 	// Locked before it takes the journal's name (openLocked).
 	if err := filelock.TryLock(tmp); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := tmp.Write(out); err != nil {
-		return err
+		return false, err
 	}
 	if err := tmp.Sync(); err != nil {
-		return err
+		return false, err
 	}
-	if err := os.Rename(tmp.Name(), j.path); err != nil {
-		return err
+	if compactReopen {
+		if err := tmp.Close(); err != nil {
+			return false, err
+		}
+		j.f.Close()
+		rerr := renameFile(tmp.Name(), j.path)
+		// The file at the path now, whole either way: the new one, or
+		// the journal as it was when the rename failed.
+		f, err := reopenLocked(j.path)
+		if err != nil {
+			j.broken = fmt.Errorf("link journal closed for its rewrite and not opened again: %w", err)
+			return rerr == nil, j.broken
+		}
+		j.f = f
+		if rerr != nil {
+			return false, rerr
+		}
+	} else {
+		if err := renameFile(tmp.Name(), j.path); err != nil {
+			return false, err
+		}
+		// From here the journal is tmp, whatever comes.
+		ok = true
+		j.f.Close()
+		j.f = tmp
 	}
-	// From here the journal is tmp, whatever comes.
-	ok = true
-	j.f.Close()
-	j.f = tmp
 	j.size = int64(len(out))
 	if err := syncDir(filepath.Dir(j.path)); err != nil {
 		j.dirPending = true // write syncs it before acknowledging
-		return err
+		return true, err
 	}
-	return nil
+	return true, nil
+}
+
+// reopenLocked opens the journal at path again after a rewrite closed it
+// (compactReopen) and takes its lock back.
+func reopenLocked(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := filelock.TryLock(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return f, nil
 }
 
 func (j *journal) close() error {
