@@ -249,6 +249,7 @@ func OpenBehind(store Store, cfg BehindConfig) (*Behind, error) {
 		return nil, err
 	}
 	b.j = j
+	j.setLogger(b.log)
 	if err := b.replay(keys, recs); err != nil {
 		j.close()
 		return nil, err
