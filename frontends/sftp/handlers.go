@@ -105,9 +105,20 @@ func (s *fsys) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
 // file instead (grid.File.WriteTo decodes several segments in parallel)
 // into blocks the pieces are copied from, staying at most readWindow
 // blocks ahead of the reader; other reads go to the file directly.
+//
+// A client with many large reads in flight (OpenSSH's sftp: 64 of 255
+// KiB, ~16 MiB) asks well past readWindow blocks ahead of the stream: a
+// read up to readReach blocks ahead of it waits for the stream (its
+// asking lets the stream run on) rather than read the grid, which the
+// stream would then read again. Only reads further away go to the grid.
+// A published block stays until the reader has asked for a block more
+// than readWindow past it and taken all its bytes, or for one more than
+// readReach past it, so a handle holds at most readReach+readWindow+1
+// blocks (a reader in order: ~2 readWindow, as before readReach).
 const (
 	readBlock  = 1 << 20
 	readWindow = 4
+	readReach  = 24
 )
 
 // readHandle reads an open grid file; errors name the path.
@@ -127,6 +138,7 @@ type readHandle struct {
 	streaming bool             // the stream runs and publishes blocks
 	next      int64            // the block the stream publishes next
 	blocks    map[int64][]byte // published blocks still near the reader
+	taken     map[int64]int    // bytes of a published block the reader has taken
 	maxWant   int64            // the highest block asked for
 	stopped   bool
 	free      [][]byte // blocks the reader has left behind, for the stream to reuse
@@ -135,7 +147,7 @@ type readHandle struct {
 var errStopped = errors.New("read handle closed")
 
 func newReadHandle(ctx context.Context, f vdrive.File, p string) *readHandle {
-	h := &readHandle{f: f, path: p, size: f.Size(), blocks: map[int64][]byte{}}
+	h := &readHandle{f: f, path: p, size: f.Size(), blocks: map[int64][]byte{}, taken: map[int64]int{}}
 	h.ctx, h.cancel = context.WithCancel(ctx)
 	h.cond = sync.NewCond(&h.mu)
 	return h
@@ -262,7 +274,7 @@ func (h *readHandle) readNow(off int64, n int, use func(a, b []byte) error) (rea
 		h.want(idx)
 		b, ok := h.blocks[idx]
 		if !ok || pos-idx*readBlock >= int64(len(b)) {
-			if h.streaming && idx >= h.next && idx <= h.next+readWindow {
+			if h.streaming && idx >= h.next && idx <= h.next+readReach {
 				return readStream, nil
 			}
 			return readGrid, nil
@@ -274,25 +286,52 @@ func (h *readHandle) readNow(off int64, n int, use func(a, b []byte) error) (rea
 		parts[i] = piece[:min(len(piece), n-got)]
 		got += len(parts[i])
 	}
-	return readReady, use(parts[0], parts[1])
+	err := use(parts[0], parts[1])
+	for i, pos := 0, off; i < len(parts) && len(parts[i]) > 0; i++ {
+		h.took(pos/readBlock, len(parts[i]))
+		pos += int64(len(parts[i]))
+	}
+	return readReady, err
+}
+
+// took records that the reader took n bytes of block idx (mu held).
+func (h *readHandle) took(idx int64, n int) {
+	if _, ok := h.blocks[idx]; ok {
+		h.taken[idx] += n
+		h.trim(idx)
+	}
+}
+
+// trim drops block k (mu held, kept for reuse) when the reader has asked
+// for a block more than readReach past it, or more than readWindow past
+// it and has taken all its bytes (a block just read stays a while for
+// reads again).
+func (h *readHandle) trim(k int64) {
+	if k < h.maxWant-readReach || k < h.maxWant-readWindow && h.taken[k] >= len(h.blocks[k]) {
+		h.drop(k)
+	}
+}
+
+// drop forgets block idx (mu held), keeping it for reuse.
+func (h *readHandle) drop(idx int64) {
+	b := h.blocks[idx]
+	delete(h.blocks, idx)
+	delete(h.taken, idx)
+	if len(h.free) < 2 && cap(b) == readBlock {
+		h.free = append(h.free, b[:0])
+	}
 }
 
 // want records that the reader asked for block idx (mu held): the stream
-// may run readWindow blocks past it, and blocks far behind it are dropped
-// (kept for reuse).
+// may run readWindow blocks past it, and blocks behind it are trimmed.
 func (h *readHandle) want(idx int64) {
 	if idx <= h.maxWant {
 		return
 	}
 	h.maxWant = idx
 	h.cond.Broadcast()
-	for k, b := range h.blocks {
-		if k < h.maxWant-readWindow {
-			delete(h.blocks, k)
-			if len(h.free) < 2 && cap(b) == readBlock {
-				h.free = append(h.free, b[:0])
-			}
-		}
+	for k := range h.blocks {
+		h.trim(k)
 	}
 }
 
@@ -305,14 +344,16 @@ func (h *readHandle) fromBlock(p []byte, pos int64) (int, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.want(idx)
-	for h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readWindow {
+	for h.streaming && !h.stopped && idx >= h.next && idx <= h.next+readReach {
 		h.cond.Wait()
 	}
 	b, ok := h.blocks[idx]
 	if !ok || pos-idx*readBlock >= int64(len(b)) {
 		return 0, false
 	}
-	return copy(p, b[pos-idx*readBlock:]), true
+	n := copy(p, b[pos-idx*readBlock:])
+	h.took(idx, n)
+	return n, true
 }
 
 func (h *readHandle) isStopped() bool {
@@ -356,6 +397,7 @@ func (h *readHandle) Close() error {
 	h.mu.Lock()
 	h.stopped = true
 	h.blocks = map[int64][]byte{}
+	h.taken = map[int64]int{}
 	h.free = nil
 	h.cond.Broadcast()
 	h.mu.Unlock()
