@@ -627,6 +627,28 @@ func (b *Behind) has(k cap.MutableRead) bool {
 	return bd != nil && len(bd.pending)+len(bd.inflight) > 0
 }
 
+// flushPending flushes folder k until the links pending for it now are
+// made: a change makes at most maxLinksPerChange links (a replayed
+// journal, or adds racing MaxPending, can hold more), and this must not
+// chase new links added behind them for ever.
+func (b *Behind) flushPending(ctx context.Context, k cap.MutableRead) error {
+	b.mu.Lock()
+	n := 0
+	if bd := b.dirs[k]; bd != nil {
+		n = len(bd.pending) + len(bd.inflight)
+	}
+	b.mu.Unlock()
+	for range n/maxLinksPerChange + 1 {
+		if err := b.flush(ctx, k); err != nil {
+			return err
+		}
+		if !b.has(k) {
+			break
+		}
+	}
+	return nil
+}
+
 // flush makes folder k's pending links now, or waits for the change that
 // is making them; it returns that change's error.
 func (b *Behind) flush(ctx context.Context, k cap.MutableRead) error {

@@ -354,22 +354,8 @@ func (b *Behind) flushUnder(ctx context.Context, root cap.DirRead, parts, to []s
 		}
 	}
 	for _, k := range ks {
-		// A change makes at most maxLinksPerChange links: flush until
-		// those pending now are made (a replayed journal, or adds racing
-		// MaxPending, can hold more), not for ever behind new ones.
-		b.mu.Lock()
-		n := 0
-		if bd := b.dirs[k]; bd != nil {
-			n = len(bd.pending) + len(bd.inflight)
-		}
-		b.mu.Unlock()
-		for range n/maxLinksPerChange + 1 {
-			if err := b.flush(ctx, k); err != nil {
-				return err
-			}
-			if !b.has(k) {
-				break
-			}
+		if err := b.flushPending(ctx, k); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -495,23 +495,5 @@ func (d *Drive) flushDir(ctx context.Context, ref dirRef) error {
 	if b == nil || !b.has(ref.r.Slot) {
 		return nil
 	}
-	// A change makes at most maxLinksPerChange links: flush until those
-	// pending now are made (a replayed journal, or adds racing
-	// MaxPending, can hold more), not for ever behind new ones.
-	k := ref.r.Slot
-	b.mu.Lock()
-	n := 0
-	if bd := b.dirs[k]; bd != nil {
-		n = len(bd.pending) + len(bd.inflight)
-	}
-	b.mu.Unlock()
-	for range n/maxLinksPerChange + 1 {
-		if err := b.flush(ctx, k); err != nil {
-			return err
-		}
-		if !b.has(k) {
-			break
-		}
-	}
-	return nil
+	return b.flushPending(ctx, ref.r.Slot)
 }
