@@ -196,12 +196,6 @@ func vsCLICost(r *Report, f Figure, cli string) Figure {
 	return f
 }
 
-// selfCPU is the CPU time this process has used so far.
-func selfCPU() time.Duration {
-	d, _ := procCPU(os.Getpid())
-	return d
-}
-
 // pkgSFTP is the client inside the harness: github.com/pkg/sftp over
 // golang.org/x/crypto/ssh (aes128-gcm, its first cipher), password auth,
 // packet bytes per read and write request, 64 requests in flight.
