@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,9 @@ func Parse(file string, data []byte) (*Profile, error) {
 	p := defaultProfile()
 	p.File = file
 	p.Dir = filepath.Dir(file)
+	// A byte-order mark, as Windows editors write one, is not TOML: it was
+	// refused as "expected '.' or '='" at line 1, column 1.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 
 	var doc map[string]any
 	if _, err := toml.Decode(string(data), &doc); err != nil {

@@ -90,6 +90,8 @@ func (v *validator) validate() {
 	for i, u := range p.Grid.Introducers {
 		if err := CheckNodeURL(u); err != nil {
 			v.errorf(indexKey("grid.introducers", i), "%v", err)
+		} else if err := v.dialableURL(u); err != nil {
+			v.errorf(indexKey("grid.introducers", i), "%v", err)
 		}
 	}
 	seen := map[string]int{}
@@ -99,6 +101,8 @@ func (v *validator) validate() {
 		if s.Address == "" {
 			v.errorf(k+".address", "missing: each server needs an address")
 		} else if err := CheckAddress(s.Address, false); err != nil {
+			v.errorf(k+".address", "%v", err)
+		} else if err := v.transportFor(s.Address); err != nil {
 			v.errorf(k+".address", "%v", err)
 		}
 		kh, err := CanonicalKeyHash(s.KeyHash)
@@ -230,13 +234,52 @@ func (v *validator) listens(role string, enabled bool, listen, announce []string
 	for i, a := range listen {
 		if err := CheckAddress(a, true); err != nil {
 			v.errorf(indexKey(role+".listen", i), "%v", err)
+		} else if err := v.transportFor(a); err != nil {
+			v.errorf(indexKey(role+".listen", i), "%v", err)
 		}
 	}
 	for i, a := range announce {
 		if err := CheckAddress(a, false); err != nil {
 			v.errorf(indexKey(role+".announce", i), "%v", err)
+		} else if err := v.transportFor(a); err != nil {
+			v.errorf(indexKey(role+".announce", i), "%v", err)
 		}
 	}
+}
+
+// transportFor refuses a well-formed address that the node's transport
+// cannot serve: with the built-in tcp transport (no external one), every
+// address the node listens on, announces or dials is tcp:HOST:PORT. A node
+// given "udp:..." or "quic:..." failed only at start ("does not start with
+// tcp:") or, for a server it dials, never reached it. An external
+// transport reads its own scheme: not checked here.
+func (v *validator) transportFor(addr string) error {
+	t := v.p.Plugins.Transport
+	if t.Path != "" || t.Name != "tcp" || v.anyFailed("plugins.transport.name", "plugins.transport.path") {
+		return nil
+	}
+	scheme, _, _ := strings.Cut(addr, ":")
+	if scheme == "tcp" {
+		return nil
+	}
+	return fmt.Errorf("address %q: no transport serves %q: the built-in transport (plugins.transport.name = \"tcp\") takes tcp:HOST:PORT", addr, scheme+":")
+}
+
+// dialableURL refuses a node URL none of whose addresses the node's
+// transport can dial (see transportFor). u is a valid node URL.
+func (v *validator) dialableURL(u string) error {
+	_, addrs, _ := strings.Cut(u, "@")
+	var first error
+	for _, a := range strings.Split(addrs, ",") {
+		err := v.transportFor(a)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (v *validator) client() {
