@@ -19,8 +19,10 @@ import (
 // Small downloads without a locate. An upload places share i on the
 // servers of the storage index's permuted ring by placement.Plan; when
 // every server was writable and held nothing of the file, that plan
-// depends on the ring alone. So a client whose server list is the one the
-// file was uploaded under knows which server holds which share without
+// depends on the ring alone, and on which servers announced too little
+// free space for a share (the upload leaves those out: upload_room.go).
+// So a client whose server list and announcements are the ones the file
+// was uploaded under knows which server holds which share without
 // asking. For a file whose shares fit one metadata window (each read
 // whole in one call: 4 KiB files, and up to about 90 KiB at 3-of-5 and
 // 1 MiB segments), Open reads K shares straight from their predicted
@@ -93,10 +95,16 @@ func (c *Client) predict(v cap.CHK) *prediction {
 	if len(servers) < v.K {
 		return nil
 	}
+	// The upload left out the servers announced too full for a share of
+	// this file while H others remained (upload_room.go): the same rule,
+	// with this client's H (the grid's, as the uploader's), decides which
+	// servers the plan may write to. Announcements that changed since the
+	// upload make the prediction miss: the locate follows.
+	full := roomless(servers, l.ShareSize, min(max(c.place.H, v.K), v.N))
 	ps := make([]placement.Server, len(servers))
 	pos := make(map[string]int, len(servers))
 	for i, s := range servers {
-		ps[i] = placement.Server{ID: s.NodeID, Writable: true}
+		ps[i] = placement.Server{ID: s.NodeID, Writable: !full[i]}
 		pos[s.NodeID] = i
 	}
 	// H=K: the uploader's H only decides whether its upload succeeded.

@@ -14,13 +14,27 @@ import "github.com/tarnfs/tarn/host/placement"
 // before; when the others would be too few for happiness, the full ones
 // are asked too (an announcement may be stale, a refusal is the truth).
 
+// A small download predicts where an upload put the shares
+// (download_predict.go) with the same rule over the servers' announced
+// space as it stands at the download: roomless with the share size from
+// the cap. An announcement that changed since the upload makes the
+// prediction miss, and the download locates the shares.
+//
+// The checker's repair leaves the same servers out of the targets of new
+// shares (checker.repairCHK), through Server.Room and placement.Roomless.
+
+// Room is what the client knows of s's free space, for placement.Roomless.
+func (s Server) Room() placement.Room {
+	return placement.Room{Free: s.FreeSpace, Known: s.SpaceKnown}
+}
+
 // roomless returns the positions in r of the servers known to lack room
 // for a share of need bytes (need 0: only those announced full), or nil
 // when the others would number fewer than h.
 func roomless(r []Server, need int64, h int) map[int]bool {
 	rooms := make([]placement.Room, len(r))
 	for i, s := range r {
-		rooms[i] = placement.Room{Free: s.FreeSpace, Known: s.SpaceKnown}
+		rooms[i] = s.Room()
 	}
 	return placement.Roomless(rooms, need, h)
 }
