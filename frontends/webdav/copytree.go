@@ -75,6 +75,7 @@ func (s *session) serveCopyTree(w http.ResponseWriter, r *http.Request, src, dst
 	if created {
 		w.WriteHeader(http.StatusCreated)
 	} else {
+		s.ls.release(dst, false) // the replaced tree's members are gone
 		w.WriteHeader(http.StatusNoContent)
 	}
 	return true

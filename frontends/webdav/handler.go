@@ -275,14 +275,21 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("%s: bad Destination header", r.Method))
 			return
 		}
-		if u.Host != "" && u.Host != r.Host {
-			s.fail(w, r, http.StatusBadGateway, fmt.Errorf("%s: destination on another server (%s)", r.Method, u.Host))
-			return
-		}
+		// Only the path counts: behind a reverse proxy the client names
+		// the proxy's scheme and host (https://dav.example.com/...) while
+		// this server sees its own Host (x/net/webdav, Apache and
+		// wsgidav answer that 502, a known pain; SabreDAV compares paths
+		// only, as here). A path outside the prefix is another
+		// namespace: 502 (RFC 4918 9.8.5).
 		if dst, status, err = s.name(u); err != nil {
+			if status == http.StatusNotFound {
+				status = http.StatusBadGateway
+			}
 			s.fail(w, r, status, fmt.Errorf("destination: %w", err))
 			return
 		}
+		// x/net/webdav (a file's COPY) compares the host again.
+		r.Header.Set("Destination", u.EscapedPath())
 		if dst == name || isUnder(dst, name) || isUnder(name, dst) {
 			s.fail(w, r, http.StatusForbidden, fmt.Errorf("%s %s onto %s: source and destination overlap", r.Method, name, dst))
 			return
@@ -323,9 +330,24 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 		s.servePut(w, r, name)
 		return
 	case "COPY":
+		if s.copyLockedBelow(w, r, dst) {
+			return
+		}
 		if s.serveCopyTree(w, r, name, dst) {
 			return
 		}
+		// A file: x/net/webdav copies it; locks below a collection it
+		// replaced go with their resources.
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if sw.status == http.StatusNoContent {
+				s.ls.release(dst, false)
+			}
+		}()
+		w = sw
+	case "DELETE":
+		s.serveDelete(w, r, name)
+		return
 	case "MOVE":
 		s.serveMove(w, r, name, dst)
 		return
@@ -495,15 +517,16 @@ func (s *session) confirm(r *http.Request, name string) (int, error) {
 }
 
 // ifResource is the resource an If header list is about: its tagged
-// resource on this server, else untagged (the request's own). ok is false
-// for a list about another host or a name outside the drive, which holds
-// for nothing here.
+// resource, else untagged (the request's own). ok is false for a list
+// about a name outside the drive, which holds for nothing here. As for
+// Destination, a tag's scheme and host are not compared: neon (davfs2,
+// cadaver) tags lists with the URL it was given, a proxy's behind one.
 func (s *session) ifResource(r *http.Request, l ifList, untagged string) (string, bool) {
 	if l.resource == "" {
 		return untagged, true
 	}
 	u, err := url.Parse(l.resource)
-	if err != nil || (u.Host != "" && u.Host != r.Host) {
+	if err != nil {
 		return "", false
 	}
 	res, _, err := s.name(u)
@@ -675,7 +698,14 @@ func (s *session) putStream(w http.ResponseWriter, r *http.Request, name string)
 	}
 	nf.w.vw = vw
 	body := &bodyReader{r: r.Body}
-	if _, err := io.CopyBuffer(writerOnly{nf}, body, make([]byte, putBuffer)); err != nil {
+	n, err := io.CopyBuffer(writerOnly{nf}, body, make([]byte, putBuffer))
+	if want := expectedLength(r); err == nil && r.ContentLength < 0 && want >= 0 && n != want {
+		// Finder's chunked PUT announced its size: a body that ends
+		// elsewhere is not the file it meant to store.
+		body.err = fmt.Errorf("body of %d bytes, X-Expected-Entity-Length said %d", n, want)
+		err = body.err
+	}
+	if err != nil {
 		nf.w.err = err
 		nf.Close()
 		status := statusOf(err)

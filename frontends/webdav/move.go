@@ -53,7 +53,20 @@ func (s *session) serveMove(w http.ResponseWriter, r *http.Request, src, dst str
 	case exists && !overwrite:
 		s.fail(w, r, http.StatusPreconditionFailed, fmt.Errorf("MOVE %s to %s: the destination exists and Overwrite is F", src, dst))
 		return
-	case exists && (from.IsDir() || to.IsDir()):
+	}
+	// Every member of a moved or replaced collection goes: a lock below
+	// either needs its token.
+	var trees []string
+	if from.IsDir() {
+		trees = append(trees, src)
+	}
+	if exists && to.IsDir() {
+		trees = append(trees, dst)
+	}
+	if s.refuseLockedBelow(w, r, trees...) {
+		return
+	}
+	if exists && (from.IsDir() || to.IsDir()) {
 		// rename(2) would refuse these (a folder over a file, or over a
 		// folder that is not empty); MOVE replaces the destination whole.
 		if err := s.fs.RemoveAll(ctx, dst); err != nil && !isNotExist(err) {
@@ -69,7 +82,13 @@ func (s *session) serveMove(w http.ResponseWriter, r *http.Request, src, dst str
 		s.failErr(w, r, fmt.Errorf("MOVE %s to %s: %w", src, dst, err))
 		return
 	}
+	// Locks do not move with their resources (RFC 4918 7.6): the moved
+	// tree's are destroyed, and so are those below a replaced
+	// destination; a lock on the destination itself now covers what
+	// moved there.
+	s.ls.release(src, true)
 	if exists {
+		s.ls.release(dst, false)
 		w.WriteHeader(http.StatusNoContent)
 	} else {
 		w.WriteHeader(http.StatusCreated)

@@ -1,0 +1,189 @@
+package webdav
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// lockToken takes a LOCK answer's token.
+func lockToken(r resp) string { return strings.Trim(r.header.Get("Lock-Token"), "<>") }
+
+const exclusiveLock = `<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>office</D:owner></D:lockinfo>`
+
+// TestLocksGoWithTheirResource: a DELETE or MOVE of a locked resource
+// (with its token) destroys the lock (RFC 4918 9.6, 7.6). The lock used
+// to stay at the old name, so a new file there was 423 for everyone but
+// the holder until the lock timed out: Office deletes its "~$doc.docx"
+// owner file with its token and makes it again at the next open.
+func TestLocksGoWithTheirResource(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, tc := range []struct {
+		name, method string
+		hdr          map[string]string
+		want         int
+	}{
+		{"delete", "DELETE", nil, http.StatusNoContent},
+		{"move", "MOVE", map[string]string{"Destination": "/moved.txt"}, http.StatusCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.must(t, http.StatusCreated, "PUT", "/~$doc.docx", nil, "owner file")
+			tok := lockToken(e.must(t, http.StatusOK, "LOCK", "/~$doc.docx", map[string]string{"Depth": "0"}, exclusiveLock))
+			hdr := map[string]string{"If": "(<" + tok + ">)"}
+			for k, v := range tc.hdr {
+				hdr[k] = v
+			}
+			e.must(t, 423, tc.method, "/~$doc.docx", tc.hdr, "")
+			e.must(t, tc.want, tc.method, "/~$doc.docx", hdr, "")
+			// Anyone may make the name again, and change what moved.
+			e.must(t, http.StatusCreated, "PUT", "/~$doc.docx", nil, "next open")
+			if tc.method == "MOVE" {
+				e.must(t, http.StatusNoContent, "PUT", "/moved.txt", nil, "not locked")
+			}
+			r := e.must(t, 207, "PROPFIND", "/~$doc.docx", map[string]string{"Depth": "0"},
+				`<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>`)
+			if strings.Contains(r.body, "activelock") {
+				t.Fatalf("the new file shows the old lock:\n%s", r.body)
+			}
+			e.must(t, http.StatusNoContent, "DELETE", "/~$doc.docx", nil, "")
+		})
+	}
+}
+
+// TestLockedMemberGuardsItsTree: a DELETE or MOVE of a collection, or a
+// COPY or MOVE that replaces one, removes its members; a locked member
+// stops it (423 naming the member in DAV:lock-token-submitted) unless its
+// token is submitted. A DELETE of the parent of Office's open document
+// used to remove the document under its lock.
+func TestLockedMemberGuardsItsTree(t *testing.T) {
+	e := newEnv(t, envOpts{prefix: "/dav/"})
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/a", nil, "")
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/a/b", nil, "")
+	e.must(t, http.StatusCreated, "PUT", "/dav/a/b/doc.docx", nil, "document")
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/other", nil, "")
+	e.must(t, http.StatusCreated, "PUT", "/dav/f.txt", nil, "f")
+	tok := lockToken(e.must(t, http.StatusOK, "LOCK", "/dav/a/b/doc.docx", map[string]string{"Depth": "0"}, exclusiveLock))
+	other := lockToken(e.must(t, http.StatusOK, "LOCK", "/dav/f.txt", map[string]string{"Depth": "0"}, exclusiveLock))
+	for _, tc := range []struct {
+		name, method, path string
+		hdr                map[string]string
+	}{
+		{"delete", "DELETE", "/dav/a", nil},
+		{"move away", "MOVE", "/dav/a", map[string]string{"Destination": "/dav/z"}},
+		{"move over", "MOVE", "/dav/other", map[string]string{"Destination": "/dav/a"}},
+		{"copy tree over", "COPY", "/dav/other", map[string]string{"Destination": "/dav/a"}},
+		{"copy file over", "COPY", "/dav/f.txt", map[string]string{"Destination": "/dav/a"}},
+		{"another lock's token", "DELETE", "/dav/a", map[string]string{"If": "</dav/f.txt> (<" + other + ">)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.must(t, 423, tc.method, tc.path, tc.hdr, "")
+			if !strings.Contains(r.body, "<D:lock-token-submitted><D:href>/dav/a/b/doc.docx</D:href>") {
+				t.Fatalf("423 does not name the locked member:\n%s", r.body)
+			}
+		})
+	}
+	if r := e.must(t, http.StatusOK, "GET", "/dav/a/b/doc.docx", nil, ""); r.body != "document" {
+		t.Fatalf("the locked document reads %q", r.body)
+	}
+	// With the member's token (tagged with its URL, as clients send it,
+	// here with the proxy's host) the tree goes, and the lock with it.
+	e.must(t, http.StatusNoContent, "DELETE", "/dav/a", map[string]string{"If": "<https://dav.example.com/dav/a/b/doc.docx> (<" + tok + ">)"}, "")
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/a", nil, "")
+	e.must(t, http.StatusCreated, "MKCOL", "/dav/a/b", nil, "")
+	e.must(t, http.StatusCreated, "PUT", "/dav/a/b/doc.docx", nil, "no lock left")
+}
+
+// TestDestinationBehindProxy: behind a reverse proxy the client names the
+// proxy's scheme and host in Destination and in If tags while this
+// server sees its own Host. Only the path counts; a path outside the
+// prefix is another namespace (502).
+func TestDestinationBehindProxy(t *testing.T) {
+	e := newEnv(t, envOpts{prefix: "/dav/"})
+	e.must(t, http.StatusCreated, "PUT", "/dav/f.txt", nil, "f")
+	for _, tc := range []struct {
+		name, method, dest string
+		want               int
+	}{
+		{"copy via proxy", "COPY", "https://dav.example.com/dav/copy.txt", http.StatusCreated},
+		{"move via proxy", "MOVE", "https://dav.example.com:8443/dav/moved.txt", http.StatusCreated},
+		{"outside the prefix", "COPY", "https://dav.example.com/other/x.txt", http.StatusBadGateway},
+		{"outside the prefix, path only", "COPY", "/x.txt", http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "/dav/f.txt"
+			if tc.method == "MOVE" {
+				src = "/dav/copy.txt"
+			}
+			e.must(t, tc.want, tc.method, src, map[string]string{"Destination": tc.dest}, "")
+		})
+	}
+	if r := e.must(t, http.StatusOK, "GET", "/dav/moved.txt", nil, ""); r.body != "f" {
+		t.Fatalf("moved.txt = %q", r.body)
+	}
+	e.must(t, http.StatusNotFound, "GET", "/dav/copy.txt", nil, "")
+	// neon tags If lists with the URL it was given: the proxy's.
+	tok := lockToken(e.must(t, http.StatusOK, "LOCK", "/dav/moved.txt", map[string]string{"Depth": "0"}, exclusiveLock))
+	e.must(t, http.StatusNoContent, "PUT", "/dav/moved.txt", map[string]string{"If": "<https://dav.example.com/dav/moved.txt> (<" + tok + ">)"}, "g")
+}
+
+// TestFinderChunkedPut: macOS Finder PUTs chunked with the size in
+// X-Expected-Entity-Length. A size over the grid's room is 507 before
+// the body; a body that does not end at the size stores nothing.
+func TestFinderChunkedPut(t *testing.T) {
+	e := newEnv(t, envOpts{quota: func(context.Context) (Quota, error) {
+		return Quota{Available: 1 << 20, Used: -1}, nil
+	}})
+	finder := func(name string, body []byte, expected string) resp {
+		t.Helper()
+		req, err := http.NewRequest("PUT", e.url+name, io.MultiReader(bytes.NewReader(body))) // chunked
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Expected-Entity-Length", expected)
+		req.Header.Set("User-Agent", "WebDAVFS/3.0.0 (03008000) Darwin/22.1.0 (x86_64)")
+		req.SetBasicAuth("alice", alicePW)
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("PUT %s: %v", name, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return resp{res.StatusCode, res.Header, string(b)}
+	}
+	data := pseudo(300 << 10)
+	for _, tc := range []struct {
+		name     string
+		body     []byte
+		expected string
+		want     int
+		msg      string
+	}{
+		{"right size", data, "307200", http.StatusCreated, ""},
+		{"empty", nil, "0", http.StatusCreated, ""},
+		{"too large for the grid", data, "3145728", http.StatusInsufficientStorage, "file too large: 3145728 bytes, the grid has room for 1048576"},
+		{"body short", data[:1000], "307200", http.StatusBadRequest, "body of 1000 bytes, X-Expected-Entity-Length said 307200"},
+		{"body long", data, "1000", http.StatusBadRequest, "body of 307200 bytes, X-Expected-Entity-Length said 1000"},
+		{"header not a number", data[:10], "ten", http.StatusCreated, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.ReplaceAll(tc.name, " ", "-")
+			r := finder(name, tc.body, tc.expected)
+			if r.status != tc.want || !strings.Contains(r.body, tc.msg) {
+				t.Fatalf("%d %q, want %d %q", r.status, r.body, tc.want, tc.msg)
+			}
+			got := e.alice(t, "GET", "/"+name, nil, "")
+			if tc.want != http.StatusCreated {
+				if got.status != http.StatusNotFound {
+					t.Fatalf("a refused PUT left a file: GET %d", got.status)
+				}
+				return
+			}
+			if got.status != http.StatusOK || got.body != string(tc.body) {
+				t.Fatalf("GET: %d, %d bytes, want %d", got.status, len(got.body), len(tc.body))
+			}
+		})
+	}
+}
