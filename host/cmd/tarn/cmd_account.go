@@ -210,7 +210,7 @@ keeps only the root's read cap.`,
 // node.
 func accountRoot(dir, flag string) (string, error) {
 	if flag != "" {
-		a, err := aliases.ParseArg(flag, aliases.Resolver(dir))
+		a, err := parseArg(dir, flag)
 		if err == nil && !a.IsGrid() && aliases.ValidName(flag) {
 			// A bare alias name, without its colon.
 			a, err = aliases.ParseArg(flag+":", aliases.Resolver(dir))

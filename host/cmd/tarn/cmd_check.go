@@ -172,7 +172,7 @@ func checkSetup(op string) (string, *api.Client, error) {
 
 // checkArg parses CAP, ALIAS:path or DIRCAP/path.
 func checkArg(dir, s string) (aliases.Arg, error) {
-	a, err := aliases.ParseArg(s, aliases.Resolver(dir))
+	a, err := parseArg(dir, s)
 	if err != nil {
 		return a, err
 	}

@@ -70,7 +70,7 @@ func fsError(op, what string, err error) error {
 
 // gridArg parses a path argument that must be on the grid.
 func gridArg(dir, s string) (aliases.Arg, error) {
-	a, err := aliases.ParseArg(s, aliases.Resolver(dir))
+	a, err := parseArg(dir, s)
 	if err != nil {
 		return a, err
 	}
@@ -457,16 +457,15 @@ modification times are kept both ways. A progress bar shows on a terminal.`,
 		if err != nil {
 			return err
 		}
-		resolve := aliases.Resolver(dir)
 		var srcs []aliases.Arg
 		for _, s := range args[:len(args)-1] {
-			a, err := aliases.ParseArg(s, resolve)
+			a, err := parseArg(dir, s)
 			if err != nil {
 				return fmt.Errorf("cp: %w", err)
 			}
 			srcs = append(srcs, a)
 		}
-		dst, err := aliases.ParseArg(args[len(args)-1], resolve)
+		dst, err := parseArg(dir, args[len(args)-1])
 		if err != nil {
 			return fmt.Errorf("cp: %w", err)
 		}
@@ -865,6 +864,13 @@ func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool) error 
 	}
 	for _, c := range es {
 		s, d := src.Join(c.Name), joinArg(dst, c.Name)
+		if !dst.IsGrid() {
+			local, err := localJoin(dst.Local, c.Name)
+			if err != nil {
+				return fmt.Errorf("cp: %s: %w", s, err)
+			}
+			d = aliases.Arg{Local: local}
+		}
 		if c.IsDir() {
 			if err := cp.planGridDir(s, d, false); err != nil {
 				return err
