@@ -164,6 +164,9 @@ func LeaseSecret(master []byte, si cap.StorageIndex, nodeID string) []byte {
 type server struct {
 	ID   string
 	Addr string
+	// room is its announced free space (grid.Server.Room): a repair
+	// leaves a server known too full for a share out of its targets.
+	room placement.Room
 }
 
 // servers returns the known servers in ring order for si.
@@ -183,7 +186,7 @@ func (c *Checker) servers(si cap.StorageIndex) ([]server, error) {
 		if _, dup := byID[id]; dup {
 			continue
 		}
-		byID[id] = server{ID: id, Addr: s.Addr}
+		byID[id] = server{ID: id, Addr: s.Addr, room: s.Room()}
 		ids = append(ids, id)
 	}
 	if len(ids) == 0 {

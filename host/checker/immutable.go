@@ -270,23 +270,48 @@ func (c *Checker) repairCHK(ctx context.Context, st *chkState) *RepairReport {
 		rep.HappinessAfter = placement.Happiness(st.good)
 	}()
 
-	// Which answering servers can take a share of this size.
+	// Which answering servers can take a share of this size. Those
+	// announced too full for one are not asked and take no share while
+	// the others number st.want, as an upload leaves them out (the same
+	// rule: placement.Roomless); they still count for the shares they
+	// hold. When the plan cannot reach st.want without them, they are
+	// asked too: an announcement may be stale, their answer is the truth.
 	ring := make([]placement.Server, len(st.answered))
-	var wg sync.WaitGroup
+	rooms := make([]placement.Room, len(st.answered))
 	for i, s := range st.answered {
 		ring[i].ID = s.ID
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.do(ctx, s, func(ctx context.Context, cl *storageclient.Client) error {
-				ver, err := cl.Version(ctx)
-				ring[i].Writable = err == nil && ver.Available >= st.size && (ver.MaxShareSize == 0 || ver.MaxShareSize >= st.size)
-				return err
-			})
-		}()
+		rooms[i] = s.room
 	}
-	wg.Wait()
+	full := placement.Roomless(rooms, st.size, st.want)
+	ask := func(which func(i int) bool) {
+		var wg sync.WaitGroup
+		for i, s := range st.answered {
+			if !which(i) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.do(ctx, s, func(ctx context.Context, cl *storageclient.Client) error {
+					ver, err := cl.Version(ctx)
+					ring[i].Writable = err == nil && ver.Available >= st.size && (ver.MaxShareSize == 0 || ver.MaxShareSize >= st.size)
+					return err
+				})
+			}()
+		}
+		wg.Wait()
+	}
+	ask(func(i int) bool { return !full[i] })
 	pl, err := placement.Plan(placement.Params{K: v.K, H: st.want, N: v.N}, ring, st.good)
+	if err != nil && len(full) > 0 {
+		ask(func(i int) bool { return full[i] })
+		full = nil
+		pl, err = placement.Plan(placement.Params{K: v.K, H: st.want, N: v.N}, ring, st.good)
+	}
+	for i := range full {
+		rep.LeftOutFull = append(rep.LeftOutFull, st.answered[i].ID)
+	}
+	slices.Sort(rep.LeftOutFull)
 	if err != nil && st.want > v.K {
 		// Do what can be done: at least every share somewhere.
 		fail("%v", err)

@@ -68,6 +68,10 @@ type RepairReport struct {
 	Copied  []int `json:"copied,omitempty"`
 	// Placed are the shares written, with the server each went to.
 	Placed []ShareReport `json:"placed,omitempty"`
+	// LeftOutFull are the servers left out of the targets because they
+	// announced too little free space for a share (not asked; the others
+	// were enough for happiness).
+	LeftOutFull []string `json:"servers_left_out_full,omitempty"`
 	// Errors describe writes that failed.
 	Errors []string `json:"errors,omitempty"`
 	// HappinessAfter and GoodAfter describe the file after the repair.
