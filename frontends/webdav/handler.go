@@ -321,6 +321,12 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	switch r.Method {
+	case "DELETE", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK", "MKCOL":
+		if s.preconditions(w, r, name) {
+			return
+		}
+	}
 	ctx := r.Context()
 	switch r.Method {
 	case "PUT":

@@ -187,3 +187,43 @@ func TestFinderChunkedPut(t *testing.T) {
 		})
 	}
 }
+
+// TestPreconditionsOnChanges: If-Match and If-None-Match hold for every
+// change, not only PUT: a DELETE or MOVE guarded by the ETag a client
+// saw does nothing once the file changed (x/net/webdav ignored both and
+// deleted it).
+func TestPreconditionsOnChanges(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	etag := e.must(t, http.StatusCreated, "PUT", "/f.txt", nil, "one").header.Get("ETag")
+	e.must(t, http.StatusNoContent, "PUT", "/f.txt", nil, "two") // changed since the client looked
+	now := e.must(t, http.StatusOK, "HEAD", "/f.txt", nil, "").header.Get("ETag")
+	if etag == "" || now == etag {
+		t.Fatalf("ETags %q then %q", etag, now)
+	}
+	const patch = `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x:a xmlns:x="urn:x">1</x:a></D:prop></D:set></D:propertyupdate>`
+	for _, tc := range []struct {
+		name, method, path string
+		hdr                map[string]string
+		body               string
+		want               int
+	}{
+		{"delete stale", "DELETE", "/f.txt", map[string]string{"If-Match": etag}, "", http.StatusPreconditionFailed},
+		{"move stale", "MOVE", "/f.txt", map[string]string{"If-Match": etag, "Destination": "/g.txt"}, "", http.StatusPreconditionFailed},
+		{"copy stale", "COPY", "/f.txt", map[string]string{"If-Match": etag, "Destination": "/g.txt"}, "", http.StatusPreconditionFailed},
+		{"proppatch stale", "PROPPATCH", "/f.txt", map[string]string{"If-Match": etag}, patch, http.StatusPreconditionFailed},
+		{"move if none match any", "MOVE", "/f.txt", map[string]string{"If-None-Match": "*", "Destination": "/g.txt"}, "", http.StatusPreconditionFailed},
+		{"delete missing if match any", "DELETE", "/gone.txt", map[string]string{"If-Match": "*"}, "", http.StatusPreconditionFailed},
+		{"lock unmapped if match any", "LOCK", "/new.txt", map[string]string{"If-Match": "*"}, exclusiveLock, http.StatusPreconditionFailed},
+		{"copy current", "COPY", "/f.txt", map[string]string{"If-Match": now, "Destination": "/g.txt"}, "", http.StatusCreated},
+		{"delete current", "DELETE", "/g.txt", map[string]string{"If-Match": `"other", ` + now}, "", http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.must(t, tc.want, tc.method, tc.path, tc.hdr, tc.body)
+		})
+	}
+	if r := e.must(t, http.StatusOK, "GET", "/f.txt", nil, ""); r.body != "two" {
+		t.Fatalf("f.txt = %q", r.body)
+	}
+	e.must(t, http.StatusNotFound, "GET", "/new.txt", nil, "")
+	e.must(t, http.StatusNotFound, "GET", "/g.txt", nil, "")
+}
