@@ -2,9 +2,18 @@ package introducer
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 )
+
+// FreeSpaceUnknown is the free space a storage node announces when it
+// cannot read it (its backend's Space failed: a statfs error, a storage
+// folder gone). Clients take it as room, as they take a server never
+// announced: only a figure says a server is full. It is the largest
+// figure, so clients that predate it see room too (announcing 0 made every
+// client skip the node as FULL until a read succeeded again).
+const FreeSpaceUnknown uint64 = math.MaxUint64
 
 // Defaults of SpaceWatchConfig.
 const (
@@ -48,6 +57,7 @@ type SpaceWatch struct {
 	mu        sync.Mutex
 	announced uint64 // the free space in the last announcement
 	known     bool   // whether any was made
+	failing   string // the error of the last read for one, if it failed
 	lastKick  time.Time
 	kicks     uint64
 }
@@ -64,22 +74,29 @@ func NewSpaceWatch(cfg SpaceWatchConfig) *SpaceWatch {
 }
 
 // FreeSpace reads the free space for an announcement (within ctx) and
-// remembers it as the figure announced. A failed read announces 0 (onErr,
-// if set, is told why).
+// remembers it as the figure announced. A failed read announces
+// FreeSpaceUnknown; onErr, if set, is told why once per change: when the
+// reads start failing or fail another way, not at every announcement
+// (each introducer's publisher asks at each of its announcements).
 func (w *SpaceWatch) FreeSpace(ctx context.Context, onErr func(error)) func() uint64 {
 	return func() uint64 {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		free, err := w.cfg.Free(ctx)
-		if err != nil {
-			if onErr != nil {
-				onErr(err)
-			}
-			free = 0
-		}
+		tell := false
 		w.mu.Lock()
+		if err != nil {
+			free = FreeSpaceUnknown
+			tell = err.Error() != w.failing
+			w.failing = err.Error()
+		} else {
+			w.failing = ""
+		}
 		w.announced, w.known = free, true
 		w.mu.Unlock()
+		if tell && onErr != nil {
+			onErr(err)
+		}
 		return free
 	}
 }
@@ -140,7 +157,10 @@ func (w *SpaceWatch) Run(ctx context.Context) error {
 		cur, err := w.cfg.Free(rctx)
 		cancel()
 		if err != nil {
-			continue // the next announcement says 0 and why is logged there
+			// The next announcement says FreeSpaceUnknown (and logs
+			// why); a failed read does not hurry it. After one, a read
+			// that works is a material change: the figure goes out.
+			continue
 		}
 		w.mu.Lock()
 		want := w.known && (material(w.announced, cur) || (refused && cur != w.announced))
