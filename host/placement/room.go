@@ -4,7 +4,12 @@ package placement
 // last announced (the introducer's announcement), if any. A server never
 // announced (a static server list, a server known only from the node's
 // cache) is Known false and is taken as having room: only an announcement
-// says a server is full.
+// says a server is full. A server that could not read its own free space
+// announces the largest figure (introducer.FreeSpaceUnknown), room by the
+// same rule.
+//
+// Uploads, the prediction of a small download (which must pick the
+// servers its upload picked) and repairs all decide with Roomless.
 type Room struct {
 	Free  uint64 // bytes the server accepts, as announced
 	Known bool   // Free comes from a live announcement

@@ -1,6 +1,7 @@
 package placement_test
 
 import (
+	"math"
 	"reflect"
 	"testing"
 
@@ -22,6 +23,7 @@ func TestRoomTooSmall(t *testing.T) {
 		{"exactly the share size", placement.Room{Free: 100, Known: true}, 100, false},
 		{"size unknown, some room", placement.Room{Free: 1, Known: true}, 0, false},
 		{"negative size taken as unknown", placement.Room{Free: 1, Known: true}, -5, false},
+		{"announced unknown (the largest figure)", placement.Room{Free: math.MaxUint64, Known: true}, math.MaxInt64, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
