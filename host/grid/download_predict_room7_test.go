@@ -118,16 +118,28 @@ func TestSmallDownloadPredictsRoomSkip(t *testing.T) {
 				}
 			}
 			src.set(at(tc.atDownload)...)
-			lists0, reads0 := g.calls()
-			download(t, c, cp, data)
-			lists, reads := g.calls()
-			lists, reads = lists-lists0, reads-reads0
-			t.Logf("%d list_shares, %d read_share", lists, reads)
+			// A right prediction reads K shares and no list_shares, but
+			// the locate also starts when the predicted reads take over
+			// the hedge delay (100 ms; a loaded machine): up to three
+			// downloads, one without a locate is enough. A wrong
+			// prediction misses every time.
+			var got [][2]int64
+			for try := 0; try < 3; try++ {
+				lists0, reads0 := g.calls()
+				download(t, c, cp, data)
+				lists, reads := g.calls()
+				got = append(got, [2]int64{lists - lists0, reads - reads0})
+				if tc.locate || (lists == lists0 && reads-reads0 == 3) {
+					break
+				}
+			}
+			t.Logf("list_shares, read_share per download: %v", got)
+			last := got[len(got)-1]
 			switch {
-			case tc.locate && lists == 0:
-				t.Fatalf("no locate (%d read_share): the prediction cannot have been right", reads)
-			case !tc.locate && (lists != 0 || reads != 3):
-				t.Fatalf("%d list_shares and %d read_share calls, want 0 and 3 (no locate)", lists, reads)
+			case tc.locate && last[0] == 0:
+				t.Fatalf("no locate (%d read_share): the prediction cannot have been right", last[1])
+			case !tc.locate && (last[0] != 0 || last[1] != 3):
+				t.Fatalf("list_shares and read_share calls per download %v, want 0 and 3 (no locate) once", got)
 			}
 		})
 	}
