@@ -66,7 +66,12 @@ func TestWriteBehindStatus(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rs := &refusing{Store: vdrive.GridStore(c)}
-	b, err := vdrive.OpenBehind(rs, vdrive.BehindConfig{Dir: dir, Delay: 50 * time.Millisecond})
+	// Both puts below must be acknowledged before the first change is
+	// tried: once it fails, new files into the folder are refused. So the
+	// delay is longer than the test and the test tries the change itself
+	// (Flush) after the puts: a delay of 50 ms, then 2 s, was shorter than
+	// a put on a loaded machine (-race runs refused /b).
+	b, err := vdrive.OpenBehind(rs, vdrive.BehindConfig{Dir: dir, Delay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +105,9 @@ func TestWriteBehindStatus(t *testing.T) {
 	line := `{"time":"2026-11-27T10:00:00Z","path":"/gone","name":"x","cap":"tarn:lit:x","error":"folder no longer at its path"}` + "\n"
 	if err := os.WriteFile(filepath.Join(dir, vdrive.FailedLinksFile), []byte(line), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err == nil || !strings.Contains(err.Error(), "servers refuse changes") {
+		t.Fatalf("flush while the servers refuse changes: %v", err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for b.Stats().Failing == 0 {
