@@ -24,6 +24,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -210,7 +211,17 @@ func (a *fsAPI) target(r *http.Request) (*vdrive.Drive, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return d, "/" + r.PathValue("path"), nil
+	p := "/" + r.PathValue("path")
+	// The path comes unescaped, so a name holding "/" as %2F would be cut
+	// in two, and "a%2Fb" would write b into folder a. No name holds "/":
+	// refused, as Apache (AllowEncodedSlashes Off) and nginx's WebDAV do.
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/fs/"); ok {
+		if _, names, ok := strings.Cut(rest, "/"); ok && strings.Contains(strings.ToLower(names), "%2f") {
+			return nil, "", &fs.PathError{Op: "path", Path: p,
+				Err: fmt.Errorf("%w: a name holds \"/\" (%%2F); names cannot contain \"/\"", vdrive.ErrBadName)}
+		}
+	}
+	return d, p, nil
 }
 
 func (a *fsAPI) newDir(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,14 @@ func (g gridFiles) Open(ctx context.Context, c cap.Cap) (api.File, error) { retu
 // newFSServer is an API over a 5-server in-process grid, vdrive routes on.
 func newFSServer(t *testing.T) *api.Client {
 	t.Helper()
+	cl, _ := newFSServerStore(t)
+	return cl
+}
+
+// newFSServerStore is newFSServer, and the node's Store (to write a
+// directory as an older version did).
+func newFSServerStore(t *testing.T) (*api.Client, vdrive.Store) {
+	t.Helper()
 	g := testgrid.New(t, 5, &testgrid.Options{Server: func(_ int, cfg *storageserver.Config) {
 		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
 	}})
@@ -54,12 +62,13 @@ func newFSServer(t *testing.T) *api.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	s, err := api.Start(api.Config{Listen: "127.0.0.1:0", Token: "sekrit", Files: gridFiles{c}, Store: vdrive.GridStore(c)})
+	st := vdrive.GridStore(c)
+	s, err := api.Start(api.Config{Listen: "127.0.0.1:0", Token: "sekrit", Files: gridFiles{c}, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &api.Client{BaseURL: s.URL(), Token: "sekrit"}
+	return &api.Client{BaseURL: s.URL(), Token: "sekrit"}, st
 }
 
 func TestFSRoutes(t *testing.T) {

@@ -25,6 +25,11 @@ const MaxNameLen = 1024
 // ErrBadName: a name that can never be an entry name.
 var ErrBadName = errors.New("bad entry name")
 
+// ErrTooLong: a name over MaxNameLen bytes after NFC (or over four times
+// that as given). It is an ErrBadName too; callers that answer "name too
+// long" (ENAMETOOLONG) rather than "bad name" branch on it.
+var ErrTooLong = fmt.Errorf("%w: too long", ErrBadName)
+
 // CleanName checks name and returns it in NFC, the only form stored. It
 // refuses names that are empty, ".", "..", contain "/" or NUL, are not
 // UTF-8, or are longer than MaxNameLen bytes.
@@ -42,11 +47,11 @@ func CleanName(name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is not valid UTF-8", ErrBadName, short(name))
 	case len(name) > 4*MaxNameLen:
 		// Refuse before normalising: NFC never shrinks text by 4x.
-		return "", fmt.Errorf("%w: %d bytes, more than %d", ErrBadName, len(name), MaxNameLen)
+		return "", fmt.Errorf("%w: %d bytes, more than %d", ErrTooLong, len(name), MaxNameLen)
 	}
 	n := norm.NFC.String(name)
 	if len(n) > MaxNameLen {
-		return "", fmt.Errorf("%w: %d bytes, more than %d", ErrBadName, len(n), MaxNameLen)
+		return "", fmt.Errorf("%w: %d bytes (NFC), more than %d", ErrTooLong, len(n), MaxNameLen)
 	}
 	return n, nil
 }

@@ -205,7 +205,7 @@ func (l *plink) apply(tx *dirnode.Tx) error {
 	} else if ok && old.Meta.Type == TypeDir {
 		return ErrIsDir
 	}
-	return tx.Set(l.rec.Name, l.rec.Cap, "", l.entry().Meta)
+	return setEntry(tx, l.rec.Name, l.rec.Cap, "", l.entry().Meta)
 }
 
 // OpenBehind opens the write-behind over store in cfg.Dir and replays the
@@ -698,7 +698,7 @@ func (b *Behind) takeLinks(k cap.MutableRead) []*plink {
 // context ended) is tried again; a journaled folder always has its write
 // cap, so a refusal that looks like a permission one is a grid's, for now.
 func permanentLinkErr(err error) bool {
-	for _, e := range []error{ErrIsDir, ErrCorrupt, dirnode.ErrBadName, dirnode.ErrMetadata, dirnode.ErrNoWriteKey, ErrFolderGone, ErrChangedSince} {
+	for _, e := range []error{ErrIsDir, ErrCorrupt, dirnode.ErrBadName, ErrNameTooLong, dirnode.ErrMetadata, dirnode.ErrNoWriteKey, ErrFolderGone, ErrChangedSince} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -285,12 +285,12 @@ func (d *Drive) walk(ctx context.Context, parts []string) (dirRef, error) {
 		}
 		if !ok {
 			if _, ok := d.pendingLink(ref, name); ok {
-				return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotDir)
+				return dirRef{}, fmt.Errorf("%s: %w", shown(JoinPath(parts[:i+1])), ErrNotDir)
 			}
-			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), ErrNotExist)
+			return dirRef{}, fmt.Errorf("%s: %w", shown(JoinPath(parts[:i+1])), ErrNotExist)
 		}
 		if ref, err = d.child(ref, dir.Keys(), e); err != nil {
-			return dirRef{}, fmt.Errorf("%s: %w", JoinPath(parts[:i+1]), err)
+			return dirRef{}, fmt.Errorf("%s: %w", shown(JoinPath(parts[:i+1])), err)
 		}
 	}
 	return ref, nil

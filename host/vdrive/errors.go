@@ -55,11 +55,12 @@ func (e *kindError) Is(target error) bool {
 
 var _ error = (*kindError)(nil)
 
-// pathErr wraps err for op on path.
+// pathErr wraps err for op on path (shown: quoted when it is not
+// printable UTF-8).
 func pathErr(op, path string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return err
 	}
-	return &fs.PathError{Op: op, Path: path, Err: err}
+	return &fs.PathError{Op: op, Path: shown(path), Err: err}
 }

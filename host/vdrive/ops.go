@@ -240,7 +240,7 @@ func (d *Drive) Create(ctx context.Context, p string) (*Writer, error) {
 // prepareFile resolves the parent of a file about to be written and
 // refuses a directory (or the root) at p.
 func (d *Drive) prepareFile(ctx context.Context, op, p string) (dirRef, string, error) {
-	parent, name, err := d.writableNew(ctx, op, p)
+	parent, name, err := d.writableFile(ctx, op, p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
 			return dirRef{}, "", pathErr(op, p, ErrIsDir)
@@ -372,7 +372,7 @@ func setFile(tx *dirnode.Tx, name, c string, size int64, now time.Time) (Metadat
 			m.Ctime = old.Meta.Ctime
 		}
 	}
-	if err := tx.Set(name, c, "", m); err != nil {
+	if err := setEntry(tx, name, c, "", m); err != nil {
 		return m, false, err
 	}
 	return m, ok, nil
@@ -411,13 +411,19 @@ func (d *Drive) linkBehind(ctx context.Context, p string, parent dirRef, name st
 			return Linked{}, err
 		}
 		e, ok, err := dir.Lookup(ctx, name)
-		if err == nil && ok && e.Meta.Type == TypeDir && cached {
+		// An over-long name is linked only over its entry (setEntry): a
+		// miss is checked on the current version too, and refused then,
+		// not acknowledged to fail later.
+		if err == nil && cached && ((ok && e.Meta.Type == TypeDir) || (!ok && len(name) > MaxNewNameLen)) {
 			if dir, err = d.loadFresh(ctx, parent); err == nil {
 				e, ok, err = dir.Lookup(ctx, name)
 			}
 		}
 		if err != nil {
 			return Linked{}, err
+		}
+		if !ok && len(name) > MaxNewNameLen {
+			return Linked{}, &NameTooLongError{Len: len(name)}
 		}
 		cur := ""
 		if ok {
@@ -460,9 +466,10 @@ func (d *Drive) Put(ctx context.Context, p string, r io.Reader, size int64, prog
 // after. A small body held in memory (a bytes.Reader with its size) goes
 // to the grid as it is, with no pipe or goroutine.
 func (d *Drive) PutLinked(ctx context.Context, p string, r io.Reader, size int64, progress func(int64)) (Linked, error) {
-	// No look-up first (a slot read saved): a directory at p is found when
-	// linking, and the upload is then left unlinked.
-	parent, name, err := d.writableNew(ctx, "put", p)
+	// No look-up first (a slot read saved; but for a name over
+	// MaxNewNameLen, which must name a file already): a directory at p is
+	// found when linking, and the upload is then left unlinked.
+	parent, name, err := d.writableFile(ctx, "put", p)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && !errors.Is(err, ErrBadName) {
 			return Linked{}, pathErr("put", p, ErrIsDir)
@@ -536,7 +543,7 @@ func (d *Drive) Mkdir(ctx context.Context, p string) error {
 			}
 			return ErrExist
 		}
-		return tx.Set(name, rc, w.String(), Metadata{Type: TypeDir, Ctime: now, Mtime: now})
+		return setEntry(tx, name, rc, w.String(), Metadata{Type: TypeDir, Ctime: now, Mtime: now})
 	})
 	if err != nil {
 		return pathErr("mkdir", p, err)
@@ -719,14 +726,19 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 		return pathErr("rename", oldp, fmt.Errorf("cannot move the root or onto it: %w", ErrInvalid))
 	}
 	if JoinPath(np) != JoinPath(op) {
-		// The target is a new name (an old over-long one may move to a
-		// shorter one, not to another over-long one).
+		// The target is a new name, or one replaced: an old over-long
+		// entry may move to a shorter name, or be replaced by another
+		// entry (a safe save: write a temporary file, rename it over),
+		// never make another over-long name (setEntry holds it when the
+		// target goes meanwhile).
 		if err := CheckNewName(np[len(np)-1]); err != nil {
-			return pathErr("rename", newp, err)
+			if _, serr := d.Stat(ctx, newp); serr != nil {
+				return pathErr("rename", newp, err)
+			}
 		}
 	}
 	if len(np) > len(op) && JoinPath(np[:len(op)]) == JoinPath(op) {
-		return pathErr("rename", oldp, fmt.Errorf("cannot move a directory into itself (%s): %w", JoinPath(np), ErrInvalid))
+		return pathErr("rename", oldp, fmt.Errorf("cannot move a directory into itself (%s): %w", shown(JoinPath(np)), ErrInvalid))
 	}
 	src, oldName, err := d.writable(ctx, "rename", oldp)
 	if err != nil {
@@ -777,7 +789,7 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 			if _, _, err := tx.Delete(oldName); err != nil {
 				return err
 			}
-			return tx.Set(newName, e.ReadCap, wc, e.Meta)
+			return setEntry(tx, newName, e.ReadCap, wc, e.Meta)
 		})
 		if err != nil {
 			return pathErr("rename", oldp, err)
@@ -803,7 +815,7 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 		if err := d.checkReplace(ctx, dst, tx, newName, e); err != nil {
 			return err
 		}
-		return tx.Set(newName, e.ReadCap, wc, e.Meta)
+		return setEntry(tx, newName, e.ReadCap, wc, e.Meta)
 	})
 	if err != nil {
 		return pathErr("rename", newp, err)
@@ -819,7 +831,7 @@ func (d *Drive) Rename(ctx context.Context, oldp, newp string) error {
 		}
 		ran = true
 		if !ok || cur.ReadCap != e.ReadCap {
-			return fmt.Errorf("%s now names another child or nothing; %s stays linked: %w", JoinPath(op), JoinPath(np), ErrConflict)
+			return fmt.Errorf("%s now names another child or nothing; %s stays linked: %w", shown(JoinPath(op)), shown(JoinPath(np)), ErrConflict)
 		}
 		_, _, err = tx.Delete(oldName)
 		return err
@@ -933,7 +945,7 @@ func (d *Drive) Link(ctx context.Context, p, capString string) error {
 			}
 			return ErrExist
 		}
-		return tx.Set(name, rc, wc, m)
+		return setEntry(tx, name, rc, wc, m)
 	})
 	if err != nil {
 		return pathErr("link", p, err)
@@ -957,11 +969,19 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 		m            Metadata
 	}
 	ls := make([]link, 0, len(links))
+	given := make(map[string]string, len(links)) // clean name -> as given
 	for n, s := range links {
 		clean, err := dirnode.CleanName(n)
 		if err != nil {
 			return pathErr("link", dir, fmt.Errorf("%w: %v", ErrBadName, err))
 		}
+		if o, dup := given[clean]; dup {
+			// Two spellings of one name (NFC and NFD): one entry, so
+			// which cap would win is not the caller's to guess.
+			return pathErr("link", JoinPath(append(parts[:len(parts):len(parts)], clean)),
+				fmt.Errorf("%+q and %+q are one name (Unicode NFC): %w", o, n, ErrInvalid))
+		}
+		given[clean] = n
 		if err := CheckNewName(clean); err != nil {
 			return pathErr("link", JoinPath(append(parts[:len(parts):len(parts)], clean)), err)
 		}
@@ -988,7 +1008,7 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 				}
 				return fmt.Errorf("%q: %w", l.name, ErrExist)
 			}
-			if err := tx.Set(l.name, l.rc, l.wc, l.m); err != nil {
+			if err := setEntry(tx, l.name, l.rc, l.wc, l.m); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,12 @@
 package vdrive
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/tarnfs/tarn/host/dirnode"
 )
@@ -42,6 +46,11 @@ func SplitPath(p string) ([]string, error) {
 			if c == "" {
 				return nil, fmt.Errorf("%w: empty path component in %q", ErrBadName, short(p))
 			}
+			if errors.Is(err, dirnode.ErrTooLong) {
+				// ENAMETOOLONG, as a local file system answers any
+				// operation on a name over NAME_MAX.
+				return nil, &NameTooLongError{Len: nfcLen(c)}
+			}
 			return nil, fmt.Errorf("%w: %v", ErrBadName, err)
 		}
 		parts[i] = n
@@ -57,4 +66,13 @@ func short(s string) string {
 		s = s[:60] + "..."
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// nfcLen is the length of s in NFC, or of s as it is when normalising it
+// would cost more than a name is worth.
+func nfcLen(s string) int {
+	if len(s) > 4*dirnode.MaxNameLen || !utf8.ValidString(s) {
+		return len(s)
+	}
+	return len(norm.NFC.String(s))
 }
