@@ -195,6 +195,10 @@ var writeMethods = map[string]bool{
 const realm = "tarn"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == "OPTIONS" && r.Header.Get("Authorization") == "" {
+		serveServerOptions(w) // Windows asks first, without credentials
+		return
+	}
 	user, pw, ok := r.BasicAuth()
 	if !ok {
 		h.unauthorized(w, r, errors.New("no credentials"))
@@ -260,6 +264,10 @@ func (s *session) name(u *url.URL) (string, int, error) {
 
 func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	name, status, err := s.name(r.URL)
+	if err != nil && status == http.StatusNotFound && r.Method == "OPTIONS" {
+		serveServerOptions(w) // outside the prefix: Windows' probe of "/"
+		return
+	}
 	if err != nil {
 		s.fail(w, r, status, err)
 		return

@@ -227,3 +227,44 @@ func TestPreconditionsOnChanges(t *testing.T) {
 	e.must(t, http.StatusNotFound, "GET", "/new.txt", nil, "")
 	e.must(t, http.StatusNotFound, "GET", "/g.txt", nil, "")
 }
+
+// TestOptionsForWindows: Windows' client sends OPTIONS of the server's
+// root, without credentials, before it maps a URL; without a DAV header
+// in the answer the mapping fails (0x80070043). The answer names the
+// server's methods and looks nothing up; every other method still needs
+// a login.
+func TestOptionsForWindows(t *testing.T) {
+	e := newEnv(t, envOpts{prefix: "/dav/"})
+	e.must(t, http.StatusCreated, "PUT", "/dav/f.txt", nil, "x")
+	for _, tc := range []struct {
+		name, method, path, user, pw string
+		want                         int
+		dav                          bool
+	}{
+		{"root without credentials", "OPTIONS", "/", "", "", http.StatusOK, true},
+		{"prefix without credentials", "OPTIONS", "/dav/", "", "", http.StatusOK, true},
+		{"a file without credentials", "OPTIONS", "/dav/f.txt", "", "", http.StatusOK, true},
+		{"root outside the prefix, logged in", "OPTIONS", "/", "alice", alicePW, http.StatusOK, true},
+		{"prefix logged in", "OPTIONS", "/dav/", "alice", alicePW, http.StatusOK, true},
+		{"wrong password", "OPTIONS", "/dav/", "alice", "nope", http.StatusUnauthorized, false},
+		{"propfind without credentials", "PROPFIND", "/dav/", "", "", http.StatusUnauthorized, false},
+		{"get outside the prefix", "GET", "/", "alice", alicePW, http.StatusNotFound, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(t, tc.method, tc.path, tc.user, tc.pw, map[string]string{"User-Agent": "DavClnt", "Depth": "0"}, nil)
+			if r.status != tc.want {
+				t.Fatalf("%d %s, want %d", r.status, strings.TrimSpace(r.body), tc.want)
+			}
+			if got := r.header.Get("DAV") == "1, 2" && r.header.Get("MS-Author-Via") == "DAV"; got != tc.dav {
+				t.Fatalf("DAV %q, MS-Author-Via %q", r.header.Get("DAV"), r.header.Get("MS-Author-Via"))
+			}
+		})
+	}
+	// Without credentials the answer is the same for a file and for
+	// nothing at all.
+	a := e.do(t, "OPTIONS", "/dav/f.txt", "", "", nil, nil).header.Get("Allow")
+	b := e.do(t, "OPTIONS", "/dav/none.txt", "", "", nil, nil).header.Get("Allow")
+	if a != b || !strings.Contains(a, "PROPFIND") {
+		t.Fatalf("Allow %q for a file, %q for nothing", a, b)
+	}
+}
