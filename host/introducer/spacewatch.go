@@ -15,6 +15,22 @@ import (
 // client skip the node as FULL until a read succeeded again).
 const FreeSpaceUnknown uint64 = math.MaxUint64
 
+// FreeSpaceKnown reports whether free, a free-space figure a storage node
+// announced, is one: not FreeSpaceUnknown. Sums and displays of servers'
+// free space (df and the WebDAV quota of a client's frontends, tarn
+// status, the status page, metrics) leave unknown figures out rather than
+// count them as 16 EiB. (A server never announced, static or cached, has
+// no figure at all: Server.Free.)
+func FreeSpaceKnown(free uint64) bool { return free != FreeSpaceUnknown }
+
+// Free returns the free space s announced, and whether it is known: not
+// for a server never announced (a static one: no figure, FreeSpace 0) nor
+// for one that announced FreeSpaceUnknown. A server known from the cache
+// has the figure it last announced.
+func (s Server) Free() (uint64, bool) {
+	return s.FreeSpace, !s.ExpiresAt.IsZero() && FreeSpaceKnown(s.FreeSpace)
+}
+
 // Defaults of SpaceWatchConfig.
 const (
 	DefaultSpaceEvery  = 20 * time.Second
@@ -125,6 +141,9 @@ func material(old, cur uint64) bool {
 	if (old == 0) != (cur == 0) {
 		return true // became full, or no longer full
 	}
+	if FreeSpaceKnown(old) != FreeSpaceKnown(cur) {
+		return true // reads of it started or stopped failing
+	}
 	d := max(old, cur) - min(old, cur)
 	return d >= spaceBigStep || (d >= spaceMinStep && d*100 >= old*spaceFrac)
 }
@@ -157,10 +176,11 @@ func (w *SpaceWatch) Run(ctx context.Context) error {
 		cur, err := w.cfg.Free(rctx)
 		cancel()
 		if err != nil {
-			// The next announcement says FreeSpaceUnknown (and logs
-			// why); a failed read does not hurry it. After one, a read
-			// that works is a material change: the figure goes out.
-			continue
+			// Reads that start failing are a material change, as one
+			// that works after them is: the announcement (whose own read
+			// fails too) says FreeSpaceUnknown and logs why, within
+			// MinGap rather than at the next interval (10 minutes).
+			cur = FreeSpaceUnknown
 		}
 		w.mu.Lock()
 		want := w.known && (material(w.announced, cur) || (refused && cur != w.announced))
