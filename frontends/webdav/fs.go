@@ -107,7 +107,15 @@ func (fsys *fileSystem) stat(ctx context.Context, name string) (*vdrive.Info, er
 // osErr makes err one that os.IsNotExist, os.IsExist and
 // os.IsPermission recognise, as x/net/webdav tests errors with them (they
 // see only through one *fs.PathError, not through wrapping).
+//
+// A path through a file (vdrive.ErrNotDir) names nothing: not found, so
+// x/net/webdav answers 404 to a look-up there (PROPPATCH said 405) and
+// 409 to a MKCOL or COPY into it (405, read by rclone as "exists", and
+// 403).
 func osErr(op, name string, err error) error {
+	if errors.Is(err, vdrive.ErrNotDir) {
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	}
 	for _, target := range []error{fs.ErrNotExist, fs.ErrExist, fs.ErrPermission} {
 		if err != nil && errors.Is(err, target) {
 			return &fs.PathError{Op: op, Path: name, Err: target}

@@ -395,7 +395,7 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 		// Look the resource up here: x/net/webdav answers any failure
 		// other than "not found" with 405, where a transient grid error
 		// deserves 503 and a retry.
-		if _, err := s.fs.stat(ctx, name); err != nil && !isNotExist(err) {
+		if _, err := s.fs.stat(ctx, name); err != nil && !isNotExist(err) && !errors.Is(err, vdrive.ErrNotDir) {
 			s.failErr(w, r, err)
 			return
 		}

@@ -1,6 +1,7 @@
 package webdav
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/webdav"
+
+	"github.com/tarnfs/tarn/host/vdrive"
 )
 
 // A DELETE, a MOVE, or a COPY or MOVE that replaces a collection removes
@@ -111,7 +114,11 @@ func (s *session) serveDelete(w http.ResponseWriter, r *http.Request, name strin
 		return
 	}
 	if _, err := s.fs.d.Stat(ctx, name); err != nil {
-		s.failErr(w, r, fmt.Errorf("DELETE %s: %w", name, err))
+		status := statusOf(err)
+		if errors.Is(err, vdrive.ErrNotDir) {
+			status = http.StatusNotFound // a path through a file names nothing
+		}
+		s.fail(w, r, status, fmt.Errorf("DELETE %s: %w", name, err))
 		return
 	}
 	if s.refuseLockedBelow(w, r, name) {

@@ -268,3 +268,38 @@ func TestOptionsForWindows(t *testing.T) {
 		t.Fatalf("Allow %q for a file, %q for nothing", a, b)
 	}
 }
+
+// TestPathThroughAFile: a path whose parent is a file names nothing. A
+// look-up there is 404 (PROPFIND and DELETE said 409, PROPPATCH 405); a
+// change that needs the parent collection is 409 (MKCOL said 405, which
+// rclone reads as "the folder exists", and a file COPY 403).
+func TestPathThroughAFile(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.must(t, http.StatusCreated, "PUT", "/f.txt", nil, "x")
+	e.must(t, http.StatusCreated, "PUT", "/g.txt", nil, "y")
+	for _, tc := range []struct {
+		method, path string
+		hdr          map[string]string
+		body         string
+		want         int
+	}{
+		{"GET", "/f.txt/x", nil, "", http.StatusNotFound},
+		{"PROPFIND", "/f.txt/x", map[string]string{"Depth": "0"}, "", http.StatusNotFound},
+		{"PROPPATCH", "/f.txt/x", nil, `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x:a xmlns:x="urn:x">1</x:a></D:prop></D:set></D:propertyupdate>`, http.StatusNotFound},
+		{"DELETE", "/f.txt/x", nil, "", http.StatusNotFound},
+		{"MKCOL", "/f.txt/d", nil, "", http.StatusConflict},
+		{"PUT", "/f.txt/x", nil, "z", http.StatusConflict},
+		{"COPY", "/g.txt", map[string]string{"Destination": "/f.txt/x"}, "", http.StatusConflict},
+		{"MOVE", "/g.txt", map[string]string{"Destination": "/f.txt/x"}, "", http.StatusConflict},
+		{"LOCK", "/f.txt/x", nil, exclusiveLock, http.StatusConflict},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			e.must(t, tc.want, tc.method, tc.path, tc.hdr, tc.body)
+		})
+	}
+	for name, want := range map[string]string{"/f.txt": "x", "/g.txt": "y"} {
+		if r := e.must(t, http.StatusOK, "GET", name, nil, ""); r.body != want {
+			t.Fatalf("%s = %q", name, r.body)
+		}
+	}
+}
