@@ -411,6 +411,10 @@ type MutableRepair struct {
 	// again under, when copies held an unfinished newer version and the
 	// cap could write (0 otherwise); Written then lists every share.
 	Republished uint64
+	// LeftOutFull are the servers (node ids, sorted) left out of the
+	// targets of share numbers found nowhere because they announced too
+	// little free space for a share, while enough others answered.
+	LeftOutFull []string
 }
 
 // RepairMutable checks a mutable file like VerifyMutable and writes the
@@ -448,11 +452,22 @@ func (c *Client) RepairMutable(ctx context.Context, cp cap.Cap) (*MutableRepair,
 			out.Failed = append(out.Failed, fmt.Sprintf("share %d: server %s: %v", e.num, e.srv.NodeID, e.err))
 		}
 	}
+	// Share numbers found nowhere go to servers with room for one, as an
+	// upload's and an immutable repair's do (leaveFull).
+	happy := min(max(best.header.K, c.cfg.H), best.header.N, len(sm.ring))
+	var need int64
+	if len(shares) > 0 {
+		need = int64(len(shares[0]))
+	}
+	full := sm.leaveFull(need, happy)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, c.cfg.Parallel)
 	var newer []string // copies holding a newer version (none took ours)
 	for _, e := range sm.targets(best.header.N) {
+		if e.token == "" && e.share == nil {
+			out.LeftOutFull = full // a share number placed: they were left out of it
+		}
 		switch {
 		case e.share != nil && e.share.Header.ID() == best.id:
 			continue
@@ -604,7 +619,10 @@ type slotMap struct {
 	// sealed: readMap is done with the map; answers that come later are
 	// left out.
 	sealed bool
-	mu     sync.Mutex
+	// full: ring positions announced too full for a share (leaveFull):
+	// place picks them only when no other server answered.
+	full map[int]bool
+	mu   sync.Mutex
 }
 
 func newSlotMap(si cap.StorageIndex, pkh [cap.PublicKeyHashSize]byte, servers []Server) *slotMap {
@@ -1246,16 +1264,24 @@ func (sm *slotMap) targets(n int) []*slotEntry {
 // server from ring position s mod S on that answered and holds no slot of
 // this index yet; failing that, the answered server holding fewest,
 // nearest that position. nil when no server answered. Call targets first.
+//
+// Servers announced too full for a share (leaveFull) are left out while
+// another answered.
 func (sm *slotMap) place(s int) *slotEntry {
 	S := len(sm.ring)
 	pick := -1
-	for j := 0; j < S; j++ {
-		i := (s + j) % S
-		if sm.up[i] && (pick < 0 || sm.held[i] < sm.held[pick]) {
-			pick = i
-			if sm.held[i] == 0 {
-				break
+	for _, withFull := range []bool{false, true} {
+		for j := 0; j < S; j++ {
+			i := (s + j) % S
+			if sm.up[i] && (withFull || !sm.full[i]) && (pick < 0 || sm.held[i] < sm.held[pick]) {
+				pick = i
+				if sm.held[i] == 0 {
+					break
+				}
 			}
+		}
+		if pick >= 0 || len(sm.full) == 0 {
+			break
 		}
 	}
 	if pick < 0 {
@@ -1263,6 +1289,35 @@ func (sm *slotMap) place(s int) *slotEntry {
 	}
 	sm.held[pick]++
 	return &slotEntry{srv: sm.ring[pick], pos: pick, num: s}
+}
+
+// leaveFull marks the servers that answered and announced too little
+// free space for a share of need bytes, by the rule of uploads and of the
+// immutable repair (roomless, placement.Roomless): place leaves them out
+// of the targets of share numbers found nowhere, unless fewer than h
+// others answered (an announcement may be stale; then they are used). A
+// copy a full server already holds is still written in place: the slot
+// exists. It returns the node ids of the servers left out, sorted.
+func (sm *slotMap) leaveFull(need int64, h int) []string {
+	var pos []int
+	var up []Server
+	for i, s := range sm.ring {
+		if sm.up[i] {
+			pos = append(pos, i)
+			up = append(up, s)
+		}
+	}
+	sm.full = nil
+	var ids []string
+	for j := range roomless(up, need, h) {
+		if sm.full == nil {
+			sm.full = map[int]bool{}
+		}
+		sm.full[pos[j]] = true
+		ids = append(ids, up[j].NodeID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // writeSlot writes value to e's slot with test-and-set on e.token.
