@@ -143,10 +143,18 @@ func TestNameRules(t *testing.T) {
 	}
 	// A name over 1,024 bytes is too long for any operation (ENAMETOOLONG,
 	// as a local file system answers), not only a bad name.
-	_, err := d.Stat(ctx, "/d/"+strings.Repeat("n", 2000))
-	var tl *vdrive.NameTooLongError
-	if !errors.Is(err, syscall.ENAMETOOLONG) || !errors.As(err, &tl) || tl.Len != 2000 {
-		t.Fatalf("stat of a 2000-byte name: %v", err)
+	for op, err := range map[string]error{
+		"stat":     func() error { _, err := d.Stat(ctx, "/d/"+strings.Repeat("n", 2000)); return err }(),
+		"linkmany": d.LinkMany(ctx, "/d", map[string]string{strings.Repeat("n", 2000): litCap("x")}),
+	} {
+		var tl *vdrive.NameTooLongError
+		if !errors.Is(err, syscall.ENAMETOOLONG) || !errors.As(err, &tl) || tl.Len != 2000 {
+			t.Fatalf("%s of a 2000-byte name: %v", op, err)
+		}
+	}
+	// A bad name is said once: "bad name: \"..\" is reserved".
+	if err := d.Mkdir(ctx, "/d/.."); err == nil || strings.Count(err.Error(), "bad") != 1 || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("mkdir ..: %q", err)
 	}
 }
 

@@ -973,7 +973,7 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 	for n, s := range links {
 		clean, err := dirnode.CleanName(n)
 		if err != nil {
-			return pathErr("link", dir, fmt.Errorf("%w: %v", ErrBadName, err))
+			return pathErr("link", dir, badName(n, err))
 		}
 		if o, dup := given[clean]; dup {
 			// Two spellings of one name (NFC and NFD): one entry, so

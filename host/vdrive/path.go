@@ -46,12 +46,7 @@ func SplitPath(p string) ([]string, error) {
 			if c == "" {
 				return nil, fmt.Errorf("%w: empty path component in %q", ErrBadName, short(p))
 			}
-			if errors.Is(err, dirnode.ErrTooLong) {
-				// ENAMETOOLONG, as a local file system answers any
-				// operation on a name over NAME_MAX.
-				return nil, &NameTooLongError{Len: nfcLen(c)}
-			}
-			return nil, fmt.Errorf("%w: %v", ErrBadName, err)
+			return nil, badName(c, err)
 		}
 		parts[i] = n
 	}
@@ -75,4 +70,16 @@ func nfcLen(s string) int {
 		return len(s)
 	}
 	return len(norm.NFC.String(s))
+}
+
+// badName is dirnode.CleanName's refusal of name as ErrBadName, said
+// once ("bad name: \"..\" is reserved", not "bad name: bad entry name:
+// ..."); a name over dirnode.MaxNameLen is a *NameTooLongError
+// (ENAMETOOLONG, as a local file system answers any operation on a name
+// over NAME_MAX).
+func badName(name string, err error) error {
+	if errors.Is(err, dirnode.ErrTooLong) {
+		return &NameTooLongError{Len: nfcLen(name)}
+	}
+	return fmt.Errorf("%w: %s", ErrBadName, strings.TrimPrefix(err.Error(), dirnode.ErrBadName.Error()+": "))
 }
