@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -302,4 +303,28 @@ func TestPathThroughAFile(t *testing.T) {
 			t.Fatalf("%s = %q", name, r.body)
 		}
 	}
+}
+
+// FuzzExpectedLength: the size a PUT announces is its Content-Length, or
+// a non-negative X-Expected-Entity-Length that parses, or -1.
+func FuzzExpectedLength(f *testing.F) {
+	for _, s := range []string{"307200", "0", "", " 12 ", "-1", "ten", "99999999999999999999", "+5"} {
+		f.Add(int64(-1), s)
+	}
+	f.Add(int64(10), "5")
+	f.Fuzz(func(t *testing.T, cl int64, h string) {
+		r := &http.Request{ContentLength: cl, Header: http.Header{}}
+		r.Header.Set("X-Expected-Entity-Length", h)
+		got := expectedLength(r)
+		switch {
+		case cl >= 0 && got != cl:
+			t.Fatalf("Content-Length %d, got %d", cl, got)
+		case got < -1:
+			t.Fatalf("got %d", got)
+		case cl < 0 && got >= 0:
+			if n, err := strconv.ParseInt(strings.TrimSpace(r.Header.Get("X-Expected-Entity-Length")), 10, 64); err != nil || n != got {
+				t.Fatalf("header %q gave %d", h, got)
+			}
+		}
+	})
 }
