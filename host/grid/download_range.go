@@ -3,6 +3,7 @@ package grid
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -52,10 +53,13 @@ type rangeCache struct {
 	segs    map[int]*segEntry
 	tick    uint64
 	cursors [rangeCursors]rangeCursor
-	made    int               // decoders made for range reads, f.dec included
-	maxDecs int               // at most this many
-	pool    chan *chk.Decoder // idle decoders
-	bg      sync.WaitGroup    // read-ahead goroutines (tests wait on them)
+	maxDecs int
+	// slots holds maxDecs tokens: a decode takes one (waiting while
+	// maxDecs decodes run), then an idle decoder, or makes one.
+	slots   chan struct{}
+	idle    []*chk.Decoder // f.dec first
+	retired int            // decoders dropped after a cancelled decode (tests)
+	bg      sync.WaitGroup // read-ahead goroutines (tests wait on them)
 }
 
 // segEntry is one decoded segment, filled once.
@@ -85,9 +89,8 @@ func (f *File) ranges() *rangeCache {
 	defer f.mu.Unlock()
 	if f.rc == nil {
 		n := max(2, min(runtime.GOMAXPROCS(0), readAhead))
-		f.rc = &rangeCache{f: f, l: f.dec.Layout(), segs: map[int]*segEntry{}, made: 1, maxDecs: n,
-			pool: make(chan *chk.Decoder, n)}
-		f.rc.pool <- f.dec
+		f.rc = &rangeCache{f: f, l: f.dec.Layout(), segs: map[int]*segEntry{}, maxDecs: n,
+			slots: make(chan struct{}, n), idle: []*chk.Decoder{f.dec}}
 	}
 	return f.rc
 }
@@ -96,7 +99,7 @@ func (f *File) ranges() *rangeCache {
 func (rc *rangeCache) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	l := rc.l
 	if off < 0 {
-		return 0, errors.New("chk read: negative offset")
+		return 0, fmt.Errorf("chk read %s at %d: negative offset", rc.f.src.si, off)
 	}
 	if off >= l.Size || len(p) == 0 {
 		if off >= l.Size {
@@ -145,7 +148,7 @@ func (rc *rangeCache) has(i int) bool {
 // get returns segment i decoded, holding a reference (release it): from
 // the cache, or decoded by this call.
 func (rc *rangeCache) get(ctx context.Context, i int) (*segEntry, error) {
-	for try := 0; ; try++ {
+	for {
 		rc.mu.Lock()
 		rc.tick++
 		e := rc.segs[i]
@@ -163,19 +166,25 @@ func (rc *rangeCache) get(ctx context.Context, i int) (*segEntry, error) {
 		case <-e.done:
 		case <-ctx.Done():
 			rc.release(i, e, 0)
-			return nil, ctx.Err()
+			return nil, rc.ctxErr(ctx, i)
 		}
 		if e.err == nil {
 			return e, nil
 		}
 		rc.release(i, e, 0)
-		// A read-ahead that ended (its File's context) is not this
-		// read's failure: decode it here (the failed entry left the
-		// cache).
-		if fill || ctx.Err() != nil || try == 2 || !isCtxErr(e.err) {
+		// Another read that gave up (its context ended), or a read-ahead
+		// that ended (its File's), is not this read's failure: decode it
+		// again, here unless someone else is at it already (the failed
+		// entry left the cache). Each turn is a decode that ended.
+		if fill || ctx.Err() != nil || !isCtxErr(e.err) {
 			return nil, e.err
 		}
 	}
+}
+
+// ctxErr is the error of a read of segment i whose context ended.
+func (rc *rangeCache) ctxErr(ctx context.Context, i int) error {
+	return fmt.Errorf("chk read %s: segment %d: %w", rc.f.src.si, i, ctx.Err())
 }
 
 func isCtxErr(err error) bool {
@@ -216,13 +225,20 @@ func (rc *rangeCache) addLocked(i int) *segEntry {
 // fill decodes segment i into e under ctx, and closes e.done; a failed
 // entry leaves the cache so that the next read tries again.
 func (rc *rangeCache) fill(ctx context.Context, i int, e *segEntry) {
-	buf := getBuf(rc.l.SegmentLen(i))
-	err := rc.decode(ctx, i, *buf)
+	var buf *[]byte
+	err := rc.decodeWith(ctx, i, func() []byte {
+		// (Taken once a decoder is: a fill waiting for one holds no
+		// segment buffer.)
+		buf = getBuf(rc.l.SegmentLen(i))
+		return *buf
+	})
 	rc.mu.Lock()
 	e.filling = false
 	if err != nil {
 		e.err = err
-		bufPool.Put(buf)
+		if buf != nil {
+			bufPool.Put(buf)
+		}
 		rc.dropLocked(i, e)
 	} else {
 		e.buf = buf
@@ -234,64 +250,90 @@ func (rc *rangeCache) fill(ctx context.Context, i int, e *segEntry) {
 
 // decode decodes segment i into dst (its length) with an idle decoder.
 func (rc *rangeCache) decode(ctx context.Context, i int, dst []byte) error {
-	d, err := rc.take(ctx)
+	return rc.decodeWith(ctx, i, func() []byte { return dst })
+}
+
+// decodeWith decodes segment i into the buffer dst returns (called once
+// a decoder is taken) with an idle decoder, or one made for it.
+func (rc *rangeCache) decodeWith(ctx context.Context, i int, dst func() []byte) error {
+	d, err := rc.take(ctx, i)
 	if err != nil {
 		return err
 	}
-	defer func() { rc.pool <- d }()
-	_, err = d.ReadAtContext(ctx, dst, int64(i)*int64(rc.l.SegmentSize))
+	_, err = d.ReadAtContext(ctx, dst(), int64(i)*int64(rc.l.SegmentSize))
 	if err == io.EOF {
 		err = nil // (the file's last byte)
 	}
+	// A decoder whose decode was cancelled has marked the shares it was
+	// reading as failed (chk.Decoder reports a read that ends with its
+	// context like any other failed read, and never uses that share
+	// again): lent again, it would fail every later read of the File
+	// with "not enough good shares". It is dropped; the next decode
+	// makes a fresh one (the share source keeps the trees it read).
+	rc.put(d, err == nil || ctx.Err() == nil)
 	return err
 }
 
-// take returns an idle decoder, making one while fewer than maxDecs
-// exist, else waiting for one.
-func (rc *rangeCache) take(ctx context.Context) (*chk.Decoder, error) {
+// take returns an idle decoder, or makes one while fewer than maxDecs
+// decode, else waits for one. It is given back with put.
+func (rc *rangeCache) take(ctx context.Context, i int) (*chk.Decoder, error) {
 	select {
-	case d := <-rc.pool:
-		return d, nil
+	case rc.slots <- struct{}{}:
 	default:
+		select {
+		case rc.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, rc.ctxErr(ctx, i)
+		}
 	}
 	rc.mu.Lock()
-	mk := rc.made < rc.maxDecs
-	if mk {
-		rc.made++
+	if k := len(rc.idle); k > 0 {
+		d := rc.idle[k-1]
+		rc.idle = rc.idle[:k-1]
+		rc.mu.Unlock()
+		return d, nil
 	}
 	rc.mu.Unlock()
-	if mk {
-		// The order of the file's first decoder, while no share failed:
-		// decoders of one group that read other shares would each
-		// fetch a window of their own.
-		f := rc.f
-		f.mu.Lock()
-		order := f.order
-		if len(f.reported) > 0 {
-			order = nil
-		}
-		f.mu.Unlock()
-		if order == nil {
-			order = f.src.order()
-		}
-		d, err := f.newDecoderOrder(f.ctx, order)
-		if err == nil {
-			f.mu.Lock()
-			f.extra = append(f.extra, d)
-			f.mu.Unlock()
-			return d, nil
-		}
-		// (f.dec exists, so waiting for a decoder ends.)
-		rc.mu.Lock()
-		rc.made--
-		rc.mu.Unlock()
+	// The order of the file's first decoder, while no share failed:
+	// decoders of one group that read other shares would each fetch a
+	// window of their own.
+	f := rc.f
+	f.mu.Lock()
+	order := f.order
+	if len(f.reported) > 0 {
+		order = nil
 	}
-	select {
-	case d := <-rc.pool:
-		return d, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	f.mu.Unlock()
+	if order == nil {
+		order = f.src.order()
 	}
+	// Under this read's context (the File's may have ended: a File
+	// read with contexts of its own).
+	d, err := f.newDecoderOrder(ctx, order)
+	if err != nil {
+		<-rc.slots
+		return nil, fmt.Errorf("segment %d: %w", i, err)
+	}
+	f.mu.Lock()
+	f.extra = append(f.extra, d)
+	f.mu.Unlock()
+	return d, nil
+}
+
+// put gives back a decoder take returned: idle again when ok, else
+// dropped (its buffers freed; f.dec is only left out).
+func (rc *rangeCache) put(d *chk.Decoder, ok bool) {
+	rc.mu.Lock()
+	if ok {
+		rc.idle = append(rc.idle, d)
+	} else {
+		rc.retired++
+	}
+	rc.mu.Unlock()
+	if !ok && d != rc.f.dec {
+		d.Close()
+	}
+	<-rc.slots
 }
 
 // release drops a reader's reference to segment i, counting the bytes it

@@ -1,0 +1,15 @@
+package grid
+
+// RangeRetired counts the decoders f's range reads dropped after a
+// cancelled decode (tests).
+func RangeRetired(f *File) int {
+	f.mu.Lock()
+	rc := f.rc
+	f.mu.Unlock()
+	if rc == nil {
+		return 0
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.retired
+}

@@ -1,0 +1,81 @@
+package grid_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tarnfs/tarn/host/grid"
+	"github.com/tarnfs/tarn/host/testgrid"
+)
+
+// TestRange7CancelledReadLeavesFileReadable: a range read whose own
+// context ends while its blocks are being fetched fails with that
+// context's error, and leaves the File as readable as before: later reads
+// with live contexts (of the same segment, of others) give the file's
+// bytes.
+func TestRange7CancelledReadLeavesFileReadable(t *testing.T) {
+	const segs = 12
+	size := segs*seg - 321
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, nil)
+	data := random(size)
+	cp := upload(t, c, data)
+	for _, tc := range []struct {
+		name    string
+		cancels int // reads cancelled one after the other
+		piece   int
+	}{
+		{"one piece read cancelled", 1, 4 << 10},
+		{"a whole segment read cancelled", 1, seg},
+		{"three reads cancelled", 3, 4 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := c.Open(ctxFor(t, time.Minute), cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range tc.cancels {
+				for _, s := range g.Servers {
+					s.Freeze()
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				off := int64(2+3*k) * seg
+				go func() {
+					_, err := f.ReadAtContext(ctx, make([]byte, tc.piece), off)
+					done <- err
+				}()
+				time.Sleep(150 * time.Millisecond)
+				cancel()
+				select {
+				case err := <-done:
+					if err == nil {
+						t.Fatalf("read with a cancelled context: no error")
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("read with a cancelled context did not return")
+				}
+				for _, s := range g.Servers {
+					s.Thaw()
+				}
+			}
+			grid.WaitRangeAhead(f)
+			if n := grid.RangeRetired(f); n < 1 {
+				t.Errorf("%d decoders dropped after %d cancelled reads, want some", n, tc.cancels)
+			}
+			for _, s := range []int{2, 0, segs - 1, 5} {
+				off := int64(s) * seg
+				buf := make([]byte, min(int64(tc.piece), int64(size)-off))
+				n, err := f.ReadAtContext(ctxFor(t, time.Minute), buf, off)
+				if n != len(buf) || !bytes.Equal(buf, data[off:off+int64(n)]) {
+					t.Fatalf("read of segment %d after a cancelled read: %d of %d bytes: %v", s, n, len(buf), err)
+				}
+			}
+			// (f.Problems lists the shares the cancelled reads were
+			// reading: chk.Decoder reports a read its context ended.)
+			t.Logf("problems: %v", f.Problems())
+		})
+	}
+}
