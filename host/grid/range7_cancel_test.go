@@ -79,3 +79,54 @@ func TestRange7CancelledReadLeavesFileReadable(t *testing.T) {
 		})
 	}
 }
+
+// TestRange7FileContextEndsMidGroup: the File's own context (Open's, under
+// which segments are read ahead) ends while segments are being fetched
+// ahead of a reader (every server frozen, so that the fetches are still
+// out): the read-ahead ends (no goroutine left), the reader's own read,
+// under a context of its own, gets its bytes once the servers answer, and
+// so do reads of the whole file after, whatever the read-ahead's decoders
+// went through.
+func TestRange7FileContextEndsMidGroup(t *testing.T) {
+	const segs = 16
+	size := segs*seg - 99
+	g := testgrid.New(t, 5, nil)
+	c, _ := newClient(t, g, func(cfg *grid.Config) { cfg.ServerTimeout = time.Minute })
+	data := random(size)
+	cp := upload(t, c, data)
+	octx, cancelOpen := context.WithCancel(context.Background())
+	defer cancelOpen()
+	f, err := c.Open(octx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx := ctxFor(t, time.Minute)
+	if err := checkRange(rctx, f, data, 0, 4<<10); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range g.Servers {
+		s.Freeze()
+		t.Cleanup(s.Thaw)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Moving on to segment 1 starts the read-ahead of 2 to 7.
+		done <- checkRange(rctx, f, data, seg, 4<<10)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancelOpen()
+	time.Sleep(100 * time.Millisecond)
+	for _, s := range g.Servers {
+		s.Thaw()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("read of segment 1: %v", err)
+	}
+	grid.WaitRangeAhead(f)
+	for _, piece := range []int{seg / 4, seg} {
+		if err := rangeRead(ctxReader{f, rctx}, 0, int64(size), piece, 1, data); err != nil {
+			t.Fatalf("read after the File's context ended, %d-byte pieces: %v", piece, err)
+		}
+	}
+	grid.WaitRangeAhead(f)
+}
