@@ -417,7 +417,8 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "OPTIONS":
-		w.Header().Set("Accept-Ranges", "bytes")
+		s.serveOptions(w, r, name)
+		return
 	}
 	dh := &webdav.Handler{
 		Prefix:     s.prefix,

@@ -328,3 +328,34 @@ func FuzzExpectedLength(f *testing.F) {
 		}
 	})
 }
+
+// TestOptionsAllow: a logged-in OPTIONS lists what can work on the
+// resource for this account: GET and HEAD on a collection (it answers a
+// listing), no change for a read-only account.
+func TestOptionsAllow(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.must(t, http.StatusCreated, "MKCOL", "/d", nil, "")
+	e.must(t, http.StatusCreated, "PUT", "/f.txt", nil, "x")
+	for _, tc := range []struct {
+		name, user, pw, path, want string
+	}{
+		{"collection", "alice", alicePW, "/d", "OPTIONS, LOCK, GET, HEAD, DELETE, PROPPATCH, COPY, MOVE, UNLOCK, PROPFIND"},
+		{"root", "alice", alicePW, "/", "OPTIONS, LOCK, GET, HEAD, DELETE, PROPPATCH, COPY, MOVE, UNLOCK, PROPFIND"},
+		{"file", "alice", alicePW, "/f.txt", "OPTIONS, LOCK, GET, HEAD, POST, DELETE, PROPPATCH, COPY, MOVE, UNLOCK, PROPFIND, PUT"},
+		{"nothing", "alice", alicePW, "/none", "OPTIONS, LOCK, PUT, MKCOL"},
+		{"read-only collection", "reader", readerPW, "/d", "OPTIONS, GET, HEAD, PROPFIND"},
+		{"read-only file", "reader", readerPW, "/f.txt", "OPTIONS, GET, HEAD, PROPFIND"},
+		{"read-only nothing", "reader", readerPW, "/none", "OPTIONS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(t, "OPTIONS", tc.path, tc.user, tc.pw, nil, nil)
+			if r.status != http.StatusOK || r.header.Get("Allow") != tc.want || r.header.Get("DAV") != "1, 2" {
+				t.Fatalf("%d Allow %q DAV %q, want Allow %q", r.status, r.header.Get("Allow"), r.header.Get("DAV"), tc.want)
+			}
+		})
+	}
+	// A collection's GET does answer.
+	if r := e.must(t, http.StatusOK, "GET", "/d", nil, ""); !strings.Contains(r.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET of a collection: %q", r.header.Get("Content-Type"))
+	}
+}
