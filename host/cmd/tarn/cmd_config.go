@@ -106,6 +106,10 @@ func runConfigCheck(out, errOut io.Writer, dir string) error {
 		return fmt.Errorf("config check: %w", err)
 	}
 	problems, notes := checkFiles(p)
+	if runningNode(p.Dir) == nil {
+		notes = append(notes, probeListens(p)...)
+		conf.ErrorList(notes).Sort()
+	}
 	for _, w := range append(p.Warnings(), notes...) {
 		fmt.Fprintf(errOut, "warning: %v\n", w)
 	}
