@@ -388,6 +388,13 @@ var treeCmd = &cobra.Command{
 		out := cmd.OutOrStdout()
 		fmt.Fprintln(out, args[0])
 		var dirs, files int
+		// A directory may hold a link to itself or to a folder above it
+		// (tarn ln of an ancestor's cap): the walk printed that loop until
+		// killed. above holds the read caps of the folders being walked.
+		above := map[string]bool{}
+		if e, err := statArg(ctx, c, a); err == nil && e.ReadCap != "" {
+			above[e.ReadCap] = true
+		}
 		var walk func(p, indent string) error
 		walk = func(p, indent string) error {
 			es, err := c.ReadDir(ctx, a.Root, p)
@@ -401,8 +408,17 @@ var treeCmd = &cobra.Command{
 				}
 				if e.IsDir() {
 					dirs++
+					if above[e.ReadCap] {
+						fmt.Fprintf(out, "%s%s%s/ (a loop: the same directory as one above it)\n", indent, branch, e.Name)
+						continue
+					}
 					fmt.Fprintf(out, "%s%s%s/\n", indent, branch, e.Name)
-					if err := walk(strings.TrimSuffix(p, "/")+"/"+e.Name, indent+next); err != nil {
+					if e.ReadCap != "" {
+						above[e.ReadCap] = true
+					}
+					err := walk(strings.TrimSuffix(p, "/")+"/"+e.Name, indent+next)
+					delete(above, e.ReadCap)
+					if err != nil {
 						return err
 					}
 				} else {
@@ -837,10 +853,14 @@ func (cp *copier) planFromGrid(src aliases.Arg, dst aliases.Arg) error {
 	if !cp.recursive {
 		return fmt.Errorf("cp: %s is a directory (use cp -r)", src)
 	}
-	return cp.planGridDir(src, dst, true)
+	return cp.planGridDir(src, dst, true, map[string]string{e.ReadCap: src.String()})
 }
 
-func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool) error {
+// planGridDir plans the copy of the grid directory src. above maps the
+// read caps of the directories being planned to their paths: a directory
+// holding a link to itself or to one above it (tarn ln of an ancestor's
+// cap) is refused, naming both, instead of being planned without end.
+func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool, above map[string]string) error {
 	if dst.IsGrid() {
 		cp.dirs = append(cp.dirs, func() error {
 			_, err := cp.c.Mkdir(cp.ctx, dst.Root, dst.Path, top)
@@ -872,7 +892,13 @@ func (cp *copier) planGridDir(src aliases.Arg, dst aliases.Arg, top bool) error 
 			d = aliases.Arg{Local: local}
 		}
 		if c.IsDir() {
-			if err := cp.planGridDir(s, d, false); err != nil {
+			if first, loop := above[c.ReadCap]; loop && c.ReadCap != "" {
+				return fmt.Errorf("cp: %s is a loop: the same directory as %s above it (tarn rm the link, or copy its parts)", s, first)
+			}
+			above[c.ReadCap] = s.String()
+			err := cp.planGridDir(s, d, false, above)
+			delete(above, c.ReadCap)
+			if err != nil {
 				return err
 			}
 			continue

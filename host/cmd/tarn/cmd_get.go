@@ -43,6 +43,14 @@ with the rate shows on a terminal.`,
 		if len(args) == 2 {
 			out = args[1]
 		}
+		if out != "-" {
+			// Checked before the download: the rename at its end failed
+			// ("rename .tarn-get-... DIR: file exists") after every byte
+			// had come.
+			if st, err := os.Stat(out); err == nil && st.IsDir() {
+				return fmt.Errorf("get: %s is a folder: name the file to write (tarn get CAP %s)", out, filepath.Join(out, "NAME"))
+			}
+		}
 		cl, err := apiClient(getFlags.node)
 		if err != nil {
 			return fmt.Errorf("get: %w", err)

@@ -8,22 +8,48 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tarnfs/tarn/conf"
 	"github.com/tarnfs/tarn/host/identity"
 )
 
-// buildTarn builds the real binary once per top-level test, into its temp
-// folder (no TestMain: this package is shared with other commands' tests).
+// The real binary, built once for the package's tests: a build per test
+// (17 of them) took most of the package's time on a busy machine, near go
+// test's 10-minute limit. TestMain removes it.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildTarn returns the binary built from this package (tests only run
+// it: none may change or move it).
 func buildTarn(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tarn")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "tarn-cmd-test-")
+		if built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "tarn")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 type result struct {

@@ -163,10 +163,11 @@ func printStatus(out io.Writer, st *api.Status) {
 			if i := strings.IndexByte(addr, '@'); i >= 0 {
 				addr = addr[i+1:]
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Nickname, s.NodeID, humanBytes(int64(min(s.FreeSpace, 1<<62))), seen, addr)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Nickname, s.NodeID, s.FreeSpaceText(), seen, addr)
 		}
 	}
 	tw.Flush()
+	printSameNames(out, st.Servers)
 	// Why a server is not usable is what an operator looks for next (a
 	// pinned key that does not match, a refused dial, another grid).
 	for _, s := range st.Servers {
@@ -292,5 +293,28 @@ func printHints(out io.Writer, flag string, st *api.Status) {
 			p.Grid.Name, strings.Join(p.Grid.Introducers, ", "))
 	case len(p.Grid.Servers) == 0 && !p.Introducer.Enabled:
 		fmt.Fprintf(out, "hint: no storage server known: %s lists no grid.introducers and no grid.servers\n", p.File)
+	}
+}
+
+// printSameNames notes servers that share a name (a node folder copied to
+// another machine with its profile, or two nodes both named from a folder
+// called "storage"): logs and this table name servers by it, so two of
+// them look like one server seen twice.
+func printSameNames(out io.Writer, servers []api.ServerStatus) {
+	ids := map[string][]string{}
+	var names []string
+	for _, s := range servers {
+		if s.Nickname == "" {
+			continue
+		}
+		if len(ids[s.Nickname]) == 0 {
+			names = append(names, s.Nickname)
+		}
+		ids[s.Nickname] = append(ids[s.Nickname], s.NodeID)
+	}
+	for _, n := range names {
+		if len(ids[n]) > 1 {
+			fmt.Fprintf(out, "  note: %d servers are named %q (%s): give each storage node its own node.name\n", len(ids[n]), n, strings.Join(ids[n], ", "))
+		}
 	}
 }

@@ -29,6 +29,16 @@ func TestPrintStatusOperatorLines(t *testing.T) {
 			not:  []string{"s2: not connected"},
 		},
 		{
+			name: "two servers with one name",
+			st: api.Status{Roles: []string{"client"}, Shares: api.Shares{K: 1, H: 1, N: 1}, Known: 3, Servers: []api.ServerStatus{
+				{NodeID: "v1-a", Nickname: "storage", Connected: true},
+				{NodeID: "v1-b", Nickname: "s2", Connected: true},
+				{NodeID: "v1-c", Nickname: "storage", Connected: true},
+			}},
+			want: []string{`  note: 2 servers are named "storage" (v1-a, v1-c): give each storage node its own node.name`},
+			not:  []string{`named "s2"`},
+		},
+		{
 			name: "storage below its reserved space",
 			st:   api.Status{Roles: []string{"storage"}, Storage: &api.StorageStatus{SpaceTotal: 100 << 30, SpaceFree: 1 << 30, Reserved: 2 << 30}},
 			want: []string{"(2.0 GiB reserved)", "storage: FULL: free space is at or below storage.reserved_space"},
