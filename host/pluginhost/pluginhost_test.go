@@ -60,6 +60,20 @@ func gone(pid int) bool {
 	return i >= 0 && len(s) > i+2 && s[i+2] == 'Z'
 }
 
+// waitHealth waits until the only plugin of h has the health want.
+func waitHealth(t *testing.T, h *pluginhost.Host, want string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
+		st := h.List()[0]
+		if st.Health == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin health %q after %v, want %q", st.Health, within, want)
+		}
+	}
+}
+
 func encodeOnce(ctx context.Context, c codec.Codec, seg []byte) error {
 	p := codec.Params{K: 3, N: 10}
 	bs := codec.BlockSize(p, len(seg))
@@ -404,7 +418,9 @@ func TestBackoffAfterFailedStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHost(t, pluginhost.Options{BackoffMin: 400 * time.Millisecond, MaxCallWait: time.Millisecond},
+	// The back-off is long enough that the call right after a failed
+	// start falls in it even on a loaded machine.
+	h := newHost(t, pluginhost.Options{BackoffMin: time.Second, MaxCallWait: time.Millisecond},
 		pluginhost.Spec{Kind: pluginkit.KindCodec, Path: path})
 	c, _ := h.Codec()
 	ctx := context.Background()
@@ -416,13 +432,19 @@ func TestBackoffAfterFailedStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	kill9(t, h.Pid(pluginkit.KindCodec))
-	for !gone(h.Pid(pluginkit.KindCodec)) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // past the first back-off
-	err = encodeOnce(ctx, c, seg)
-	if err == nil || !strings.Contains(err.Error(), "exited before its handshake") {
-		t.Fatalf("call with a broken binary: %v", err)
+	// The killed process may count as a failed start: calls fail with
+	// ErrPluginDown until its back-off ends (counted from when the host
+	// saw the death, not from this test's view of it: a sleep of a
+	// back-off and 100 ms was too short on a loaded machine), then a call
+	// starts the broken binary.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err = encodeOnce(ctx, c, seg)
+		if err != nil && strings.Contains(err.Error(), "exited before its handshake") {
+			break
+		}
+		if err == nil || (!errors.Is(err, pluginhost.ErrPluginDown) && !errors.Is(err, pluginhost.ErrPluginDied)) || time.Now().After(deadline) {
+			t.Fatalf("call with a broken binary: %v", err)
+		}
 	}
 	err = encodeOnce(ctx, c, seg)
 	if !errors.Is(err, pluginhost.ErrPluginDown) || !strings.Contains(err.Error(), "exited before its handshake") {
@@ -436,7 +458,7 @@ func TestBackoffAfterFailedStarts(t *testing.T) {
 	if err := os.WriteFile(path, good, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err = encodeOnce(ctx, c, seg)
 		if err == nil {
@@ -520,25 +542,31 @@ func (s *syncBuffer) String() string {
 // next start waits a back-off); one that ran healthy a while is restarted
 // at once.
 func TestBackoffResetsAfterHealthyRun(t *testing.T) {
+	// The host counts a run from the process's start, so "died young" has
+	// a HealthyAfter no loaded machine gets near between the start and the
+	// kill (300 ms was passed in a -race run), and "ran healthy" waits past
+	// its own.
 	for _, tc := range []struct {
-		name     string
-		ranFor   time.Duration
-		wantDown bool
+		name         string
+		healthyAfter time.Duration
+		ranFor       time.Duration
+		wantDown     bool
 	}{
-		{"died young", 0, true},
-		{"ran healthy", 400 * time.Millisecond, false},
+		{"died young", time.Minute, 0, true},
+		{"ran healthy", 300 * time.Millisecond, 400 * time.Millisecond, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHost(t, pluginhost.Options{BackoffMin: 5 * time.Second, MaxCallWait: time.Millisecond, HealthyAfter: 300 * time.Millisecond},
+			h := newHost(t, pluginhost.Options{BackoffMin: 30 * time.Second, MaxCallWait: time.Millisecond, HealthyAfter: tc.healthyAfter},
 				pluginhost.Spec{Kind: pluginkit.KindCodec, Name: "reedsolomon"})
 			c, _ := h.Codec()
 			time.Sleep(tc.ranFor)
 			pid := h.Pid(pluginkit.KindCodec)
 			kill9(t, pid)
-			for !gone(pid) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			time.Sleep(100 * time.Millisecond) // let the host see the exit
+			// The host sees the exit on its own (a watch polls the
+			// process) and forgets the process: "down". A call before
+			// that meets the dead process instead (100 ms was too short
+			// for a loaded -race run).
+			waitHealth(t, h, "down", 10*time.Second)
 			err := encodeOnce(context.Background(), c, []byte("segment"))
 			if tc.wantDown && !errors.Is(err, pluginhost.ErrPluginDown) {
 				t.Errorf("call right after an early death: %v, want ErrPluginDown (back-off)", err)
