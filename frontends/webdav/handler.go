@@ -318,13 +318,22 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	// A new name over vdrive.MaxNewNameLen bytes is 400, here for every
 	// method that makes one: x/net/webdav answers MKCOL's refusal with 405
-	// (which clients read as "it exists") and a file COPY's with 500.
-	switch target := name; r.Method {
-	case "COPY", "MOVE":
-		target = dst
-		fallthrough
-	case "PUT", "MKCOL":
-		if err := vdrive.CheckNewPath(target); err != nil {
+	// (which clients read as "it exists") and a file COPY's with 500. A
+	// file written over an existing longer name (an older version's) is
+	// replaced in place, so PUT and MOVE let that name through; not a file
+	// COPY, which x/net/webdav makes by removing the destination first
+	// (the long name would be gone, and then refused as new).
+	switch r.Method {
+	case "PUT", "MKCOL", "COPY", "MOVE":
+		target := name
+		if r.Method == "COPY" || r.Method == "MOVE" {
+			target = dst
+		}
+		err := vdrive.CheckNewPath(target)
+		if r.Method == "PUT" || r.Method == "MOVE" {
+			err = s.fs.d.CheckWritePath(r.Context(), target)
+		}
+		if err != nil {
 			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("%s %s: %w", r.Method, target, err))
 			return
 		}
