@@ -59,6 +59,7 @@ type rangeCache struct {
 	slots   chan struct{}
 	idle    []*chk.Decoder // f.dec first
 	retired int            // decoders dropped after a cancelled decode (tests)
+	peak    int            // the most segments cached at once (tests)
 	bg      sync.WaitGroup // read-ahead goroutines (tests wait on them)
 }
 
@@ -192,20 +193,35 @@ func isCtxErr(err error) bool {
 }
 
 // addLocked puts a new entry for segment i in the cache, being filled,
-// evicting one when the cache is full: the least recently used of those
-// a reader began (a piece left behind is older than the pieces being
-// read), before any segment read ahead and not read yet.
+// after making room for it (roomLocked, any segment not being filled may
+// go): a read needs its segment even when every cached one is being
+// filled, so the cache may hold more than its limit until those are.
 func (rc *rangeCache) addLocked(i int) *segEntry {
+	rc.roomLocked(true)
+	e := &segEntry{done: make(chan struct{}), filling: true, used: rc.tick}
+	rc.segs[i] = e
+	if len(rc.segs) > rc.peak {
+		rc.peak = len(rc.segs)
+	}
+	return e
+}
+
+// roomLocked evicts segments until fewer than the limit are cached:
+// the least recently used of those a reader began (a piece left behind
+// is older than the pieces being read), then, if unread, those read
+// ahead and not read yet. It reports whether there is room now (no
+// segment being filled, or read ahead and unread when not unread, may go).
+func (rc *rangeCache) roomLocked(unread bool) bool {
 	limit := rangeSegsRandom
 	for _, c := range rc.cursors {
 		if c.live && c.hits > 0 {
 			limit = rangeSegsMax
 		}
 	}
-	if len(rc.segs) >= limit {
+	for len(rc.segs) >= limit {
 		low, lowSeg := (*segEntry)(nil), 0
 		for j, e := range rc.segs {
-			if e.filling {
+			if e.filling || e.read == 0 && !unread {
 				continue
 			}
 			if low == nil || (e.read > 0) != (low.read > 0) && e.read > 0 ||
@@ -213,13 +229,12 @@ func (rc *rangeCache) addLocked(i int) *segEntry {
 				low, lowSeg = e, j
 			}
 		}
-		if low != nil {
-			rc.dropLocked(lowSeg, low)
+		if low == nil {
+			return false
 		}
+		rc.dropLocked(lowSeg, low)
 	}
-	e := &segEntry{done: make(chan struct{}), filling: true, used: rc.tick}
-	rc.segs[i] = e
-	return e
+	return true
 }
 
 // fill decodes segment i into e under ctx, and closes e.done; a failed
@@ -441,10 +456,17 @@ func (rc *rangeCache) aheadLocked(g, from, to int) {
 	var todo []int
 	var ents []*segEntry
 	for i := from; i <= to; i++ {
-		if rc.segs[i] == nil {
-			todo = append(todo, i)
-			ents = append(ents, rc.addLocked(i))
+		if rc.segs[i] != nil {
+			continue
 		}
+		// Reading ahead never takes the place of a segment read ahead
+		// and not read yet, nor of one being filled: with more readers
+		// than the cache holds groups for, some are not read ahead.
+		if !rc.roomLocked(false) {
+			break
+		}
+		todo = append(todo, i)
+		ents = append(ents, rc.addLocked(i))
 	}
 	if len(todo) == 0 {
 		return
