@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tarnfs/tarn/host/introducer"
 )
 
 // PageRefresh is how often the status page reloads itself.
@@ -100,9 +102,19 @@ func shortID(id string) string {
 	return id
 }
 
+// FreeSpaceText is the server's announced free space as the status page
+// and tarn status show it: "unknown" for a server never announced
+// (static) or that cannot read its own (it announces the largest figure,
+// introducer.FreeSpaceUnknown).
+func (s ServerStatus) FreeSpaceText() string {
+	if !introducer.FreeSpaceKnown(s.FreeSpace, s.Static, s.ExpiresAt) {
+		return "unknown"
+	}
+	return humanBytes(int64(min(s.FreeSpace, 1<<62)))
+}
+
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"bytes":  humanBytes,
-	"ubytes": func(n uint64) string { return humanBytes(int64(min(n, 1<<62))) },
 	"ago":    ago,
 	"short":  shortID,
 	"join":   strings.Join,
@@ -151,7 +163,7 @@ th{background:#eee}dl{display:grid;grid-template-columns:max-content auto;gap:.1
 <h2>Storage servers: <span id="servers-known">{{.Known}}</span> known, <span id="servers-connected">{{.Conn}}</span> connected</h2>
 <table id="servers">
 <tr><th>name</th><th>node id</th><th>address</th><th>connected</th><th>free</th><th>last seen</th><th>version</th></tr>
-{{range .Servers}}<tr class="server"><td>{{.Nickname}}</td><td class="mono" title="{{.NodeID}}">{{short .NodeID}}</td><td class="mono">{{address .Address}}</td><td class="{{if .Connected}}ok">yes{{else}}bad"{{with .LastError}} title="{{.}}"{{end}}>{{if .LastError}}failing{{else}}no{{end}}{{end}}</td><td>{{ubytes .FreeSpace}}</td><td>{{if .Static}}static{{else}}{{ago $.Now .LastSeen}}{{end}}{{if .Cached}} (cached){{end}}</td><td>{{.Version}}</td></tr>
+{{range .Servers}}<tr class="server"><td>{{.Nickname}}</td><td class="mono" title="{{.NodeID}}">{{short .NodeID}}</td><td class="mono">{{address .Address}}</td><td class="{{if .Connected}}ok">yes{{else}}bad"{{with .LastError}} title="{{.}}"{{end}}>{{if .LastError}}failing{{else}}no{{end}}{{end}}</td><td>{{.FreeSpaceText}}</td><td>{{if .Static}}static{{else}}{{ago $.Now .LastSeen}}{{end}}{{if .Cached}} (cached){{end}}</td><td>{{.Version}}</td></tr>
 {{else}}<tr><td colspan="7" class="muted">no storage servers known yet</td></tr>{{end}}
 </table>
 {{end}}

@@ -15,20 +15,23 @@ import (
 // client skip the node as FULL until a read succeeded again).
 const FreeSpaceUnknown uint64 = math.MaxUint64
 
-// FreeSpaceKnown reports whether free, a free-space figure a storage node
-// announced, is one: not FreeSpaceUnknown. Sums and displays of servers'
-// free space (df and the WebDAV quota of a client's frontends, tarn
-// status, the status page, metrics) leave unknown figures out rather than
-// count them as 16 EiB. (A server never announced, static or cached, has
-// no figure at all: Server.Free.)
-func FreeSpaceKnown(free uint64) bool { return free != FreeSpaceUnknown }
+// FreeSpaceKnown reports whether a server's free-space figure tells its
+// free space: it was announced (not a static server never announced,
+// static with no expiry, whose figure is 0 for want of one) and is not
+// FreeSpaceUnknown. Sums and displays of servers' free space (df and the
+// WebDAV quota of a client's frontends, tarn status, the status page, the
+// metrics) leave unknown figures out rather than count them as 16 EiB or
+// 0. Placement needs no such test: an unknown figure is room
+// (placement.Room).
+func FreeSpaceKnown(free uint64, static bool, expiresAt time.Time) bool {
+	return (!static || !expiresAt.IsZero()) && free != FreeSpaceUnknown
+}
 
-// Free returns the free space s announced, and whether it is known: not
-// for a server never announced (a static one: no figure, FreeSpace 0) nor
-// for one that announced FreeSpaceUnknown. A server known from the cache
-// has the figure it last announced.
+// Free returns the free space s announced, and whether it is known
+// (FreeSpaceKnown). A server known from the cache has the figure it last
+// announced.
 func (s Server) Free() (uint64, bool) {
-	return s.FreeSpace, !s.ExpiresAt.IsZero() && FreeSpaceKnown(s.FreeSpace)
+	return s.FreeSpace, FreeSpaceKnown(s.FreeSpace, s.Static, s.ExpiresAt)
 }
 
 // Defaults of SpaceWatchConfig.
@@ -141,7 +144,7 @@ func material(old, cur uint64) bool {
 	if (old == 0) != (cur == 0) {
 		return true // became full, or no longer full
 	}
-	if FreeSpaceKnown(old) != FreeSpaceKnown(cur) {
+	if (old == FreeSpaceUnknown) != (cur == FreeSpaceUnknown) {
 		return true // reads of it started or stopped failing
 	}
 	d := max(old, cur) - min(old, cur)

@@ -52,8 +52,8 @@ func TestFreeSpaceKnown(t *testing.T) {
 			if ok != tc.want || free != tc.s.FreeSpace {
 				t.Fatalf("Free() = %d, %v; want %d, %v", free, ok, tc.s.FreeSpace, tc.want)
 			}
-			if FreeSpaceKnown(tc.s.FreeSpace) != (tc.s.FreeSpace != FreeSpaceUnknown) {
-				t.Fatalf("FreeSpaceKnown(%d) wrong", tc.s.FreeSpace)
+			if got := FreeSpaceKnown(tc.s.FreeSpace, tc.s.Static, tc.s.ExpiresAt); got != tc.want {
+				t.Fatalf("FreeSpaceKnown(%d, %v, %v) = %v, want %v", tc.s.FreeSpace, tc.s.Static, tc.s.ExpiresAt, got, tc.want)
 			}
 		})
 	}

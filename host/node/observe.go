@@ -174,6 +174,8 @@ func (n *Node) registerMetrics() error {
 		{Name: "introducer_connected", Help: "1 while the node's link to the introducer is up (subscriber: its list arrived; publisher: its announcement was taken), else 0.", Type: g, Labels: []string{"introducer", "role"}},
 		{Name: "introducer_refused", Help: "1 while the introducer refuses this node (another grid secret or grid name), else 0.", Type: g, Labels: []string{"introducer", "role"}},
 		{Name: "servers_cached", Help: "Storage servers the client knows only from its cache (no introducer answered since start).", Type: g},
+		{Name: "servers_free_space_bytes", Help: "Free space the storage servers announce, summed over those whose figure is known (raw: new files take N/K times their size).", Type: g},
+		{Name: "servers_space_unknown", Help: "Storage servers whose free space is unknown: never announced (static), or announced unknown (they cannot read theirs).", Type: g},
 	}
 	roles := strings.Join(n.info.Roles, ",")
 	return n.metrics.Func(fams, func(emit metrics.Emit) {
@@ -215,6 +217,12 @@ func (n *Node) registerMetrics() error {
 			}
 			emit("server_dials_total", float64(gs.Dials), "ok")
 			emit("server_dials_total", float64(gs.DialFailures), "error")
+			// An unknown figure is counted, not summed: it is the largest
+			// uint64 on the wire (introducer.FreeSpaceUnknown).
+			servers := n.Servers()
+			free, known := announcedFree(servers)
+			emit("servers_free_space_bytes", float64(free))
+			emit("servers_space_unknown", float64(len(servers)-known))
 		}
 		if n.storage != nil {
 			ss := n.storage.Stats()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/tarnfs/tarn/frontends/sftp"
 	"github.com/tarnfs/tarn/host/accounts"
+	"github.com/tarnfs/tarn/host/introducer"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
@@ -87,15 +89,38 @@ func StartSFTP(ctx context.Context, n *Node) ([]string, error) {
 // N/K times). The grid does not announce capacity, so the total is the
 // free space too. The same figure bounds a file's size (the frontend
 // refuses a file larger than it); Raw, K and N word that refusal.
+//
+// Servers whose free space is unknown are left out (announcedFree): one
+// that cannot read its own refuses new shares anyway. When no server's is
+// known, every figure is 0, which file managers (GLib's GIO: available
+// and free both 0) take as unknown, not as full, and the frontend as no
+// limit on a file's size; GNU df lists such a mount only when named.
 func (n *Node) sftpSpace(context.Context) (sftp.Space, error) {
-	var free uint64
-	for _, s := range n.Servers() {
-		free += s.FreeSpace
-	}
+	free, _ := announcedFree(n.Servers())
 	raw := free
 	k, nn := uint64(n.prof.Client.Shares.K), uint64(n.prof.Client.Shares.N)
 	if k > 0 && nn > 0 {
 		free = free / nn * k
 	}
 	return sftp.Space{Total: free, Free: free, Raw: raw, K: int(k), N: int(nn)}, nil
+}
+
+// announcedFree sums the free space the storage servers announced, over
+// those whose figure is known (introducer.Server.Free: announced, and
+// not introducer.FreeSpaceUnknown), and counts them. The sum saturates
+// at the largest uint64 rather than wrap.
+func announcedFree(servers []introducer.Server) (sum uint64, known int) {
+	for _, s := range servers {
+		free, ok := s.Free()
+		if !ok {
+			continue
+		}
+		known++
+		if free > math.MaxUint64-sum {
+			sum = math.MaxUint64
+			continue
+		}
+		sum += free
+	}
+	return sum, known
 }

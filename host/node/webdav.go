@@ -98,18 +98,25 @@ func (n *Node) frontendAccounts(ctx context.Context, store vdrive.Store) (*accou
 // webdavQuota is the grid's room for new files as the quota properties
 // report it: the free space the storage servers announce, times K/N (the
 // share expansion of new uploads). Used space is not known (left out).
+// Servers whose free space is unknown are left out of the sum
+// (announcedFree); when no server's is known, there is no quota: the
+// properties are left out (RFC 4331 lets a server omit what it cannot
+// tell) and no PUT is refused as too large.
 func (n *Node) webdavQuota(context.Context) (webdav.Quota, error) {
-	var free uint64
-	for _, s := range n.Servers() {
-		free += s.FreeSpace
-	}
+	servers := n.Servers()
+	free, known := announcedFree(servers)
 	k, m := n.prof.Client.Shares.K, n.prof.Client.Shares.N
-	if k <= 0 || m <= 0 || len(n.Servers()) == 0 {
+	if k <= 0 || m <= 0 || len(servers) == 0 {
 		return webdav.Quota{}, errors.New("no storage servers known")
 	}
+	if known == 0 {
+		return webdav.Quota{}, fmt.Errorf("free space unknown on all %d storage servers", len(servers))
+	}
+	// float64(math.MaxInt64) is 2^63, past the largest int64: compare
+	// with >= so the conversion never overflows to a negative quota.
 	avail := float64(free) * float64(k) / float64(m)
-	if avail > math.MaxInt64 {
-		avail = math.MaxInt64
+	if avail >= math.MaxInt64 {
+		return webdav.Quota{Available: math.MaxInt64, Used: -1}, nil
 	}
 	return webdav.Quota{Available: int64(avail), Used: -1}, nil
 }
