@@ -227,8 +227,16 @@ func TestPublishSubscribe(t *testing.T) {
 		x, ok := find(s, b.id.NodeID())
 		return ok && x.FreeSpace == 5
 	})
-	if acc, dropped, synced := sub.Stats(); acc != 3 || len(dropped) != 0 || synced != 1 {
-		t.Fatalf("subscriber stats: accepted %d dropped %v synced %d", acc, dropped, synced)
+	// The subscriber counts a record just after the list takes it (and
+	// wakes waitList): wait for the count rather than read it at once.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		acc, dropped, synced := sub.Stats()
+		if acc == 3 && len(dropped) == 0 && synced == 1 {
+			break
+		}
+		if acc > 3 || len(dropped) != 0 || time.Now().After(deadline) {
+			t.Fatalf("subscriber stats: accepted %d dropped %v synced %d", acc, dropped, synced)
+		}
 	}
 	if st := intro.svc.Stats(); st.Accepted != 3 || st.Held != 2 {
 		t.Fatalf("introducer stats %+v", st)
