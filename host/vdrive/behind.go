@@ -166,6 +166,9 @@ type behindDir struct {
 	// name, so that the journal's order of a name's records is the order
 	// they are made pending in.
 	busy map[string]chan struct{}
+	// own: what each name with links not yet made may hold by this
+	// node's doing, for their records (behind_own.go).
+	own map[string]*ownName
 }
 
 // plink is one pending link.
@@ -295,6 +298,15 @@ func (b *Behind) replay(keys []uint64, recs map[uint64][]byte) error {
 		}
 		b.insert(ref, &plink{id: id, rec: rec, at: at, replayed: true})
 	}
+	// A name's state starts from its latest record, the one replayed
+	// (behind_own.go).
+	b.mu.Lock()
+	for _, bd := range b.dirs {
+		for name, l := range bd.pending {
+			bd.own[name] = newOwnName(l.rec)
+		}
+	}
+	b.mu.Unlock()
 	if len(bad) > 0 {
 		if err := b.j.commit(nil, bad); err != nil {
 			return err
@@ -378,6 +390,9 @@ func (b *Behind) add(ctx context.Context, ref dirRef, rec linkRecord) error {
 		// move takes it, in case the node dies before the link is made.
 		rec.Moved = b.moves.movesOf(rec.Root, rec.Path)
 	}
+	// Every link of the name this node may have left there by the time
+	// the record is replayed (behind_own.go).
+	rec.Prev, rec.Also = b.ownPrior(ref.r.Slot, rec.Name, rec.Prev, rec.Also)
 	v, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("journal link: %w", err)
@@ -456,6 +471,7 @@ func (b *Behind) lockName(ref dirRef, name string) func() {
 			return func() {
 				b.mu.Lock()
 				delete(bd.busy, name)
+				bd.forgetOwnLocked(name)
 				if len(bd.pending)+len(bd.inflight)+len(bd.busy) == 0 && bd.timer == nil && b.dirs[ref.r.Slot] == bd {
 					delete(b.dirs, ref.r.Slot)
 				}
@@ -554,6 +570,7 @@ func (b *Behind) insert(ref dirRef, l *plink) {
 		b.dead = append(b.dead, old.id)
 	}
 	bd.pending[name] = l
+	bd.ownLocked(name, l)
 	// While the folder's changes fail (retries), it waits for its
 	// backoff, however many links come: not one failing change per file.
 	if len(bd.pending) >= b.cfg.FlushAt && bd.retries == 0 {
@@ -689,6 +706,7 @@ func (b *Behind) takeLinks(k cap.MutableRead) []*plink {
 		ls = append(ls, l)
 		delete(bd.pending, name)
 		bd.inflight[name] = l
+		bd.takenLocked(l)
 	}
 	return ls
 }
@@ -713,10 +731,14 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 	var done []uint64
 	var failed []*plink
 	var again []*plink
+	var made []*plink // the entry holds their caps now
 	for _, l := range ls {
 		lerr := l.err
 		if err != nil {
 			lerr = err
+		}
+		if inEntry(err, l.err) {
+			made = append(made, l)
 		}
 		switch {
 		case lerr == nil:
@@ -787,12 +809,18 @@ func (b *Behind) settle(k cap.MutableRead, ls []*plink, err error) {
 			delete(bd.inflight, l.rec.Name)
 		}
 	}
+	for _, l := range made {
+		bd.madeLocked(l)
+	}
 	for _, l := range again {
 		if cur := bd.pending[l.rec.Name]; cur != nil && cur.id > l.id {
 			b.dead = append(b.dead, l.id)
 			continue
 		}
 		bd.pending[l.rec.Name] = l
+	}
+	for _, l := range ls {
+		bd.forgetOwnLocked(l.rec.Name)
 	}
 	if len(again) > 0 {
 		bd.retries++

@@ -18,8 +18,10 @@ import (
 // nobody changed the entry since; another node may have replaced or
 // removed it meanwhile, and re-making the link would undo that change.
 // So each record holds what the name held when the link was acknowledged
-// (linkRecord.Prev, and Also: earlier links of the name this node had
-// not yet made then), and a replayed link is made only over those: an
+// (linkRecord.Prev: the entry's cap, or that of this node's latest link
+// of it made since), and Also: this node's earlier links of the name that
+// may land there before a replay (behind_own.go), and a replayed link is
+// made only over those: an
 // entry that already holds the link's cap was made before the stop (the
 // record just leaves the journal) unless the record's metadata was set
 // (SetMetadata of the link not yet made, or being made: behind.go
@@ -78,8 +80,10 @@ func metaBase(l *plink) []string {
 	return base
 }
 
-// maxAlso bounds linkRecord.Also: a name rewritten more often than this
-// while its folder's changes fail is checked against its latest links.
+// maxAlso bounds linkRecord.Also: a name whose links keep being taken
+// into folder changes that fail, more than this many different ones, is
+// checked against its latest links (a made link is Prev, and ends the
+// list: behind_own.go).
 const maxAlso = 8
 
 // replayCheck decides whether a replayed link l may be made in tx (nil),
@@ -128,7 +132,8 @@ func sameMeta(m Metadata, rec linkRecord) bool {
 
 // priorCaps is what a new link of a name replaces, for its record: the
 // entry's cap (prev) when no link of the name is pending, else the
-// pending link's own prior caps and its cap.
+// pending link's own prior caps and its cap. Behind.add narrows it to
+// the caps this node's links may leave there (ownPrior, behind_own.go).
 func priorCaps(pending *plink, entryCap string) (*string, []string) {
 	if pending == nil {
 		return &entryCap, nil

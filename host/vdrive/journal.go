@@ -38,10 +38,13 @@ type linkRecord struct {
 	Root string `json:"root,omitempty"`
 	Path string `json:"path,omitempty"`
 	// Prev is the cap the name held when the link was acknowledged (""
-	// for none), and Also the caps of the earlier links of the name this
-	// node had acknowledged and not yet made then: a replayed link is
-	// made only over one of them (behind_replay.go). Prev is nil in
-	// records of older versions: replayed as before, unchecked.
+	// for none), or that of this node's latest link of it made since,
+	// and Also the caps of this node's earlier links of the name that
+	// may be there when the record is replayed (taken into a folder
+	// change not known to have failed, or pending: behind_own.go): a
+	// replayed link is made only over one of them (behind_replay.go).
+	// Prev is nil in records of older versions: replayed as before,
+	// unchecked.
 	Prev *string  `json:"prev,omitempty"`
 	Also []string `json:"also,omitempty"`
 	// Base (records with Meta only): prints (metaPrint) of the metadata
