@@ -801,8 +801,17 @@ func (cp *copier) planFromLocal(src string, dst aliases.Arg) error {
 }
 
 func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
-	cp.total += st.Size()
-	cp.files = append(cp.files, fileJob{size: st.Size(), run: func() error {
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		// A pipe or a device named as SRC (tarn cp <(cmd) home:x): stat
+		// says 0 bytes, and an empty file was stored, exit status 0. Its
+		// size is unknown and it can be read only once: stored and
+		// linked in one step below, never opened again.
+		size = -1
+	} else {
+		cp.total += size
+	}
+	cp.files = append(cp.files, fileJob{size: size, run: func() error {
 		// A name the drive would refuse fails before the upload, not
 		// after it (an upload nothing links).
 		if err := vdrive.CheckNewPath(dst.Path); err != nil {
@@ -814,7 +823,7 @@ func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 		}
 		defer f.Close()
 		write := func(r io.Reader, mtime time.Time) error {
-			if _, err := cp.c.Write(cp.ctx, dst.Root, dst.Path, r, st.Size(), mtime); err != nil {
+			if _, err := cp.c.Write(cp.ctx, dst.Root, dst.Path, r, size, mtime); err != nil {
 				return fsError("cp", src+" to "+dst.String(), err)
 			}
 			return nil
@@ -823,7 +832,10 @@ func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 			// Stored, linked and given its time one file at a time.
 			return write(cp.progress(f), st.ModTime())
 		}
-		c, err := cp.c.Put(cp.ctx, cp.progress(f), st.Size())
+		if size < 0 {
+			return write(cp.progress(f), time.Time{})
+		}
+		c, err := cp.c.Put(cp.ctx, cp.progress(f), size)
 		if err != nil {
 			return apiError("cp "+src, err)
 		}

@@ -12,6 +12,25 @@ import (
 	"github.com/tarnfs/tarn/host/vdrive"
 )
 
+// homeNode is checkNode's client with a new root directory, aliased
+// "home", and a drive on that root to make a tree with.
+func homeNode(t *testing.T) (dir string, d *vdrive.Drive) {
+	t.Helper()
+	dir, _, gc := checkNode(t)
+	st := vdrive.GridStore(gc)
+	root, err := vdrive.NewRoot(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err = vdrive.New(st, root.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := aliases.Add(aliases.File(dir), "home", root.String()); err != nil {
+		t.Fatal(err)
+	}
+	return dir, d
+}
+
 // TestDirectoryLoops: a directory holding a link to a folder above it
 // (tarn ln of an ancestor's cap makes one) no longer sends tarn tree and
 // tarn cp -r round it until killed: tree marks the link and goes on, cp -r
@@ -20,17 +39,8 @@ import (
 // copied. tarn get into an existing folder says so before downloading.
 func TestDirectoryLoops(t *testing.T) {
 	bin := buildTarn(t)
-	dir, _, gc := checkNode(t)
+	dir, d := homeNode(t)
 	ctx := context.Background()
-	st := vdrive.GridStore(gc)
-	root, err := vdrive.NewRoot(ctx, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := vdrive.New(st, root.String())
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, p := range []string{"/a/b", "/c", "/e"} {
 		if err := d.MkdirAll(ctx, p); err != nil {
 			t.Fatal(err)
@@ -53,9 +63,6 @@ func TestDirectoryLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := d.Link(ctx, "/c/e2", e.WriteCap()); err != nil { // e twice, not a loop
-		t.Fatal(err)
-	}
-	if err := aliases.Add(aliases.File(dir), "home", root.String()); err != nil {
 		t.Fatal(err)
 	}
 	const limit = 2 * time.Minute
