@@ -76,3 +76,39 @@ func TestWriteBehindOwnMadeLinkInLongChain(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteBehindRewrittenWhileMade: a file rewritten without pause (a
+// program saving it again and again), each put acknowledged while the
+// folder change making the one before is under way, so that some link of
+// the name is always pending: after a crash the replay makes the last
+// put over whichever of this node's puts the folder holds.
+func TestWriteBehindRewrittenWhileMade(t *testing.T) {
+	g := newGrid(t)
+	root := newRootCap(t, g)
+	dir := t.TempDir()
+	b, gs := gatedBehind(t, g, dir, true, 0)
+	d := frontDrive(t, b, root)
+	ctx := ctxFor(t, time.Minute)
+	putBytes(t, d, "/x", []byte("save 0"))
+	const saves = 20
+	for i := 1; i <= saves; i++ {
+		flushed := atGate(t, ctx, gs, func() error { return b.Flush(ctx) })
+		putBytes(t, d, "/x", fmt.Appendf(nil, "save %d", i))
+		gs.release <- struct{}{}
+		if err := <-flushed; err != nil {
+			t.Fatal(err)
+		}
+	}
+	vdrive.Abandon(b)
+
+	b2, _ := behindOn(t, g, dir, never)
+	if err := b2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fl := failedLinks(t, dir); len(fl) != 0 {
+		t.Fatalf("the replayed last save is in the failed links: %s", fl[0].Error)
+	}
+	if got, want := get(t, open(t, g, root), "/x"), fmt.Sprintf("save %d", saves); string(got) != want {
+		t.Fatalf("after replay /x holds %q, want %q", got, want)
+	}
+}
