@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -243,6 +244,14 @@ func dialRaw(t *testing.T, e *env, user, pw string) (*ssh.Client, *rawClient) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	c, _ := sftpSubsystem(t, conn)
+	return conn, c
+}
+
+// sftpSubsystem opens an sftp subsystem on conn: a raw client on it and
+// the session's input (closing it ends the session's input).
+func sftpSubsystem(t *testing.T, conn *ssh.Client) (*rawClient, io.WriteCloser) {
+	t.Helper()
 	sess, err := conn.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +265,7 @@ func dialRaw(t *testing.T, e *env, user, pw string) (*ssh.Client, *rawClient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn, c
+	return c, in
 }
 
 // TestCompareWithOpenSSH runs every case against tarn and, when it is

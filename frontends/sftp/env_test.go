@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -69,6 +70,8 @@ type envOptions struct {
 	// maxFileSize the profile's sftp.max_file_size.
 	space       *Space
 	maxFileSize conf.Size
+	// serverTimeout is the grid client's server_timeout (0: 10 s).
+	serverTimeout time.Duration
 }
 
 var hashCache = map[string]string{}
@@ -95,7 +98,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Transport: g.Transport, Cert: g.ClientCert(), GridSecret: g.Secret,
 		Codec: codecreedsolomon.New(), Servers: g.Source(), K: 3, H: 4, N: 5,
 		Convergence: []byte("sftp test convergence"),
-		TempDir:     gridTemp, ServerTimeout: 10 * time.Second,
+		TempDir:     gridTemp, ServerTimeout: cmp.Or(o.serverTimeout, 10*time.Second),
 		Logger: hclog.NewNullLogger(),
 	})
 	if err != nil {

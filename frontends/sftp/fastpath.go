@@ -29,8 +29,10 @@ import (
 // even read, and a CLOSE of the handle is seen here (and the handle
 // forgotten) before pkg/sftp gets it, so a close still follows every read
 // and write sent before it. Answers of the two paths may interleave out
-// of request order (at packet boundaries), which SFTP allows: clients
-// match answers to requests by id (OpenSSH, pkg/sftp, sshfs do).
+// of request order (at packet boundaries), which SFTP allows, but never
+// two READ answers of one read-only handle: OpenSSH's scp in SFTP mode
+// truncates a download whose answers came out of order (readQueue keeps
+// them in order, and the read loop answers none while one is queued).
 //
 // Handles: pkg/sftp names a handle when it opens the file, before it
 // calls the open handler, and keeps the name in an unexported field of
@@ -172,47 +174,99 @@ func (r queuedReader) TransferError(error) {
 }
 
 func (r queuedReader) Close() error {
-	// A healthy stream answers the reads still queued within
-	// milliseconds; a stalled one gets closeGrace, then the stream stops
-	// and they fail ("read handle closed") instead of holding up pkg/sftp,
-	// whose command worker runs this close while its dispatcher, and so
-	// the session's every request, waits behind it. A dead queue (the
+	// A healthy grid answers the reads still queued within
+	// milliseconds; a stalled one gets closeGrace from the moment the
+	// read loop saw the CLOSE (closing), then the handle stops and they
+	// fail ("read handle closed") instead of holding up pkg/sftp, whose
+	// command worker runs this close while its dispatcher, and so the
+	// session's every request, waits behind it. A dead queue (the
 	// session is going, or an answer could not be sent) gets none.
-	r.q.waitFor(closeGrace)
-	// Stopping the stream ends the read running now, if any, within
-	// moments: a wait for the stream returns, a read from the grid has
-	// its context cancelled (readHandle.Close).
+	r.q.waitFor(r.q.graceLeft())
+	// Stopping the handle ends the reads running now within moments: a
+	// wait for the stream returns, a read from the grid has its context
+	// cancelled (readHandle.Close).
 	err := r.streamReader.Close()
 	r.q.waitFor(0)
+	r.q.mu.Lock()
+	if r.q.closeTimer != nil {
+		r.q.closeTimer.Stop()
+	}
+	r.q.mu.Unlock()
 	return err
 }
 
-// closeGrace bounds how long a CLOSE lets queued reads wait for the
-// stream.
+// closeGrace bounds how long a CLOSE lets the reads sent before it wait
+// for the grid.
 const closeGrace = 2 * time.Second
 
-// readQueue answers, on a goroutine of its own, the reads of one handle
-// whose bytes its read-ahead stream has not fetched yet (the first read
-// from 0, a block in the window): the read loop never waits for the
-// grid, so a hung storage server holds up only the reads of the files
-// that need it, not the session's others (sshfs puts every file on one
-// session). Reads have no order among themselves; a CLOSE waits for the
-// queue (queuedReader), and the handle is read-only, so no change can
-// pass a queued read.
+// readQueue answers, on goroutines of its own (at most queueWorkers,
+// gone when it is empty), the reads of one handle whose bytes are not at
+// hand: those its read-ahead stream has yet to fetch (the first read
+// from 0, a block in the window) and those only a read from the grid has
+// (a small file, a read away from the stream). The read loop never waits
+// for the grid, so a hung storage server holds up only the reads of the
+// files that need it, not the session's others (sshfs puts every file on
+// one session); and none of them runs on pkg/sftp's workers, whose CLOSE
+// (of any handle) and the session's end wait for every read they run.
+// Reads run at once, but their answers go out in the order the reads
+// came, and while the queue holds one the read loop queues the handle's
+// later reads too (scp truncates a download answered out of order). A
+// CLOSE waits for the queue (queuedReader), at most closeGrace, and the
+// handle is read-only, so no change can pass a queued read.
 type readQueue struct {
 	fh *fastHandles
 	r  streamReader
 
 	mu      sync.Mutex
-	idle    *sync.Cond // signalled when the queue is empty and no read runs
+	idle    *sync.Cond // signalled when the queue is empty and no read runs, or an answer went out
 	reqs    []dataRequest
-	running bool
+	running int  // worker goroutines
 	dead    bool // an answer could not be sent: the session is going
+	// seq numbers the reads pushed; sent is the number of the next
+	// read whose answer may go out (answers keep the reads' order).
+	seq, sent uint64
+	// closeAt is when the read loop saw the handle's CLOSE (zero: not
+	// yet), and closeTimer stops the handle closeGrace after it, also
+	// ending reads that pkg/sftp runs on its workers (a full queue).
+	closeAt    time.Time
+	closeTimer *time.Timer
 }
 
-// queueMaxReads bounds the reads a handle's queue holds; beyond it they
-// take pkg/sftp's path (whose queues then hold the client back).
-const queueMaxReads = 256
+const (
+	// queueMaxReads bounds the reads a handle's queue holds; beyond it
+	// they take pkg/sftp's path (whose queues then hold the client back).
+	queueMaxReads = 256
+	// queueWorkers bounds the reads of one handle that run at once, as
+	// pkg/sftp's 8 workers bounded those of a session: reads of
+	// different segments of a file fetch them in parallel.
+	queueWorkers = 4
+)
+
+// closing is called by the read loop when it reads the handle's CLOSE:
+// the reads sent before it get closeGrace from now, then the handle
+// stops (its grid reads are cancelled and fail), wherever they run.
+func (q *readQueue) closing() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closeAt.IsZero() {
+		return
+	}
+	q.closeAt = time.Now()
+	r := q.r
+	q.closeTimer = time.AfterFunc(closeGrace, func() { r.Close() })
+}
+
+// graceLeft is what is left of the CLOSE's grace (closeGrace when the
+// read loop did not see it; at least a moment, as 0 means no limit to
+// waitFor).
+func (q *readQueue) graceLeft() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closeAt.IsZero() {
+		return closeGrace
+	}
+	return max(closeGrace-time.Since(q.closeAt), time.Millisecond)
+}
 
 // push queues a read (its handle is not kept); false when the queue is
 // full or the session is going.
@@ -223,9 +277,11 @@ func (q *readQueue) push(d dataRequest) bool {
 		return false
 	}
 	d.handle, d.data = "", nil
+	d.seq = q.seq
+	q.seq++
 	q.reqs = append(q.reqs, d)
-	if !q.running {
-		q.running = true
+	if q.running < queueWorkers && q.running < len(q.reqs) {
+		q.running++
 		go q.run()
 	}
 	return true
@@ -234,13 +290,19 @@ func (q *readQueue) push(d dataRequest) bool {
 // run answers queued reads until none is left: the data, EOF, or the
 // failure pkg/sftp would have answered for the same error.
 func (q *readQueue) run() {
-	var out []byte
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	out := *bp
 	for {
 		q.mu.Lock()
 		if len(q.reqs) == 0 || q.dead {
-			q.reqs = nil
-			q.running = false
-			q.idle.Broadcast()
+			if q.dead {
+				q.reqs = nil
+			}
+			q.running--
+			if q.running == 0 {
+				q.idle.Broadcast()
+			}
 			q.mu.Unlock()
 			return
 		}
@@ -249,19 +311,48 @@ func (q *readQueue) run() {
 		q.mu.Unlock()
 
 		n := min(d.n, maxData)
-		if cap(out) < 13+int(n) {
-			out = make([]byte, 13+int(n), 13+maxData)
-		}
 		out = readAnswer(out[:13+n], d.id, d.off, q.r)
-		if err := q.fh.send(out); err != nil {
-			q.mu.Lock()
-			q.dead = true
-			q.mu.Unlock()
-			continue
+		// Answers go out in the order the reads came (workers take
+		// them in that order, and wait for the ones before).
+		q.mu.Lock()
+		for q.sent != d.seq && !q.dead {
+			q.idle.Wait()
 		}
-		q.fh.served.Add(1)
+		dead := q.dead
+		q.mu.Unlock()
+		err := errQueueClosed
+		if !dead {
+			err = q.fh.send(out)
+		}
+		q.mu.Lock()
+		q.sent++
+		if err != nil {
+			q.dead = true
+		}
+		q.idle.Broadcast()
+		q.mu.Unlock()
+		if err == nil {
+			q.fh.served.Add(1)
+		}
 	}
 }
+
+// busy reports whether a read of the queue has not been answered yet: a
+// later read of the handle must then be queued behind it, not answered
+// by the read loop before it.
+func (q *readQueue) busy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.reqs) > 0 || q.running > 0
+}
+
+// answerBufs hold the answers queue workers build (a worker lives for a
+// burst of reads: a fresh buffer of the largest answer each, zeroed,
+// cost more than the reads of a small file).
+var answerBufs = sync.Pool{New: func() any {
+	b := make([]byte, 13+maxData)
+	return &b
+}}
 
 // waitFor returns once the queue is empty and no read of it runs, or
 // after d (0: no limit); with d > 0, at once when the queue is dead.
@@ -278,7 +369,7 @@ func (q *readQueue) waitFor(d time.Duration) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.running && !expired && !(d > 0 && q.dead) {
+	for q.running > 0 && !expired && !(d > 0 && q.dead) {
 		q.idle.Wait()
 	}
 }
@@ -345,6 +436,7 @@ type dataRequest struct {
 	off    int64
 	n      uint32 // READ: the length asked for
 	data   []byte // WRITE: the bytes
+	seq    uint64 // READ in a readQueue: its place there
 }
 
 // parseData parses the body (after the type byte) of a READ or WRITE.
@@ -505,6 +597,18 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 	case typ == fxpRead && e.r != nil:
 		n := min(d.n, maxData)
 		if sr, ok := e.r.(streamReader); ok {
+			// Answers to the reads of a handle keep the reads' order:
+			// OpenSSH's scp (SFTP mode) truncates a download it got out
+			// of order at the first read answered late ("highwater"),
+			// and says nothing. So while a read of the handle waits in
+			// its queue, later ones wait behind it.
+			if e.q != nil && e.q.busy() {
+				if e.q.push(d) {
+					c.fast.queued.Add(1)
+					return true, nil
+				}
+				return false, nil
+			}
 			// The answer goes to the send queue straight from the
 			// stream's blocks: header and data copied once, into the
 			// queue (not into c.out first).
@@ -523,7 +627,9 @@ func (c *limitsConn) serveData(typ byte, body []byte) (bool, error) {
 					c.fast.served.Add(1)
 				}
 				return true, err
-			case st == readStream && e.q != nil && e.q.push(d):
+			case st != readReady && e.q != nil && e.q.push(d):
+				// Waiting for the stream, or reading the grid: off
+				// the loop and off pkg/sftp's workers.
 				c.fast.queued.Add(1)
 				return true, nil
 			}

@@ -80,10 +80,8 @@ func TestFastPathReads(t *testing.T) {
 	var reqs []readReq
 	// Handle 0 from the start in 32 KiB steps (the read-ahead stream
 	// starts), handle 1 at random places meanwhile.
-	seq := 0
 	for off := 0; off < size; off += 32 << 10 {
 		reqs = append(reqs, readReq{h: hs[0], off: uint64(off), n: 32 << 10})
-		seq++
 		if len(reqs)%3 == 0 {
 			reqs = append(reqs, readReq{h: hs[1], off: uint64(rng.IntN(size)), n: uint32(1 + rng.IntN(maxData))})
 		}
@@ -98,7 +96,7 @@ func TestFastPathReads(t *testing.T) {
 		readReq{h: hs[0], off: 0, n: maxData + 5000},              // capped at maxData
 		readReq{h: hs[1], off: uint64(readBlock - 7), n: 1 << 10}, // across a block
 	)
-	before := e.srv.fastServed.Load()
+	before, queued := e.srv.fastServed.Load(), e.srv.fastQueued.Load()
 	got, codes := pipelineReads(t, c, reqs)
 	for _, q := range reqs {
 		if q.off >= uint64(size) {
@@ -113,10 +111,14 @@ func TestFastPathReads(t *testing.T) {
 		}
 	}
 	// The stream's reads (handle 0 from the start) are answered in the
-	// loop; reads the grid must answer (handle 1's, far from the stream)
-	// go to pkg/sftp's workers (TestFastPathLeavesGridReads).
-	if n := e.srv.fastServed.Load() - before; n < int64(seq) || n >= int64(len(reqs)) {
-		t.Fatalf("fast path answered %d of %d reads, want the %d of the stream and not the grid's", n, len(reqs), seq)
+	// loop or by the handle's queue, and so are reads the grid must
+	// answer (handle 1's, far from the stream), by the queue
+	// (TestFastPathQueuesGridReads): none by pkg/sftp's workers.
+	if n := e.srv.fastServed.Load() - before; n != int64(len(reqs)) {
+		t.Fatalf("fast path answered %d of %d reads, want all", n, len(reqs))
+	}
+	if n := e.srv.fastQueued.Load() - queued; n == 0 {
+		t.Fatalf("none of %d reads queued, want the grid's at least", len(reqs))
 	}
 	for _, h := range hs {
 		if r, err := c.closeHandle(h); err != nil || r.result() != 0 {
@@ -315,11 +317,12 @@ func FuzzParseData(f *testing.F) {
 	})
 }
 
-// TestFastPathLeavesGridReads: reads of a small file (no read-ahead
-// stream: each is read from the grid) are left to pkg/sftp's workers, so
-// a slow grid read never holds up the session's other files in the read
-// loop; the bytes are right either way.
-func TestFastPathLeavesGridReads(t *testing.T) {
+// TestFastPathQueuesGridReads: reads of a small file (no read-ahead
+// stream: each is read from the grid) go to the handle's queue, not the
+// read loop, so a slow grid read never holds up the session's other
+// files, nor pkg/sftp's workers, whose CLOSE waits for every read they
+// run (TestCloseBehindGridRead); the bytes are right.
+func TestFastPathQueuesGridReads(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	data := pseudo(43, 100<<10)
 	e.put(e.drive("alice"), "/small.bin", data)
@@ -333,7 +336,7 @@ func TestFastPathLeavesGridReads(t *testing.T) {
 	for off := 0; off < len(data); off += 32 << 10 {
 		reqs = append(reqs, readReq{h: h, off: uint64(off), n: 32 << 10})
 	}
-	before := e.srv.fastServed.Load()
+	before, queued := e.srv.fastServed.Load(), e.srv.fastQueued.Load()
 	got, codes := pipelineReads(t, c, reqs)
 	for _, q := range reqs {
 		want := data[q.off:min(uint64(len(data)), q.off+uint64(q.n))]
@@ -341,7 +344,10 @@ func TestFastPathLeavesGridReads(t *testing.T) {
 			t.Fatalf("read at %d: %d bytes (status %d), want %d identical", q.off, len(got[q.id]), codes[q.id], len(want))
 		}
 	}
-	if n := e.srv.fastServed.Load() - before; n != 0 {
-		t.Fatalf("the read loop answered %d grid reads", n)
+	if n := e.srv.fastQueued.Load() - queued; n != int64(len(reqs)) {
+		t.Fatalf("%d of %d grid reads went to the handle's queue", n, len(reqs))
+	}
+	if n := e.srv.fastServed.Load() - before; n != int64(len(reqs)) {
+		t.Fatalf("the queue answered %d of %d grid reads", n, len(reqs))
 	}
 }

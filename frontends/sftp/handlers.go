@@ -50,7 +50,7 @@ type fsys struct {
 	d       *vdrive.Drive
 	ro      bool
 	account string
-	ctx     context.Context // the session's: uploads run under it
+	ctx     context.Context // the connection's: uploads run under it
 	spool   string          // folder for spool files
 	space   func(context.Context) (Space, error)
 	limit   *sizeLimit // the largest file allowed (sizelimit.go)
@@ -58,6 +58,9 @@ type fsys struct {
 	busy    func() func() // marks a long operation (an upload) for the idle timer
 	uid     uint32
 	gid     uint32
+	// reads ends with the session (the client's end of input): reads of
+	// open files and read-only requests run under it (sessionReads).
+	reads context.Context
 
 	mu      sync.Mutex
 	writing map[string][]*writeHandle // open write handles by path
@@ -91,12 +94,43 @@ func (s *fsys) writable(op, p string) error {
 // Fileread opens a file for reading. The handle reads the grid file as it
 // was at open; a directory is refused here (sftp-server opens it and fails
 // the first read; both answer "failure").
+// The file's reads (its stream, and reads from the grid) run under a
+// context of the handle's that also ends with the session
+// (sessionReads): a client that goes leaves no read waiting on a hung
+// grid.
 func (s *fsys) Fileread(r *xsftp.Request) (io.ReaderAt, error) {
-	f, err := s.d.Open(r.Context(), r.Filepath)
+	ctx, cancel := context.WithCancel(s.sessionReads())
+	f, err := s.d.Open(ctx, r.Filepath)
 	if err != nil {
+		cancel()
 		return nil, toStatus("open", r.Filepath, err)
 	}
-	return newReadHandle(r.Context(), f, r.Filepath), nil
+	h := newReadHandle(ctx, f, r.Filepath)
+	h.release = cancel
+	return h, nil
+}
+
+// sessionReads is the context of the session's reads: it ends when the
+// client goes (the channel's end of input), before pkg/sftp has closed
+// the handles, so that nothing it waits for hangs on the grid.
+func (s *fsys) sessionReads() context.Context {
+	switch {
+	case s.reads != nil:
+		return s.reads
+	case s.ctx != nil:
+		return s.ctx
+	}
+	return context.Background()
+}
+
+// readCtx is the context of a request that only reads (stat, opendir,
+// readlink, statvfs): pkg/sftp's, ended also with the session's reads.
+// Changes (rename, remove, setstat) keep pkg/sftp's alone: a client
+// that leaves does not cut one short.
+func (s *fsys) readCtx(r *xsftp.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.sessionReads(), cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // Read-ahead: clients ask for 32 KiB pieces, many at once and out of
@@ -129,8 +163,11 @@ type readHandle struct {
 	// ctx governs the handle's reads from the grid (when f takes one):
 	// Close cancels it, so a read a queue runs for a departed client
 	// does not hold up the handle's close until the grid answers.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// release, when set, ends the context f was opened with (its
+	// stream's): Close calls it too.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	release context.CancelFunc
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -394,6 +431,9 @@ func (h *readHandle) publish(b []byte) error {
 // Close ends the stream and cancels the handle's reads from the grid.
 func (h *readHandle) Close() error {
 	h.cancel()
+	if h.release != nil {
+		h.release()
+	}
 	h.mu.Lock()
 	h.stopped = true
 	h.blocks = map[int64][]byte{}
@@ -461,7 +501,9 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 	if err := vdrive.CheckNewPath(p); err != nil {
 		return nil, toStatus("open", p, err)
 	}
-	ctx := r.Context()
+	// Reads only until the handle exists: a client that leaves ends them.
+	ctx, done := s.readCtx(r)
+	defer done()
 	if prev := s.openWriter(p); prev != nil {
 		return s.openAfter(p, fl, prev)
 	}
@@ -1257,7 +1299,8 @@ func (s *fsys) resize(ctx context.Context, p string, size int64, info *vdrive.In
 // StatVFS answers statvfs@openssh.com (what `df` shows) from the grid's
 // space.
 func (s *fsys) StatVFS(r *xsftp.Request) (*xsftp.StatVFS, error) {
-	ctx := r.Context()
+	ctx, done := s.readCtx(r)
+	defer done()
 	if _, err := s.d.Stat(ctx, r.Filepath); err != nil {
 		return nil, toStatus("statvfs", r.Filepath, err)
 	}
@@ -1286,7 +1329,9 @@ func (s *fsys) StatVFS(r *xsftp.Request) (*xsftp.StatVFS, error) {
 
 // Filelist answers opendir (List) and stat (Stat).
 func (s *fsys) Filelist(r *xsftp.Request) (xsftp.ListerAt, error) {
-	ctx, p := r.Context(), r.Filepath
+	ctx, done := s.readCtx(r)
+	defer done()
+	p := r.Filepath
 	switch r.Method {
 	case "List":
 		self, err := s.d.Stat(ctx, p)
@@ -1360,7 +1405,7 @@ func (s *fsys) RealPath(p string) (string, error) {
 
 // Readlink fails as readlink(2) does on what is not a link.
 func (s *fsys) Readlink(p string) (string, error) {
-	if _, err := s.d.Stat(s.ctx, p); err != nil {
+	if _, err := s.d.Stat(s.sessionReads(), p); err != nil {
 		return "", toStatus("readlink", p, err)
 	}
 	return "", toStatus("readlink", p, fmt.Errorf("not a symbolic link: %w", syscall.EINVAL))

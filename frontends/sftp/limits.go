@@ -138,6 +138,9 @@ func (c *limitsConn) Read(p []byte) (int, error) {
 				// Reads and writes sent before the close have run; later
 				// ones go to pkg/sftp, which has forgotten the handle.
 				if handle, ok := closeHandle(pkt[5:]); ok {
+					if e, ok := c.fast.get(handle); ok && e.q != nil {
+						e.q.closing()
+					}
 					c.fast.forget(handle)
 				}
 			case fxpFstat, fxpFsetstat:

@@ -249,7 +249,7 @@ func (ss *session) exec(cmd string) {
 	ss.log.Info("scp", "command", clip(cmd))
 	sc := &scp{
 		ss: ss, fs: ss.fsys(), cmd: c,
-		r: bufio.NewReader(chanRW{ss.ch, ss.act}), w: ss.ch,
+		r: bufio.NewReader(chanRW{Channel: ss.ch, act: ss.act}), w: ss.ch,
 	}
 	var code uint32
 	if c.sink {

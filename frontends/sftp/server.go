@@ -470,16 +470,22 @@ func parseString(b []byte) string {
 	return string(b[4 : 4+n])
 }
 
-// chanRW is a channel whose reads mark the connection active.
+// chanRW is a channel whose reads mark the connection active; end, when
+// set, is called when a read fails (the client's end of input, or the
+// connection's).
 type chanRW struct {
 	ssh.Channel
 	act *activity
+	end func()
 }
 
 func (c chanRW) Read(p []byte) (int, error) {
 	n, err := c.Channel.Read(p)
 	if n > 0 {
 		c.act.touch()
+	}
+	if err != nil && c.end != nil {
+		c.end()
 	}
 	return n, err
 }
@@ -507,7 +513,14 @@ func (ss *session) serveSFTP() {
 	// sendQueue (fastconn.go) hands the channel runs of whole answers;
 	// limitsConn answers the reads and writes of open files itself (the
 	// data fast path, fastpath.go) and passes the rest to pkg/sftp.
-	sq := newSendQueue(chanRW{ss.ch, ss.act})
+	// The client's end of input ends the session (pkg/sftp then drops
+	// the open files): the session's reads are cancelled at once, so
+	// that neither pkg/sftp, which waits for its workers and then closes
+	// the handles one by one, nor a CLOSE under way waits for a hung grid.
+	reads, endReads := context.WithCancel(ss.ctx)
+	defer endReads()
+	fs.reads = reads
+	sq := newSendQueue(chanRW{ss.ch, ss.act, endReads})
 	lc := newLimitsConn(sq)
 	lc.fast = newFastHandles(&ss.s.fastServed, &ss.s.fastQueued)
 	lc.fast.send = lc.send
