@@ -1398,6 +1398,11 @@ func (c *Client) advise(srv Server, ref storage.Ref, reason string) {
 func (c *Client) publish(ctx context.Context, sm *slotMap, v *mutable.Version) error {
 	m := c.mut()
 	h := v.Header
+	// Share numbers found nowhere go to servers with room for one, as in
+	// a repair (a new slot's map has the full servers down already).
+	if !sm.fresh && len(v.Shares) > 0 {
+		sm.leaveFull(int64(len(v.Shares[0])), min(max(h.K, c.cfg.H), h.N, len(sm.ring)))
+	}
 	todo := sm.targets(h.N)
 	var (
 		mu                 sync.Mutex
