@@ -161,7 +161,7 @@ func newDecoder(ctx context.Context, c cap.CHKVerify, aes cipher.Block, cd codec
 	for _, sh := range d.shares {
 		rctx, cancel := ctx, context.CancelFunc(func() {})
 		if d.opt.ReadTimeout > 0 {
-			rctx, cancel = context.WithTimeout(ctx, d.opt.ReadTimeout)
+			rctx, cancel = context.WithTimeoutCause(ctx, d.opt.ReadTimeout, errReadTimeout)
 		}
 		u, raw, err := d.readUEB(rctx, sh)
 		cancel()
@@ -207,6 +207,21 @@ func (d *Decoder) report(sh *shareState, seg int, what string, err error) {
 	}
 }
 
+// errReadTimeout is the cause of a read's context ended by
+// Options.ReadTimeout: the share was too slow, a problem of the share's.
+var errReadTimeout = errors.New("share read timed out")
+
+// readFailed reports a failed read of share sh, unless it failed because
+// the caller's context ended (cancelled, or its own deadline): that says
+// nothing about the share, and marking it bad would leave the decoder,
+// which a range cache lends to later reads, short of good shares.
+func (d *Decoder) readFailed(ctx context.Context, sh *shareState, seg int, err error) {
+	if ctx.Err() != nil && context.Cause(ctx) != errReadTimeout {
+		return
+	}
+	d.report(sh, seg, "read", err)
+}
+
 func (d *Decoder) read(ctx context.Context, sh *shareState, p []byte, off int64) error {
 	n, err := d.src.ReadAt(ctx, sh.num, p, off)
 	if n == len(p) {
@@ -225,7 +240,7 @@ func (d *Decoder) read(ctx context.Context, sh *shareState, p []byte, off int64)
 func (d *Decoder) readUEB(ctx context.Context, sh *shareState) (UEB, []byte, error) {
 	buf := make([]byte, HeaderSize+UEBSize)
 	if err := d.read(ctx, sh, buf, 0); err != nil {
-		d.report(sh, -1, "read", err)
+		d.readFailed(ctx, sh, -1, err)
 		return UEB{}, nil, err
 	}
 	h, err := ParseHeader(buf)
@@ -272,7 +287,7 @@ func (d *Decoder) prepare(ctx context.Context, sh *shareState) error {
 	}
 	buf := make([]byte, n)
 	if err := d.read(ctx, sh, buf, 0); err != nil {
-		d.report(sh, -1, "read", err)
+		d.readFailed(ctx, sh, -1, err)
 		return err
 	}
 	h, err := ParseHeader(buf)
@@ -342,12 +357,12 @@ func (d *Decoder) block(ctx context.Context, sh *shareState, seg int, b []byte) 
 	}
 	off, _ := d.l.Block(seg)
 	if err := d.read(ctx, sh, b, off); err != nil {
-		d.report(sh, seg, "read", err)
+		d.readFailed(ctx, sh, seg, err)
 		return err
 	}
 	given, err := d.readNodes(ctx, sh, d.l.BlockTreeOffset, sh.tree.Needed(seg))
 	if err != nil {
-		d.report(sh, seg, "read", err)
+		d.readFailed(ctx, sh, seg, err)
 		return err
 	}
 	leaf := tagged.Hash(tagged.ChkBlock, b)
@@ -492,7 +507,7 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 			bctx := ctx
 			if d.opt.ReadTimeout > 0 {
 				var cancel context.CancelFunc
-				bctx, cancel = context.WithTimeout(ctx, d.opt.ReadTimeout)
+				bctx, cancel = context.WithTimeoutCause(ctx, d.opt.ReadTimeout, errReadTimeout)
 				defer cancel()
 			}
 			errs[j] = d.block(bctx, cand[j], i, bufs[j])
@@ -537,7 +552,7 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 		need := d.cipher.Needed(i)
 		given, err := d.readNodes(ctx, sh, d.l.CipherOffset, need)
 		if err != nil {
-			d.report(sh, i, "read", err)
+			d.readFailed(ctx, sh, i, err)
 			continue
 		}
 		if err := d.cipher.Verify(i, leaf, given); err != nil {
