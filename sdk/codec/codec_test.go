@@ -416,14 +416,20 @@ func TestBatchSplitsToFitArena(t *testing.T) {
 }
 
 // slowCodec ignores its context and takes its time, as a busy plugin does:
-// it answers only once release is closed (the test decides when, so a
-// loaded machine cannot make it answer before the caller has given up).
+// it says when a call reached it (entered) and answers only once release
+// is closed (the test decides when, so a loaded machine cannot make it
+// answer before the caller has given up).
 type slowCodec struct {
 	parityCodec
+	entered chan struct{}
 	release chan struct{}
 }
 
 func (s *slowCodec) Encode(ctx context.Context, p Params, seg []byte, blocks [][]byte) error {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
 	<-s.release
 	return s.parityCodec.Encode(ctx, p, seg, blocks)
 }
@@ -437,26 +443,36 @@ func TestCancelKeepsArenaUntilPluginAnswers(t *testing.T) {
 	var once sync.Once
 	answer := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(answer)
-	c := serveRPC(t, &slowCodec{release: release}, a, a)
+	entered := make(chan struct{}, 1)
+	c := serveRPC(t, &slowCodec{entered: entered, release: release}, a, a)
 	p := Params{K: 2, N: 3}
 	bufs, err := c.AllocBuffers(p, 100<<10)
 	if err != nil || !bufs.Shared() {
 		t.Fatalf("alloc buffers: %v", err)
 	}
 	heapBlocks := [][]byte{make([]byte, 50<<10), make([]byte, 50<<10), make([]byte, 50<<10)}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// The caller gives up once the plugin has the call (a 50 ms deadline
+	// could end before, in the plugin info call on a loaded machine). The
+	// plugin does not answer until release: the call must return on its
+	// context alone (10 s is only there to fail rather than hang).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The plugin does not answer until release: the call must return on
-	// its context alone (10 s is only there to fail rather than hang).
+	go func() {
+		select {
+		case <-entered:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- c.Encode(ctx, p, bytes.Repeat([]byte{0x5a}, 100<<10), heapBlocks) }() // staged
 	select {
 	case err = <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("a call whose context ended waits for the plugin's answer")
+		t.Fatal("a call whose caller gave up waits for the plugin's answer")
 	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("got %v, want DeadlineExceeded", err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want Canceled", err)
 	}
 	bufs.Release() // while the plugin may still write: deferred
 	if r, err := a.Alloc(a.Size()); err == nil {
