@@ -29,9 +29,13 @@ build: ## build bin/tarn (host, CLI and built-in plugins in one binary)
 run: build ## start a local dev grid (introducer, 5 storage nodes, client) in $(DEV_DIR)
 	$(BIN) dev --dir $(DEV_DIR)
 
+# go test's own limit is 10 minutes a package; host/grid and host/vdrive
+# under -race took 522-600 s on a loaded 2-core machine.
+TEST_TIMEOUT ?= 25m
+
 test: lint crossbuild ## unit and integration tests, with -race on the core packages
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 crossbuild: ## go vet (compiles code and tests) for each of CROSS_TARGETS, so tarn keeps building off Linux
 	@set -e; for t in $(CROSS_TARGETS); do echo "vet $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./...; done
