@@ -92,7 +92,7 @@ func (c *Checker) checkMutable(ctx context.Context, cp cap.Cap, kind string, opt
 	r.Repair = rep
 	mr, err := c.cfg.Grid.RepairMutable(ctx, cp)
 	if mr != nil {
-		rep.Rebuilt, rep.Errors = mr.Written, mr.Failed
+		rep.Rebuilt, rep.Errors, rep.LeftOutFull = mr.Written, mr.Failed, mr.LeftOutFull
 	}
 	if err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
