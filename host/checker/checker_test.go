@@ -40,6 +40,22 @@ type env struct {
 
 func newEnv(t testing.TB, n int, mod func(i int, cfg *storageserver.Config)) *env {
 	t.Helper()
+	return newEnvTimeout(t, n, mod, envTimeout)
+}
+
+// envTimeout is newEnv's server timeout (grid client and checker): no
+// server hangs in the tests that use it, so one no loaded machine reaches
+// (calls and dials time out with it). A mutable file's survey also stops
+// waiting for a server after a grace of 4 times the slowest answer, at
+// least min(1 s, a quarter of the timeout): with 3 s (0.75 s), a -race run
+// at load 26 took a slow server's share for missing (TestCheckMutable:
+// good 3, want 4).
+const envTimeout = 30 * time.Second
+
+// newEnvTimeout is newEnv with the server timeout given (the tests of
+// frozen servers wait it out).
+func newEnvTimeout(t testing.TB, n int, mod func(i int, cfg *storageserver.Config), timeout time.Duration) *env {
+	t.Helper()
 	g := testgrid.New(t, n, &testgrid.Options{Server: func(i int, cfg *storageserver.Config) {
 		cfg.ValidateSlotWrite = mutable.ValidateSlotWrite
 		if mod != nil {
@@ -53,7 +69,7 @@ func newEnv(t testing.TB, n int, mod func(i int, cfg *storageserver.Config)) *en
 	gc, err := grid.New(grid.Config{
 		Transport: g.Transport, Cert: cert, GridSecret: g.Secret, Codec: codecreedsolomon.New(),
 		Servers: g.Source(), K: 3, H: 4, N: 5, SegmentSize: 64 << 10, LeaseSecret: lease,
-		Convergence: []byte("checker test"), TempDir: t.TempDir(), ServerTimeout: 3 * time.Second, Logger: log,
+		Convergence: []byte("checker test"), TempDir: t.TempDir(), ServerTimeout: timeout, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +78,7 @@ func newEnv(t testing.TB, n int, mod func(i int, cfg *storageserver.Config)) *en
 	ck, err := checker.New(checker.Config{
 		Transport: g.Transport, Cert: cert, GridSecret: g.Secret, Servers: g.Source(),
 		Codec: codecreedsolomon.New(), LeaseSecret: lease, H: 4, Grid: gc,
-		ServerTimeout: 3 * time.Second, Logger: log,
+		ServerTimeout: timeout, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

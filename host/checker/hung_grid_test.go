@@ -14,7 +14,7 @@ import (
 // it answer, not only once the grid client's memory of it runs out a
 // server timeout later: reports stop naming it unreachable.
 func TestCheckAsksServerThawedWhileGridRemembers(t *testing.T) {
-	e := newEnv(t, 5, nil)
+	e := newEnvTimeout(t, 5, nil, hungTimeout)
 	ctx := context.Background()
 	c := e.upload(t, random(8<<10))
 	w, err := e.gc.CreateMutable(ctx, []byte("folder"))
