@@ -965,25 +965,17 @@ func (cp *copier) download(src aliases.Arg, e api.Entry, out string) error {
 		return fsError("cp", src.String(), err)
 	}
 	defer body.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".tarn-cp-*")
+	lo, err := createOut(out, ".tarn-cp-*")
 	if err != nil {
 		return fmt.Errorf("cp: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	n, err := io.Copy(tmp, cp.progress(body))
+	defer lo.abort()
+	n, err := io.Copy(lo, cp.progress(body))
 	if err == nil && size >= 0 && n != size {
 		err = io.ErrUnexpectedEOF
 	}
 	if err == nil {
-		err = tmp.Close()
-	} else {
-		tmp.Close()
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), out)
+		err = lo.commit(false)
 	}
 	if err != nil {
 		return fmt.Errorf("cp %s to %s: %w", src, out, err)

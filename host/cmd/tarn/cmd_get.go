@@ -64,15 +64,14 @@ with the rate shows on a terminal.`,
 		defer body.Close()
 
 		var w io.Writer = cmd.OutOrStdout()
-		var tmp *os.File
+		var lo *localOut
 		if out != "-" {
-			tmp, err = os.CreateTemp(filepath.Dir(out), ".tarn-get-"+filepath.Base(out)+"-")
+			lo, err = createOut(out, ".tarn-get-"+filepath.Base(out)+"-")
 			if err != nil {
 				return fmt.Errorf("get: %w", err)
 			}
-			defer os.Remove(tmp.Name())
-			defer tmp.Close()
-			w = tmp
+			defer lo.abort()
+			w = lo
 		}
 		var src io.Reader = body
 		name := out
@@ -98,17 +97,8 @@ with the rate shows on a terminal.`,
 		if err != nil {
 			return fmt.Errorf("get: after %d of %d bytes: %w (the node's log says why)", n, size, err)
 		}
-		if tmp != nil {
-			if err := tmp.Sync(); err != nil {
-				return fmt.Errorf("get: write %s: %w", out, err)
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("get: write %s: %w", out, err)
-			}
-			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			if err := os.Rename(tmp.Name(), out); err != nil {
+		if lo != nil {
+			if err := lo.commit(true); err != nil {
 				return fmt.Errorf("get: %w", err)
 			}
 		}
