@@ -567,6 +567,9 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 			f.Close()
 			return nil, toStatus("open", p, err)
 		}
+		if fl.Append {
+			h.appendAt = h.size
+		}
 	}
 	if !exists {
 		if perm, ok := openPerm(r.Attrs); ok {
@@ -620,6 +623,9 @@ func (s *fsys) openAfter(p string, fl xsftp.FileOpenFlags, prev *writeHandle) (*
 			return nil, toStatus("open", p, fmt.Errorf("copy the content being written: %w", err))
 		}
 		h.size, h.dirty = n, true
+		if fl.Append {
+			h.appendAt = n
+		}
 	}
 	s.track(h)
 	return h, nil
@@ -660,7 +666,13 @@ type writeHandle struct {
 	// existing file.
 	maybeOld bool
 	openMode bool
-	failed   error // a transfer error: the client is gone, nothing is linked
+	// appendAt is the size at an open with APPEND of an existing file;
+	// appendFrom0: the handle's first write came below it, so its
+	// writes count from there (appendOffset); appendSeen: decided.
+	appendAt    int64
+	appendFrom0 bool
+	appendSeen  bool
+	failed      error // a transfer error: the client is gone, nothing is linked
 	// lost: writes that failed (a full spool), by offset, with the
 	// length and error; a later write of the same range that succeeds
 	// (pkg/sftp's run of a write the fast path failed, a client's retry)
@@ -789,6 +801,7 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, toStatus("write", h.path, vdrive.ErrInvalid)
 	}
+	off = h.appendOffset(off)
 	if len(p) > 0 {
 		// Past maxSize (off > maxSize-len(p)) the end wraps negative,
 		// which grow refuses as too large.
@@ -849,6 +862,31 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 		return n, toStatus("write", h.path, fmt.Errorf("spool: %w", err))
 	}
 	return n, nil
+}
+
+// appendOffset is where a write at off lands. SFTP's APPEND makes every
+// write land at the end of the file (sftp-server opens with O_APPEND).
+// Clients that resume (OpenSSH's reput and put -a, sshfs, lftp) send
+// the real offsets, at or past the size at open, and land there, in
+// whatever order pkg/sftp's workers run them; a client that counts
+// from 0 (Go's pkg/sftp with os.O_APPEND) wrote over the file's start.
+// So when a handle's first write comes below the size at open, all its
+// writes count from that size (the read loop runs a handle's writes in
+// the order they come, so the first one run is the first one sent).
+func (h *writeHandle) appendOffset(off int64) int64 {
+	if h.appendAt == 0 {
+		return off
+	}
+	h.mu.Lock()
+	if !h.appendSeen {
+		h.appendSeen, h.appendFrom0 = true, off < h.appendAt
+	}
+	from0 := h.appendFrom0
+	h.mu.Unlock()
+	if from0 && off <= maxSize-h.appendAt {
+		return h.appendAt + off
+	}
+	return off
 }
 
 // lostWrite is a write that failed: its length and error.
