@@ -466,7 +466,10 @@ files) from local paths to a grid path, from grid paths to a local path, or
 between grid paths (by linking caps: no data moves). When DST is an
 existing directory, or several SRCs are given, each SRC is copied into it
 under its own name; else DST is the copy. Uploads stream; with -p
-modification times are kept both ways. A progress bar shows on a terminal.`,
+modification times are kept both ways. A progress bar shows on a terminal.
+Inside a local directory, symbolic links and special files are skipped (a
+SRC named on the command line is read, a pipe too: cp <(cmd) home:x). A
+grid directory holding a link to one above it (a loop) is refused.`,
 	Args: cobra.MinimumNArgs(2),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		dir, c, err := fsSetup("cp")

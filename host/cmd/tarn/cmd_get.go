@@ -27,8 +27,9 @@ var getCmd = &cobra.Command{
 	Long: `Download the file CAP names through the client node's local API and write
 it to OUT, or to standard output when OUT is "-" or left out. OUT is written
 whole or not at all: the bytes go to a temporary file beside it, renamed
-into place once every byte has arrived and been verified. A progress bar
-with the rate shows on a terminal.`,
+into place once every byte has arrived and been verified (a symbolic link's
+target is replaced; a device or FIFO such as /dev/null is written in
+place). A progress bar with the rate shows on a terminal.`,
 	Args: cobra.RangeArgs(1, 2),
 	RunE: func(cmd *cobra.Command, args []string) error {
 		capStr := args[0]
