@@ -204,7 +204,7 @@ var mkdirCmd = &cobra.Command{
 		}
 		ctx, stop := cliContext()
 		defer stop()
-		for _, s := range args {
+		return eachArg(ctx, cmd.ErrOrStderr(), args, func(s string) error {
 			a, err := gridArg(dir, s)
 			if err != nil {
 				return fmt.Errorf("mkdir: %w", err)
@@ -212,8 +212,8 @@ var mkdirCmd = &cobra.Command{
 			if _, err := c.Mkdir(ctx, a.Root, a.Path, fsFlags.parents); err != nil {
 				return fsError("mkdir", a.String(), err)
 			}
-		}
-		return nil
+			return nil
+		})
 	},
 }
 
@@ -231,7 +231,7 @@ working, and shares no longer linked anywhere expire with their leases.`,
 		}
 		ctx, stop := cliContext()
 		defer stop()
-		for _, s := range args {
+		return eachArg(ctx, cmd.ErrOrStderr(), args, func(s string) error {
 			a, err := gridArg(dir, s)
 			if err != nil {
 				return fmt.Errorf("rm: %w", err)
@@ -242,8 +242,8 @@ working, and shares no longer linked anywhere expire with their leases.`,
 			if err := c.Remove(ctx, a.Root, a.Path, fsFlags.recursive); err != nil {
 				return fsError("rm", a.String(), err)
 			}
-		}
-		return nil
+			return nil
+		})
 	},
 }
 
@@ -342,7 +342,7 @@ var catCmd = &cobra.Command{
 		ctx, stop := cliContext()
 		defer stop()
 		out := cmd.OutOrStdout()
-		for _, s := range args {
+		return eachArg(ctx, cmd.ErrOrStderr(), args, func(s string) error {
 			a, err := gridArg(dir, s)
 			if err != nil {
 				return fmt.Errorf("cat: %w", err)
@@ -365,8 +365,8 @@ var catCmd = &cobra.Command{
 			if err != nil {
 				return fmt.Errorf("cat %s: after %d bytes: %w", a.String(), n, err)
 			}
-		}
-		return nil
+			return nil
+		})
 	},
 }
 
@@ -987,4 +987,29 @@ func (cp *copier) download(src aliases.Arg, e api.Entry, out string) error {
 		os.Chtimes(out, time.Time{}, e.Mtime)
 	}
 	return nil
+}
+
+// eachArg runs fn for each argument of a command that takes several
+// (mkdir, rm, cat) and goes on after one fails, as rm and cat do: the
+// first failure used to stop the rest, so "tarn rm a missing b" kept b and
+// did not say so. Each failure but the last is printed here as one line;
+// the last is returned (main prints it), and so the exit status is 1 when
+// any failed. An interrupt stops it.
+func eachArg(ctx context.Context, stderr io.Writer, args []string, fn func(s string) error) error {
+	var last error
+	for _, s := range args {
+		if ctx.Err() != nil {
+			if last == nil {
+				last = context.Cause(ctx)
+			}
+			break
+		}
+		if err := fn(s); err != nil {
+			if last != nil {
+				fmt.Fprintf(stderr, "tarn: %v\n", last)
+			}
+			last = err
+		}
+	}
+	return last
 }
