@@ -30,7 +30,9 @@ var (
 )
 
 // Problem is one failed check or read of one share. A Decoder reports each
-// share at most once and never uses that share again.
+// share at most once and never uses that share again, except a share whose
+// read failed when Options.RetryAfter is set: it is tried again after that
+// back-off (and reported again if it fails again).
 type Problem struct {
 	Share   int
 	Segment int    // -1 when not about one segment
@@ -65,6 +67,14 @@ type Options struct {
 	// (0 means DefaultTreePrefetch, negative never). Larger files read the
 	// uncles they need node by node.
 	TreePrefetch int64
+	// RetryAfter: a share whose read failed (an error of its source, such
+	// as a timeout or a dropped connection; not a short share nor any
+	// failed check, which stay bad) is tried again once this long has
+	// passed, and only when the shares that have not failed do not
+	// suffice; a long-lived decoder so reads again once its servers are
+	// back. A source over servers backs off a failing server itself (a
+	// read it refuses at once costs nothing). 0 means never.
+	RetryAfter time.Duration
 }
 
 // DefaultTreePrefetch covers files of up to ~2 GiB at 1 MiB segments.
@@ -74,6 +84,9 @@ type shareState struct {
 	num   int
 	found bool // something was read from it
 	bad   bool
+	// retry: when bad after a failed read (RetryAfter), when it may be
+	// tried again; zero when bad for good.
+	retry time.Time
 	ready bool
 	tree  *hashtree.Partial // its block hash tree, rooted in the share tree
 }
@@ -197,7 +210,7 @@ func (d *Decoder) summary() string {
 }
 
 func (d *Decoder) report(sh *shareState, seg int, what string, err error) {
-	sh.bad = true
+	sh.bad, sh.retry = true, time.Time{}
 	p := Problem{Share: sh.num, Segment: seg, What: what, Err: err}
 	d.pmu.Lock()
 	defer d.pmu.Unlock()
@@ -220,6 +233,28 @@ func (d *Decoder) readFailed(ctx context.Context, sh *shareState, seg int, err e
 		return
 	}
 	d.report(sh, seg, "read", err)
+	if d.opt.RetryAfter > 0 && !errors.Is(err, ErrCorrupt) {
+		sh.retry = time.Now().Add(d.opt.RetryAfter)
+	}
+}
+
+// tryOrder is the order in which a segment tries shares: those not failed,
+// in the preferred order, then those whose read failed and whose back-off
+// is over (RetryAfter). A share taken from it is no longer bad: good again
+// if it works, failed again (with a new back-off) if not.
+func (d *Decoder) tryOrder() []*shareState {
+	out := make([]*shareState, 0, len(d.shares))
+	var again []*shareState
+	now := time.Now()
+	for _, sh := range d.shares {
+		switch {
+		case !sh.bad:
+			out = append(out, sh)
+		case !sh.retry.IsZero() && !now.Before(sh.retry):
+			again = append(again, sh)
+		}
+	}
+	return append(out, again...)
 }
 
 func (d *Decoder) read(ctx context.Context, sh *shareState, p []byte, off int64) error {
@@ -486,13 +521,14 @@ func (d *Decoder) cipherSegment(ctx context.Context, i int) ([]byte, error) {
 	// it the failed share's slot.
 	var used []*shareState
 	in := make([][]byte, d.l.N)
+	order := d.tryOrder()
 	next := 0
 	for len(used) < d.l.K {
 		var cand []*shareState
-		for ; next < len(d.shares) && len(used)+len(cand) < d.l.K; next++ {
-			if !d.shares[next].bad {
-				cand = append(cand, d.shares[next])
-			}
+		for ; next < len(order) && len(used)+len(cand) < d.l.K; next++ {
+			sh := order[next]
+			sh.bad, sh.retry = false, time.Time{}
+			cand = append(cand, sh)
 		}
 		if len(cand) == 0 {
 			break

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -144,9 +145,14 @@ func (f *File) newDecoder(ctx context.Context) (*chk.Decoder, error) {
 	return f.newDecoderOrder(ctx, f.src.order())
 }
 
-// newDecoderOrder makes a decoder trying shares in the order given.
+// newDecoderOrder makes a decoder trying shares in the order given, but
+// for those found corrupt: they stay out for the File's life.
 func (f *File) newDecoderOrder(ctx context.Context, order []int) (*chk.Decoder, error) {
-	dec, err := chk.NewDecoder(ctx, f.cp.(cap.CHK), f.c.cfg.Codec, f.src, &chk.Options{Shares: order, OnProblem: f.problem})
+	f.mu.Lock()
+	order = slices.DeleteFunc(slices.Clone(order), func(sh int) bool { return f.advised[sh] })
+	f.mu.Unlock()
+	dec, err := chk.NewDecoder(ctx, f.cp.(cap.CHK), f.c.cfg.Codec, f.src,
+		&chk.Options{Shares: order, OnProblem: f.problem, RetryAfter: f.src.retry})
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", f.src.si, err)
 	}
@@ -360,7 +366,8 @@ type shareSource struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change
 	holders  map[int][]holder
-	bad      map[string]bool // servers that failed during this download
+	bad      map[string]failure // servers that failed during this download
+	retry    time.Duration      // back-off after a server's first failure
 	servedBy map[int]Server
 	asked    int
 	answered int
@@ -391,7 +398,7 @@ func newShareSource(c *Client, v cap.CHK) *shareSource {
 	// extension block), reads in the first window go through the cache,
 	// so that the share's first window is fetched once, not twice.
 	return &shareSource{c: c, si: v.StorageIndex(), k: v.K, n: v.N, changed: make(chan struct{}),
-		holders: map[int][]holder{}, bad: map[string]bool{}, servedBy: map[int]Server{},
+		holders: map[int][]holder{}, bad: map[string]failure{}, retry: c.retryAfter(), servedBy: map[int]Server{},
 		cache: map[int]map[int64]*window{}, metaEnd: metaWindow, ahead: map[int]map[int64]*blockWin{}}
 }
 
@@ -718,14 +725,42 @@ func (s *shareSource) window(ctx context.Context, sh int, start, end int64) ([]b
 	return w.buf, w.err
 }
 
+// A server whose read failed during a download (a timeout, a dropped
+// connection; not a share it lacks) is not asked again before a back-off:
+// retryAfter, doubled with each failure in a row up to retryDoublings
+// times. Then it is tried again, so that a File kept open for long (an
+// SFTP handle, a WebDAV range File in its cache) reads again once its
+// servers are back; the decoders back off the shares likewise
+// (chk.Options.RetryAfter). A share found corrupt stays bad.
+const retryDoublings = 3
+
+// testRetryAfter, when set, replaces retryAfter's default (tests).
+var testRetryAfter atomic.Int64
+
+// failure is a server's run of failed reads in one download.
+type failure struct {
+	n     int       // failures in a row
+	until time.Time // not asked again before
+}
+
+// retryAfter is the back-off after a server's first failed read: a few
+// server timeouts, at least 30 s.
+func (c *Client) retryAfter() time.Duration {
+	if d := time.Duration(testRetryAfter.Load()); d > 0 {
+		return d
+	}
+	return max(30*time.Second, 2*c.cfg.ServerTimeout)
+}
+
 // next returns the first holder of sh not failed and not tried yet; if
 // none, and servers are still being asked, a channel that changes when
 // they answer.
 func (s *shareSource) next(sh int, tried map[string]bool) (Server, bool, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	for _, h := range s.holders[sh] {
-		if !s.bad[h.s.NodeID] && !tried[h.s.NodeID] {
+		if now.After(s.bad[h.s.NodeID].until) && !tried[h.s.NodeID] {
 			return h.s, true, nil
 		}
 	}
@@ -772,6 +807,7 @@ func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (i
 		if err == nil {
 			s.mu.Lock()
 			s.servedBy[sh] = srv
+			delete(s.bad, srv.NodeID)
 			s.mu.Unlock()
 			if n < len(p) {
 				return n, io.EOF
@@ -792,8 +828,15 @@ func (s *shareSource) fetch(ctx context.Context, sh int, p []byte, off int64) (i
 			}
 			s.holders[sh] = hs
 		} else {
-			s.bad[srv.NodeID] = true
-			s.c.log.Info("server failed during download", "index", s.si.String(), "node", srv.NodeID, "error", err)
+			// (Reads of it that fail while it backs off, out before it
+			// began, are the same failure.)
+			if f, now := s.bad[srv.NodeID], time.Now(); !now.Before(f.until) {
+				f.n++
+				back := s.retry << min(f.n-1, retryDoublings)
+				f.until = now.Add(back)
+				s.bad[srv.NodeID] = f
+				s.c.log.Info("server failed during download", "index", s.si.String(), "node", srv.NodeID, "retry_in", back, "error", err)
+			}
 		}
 		s.mu.Unlock()
 	}
