@@ -40,11 +40,19 @@ func (c *Client) fsURL(root, p, op string) string {
 	b.WriteString("/v1/fs/")
 	b.WriteString(url.PathEscape(strings.TrimSpace(root)))
 	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
-		if part == "" {
+		switch part {
+		case "":
 			continue
+		case ".", "..":
+			// url.PathEscape leaves dots alone, and a URL's "." and ".."
+			// are cleaned away on the way (a path could climb out of
+			// root): sent escaped, the server refuses them as bad names.
+			part = strings.ReplaceAll(part, ".", "%2E")
+		default:
+			part = url.PathEscape(part)
 		}
 		b.WriteByte('/')
-		b.WriteString(url.PathEscape(part))
+		b.WriteString(part)
 	}
 	if strings.Trim(p, "/") == "" {
 		b.WriteByte('/')

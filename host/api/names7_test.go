@@ -198,3 +198,30 @@ func TestNamesAPI(t *testing.T) {
 		t.Fatalf("/a lists %d entries (%v): a %%2F name went into it", len(es), err)
 	}
 }
+
+// TestClientSendsDotsAsNames: the Go client sends a path's "." and ".."
+// components escaped, so they reach the server as names (refused as bad
+// names) instead of being cleaned out of the URL on the way, which let a
+// path climb out of the root it was given.
+func TestClientSendsDotsAsNames(t *testing.T) {
+	cl, _ := newFSServerStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dc, err := cl.NewDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Mkdir(ctx, dc.WriteCap, "/a", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/a/..", "/../../x", "/a/./b", "/.."} {
+		_, err := cl.Stat(ctx, dc.WriteCap, p)
+		var fe *api.FSError
+		if !errors.As(err, &fe) || fe.Kind != api.KindBadName {
+			t.Errorf("stat %q: %v, want a bad-name error", p, err)
+		}
+	}
+	if e, err := cl.Stat(ctx, dc.WriteCap, "/a"); err != nil || e.Name != "a" {
+		t.Fatalf("stat /a: %+v %v", e, err)
+	}
+}

@@ -127,7 +127,7 @@ func (t *Transport) Listen(ctx context.Context, addr string) (net.Listener, erro
 	}
 	ln, err := t.lc.Listen(ctx, "tcp", net.JoinHostPort(a.Host, strconv.Itoa(int(a.Port))))
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, err // net's error names the address; callers name addr
 	}
 	ta := ln.Addr().(*net.TCPAddr)
 	return &listener{Listener: ln, addr: transport.Addr{Net: Scheme, Str: tcpAddr(ta).String()}}, nil
