@@ -361,8 +361,12 @@ func (h *readHandle) drop(idx int64) {
 
 // want records that the reader asked for block idx (mu held): the stream
 // may run readWindow blocks past it, and blocks behind it are trimmed.
+// A block more than readReach past the running stream is read from the
+// grid and does not move the stream: a player reading a file's header,
+// then its index at the end, would otherwise have the stream fetch (and
+// hold) every block up to the index.
 func (h *readHandle) want(idx int64) {
-	if idx <= h.maxWant {
+	if idx <= h.maxWant || h.streaming && idx > h.next+readReach {
 		return
 	}
 	h.maxWant = idx
@@ -421,6 +425,15 @@ func (h *readHandle) publish(b []byte) error {
 	}
 	if h.stopped {
 		return errStopped
+	}
+	if h.next < h.maxWant-readReach {
+		// No reader can still want it (trim would drop it at once).
+		if len(h.free) < 2 && cap(b) == readBlock {
+			h.free = append(h.free, b[:0])
+		}
+		h.next++
+		h.cond.Broadcast()
+		return nil
 	}
 	h.blocks[h.next] = b
 	h.next++
