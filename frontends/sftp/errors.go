@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
+	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	xsftp "github.com/pkg/sftp"
 
@@ -132,10 +136,58 @@ func toStatus(op, path string, err error) error {
 			reason = err.Error()
 		}
 	}
-	return &statusError{fx: fxErrors[code], msg: fmt.Sprintf("%s %s: %s", op, path, reason)}
+	return &statusError{fx: fxErrors[code], msg: oneLineUTF8(fmt.Sprintf("%s %s: %s", op, showPath(path), reason))}
+}
+
+// showPath is p as a status message names it: as it is, or quoted
+// (strconv.Quote, as vdrive's errors quote names) when it holds a
+// control character (a newline) or is not valid UTF-8. The SFTP spec's
+// message is UTF-8, and clients print it as one line.
+func showPath(p string) string {
+	if plain(p) {
+		return p
+	}
+	return strconv.Quote(p)
+}
+
+// plain reports whether s is valid UTF-8 without control characters or
+// line and paragraph separators.
+func plain(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
+}
+
+// oneLineUTF8 is msg made one line of valid UTF-8 whatever a reason from
+// below holds: bytes that are not UTF-8 and control characters are
+// written as Go escapes (\xff, \n).
+func oneLineUTF8(msg string) string {
+	if plain(msg) {
+		return msg
+	}
+	var b strings.Builder
+	for i, r := range msg {
+		switch {
+		case r == utf8.RuneError:
+			if _, w := utf8.DecodeRuneInString(msg[i:]); w == 1 {
+				fmt.Fprintf(&b, "\\x%02x", msg[i])
+				continue
+			}
+			b.WriteRune(r) // U+FFFD itself
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // unsupported is the error of a request tarn does not carry out.
 func unsupported(op, path, why string) error {
-	return &statusError{fx: xsftp.ErrSSHFxOpUnsupported, msg: fmt.Sprintf("%s %s: not supported: %s", op, path, why)}
+	return &statusError{fx: xsftp.ErrSSHFxOpUnsupported, msg: oneLineUTF8(fmt.Sprintf("%s %s: not supported: %s", op, showPath(path), why))}
 }
