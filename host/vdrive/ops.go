@@ -982,7 +982,10 @@ func (d *Drive) LinkMany(ctx context.Context, dir string, links map[string]strin
 				fmt.Errorf("%+q and %+q are one name (Unicode NFC): %w", o, n, ErrInvalid))
 		}
 		given[clean] = n
-		if err := CheckNewName(clean); err != nil {
+		// A name over the limit for new names may be an existing entry
+		// (an older version's): the edit finds it (ErrExist, so a caller
+		// writes over it in place) or setEntry refuses it as new.
+		if err := CheckNewName(clean); err != nil && !errors.Is(err, ErrNameTooLong) {
 			return pathErr("link", JoinPath(append(parts[:len(parts):len(parts)], clean)), err)
 		}
 		rc, wc, m, err := linkOf(s, d.now)

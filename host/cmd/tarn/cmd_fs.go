@@ -816,9 +816,16 @@ func (cp *copier) addUpload(src string, st fs.FileInfo, dst aliases.Arg) {
 	}
 	cp.files = append(cp.files, fileJob{size: size, run: func() error {
 		// A name the drive would refuse fails before the upload, not
-		// after it (an upload nothing links).
+		// after it (an upload nothing links). A name over the limit for
+		// new names that a file has already (an older version's) is
+		// written in place: the node checks again.
 		if err := vdrive.CheckNewPath(dst.Path); err != nil {
-			return fsError("cp", src+" to "+dst.String(), err)
+			if !errors.Is(err, vdrive.ErrNameTooLong) {
+				return fsError("cp", src+" to "+dst.String(), err)
+			}
+			if e, serr := cp.c.Stat(cp.ctx, dst.Root, dst.Path); serr != nil || e.Type == "dir" {
+				return fsError("cp", src+" to "+dst.String(), err)
+			}
 		}
 		f, err := os.Open(src)
 		if err != nil {
