@@ -509,14 +509,15 @@ func (s *fsys) openWrite(r *xsftp.Request) (*writeHandle, error) {
 	if err := s.writable("open", p); err != nil {
 		return nil, err
 	}
-	// A name the drive would refuse to link (over 255 bytes) is refused
-	// at the open, before the client sends the bytes, not at the close.
-	if err := vdrive.CheckNewPath(p); err != nil {
-		return nil, toStatus("open", p, err)
-	}
 	// Reads only until the handle exists: a client that leaves ends them.
 	ctx, done := s.readCtx(r)
 	defer done()
+	// A name the drive would refuse to link (a new one over 255 bytes) is
+	// refused at the open, before the client sends the bytes, not at the
+	// close; an existing file's (an older version's) is written in place.
+	if err := s.d.CheckWritePath(ctx, p); err != nil {
+		return nil, toStatus("open", p, err)
+	}
 	if prev := s.openWriter(p); prev != nil {
 		return s.openAfter(p, fl, prev)
 	}
