@@ -287,18 +287,17 @@ func (sc *scp) ack() error {
 // warn sends a \1 message: this file failed, the transfer goes on.
 func (sc *scp) warn(msg string) error {
 	sc.errors++
-	_, err := sc.w.Write([]byte("\x01scp: " + oneLine(msg) + "\n"))
+	_, err := sc.w.Write([]byte("\x01scp: " + oneLineUTF8(msg) + "\n"))
 	return err
 }
 
 // fatal sends a \2 message: the transfer ends.
 func (sc *scp) fatal(msg string) error {
 	sc.errors++
-	sc.w.Write([]byte("\x02scp: " + oneLine(msg) + "\n"))
+	sc.w.Write([]byte("\x02scp: " + oneLineUTF8(msg) + "\n"))
 	return errFatal
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // readLine reads a control line (without its newline).
 func (sc *scp) readLine() (string, error) {
