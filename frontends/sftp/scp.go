@@ -298,7 +298,6 @@ func (sc *scp) fatal(msg string) error {
 	return errFatal
 }
 
-
 // readLine reads a control line (without its newline).
 func (sc *scp) readLine() (string, error) {
 	var b strings.Builder
