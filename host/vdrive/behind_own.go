@@ -76,7 +76,17 @@ func (bd *behindDir) takenLocked(l *plink) {
 	if !slices.Contains(st.tried, l.rec.Cap) {
 		st.tried = append(st.tried, l.rec.Cap)
 	}
+	// A name rewritten through a long outage (each retry taking a new
+	// cap) would grow tried without bound, and ownPrior's work with it:
+	// a record lists only the latest maxAlso, so the latest 2*maxAlso
+	// (one of them may be base, filtered out) give it the same list.
+	if len(st.tried) > maxTried {
+		st.tried = slices.Delete(st.tried, 0, len(st.tried)-maxTried)
+	}
 }
+
+// maxTried bounds ownName.tried (takenLocked).
+const maxTried = 2 * maxAlso
 
 // madeLocked notes that l's change succeeded with the entry holding l's
 // cap: whatever earlier links left there is replaced. b.mu is held.
