@@ -234,7 +234,7 @@ type readQueue struct {
 
 const (
 	// queueMaxReads bounds the reads a handle's queue holds; beyond it
-	// they take pkg/sftp's path (whose queues then hold the client back).
+	// the read loop waits for room (push), holding the client back.
 	queueMaxReads = 256
 	// queueWorkers bounds the reads of one handle that run at once, as
 	// pkg/sftp's 8 workers bounded those of a session: reads of
@@ -268,12 +268,18 @@ func (q *readQueue) graceLeft() time.Duration {
 	return max(closeGrace-time.Since(q.closeAt), time.Millisecond)
 }
 
-// push queues a read (its handle is not kept); false when the queue is
-// full or the session is going.
+// push queues a read (its handle is not kept); false when the session is
+// going. A full queue holds up the read loop (and so the client, as
+// pkg/sftp's full queues do) until a worker takes a read: a read handed
+// to pkg/sftp instead was answered before the queued ones, and scp -X
+// nrequests=400 cut its download there.
 func (q *readQueue) push(d dataRequest) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.dead || len(q.reqs) >= queueMaxReads {
+	for !q.dead && len(q.reqs) >= queueMaxReads {
+		q.idle.Wait()
+	}
+	if q.dead {
 		return false
 	}
 	d.handle, d.data = "", nil
