@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -214,7 +215,14 @@ func (d *Decoder) report(sh *shareState, seg int, what string, err error) {
 	p := Problem{Share: sh.num, Segment: seg, What: what, Err: err}
 	d.pmu.Lock()
 	defer d.pmu.Unlock()
-	d.problems = append(d.problems, p)
+	// A share retried after its back-off (RetryAfter) that fails the same
+	// way again is listed once: a long-lived decoder whose servers stay
+	// down would otherwise grow its list with every retry.
+	if d.opt.RetryAfter <= 0 || !slices.ContainsFunc(d.problems, func(q Problem) bool {
+		return q.Share == p.Share && q.What == p.What
+	}) {
+		d.problems = append(d.problems, p)
+	}
 	if d.opt.OnProblem != nil {
 		d.opt.OnProblem(p)
 	}
