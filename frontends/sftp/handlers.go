@@ -681,10 +681,10 @@ type writeHandle struct {
 	maybeOld bool
 	openMode bool
 	// appendAt is the size at an open with APPEND of an existing file;
-	// appendFrom0: the handle's first write came below it, so its
-	// writes count from there (appendOffset); appendSeen: decided.
+	// appendShift: how far the handle's writes move when its first
+	// write came below it (appendOffset); appendSeen: decided.
 	appendAt    int64
-	appendFrom0 bool
+	appendShift int64
 	appendSeen  bool
 	failed      error // a transfer error: the client is gone, nothing is linked
 	// lost: writes that failed (a full spool), by offset, with the
@@ -885,7 +885,7 @@ func (h *writeHandle) WriteAt(p []byte, off int64) (int, error) {
 // whatever order pkg/sftp's workers run them; a client that counts
 // from 0 (Go's pkg/sftp with os.O_APPEND) wrote over the file's start.
 // So when a handle's first write comes below the size at open, all its
-// writes count from that size (the read loop runs a handle's writes in
+// writes move by the difference (the read loop runs a handle's writes in
 // the order they come, so the first one run is the first one sent).
 func (h *writeHandle) appendOffset(off int64) int64 {
 	if h.appendAt == 0 {
@@ -893,12 +893,21 @@ func (h *writeHandle) appendOffset(off int64) int64 {
 	}
 	h.mu.Lock()
 	if !h.appendSeen {
-		h.appendSeen, h.appendFrom0 = true, off < h.appendAt
+		// The first write is where the client thinks the end is: 0
+		// for a client that counts from 0, an older size for sshfs
+		// whose cached size is stale (another client appended since):
+		// both land at the end, as with sftp-server. Counting from
+		// appendAt put sshfs's append that far past the end, after a
+		// run of zeros.
+		h.appendSeen = true
+		if off < h.appendAt {
+			h.appendShift = h.appendAt - off
+		}
 	}
-	from0 := h.appendFrom0
+	shift := h.appendShift
 	h.mu.Unlock()
-	if from0 && off <= maxSize-h.appendAt {
-		return h.appendAt + off
+	if shift > 0 && off <= maxSize-shift {
+		return off + shift
 	}
 	return off
 }
