@@ -1,9 +1,9 @@
 package sftp
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/tarnfs/tarn/host/vdrive/vdrivetest"
 	"io"
 	"os"
 	"strings"
@@ -11,9 +11,6 @@ import (
 	"time"
 
 	xsftp "github.com/pkg/sftp"
-
-	"github.com/tarnfs/tarn/host/cap"
-	"github.com/tarnfs/tarn/host/dirnode"
 )
 
 // plantName links a file holding data at name in account's root folder
@@ -23,23 +20,7 @@ func plantName(t *testing.T, e *env, account, name string, data []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cap.Parse(e.roots[account])
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw := c.(cap.DirWrite)
-	wk, rk := dw.Slot.WriteKey(), dw.Slot.ReadCap().ReadKey
-	keys := dirnode.NewKeys(rk[:], wk[:])
-	fc, err := e.store.Upload(ctx, bytes.NewReader(data), int64(len(data)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if err := e.store.Modify(ctx, dw.Slot, func(old []byte) ([]byte, error) {
-		return dirnode.Edit(ctx, old, keys, nil, nil, dirnode.Limits{}, func(tx *dirnode.Tx) error {
-			return tx.Set(name, fc.String(), "", dirnode.Metadata{Type: dirnode.TypeFile, Size: int64(len(data)), Ctime: now, Mtime: now})
-		})
-	}); err != nil {
+	if err := vdrivetest.PlantFile(ctx, e.store, e.roots[account], name, data); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,15 +1,12 @@
 package webdav
 
 import (
-	"bytes"
 	"context"
+	"github.com/tarnfs/tarn/host/vdrive/vdrivetest"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tarnfs/tarn/host/cap"
-	"github.com/tarnfs/tarn/host/dirnode"
 )
 
 // plantName links a file holding data at name in the root folder straight
@@ -19,23 +16,7 @@ func plantName(t *testing.T, e *env, name string, data []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := cap.Parse(e.root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw := c.(cap.DirWrite)
-	wk, rk := dw.Slot.WriteKey(), dw.Slot.ReadCap().ReadKey
-	keys := dirnode.NewKeys(rk[:], wk[:])
-	fc, err := e.store.Upload(ctx, bytes.NewReader(data), int64(len(data)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if err := e.store.Modify(ctx, dw.Slot, func(old []byte) ([]byte, error) {
-		return dirnode.Edit(ctx, old, keys, nil, nil, dirnode.Limits{}, func(tx *dirnode.Tx) error {
-			return tx.Set(name, fc.String(), "", dirnode.Metadata{Type: dirnode.TypeFile, Size: int64(len(data)), Ctime: now, Mtime: now})
-		})
-	}); err != nil {
+	if err := vdrivetest.PlantFile(ctx, e.store, e.root, name, data); err != nil {
 		t.Fatal(err)
 	}
 }

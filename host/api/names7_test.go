@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/tarnfs/tarn/host/vdrive/vdrivetest"
 	"io"
 	"net/http"
 	"strings"
@@ -13,35 +14,14 @@ import (
 
 	"github.com/tarnfs/tarn/host/api"
 	"github.com/tarnfs/tarn/host/cap"
-	"github.com/tarnfs/tarn/host/dirnode"
 	"github.com/tarnfs/tarn/host/vdrive"
 )
-
-// noChunks: a small directory is all inline in its root.
-type noChunks struct{}
-
-func (noChunks) Put(context.Context, []byte) (string, error) { return "", errors.New("no chunks here") }
-func (noChunks) Get(context.Context, string) ([]byte, error) {
-	return nil, errors.New("no chunks here")
-}
 
 // setOld sets name in the root directory rootCap straight through
 // dirnode, as a version before the 255-byte limit could.
 func setOld(ctx context.Context, t *testing.T, st vdrive.Store, rootCap, name, fileCap string, size int64) {
 	t.Helper()
-	c, err := cap.Parse(rootCap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := c.(cap.DirWrite)
-	rk, wk := w.ReadCap().Slot.ReadKey, w.Slot.WriteKey()
-	keys := dirnode.NewKeys(rk[:], wk[:])
-	err = st.Modify(ctx, w.Slot, func(old []byte) ([]byte, error) {
-		return dirnode.Edit(ctx, old, keys, noChunks{}, nil, dirnode.Limits{}, func(tx *dirnode.Tx) error {
-			return tx.Set(name, fileCap, "", dirnode.Metadata{Type: dirnode.TypeFile, Size: size})
-		})
-	})
-	if err != nil {
+	if err := vdrivetest.PlantEntry(ctx, st, rootCap, name, fileCap, size); err != nil {
 		t.Fatal(err)
 	}
 }

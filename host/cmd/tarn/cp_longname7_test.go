@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,16 +9,9 @@ import (
 	"testing"
 
 	"github.com/tarnfs/tarn/host/aliases"
-	"github.com/tarnfs/tarn/host/dirnode"
 	"github.com/tarnfs/tarn/host/vdrive"
+	"github.com/tarnfs/tarn/host/vdrive/vdrivetest"
 )
-
-type noChunks struct{}
-
-func (noChunks) Put(context.Context, []byte) (string, error) { return "", errors.New("no chunks here") }
-func (noChunks) Get(context.Context, string) ([]byte, error) {
-	return nil, errors.New("no chunks here")
-}
 
 // TestCpOverLongName: tarn cp writes over an existing file whose name is
 // over 255 bytes (an older version's, set here straight through the
@@ -39,18 +30,7 @@ func TestCpOverLongName(t *testing.T) {
 		t.Fatal(err)
 	}
 	long := strings.Repeat("L", 300)
-	old, err := st.Upload(ctx, bytes.NewReader([]byte("old")), 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := root
-	rk, wk := w.ReadCap().Slot.ReadKey, w.Slot.WriteKey()
-	keys := dirnode.NewKeys(rk[:], wk[:])
-	if err := st.Modify(ctx, w.Slot, func(b []byte) ([]byte, error) {
-		return dirnode.Edit(ctx, b, keys, noChunks{}, nil, dirnode.Limits{}, func(tx *dirnode.Tx) error {
-			return tx.Set(long, old.String(), "", dirnode.Metadata{Type: dirnode.TypeFile, Size: 3})
-		})
-	}); err != nil {
+	if err := vdrivetest.PlantFile(ctx, st, root.String(), long, []byte("old")); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(t.TempDir(), "new")
