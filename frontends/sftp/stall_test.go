@@ -496,6 +496,9 @@ func TestReadAnswersInOrder(t *testing.T) {
 		{name: "streamed file, OpenSSH's 64 reads of 255 KiB", size: 24<<20 + 777, chunk: maxData, inFlight: 64},
 		{name: "streamed file, 32 KiB reads", size: 6 << 20, chunk: 32 << 10, inFlight: 64},
 		{name: "small file read from the grid", size: 700 << 10, chunk: 32 << 10, inFlight: 16},
+		// scp -X nrequests=400: past the handle queue's 256 the answers
+		// still come in order (review7b: the 257th went to pkg/sftp).
+		{name: "400 reads in flight, past the queue's 256", size: 24 << 20, chunk: 32 << 10, inFlight: 400},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
