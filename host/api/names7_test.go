@@ -83,17 +83,7 @@ func TestOverlongNameOverwriteAPI(t *testing.T) {
 // control character, Windows' reserved characters and spaces at either
 // end are kept as sent.
 func TestNamesAPI(t *testing.T) {
-	cl, _ := newFSServerStore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dc, err := cl.NewDir(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := dc.WriteCap
-	if _, err := cl.Mkdir(ctx, root, "/a", false); err != nil {
-		t.Fatal(err)
-	}
+	cl, ctx, root := rootWithFolderA(t)
 	do := func(method, rawPath, body string) (int, api.FSErrorBody, api.Entry) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(ctx, method, cl.BaseURL+"/v1/fs/"+root+rawPath, strings.NewReader(body))
@@ -184,9 +174,26 @@ func TestNamesAPI(t *testing.T) {
 // names) instead of being cleaned out of the URL on the way, which let a
 // path climb out of the root it was given.
 func TestClientSendsDotsAsNames(t *testing.T) {
+	cl, ctx, root := rootWithFolderA(t)
+	for _, p := range []string{"/a/..", "/../../x", "/a/./b", "/.."} {
+		_, err := cl.Stat(ctx, root, p)
+		var fe *api.FSError
+		if !errors.As(err, &fe) || fe.Kind != api.KindBadName {
+			t.Errorf("stat %q: %v, want a bad-name error", p, err)
+		}
+	}
+	if e, err := cl.Stat(ctx, root, "/a"); err != nil || e.Name != "a" {
+		t.Fatalf("stat /a: %+v %v", e, err)
+	}
+}
+
+// rootWithFolderA is an API client on a test grid, a context ended at
+// cleanup, and a new root directory (its write cap) holding folder /a.
+func rootWithFolderA(t *testing.T) (*api.Client, context.Context, string) {
+	t.Helper()
 	cl, _ := newFSServerStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	dc, err := cl.NewDir(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -194,14 +201,5 @@ func TestClientSendsDotsAsNames(t *testing.T) {
 	if _, err := cl.Mkdir(ctx, dc.WriteCap, "/a", false); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/a/..", "/../../x", "/a/./b", "/.."} {
-		_, err := cl.Stat(ctx, dc.WriteCap, p)
-		var fe *api.FSError
-		if !errors.As(err, &fe) || fe.Kind != api.KindBadName {
-			t.Errorf("stat %q: %v, want a bad-name error", p, err)
-		}
-	}
-	if e, err := cl.Stat(ctx, dc.WriteCap, "/a"); err != nil || e.Name != "a" {
-		t.Fatalf("stat /a: %+v %v", e, err)
-	}
+	return cl, ctx, dc.WriteCap
 }
